@@ -1,0 +1,300 @@
+// Command graceshim runs a server as a systemd unit's main process and
+// stops it without losing a request. See README.md.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/graceshim/graceshim/signals"
+	"github.com/graceshim/graceshim/supervisor"
+	"github.com/graceshim/graceshim/supervisor/conns"
+)
+
+// Exit codes of graceshim's own errors. When graceshim runs a command, it
+// otherwise exits with the command's status, or 128+N when a signal N
+// killed it.
+const (
+	exitFindings = 1   // lint found problems; initscript --check: a fix is needed
+	exitUsage    = 2   // bad flags or arguments, unknown signal or preset, unreadable or unparsable input
+	exitWrite    = 3   // an output path exists (without --force) or cannot be written
+	exitUnsure   = 4   // initscript: a stop path graceshim cannot understand; nothing rewritten
+	exitShim     = 125 // graceshim failed while supervising (no pid file in time, a broken setup)
+	exitNoExec   = 126 // the command exists but cannot be run
+	exitNotFound = 127 // the command does not exist
+)
+
+const exitCodesHelp = `EXIT STATUS:
+   the command's own status, or 128+N when signal N killed it
+   1    lint found problems; initscript --check: a fix is needed
+   2    usage: bad flags or arguments, unknown signal or preset, unreadable input
+   3    an output file exists (use --force) or cannot be written
+   4    initscript: a stop path graceshim cannot understand; nothing rewritten
+   125  graceshim failed while supervising (e.g. the pid file never appeared)
+   126  the command is not executable
+   127  the command was not found
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// exitError carries the exit code for an error; main is the only place that
+// turns errors into exit codes.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// withCode marks err with an exit code; nil stays nil.
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+func usageErrorf(format string, a ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, a...)}
+}
+
+// exitCode maps an error returned by the app to graceshim's exit code.
+func exitCode(err error) int {
+	var st *supervisor.ExitStatus
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &st):
+		return st.Code()
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
+		return exitNotFound
+	case errors.Is(err, os.ErrPermission):
+		return exitNoExec
+	case errors.Is(err, supervisor.ErrSetup):
+		return exitShim
+	}
+	return exitUsage
+}
+
+func main() {
+	err := newApp().Run(os.Args)
+	code := exitCode(err)
+	var st *supervisor.ExitStatus
+	if err != nil && !errors.As(err, &st) {
+		fmt.Fprintf(os.Stderr, "graceshim: %v\n", err)
+	}
+	os.Exit(code)
+}
+
+func appVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func newApp() *cli.App {
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version and exit"}
+	app := &cli.App{
+		Name:      "graceshim",
+		Usage:     "stop servers without losing a request",
+		UsageText: "graceshim [options] -- COMMAND [ARGS...]\ngraceshim COMMAND [options] [arguments...]",
+		Description: "graceshim runs COMMAND as its child, turns the stop signal into the child's graceful\n" +
+			"signal (QUIT for nginx), watches its live connections drain while telling systemd\n" +
+			"how the stop goes, and escalates when draining stalls or a bound is reached.",
+		Version:               appVersion(),
+		Flags:                 runFlags(),
+		Action:                runAction,
+		HideHelpCommand:       true,
+		EnableBashCompletion:  true,
+		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp,
+		ExitErrHandler:        func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return withCode(exitUsage, err)
+		},
+		Commands: []*cli.Command{
+			presetsCommand(),
+		},
+	}
+	app.Commands = append(app.Commands, extraCommands...)
+	sort.Slice(app.Commands, func(i, j int) bool { return app.Commands[i].Name < app.Commands[j].Name })
+	return app
+}
+
+// extraCommands are the subcommands defined in the cmd_*.go files.
+var extraCommands []*cli.Command
+
+// runFlags are the flags of the supervisor. The unit and initscript
+// generators take the same flags and pass on the ones that were set, so a
+// generated ExecStart= runs exactly what was asked for.
+func runFlags() []cli.Flag {
+	env := func(name string) []string {
+		return []string{"GRACESHIM_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+	}
+	return []cli.Flag{
+		&cli.StringFlag{Name: "preset", Usage: "daemon preset (see 'graceshim presets'); default: picked from the command's name", EnvVars: env("preset")},
+		&cli.StringFlag{Name: "map", Usage: "signal translations FROM:TO,... applied over the preset (e.g. TERM:QUIT,INT:QUIT)", EnvVars: env("map")},
+		&cli.StringFlag{Name: "pidfile", Usage: "follow the master through this pid file (for daemonizing servers)", EnvVars: env("pidfile")},
+		&cli.StringFlag{Name: "ready", Value: "listen", Usage: "when to tell systemd READY=1: listen (the process tree has a listening socket), exec (at once)", EnvVars: env("ready")},
+		&cli.DurationFlag{Name: "ready-timeout", Value: supervisor.DefaultReadyTimeout, Usage: "with --ready=listen: send READY=1 anyway after this long; with --pidfile: how long the pid file may take to appear", EnvVars: env("ready-timeout")},
+		&cli.DurationFlag{Name: "drain-timeout", Aliases: []string{"stop-timeout"}, Value: supervisor.DefaultDrainTimeout, Usage: "longest graceful stop before the fast signal (0: no bound)", EnvVars: env("drain-timeout")},
+		&cli.DurationFlag{Name: "stall-timeout", Usage: "escalate when no connection has closed for this long while some remain (0: off)", EnvVars: env("stall-timeout")},
+		&cli.DurationFlag{Name: "kill-timeout", Value: supervisor.DefaultKillTimeout, Usage: "time between the fast signal and SIGKILL to every descendant", EnvVars: env("kill-timeout")},
+		&cli.DurationFlag{Name: "drain-delay", Usage: "keep serving this long after the stop signal before the graceful signal (for load balancers)", EnvVars: env("drain-delay")},
+		&cli.StringFlag{Name: "count", Value: "listen", Usage: "which connections the drain waits for: listen (inbound on the listening sockets), all (every TCP connection of the tree)", EnvVars: env("count")},
+		&cli.StringFlag{Name: "health-listen", Usage: "serve a health endpoint on ADDR: 200 while running, 503 once a stop begins", EnvVars: env("health-listen")},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: env("log-level")},
+	}
+}
+
+// setRunFlags returns the run flags that were set on c as --name=value
+// arguments, in the order runFlags lists them.
+func setRunFlags(c *cli.Context) []string {
+	var out []string
+	for _, f := range runFlags() {
+		name := f.Names()[0]
+		if !c.IsSet(name) {
+			continue
+		}
+		switch f.(type) {
+		case *cli.DurationFlag:
+			out = append(out, "--"+name+"="+formatDuration(c.Duration(name)))
+		default:
+			out = append(out, "--"+name+"="+c.String(name))
+		}
+	}
+	return out
+}
+
+// formatDuration prints d the way time.ParseDuration reads it, without
+// the trailing zero units of Duration.String ("5m" rather than "5m0s").
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// runOptions builds the supervisor's options from the run flags.
+func runOptions(c *cli.Context, argv []string) (supervisor.Options, error) {
+	opts := supervisor.Options{
+		Argv:         argv,
+		PIDFile:      c.String("pidfile"),
+		ReadyTimeout: c.Duration("ready-timeout"),
+		DrainTimeout: c.Duration("drain-timeout"),
+		StallTimeout: c.Duration("stall-timeout"),
+		KillTimeout:  c.Duration("kill-timeout"),
+		DrainDelay:   c.Duration("drain-delay"),
+		HealthListen: c.String("health-listen"),
+	}
+	if len(argv) == 0 {
+		return opts, usageErrorf("missing command: use graceshim [options] -- COMMAND [ARGS...]")
+	}
+	if name := c.String("preset"); name != "" {
+		p, err := signals.Lookup(name)
+		if err != nil {
+			return opts, withCode(exitUsage, err)
+		}
+		opts.Preset = p
+	} else {
+		opts.Preset, _ = signals.ForCommand(argv[0])
+	}
+	opts.Map = opts.Preset.Map()
+	if s := c.String("map"); s != "" {
+		m, err := signals.ParseMap(s)
+		if err != nil {
+			return opts, withCode(exitUsage, err)
+		}
+		opts.Map = opts.Map.Merge(m)
+	}
+	var err error
+	if opts.Ready, err = supervisor.ParseReadyMode(c.String("ready")); err != nil {
+		return opts, withCode(exitUsage, err)
+	}
+	if opts.Count, err = conns.ParseMode(c.String("count")); err != nil {
+		return opts, withCode(exitUsage, err)
+	}
+	level, err := supervisor.ParseLevel(c.String("log-level"))
+	if err != nil {
+		return opts, withCode(exitUsage, err)
+	}
+	opts.Log = supervisor.NewLogger(os.Stderr, level)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ready-timeout", opts.ReadyTimeout}, {"drain-timeout", opts.DrainTimeout}, {"stall-timeout", opts.StallTimeout}, {"kill-timeout", opts.KillTimeout}, {"drain-delay", opts.DrainDelay}} {
+		if d.v < 0 {
+			return opts, usageErrorf("--%s must not be negative", d.name)
+		}
+	}
+	return opts, nil
+}
+
+func runAction(c *cli.Context) error {
+	if c.NArg() == 0 {
+		_ = cli.ShowAppHelp(c)
+		return usageErrorf("missing command: use graceshim [options] -- COMMAND [ARGS...]")
+	}
+	opts, err := runOptions(c, c.Args().Slice())
+	if err != nil {
+		return err
+	}
+	return supervisor.Run(c.Context, opts)
+}
+
+func presetsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "presets",
+		Usage: "list the daemon presets and their signals",
+		Action: func(c *cli.Context) error {
+			return printPresets(c.App.Writer)
+		},
+	}
+}
+
+func printPresets(w io.Writer) error {
+	name := func(s syscall.Signal) string {
+		if s == 0 {
+			return "-"
+		}
+		return signals.Name(s)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRESET\tGRACEFUL\tFAST\tRELOAD\tUPGRADE\tCOMMANDS\tNOTES")
+	for _, p := range signals.Presets() {
+		graceful := name(p.Graceful)
+		if p.PreStop != 0 {
+			graceful = name(p.PreStop) + "+" + graceful
+		}
+		cmds := strings.Join(p.Commands, ",")
+		if cmds == "" {
+			cmds = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, graceful, name(p.Fast),
+			name(p.Reload), name(p.Upgrade), cmds, p.Notes)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,48 @@
+package supervisor
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// healthServer answers load balancers' health checks: 200 while the server
+// runs, 503 from the moment a stop begins, so that a balancer takes the
+// server out of its pool during the drain delay, before the graceful
+// signal closes the listeners.
+type healthServer struct {
+	srv      *http.Server
+	stopping atomic.Bool
+}
+
+func startHealth(addr string) (*healthServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot serve health checks on %s: %v", ErrBadOption, addr, err)
+	}
+	h := &healthServer{}
+	h.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = h.srv.Serve(ln) }()
+	return h, nil
+}
+
+func (h *healthServer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if h.stopping.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "stopping")
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// setStopping turns the answers to 503; safe on a nil server.
+func (h *healthServer) setStopping() {
+	if h != nil {
+		h.stopping.Store(true)
+	}
+}
+
+func (h *healthServer) Close() error { return h.srv.Close() }

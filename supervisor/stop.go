@@ -1,0 +1,305 @@
+package supervisor
+
+import (
+	"fmt"
+	"time"
+)
+
+// phase is where a stop is.
+type phase int
+
+const (
+	phaseRunning  phase = iota // no stop asked for
+	phaseDelay                 // stop asked; the child still serves (drain delay)
+	phaseGraceful              // graceful signal sent; connections drain
+	phaseFast                  // fast signal sent; SIGKILL follows KillTimeout later
+	phaseKilled                // SIGKILL sent to every descendant
+)
+
+func (p phase) String() string {
+	return [...]string{"running", "delaying", "draining", "fast-stopping", "killed"}[p]
+}
+
+// actKind is something the stop state machine asks the supervisor to do.
+type actKind int
+
+const (
+	actStopping actKind = iota // tell systemd STOPPING=1
+	actPreStop                 // send the preset's pre-stop signal
+	actGraceful                // send the graceful signal
+	actFast                    // send the fast signal
+	actKill                    // SIGKILL every descendant
+	actStatus                  // tell systemd STATUS=text
+	actExtend                  // tell systemd EXTEND_TIMEOUT_USEC=d
+	actLog                     // log text at info level
+)
+
+type action struct {
+	kind actKind
+	text string
+	d    time.Duration
+}
+
+// stopConfig are the bounds of a stop.
+type stopConfig struct {
+	DrainDelay   time.Duration
+	DrainTimeout time.Duration // <= 0: no bound
+	StallTimeout time.Duration // <= 0: off
+	KillTimeout  time.Duration
+	ExtendEvery  time.Duration
+	ExtendBy     time.Duration
+	PreStop      bool // the preset has a pre-stop signal
+}
+
+// stopper is the stop state machine. It is pure: the event loop feeds it
+// what happened and when, and carries out the actions it returns. It never
+// ends a stop itself; the stop ends when the reaper sees the last process
+// of the tree go.
+type stopper struct {
+	cfg   stopConfig
+	phase phase
+
+	began      time.Time // the stop was asked for
+	gracefulAt time.Time // the graceful signal was sent
+	fastAt     time.Time
+	nextExtend time.Time
+	reason     string // why the stop escalated, "" when it did not
+
+	// Drain progress, from the connection counts.
+	counted    bool      // at least one count arrived since the graceful signal
+	conns      int       // connections left at the last count
+	countAt    time.Time // when the last count was taken
+	closed     int       // connections seen to close since the graceful signal
+	progressAt time.Time
+	status     string // the last STATUS text sent
+}
+
+func newStopper(cfg stopConfig) *stopper {
+	return &stopper{cfg: cfg}
+}
+
+func (s *stopper) stopping() bool { return s.phase != phaseRunning }
+
+// begin starts a stop at now. It returns nil when a stop is already under
+// way: the caller escalates instead.
+func (s *stopper) begin(now time.Time) []action {
+	if s.phase != phaseRunning {
+		return nil
+	}
+	s.began = now
+	s.nextExtend = now
+	acts := []action{{kind: actStopping}}
+	if s.cfg.DrainDelay > 0 {
+		s.phase = phaseDelay
+		acts = append(acts, action{kind: actLog, text: fmt.Sprintf("stop asked: serving %s more before the graceful signal (drain delay)", s.cfg.DrainDelay)})
+		acts = append(acts, s.tick(now)...)
+		return acts
+	}
+	return append(acts, s.graceful(now)...)
+}
+
+// gracefulNow skips the rest of a drain delay, or starts a stop without
+// one: the graceful signal reached graceshim directly.
+func (s *stopper) gracefulNow(now time.Time) []action {
+	switch s.phase {
+	case phaseRunning:
+		s.began = now
+		s.nextExtend = now
+		return append([]action{{kind: actStopping}}, s.graceful(now)...)
+	case phaseDelay:
+		return s.graceful(now)
+	}
+	return nil
+}
+
+func (s *stopper) graceful(now time.Time) []action {
+	s.phase = phaseGraceful
+	s.gracefulAt = now
+	s.progressAt = now
+	var acts []action
+	if s.cfg.PreStop {
+		acts = append(acts, action{kind: actPreStop})
+	}
+	acts = append(acts, action{kind: actGraceful})
+	return append(acts, s.tick(now)...)
+}
+
+// escalate moves the stop one step harder at now: to the fast signal from
+// a delay or a drain, to SIGKILL from a fast stop.
+func (s *stopper) escalate(now time.Time, reason string) []action {
+	switch s.phase {
+	case phaseRunning:
+		s.began = now
+		s.nextExtend = now
+		s.reason = reason
+		acts := []action{{kind: actStopping}}
+		return append(acts, s.fast(now)...)
+	case phaseDelay, phaseGraceful:
+		s.reason = reason
+		return s.fast(now)
+	case phaseFast:
+		s.reason = reason
+		return s.kill(now)
+	}
+	return nil
+}
+
+func (s *stopper) fast(now time.Time) []action {
+	s.phase = phaseFast
+	s.fastAt = now
+	acts := []action{
+		{kind: actLog, text: fmt.Sprintf("escalating: %s; fast signal sent, SIGKILL in %s", s.reason, s.cfg.KillTimeout)},
+		{kind: actFast},
+	}
+	return append(acts, s.tick(now)...)
+}
+
+func (s *stopper) kill(now time.Time) []action {
+	s.phase = phaseKilled
+	acts := []action{
+		{kind: actLog, text: fmt.Sprintf("escalating: %s; SIGKILL sent to every process of the tree", s.reason)},
+		{kind: actKill},
+	}
+	return append(acts, s.setStatus(now)...)
+}
+
+// observe records a connection count taken at now.
+func (s *stopper) observe(now time.Time, n int) []action {
+	if s.phase != phaseGraceful && s.phase != phaseFast {
+		return nil
+	}
+	switch {
+	case !s.counted:
+		s.counted = true
+		s.progressAt = now
+	case n < s.conns:
+		s.closed += s.conns - n
+		s.progressAt = now
+	case n > s.conns:
+		// New connections during a drain (the server still accepts, or
+		// a count is noisy) are progress of a kind: the server is alive.
+		s.progressAt = now
+	}
+	s.conns = n
+	s.countAt = now
+	return s.tick(now)
+}
+
+// tick runs the deadlines that are due at now.
+func (s *stopper) tick(now time.Time) []action {
+	var acts []action
+	switch s.phase {
+	case phaseRunning, phaseKilled:
+		return nil
+	case phaseDelay:
+		if !now.Before(s.began.Add(s.cfg.DrainDelay)) {
+			return s.graceful(now)
+		}
+	case phaseGraceful:
+		if s.cfg.DrainTimeout > 0 && !now.Before(s.gracefulAt.Add(s.cfg.DrainTimeout)) {
+			return s.escalate(now, fmt.Sprintf("drain timeout %s reached", s.cfg.DrainTimeout))
+		}
+		if s.stalled(now) {
+			return s.escalate(now, fmt.Sprintf("stalled: no connection closed for %s, %d left", s.cfg.StallTimeout, s.conns))
+		}
+	case phaseFast:
+		if !now.Before(s.fastAt.Add(s.cfg.KillTimeout)) {
+			return s.escalate(now, fmt.Sprintf("still running %s after the fast signal", s.cfg.KillTimeout))
+		}
+	}
+	if !now.Before(s.nextExtend) {
+		acts = append(acts, action{kind: actExtend, d: s.cfg.ExtendBy})
+		s.nextExtend = now.Add(s.cfg.ExtendEvery)
+	}
+	return append(acts, s.setStatus(now)...)
+}
+
+func (s *stopper) stalled(now time.Time) bool {
+	return s.cfg.StallTimeout > 0 && s.counted && s.conns > 0 && !now.Before(s.progressAt.Add(s.cfg.StallTimeout))
+}
+
+// setStatus returns a STATUS action when the text changed.
+func (s *stopper) setStatus(now time.Time) []action {
+	t := s.statusText(now)
+	if t == s.status {
+		return nil
+	}
+	s.status = t
+	return []action{{kind: actStatus, text: t}}
+}
+
+func (s *stopper) statusText(now time.Time) string {
+	elapsed := now.Sub(s.began).Truncate(time.Second)
+	switch s.phase {
+	case phaseDelay:
+		return fmt.Sprintf("stopping: still serving for load balancers, graceful signal in %s", s.began.Add(s.cfg.DrainDelay).Sub(now).Round(time.Second))
+	case phaseGraceful:
+		if !s.counted {
+			return fmt.Sprintf("draining: waiting for the server to exit, %s elapsed", elapsed)
+		}
+		if s.conns == 0 {
+			return fmt.Sprintf("draining: no connections left (%d closed), waiting for the server to exit, %s elapsed", s.closed, elapsed)
+		}
+		return fmt.Sprintf("draining: %d %s left (%d closed), %s elapsed", s.conns, plural(s.conns, "connection", "connections"), s.closed, elapsed)
+	case phaseFast:
+		return fmt.Sprintf("fast stop: %s; %d %s left, %s elapsed", s.reason, s.conns, plural(s.conns, "connection", "connections"), elapsed)
+	case phaseKilled:
+		return fmt.Sprintf("killed: %s, %s elapsed", s.reason, elapsed)
+	}
+	return ""
+}
+
+// next returns when tick must run next, or the zero time when nothing is
+// due.
+func (s *stopper) next() time.Time {
+	var t time.Time
+	earliest := func(c time.Time) {
+		if t.IsZero() || c.Before(t) {
+			t = c
+		}
+	}
+	switch s.phase {
+	case phaseRunning, phaseKilled:
+		return time.Time{}
+	case phaseDelay:
+		earliest(s.began.Add(s.cfg.DrainDelay))
+	case phaseGraceful:
+		if s.cfg.DrainTimeout > 0 {
+			earliest(s.gracefulAt.Add(s.cfg.DrainTimeout))
+		}
+		if s.cfg.StallTimeout > 0 && s.counted && s.conns > 0 {
+			earliest(s.progressAt.Add(s.cfg.StallTimeout))
+		}
+	case phaseFast:
+		earliest(s.fastAt.Add(s.cfg.KillTimeout))
+	}
+	earliest(s.nextExtend)
+	return t
+}
+
+// summary is the one line logged when the stop ends at now, exit saying
+// how the last process ended. Connections still open at the last count
+// were closed by the server itself or by the escalation, not drained:
+// the line says so rather than claim them.
+func (s *stopper) summary(now time.Time, exit string) string {
+	took := now.Sub(s.began).Round(time.Millisecond)
+	how := "drained"
+	if s.reason != "" {
+		how = "escalated: " + s.reason
+	}
+	conns := "connections not counted"
+	if s.counted {
+		conns = fmt.Sprintf("%d %s closed while draining", s.closed, plural(s.closed, "connection", "connections"))
+		if s.conns > 0 {
+			conns += fmt.Sprintf(", %d still open at the last count %s before the end (cut)", s.conns, now.Sub(s.countAt).Round(time.Millisecond))
+		}
+	}
+	return fmt.Sprintf("stop took %s (%s); %s; %s", took, how, conns, exit)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,456 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/graceshim/graceshim/signals"
+	"github.com/graceshim/graceshim/supervisor/conns"
+)
+
+// handled are the signals graceshim catches: the stop signals, and those a
+// user expects to reach the server. Never all signals: the Go runtime uses
+// SIGURG for preemption, and forwarding it would pester the child.
+var handled = []os.Signal{
+	syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH,
+	syscall.SIGTSTP, syscall.SIGCONT, syscall.SIGTTIN, syscall.SIGTTOU,
+}
+
+// pidFilePoll is how often a pid file is read while waiting for it to name
+// the master.
+const pidFilePoll = 50 * time.Millisecond
+
+// ErrBadOption marks an option Run found unusable before starting anything
+// (a health address that cannot be listened on).
+var ErrBadOption = errors.New("bad option")
+
+// Run starts the command, supervises it until it and every process it left
+// behind are gone, and returns its result: nil for a clean exit, an
+// *ExitStatus otherwise, or an error naming what could not be done. A
+// cancelled ctx asks for a stop, as SIGTERM does.
+func Run(ctx context.Context, opts Options) error {
+	if len(opts.Argv) == 0 {
+		return fmt.Errorf("%w: no command given", ErrSetup)
+	}
+	opts.setDefaults()
+	path, err := exec.LookPath(opts.Argv[0])
+	if err != nil {
+		return startError(opts.Argv[0], err)
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("%w: cannot become a child subreaper: %v", ErrSetup, err)
+	}
+	if opts.Watcher == nil {
+		opts.Watcher = newConnWatcher(opts.Count, opts.Log)
+	}
+	var health *healthServer
+	if opts.HealthListen != "" {
+		if health, err = startHealth(opts.HealthListen); err != nil {
+			return err
+		}
+		defer health.Close()
+	}
+
+	// Register before the child starts, so no signal or exit is missed.
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs, handled...)
+	defer signal.Stop(sigs)
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
+	defer signal.Stop(chld)
+
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   opts.Argv,
+		Env:    childEnv(opts.Env),
+		Stdin:  os.Stdin,
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+		// A group of its own, so a terminal's Ctrl-C reaches graceshim
+		// alone and is translated, as systemd's TERM is.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		return startError(opts.Argv[0], err)
+	}
+	pid := cmd.Process.Pid
+	// The reaper waits for every child; the handle is not needed.
+	_ = cmd.Process.Release()
+
+	loopCtx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	exits := make(chan exited, 64)
+	watchCmds := make(chan watchCmd, 4)
+	watchEvents := make(chan watchEvent, 4)
+	wg.Add(2)
+	go func() { defer wg.Done(); reap(loopCtx, chld, exits) }()
+	go func() {
+		defer wg.Done()
+		watch(loopCtx, opts.Watcher, pid, opts.Ready == ReadyListen, watchCmds, watchEvents)
+	}()
+
+	l := &loop{
+		opts:      opts,
+		name:      commandName(opts.Argv[0]),
+		main:      pid,
+		self:      os.Getpid(),
+		graceful:  opts.Map.Translate(syscall.SIGTERM),
+		fast:      opts.Preset.Fast,
+		health:    health,
+		watchCmds: watchCmds,
+		stop: newStopper(stopConfig{
+			DrainDelay:   opts.DrainDelay,
+			DrainTimeout: opts.DrainTimeout,
+			StallTimeout: opts.StallTimeout,
+			KillTimeout:  opts.KillTimeout,
+			ExtendEvery:  DefaultExtendEvery,
+			ExtendBy:     DefaultExtendBy,
+			PreStop:      opts.Preset.PreStop != 0,
+		}),
+	}
+	return l.run(ctx, sigs, exits, watchEvents)
+}
+
+// startError explains why the command could not be started, keeping the
+// cause for the exit code (127 not found, 126 not executable).
+func startError(name string, err error) error {
+	switch {
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("command not found: %s: %w", name, exec.ErrNotFound)
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.ENOEXEC), errors.Is(err, syscall.EISDIR):
+		return fmt.Errorf("command not executable: %s: %w", name, fs.ErrPermission)
+	}
+	return fmt.Errorf("%w: cannot start %s: %v", ErrSetup, name, err)
+}
+
+func commandName(argv0 string) string {
+	if i := strings.LastIndexByte(argv0, '/'); i >= 0 {
+		return argv0[i+1:]
+	}
+	return argv0
+}
+
+// loop is the event loop. Its goroutine owns every field.
+type loop struct {
+	opts      Options
+	name      string // the command's base name, for messages
+	main      int    // the master's pid
+	self      int
+	graceful  syscall.Signal
+	fast      syscall.Signal
+	health    *healthServer
+	watchCmds chan<- watchCmd
+	stop      *stopper
+
+	mainGone   bool               // the master exited and no successor was found
+	lastStatus syscall.WaitStatus // how the last master ended
+	ready      bool
+	awaitPID   time.Time // waiting for the pid file to name a new master until then
+	setupErr   error     // a failure of graceshim's own, returned once the tree is gone
+	countErr   bool      // a count failure was logged
+	notifyErr  bool      // a notify failure was logged
+}
+
+func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent) error {
+	log := l.opts.Log
+	log.Infof("started %s (pid %d), preset %s, TERM becomes %s", strings.Join(l.opts.Argv, " "), l.main, l.opts.Preset.Name, signals.Name(l.graceful))
+	if l.opts.Ready == ReadyExec {
+		l.markReady("running: %s (pid %d)", l.name, l.main)
+	}
+	readyTimer := time.NewTimer(l.opts.ReadyTimeout)
+	defer readyTimer.Stop()
+	stopTimer := time.NewTimer(time.Hour)
+	defer stopTimer.Stop()
+	pidPoll := time.NewTicker(pidFilePoll)
+	defer pidPoll.Stop()
+	done := ctx.Done()
+
+	for {
+		now := time.Now()
+		select {
+		case sig := <-sigs:
+			l.onSignal(now, sig.(syscall.Signal))
+		case e := <-exits:
+			if l.onExit(now, e) {
+				return l.finish(time.Now())
+			}
+		case ev := <-events:
+			l.onWatch(now, ev)
+		case <-readyTimer.C:
+			if !l.ready {
+				log.Warnf("no listening socket seen in %s; telling systemd READY=1 anyway", l.opts.ReadyTimeout)
+				l.markReady("running: %s (pid %d), no listening socket seen", l.name, l.main)
+			}
+		case <-pidPoll.C:
+			if !l.awaitPID.IsZero() {
+				l.pollPIDFile(now)
+			}
+		case <-stopTimer.C:
+			l.do(now, l.stop.tick(now))
+		case <-done:
+			done = nil
+			log.Infof("stop asked by the caller")
+			l.do(now, l.stop.begin(now))
+		}
+		if next := l.stop.next(); !next.IsZero() {
+			resetTimer(stopTimer, time.Until(next))
+		}
+	}
+}
+
+func (l *loop) markReady(format string, a ...any) {
+	if l.ready {
+		return
+	}
+	l.ready = true
+	l.notify("READY=1\nSTATUS=" + fmt.Sprintf(format, a...))
+}
+
+func (l *loop) notify(state string) {
+	if err := l.opts.Notifier.Notify(state); err != nil && !l.notifyErr {
+		l.notifyErr = true
+		l.opts.Log.Warnf("cannot notify systemd: %v", err)
+	}
+}
+
+// onSignal handles a signal sent to graceshim. The stop signals (those
+// that translate to the graceful or the fast signal) drive the stop state
+// machine; the rest are passed on to the master, translated.
+func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
+	to := l.opts.Map.Translate(sig)
+	switch {
+	case to == l.graceful && !l.stop.stopping():
+		l.opts.Log.Infof("received %s: stopping %s gracefully with %s", signals.Name(sig), l.name, signals.Name(to))
+		l.do(now, l.stop.begin(now))
+	case to == l.graceful || to == l.fast:
+		l.do(now, l.stop.escalate(now, "received "+signals.Name(sig)))
+	default:
+		l.opts.Log.Infof("passing %s to %s (pid %d) as %s", signals.Name(sig), l.name, l.main, signals.Name(to))
+		l.signalMaster(to)
+	}
+}
+
+// onExit handles a reaped process; it reports true when the supervision is
+// over: the master is gone and nothing is left.
+func (l *loop) onExit(now time.Time, e exited) bool {
+	log := l.opts.Log
+	if e.pid == 0 {
+		return l.mainGone && l.awaitPID.IsZero()
+	}
+	if e.pid != l.main {
+		log.Debugf("reaped pid %d (%s)", e.pid, describe(e.status))
+		return false
+	}
+	l.lastStatus = e.status
+	clean := e.status.Exited() && e.status.ExitStatus() == 0
+	if clean && !l.stop.stopping() {
+		// A daemonizing server's first process exits 0 once its master
+		// runs; an upgraded master exits 0 once its successor runs. Either
+		// way the new master is one of our children now (we are a
+		// subreaper), or the pid file names it.
+		if next := l.successor(); next > 0 {
+			l.follow(next, "the master's parent exited 0")
+			return false
+		}
+		if l.opts.PIDFile != "" {
+			l.awaitPID = now.Add(l.opts.ReadyTimeout)
+			return false
+		}
+	}
+	l.mainGone = true
+	if l.stop.stopping() {
+		log.Infof("%s (pid %d) %s", l.name, e.pid, describe(e.status))
+		return false
+	}
+	log.Infof("%s (pid %d) %s on its own", l.name, e.pid, describe(e.status))
+	if table, err := readProcTable(); err == nil && len(childrenOf(table, l.self)) > 0 {
+		l.do(now, l.stop.escalate(now, "the master exited, leaving processes behind"))
+	}
+	return false
+}
+
+// successor finds the master that replaced the one that exited: the pid
+// file's pid when there is a pid file, else our only child.
+func (l *loop) successor() int {
+	table, err := readProcTable()
+	if err != nil {
+		return 0
+	}
+	if l.opts.PIDFile != "" {
+		pid, err := readPIDFile(l.opts.PIDFile)
+		if err != nil || pid == l.main {
+			return 0
+		}
+		for _, d := range descendants(table, l.self) {
+			if d == pid && d != l.self {
+				return pid
+			}
+		}
+		return 0
+	}
+	kids := childrenOf(table, l.self)
+	if len(kids) == 0 {
+		return 0
+	}
+	if len(kids) > 1 {
+		l.opts.Log.Warnf("%d processes left behind by %s; following pid %d", len(kids), l.name, kids[0])
+	}
+	return kids[0]
+}
+
+func (l *loop) follow(pid int, why string) {
+	l.opts.Log.Infof("following %s master pid %d (%s)", l.name, pid, why)
+	l.main = pid
+	l.awaitPID = time.Time{}
+	l.watchCmds <- watchCmd{main: pid}
+	if l.ready {
+		l.notify(fmt.Sprintf("MAINPID=%d", os.Getpid()))
+	}
+}
+
+func (l *loop) pollPIDFile(now time.Time) {
+	if next := l.successor(); next > 0 {
+		l.follow(next, "named by "+l.opts.PIDFile)
+		return
+	}
+	if now.Before(l.awaitPID) {
+		return
+	}
+	l.awaitPID = time.Time{}
+	l.mainGone = true
+	l.setupErr = fmt.Errorf("%w: pid file %s did not name a live process of %s within %s", ErrSetup, l.opts.PIDFile, l.name, l.opts.ReadyTimeout)
+	l.opts.Log.Errorf("%v", l.setupErr)
+	l.do(now, l.stop.escalate(now, "no master to supervise"))
+	// Nothing may be left to reap at all; look once more.
+	if table, err := readProcTable(); err == nil && len(childrenOf(table, l.self)) == 0 {
+		syscall.Kill(l.self, syscall.SIGCHLD)
+	}
+}
+
+func (l *loop) onWatch(now time.Time, ev watchEvent) {
+	switch {
+	case ev.ready != nil:
+		l.opts.Log.Infof("%s is listening on %s", l.name, strings.Join(ev.ready, ", "))
+		l.markReady("running: %s (pid %d), listening on %s", l.name, l.main, strings.Join(ev.ready, ", "))
+	case ev.err != nil:
+		if !l.countErr {
+			l.countErr = true
+			l.opts.Log.Warnf("cannot count connections: %v; the drain waits for the process tree", ev.err)
+		}
+	case ev.counted:
+		l.opts.Log.Debugf("%d connections (count took %s)", ev.count, ev.pollTaken)
+		l.do(now, l.stop.observe(ev.at, ev.count))
+	}
+}
+
+// do carries out the stop state machine's actions.
+func (l *loop) do(now time.Time, acts []action) {
+	for _, a := range acts {
+		switch a.kind {
+		case actStopping:
+			l.health.setStopping()
+			l.notify("STOPPING=1")
+		case actPreStop:
+			l.signalMaster(l.opts.Preset.PreStop)
+		case actGraceful:
+			l.sendGraceful()
+		case actFast:
+			l.signalMaster(l.fast)
+		case actKill:
+			l.killTree()
+		case actStatus:
+			l.opts.Log.Debugf("status: %s", a.text)
+			l.notify("STATUS=" + a.text)
+		case actExtend:
+			l.notify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", a.d.Microseconds()))
+		case actLog:
+			l.opts.Log.Infof("%s", a.text)
+		}
+	}
+}
+
+// sendGraceful learns the listening sockets once more (the server closes
+// them on its graceful signal), then sends the signal and starts counting.
+func (l *loop) sendGraceful() {
+	reply := make(chan []string, 1)
+	l.watchCmds <- watchCmd{learn: reply}
+	var known []string
+	select {
+	case known = <-reply:
+	case <-time.After(time.Second):
+	}
+	l.signalMaster(l.graceful)
+	if len(known) == 0 && l.opts.Count == conns.ModeListen {
+		l.opts.Log.Infof("no listening sockets known: the drain waits for the process tree to exit")
+		return
+	}
+	if len(known) > 0 {
+		l.opts.Log.Infof("draining connections on %s", strings.Join(known, ", "))
+	}
+	l.watchCmds <- watchCmd{drain: true}
+}
+
+// signalMaster sends sig to the master, or to every process left when
+// there is no master any more.
+func (l *loop) signalMaster(sig syscall.Signal) {
+	if l.mainGone {
+		for _, pid := range l.tree() {
+			_ = syscall.Kill(pid, sig)
+		}
+		return
+	}
+	target := l.main
+	if l.opts.Preset.Group {
+		target = -l.main
+	}
+	l.opts.Log.Debugf("sending %s to %d", signals.Name(sig), target)
+	if err := syscall.Kill(target, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		l.opts.Log.Warnf("cannot send %s to %s (pid %d): %v", signals.Name(sig), l.name, l.main, err)
+	}
+}
+
+// tree lists every process below graceshim.
+func (l *loop) tree() []int {
+	table, err := readProcTable()
+	if err != nil {
+		return nil
+	}
+	return descendants(table, l.self)[1:]
+}
+
+// killTree sends SIGKILL to every process below graceshim, the final step
+// (the daemon's process groups and sessions may differ, so the tree is
+// walked rather than a group signalled).
+func (l *loop) killTree() {
+	for _, pid := range l.tree() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func (l *loop) finish(now time.Time) error {
+	exit := describe(l.lastStatus)
+	if l.stop.stopping() {
+		l.opts.Log.Infof("%s", l.stop.summary(now, l.name+" "+exit))
+		l.notify("STATUS=stopped: " + l.name + " " + exit)
+	}
+	if l.setupErr != nil {
+		return l.setupErr
+	}
+	return resultOf(l.lastStatus)
+}

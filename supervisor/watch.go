@@ -1,0 +1,123 @@
+package supervisor
+
+import (
+	"context"
+	"time"
+)
+
+// Watcher learns a process tree's listening sockets and counts its live
+// connections. The supervisor's watch actor is its only user, so an
+// implementation needs no locking.
+type Watcher interface {
+	// Learn remembers the listening endpoints of pids, adding to those it
+	// knows, and returns every endpoint it knows ("127.0.0.1:80").
+	Learn(pids []int) ([]string, error)
+	// Count returns the live connections that a drain waits for.
+	Count(ctx context.Context, pids []int) (int, error)
+}
+
+// Poll intervals of the watch actor.
+const (
+	readyPollEvery   = 100 * time.Millisecond // looking for the first listener
+	relearnEvery     = 5 * time.Second        // while running: new listeners (a reload)
+	drainPollFirst   = 20 * time.Millisecond  // first count after the graceful signal
+	drainPollMax     = 250 * time.Millisecond // counts back off to this
+	drainPollCostMul = 5                      // never spend more than 1/5 of the time counting
+)
+
+// watchCmd is a request of the event loop to the watch actor.
+type watchCmd struct {
+	main  int           // the master's pid, when it changes (0: unchanged)
+	drain bool          // start counting
+	learn chan []string // learn now and reply (before the graceful signal)
+}
+
+// watchEvent is a report of the watch actor to the event loop.
+type watchEvent struct {
+	ready     []string // the first listening endpoints were found
+	count     int
+	counted   bool
+	err       error
+	at        time.Time
+	pollTaken time.Duration
+}
+
+// treeOf lists the master and its descendants; it is a variable so tests
+// can script a tree.
+var treeOf = func(root int) []int {
+	table, err := readProcTable()
+	if err != nil {
+		return []int{root}
+	}
+	return descendants(table, root)
+}
+
+// watch is the actor that owns the Watcher. It looks for the first
+// listener while waitReady, re-learns now and then while the server runs,
+// and counts on a backoff schedule once asked to drain.
+func watch(ctx context.Context, w Watcher, main int, waitReady bool, cmds <-chan watchCmd, out chan<- watchEvent) {
+	send := func(ev watchEvent) {
+		select {
+		case out <- ev:
+		case <-ctx.Done():
+		}
+	}
+	draining := false
+	interval := relearnEvery
+	if waitReady {
+		interval = readyPollEvery
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-cmds:
+			if c.main != 0 {
+				main = c.main
+			}
+			if c.learn != nil {
+				known, _ := w.Learn(treeOf(main))
+				c.learn <- known
+			}
+			if c.drain && !draining {
+				draining = true
+				interval = drainPollFirst
+				resetTimer(timer, interval)
+			}
+			continue
+		case <-timer.C:
+		}
+		pids := treeOf(main)
+		switch {
+		case draining:
+			start := time.Now()
+			n, err := w.Count(ctx, pids)
+			took := time.Since(start)
+			send(watchEvent{count: n, counted: err == nil, err: err, at: time.Now(), pollTaken: took})
+			interval = min(interval*2, drainPollMax)
+			interval = max(interval, took*drainPollCostMul)
+		case waitReady:
+			known, err := w.Learn(pids)
+			if err == nil && len(known) > 0 {
+				waitReady = false
+				interval = relearnEvery
+				send(watchEvent{ready: known})
+			}
+		default:
+			_, _ = w.Learn(pids)
+		}
+		resetTimer(timer, interval)
+	}
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
+}
