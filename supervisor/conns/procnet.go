@@ -1,0 +1,183 @@
+package conns
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
+
+// procNet reads /proc/net/tcp and /proc/net/tcp6, the fallback when
+// sock_diag is refused. The kernel formats every socket of the family as
+// text on each read, so this costs about six times a filtered netlink dump
+// (FACTS §5: 330 ms against 58 ms at 50k), but it needs nothing but /proc.
+type procNet struct {
+	buf []byte // read buffer, reused between polls
+}
+
+// procEntry is the part of one /proc/net/tcp line we use.
+type procEntry struct {
+	addr  netip.Addr
+	port  uint16
+	state uint8
+	inode uint64
+}
+
+// scan calls visit for each socket in /proc/net/tcp (family afInet) or
+// /proc/net/tcp6 (afInet6). Lines are parsed in place in a reused buffer.
+func (p *procNet) scan(ctx context.Context, family uint8, visit func(e *procEntry)) error {
+	path := "/proc/net/tcp"
+	if family == afInet6 {
+		path = "/proc/net/tcp6"
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("cannot open %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	if p.buf == nil {
+		p.buf = make([]byte, 256<<10)
+	}
+	var e procEntry
+	have := 0 // bytes of an unfinished line kept at the start of buf
+	header := true
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := unix.Read(fd, p.buf[have:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("cannot read %s: %w", path, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		b := p.buf[:have+n]
+		for {
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				break
+			}
+			line := b[:i]
+			b = b[i+1:]
+			if header {
+				header = false
+				continue
+			}
+			if !parseProcLine(line, family, &e) {
+				return fmt.Errorf("cannot parse %s line %q", path, line)
+			}
+			visit(&e)
+		}
+		have = copy(p.buf, b)
+		if have == len(p.buf) {
+			return fmt.Errorf("cannot parse %s: line longer than %d bytes", path, len(p.buf))
+		}
+	}
+}
+
+// parseProcLine parses one line of /proc/net/tcp{,6}:
+//
+//	sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+//	0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 ...
+//
+// Addresses are the in-kernel 32-bit words printed in host byte order.
+func parseProcLine(line []byte, family uint8, e *procEntry) bool {
+	field := 0
+	for len(line) > 0 && field <= 9 {
+		for len(line) > 0 && line[0] == ' ' {
+			line = line[1:]
+		}
+		j := bytes.IndexByte(line, ' ')
+		if j < 0 {
+			j = len(line)
+		}
+		f := line[:j]
+		line = line[j:]
+		switch field {
+		case 1:
+			c := bytes.IndexByte(f, ':')
+			if c < 0 {
+				return false
+			}
+			port, ok := parseHex(f[c+1:])
+			if !ok {
+				return false
+			}
+			e.port = uint16(port)
+			a := f[:c]
+			if family == afInet {
+				if len(a) != 8 {
+					return false
+				}
+				w, ok := parseHex(a)
+				if !ok {
+					return false
+				}
+				var a4 [4]byte
+				binary.NativeEndian.PutUint32(a4[:], uint32(w))
+				e.addr = netip.AddrFrom4(a4)
+			} else {
+				if len(a) != 32 {
+					return false
+				}
+				var a16 [16]byte
+				for k := 0; k < 4; k++ {
+					w, ok := parseHex(a[8*k : 8*k+8])
+					if !ok {
+						return false
+					}
+					binary.NativeEndian.PutUint32(a16[4*k:], uint32(w))
+				}
+				e.addr = netip.AddrFrom16(a16)
+			}
+		case 3:
+			st, ok := parseHex(f)
+			if !ok {
+				return false
+			}
+			e.state = uint8(st)
+		case 9:
+			var ino uint64
+			if len(f) == 0 {
+				return false
+			}
+			for _, c := range f {
+				if c < '0' || c > '9' {
+					return false
+				}
+				ino = ino*10 + uint64(c-'0')
+			}
+			e.inode = ino
+		}
+		field++
+	}
+	return field > 9
+}
+
+func parseHex(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 16 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			return 0, false
+		}
+		v = v<<4 | uint64(c)
+	}
+	return v, true
+}

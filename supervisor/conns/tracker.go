@@ -1,0 +1,265 @@
+package conns
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// Backend names, as Options.Source takes them and Tracker.Source reports.
+const (
+	SourceNetlink = "netlink"
+	SourceProc    = "proc"
+)
+
+// Options configures a Tracker. The zero value counts inbound connections
+// on the listening endpoints, over sock_diag with /proc/net as fallback.
+type Options struct {
+	Mode Mode
+	// Source forces a backend, for tests: "" (automatic: netlink, falling
+	// back to /proc/net when netlink is refused), "netlink" or "proc".
+	Source string
+}
+
+// Tracker remembers a server tree's listening endpoints and counts the
+// live connections on them.
+//
+// A Tracker is meant to be used from one goroutine (the supervisor's drain
+// loop): its methods share reused buffers and must not be called
+// concurrently. It starts no goroutines and holds no descriptors between
+// calls, so it needs no Close.
+type Tracker struct {
+	mode     Mode
+	source   string // backend in use
+	forced   bool   // Options.Source was set: never fall back
+	fallback error  // why an automatic Tracker left netlink
+	badOpts  error  // invalid Options, returned by every call
+
+	endpoints []Endpoint
+	progs     map[uint8][]byte // per family: compiled filter, nil when stale
+
+	diag  diag
+	proc  procNet
+	fds   fdScanner
+	owned map[uint64]struct{} // socket inodes of the pids, reused
+}
+
+// NewTracker returns a Tracker with no endpoints. It does no I/O: the
+// backend is tried on the first Observe or Count. An unknown Source makes
+// every call fail rather than silently picking a backend.
+func NewTracker(opts Options) *Tracker {
+	t := &Tracker{
+		mode:   opts.Mode,
+		source: SourceNetlink,
+		progs:  map[uint8][]byte{},
+		owned:  map[uint64]struct{}{},
+	}
+	switch opts.Source {
+	case "":
+	case SourceNetlink, SourceProc:
+		t.source, t.forced = opts.Source, true
+	default:
+		t.badOpts = fmt.Errorf("unknown connection counting source %q (want \"netlink\" or \"proc\")", opts.Source)
+	}
+	if opts.Mode != ModeListen && opts.Mode != ModeAll {
+		t.badOpts = fmt.Errorf("unknown connection mode %d", int(opts.Mode))
+	}
+	return t
+}
+
+// Source reports the backend in use, "netlink" or "proc", and, when an
+// automatic Tracker fell back from netlink, the error that made it (so the
+// supervisor can log it once). Before the first Observe or Count it names
+// the backend that will be tried first.
+func (t *Tracker) Source() (name string, fallbackReason error) {
+	return t.source, t.fallback
+}
+
+// Endpoints returns a copy of the remembered listening endpoints, in the
+// order they were learned.
+func (t *Tracker) Endpoints() []Endpoint {
+	return slices.Clone(t.endpoints)
+}
+
+// Observe finds the TCP listening sockets (IPv4 and IPv6) held by pids and
+// remembers their local endpoints, adding to what it already knows; it
+// returns the endpoints newly learned. A listener belongs to the tree when
+// its socket inode is one of the links in /proc/PID/fd of a pid. Pids that
+// have exited are skipped.
+//
+// Endpoints are never forgotten: nginx closes its listeners on QUIT, and
+// the connections it still drains are found by the endpoint they came in
+// on. Call Observe once the server is up (and again after a reload or a
+// binary upgrade); listeners are few, so it is cheap, but it reads every
+// descriptor of every pid.
+//
+// Unix stream listeners are not tracked: sock_diag's unix family has no
+// in-kernel filter and an accepted unix socket carries no port to match
+// on, so counting them would mean a full dump matched against the tree's
+// descriptors on every poll. A server that only listens on unix sockets
+// has no endpoints; use ModeAll or rely on the process exiting.
+func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
+	if t.badOpts != nil {
+		return nil, t.badOpts
+	}
+	if err := t.ownedSockets(pids); err != nil {
+		return nil, err
+	}
+	var found []Endpoint
+	add := func(network string, a netip.Addr, port uint16, inode uint64) {
+		if _, ok := t.owned[inode]; !ok || inode == 0 {
+			return
+		}
+		e := Endpoint{Network: network, Addr: netip.AddrPortFrom(a.WithZone(""), port)}
+		if slices.Contains(t.endpoints, e) || slices.Contains(found, e) {
+			return // SO_REUSEPORT workers each hold a socket on one endpoint
+		}
+		found = append(found, e)
+	}
+	ctx := context.Background()
+	for _, fam := range []uint8{afInet, afInet6} {
+		network := "tcp4"
+		if fam == afInet6 {
+			network = "tcp6"
+		}
+		err := t.each(ctx, fam, listenStates, nil,
+			func(msg []byte) {
+				a, p := msgLocal(msg)
+				add(network, a, p, msgInodeOf(msg))
+			},
+			func(e *procEntry) {
+				if e.state == tcpListen {
+					add(network, e.addr, e.port, e.inode)
+				}
+			})
+		if err != nil {
+			return nil, fmt.Errorf("cannot list listening sockets: %w", err)
+		}
+	}
+	for _, e := range found {
+		t.endpoints = append(t.endpoints, e)
+		delete(t.progs, e.family())
+	}
+	return found, nil
+}
+
+// Count returns the live connections of the tree.
+//
+// In ModeListen (pids unused) these are the sockets in the counted states
+// whose local address and port are a remembered endpoint: inbound
+// connections only, not the server's own outbound ones. Over netlink the
+// match runs in the kernel as inet_diag bytecode and only the families the
+// endpoints use are dumped. With no endpoints the count is zero.
+//
+// In ModeAll they are the TCP sockets, in any state but LISTEN, TIME_WAIT
+// and CLOSE, whose inode is held by one of pids (read from /proc/PID/fd on
+// every call).
+//
+// See Counts for which states count and why.
+func (t *Tracker) Count(ctx context.Context, pids []int) (Counts, error) {
+	var c Counts
+	if t.badOpts != nil {
+		return c, t.badOpts
+	}
+	if err := ctx.Err(); err != nil {
+		return c, err
+	}
+	if t.mode == ModeAll {
+		return t.countAll(ctx, pids)
+	}
+	for _, fam := range []uint8{afInet, afInet6} {
+		prog, ok := t.progs[fam]
+		if !ok {
+			var eps []Endpoint
+			for _, e := range t.endpoints {
+				if e.family() == fam {
+					eps = append(eps, e)
+				}
+			}
+			if len(eps) > 0 {
+				prog = appendBytecode(nil, eps)
+			}
+			t.progs[fam] = prog
+		}
+		if prog == nil {
+			continue // no listener of this family: do not dump it
+		}
+		err := t.each(ctx, fam, countStates, prog,
+			func(msg []byte) {
+				c.add(msg[msgState], msgInodeOf(msg) != 0)
+			},
+			func(e *procEntry) {
+				if countStates&(1<<e.state) == 0 && e.state != tcpNewSynRecv {
+					return
+				}
+				for _, ep := range t.endpoints {
+					if ep.family() == fam && ep.matches(e.addr, e.port) {
+						c.add(e.state, e.inode != 0)
+						return
+					}
+				}
+			})
+		if err != nil {
+			return Counts{}, fmt.Errorf("cannot count connections: %w", err)
+		}
+	}
+	return c, nil
+}
+
+func (t *Tracker) countAll(ctx context.Context, pids []int) (Counts, error) {
+	var c Counts
+	if err := t.ownedSockets(pids); err != nil {
+		return c, err
+	}
+	if len(t.owned) == 0 {
+		return c, nil
+	}
+	for _, fam := range []uint8{afInet, afInet6} {
+		err := t.each(ctx, fam, allStates, nil,
+			func(msg []byte) {
+				if _, ok := t.owned[msgInodeOf(msg)]; ok {
+					c.add(msg[msgState], true)
+				}
+			},
+			func(e *procEntry) {
+				if allStates&(1<<e.state) == 0 {
+					return
+				}
+				if _, ok := t.owned[e.inode]; ok {
+					c.add(e.state, true)
+				}
+			})
+		if err != nil {
+			return Counts{}, fmt.Errorf("cannot count connections: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// ownedSockets fills t.owned with the socket inodes held by pids.
+func (t *Tracker) ownedSockets(pids []int) error {
+	clear(t.owned)
+	for _, pid := range pids {
+		if err := t.fds.sockets(pid, t.owned); err != nil {
+			return fmt.Errorf("cannot list sockets of pid %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+// each runs one pass over the TCP sockets of a family with the backend in
+// use: a sock_diag dump (states and bytecode applied in the kernel; nl
+// sees each inet_diag_msg) or a scan of /proc/net/tcp{,6} (pr sees every
+// line and filters itself). An automatic Tracker whose netlink request is
+// refused switches to /proc/net for good and records why.
+func (t *Tracker) each(ctx context.Context, fam uint8, states uint32, bytecode []byte, nl func([]byte), pr func(*procEntry)) error {
+	if t.source == SourceNetlink {
+		err := t.diag.dump(ctx, fam, states, bytecode, nl)
+		if err == nil || t.forced || !refused(err) {
+			return err
+		}
+		t.source, t.fallback = SourceProc, err
+	}
+	return t.proc.scan(ctx, fam, pr)
+}
