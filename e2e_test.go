@@ -1,0 +1,834 @@
+package main
+
+// The end-to-end harness: a graceshim binary built once, a real systemd user
+// manager, real nginx sites and real curl downloads. The scenarios live in
+// e2e_*_test.go; this file holds only what they share.
+//
+// Every wait below is bounded by a generous timeout that only guards
+// against hangs; the tests synchronise on events (a file appearing, a
+// process answering), never on sleeps.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// graceshimBin is the graceshim binary TestMain built for the end-to-end
+// tests; empty when the build failed (the tests that need it fail then).
+var graceshimBin string
+
+// graceshimBuildErr says why graceshimBin is empty.
+var graceshimBuildErr error
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "graceshim-e2e-bin-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: cannot make a temp dir: %v\n", err)
+		os.Exit(1)
+	}
+	// The manager runs the binary as root from the units; the dir must be
+	// readable by it whoever we are.
+	_ = os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "graceshim")
+	build := exec.Command(goTool(), "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		graceshimBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
+	} else {
+		graceshimBin = bin
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// goTool finds the go command: go test puts GOROOT/bin first in PATH.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// needGraceshim fails the test when TestMain could not build graceshim.
+func needGraceshim(t testing.TB) string {
+	t.Helper()
+	if graceshimBin == "" {
+		t.Fatalf("graceshim was not built: %v", graceshimBuildErr)
+	}
+	return graceshimBin
+}
+
+// needRoot skips unless we run as root.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+}
+
+// needCmd skips when the command name is not installed, and returns its
+// path.
+func needCmd(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		// sbin may be missing from a test runner's PATH.
+		for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"} {
+			if st, err := os.Stat(filepath.Join(dir, name)); err == nil && st.Mode()&0o111 != 0 {
+				return filepath.Join(dir, name)
+			}
+		}
+		t.Skipf("needs %s, not installed", name)
+	}
+	return p
+}
+
+// freePort returns a loopback TCP port nothing listens on right now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("cannot find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitFor polls cond every interval until it holds or timeout passes (a
+// hang guard); it reports whether cond held.
+func waitFor(timeout, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+}
+
+// --- systemd user manager ---------------------------------------------------
+
+const (
+	userRuntimeDir = "/run/user/0"
+	// managerLock serialises starting the user manager between test
+	// processes (several packages' tests run at once).
+	managerLock = userRuntimeDir + "/.graceshim-e2e.lock"
+	// managerLog gets the output of a manager we start.
+	managerLog = userRuntimeDir + "/graceshim-e2e-systemd.log"
+	// systemctlTimeout guards every systemctl call against a hang.
+	systemctlTimeout = 90 * time.Second
+)
+
+// userSystemd talks to the systemd user manager of root. Get one with
+// userManager; each test gets its own value (it keeps that test's unit
+// logs), the manager behind it is shared.
+type userSystemd struct {
+	env     []string // ours plus XDG_RUNTIME_DIR, for systemctl
+	unitDir string   // where InstallUnit writes units
+	logDir  string   // the test's dir for unit logs
+
+	mu   sync.Mutex        // guards logs
+	logs map[string]string // unit name -> its output file
+}
+
+var (
+	managerOnce sync.Once
+	managerErr  error
+)
+
+// userManager makes sure a systemd user manager for root runs (starting
+// one as ../shared/FACTS.md section 6 describes when the machine's PID 1
+// is not systemd) and returns a handle on it for t. The manager is left
+// running at the end: other test processes may use it.
+func userManager(t testing.TB) *userSystemd {
+	t.Helper()
+	needRoot(t)
+	needCmd(t, "systemctl")
+	if _, err := os.Stat("/lib/systemd/systemd"); err != nil {
+		t.Skip("needs systemd (/lib/systemd/systemd), not installed")
+	}
+	managerOnce.Do(func() { managerErr = ensureUserManager() })
+	if managerErr != nil {
+		t.Fatalf("cannot run a systemd user manager: %v", managerErr)
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatalf("no home dir for the user units: %v", err)
+	}
+	u := &userSystemd{
+		env:     append(os.Environ(), "XDG_RUNTIME_DIR="+userRuntimeDir),
+		unitDir: filepath.Join(home, ".config", "systemd", "user"),
+		logDir:  t.TempDir(),
+		logs:    map[string]string{},
+	}
+	if err := os.MkdirAll(u.unitDir, 0o755); err != nil {
+		t.Fatalf("cannot make the user unit dir: %v", err)
+	}
+	return u
+}
+
+// managerAnswers reports whether a user manager answers on
+// XDG_RUNTIME_DIR; any state but "offline" counts (degraded is usual).
+func managerAnswers() (string, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "systemctl", "--user", "is-system-running")
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+userRuntimeDir)
+	out, _ := cmd.CombinedOutput()
+	state := strings.TrimSpace(string(out))
+	switch state {
+	case "running", "degraded", "starting", "initializing", "maintenance":
+		return state, true
+	}
+	return state, false
+}
+
+// pid1IsSystemd reports whether the machine runs systemd as init.
+func pid1IsSystemd() bool {
+	comm, err := os.ReadFile("/proc/1/comm")
+	return err == nil && strings.TrimSpace(string(comm)) == "systemd"
+}
+
+func ensureUserManager() error {
+	if err := os.MkdirAll(userRuntimeDir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(userRuntimeDir, 0o700); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(managerLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close() // closing releases the lock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("cannot lock %s: %w", managerLock, err)
+	}
+	if _, ok := managerAnswers(); ok {
+		return nil
+	}
+	if pid1IsSystemd() {
+		// The real thing: let the system manager start root's user
+		// manager and use it as it is.
+		out, err := exec.Command("systemctl", "start", "user@0.service").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("systemctl start user@0.service: %v: %s", err, out)
+		}
+		return waitManager(nil)
+	}
+
+	// systemd --user refuses to start unless /run/systemd/system says the
+	// machine booted with systemd; the marker is needed only at start-up,
+	// and left behind it makes apt try to start services.
+	const marker = "/run/systemd/system"
+	madeMarker := false
+	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(marker, 0o755); err != nil {
+			return err
+		}
+		madeMarker = true
+	}
+	defer func() {
+		if madeMarker {
+			os.Remove(marker)
+		}
+	}()
+	logf, err := os.OpenFile(managerLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	home, _ := os.UserHomeDir()
+	cmd := exec.Command("/lib/systemd/systemd", "--user")
+	// A clean environment: the user manager hands its own to every unit.
+	cmd.Env = []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + home,
+		"USER=root",
+		"LOGNAME=root",
+		"LANG=C.UTF-8",
+		"XDG_RUNTIME_DIR=" + userRuntimeDir,
+	}
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("cannot start systemd --user: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return waitManager(exited)
+}
+
+// waitManager waits until the user manager answers, or exited reports it
+// died.
+func waitManager(exited <-chan error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		state, ok := managerAnswers()
+		if ok {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(managerLog)
+			return fmt.Errorf("systemd --user exited (%v): %s", err, tail(string(log), 2000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the user manager did not answer within 30s (last: %q)", state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// systemctl runs systemctl --user with args and returns its combined
+// output.
+func (u *userSystemd) systemctl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), systemctlTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "systemctl", append([]string{"--user"}, args...)...)
+	cmd.Env = u.env
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("systemctl --user %s: no answer in %s", strings.Join(args, " "), systemctlTimeout)
+	} else if err != nil {
+		err = fmt.Errorf("systemctl --user %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), err
+}
+
+// unitName makes a unit name for base unique to this test process, so
+// parallel tests and packages never share a unit.
+func unitName(base string) string {
+	return fmt.Sprintf("graceshim-e2e-%s-%d.service", base, os.Getpid())
+}
+
+// InstallUnit writes the unit name with content, sends the unit's output
+// to a file UnitLog reads (the user manager here may have no journal),
+// and reloads the manager. At the end of the test the unit is stopped,
+// removed and its failed state reset.
+func (u *userSystemd) InstallUnit(t testing.TB, name, content string) {
+	t.Helper()
+	logPath := filepath.Join(u.logDir, name+".log")
+	if !strings.Contains(content, "StandardOutput=") {
+		content = addToSection(content, "Service",
+			"StandardOutput=append:"+logPath+"\nStandardError=append:"+logPath)
+	}
+	u.mu.Lock()
+	u.logs[name] = logPath
+	u.mu.Unlock()
+	path := filepath.Join(u.unitDir, name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatalf("cannot write unit %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if _, err := u.systemctl("stop", name); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+		u.systemctl("reset-failed", name)
+		os.Remove(path)
+		u.systemctl("daemon-reload")
+	})
+	if _, err := u.systemctl("daemon-reload"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// addToSection inserts lines right after the [section] header of a unit,
+// appending the section when there is none.
+func addToSection(content, section, lines string) string {
+	header := "[" + section + "]"
+	i := strings.Index(content, header+"\n")
+	if i < 0 {
+		if !strings.HasSuffix(content, "\n") {
+			content += "\n"
+		}
+		return content + header + "\n" + lines + "\n"
+	}
+	at := i + len(header) + 1
+	return content[:at] + lines + "\n" + content[at:]
+}
+
+// Start starts the unit and fails the test, with its status and log, when
+// it does not come up.
+func (u *userSystemd) Start(t testing.TB, name string) {
+	t.Helper()
+	if _, err := u.systemctl("start", name); err != nil {
+		t.Fatalf("%v\n%s\nlog:\n%s", err, u.Status(t, name), u.UnitLog(t, name))
+	}
+}
+
+// Stop stops the unit and returns how long systemctl stop took.
+func (u *userSystemd) Stop(t testing.TB, name string) time.Duration {
+	t.Helper()
+	began := time.Now()
+	_, err := u.systemctl("stop", name)
+	took := time.Since(began)
+	if err != nil {
+		t.Fatalf("%v\n%s\nlog:\n%s", err, u.Status(t, name), u.UnitLog(t, name))
+	}
+	return took
+}
+
+// Show returns the unit's property prop.
+func (u *userSystemd) Show(t testing.TB, name, prop string) string {
+	t.Helper()
+	out, err := u.systemctl("show", "-p", prop, "--value", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+// MainPID returns the unit's main pid, 0 when it has none.
+func (u *userSystemd) MainPID(t testing.TB, name string) int {
+	t.Helper()
+	s := u.Show(t, name, "MainPID")
+	pid, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("unit %s: MainPID %q is not a number", name, s)
+	}
+	return pid
+}
+
+// Status returns systemctl status for the unit (whatever its state).
+func (u *userSystemd) Status(t testing.TB, name string) string {
+	t.Helper()
+	out, _ := u.systemctl("status", "--no-pager", "--full", name)
+	return out
+}
+
+// UnitLog returns what the unit wrote to stdout and stderr so far.
+func (u *userSystemd) UnitLog(t testing.TB, name string) string {
+	t.Helper()
+	u.mu.Lock()
+	path, ok := u.logs[name]
+	u.mu.Unlock()
+	if !ok {
+		return "(no log: the unit sets its own StandardOutput=)"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	return string(b)
+}
+
+// WatchStatus polls the unit's StatusText about every 100ms until the
+// returned stop is called; stop returns the distinct values seen, in the
+// order they first appeared.
+func (u *userSystemd) WatchStatus(t testing.TB, name string) (stop func() []string) {
+	t.Helper()
+	quit := make(chan struct{})
+	done := make(chan []string, 1)
+	go func() {
+		var seen []string
+		have := map[string]bool{}
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			out, err := u.systemctl("show", "-p", "StatusText", "--value", name)
+			if s := strings.TrimSpace(out); err == nil && !have[s] {
+				have[s] = true
+				seen = append(seen, s)
+			}
+			select {
+			case <-quit:
+				done <- seen
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	var seen []string
+	return func() []string {
+		once.Do(func() {
+			close(quit)
+			seen = <-done
+		})
+		return seen
+	}
+}
+
+// --- nginx ------------------------------------------------------------------
+
+// nginxOpts shape a test site.
+type nginxOpts struct {
+	Daemon                bool   // daemon on; (nginx's default) rather than daemon off;
+	Rate                  string // limit_rate of /big, e.g. "200k"; default "100k"
+	FileSize              int    // bytes of /big; default 12 s worth at Rate
+	WorkerShutdownTimeout string // worker_shutdown_timeout, e.g. "2s"; default none
+	Workers               int    // worker_processes; default 2
+	ExtraHTTP             string // more directives in the http block
+}
+
+// nginxSite is a self-contained nginx configuration in a temp dir: its pid
+// file, logs and temp paths all inside Dir, one server on a free loopback
+// port serving /big, FileSize random bytes whose hash is SHA256.
+type nginxSite struct {
+	Dir, Conf, PIDFile, URL string
+	Port                    int
+	FileSize                int
+	SHA256                  string
+	ErrorLog                string
+}
+
+// rateBytes reads an nginx size ("100k", "1m", "4096") as bytes per second.
+func rateBytes(s string) (int, error) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "k"), strings.HasSuffix(s, "K"):
+		mult, s = 1024, s[:len(s)-1]
+	case strings.HasSuffix(s, "m"), strings.HasSuffix(s, "M"):
+		mult, s = 1024*1024, s[:len(s)-1]
+	}
+	n, err := strconv.Atoi(s)
+	return n * mult, err
+}
+
+// downloadSeconds is how long one download of /big lasts by default.
+const downloadSeconds = 12
+
+func newNginxSite(t testing.TB, o nginxOpts) *nginxSite {
+	t.Helper()
+	nginx := needCmd(t, "nginx")
+	if o.Rate == "" {
+		o.Rate = "100k"
+	}
+	if o.Workers == 0 {
+		o.Workers = 2
+	}
+	if o.FileSize == 0 {
+		rate, err := rateBytes(o.Rate)
+		if err != nil {
+			t.Fatalf("bad rate %q: %v", o.Rate, err)
+		}
+		o.FileSize = downloadSeconds * rate
+	}
+	dir := t.TempDir()
+	s := &nginxSite{
+		Dir:      dir,
+		Conf:     filepath.Join(dir, "nginx.conf"),
+		PIDFile:  filepath.Join(dir, "nginx.pid"),
+		ErrorLog: filepath.Join(dir, "error.log"),
+		Port:     freePort(t),
+		FileSize: o.FileSize,
+	}
+	s.URL = fmt.Sprintf("http://127.0.0.1:%d/big", s.Port)
+	www := filepath.Join(dir, "www")
+	if err := os.MkdirAll(www, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, o.FileSize)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	s.SHA256 = hex.EncodeToString(sum[:])
+	if err := os.WriteFile(filepath.Join(www, "big"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(www, "small"), []byte("ok\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	daemon := "off"
+	if o.Daemon {
+		daemon = "on"
+	}
+	var main strings.Builder
+	fmt.Fprintf(&main, "daemon %s;\n", daemon)
+	// t.TempDir is private to root: workers must run as root to read it.
+	fmt.Fprintf(&main, "user root;\n")
+	fmt.Fprintf(&main, "worker_processes %d;\n", o.Workers)
+	fmt.Fprintf(&main, "pid %s;\n", s.PIDFile)
+	fmt.Fprintf(&main, "error_log %s notice;\n", s.ErrorLog)
+	if o.WorkerShutdownTimeout != "" {
+		fmt.Fprintf(&main, "worker_shutdown_timeout %s;\n", o.WorkerShutdownTimeout)
+	}
+	conf := main.String() + fmt.Sprintf(`events {
+    worker_connections 1024;
+}
+http {
+    access_log off;
+    default_type application/octet-stream;
+    client_body_temp_path %[1]s/client_temp;
+    proxy_temp_path %[1]s/proxy_temp;
+    fastcgi_temp_path %[1]s/fastcgi_temp;
+    uwsgi_temp_path %[1]s/uwsgi_temp;
+    scgi_temp_path %[1]s/scgi_temp;
+    keepalive_timeout 0;
+%[4]s
+    server {
+        listen 127.0.0.1:%[2]d;
+        root %[1]s/www;
+        location = /big {
+            limit_rate %[3]s;
+        }
+    }
+}
+`, dir, s.Port, o.Rate, o.ExtraHTTP)
+	if err := os.WriteFile(s.Conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, nginx, "-t", "-q", "-c", s.Conf).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t -c %s: %v\n%s\n%s", s.Conf, err, out, conf)
+	}
+	return s
+}
+
+// Get fetches path (e.g. "/small") from the site with a short timeout.
+func (s *nginxSite) Get(path string) (int, error) {
+	c := &httpClient{timeout: 5 * time.Second}
+	return c.status(fmt.Sprintf("127.0.0.1:%d", s.Port), path)
+}
+
+// httpClient is the least HTTP/1.0 client a readiness probe needs: no
+// keep-alive, no proxy settings from the environment.
+type httpClient struct{ timeout time.Duration }
+
+func (c *httpClient) status(addr, path string) (int, error) {
+	conn, err := net.DialTimeout("tcp", addr, c.timeout)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(c.timeout))
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, addr); err != nil {
+		return 0, err
+	}
+	head := make([]byte, 12)
+	if _, err := io.ReadFull(conn, head); err != nil {
+		return 0, err
+	}
+	code, err := strconv.Atoi(string(bytes.TrimSpace(head[9:12])))
+	if err != nil {
+		return 0, fmt.Errorf("bad status line %q", head)
+	}
+	return code, nil
+}
+
+// MasterPID reads the site's pid file.
+func (s *nginxSite) MasterPID() (int, error) {
+	b, err := os.ReadFile(s.PIDFile)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// --- downloads --------------------------------------------------------------
+
+// dlResult is how one download ended.
+type dlResult struct {
+	Code   int    // HTTP status curl saw (0: none)
+	Size   int    // bytes written to the output file
+	SHA256 string // of the output file
+	Err    error  // curl's failure, with its message
+	End    time.Time
+}
+
+// downloads are concurrent curl processes fetching one URL.
+type downloads struct {
+	dir     string
+	procs   []*exec.Cmd
+	outs    []*bytes.Buffer
+	errs    []*bytes.Buffer
+	ended   []chan struct{}
+	results []dlResult
+	once    sync.Once
+}
+
+// downloadMaxTime bounds each curl: a hang guard far beyond any scenario.
+const downloadMaxTime = 90 * time.Second
+
+// startDownloads starts n curl processes fetching url and returns once
+// every one of them has received its first bytes (so all are in flight).
+func startDownloads(t testing.TB, url string, n int) *downloads {
+	t.Helper()
+	curl := needCmd(t, "curl")
+	d := &downloads{dir: t.TempDir()}
+	for i := 0; i < n; i++ {
+		out, errb := &bytes.Buffer{}, &bytes.Buffer{}
+		cmd := exec.Command(curl, "-sS", "--no-keepalive", "--noproxy", "*",
+			"--max-time", strconv.Itoa(int(downloadMaxTime/time.Second)),
+			"-o", d.file(i), "-w", "%{http_code} %{size_download}", url)
+		cmd.Stdout, cmd.Stderr = out, errb
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("cannot start curl: %v", err)
+		}
+		d.procs = append(d.procs, cmd)
+		d.outs = append(d.outs, out)
+		d.errs = append(d.errs, errb)
+		ended := make(chan struct{})
+		d.ended = append(d.ended, ended)
+		d.results = append(d.results, dlResult{})
+		go func(i int) {
+			err := cmd.Wait()
+			d.results[i].End = time.Now()
+			d.results[i].Err = err
+			close(ended)
+		}(i)
+	}
+	t.Cleanup(func() {
+		for i, p := range d.procs {
+			select {
+			case <-d.ended[i]:
+			default:
+				p.Process.Kill()
+				<-d.ended[i]
+			}
+		}
+	})
+	// All connected: each output file has bytes (curl creates it on the
+	// first data), or the curl already ended (Wait reports why).
+	ok := waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		for i := range d.procs {
+			select {
+			case <-d.ended[i]:
+				continue
+			default:
+			}
+			if st, err := os.Stat(d.file(i)); err != nil || st.Size() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("the %d downloads of %s did not all start within 30s", n, url)
+	}
+	return d
+}
+
+func (d *downloads) file(i int) string { return filepath.Join(d.dir, fmt.Sprintf("dl-%03d", i)) }
+
+// Wait waits for every curl to end and returns the results.
+func (d *downloads) Wait(t testing.TB) []dlResult {
+	t.Helper()
+	if err := d.wait(); err != nil {
+		t.Fatal(err)
+	}
+	return append([]dlResult(nil), d.results...)
+}
+
+// wait waits for every curl to end (bounded) and fills in the results.
+func (d *downloads) wait() error {
+	guard := time.After(downloadMaxTime + 30*time.Second)
+	for i := range d.procs {
+		select {
+		case <-d.ended[i]:
+		case <-guard:
+			return fmt.Errorf("curl %d did not end despite --max-time", i)
+		}
+	}
+	d.once.Do(func() {
+		for i := range d.procs {
+			r := &d.results[i]
+			fields := strings.Fields(d.outs[i].String())
+			if len(fields) > 0 {
+				r.Code, _ = strconv.Atoi(fields[0])
+			}
+			if b, err := os.ReadFile(d.file(i)); err == nil {
+				r.Size = len(b)
+				sum := sha256.Sum256(b)
+				r.SHA256 = hex.EncodeToString(sum[:])
+			}
+			if r.Err != nil {
+				r.Err = fmt.Errorf("%v: %s", r.Err, strings.TrimSpace(d.errs[i].String()))
+			}
+		}
+	})
+	return nil
+}
+
+// ok reports whether r is a complete, intact download of size bytes
+// hashing to sum.
+func (r dlResult) ok(size int, sum string) bool {
+	return r.Err == nil && r.Code == 200 && r.Size == size && r.SHA256 == sum
+}
+
+func (r dlResult) String() string {
+	s := fmt.Sprintf("code %d, %d bytes", r.Code, r.Size)
+	if r.Err != nil {
+		s += ", " + r.Err.Error()
+	}
+	return s
+}
+
+// Completed waits for the downloads and counts the intact ones (none
+// when a curl hangs past its --max-time).
+func (d *downloads) Completed(size int, sum string) int {
+	if d.wait() != nil {
+		return 0
+	}
+	n := 0
+	for _, r := range d.results {
+		if r.ok(size, sum) {
+			n++
+		}
+	}
+	return n
+}
+
+// RequireComplete waits for the downloads and fails the test listing every
+// one that was cut or corrupted.
+func (d *downloads) RequireComplete(t testing.TB, size int, sum string) {
+	t.Helper()
+	var bad []string
+	res := d.Wait(t)
+	for i, r := range res {
+		if !r.ok(size, sum) {
+			what := r.String()
+			if r.Err == nil && r.Size == size && r.SHA256 != sum {
+				what += ", content differs"
+			}
+			bad = append(bad, fmt.Sprintf("  download %d: %s", i, what))
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("%d of %d downloads were cut (want %d bytes each):\n%s", len(bad), len(res), size, strings.Join(bad, "\n"))
+	}
+}
+
+// LastEnd is when the last download ended.
+func (d *downloads) LastEnd(t testing.TB) time.Time {
+	t.Helper()
+	var last time.Time
+	for _, r := range d.Wait(t) {
+		if r.End.After(last) {
+			last = r.End
+		}
+	}
+	return last
+}
