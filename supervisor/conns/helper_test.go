@@ -313,6 +313,7 @@ type helper struct {
 	cmd   *exec.Cmd
 	in    io.WriteCloser
 	lines chan string
+	once  sync.Once // stop runs once, whoever calls it first
 }
 
 func startHelper(tb testing.TB, env ...string) *helper {
@@ -349,6 +350,10 @@ func startHelper(tb testing.TB, env ...string) *helper {
 // stop ends the helper and everything it started: stdin closes (a clean
 // exit), then the process group gets SIGKILL in case it did not listen.
 func (h *helper) stop() {
+	h.once.Do(h.kill)
+}
+
+func (h *helper) kill() {
 	h.in.Close()
 	done := make(chan struct{})
 	go func() {
