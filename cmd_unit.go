@@ -1,0 +1,319 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/graceshim/graceshim/signals"
+	"github.com/graceshim/graceshim/unitgen"
+)
+
+func init() {
+	extraCommands = append(extraCommands, unitCommand(), lintCommand())
+}
+
+// assumedOldSystemd is the version a unit is generated for when the local
+// one cannot be told: without EXTEND_TIMEOUT_USEC, so TimeoutStopSec=
+// covers the whole drain and the unit works on any systemd.
+const assumedOldSystemd = 219
+
+func unitCommand() *cli.Command {
+	flags := append(runFlags(),
+		&cli.StringFlag{Name: "graceshim", Value: unitgen.DefaultGraceshim, Usage: "graceshim's absolute path in ExecStart="},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the unit to `FILE` (atomically) instead of standard output"},
+		&cli.BoolFlag{Name: "force", Usage: "with --output: replace an existing file (the old one is kept as FILE.bak)"},
+		&cli.IntFlag{Name: "systemd-version", Usage: "systemd version the unit is for (default: this host's systemctl --version)"},
+		&cli.StringFlag{Name: "user", Usage: "User= to run as"},
+		&cli.StringFlag{Name: "group", Usage: "Group= to run as"},
+		&cli.StringFlag{Name: "description", Usage: "Description= of the unit"},
+		&cli.StringSliceFlag{Name: "env", Usage: "Environment= assignment `NAME=VALUE` (repeatable)"},
+		&cli.BoolFlag{Name: "hardening", Usage: "add sandboxing (NoNewPrivileges, ProtectSystem=full, PrivateTmp, ...) that leaves the daemon working"},
+		&cli.StringFlag{Name: "from", Usage: "convert the existing unit `FILE` instead of taking a command"},
+		&cli.BoolFlag{Name: "dropin", Usage: "with --from: write a drop-in for /etc/systemd/system/NAME.service.d/ instead of a whole unit"},
+	)
+	return &cli.Command{
+		Name:      "unit",
+		Usage:     "print a systemd unit that runs a command under graceshim, or convert an existing one",
+		UsageText: "graceshim unit [flags] -- COMMAND [ARGS...]\ngraceshim unit [flags] --from FILE [--dropin]",
+		Flags:     flags,
+		Action:    unitAction,
+	}
+}
+
+func unitAction(c *cli.Context) error {
+	from := c.String("from")
+	argv := c.Args().Slice()
+	switch {
+	case from == "" && len(argv) == 0:
+		return usageErrorf("missing command: use graceshim unit [flags] -- COMMAND [ARGS...] or --from FILE")
+	case from != "" && len(argv) > 0:
+		return usageErrorf("--from takes the command from %s: give no command after it", from)
+	case c.Bool("dropin") && from == "":
+		return usageErrorf("--dropin needs --from FILE (the unit the drop-in changes)")
+	}
+	probe := argv
+	if from != "" {
+		probe = []string{"unit"}
+	}
+	// The same checks as a run, so that a unit never runs flags that fail.
+	ro, err := runOptions(c, probe)
+	if err != nil {
+		return err
+	}
+	o := unitgen.Options{
+		Graceshim:    c.String("graceshim"),
+		RunFlags:     setRunFlags(c),
+		Argv:         argv,
+		DrainTimeout: ro.DrainTimeout,
+		KillTimeout:  ro.KillTimeout,
+		ReadyTimeout: ro.ReadyTimeout,
+		DrainDelay:   ro.DrainDelay,
+		User:         c.String("user"),
+		Group:        c.String("group"),
+		Description:  c.String("description"),
+		Env:          c.StringSlice("env"),
+		Hardening:    c.Bool("hardening"),
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = -1 // --drain-timeout=0: no bound
+	}
+	switch {
+	case from == "":
+		o.Preset, o.Map = ro.Preset, ro.Map
+	default:
+		// The preset comes from the unit's command unless --preset says.
+		if c.IsSet("preset") {
+			o.Preset = ro.Preset
+		}
+		if m := c.String("map"); m != "" {
+			o.MapOver, _ = signals.ParseMap(m) // checked by runOptions
+		}
+	}
+	o.SystemdVersion = systemdVersion(c)
+	if !filepath.IsAbs(o.Graceshim) {
+		return usageErrorf("--graceshim %q: the path must be absolute", o.Graceshim)
+	}
+
+	var out []byte
+	var warns []unitgen.Warning
+	name := "command line"
+	if from != "" {
+		name = from
+		u, err := readUnit(from)
+		if err != nil {
+			return err
+		}
+		warns = append(warns, parseWarnings(u)...)
+		res, err := unitgen.Convert(u.unit, o, c.Bool("dropin"))
+		if err != nil {
+			return withCode(exitUsage, err)
+		}
+		out = res.Unit
+		warns = append(warns, res.Warnings...)
+		o = res.Options
+	} else {
+		out, err = unitgen.Generate(o)
+		if err != nil {
+			return withCode(exitUsage, err)
+		}
+	}
+	warns = append(warns, unitgen.CommandWarnings(name, o.Argv[0], o.Graceshim)...)
+	for _, w := range warns {
+		fmt.Fprintf(c.App.ErrWriter, "graceshim: warning: %s\n", w)
+	}
+	if path := c.String("output"); path != "" {
+		return writeOutput(c.App.ErrWriter, path, out, c.Bool("force"))
+	}
+	_, err = c.App.Writer.Write(out)
+	return err
+}
+
+// systemdVersion is --systemd-version, or this host's, or an old one that
+// works everywhere (with a warning).
+func systemdVersion(c *cli.Context) int {
+	if c.IsSet("systemd-version") {
+		return c.Int("systemd-version")
+	}
+	v, err := unitgen.LocalVersion(c.Context)
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "graceshim: warning: %v; writing for systemd %d (no EXTEND_TIMEOUT_USEC: a TimeoutStopSec= that covers the whole drain works on any version); pass --systemd-version to choose\n", err, assumedOldSystemd)
+		return assumedOldSystemd
+	}
+	return v
+}
+
+type parsedUnit struct {
+	unit  *unitgen.Unit
+	warns []unitgen.Warning
+}
+
+func parseWarnings(p *parsedUnit) []unitgen.Warning { return p.warns }
+
+// readUnit reads and parses a unit file; both failures are usage errors
+// (exit 2).
+func readUnit(path string) (*parsedUnit, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, withCode(exitUsage, fmt.Errorf("cannot read unit %s: %w", path, unwrapPath(err)))
+	}
+	u, warns, err := unitgen.Parse(path, data)
+	if err != nil {
+		return nil, withCode(exitUsage, err)
+	}
+	return &parsedUnit{unit: u, warns: warns}, nil
+}
+
+// unwrapPath drops the path os.PathError repeats.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// writeOutput writes data to path atomically: a temp file in the same
+// directory, renamed over path. An existing path is refused without force
+// and kept as path.bak (or .bak.N) with it.
+func writeOutput(log io.Writer, path string, data []byte, force bool) error {
+	fi, err := os.Lstat(path)
+	exists := err == nil
+	switch {
+	case exists && !force:
+		return withCode(exitWrite, fmt.Errorf("%s exists: use --force to replace it", path))
+	case exists && !fi.Mode().IsRegular():
+		return withCode(exitWrite, fmt.Errorf("%s exists and is not a regular file", path))
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, unwrapPath(err)))
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, unwrapPath(err)))
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, err))
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, err))
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, err))
+	}
+	if err := tmp.Close(); err != nil {
+		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, err))
+	}
+	if exists {
+		bak := path + ".bak"
+		for i := 1; ; i++ {
+			if _, err := os.Lstat(bak); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			bak = path + ".bak." + strconv.Itoa(i)
+		}
+		if err := os.Link(path, bak); err != nil {
+			return withCode(exitWrite, fmt.Errorf("cannot keep the old %s as %s: %w", path, bak, unwrapPath(err)))
+		}
+		fmt.Fprintf(log, "graceshim: kept the old %s as %s\n", path, bak)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, unwrapPath(err)))
+	}
+	done = true
+	return nil
+}
+
+func lintCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "lint",
+		Usage:     "explain what goes wrong when these units stop, and the fix",
+		UsageText: "graceshim lint [--format text|json] UNIT...",
+		Description: "exit status: 0 no findings, 1 findings, 2 a unit could not be read or parsed.\n" +
+			"Findings say what goes wrong on stop and how to fix it; they read the daemon's own\n" +
+			"grace setting (nginx worker_shutdown_timeout, gunicorn graceful_timeout) when they can tell.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json (a stable array of {file, line, directive, severity, problem, fix})"},
+			&cli.IntFlag{Name: "systemd-version", Usage: "systemd version the units run under (default: this host's)"},
+		},
+		Action: lintAction,
+	}
+}
+
+func lintAction(c *cli.Context) error {
+	format := c.String("format")
+	if format != "text" && format != "json" {
+		return usageErrorf("unknown --format %q (want text or json)", format)
+	}
+	if c.NArg() == 0 {
+		return usageErrorf("missing unit: use graceshim lint UNIT...")
+	}
+	o := unitgen.LintOptions{SystemdVersion: c.Int("systemd-version")}
+	if !c.IsSet("systemd-version") {
+		if v, err := unitgen.LocalVersion(c.Context); err == nil {
+			o.SystemdVersion = v
+		}
+	}
+	findings := []unitgen.Finding{}
+	var unreadable error
+	unreadableN := 0
+	for _, path := range c.Args().Slice() {
+		p, err := readUnit(path)
+		if err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "graceshim: %v\n", err)
+			unreadable = err
+			unreadableN++
+			continue
+		}
+		for _, w := range p.warns {
+			fmt.Fprintf(c.App.ErrWriter, "graceshim: warning: %s\n", w)
+		}
+		fs := unitgen.Lint(p.unit, o)
+		findings = append(findings, fs...)
+		if format == "text" {
+			for _, f := range fs {
+				fmt.Fprintln(c.App.Writer, f)
+			}
+			if len(fs) == 0 {
+				fmt.Fprintf(c.App.Writer, "%s: no stop problems found\n", path)
+			}
+		}
+	}
+	if format == "json" {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(findings); err != nil {
+			return err
+		}
+	}
+	switch {
+	case unreadable != nil:
+		return withCode(exitUsage, fmt.Errorf("%d of %d units could not be read", unreadableN, c.NArg()))
+	case len(findings) > 0:
+		return withCode(exitFindings, fmt.Errorf("%d %s", len(findings), plural(len(findings), "finding", "findings")))
+	}
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

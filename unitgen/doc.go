@@ -1,0 +1,18 @@
+// Package unitgen writes systemd units that run a daemon under graceshim,
+// converts existing units to them, and lints units for the ways a stop
+// loses requests.
+//
+// Most stop bugs live in unit files: a KillSignal= that is the daemon's
+// fast stop, an ExecStop= that returns at once and is followed by SIGTERM,
+// a wrapper under KillMode=control-group that never sees the signal it
+// should translate, a TimeoutStopSec= shorter than the daemon's own grace.
+// Generate writes a unit that avoids them (Type=notify, KillMode=mixed, a
+// TimeoutStopSec= that fits the systemd version), Convert rewrites an
+// existing unit or writes a drop-in for it, and Lint explains each problem
+// with its fix.
+//
+// Arguments are quoted so that they reach the daemon byte for byte
+// through systemd's command line parser, specifier and variable
+// expansion (QuoteArg, SplitExec). Units are read with go-systemd's
+// tolerant parser; line numbers come from a scan of their own.
+package unitgen

@@ -1,0 +1,412 @@
+package unitgen
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coreos/go-systemd/v22/unit"
+
+	"github.com/graceshim/graceshim/signals"
+	"github.com/graceshim/graceshim/supervisor"
+)
+
+// Defaults of Options.
+const (
+	// DefaultGraceshim is where the generated ExecStart= looks for graceshim.
+	DefaultGraceshim = "/usr/local/bin/graceshim"
+	// ExtendTimeoutVersion is the first systemd that honours
+	// EXTEND_TIMEOUT_USEC (236). Before it, TimeoutStopSec= has to cover
+	// the whole drain.
+	ExtendTimeoutVersion = 236
+	// ReactTimeout is TimeoutStopSec= when graceshim extends the stop
+	// timeout itself: long enough for graceshim to take the stop signal
+	// and send its first extension, short enough that systemd takes over
+	// soon when graceshim hangs.
+	ReactTimeout = 30 * time.Second
+	// StopMargin is added to drain delay + drain timeout + kill timeout
+	// for systemd without EXTEND_TIMEOUT_USEC: time for graceshim to
+	// react, take the last count and reap the tree.
+	StopMargin = 15 * time.Second
+	// StartMargin is added to the ready timeout for TimeoutStartSec=.
+	StartMargin = 30 * time.Second
+)
+
+// Options describe the unit to generate.
+type Options struct {
+	// Graceshim is graceshim's absolute path; "" means DefaultGraceshim.
+	Graceshim string
+	// RunFlags are graceshim's flags as --name=value, written into
+	// ExecStart= before "--".
+	RunFlags []string
+	// Argv is the command graceshim runs. Convert fills it from the
+	// original ExecStart=.
+	Argv []string
+
+	// Preset and Map are the signals graceshim will use, for ExecReload=
+	// and SuccessExitStatus=; a zero Preset is picked from Argv[0].
+	Preset signals.Preset
+	Map    signals.Map
+	// MapOver is graceshim's --map, applied over Map.
+	MapOver signals.Map
+	// The supervisor's bounds, for TimeoutStopSec= and TimeoutStartSec=;
+	// zero means the supervisor's default (none for DrainDelay). A
+	// negative DrainTimeout means no bound.
+	DrainTimeout time.Duration
+	KillTimeout  time.Duration
+	ReadyTimeout time.Duration
+	DrainDelay   time.Duration
+
+	// SystemdVersion is the systemd the unit is for (e.g. 219, 252).
+	SystemdVersion int
+
+	User, Group string
+	Description string
+	// Env are KEY=VALUE assignments for Environment=.
+	Env []string
+	// Hardening adds the sandboxing directives that SystemdVersion knows
+	// and that leave a web server working.
+	Hardening bool
+}
+
+func (o *Options) setDefaults() {
+	if o.Graceshim == "" {
+		o.Graceshim = DefaultGraceshim
+	}
+	if o.Preset.Graceful == 0 && len(o.Argv) > 0 {
+		o.Preset, _ = signals.ForCommand(o.Argv[0])
+	}
+	if o.Map == nil {
+		o.Map = o.Preset.Map()
+	}
+	if o.MapOver != nil {
+		o.Map = o.Map.Merge(o.MapOver)
+		o.MapOver = nil
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = supervisor.DefaultDrainTimeout
+	}
+	if o.KillTimeout == 0 {
+		o.KillTimeout = supervisor.DefaultKillTimeout
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = supervisor.DefaultReadyTimeout
+	}
+}
+
+// StopTimeout returns TimeoutStopSec= for o and says why, for the comment
+// in the unit. ok is false when the stop has no bound (drain timeout 0 on
+// a systemd without EXTEND_TIMEOUT_USEC).
+func (o Options) StopTimeout() (d time.Duration, why string, ok bool) {
+	o.setDefaults()
+	if o.SystemdVersion >= ExtendTimeoutVersion {
+		return ReactTimeout, fmt.Sprintf("graceshim sends EXTEND_TIMEOUT_USEC every %s reaching %s ahead while a stop goes on (systemd >= %d), so this only bounds how long graceshim may take to react; the drain itself is bounded by graceshim's --drain-timeout and --kill-timeout",
+			formatSpan(supervisor.DefaultExtendEvery), formatSpan(supervisor.DefaultExtendBy), ExtendTimeoutVersion), true
+	}
+	if o.DrainTimeout < 0 {
+		return 0, fmt.Sprintf("systemd %d has no EXTEND_TIMEOUT_USEC and --drain-timeout=0 puts no bound on the drain, so neither does systemd", o.SystemdVersion), false
+	}
+	d = o.DrainDelay + o.DrainTimeout + o.KillTimeout + StopMargin
+	return d, fmt.Sprintf("systemd %d has no EXTEND_TIMEOUT_USEC (it came in %d), so this covers drain delay %s + drain timeout %s + kill timeout %s + %s for graceshim",
+		o.SystemdVersion, ExtendTimeoutVersion, formatSpan(o.DrainDelay), formatSpan(o.DrainTimeout), formatSpan(o.KillTimeout), formatSpan(StopMargin)), true
+}
+
+// StartTimeout returns TimeoutStartSec=: graceshim tells READY=1 when the
+// daemon listens, at the latest after the ready timeout (which also bounds
+// the wait for a pid file).
+func (o Options) StartTimeout() time.Duration {
+	o.setDefaults()
+	return o.ReadyTimeout + StartMargin
+}
+
+// hardening are the sandboxing directives --hardening adds, with the first
+// systemd version that knows each. They leave /var, /run and the network
+// writable, and keep /proc readable so graceshim can follow its children;
+// MemoryDenyWriteExecute (JITs: PHP, LuaJIT), CapabilityBoundingSet and
+// RestrictAddressFamilies are left out on purpose, they break common
+// daemons or graceshim's netlink connection count.
+var hardening = []struct {
+	name, value string
+	since       int
+}{
+	{"NoNewPrivileges", "yes", 187},
+	{"PrivateTmp", "yes", 183},
+	{"PrivateDevices", "yes", 209},
+	{"ProtectSystem", "full", 214},
+	{"ProtectHome", "read-only", 214},
+	{"SystemCallArchitectures", "native", 209},
+	{"RestrictRealtime", "yes", 231},
+	{"ProtectKernelTunables", "yes", 232},
+	{"ProtectKernelModules", "yes", 232},
+	{"ProtectControlGroups", "yes", 232},
+	{"RestrictNamespaces", "yes", 233},
+	{"LockPersonality", "yes", 235},
+	{"RestrictSUIDSGID", "yes", 242},
+	{"ProtectHostname", "yes", 242},
+	{"ProtectKernelLogs", "yes", 244},
+	{"ProtectClock", "yes", 245},
+}
+
+// Generate writes a unit that runs o.Argv under graceshim.
+func Generate(o Options) ([]byte, error) {
+	if len(o.Argv) == 0 {
+		return nil, errors.New("missing command: use graceshim unit [flags] -- COMMAND [ARGS...]")
+	}
+	o.setDefaults()
+	argv := append(append(append([]string{o.Graceshim}, o.RunFlags...), "--"), o.Argv...)
+	exec, err := JoinExec(argv)
+	if err != nil {
+		return nil, fmt.Errorf("cannot write ExecStart=: %w", err)
+	}
+	if err := checkGraceshimPath(o.Graceshim); err != nil {
+		return nil, err
+	}
+	desc := o.Description
+	if desc == "" {
+		desc = filepath.Base(o.Argv[0]) + " under graceshim (graceful stop)"
+	}
+	descV, err := escapeText("--description", desc)
+	if err != nil {
+		return nil, err
+	}
+	opts := []*unit.UnitOption{
+		unit.NewUnitOption("Unit", "Description", descV),
+		unit.NewUnitOption("Unit", "After", "network-online.target"),
+		unit.NewUnitOption("Unit", "Wants", "network-online.target"),
+	}
+	svc, err := serviceOptions(o, exec)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, svc...)
+	opts = append(opts, unit.NewUnitOption("Service", "Restart", "on-failure"))
+	if o.Hardening {
+		opts = append(opts, hardeningOptions(o.SystemdVersion, nil)...)
+	}
+	opts = append(opts, unit.NewUnitOption("Install", "WantedBy", "multi-user.target"))
+	return render(header(o, false), opts)
+}
+
+// serviceOptions are the [Service] directives every graceshim unit needs,
+// with ExecStart= already written.
+func serviceOptions(o Options, exec string) ([]*unit.UnitOption, error) {
+	opts := []*unit.UnitOption{
+		unit.NewUnitOption("Service", "Type", "notify"),
+		unit.NewUnitOption("Service", "NotifyAccess", "main"),
+	}
+	if o.User != "" {
+		if err := checkAccount("--user", o.User); err != nil {
+			return nil, err
+		}
+		opts = append(opts, unit.NewUnitOption("Service", "User", o.User))
+	}
+	if o.Group != "" {
+		if err := checkAccount("--group", o.Group); err != nil {
+			return nil, err
+		}
+		opts = append(opts, unit.NewUnitOption("Service", "Group", o.Group))
+	}
+	for _, kv := range o.Env {
+		v, err := envAssignment(kv)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, unit.NewUnitOption("Service", "Environment", v))
+	}
+	opts = append(opts, unit.NewUnitOption("Service", "ExecStart", exec))
+	if o.reloads() {
+		opts = append(opts, unit.NewUnitOption("Service", "ExecReload", "/bin/kill -HUP $MAINPID"))
+	}
+	opts = append(opts, timeoutOptions(o)...)
+	opts = append(opts, unit.NewUnitOption("Service", "SuccessExitStatus", successStatus(o)))
+	return opts, nil
+}
+
+// timeoutOptions are KillMode= and the timeouts, the part of the unit
+// that decides whether a stop drains.
+func timeoutOptions(o Options) []*unit.UnitOption {
+	stop, _, bounded := o.StopTimeout()
+	stopV := "0"
+	if bounded {
+		stopV = formatSpan(stop)
+	}
+	return []*unit.UnitOption{
+		unit.NewUnitOption("Service", "KillMode", "mixed"),
+		unit.NewUnitOption("Service", "TimeoutStartSec", formatSpan(o.StartTimeout())),
+		unit.NewUnitOption("Service", "TimeoutStopSec", stopV),
+	}
+}
+
+// reloads says whether SIGHUP to graceshim reaches the daemon as a reload
+// signal; a preset without one (redis) would die of a plain HUP.
+func (o Options) reloads() bool {
+	return o.Map.Translate(syscall.SIGHUP) != syscall.SIGHUP || o.Preset.Reload == syscall.SIGHUP
+}
+
+// successStatus lists the exit codes of a stop that ended as asked:
+// graceshim exits 128+N when the daemon dies of signal N, and a daemon
+// without a handler dies of the TERM graceshim passes on or escalates
+// with. QUIT is left out: dying of it means a core dump.
+func successStatus(o Options) string {
+	codes := map[int]bool{128 + int(syscall.SIGTERM): true}
+	for _, s := range []syscall.Signal{o.Map.Translate(syscall.SIGTERM), o.Preset.Fast} {
+		switch s {
+		case 0, syscall.SIGQUIT, syscall.SIGKILL, syscall.SIGABRT, syscall.SIGSEGV:
+			continue
+		}
+		codes[128+int(s)] = true
+	}
+	var list []int
+	for c := range codes {
+		list = append(list, c)
+	}
+	sort.Ints(list)
+	var out []string
+	for _, c := range list {
+		out = append(out, strconv.Itoa(c))
+	}
+	return strings.Join(out, " ")
+}
+
+// hardeningOptions returns the sandboxing directives systemd version v
+// knows, leaving out those in have (already set by the unit).
+func hardeningOptions(v int, have map[string]bool) []*unit.UnitOption {
+	var out []*unit.UnitOption
+	for _, h := range hardening {
+		if h.since > v || have[h.name] {
+			continue
+		}
+		out = append(out, unit.NewUnitOption("Service", h.name, h.value))
+	}
+	return out
+}
+
+// header is the comment at the top of a generated unit.
+func header(o Options, dropin bool) string {
+	name := filepath.Base(o.Argv[0])
+	graceful := signals.Name(o.Map.Translate(syscall.SIGTERM))
+	stop, why, _ := o.StopTimeout()
+	stopV := "0 (no bound)"
+	if stop > 0 {
+		stopV = formatSpan(stop)
+	}
+	kind := "unit"
+	if dropin {
+		kind = "drop-in"
+	}
+	lines := []string{
+		fmt.Sprintf("Generated by graceshim for systemd %d; regenerate rather than edit (graceshim unit).", o.SystemdVersion),
+		fmt.Sprintf("This %s runs %s under graceshim: systemd's SIGTERM reaches graceshim, which sends %s its graceful signal (%s), waits for live connections to drain and tells systemd how the stop goes (systemctl status shows it).", kind, name, name, graceful),
+		fmt.Sprintf("KillMode=mixed matters: under the default control-group mode systemd sends SIGTERM to every process of the unit, so %s would get it straight from systemd and graceshim could not translate anything. mixed sends SIGTERM to graceshim only, SIGKILL to the rest at the end.", name),
+		fmt.Sprintf("TimeoutStopSec=%s: %s.", stopV, why),
+		fmt.Sprintf("TimeoutStartSec=%s: READY=1 is sent when %s listens, at the latest after the ready timeout (%s).",
+			formatSpan(o.StartTimeout()), name, formatSpan(o.ReadyTimeout)),
+	}
+	if o.Hardening {
+		lines = append(lines, "Hardening: sandboxing that leaves /var, /run and the network writable; ProtectSystem=full makes /usr, /boot and /etc read-only. Add ReadWritePaths= for anything else the daemon writes.")
+	}
+	var b strings.Builder
+	for _, l := range wrapComment(lines) {
+		b.WriteString("# " + l + "\n")
+	}
+	return b.String()
+}
+
+// wrapComment wraps lines at about 78 columns.
+func wrapComment(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		for len(l) > 74 {
+			cut := strings.LastIndexByte(l[:74], ' ')
+			if cut <= 0 {
+				break
+			}
+			out = append(out, l[:cut])
+			l = "  " + l[cut+1:]
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// render serializes opts with go-systemd after the header comment.
+func render(head string, opts []*unit.UnitOption) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(head)
+	b.WriteString("\n")
+	if _, err := io.Copy(&b, unit.Serialize(opts)); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// formatSpan writes d as a systemd time span ("5min 25s"), rounded up to
+// whole seconds.
+func formatSpan(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	s := int64((d + time.Second - 1) / time.Second)
+	var parts []string
+	if h := s / 3600; h > 0 {
+		parts = append(parts, fmt.Sprintf("%dh", h))
+	}
+	if m := s / 60 % 60; m > 0 {
+		parts = append(parts, fmt.Sprintf("%dmin", m))
+	}
+	if sec := s % 60; sec > 0 {
+		parts = append(parts, fmt.Sprintf("%ds", sec))
+	}
+	return strings.Join(parts, " ")
+}
+
+func checkGraceshimPath(p string) error {
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("--graceshim %q: the path must be absolute (systemd before 239 requires it)", p)
+	}
+	return nil
+}
+
+var (
+	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	account = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$`)
+)
+
+func checkAccount(flag, v string) error {
+	if !account.MatchString(v) {
+		return fmt.Errorf("%s %q: not a user or group name", flag, v)
+	}
+	return nil
+}
+
+// envAssignment writes KEY=VALUE for Environment=: quoted, with '\' and
+// '"' escaped and '%' doubled (Environment= expands specifiers, not
+// variables).
+func envAssignment(kv string) (string, error) {
+	k, v, ok := strings.Cut(kv, "=")
+	if !ok || !envName.MatchString(k) {
+		return "", fmt.Errorf("--env %q: want NAME=VALUE with NAME made of letters, digits and '_'", kv)
+	}
+	if strings.ContainsAny(v, "\n\r\x00") || !utf8.ValidString(v) {
+		return "", fmt.Errorf("--env %q: the value contains a newline or a byte a unit file cannot carry", kv)
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "%", "%%", "\t", `\t`)
+	return `"` + k + "=" + r.Replace(v) + `"`, nil
+}
+
+// escapeText writes free text (Description=): '%' doubled, no newline.
+func escapeText(flag, s string) (string, error) {
+	if strings.ContainsAny(s, "\n\r\x00") || !utf8.ValidString(s) {
+		return "", fmt.Errorf("%s %q: contains a newline or a byte a unit file cannot carry", flag, s)
+	}
+	return strings.ReplaceAll(strings.TrimSpace(s), "%", "%%"), nil
+}

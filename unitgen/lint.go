@@ -1,0 +1,505 @@
+package unitgen
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/graceshim/graceshim/signals"
+	"github.com/graceshim/graceshim/supervisor"
+)
+
+// Severities of findings.
+const (
+	SeverityError   = "error"   // requests are lost or a stop fails
+	SeverityWarning = "warning" // a stop works, but not as well as it could
+)
+
+// Finding is one problem lint found in a unit: what goes wrong on stop and
+// the fix. The JSON form is stable.
+type Finding struct {
+	File      string `json:"file"`
+	Line      int    `json:"line"`
+	Directive string `json:"directive"`
+	Severity  string `json:"severity"`
+	Problem   string `json:"problem"`
+	Fix       string `json:"fix"`
+}
+
+func (f Finding) String() string {
+	return fmt.Sprintf("%s:%d: %s: %s: %s\n    fix: %s", f.File, f.Line, f.Severity, f.Directive, f.Problem, f.Fix)
+}
+
+// LintOptions tune Lint.
+type LintOptions struct {
+	// SystemdVersion is the systemd the unit runs under; 0 means a
+	// current one (EXTEND_TIMEOUT_USEC available).
+	SystemdVersion int
+}
+
+// defaultTimeoutStop is systemd's DefaultTimeoutStopSec.
+const defaultTimeoutStop = 90 * time.Second
+
+// lintCtx is what lint learns about a unit before checking it.
+type lintCtx struct {
+	u        *Unit
+	opts     LintOptions
+	start    Directive // the ExecStart= in force
+	argv     []string  // its words
+	cmd      []string  // the daemon's command (inside a wrapper)
+	wrapper  string
+	preset   signals.Preset
+	known    bool // the preset was recognised from the command
+	name     string
+	findings []Finding
+}
+
+func (c *lintCtx) add(d Directive, name, sev, problem, fix string) {
+	line := d.Line
+	if line == 0 {
+		line = c.start.Line
+	}
+	c.findings = append(c.findings, Finding{File: c.u.File, Line: line, Directive: name, Severity: sev, Problem: problem, Fix: fix})
+}
+
+// value returns a directive and whether it was set; an unset one carries
+// the default value and line 0.
+func (c *lintCtx) value(name, def string) (Directive, bool) {
+	d, ok := c.u.Get("Service", name)
+	if !ok {
+		return Directive{Section: "Service", Name: name, Value: def}, false
+	}
+	return d, true
+}
+
+// Lint explains, per finding, what goes wrong when u is stopped, and the
+// fix. Warnings are about the file itself (unknown directives).
+func Lint(u *Unit, o LintOptions) []Finding {
+	c := &lintCtx{u: u, opts: o}
+	starts := u.List("Service", "ExecStart")
+	if len(starts) == 0 {
+		return nil // not a service with a daemon; nothing to say about its stop
+	}
+	c.start = starts[len(starts)-1]
+	line, err := SplitExec(c.start.Value)
+	if err != nil {
+		c.add(c.start, "ExecStart", SeverityError, fmt.Sprintf("systemd cannot split this command line: %v", err), "quote the arguments as systemd.service(5) says, or generate the unit with graceshim unit")
+		return c.findings
+	}
+	c.argv = line.Argv()
+	c.cmd, c.wrapper, _ = inner(c.argv)
+	if len(c.cmd) > 0 {
+		c.preset, c.known = signals.ForCommand(c.cmd[0])
+		c.name = filepath.Base(c.cmd[0])
+	}
+	if c.wrapper == "graceshim" {
+		c.lintGraceshim()
+	} else {
+		c.lintWrapper()
+		c.lintStop()
+	}
+	c.lintNotify()
+	c.lintPIDFile()
+	return c.findings
+}
+
+// lintWrapper: an init-like wrapper under KillMode=control-group.
+func (c *lintCtx) lintWrapper() {
+	if c.wrapper == "" {
+		return
+	}
+	km, set := c.value("KillMode", "control-group")
+	if km.Value != "control-group" {
+		return
+	}
+	how := "(not set: control-group)"
+	if set {
+		how = ""
+	}
+	c.add(km, "KillMode", SeverityError,
+		fmt.Sprintf("KillMode=control-group %s sends the stop signal to every process of the unit, so %s gets it straight from systemd; %s cannot translate it or wait for it", strings.TrimSpace(how), orDaemon(c.name), c.wrapper),
+		fmt.Sprintf("set KillMode=mixed (the signal goes to %s only, SIGKILL to the rest at the end); %s passes SIGTERM on unchanged, so for a daemon whose graceful signal differs run it under graceshim: graceshim unit --from %s", c.wrapper, c.wrapper, c.u.File))
+}
+
+func orDaemon(name string) string {
+	if name == "" {
+		return "the daemon"
+	}
+	return name
+}
+
+// lintStop: the signal that reaches the daemon, ExecStop=, TimeoutStopSec=.
+func (c *lintCtx) lintStop() {
+	if !c.known || c.wrapper != "" {
+		return
+	}
+	p := c.preset
+	ks, ksSet := c.value("KillSignal", "SIGTERM")
+	killSig, err := signals.Parse(ks.Value)
+	if err != nil {
+		c.add(ks, "KillSignal", SeverityError, fmt.Sprintf("KillSignal=%s is not a signal systemd knows: %v", ks.Value, err), "use a signal name such as SIGQUIT")
+		return
+	}
+	stop, stopSet := c.stopTimeout()
+
+	var signalled bool
+	for _, d := range c.u.List("Service", "ExecStop") {
+		sc := commandOf(d)
+		if !sc.Sends {
+			continue
+		}
+		signalled = true
+		switch {
+		case sc.Signal == p.Fast && sc.Signal != p.Graceful:
+			c.add(d, "ExecStop", SeverityError,
+				fmt.Sprintf("%s sends %s, %s's fast stop: in-flight requests are cut at once", sc.What, signals.Name(sc.Signal), c.name),
+				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+		case sc.Waits:
+			c.add(d, "ExecStop", SeverityError,
+				fmt.Sprintf("%s gives the graceful stop at most %s, then returns; systemd then sends KillSignal=%s (%s) to what is left, cutting requests that take longer", sc.What, formatSpan(sc.Wait), ks.Value, fastOrNot(killSig, p)),
+				fmt.Sprintf("remove ExecStop=, set KillSignal=SIG%s and a TimeoutStopSec= that covers your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain", signals.Name(p.Graceful), c.name, c.u.File))
+		case killSig != p.Graceful:
+			c.add(d, "ExecStop", SeverityError,
+				fmt.Sprintf("%s returns as soon as the signal is sent; systemd then sends KillSignal=%s (%s) to what is left, so the drain %s started is cut", sc.What, ks.Value, fastOrNot(killSig, p), c.name),
+				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+		}
+	}
+	if !signalled && killSig != p.Graceful {
+		problem := fmt.Sprintf("KillSignal=%s", ks.Value)
+		if !ksSet {
+			problem = "KillSignal is not set, so systemd sends SIGTERM,"
+		}
+		c.add(ks, "KillSignal", SeverityError,
+			fmt.Sprintf("%s %s for %s: %s", problem, fastOrNot(killSig, p), c.name, "in-flight requests are cut on every stop and restart"),
+			fmt.Sprintf("set KillSignal=SIG%s (its graceful stop) with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+	}
+
+	// The daemon's own bound on a graceful stop, when lint can tell.
+	grace, what, ok := c.daemonGrace()
+	if stop.inf {
+		return
+	}
+	if !ok {
+		conf := nginxConfig(c.cmd)
+		graceful := killSig == p.Graceful && !signalled
+		if (p.Name == "nginx" || p.Name == "openresty") && graceful && conf.err == nil && conf.shutdownTimeout == 0 {
+			c.add(stop.dir, "TimeoutStopSec", SeverityWarning,
+				fmt.Sprintf("the stop timeout (%s) is the whole drain: %s has no worker_shutdown_timeout in %s and would wait for every request, so requests still running after %s are cut by SIGKILL and a stop that takes long shows no reason", formatSpan(stop.d), c.name, conf.path, formatSpan(stop.d)),
+				fmt.Sprintf("set TimeoutStopSec= to cover your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain and says why a stop takes long", c.name, c.u.File))
+		}
+		return
+	}
+	if stop.d < grace {
+		d := stop.dir
+		name := d.Name
+		if !stopSet {
+			name = "TimeoutStopSec"
+		}
+		c.add(d, name, SeverityError,
+			fmt.Sprintf("the stop timeout (%s) is shorter than %s's own grace (%s): systemd kills it with SIGKILL while it still drains", formatSpan(stop.d), c.name, what),
+			fmt.Sprintf("set TimeoutStopSec= above %s, or run %s under graceshim, which extends the timeout while connections drain", formatSpan(grace), c.name))
+	}
+}
+
+func fastOrNot(sig syscall.Signal, p signals.Preset) string {
+	switch {
+	case sig == p.Graceful:
+		return "its graceful stop"
+	case sig == p.Fast || sig == syscall.SIGTERM || sig == syscall.SIGINT:
+		return "its fast stop"
+	case sig == syscall.SIGKILL:
+		return "an immediate kill"
+	}
+	return "not its graceful signal"
+}
+
+type stopTimeout struct {
+	d   time.Duration
+	inf bool
+	dir Directive
+}
+
+// stopTimeout is the TimeoutStopSec= in force (TimeoutSec= sets it too).
+func (c *lintCtx) stopTimeout() (stopTimeout, bool) {
+	d, ok := c.u.Get("Service", "TimeoutStopSec")
+	if !ok {
+		d, ok = c.u.Get("Service", "TimeoutSec")
+	}
+	if !ok {
+		return stopTimeout{d: defaultTimeoutStop, dir: Directive{Section: "Service", Name: "TimeoutStopSec"}}, false
+	}
+	v, inf, parsed := parseSpan(d.Value)
+	if !parsed {
+		return stopTimeout{inf: true, dir: d}, true
+	}
+	return stopTimeout{d: v, inf: inf, dir: d}, true
+}
+
+// daemonGrace returns the daemon's own bound on a graceful stop when lint
+// can tell: nginx's worker_shutdown_timeout from the config its command
+// names, gunicorn's --graceful-timeout (30 s by default).
+func (c *lintCtx) daemonGrace() (time.Duration, string, bool) {
+	switch c.preset.Name {
+	case "nginx", "openresty":
+		conf := nginxConfig(c.cmd)
+		if conf.err != nil {
+			return 0, "", false
+		}
+		if conf.shutdownTimeout > 0 {
+			return conf.shutdownTimeout, fmt.Sprintf("worker_shutdown_timeout %s in %s", formatSpan(conf.shutdownTimeout), conf.path), true
+		}
+	case "gunicorn":
+		for i, a := range c.cmd {
+			v := ""
+			switch {
+			case a == "--graceful-timeout" && i+1 < len(c.cmd):
+				v = c.cmd[i+1]
+			case strings.HasPrefix(a, "--graceful-timeout="):
+				v = strings.TrimPrefix(a, "--graceful-timeout=")
+			}
+			if v != "" {
+				if n, err := strconv.Atoi(v); err == nil {
+					return time.Duration(n) * time.Second, "--graceful-timeout " + v, true
+				}
+			}
+		}
+		return 30 * time.Second, "graceful_timeout, 30 s by default", true
+	}
+	return 0, "", false
+}
+
+// lintGraceshim checks a unit that already runs graceshim.
+func (c *lintCtx) lintGraceshim() {
+	typ, typSet := c.value("Type", "simple")
+	if typ.Value != "notify" {
+		how := ""
+		if !typSet {
+			how = " (not set: simple)"
+		}
+		c.add(typ, "Type", SeverityError,
+			fmt.Sprintf("Type=%s%s: systemd ignores graceshim's READY=1, STATUS= and EXTEND_TIMEOUT_USEC=, so a long drain is cut at TimeoutStopSec= and nobody sees why", typ.Value, how),
+			"set Type=notify and NotifyAccess=main (graceshim unit writes both)")
+	}
+	km, kmSet := c.value("KillMode", "control-group")
+	if km.Value != "mixed" {
+		how := ""
+		if !kmSet {
+			how = " (not set)"
+		}
+		problem := fmt.Sprintf("KillMode=%s%s sends SIGTERM to every process of the unit, so %s gets it straight from systemd (for nginx: its fast stop) and graceshim cannot translate anything", km.Value, how, orDaemon(c.name))
+		if km.Value == "process" || km.Value == "none" {
+			problem = fmt.Sprintf("KillMode=%s never kills what graceshim leaves behind when graceshim itself fails", km.Value)
+		}
+		c.add(km, "KillMode", SeverityError, problem, "set KillMode=mixed: SIGTERM to graceshim only, SIGKILL to the rest at the final timeout")
+	}
+	if ks, ok := c.u.Get("Service", "KillSignal"); ok {
+		if sig, err := signals.Parse(ks.Value); err == nil && sig != syscall.SIGTERM && sig != syscall.SIGINT {
+			c.add(ks, "KillSignal", SeverityWarning,
+				fmt.Sprintf("KillSignal=%s: graceshim translates SIGTERM into the daemon's graceful signal; %s is passed on as it is", ks.Value, signals.Name(sig)),
+				"remove KillSignal= (SIGTERM is the default)")
+		}
+	}
+	if c.opts.SystemdVersion > 0 && c.opts.SystemdVersion < ExtendTimeoutVersion {
+		drain, kill, delay := c.graceshimBounds()
+		need := delay + drain + kill
+		stop, _ := c.stopTimeout()
+		if drain > 0 && !stop.inf && stop.d < need {
+			c.add(stop.dir, "TimeoutStopSec", SeverityError,
+				fmt.Sprintf("systemd %d has no EXTEND_TIMEOUT_USEC, so the stop timeout (%s) must cover graceshim's drain delay + drain timeout + kill timeout (%s); systemd kills the drain first", c.opts.SystemdVersion, formatSpan(stop.d), formatSpan(need)),
+				fmt.Sprintf("set TimeoutStopSec=%s or regenerate with graceshim unit --systemd-version %d", formatSpan(need+StopMargin), c.opts.SystemdVersion))
+		}
+	}
+}
+
+// graceshimBounds reads graceshim's drain, kill and delay flags from the
+// ExecStart= words.
+func (c *lintCtx) graceshimBounds() (drain, kill, delay time.Duration) {
+	drain, kill = supervisor.DefaultDrainTimeout, supervisor.DefaultKillTimeout
+	for i, a := range c.argv {
+		if a == "--" {
+			break
+		}
+		name, v, ok := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !ok && i+1 < len(c.argv) {
+			v = c.argv[i+1]
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "drain-timeout", "stop-timeout":
+			drain = d
+		case "kill-timeout":
+			kill = d
+		case "drain-delay":
+			delay = d
+		}
+	}
+	return drain, kill, delay
+}
+
+// lintNotify: Type=notify with a NotifyAccess= that drops the daemon's
+// notifications.
+func (c *lintCtx) lintNotify() {
+	typ, _ := c.value("Type", "simple")
+	if typ.Value != "notify" && typ.Value != "notify-reload" {
+		return
+	}
+	na, set := c.value("NotifyAccess", "main")
+	switch {
+	case na.Value == "none":
+		c.add(na, "NotifyAccess", SeverityError,
+			"Type=notify with NotifyAccess=none: systemd accepts no READY=1, so every start times out",
+			"remove NotifyAccess= (Type=notify implies main)")
+	case na.Value == "main" && c.wrapper != "" && c.wrapper != "graceshim":
+		how := "NotifyAccess is not set (Type=notify implies main)"
+		if set {
+			how = "NotifyAccess=main"
+		}
+		c.add(na, "NotifyAccess", SeverityError,
+			fmt.Sprintf("%s, but %s is the main process and the notifications come from %s, its child: systemd drops them, start times out and stop gets no EXTEND_TIMEOUT_USEC", how, c.wrapper, orDaemon(c.name)),
+			"set NotifyAccess=all, or run the daemon under graceshim, which notifies itself as the main process")
+	}
+}
+
+// lintPIDFile: a pid file systemd or the daemon cannot agree on.
+func (c *lintCtx) lintPIDFile() {
+	pf, ok := c.u.Get("Service", "PIDFile")
+	path := pf.Value
+	what := "PIDFile"
+	if c.wrapper == "graceshim" {
+		// graceshim's own --pidfile is what matters then.
+		for i, a := range c.argv {
+			if a == "--" {
+				break
+			}
+			if v, found := strings.CutPrefix(a, "--pidfile="); found {
+				path, what, ok = v, "ExecStart", true
+				pf = c.start
+			} else if a == "--pidfile" && i+1 < len(c.argv) {
+				path, what, ok = c.argv[i+1], "ExecStart", true
+				pf = c.start
+			}
+		}
+	}
+	if !ok || path == "" {
+		return
+	}
+	switch {
+	case !filepath.IsAbs(path):
+		c.add(pf, what, SeverityError, fmt.Sprintf("pid file %q is not an absolute path: systemd refuses it and the main process is never found", path), "use an absolute path under /run")
+		return
+	case strings.HasPrefix(path, "/var/run/"):
+		c.add(pf, what, SeverityWarning, fmt.Sprintf("pid file %s is under the legacy /var/run: systemd warns on every load and reads /run%s", path, strings.TrimPrefix(path, "/var/run")), "use /run"+strings.TrimPrefix(path, "/var/run"))
+	case strings.HasPrefix(path, "/tmp/") || strings.HasPrefix(path, "/var/tmp/"):
+		if d, ok := c.u.Get("Service", "PrivateTmp"); ok && isYes(d.Value) && what == "PIDFile" {
+			c.add(pf, what, SeverityError, fmt.Sprintf("pid file %s is in /tmp with PrivateTmp=yes: the daemon writes it in its private /tmp, systemd looks in the host's and never finds the main process", path), "put the pid file under /run")
+			return
+		}
+	}
+	if c.preset.Name == "nginx" || c.preset.Name == "openresty" {
+		conf := nginxConfig(c.cmd)
+		if conf.err == nil && conf.pid != "" && filepath.Clean(conf.pid) != filepath.Clean(path) && filepath.Clean(conf.pid) != filepath.Clean("/run"+strings.TrimPrefix(path, "/var/run")) {
+			c.add(pf, what, SeverityError,
+				fmt.Sprintf("pid file %s is not where nginx writes it (pid %s in %s): the master is never found, so the stop signal goes nowhere", path, conf.pid, conf.path),
+				fmt.Sprintf("make them agree: %s=%s", what, conf.pid))
+		}
+	}
+}
+
+func isYes(v string) bool {
+	switch strings.ToLower(v) {
+	case "yes", "true", "on", "1":
+		return true
+	}
+	return false
+}
+
+// nginxConf is what lint reads from nginx's configuration.
+type nginxConf struct {
+	path            string
+	shutdownTimeout time.Duration
+	pid             string
+	err             error
+}
+
+var (
+	nginxComment   = regexp.MustCompile(`(?m)#.*$`)
+	nginxDirective = regexp.MustCompile(`(?m)(?:^|[;{}])\s*(worker_shutdown_timeout|pid)\s+([^;\s]+)\s*;`)
+)
+
+// nginxConfig reads the settings that decide a stop from the config an
+// nginx command line names (-c FILE, relative to -p PREFIX; by default
+// /etc/nginx/nginx.conf, Debian's). -g directives override the file. It
+// reads the main file only, not its includes: those hold http blocks, and
+// these two settings live in the main context.
+func nginxConfig(cmd []string) nginxConf {
+	conf := nginxConf{path: "/etc/nginx/nginx.conf"}
+	prefix := "/etc/nginx/"
+	var global string
+	for i := 1; i < len(cmd); i++ {
+		next := ""
+		if i+1 < len(cmd) {
+			next = cmd[i+1]
+		}
+		switch cmd[i] {
+		case "-c":
+			conf.path = next
+			i++
+		case "-p":
+			prefix = next
+			i++
+		case "-g":
+			global = next
+			i++
+		}
+	}
+	if !filepath.IsAbs(conf.path) {
+		conf.path = filepath.Join(prefix, conf.path)
+	}
+	data, err := os.ReadFile(conf.path)
+	if err != nil {
+		conf.err = err
+		return conf
+	}
+	text := nginxComment.ReplaceAllString(string(data), "") + "\n" + global
+	for _, m := range nginxDirective.FindAllStringSubmatch(text, -1) {
+		switch m[1] {
+		case "worker_shutdown_timeout":
+			if d, ok := nginxTime(m[2]); ok {
+				conf.shutdownTimeout = d
+			}
+		case "pid":
+			conf.pid = m[2]
+		}
+	}
+	return conf
+}
+
+// nginxTime reads an nginx time ("30s", "1m", "500ms", "10" seconds).
+func nginxTime(s string) (time.Duration, bool) {
+	units := map[string]time.Duration{"ms": time.Millisecond, "s": time.Second, "m": time.Minute, "h": time.Hour, "d": 24 * time.Hour}
+	var total time.Duration
+	re := regexp.MustCompile(`(\d+)(ms|s|m|h|d)?`)
+	rest := s
+	for rest != "" {
+		m := re.FindStringSubmatchIndex(rest)
+		if m == nil || m[0] != 0 {
+			return 0, false
+		}
+		n, _ := strconv.Atoi(rest[m[2]:m[3]])
+		u := time.Second
+		if m[4] >= 0 {
+			u = units[rest[m[4]:m[5]]]
+		}
+		total += time.Duration(n) * u
+		rest = rest[m[1]:]
+	}
+	return total, total > 0
+}

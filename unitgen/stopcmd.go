@@ -1,0 +1,260 @@
+package unitgen
+
+import (
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/graceshim/graceshim/signals"
+)
+
+// signalCmd is what an ExecStop= or ExecReload= command does to the
+// daemon, as far as graceshim can tell from its words.
+type signalCmd struct {
+	// Sends is true when the command signals the daemon.
+	Sends bool
+	// Signal is the first signal sent; 0 when it cannot tell.
+	Signal syscall.Signal
+	// Waits is true when the command waits for the daemon to exit
+	// (start-stop-daemon --retry, killproc without a signal), Wait for
+	// how long at most before it gives up or escalates.
+	Waits bool
+	Wait  time.Duration
+	// What names the command for messages ("start-stop-daemon --retry
+	// QUIT/5").
+	What string
+}
+
+// wrappers are init-like programs that run a command as their child.
+// graceshim is one; tini and dumb-init pass signals on unchanged.
+var wrappers = map[string]bool{"graceshim": true, "tini": true, "tini-static": true, "dumb-init": true, "catatonit": true}
+
+// inner returns the command a wrapper runs, the wrapper's name ("" when
+// argv is not a wrapper) and the index of the inner command in argv.
+func inner(argv []string) (cmd []string, wrapper string, at int) {
+	if len(argv) == 0 {
+		return nil, "", 0
+	}
+	base := filepath.Base(argv[0])
+	if !wrappers[base] {
+		return argv, "", 0
+	}
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		if a == "--" {
+			return argv[i+1:], base, i + 1
+		}
+		if strings.HasPrefix(a, "-") {
+			// Flags of the wrapper; tini's -s/-p/-e take a value.
+			if base != "graceshim" && len(a) == 2 && strings.Contains("peg", a[1:]) {
+				i++
+			}
+			continue
+		}
+		if base == "graceshim" {
+			// A graceshim subcommand is not a wrapped command.
+			return nil, base, len(argv)
+		}
+		return argv[i:], base, i
+	}
+	return nil, base, len(argv)
+}
+
+// classifySignalCmd reads an ExecStop=/ExecReload= command.
+func classifySignalCmd(argv []string) signalCmd {
+	if len(argv) == 0 {
+		return signalCmd{}
+	}
+	base := filepath.Base(argv[0])
+	args := argv[1:]
+	if (base == "sh" || base == "bash" || base == "dash") && len(args) >= 2 && args[0] == "-c" {
+		// A shell line: read its first command. "$(cat /run/x.pid)" and
+		// friends are only pid arguments here.
+		words := strings.Fields(args[1])
+		if len(words) == 0 {
+			return signalCmd{}
+		}
+		c := classifySignalCmd(words)
+		return c
+	}
+	switch base {
+	case "kill", "pkill", "killall":
+		sig := syscall.SIGTERM
+		for i := 0; i < len(args); i++ {
+			a := args[i]
+			switch {
+			case (a == "-s" || a == "--signal") && i+1 < len(args):
+				if s, err := signals.Parse(args[i+1]); err == nil {
+					sig = s
+				}
+				i++
+			case strings.HasPrefix(a, "-") && len(a) > 1:
+				if s, err := signals.Parse(a[1:]); err == nil {
+					sig = s
+				}
+			}
+		}
+		return signalCmd{Sends: true, Signal: sig, What: base + " -" + signals.Name(sig)}
+	case "start-stop-daemon":
+		return classifySSD(args)
+	case "killproc":
+		sig := syscall.Signal(0)
+		for _, a := range args {
+			if strings.HasPrefix(a, "-") && len(a) > 1 && a != "-p" && a != "-b" && a != "-d" {
+				if s, err := signals.Parse(a[1:]); err == nil {
+					sig = s
+				}
+			}
+		}
+		if sig == 0 {
+			return signalCmd{Sends: true, Signal: syscall.SIGTERM, Waits: true, Wait: 3 * time.Second, What: "killproc (TERM, 3 s, KILL)"}
+		}
+		return signalCmd{Sends: true, Signal: sig, What: "killproc -" + signals.Name(sig)}
+	case "apachectl", "apache2ctl":
+		for _, a := range args {
+			switch a {
+			case "graceful-stop":
+				return signalCmd{Sends: true, Signal: syscall.SIGWINCH, What: base + " graceful-stop"}
+			case "stop":
+				return signalCmd{Sends: true, Signal: syscall.SIGTERM, What: base + " stop"}
+			case "graceful":
+				return signalCmd{Sends: true, Signal: syscall.SIGUSR1, What: base + " graceful"}
+			case "restart":
+				return signalCmd{Sends: true, Signal: syscall.SIGHUP, What: base + " restart"}
+			}
+		}
+	}
+	// nginx -s quit|stop|reload|reopen and the same for openresty.
+	for i, a := range args {
+		if a == "-s" && i+1 < len(args) {
+			sig := map[string]syscall.Signal{"quit": syscall.SIGQUIT, "stop": syscall.SIGTERM, "reload": syscall.SIGHUP, "reopen": syscall.SIGUSR1}[args[i+1]]
+			if sig != 0 {
+				return signalCmd{Sends: true, Signal: sig, What: base + " -s " + args[i+1]}
+			}
+		}
+	}
+	return signalCmd{}
+}
+
+var retryStep = regexp.MustCompile(`^\d+$`)
+
+// classifySSD reads start-stop-daemon's --stop, --signal and --retry.
+// Without --retry it sends one signal and returns; with a schedule it
+// waits for the process to go, up to the timeouts.
+func classifySSD(args []string) signalCmd {
+	stop := false
+	sig := syscall.SIGTERM
+	retry := ""
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		val := func() string {
+			if k, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(k, "--") {
+				return v
+			}
+			if i+1 < len(args) {
+				i++
+				return args[i]
+			}
+			return ""
+		}
+		switch {
+		case a == "--stop" || a == "-K":
+			stop = true
+		case a == "--signal" || a == "-s" || strings.HasPrefix(a, "--signal="):
+			if s, err := signals.Parse(val()); err == nil {
+				sig = s
+			}
+		case a == "--retry" || a == "-R" || strings.HasPrefix(a, "--retry="):
+			retry = val()
+		}
+	}
+	if !stop {
+		return signalCmd{}
+	}
+	if retry == "" {
+		return signalCmd{Sends: true, Signal: sig, What: "start-stop-daemon --stop (one signal, no wait)"}
+	}
+	steps := strings.Split(retry, "/")
+	if len(steps) == 1 && retryStep.MatchString(steps[0]) {
+		// "--retry N" means SIGNAL/N/KILL/N.
+		n, _ := strconv.Atoi(steps[0])
+		return signalCmd{Sends: true, Signal: sig, Waits: true, Wait: time.Duration(n) * time.Second,
+			What: "start-stop-daemon --retry " + retry}
+	}
+	c := signalCmd{Sends: true, Signal: sig, Waits: true, What: "start-stop-daemon --retry " + retry}
+	first := true
+	for _, st := range steps {
+		if n, err := strconv.Atoi(st); err == nil {
+			if first {
+				c.Wait = time.Duration(n) * time.Second
+				first = false
+			}
+			continue
+		}
+		if s, err := signals.Parse(st); err == nil && c.Wait == 0 && first {
+			c.Signal = s
+		}
+	}
+	return c
+}
+
+// parseSpan reads a systemd time span ("5", "90s", "1min 30s", "5min",
+// "infinity"). ok is false for what it cannot read; inf for "infinity"
+// and "0" (no timeout).
+func parseSpan(s string) (d time.Duration, inf, ok bool) {
+	s = strings.TrimSpace(s)
+	if s == "infinity" || s == "0" {
+		return 0, true, true
+	}
+	units := []struct {
+		names []string
+		d     time.Duration
+	}{
+		{[]string{"usec", "us", "µs"}, time.Microsecond},
+		{[]string{"msec", "ms"}, time.Millisecond},
+		{[]string{"seconds", "second", "sec", "s"}, time.Second},
+		{[]string{"minutes", "minute", "min", "m"}, time.Minute},
+		{[]string{"hours", "hour", "hr", "h"}, time.Hour},
+		{[]string{"days", "day", "d"}, 24 * time.Hour},
+	}
+	rest := s
+	for rest != "" {
+		rest = strings.TrimLeft(rest, " ")
+		i := 0
+		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
+			i++
+		}
+		if i == 0 {
+			return 0, false, false
+		}
+		n, err := strconv.ParseFloat(rest[:i], 64)
+		if err != nil {
+			return 0, false, false
+		}
+		rest = strings.TrimLeft(rest[i:], " ")
+		unit := time.Second
+		j := 0
+		for j < len(rest) && (rest[j] >= 'a' && rest[j] <= 'z' || rest[j] == 0xc2 || rest[j] == 0xb5) {
+			j++
+		}
+		if j > 0 {
+			found := false
+			for _, u := range units {
+				for _, name := range u.names {
+					if rest[:j] == name {
+						unit, found = u.d, true
+					}
+				}
+			}
+			if !found {
+				return 0, false, false
+			}
+		}
+		d += time.Duration(n * float64(unit))
+		rest = rest[j:]
+	}
+	return d, false, true
+}
