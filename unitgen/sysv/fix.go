@@ -1,0 +1,1067 @@
+package sysv
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/graceshim/graceshim/signals"
+)
+
+// DefaultStopTimeout is the STOP_TIMEOUT a fix inserts, in seconds: the
+// longest graceful stop before TERM and then KILL. It matches the
+// supervisor's default drain timeout.
+const DefaultStopTimeout = 300
+
+// TimeoutVar is the variable fixed and generated scripts read the drain
+// bound from. It is set after /etc/sysconfig/NAME or /etc/default/NAME is
+// sourced, so an admin can override it there.
+const TimeoutVar = "STOP_TIMEOUT"
+
+// FixOptions tune Fix.
+type FixOptions struct {
+	// Preset names the daemon's signal preset; empty means it is picked
+	// from the script (prog=, exec=, the binary, processname:).
+	Preset string
+	// StopTimeout is the default STOP_TIMEOUT inserted, in seconds; zero
+	// means DefaultStopTimeout.
+	StopTimeout int
+}
+
+// Change is one rewrite, or one finding that needed none, in the terms of
+// the original file.
+type Change struct {
+	Line    int // 1-based line of the original
+	Summary string
+}
+
+func (c Change) String() string { return fmt.Sprintf("line %d: %s", c.Line, c.Summary) }
+
+// Result is what Fix found and did.
+type Result struct {
+	Style   Style
+	Daemon  string         // the daemon's name as the script knows it
+	Preset  signals.Preset // the preset its signals come from
+	Output  []byte         // the fixed script; equal to the input when nothing was wrong
+	Changes []Change       // the rewrites, in line order
+	Notes   []string       // facts about kept signals and choices made
+}
+
+// Changed reports whether the script needed a fix.
+func (r *Result) Changed() bool { return len(r.Changes) > 0 }
+
+// Fix analyses an init script and rewrites its stop paths so that they
+// stop the daemon gracefully, wait for it (bounded by STOP_TIMEOUT),
+// escalate, and only then let the script remove lock and pid files.
+//
+// It returns an error wrapping ErrNotScript for input that is not a shell
+// script, and an *UnsureError when a stop path cannot be understood.
+func Fix(name string, src []byte, opts FixOptions) (*Result, error) {
+	s, err := parse(name, src)
+	if err != nil {
+		return nil, err
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = DefaultStopTimeout
+	}
+	f := &fixer{s: s, opts: opts, edits: map[int][]edit{}}
+	if err := f.identify(); err != nil {
+		return nil, err
+	}
+	if err := f.run(); err != nil {
+		return nil, err
+	}
+	return f.result(src), nil
+}
+
+// edit replaces text[start:end] of one logical line.
+type edit struct {
+	start, end int
+	text       string
+}
+
+type fixer struct {
+	s      *script
+	opts   FixOptions
+	style  Style
+	daemon string
+	preset signals.Preset
+	known  bool // the preset was recognised, not the generic fallback
+
+	shim    bool   // the script runs the daemon under graceshim (generated in shim mode)
+	pidVar  string // the script's pid file variable ("pidfile"), if any
+	pidPath string // the pid file, when it can be known
+
+	edits   map[int][]edit // by logical line
+	changes []Change
+	notes   []string
+
+	needFunc, needTimeout bool
+	stopTargets           map[string][]int // stop path target -> lines
+	stopsFound            int
+}
+
+// identify finds the daemon, its preset and its pid file.
+func (f *fixer) identify() error {
+	s := f.s
+	f.style = s.style()
+	expand := func(name string) string {
+		if raw, ok := s.vars[name]; ok {
+			if v, ok := s.vars.expand(raw); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	var candidates []string
+	for _, n := range []string{"exec", "DAEMON", "daemon", "binary", "BINARY", "prog", "NAME", "name", "PROG"} {
+		if v := expand(n); v != "" {
+			candidates = append(candidates, v)
+		}
+	}
+	if v := s.header["processname"]; v != "" {
+		candidates = append(candidates, v)
+	}
+	for _, cs := range s.cmds {
+		for _, c := range cs {
+			prog := ""
+			switch c.name() {
+			case "daemon":
+				prog = daemonProg(c.words)
+			case "killproc", "status":
+				prog = parseKillprocLoose(c.words).prog
+			case "start-stop-daemon":
+				for j, w := range c.words {
+					if (w.raw == "--exec" || w.raw == "-x") && j+1 < len(c.words) {
+						prog = c.words[j+1].raw
+					}
+				}
+			}
+			if prog != "" {
+				if v, ok := s.vars.expand(prog); ok {
+					// daemon "$exec $config" passes one word.
+					v, _, _ = strings.Cut(v, " ")
+					candidates = append(candidates, v)
+				}
+			}
+		}
+	}
+	for n := range s.vars {
+		if v := expand(n); strings.HasPrefix(v, "/") && !strings.Contains(v, " ") {
+			if _, ok := signals.ForCommand(v); ok && !strings.HasSuffix(v, ".pid") && !strings.Contains(v, "/etc/") {
+				candidates = append(candidates, v)
+			}
+		}
+	}
+	candidates = append(candidates, path.Base(s.name))
+
+	if opts := f.opts; opts.Preset != "" {
+		p, err := signals.Lookup(opts.Preset)
+		if err != nil {
+			return err
+		}
+		f.preset, f.known = p, true
+	}
+	for _, c := range candidates {
+		if p, ok := signals.ForCommand(c); ok {
+			if !f.known {
+				f.preset, f.known = p, true
+			}
+			if f.daemon == "" {
+				f.daemon = path.Base(c)
+			}
+		}
+	}
+	if !f.known {
+		f.preset, _ = signals.ForCommand("")
+	}
+	if f.daemon == "" {
+		f.daemon = path.Base(candidates[0])
+	}
+
+	_, lower := s.vars["graceshim"]
+	_, upper := s.vars["GRACESHIM"]
+	f.shim = lower || upper
+	for _, n := range []string{"pidfile", "PIDFILE", "pid_file", "PID_FILE", "PID", "PIDF"} {
+		if _, ok := s.vars[n]; ok {
+			f.pidVar = n
+			f.pidPath = expand(n)
+			break
+		}
+	}
+	if f.pidVar == "" {
+		f.pidPath = s.header["pidfile"]
+	}
+	return nil
+}
+
+// serviceName is the name of the script's sysconfig or default file.
+func (f *fixer) serviceName() string {
+	for _, n := range []string{"prog", "NAME", "name"} {
+		if raw, ok := f.s.vars[n]; ok {
+			if v, ok := f.s.vars.expand(raw); ok && v != "" {
+				return path.Base(v)
+			}
+		}
+	}
+	return path.Base(f.s.name)
+}
+
+// pidWord is how the fix refers to the pid file when the stop command did
+// not name one.
+func (f *fixer) pidWord() string {
+	if f.pidVar != "" {
+		return `"$` + f.pidVar + `"`
+	}
+	if f.pidPath != "" {
+		return shellQuote(f.pidPath)
+	}
+	return ""
+}
+
+func (f *fixer) change(li int, format string, a ...any) {
+	f.changes = append(f.changes, Change{Line: f.s.ll[li].first, Summary: fmt.Sprintf(format, a...)})
+}
+
+func (f *fixer) note(format string, a ...any) {
+	n := fmt.Sprintf(format, a...)
+	for _, have := range f.notes {
+		if have == n {
+			return
+		}
+	}
+	f.notes = append(f.notes, n)
+}
+
+// isStopSignal says whether sig stops this daemon (gracefully or not).
+func (f *fixer) isStopSignal(sig syscall.Signal) bool {
+	switch sig {
+	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL:
+		return true
+	}
+	return sig == f.preset.Graceful || sig == f.preset.Fast
+}
+
+func (f *fixer) describe(sig syscall.Signal) string {
+	switch {
+	case sig == f.preset.Graceful:
+		return signals.Name(sig) + " (graceful)"
+	case sig == syscall.SIGKILL:
+		return "KILL"
+	case sig == f.preset.Fast || sig == syscall.SIGTERM || sig == syscall.SIGINT:
+		if f.known && f.preset.Graceful != sig {
+			return signals.Name(sig) + " (" + f.daemon + "'s fast stop)"
+		}
+	}
+	return signals.Name(sig)
+}
+
+func (f *fixer) run() error {
+	s := f.s
+	f.stopTargets = map[string][]int{}
+	for li := range s.ll {
+		kind := kindOf(s.ctx[li])
+		if kind == ctxOther || strings.HasPrefix(s.ctx[li], "graceshim_") {
+			continue // graceshim_stop and its helpers are what a fix inserts
+		}
+		for _, c := range s.cmds[li] {
+			if len(c.words) == 0 {
+				continue
+			}
+			var err error
+			switch c.name() {
+			case "killproc":
+				err = f.killproc(li, kind, c)
+			case "start-stop-daemon":
+				err = f.startStopDaemon(li, kind, c)
+			case "kill":
+				err = f.kill(li, kind, c)
+			case "graceshim_stop":
+				err = f.shimStop(li, kind, c)
+			case "pkill", "killall", "skill", "pgrep":
+				if kind == ctxStop {
+					return &UnsureError{Reason: c.name() + " matches processes by name, workers included; cannot tell the master", Lines: s.lineRange(li, li)}
+				}
+			default:
+				if kind == ctxStop && controlStop(c) {
+					return &UnsureError{Reason: "stop through the daemon's own control command (" + strings.TrimSpace(s.ll[li].text) + ") is not understood", Lines: s.lineRange(li, li)}
+				}
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if f.stopsFound == 0 {
+		lines := s.contextLines(ctxStop)
+		if len(lines) == 0 {
+			return &UnsureError{Reason: "no stop function or stop branch found", Lines: []int{1, len(s.lines)}}
+		}
+		return &UnsureError{Reason: "no stop command found (killproc, start-stop-daemon --stop, kill)", Lines: lines}
+	}
+	if len(f.stopTargets) > 1 {
+		var names []string
+		var lines []int
+		for t, ls := range f.stopTargets {
+			names = append(names, t)
+			lines = append(lines, ls...)
+		}
+		sort.Strings(names)
+		sort.Ints(lines)
+		return &UnsureError{Reason: "two stop paths that cannot be reconciled: " + strings.Join(names, " and "), Lines: lines}
+	}
+	if f.needFunc || f.needTimeout {
+		f.insertPreamble()
+	}
+	return nil
+}
+
+// controlStop recognises stops through a daemon's own control command:
+// "nginx -s stop", "apachectl graceful-stop", "httpd -k stop".
+func controlStop(c command) bool {
+	for i, w := range c.words {
+		v := unquote(w.raw)
+		if (v == "-s" || v == "-k") && i+1 < len(c.words) {
+			switch unquote(c.words[i+1].raw) {
+			case "stop", "quit", "graceful-stop":
+				return true
+			}
+		}
+		if i > 0 && (v == "stop" || v == "graceful-stop") && strings.HasSuffix(c.name(), "ctl") {
+			return true
+		}
+	}
+	return false
+}
+
+// stopTarget records a stop path's target for the reconcile check.
+func (f *fixer) stopTarget(li int, pidWord string) {
+	f.stopsFound++
+	t := "pidof " + f.daemon
+	if pidWord != "" {
+		if v, ok := f.s.vars.expand(pidWord); ok {
+			t = v
+		} else {
+			t = unquote(pidWord)
+		}
+	}
+	f.stopTargets[t] = append(f.stopTargets[t], f.s.lineRange(li, li)...)
+}
+
+// laterStartOrRemove reports whether, after logical line li in the same
+// context, the script starts the daemon or removes its lock or pid file:
+// then a stop before it must wait for the process to go.
+func (f *fixer) laterStartOrRemove(li int) bool {
+	ctx := f.s.ctx[li]
+	for j := li; j < len(f.s.ll) && f.s.ctx[j] == ctx; j++ {
+		for k, c := range f.s.cmds[j] {
+			if j == li && k == 0 {
+				continue
+			}
+			switch c.name() {
+			case "rm", "start", "do_start", "daemon":
+				return true
+			case "start-stop-daemon":
+				for _, w := range c.words {
+					if w.raw == "--start" || w.raw == "-S" {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// hasLoopAfter reports a while/until/for loop after li in the same
+// context: a hand-written wait the analysis does not try to read.
+func (f *fixer) hasLoopAfter(li int) []int {
+	ctx := f.s.ctx[li]
+	for j := li + 1; j < len(f.s.ll) && f.s.ctx[j] == ctx; j++ {
+		for _, c := range f.s.cmds[j] {
+			if c.lead == "while" || c.lead == "until" || c.lead == "for" {
+				return f.s.lineRange(li, j)
+			}
+		}
+	}
+	return nil
+}
+
+// shimStop is a stop already rewritten by a fix: right when it sends the
+// graceful signal.
+func (f *fixer) shimStop(li int, kind ctxKind, c command) error {
+	if len(c.words) < 4 {
+		return &UnsureError{Reason: "graceshim_stop needs PIDFILE SIGNAL TIMEOUT", Lines: f.s.lineRange(li, li)}
+	}
+	if kind == ctxStop {
+		f.stopTarget(li, c.words[1].raw)
+	}
+	if f.shim {
+		return nil // graceshim takes TERM and stops the daemon gracefully
+	}
+	sig, err := signals.Parse(strings.TrimPrefix(unquote(c.words[2].raw), "-"))
+	if err != nil || sig == f.preset.Graceful || !f.known {
+		return nil
+	}
+	f.edits[li] = append(f.edits[li], edit{c.words[2].start, c.words[2].end, signals.Name(f.preset.Graceful)})
+	f.change(li, "%s: graceshim_stop sends %s; %s's graceful stop is %s", f.s.ctx[li], signals.Name(sig), f.daemon, signals.Name(f.preset.Graceful))
+	return nil
+}
+
+// stopCall is the replacement for a stop command.
+func (f *fixer) stopCall(pidWord string) string {
+	f.needFunc, f.needTimeout = true, true
+	return fmt.Sprintf(`graceshim_stop %s %s "$%s"`, pidWord, signals.Name(f.preset.Graceful), TimeoutVar)
+}
+
+func (f *fixer) keptSignalNote() {
+	if f.known && f.preset.Notes != "" {
+		f.note("%s: %s", f.daemon, f.preset.Notes)
+	}
+	if f.preset.Graceful != syscall.SIGTERM {
+		return
+	}
+	if f.known {
+		f.note("%s: TERM is its graceful stop; the signal is kept, the wait before escalating is added", f.daemon)
+	} else {
+		f.note("%s: no graceful stop known (preset generic), TERM is kept; use --preset if the daemon has one", f.daemon)
+	}
+}
+
+// daemonProg is the program a daemon() call starts: the first word after
+// its options (--user U, --pidfile=F, --check B, +/-nice, --force).
+func daemonProg(ws []word) string {
+	for i := 1; i < len(ws); i++ {
+		w := unquote(ws[i].raw)
+		switch {
+		case w == "--user" || w == "--pidfile" || w == "--check":
+			i++
+		case strings.HasPrefix(w, "-") || strings.HasPrefix(w, "+"):
+		default:
+			return ws[i].raw
+		}
+	}
+	return ""
+}
+
+type killprocArgs struct {
+	pidfile, binary, delay, prog string // raw words; "" when absent
+	sig                          *word
+}
+
+// parseKillproc reads killproc's arguments the way the functions library
+// does: -p, -b, -d in exactly that order, then the program, then an
+// optional signal.
+func parseKillproc(ws []word) killprocArgs {
+	var k killprocArgs
+	i := 1
+	opt := func(flag string, dst *string) {
+		if i+1 < len(ws) && ws[i].raw == flag {
+			*dst = ws[i+1].raw
+			i += 2
+		}
+	}
+	opt("-p", &k.pidfile)
+	opt("-b", &k.binary)
+	opt("-d", &k.delay)
+	if i < len(ws) {
+		k.prog = ws[i].raw
+	}
+	if i+1 < len(ws) {
+		k.sig = &ws[i+1]
+	}
+	return k
+}
+
+// parseKillprocLoose reads killproc's arguments as the author meant them:
+// options anywhere.
+func parseKillprocLoose(ws []word) killprocArgs {
+	var k killprocArgs
+	for i := 1; i < len(ws); i++ {
+		switch ws[i].raw {
+		case "-p", "-b", "-d":
+			if i+1 < len(ws) {
+				switch ws[i].raw {
+				case "-p":
+					k.pidfile = ws[i+1].raw
+				case "-b":
+					k.binary = ws[i+1].raw
+				case "-d":
+					k.delay = ws[i+1].raw
+				}
+				i++
+			}
+			continue
+		}
+		if k.prog == "" {
+			k.prog = ws[i].raw
+		} else if k.sig == nil {
+			k.sig = &ws[i]
+		}
+	}
+	return k
+}
+
+func sameKillproc(a, b killprocArgs) bool {
+	sa, sb := "", ""
+	if a.sig != nil {
+		sa = a.sig.raw
+	}
+	if b.sig != nil {
+		sb = b.sig.raw
+	}
+	return a.pidfile == b.pidfile && a.binary == b.binary && a.delay == b.delay && a.prog == b.prog && sa == sb
+}
+
+// parseSig reads a signal word (-QUIT, QUIT, -3, -SIGQUIT, $SIG).
+func (f *fixer) parseSig(w string) (syscall.Signal, bool) {
+	v, ok := f.s.vars.expand(w)
+	if !ok {
+		return 0, false
+	}
+	sig, err := signals.Parse(strings.TrimPrefix(v, "-"))
+	return sig, err == nil
+}
+
+func (f *fixer) killproc(li int, kind ctxKind, c command) error {
+	s := f.s
+	strict, loose := parseKillproc(c.words), parseKillprocLoose(c.words)
+	if f.shim && loose.pidfile != "" {
+		return nil // graceshim takes TERM and HUP and translates them
+	}
+	ordered := sameKillproc(strict, loose)
+	text := strings.TrimSpace(s.ll[li].text[c.words[0].start:c.words[len(c.words)-1].end])
+	var sig syscall.Signal
+	if loose.sig != nil {
+		var ok bool
+		if sig, ok = f.parseSig(loose.sig.raw); !ok {
+			return &UnsureError{Reason: "killproc signal " + loose.sig.raw + " cannot be read", Lines: s.lineRange(li, li)}
+		}
+	}
+	pidWord := loose.pidfile
+	if pidWord != "" {
+		pidWord = quoteWord(pidWord)
+	}
+	start, end := c.span()
+	ctx := s.ctx[li]
+
+	stop := sig == 0 || f.isStopSignal(sig)
+	if kind == ctxReload && stop {
+		return &UnsureError{Reason: "a reload that stops the daemon (" + text + ")", Lines: s.lineRange(li, li)}
+	}
+	if stop && (kind == ctxStop || kind == ctxUpgrade) {
+		if kind == ctxStop {
+			f.stopTarget(li, loose.pidfile)
+		}
+		if pidWord == "" {
+			pidWord = f.pidWord()
+		}
+		if pidWord == "" {
+			return &UnsureError{Reason: "killproc without -p falls back to pidof, which matches workers too, and the script names no pid file", Lines: s.lineRange(li, li)}
+		}
+		if kind == ctxUpgrade && sig == f.preset.Graceful && sig != 0 && !f.laterStartOrRemove(li) && loose.pidfile != "" && ordered {
+			return nil // the old master drains while the new one serves; nothing waits on it
+		}
+		if sig == 0 && !f.known && ordered && loose.pidfile != "" {
+			f.keptSignalNote()
+			return nil // TERM, wait, KILL is all that is known of this daemon
+		}
+		var why []string
+		switch {
+		case !ordered:
+			why = append(why, "has its options out of order (killproc reads -p, -b, -d in that order), so it signals nothing and returns 0")
+		case sig == 0:
+			delay := "3"
+			if loose.delay != "" {
+				delay = unquote(loose.delay)
+				if v, ok := s.vars.expand(loose.delay); ok {
+					delay = v
+				}
+			}
+			why = append(why, fmt.Sprintf("sends %s and KILLs after %s s", f.describe(syscall.SIGTERM), delay))
+		default:
+			why = append(why, fmt.Sprintf("sends %s and returns at once, before the process is gone", f.describe(sig)))
+		}
+		if loose.pidfile == "" {
+			why = append(why, "without -p it falls back to pidof, which matches workers")
+		}
+		f.edits[li] = append(f.edits[li], edit{start, end, f.stopCall(pidWord)})
+		f.change(li, "%s: %s %s; now %s to the master in %s, wait up to $%s s, then TERM, then KILL",
+			ctx, text, strings.Join(why, "; "), signals.Name(f.preset.Graceful), unquote(pidWord), TimeoutVar)
+		f.keptSignalNote()
+		return nil
+	}
+	if stop {
+		return nil
+	}
+
+	// A signal that is not a stop: reload, upgrade, log reopening.
+	want := sig
+	if kind == ctxReload && f.known && f.preset.Reload != 0 && sig != f.preset.Reload && sig != f.preset.Upgrade {
+		want = f.preset.Reload
+	}
+	if want == sig && ordered && loose.pidfile != "" {
+		return nil
+	}
+	if pidWord == "" {
+		pidWord = f.pidWord()
+	}
+	if pidWord == "" {
+		if want == sig && ordered {
+			return nil // nothing better to offer without a pid file
+		}
+		pidWord = ""
+	}
+	var b strings.Builder
+	b.WriteString("killproc")
+	if pidWord != "" {
+		b.WriteString(" -p " + pidWord)
+		if loose.binary != "" {
+			b.WriteString(" -b " + loose.binary)
+		}
+	}
+	b.WriteString(" " + loose.prog + " -" + signals.Name(want))
+	f.edits[li] = append(f.edits[li], edit{start, end, b.String()})
+	var why []string
+	if want != sig {
+		why = append(why, fmt.Sprintf("%s sends %s; %s's graceful reload is %s", ctx, signals.Name(sig), f.daemon, signals.Name(want)))
+		if f.preset.Name == "httpd" && sig == syscall.SIGHUP {
+			why[len(why)-1] += " (HUP is a hard restart)"
+		}
+	}
+	if !ordered {
+		why = append(why, "options out of order (killproc reads -p, -b, -d in that order) made it signal nothing")
+	}
+	if loose.pidfile == "" && pidWord != "" {
+		why = append(why, "without -p it fell back to pidof, which signals workers too")
+	}
+	if loose.delay != "" {
+		why = append(why, "-d dropped: killproc ignores the delay with a signal")
+	}
+	f.change(li, "%s: %s: %s", ctx, text, strings.Join(why, "; "))
+	return nil
+}
+
+// ssdArgs are the start-stop-daemon options the analysis cares about.
+type ssdArgs struct {
+	stop             *word
+	retry, signal    *word // the value words
+	retryOpt, sigOpt *word // the option words (same as the value for --opt=value)
+	pidfile          *word
+	matchers         int // --exec, --name, --user given
+}
+
+func parseSSD(ws []word) ssdArgs {
+	var a ssdArgs
+	for i := 1; i < len(ws); i++ {
+		raw := ws[i].raw
+		name, val, eq := strings.Cut(raw, "=")
+		value := func() *word {
+			if eq {
+				w := ws[i]
+				w.raw = val
+				w.start = ws[i].start + len(name) + 1
+				return &w
+			}
+			if i+1 < len(ws) {
+				i++
+				return &ws[i]
+			}
+			return nil
+		}
+		opt := &ws[i]
+		switch name {
+		case "--stop", "-K":
+			a.stop = opt
+		case "--retry", "-R":
+			a.retryOpt, a.retry = opt, value()
+		case "--signal", "-s":
+			a.sigOpt, a.signal = opt, value()
+		case "--pidfile", "-p":
+			a.pidfile = value()
+		case "--exec", "-x", "--name", "-n", "--user", "-u":
+			value()
+			a.matchers++
+		case "--startas", "-a", "--chuid", "-c", "--group", "-g", "--chroot", "-r", "--chdir", "-d", "--nicelevel", "-N", "--umask", "-k", "--output", "-O", "--remove-pidfile", "--make-pidfile":
+			if name != "--remove-pidfile" && name != "--make-pidfile" {
+				value()
+			}
+		case "--":
+			return a
+		}
+	}
+	return a
+}
+
+// schedule is a start-stop-daemon --retry schedule.
+type schedule struct {
+	steps []string // signal, timeout, signal, timeout...
+}
+
+// parseSchedule reads "QUIT/30/TERM/5/KILL/5" or "30" (with the --signal
+// signal, TERM by default).
+func parseSchedule(s string, sig string) schedule {
+	if !strings.Contains(s, "/") {
+		if sig == "" {
+			sig = "TERM"
+		}
+		return schedule{steps: []string{sig, s, "KILL", s}}
+	}
+	return schedule{steps: strings.Split(s, "/")}
+}
+
+// problems says what is wrong with a stop schedule's bounds: the graceful
+// wait must be long or overridable (a $VARIABLE in the script), and the
+// schedule must end in KILL.
+func (sc schedule) problems(raw *word) []string {
+	var out []string
+	rawSteps := []string{}
+	if raw != nil {
+		rawSteps = strings.Split(unquote(raw.raw), "/")
+	}
+	t := sc.steps[1]
+	overridable := len(rawSteps) >= 2 && strings.Contains(rawSteps[1], "$")
+	if n, err := strconv.Atoi(t); !overridable && t != "forever" && (err != nil || n < 30) {
+		out = append(out, fmt.Sprintf("waits only %ss before escalating", t))
+	}
+	kill := false
+	for i := 0; i < len(sc.steps); i += 2 {
+		if s := strings.ToUpper(strings.TrimPrefix(sc.steps[i], "-")); s == "KILL" || s == "9" || s == "SIGKILL" {
+			kill = true
+		}
+		if sc.steps[i] == "forever" || (i+1 < len(sc.steps) && sc.steps[i+1] == "forever") {
+			kill = false
+			break
+		}
+	}
+	if !kill {
+		out = append(out, "never escalates to KILL")
+	}
+	return out
+}
+
+func (f *fixer) startStopDaemon(li int, kind ctxKind, c command) error {
+	s := f.s
+	a := parseSSD(c.words)
+	if a.stop == nil {
+		return nil
+	}
+	if f.shim {
+		if kind == ctxStop && a.pidfile != nil {
+			f.stopTarget(li, a.pidfile.raw)
+		}
+		return nil // graceshim takes TERM and HUP and translates them
+	}
+	text := strings.TrimSpace(s.ll[li].text[c.words[0].start:c.words[len(c.words)-1].end])
+	sigName := ""
+	if a.signal != nil {
+		v, ok := s.vars.expand(a.signal.raw)
+		if !ok {
+			return &UnsureError{Reason: "start-stop-daemon signal " + a.signal.raw + " cannot be read", Lines: s.lineRange(li, li)}
+		}
+		sigName = v
+	}
+	var sched schedule
+	var retryVal string
+	if a.retry != nil {
+		v, ok := s.vars.expand(a.retry.raw)
+		if !ok {
+			return &UnsureError{Reason: "start-stop-daemon --retry " + a.retry.raw + " cannot be read", Lines: s.lineRange(li, li)}
+		}
+		retryVal = v
+		sched = parseSchedule(v, sigName)
+	} else {
+		if sigName == "" {
+			sigName = "TERM"
+		}
+		sched = schedule{steps: []string{sigName}}
+	}
+	first := strings.TrimPrefix(sched.steps[0], "-")
+	if first == "0" {
+		return nil // waits for processes to go; sends nothing
+	}
+	sig, err := signals.Parse(first)
+	if err != nil {
+		return &UnsureError{Reason: "start-stop-daemon schedule " + retryVal + " cannot be read", Lines: s.lineRange(li, li)}
+	}
+
+	if !f.isStopSignal(sig) {
+		if kind != ctxReload || !f.known || f.preset.Reload == 0 || sig == f.preset.Reload || a.signal == nil {
+			return nil
+		}
+		f.edits[li] = append(f.edits[li], edit{a.signal.start, a.signal.end, signals.Name(f.preset.Reload)})
+		msg := fmt.Sprintf("%s: %s sends %s; %s's graceful reload is %s", s.ctx[li], text, signals.Name(sig), f.daemon, signals.Name(f.preset.Reload))
+		if f.preset.Name == "httpd" && sig == syscall.SIGHUP {
+			msg += " (HUP is a hard restart)"
+		}
+		f.changes = append(f.changes, Change{Line: s.ll[li].first, Summary: msg})
+		return nil
+	}
+	if kind == ctxReload {
+		return &UnsureError{Reason: "a reload that stops the daemon (" + text + ")", Lines: s.lineRange(li, li)}
+	}
+	pidRaw := ""
+	if a.pidfile != nil {
+		pidRaw = a.pidfile.raw
+	}
+	if kind == ctxStop {
+		f.stopTarget(li, pidRaw)
+	}
+	if f.shim {
+		return nil // graceshim takes TERM and stops the daemon gracefully
+	}
+
+	// Right: graceful first, a wait that is overridable or long, then KILL,
+	// and a pid file so only the master gets the graceful signal.
+	var why []string
+	if sig != f.preset.Graceful {
+		why = append(why, "sends "+f.describe(sig))
+	}
+	if len(sched.steps) < 2 {
+		why = append(why, "does not wait (no --retry)")
+	} else {
+		why = append(why, sched.problems(a.retry)...)
+	}
+	if a.pidfile == nil && f.pidWord() != "" {
+		why = append(why, "has no --pidfile, so it signals every matching process, workers included")
+	}
+	if a.pidfile == nil && f.pidWord() == "" {
+		return &UnsureError{Reason: "start-stop-daemon --stop without --pidfile matches workers too, and the script names no pid file", Lines: s.lineRange(li, li)}
+	}
+	if len(why) == 0 {
+		if f.preset.Graceful == syscall.SIGTERM {
+			f.keptSignalNote()
+		}
+		return nil
+	}
+	newRetry := fmt.Sprintf(`"%s/$%s/TERM/5/KILL/5"`, signals.Name(f.preset.Graceful), TimeoutVar)
+	if f.preset.Graceful == syscall.SIGTERM {
+		newRetry = fmt.Sprintf(`"TERM/$%s/KILL/5"`, TimeoutVar)
+	}
+	f.needTimeout = true
+	if a.retry != nil {
+		f.edits[li] = append(f.edits[li], edit{a.retry.start, a.retry.end, newRetry})
+	} else {
+		f.edits[li] = append(f.edits[li], edit{a.stop.end, a.stop.end, " --retry " + newRetry})
+	}
+	if a.signal != nil {
+		// The schedule names every signal; a --signal would only confuse.
+		lineText := s.ll[li].text
+		from := a.sigOpt.start
+		for from > 0 && (lineText[from-1] == ' ' || lineText[from-1] == '\t') {
+			from--
+		}
+		f.edits[li] = append(f.edits[li], edit{from, a.signal.end, ""})
+	}
+	if a.pidfile == nil {
+		_, end := c.span()
+		f.edits[li] = append(f.edits[li], edit{end, end, " --pidfile " + f.pidWord()})
+	}
+	f.change(li, "%s: %s %s; now --retry %s", s.ctx[li], text, strings.Join(why, ", "), unquote(newRetry))
+	f.keptSignalNote()
+	return nil
+}
+
+// catPidfile returns the pid file read by $(cat F), `cat F` or $(< F).
+func catPidfile(w string) string {
+	s := unquote(w)
+	for _, p := range []struct{ open, close string }{{"$(cat ", ")"}, {"`cat ", "`"}, {"$(< ", ")"}, {"$(<", ")"}} {
+		if strings.HasPrefix(s, p.open) && strings.HasSuffix(s, p.close) {
+			return strings.TrimSpace(s[len(p.open) : len(s)-len(p.close)])
+		}
+	}
+	return ""
+}
+
+func (f *fixer) kill(li int, kind ctxKind, c command) error {
+	s := f.s
+	text := strings.TrimSpace(s.ll[li].text[c.words[0].start:c.words[len(c.words)-1].end])
+	sig := syscall.SIGTERM
+	var sigWord *word
+	i := 1
+	if i < len(c.words) {
+		switch w := unquote(c.words[i].raw); {
+		case w == "-s" || w == "-n":
+			if i+1 < len(c.words) {
+				sigWord = &c.words[i+1]
+				i += 2
+			}
+		case strings.HasPrefix(w, "-") && w != "--":
+			sigWord = &c.words[i]
+			i++
+		}
+	}
+	if i < len(c.words) && c.words[i].raw == "--" {
+		i++
+	}
+	if sigWord != nil {
+		v, ok := f.parseSig(sigWord.raw)
+		if !ok {
+			if strings.TrimPrefix(unquote(sigWord.raw), "-") == "0" {
+				return nil // kill -0: a liveness check
+			}
+			return &UnsureError{Reason: "kill signal " + sigWord.raw + " cannot be read", Lines: s.lineRange(li, li)}
+		}
+		sig = v
+	}
+	if i != len(c.words)-1 {
+		if kind == ctxStop && f.isStopSignal(sig) {
+			return &UnsureError{Reason: "kill of something other than the pid in a pid file (" + text + ")", Lines: s.lineRange(li, li)}
+		}
+		return nil
+	}
+	target := c.words[i].raw
+	pidfile := catPidfile(target)
+	if pidfile == "" {
+		if kind == ctxStop && f.isStopSignal(sig) {
+			return &UnsureError{Reason: "kill of a pid not read from a pid file (" + text + ")", Lines: s.lineRange(li, li)}
+		}
+		return nil
+	}
+	pidWord := quoteWord(pidfile)
+	start, end := c.span()
+	if !f.isStopSignal(sig) {
+		if kind != ctxReload || !f.known || f.preset.Reload == 0 || sig == f.preset.Reload || sig == f.preset.Upgrade || sigWord == nil {
+			return nil
+		}
+		f.edits[li] = append(f.edits[li], edit{sigWord.start, sigWord.end, "-" + signals.Name(f.preset.Reload)})
+		f.change(li, "%s: %s sends %s; %s's graceful reload is %s", s.ctx[li], text, signals.Name(sig), f.daemon, signals.Name(f.preset.Reload))
+		return nil
+	}
+	if kind == ctxReload {
+		return &UnsureError{Reason: "a reload that stops the daemon (" + text + ")", Lines: s.lineRange(li, li)}
+	}
+	if kind == ctxStop {
+		f.stopTarget(li, pidfile)
+	}
+	if lines := f.hasLoopAfter(li); lines != nil {
+		return &UnsureError{Reason: "a hand-written wait after " + text + " is not understood", Lines: lines}
+	}
+	if kind == ctxUpgrade && sig == f.preset.Graceful && !f.laterStartOrRemove(li) {
+		return nil
+	}
+	f.edits[li] = append(f.edits[li], edit{start, end, f.stopCall(pidWord)})
+	f.change(li, "%s: %s sends %s and does not wait for the process to go; now %s, wait up to $%s s, then TERM, then KILL",
+		s.ctx[li], text, f.describe(sig), signals.Name(f.preset.Graceful), TimeoutVar)
+	f.keptSignalNote()
+	return nil
+}
+
+// insertPreamble adds STOP_TIMEOUT and graceshim_stop after the script
+// reads its sysconfig or default file, at the top level.
+func (f *fixer) insertPreamble() {
+	s := f.s
+	name := f.serviceName()
+	confDir := "/etc/sysconfig/"
+	if f.style == StyleLSB {
+		confDir = "/etc/default/"
+	}
+	conf, lib := -1, -1
+	confPath := confDir + name
+	for li, cs := range s.cmds {
+		if s.inFunc[li] || s.ctx[li] != "" {
+			continue
+		}
+		for _, c := range cs {
+			p, ok := s.sourced(c)
+			if !ok {
+				continue
+			}
+			switch base := path.Base(p); {
+			case strings.HasSuffix(p, "functions"):
+				lib = li
+			case base == "network" || base == "rcS" || base == "vars.sh" || base == "init":
+			case strings.Contains(p, "sysconfig/") || strings.Contains(p, "default/"):
+				// The daemon's own settings file; the first one wins,
+				// unless a later one is named after the service.
+				if conf < 0 || base == name {
+					conf, confPath = li, p
+				}
+			}
+		}
+	}
+	var block []string
+	at := conf
+	if at < 0 {
+		at = lib
+		if at < 0 {
+			at = f.firstCode()
+		}
+		block = append(block, "",
+			fmt.Sprintf("# Added by graceshim initscript fix: %s is read from here.", TimeoutVar),
+			fmt.Sprintf("[ -f %s%s ] && . %s%s", confDir, name, confDir, name))
+	}
+	// After the block the source line sits in (an if ... fi) ends.
+	for at < len(s.ll)-1 && s.depth[at] > 0 {
+		at++
+	}
+	if _, ok := s.vars[TimeoutVar]; !ok && f.needTimeout {
+		block = append(block, "",
+			fmt.Sprintf("# Longest graceful stop, in seconds, before TERM and then KILL; set %s", TimeoutVar),
+			fmt.Sprintf("# in %s to change it.", confPath),
+			fmt.Sprintf("%s=${%s:-%d}", TimeoutVar, TimeoutVar, f.opts.StopTimeout))
+	}
+	if f.needFunc && !s.funcs["graceshim_stop"] {
+		block = append(block, "")
+		block = append(block, strings.Split(strings.TrimSuffix(StopFunc, "\n"), "\n")...)
+	}
+	if len(block) == 0 {
+		return
+	}
+	l := s.ll[at]
+	f.edits[at] = append(f.edits[at], edit{len(l.text), len(l.text), "\n" + strings.Join(block, "\n")})
+	what := []string{}
+	if conf < 0 {
+		what = append(what, "sourcing of "+confDir+name)
+	}
+	if _, ok := s.vars[TimeoutVar]; !ok && f.needTimeout {
+		what = append(what, fmt.Sprintf("%s (default %d s, override in %s)", TimeoutVar, f.opts.StopTimeout, confPath))
+	}
+	if f.needFunc && !s.funcs["graceshim_stop"] {
+		what = append(what, "the graceshim_stop function (signal the master, wait, escalate)")
+	}
+	f.changes = append(f.changes, Change{Line: l.last + 1, Summary: "added " + strings.Join(what, " and ")})
+}
+
+// firstCode is the logical line after the leading comments.
+func (f *fixer) firstCode() int {
+	for li, l := range f.s.ll {
+		t := strings.TrimSpace(l.text)
+		if t != "" && !strings.HasPrefix(t, "#") {
+			if li > 0 {
+				return li - 1
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
+func (f *fixer) result(src []byte) *Result {
+	r := &Result{Style: f.style, Daemon: f.daemon, Preset: f.preset, Notes: f.notes}
+	if len(f.edits) == 0 {
+		r.Output = src
+		return r
+	}
+	var out []string
+	for li, l := range f.s.ll {
+		text := l.text
+		es := f.edits[li]
+		sort.SliceStable(es, func(i, j int) bool { return es[i].start > es[j].start })
+		for _, e := range es {
+			text = text[:e.start] + e.text + text[e.end:]
+		}
+		out = append(out, text)
+	}
+	joined := strings.Join(out, "\n")
+	if f.s.finalNL {
+		joined += "\n"
+	}
+	r.Output = []byte(joined)
+	sort.SliceStable(f.changes, func(i, j int) bool { return f.changes[i].Line < f.changes[j].Line })
+	r.Changes = f.changes
+	return r
+}

@@ -1,0 +1,210 @@
+package sysv
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+const corpusDir = "../../testdata/initscripts/fix"
+
+// fixReport is what "graceshim initscript fix FILE" prints for a corpus
+// script: the diff and the summary, or the error.
+func fixReport(name string, src []byte) (string, *Result, error) {
+	r, err := Fix(name, src, FixOptions{})
+	if err != nil {
+		return "error: " + err.Error() + "\n", nil, err
+	}
+	var b bytes.Buffer
+	b.WriteString(Diff("a/"+name, "b/"+name, src, r.Output))
+	if err := Summary(&b, name, r); err != nil {
+		return "", nil, err
+	}
+	return b.String(), r, nil
+}
+
+func corpus(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(corpusDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if !e.IsDir() && !strings.Contains(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) < 10 {
+		t.Fatalf("corpus has %d scripts, want the whole corpus", len(names))
+	}
+	return names
+}
+
+// TestFixGolden compares each corpus script's diff and summary with its
+// golden file (go test -run TestFixGolden -update rewrites them).
+func TestFixGolden(t *testing.T) {
+	for _, name := range corpus(t) {
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join(corpusDir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, _ := fixReport(name, src)
+			golden := filepath.Join(corpusDir, name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("fix %s differs from %s:\n%s", name, golden, Diff("want", "got", want, []byte(got)))
+			}
+		})
+	}
+}
+
+// TestFixOutputs checks each fixed corpus script: the diff applies with
+// patch(1) and gives the output, the output parses (bash -n), and fixing
+// it again finds nothing: a fixed script is left alone.
+func TestFixOutputs(t *testing.T) {
+	patch, err := exec.LookPath("patch")
+	if err != nil {
+		t.Skip("patch is not installed")
+	}
+	for _, name := range corpus(t) {
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join(corpusDir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Fix(name, src, FixOptions{})
+			var unsure *UnsureError
+			if errors.As(err, &unsure) {
+				return // covered by the golden file
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			file := filepath.Join(dir, name)
+			if err := os.WriteFile(file, src, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(patch, "-s", file)
+			cmd.Stdin = strings.NewReader(Diff("a/"+name, "b/"+name, src, r.Output))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("patch: %v\n%s", err, out)
+			}
+			patched, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(patched) != string(r.Output) {
+				t.Errorf("the diff applied with patch does not give the fixed script:\n%s", Diff("fixed", "patched", r.Output, patched))
+			}
+			if out, err := exec.Command("bash", "-n", file).CombinedOutput(); err != nil {
+				t.Errorf("bash -n on the fixed script: %v\n%s", err, out)
+			}
+			again, err := Fix(name, r.Output, FixOptions{})
+			if err != nil {
+				t.Fatalf("fixing the fixed script: %v", err)
+			}
+			if again.Changed() {
+				t.Errorf("fixing the fixed script changed it again: %v", again.Changes)
+			}
+		})
+	}
+}
+
+func TestFixBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  string
+		want error
+	}{
+		{"binary", "\x7fELF\x02\x01\x01\x00\x00\x00", ErrNotScript},
+		{"no shebang", "stop() { killproc nginx; }\n", ErrNotScript},
+		{"python", "#!/usr/bin/python3\nprint('stop')\n", ErrNotScript},
+		{"invalid utf-8", "#!/bin/sh\n\xff\xfe\n", ErrNotScript},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Fix(tc.name, []byte(tc.src), FixOptions{})
+			if !errors.Is(err, tc.want) {
+				t.Errorf("Fix: got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFixUnsure(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		lines     string
+	}{
+		{"no stop at all", "#!/bin/sh\necho hello\n", "1-2"},
+		{"signal from elsewhere", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc -p /run/x.pid x $SIG\n}\n", "4"},
+		{"retry from elsewhere", "#!/bin/sh\ndo_stop() {\n  start-stop-daemon --stop --retry $SCHED --pidfile /run/x.pid\n}\n", "3"},
+		{"no pid file", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc nginx -QUIT\n}\n", "4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Fix(tc.name, []byte(tc.src), FixOptions{})
+			var unsure *UnsureError
+			if !errors.As(err, &unsure) {
+				t.Fatalf("Fix: got %v, want an *UnsureError", err)
+			}
+			if got := lineList(unsure.Lines); got != tc.lines {
+				t.Errorf("lines looked at: got %s, want %s (%v)", got, tc.lines, err)
+			}
+		})
+	}
+}
+
+// TestFixPresetOverride: --preset wins over what the script says.
+func TestFixPresetOverride(t *testing.T) {
+	src := "#!/bin/sh\n. /etc/rc.d/init.d/functions\nprog=myproxy\npidfile=/run/myproxy.pid\nstop() {\n    killproc -p $pidfile $prog\n}\n"
+	r, err := Fix("myproxy", []byte(src), FixOptions{Preset: "haproxy", StopTimeout: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(r.Output)
+	for _, want := range []string{`graceshim_stop "$pidfile" USR1 "$STOP_TIMEOUT"`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fixed script lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := Fix("x", []byte(src), FixOptions{Preset: "nosuch"}); err == nil {
+		t.Error("unknown preset: no error")
+	}
+}
+
+// TestFixGenerated: every generated script is already right.
+func TestFixGenerated(t *testing.T) {
+	for name, o := range genCases(t) {
+		t.Run(name, func(t *testing.T) {
+			script, err := Generate(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Fix(name, script, FixOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Changed() {
+				t.Errorf("fix changed a generated script: %v", r.Changes)
+			}
+		})
+	}
+}
