@@ -1,0 +1,125 @@
+package sysv
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestStopFunc runs graceshim_stop under bash against real processes that
+// honour or ignore the graceful signal, and checks the escalation it
+// reports and that the process is gone (or, for a stale pid file, left
+// alone) when it returns. The processes are our children, so they stay
+// zombies until reaped: graceshim_stop must count a zombie as gone.
+func TestStopFunc(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash")
+	}
+	for _, tc := range []struct {
+		name    string
+		ignore  string // signals the daemon ignores
+		want    []string
+		notWant []string
+	}{
+		{"graceful", "", nil, []string{"sending TERM", "sending KILL"}},
+		{"ignores QUIT", "QUIT", []string{"still running 1s after QUIT: sending TERM"}, []string{"sending KILL"}},
+		{"ignores QUIT and TERM", "QUIT TERM", []string{"sending TERM", "still running 5s after TERM: sending KILL"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			pidfile := filepath.Join(dir, "d.pid")
+			script := "trap '' " + tc.ignore + "; exec sleep 300"
+			if tc.ignore == "" {
+				script = "exec sleep 300"
+			}
+			d := exec.Command(bash, "-c", script)
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer d.Process.Kill()
+			exited := make(chan struct{})
+			// Reap only after graceshim_stop returned, to leave a zombie.
+			// Wait until bash has exec'd sleep with its signal dispositions.
+			if !waitUntil(5*time.Second, func() bool {
+				exe, _ := os.Readlink("/proc/" + strconv.Itoa(d.Process.Pid) + "/exe")
+				return strings.HasSuffix(exe, "/sleep")
+			}) {
+				t.Fatal("the test daemon did not start")
+			}
+			if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			stop := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" QUIT 1; echo "rc=$?"`, "bash", pidfile)
+			var out bytes.Buffer
+			stop.Stdout, stop.Stderr = &out, &out
+			if err := stop.Run(); err != nil {
+				t.Fatalf("graceshim_stop: %v\n%s", err, out.String())
+			}
+			got := out.String()
+			if !strings.Contains(got, "rc=0") {
+				t.Errorf("graceshim_stop did not return 0:\n%s", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("output lacks %q:\n%s", w, got)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(got, w) {
+					t.Errorf("output has %q:\n%s", w, got)
+				}
+			}
+			if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
+				t.Errorf("pid file still there after the stop: %v", err)
+			}
+			go func() { d.Wait(); close(exited) }()
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the daemon did not exit")
+			}
+		})
+	}
+}
+
+// TestStopFuncNotRunning: a stale pid file and a missing one are a
+// successful stop of nothing.
+func TestStopFuncNotRunning(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash")
+	}
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "stale.pid")
+	// A pid that cannot be running: above the kernel's pid_max limit.
+	if err := os.WriteFile(stale, []byte("99999999\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{stale, filepath.Join(dir, "missing.pid")} {
+		out, err := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" QUIT 1`, "bash", f).CombinedOutput()
+		if err != nil {
+			t.Errorf("graceshim_stop %s: %v\n%s", f, err, out)
+		}
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale pid file kept: %v", err)
+	}
+}
+
+func waitUntil(d time.Duration, cond func() bool) bool {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
+}
