@@ -251,6 +251,7 @@ func lintCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json (a stable array of {file, line, directive, severity, problem, fix})"},
 			&cli.IntFlag{Name: "systemd-version", Usage: "systemd version the units run under (default: this host's)"},
+			&cli.StringFlag{Name: "root", Usage: "read the daemons' own configuration (/etc/nginx/nginx.conf) under `DIR`, for units of another system"},
 		},
 		Action: lintAction,
 	}
@@ -264,7 +265,7 @@ func lintAction(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return usageErrorf("missing unit: use graceshim lint UNIT...")
 	}
-	o := unitgen.LintOptions{SystemdVersion: c.Int("systemd-version")}
+	o := unitgen.LintOptions{SystemdVersion: c.Int("systemd-version"), Root: c.String("root")}
 	if !c.IsSet("systemd-version") {
 		if v, err := unitgen.LocalVersion(c.Context); err == nil {
 			o.SystemdVersion = v

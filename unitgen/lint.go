@@ -40,6 +40,10 @@ type LintOptions struct {
 	// SystemdVersion is the systemd the unit runs under; 0 means a
 	// current one (EXTEND_TIMEOUT_USEC available).
 	SystemdVersion int
+	// Root is prepended to the paths of the daemon's own configuration
+	// (/etc/nginx/nginx.conf), to lint the units of another system's
+	// image; "" means /.
+	Root string
 }
 
 // defaultTimeoutStop is systemd's DefaultTimeoutStopSec.
@@ -117,12 +121,12 @@ func (c *lintCtx) lintWrapper() {
 	if km.Value != "control-group" {
 		return
 	}
-	how := "(not set: control-group)"
-	if set {
-		how = ""
+	problem := "KillMode=control-group"
+	if !set {
+		problem = "KillMode is not set, so control-group,"
 	}
 	c.add(km, "KillMode", SeverityError,
-		fmt.Sprintf("KillMode=control-group %s sends the stop signal to every process of the unit, so %s gets it straight from systemd; %s cannot translate it or wait for it", strings.TrimSpace(how), orDaemon(c.name), c.wrapper),
+		fmt.Sprintf("%s sends the stop signal to every process of the unit, so %s gets it straight from systemd; %s cannot translate it or wait for it", problem, orDaemon(c.name), c.wrapper),
 		fmt.Sprintf("set KillMode=mixed (the signal goes to %s only, SIGKILL to the rest at the end); %s passes SIGTERM on unchanged, so for a daemon whose graceful signal differs run it under graceshim: graceshim unit --from %s", c.wrapper, c.wrapper, c.u.File))
 }
 
@@ -135,7 +139,7 @@ func orDaemon(name string) string {
 
 // lintStop: the signal that reaches the daemon, ExecStop=, TimeoutStopSec=.
 func (c *lintCtx) lintStop() {
-	if !c.known || c.wrapper != "" {
+	if !c.known {
 		return
 	}
 	p := c.preset
@@ -185,7 +189,7 @@ func (c *lintCtx) lintStop() {
 		return
 	}
 	if !ok {
-		conf := nginxConfig(c.cmd)
+		conf := nginxConfig(c.opts.Root, c.cmd)
 		graceful := killSig == p.Graceful && !signalled
 		if (p.Name == "nginx" || p.Name == "openresty") && graceful && conf.err == nil && conf.shutdownTimeout == 0 {
 			c.add(stop.dir, "TimeoutStopSec", SeverityWarning,
@@ -246,7 +250,7 @@ func (c *lintCtx) stopTimeout() (stopTimeout, bool) {
 func (c *lintCtx) daemonGrace() (time.Duration, string, bool) {
 	switch c.preset.Name {
 	case "nginx", "openresty":
-		conf := nginxConfig(c.cmd)
+		conf := nginxConfig(c.opts.Root, c.cmd)
 		if conf.err != nil {
 			return 0, "", false
 		}
@@ -277,21 +281,21 @@ func (c *lintCtx) daemonGrace() (time.Duration, string, bool) {
 func (c *lintCtx) lintGraceshim() {
 	typ, typSet := c.value("Type", "simple")
 	if typ.Value != "notify" {
-		how := ""
+		what := "Type=" + typ.Value
 		if !typSet {
-			how = " (not set: simple)"
+			what = "Type is not set (simple)"
 		}
 		c.add(typ, "Type", SeverityError,
-			fmt.Sprintf("Type=%s%s: systemd ignores graceshim's READY=1, STATUS= and EXTEND_TIMEOUT_USEC=, so a long drain is cut at TimeoutStopSec= and nobody sees why", typ.Value, how),
+			fmt.Sprintf("%s: systemd ignores graceshim's READY=1, STATUS= and EXTEND_TIMEOUT_USEC=, so a long drain is cut at TimeoutStopSec= and nobody sees why", what),
 			"set Type=notify and NotifyAccess=main (graceshim unit writes both)")
 	}
 	km, kmSet := c.value("KillMode", "control-group")
 	if km.Value != "mixed" {
-		how := ""
+		what := "KillMode=" + km.Value
 		if !kmSet {
-			how = " (not set)"
+			what = "KillMode is not set, so control-group,"
 		}
-		problem := fmt.Sprintf("KillMode=%s%s sends SIGTERM to every process of the unit, so %s gets it straight from systemd (for nginx: its fast stop) and graceshim cannot translate anything", km.Value, how, orDaemon(c.name))
+		problem := fmt.Sprintf("%s sends SIGTERM to every process of the unit, so %s gets it straight from systemd and graceshim cannot translate it into the graceful signal", what, orDaemon(c.name))
 		if km.Value == "process" || km.Value == "none" {
 			problem = fmt.Sprintf("KillMode=%s never kills what graceshim leaves behind when graceshim itself fails", km.Value)
 		}
@@ -404,7 +408,7 @@ func (c *lintCtx) lintPIDFile() {
 		}
 	}
 	if c.preset.Name == "nginx" || c.preset.Name == "openresty" {
-		conf := nginxConfig(c.cmd)
+		conf := nginxConfig(c.opts.Root, c.cmd)
 		if conf.err == nil && conf.pid != "" && filepath.Clean(conf.pid) != filepath.Clean(path) && filepath.Clean(conf.pid) != filepath.Clean("/run"+strings.TrimPrefix(path, "/var/run")) {
 			c.add(pf, what, SeverityError,
 				fmt.Sprintf("pid file %s is not where nginx writes it (pid %s in %s): the master is never found, so the stop signal goes nowhere", path, conf.pid, conf.path),
@@ -439,7 +443,7 @@ var (
 // /etc/nginx/nginx.conf, Debian's). -g directives override the file. It
 // reads the main file only, not its includes: those hold http blocks, and
 // these two settings live in the main context.
-func nginxConfig(cmd []string) nginxConf {
+func nginxConfig(root string, cmd []string) nginxConf {
 	conf := nginxConf{path: "/etc/nginx/nginx.conf"}
 	prefix := "/etc/nginx/"
 	var global string
@@ -463,7 +467,11 @@ func nginxConfig(cmd []string) nginxConf {
 	if !filepath.IsAbs(conf.path) {
 		conf.path = filepath.Join(prefix, conf.path)
 	}
-	data, err := os.ReadFile(conf.path)
+	read := conf.path
+	if root != "" {
+		read = filepath.Join(root, conf.path)
+	}
+	data, err := os.ReadFile(read)
 	if err != nil {
 		conf.err = err
 		return conf

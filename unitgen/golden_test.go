@@ -1,0 +1,375 @@
+package unitgen
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/unitgen/golden and the examples")
+
+const (
+	testdata = "../testdata/unitgen"
+	golden   = testdata + "/golden"
+)
+
+// presetUnits are the commands of the examples, one per daemon preset.
+var presetUnits = []struct {
+	name string
+	o    Options
+}{
+	{"nginx", Options{Argv: []string{"/usr/sbin/nginx", "-g", "daemon off;"}}},
+	{"haproxy", Options{Argv: []string{"/usr/sbin/haproxy", "-W", "-f", "/etc/haproxy/haproxy.cfg"}}},
+	{"php-fpm", Options{Argv: []string{"/usr/sbin/php-fpm8.2", "--nodaemonize", "--fpm-config", "/etc/php/8.2/fpm/php-fpm.conf"},
+		RunFlags: []string{"--drain-timeout=1m"}, DrainTimeout: time.Minute}},
+	{"gunicorn", Options{Argv: []string{"/usr/bin/gunicorn", "--chdir", "/srv/app", "--bind", "127.0.0.1:8000", "--graceful-timeout", "30", "app:app"},
+		User: "www-data", Group: "www-data"}},
+	{"unicorn", Options{Argv: []string{"/usr/local/bin/unicorn", "-c", "/srv/app/config/unicorn.rb", "-E", "production"},
+		RunFlags: []string{"--drain-delay=5s"}, DrainDelay: 5 * time.Second, Env: []string{"RAILS_ENV=production"}}},
+}
+
+// variantUnits exercise the options beyond the presets.
+var variantUnits = []struct {
+	name string
+	o    Options
+}{
+	{"nginx-hardening", Options{Argv: []string{"/usr/sbin/nginx", "-g", "daemon off;"}, Hardening: true}},
+	{"nginx-pidfile", Options{Argv: []string{"/usr/sbin/nginx"}, RunFlags: []string{"--pidfile=/run/nginx.pid", "--ready-timeout=1m"}, ReadyTimeout: time.Minute}},
+	{"nginx-nobound", Options{Argv: []string{"/usr/sbin/nginx", "-g", "daemon off;"}, RunFlags: []string{"--drain-timeout=0s"}, DrainTimeout: -1}},
+	{"quoting", Options{
+		Argv:        []string{"/bin/echo", "two words", `"dq"`, "'sq'", "$HOME", "${X}", "100%", `back\slash`, ";", `\;`, "", "tab\there", "ünï"},
+		Description: "echo 100% of it",
+		Env:         []string{`MSG=say "hi" 100% \o/`, "EMPTY="},
+		User:        "www-data",
+	}},
+}
+
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join(golden, name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (go test -update rewrites it)\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// bands are the systemd versions the golden files cover: CentOS 7's 219
+// (no EXTEND_TIMEOUT_USEC) and Debian 12's 252.
+var bands = []int{219, 252}
+
+func TestGenerateGolden(t *testing.T) {
+	all := append(append([]struct {
+		name string
+		o    Options
+	}{}, presetUnits...), variantUnits...)
+	for _, tc := range all {
+		for _, v := range bands {
+			name := tc.name + "-" + itoa(v)
+			t.Run(name, func(t *testing.T) {
+				o := tc.o
+				o.SystemdVersion = v
+				got, err := Generate(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkGolden(t, "generate-"+name+".service", got)
+			})
+		}
+	}
+}
+
+func itoa(v int) string { return strconv.Itoa(v) }
+
+// convertInputs are the test units in the styles that ship today.
+var convertInputs = []string{
+	"debian-nginx.service",
+	"debian-haproxy.service",
+	"nginxorg-nginx.service",
+	"fedora-nginx.service",
+	"tini-nginx.service",
+	"dumbinit-gunicorn.service",
+	"graceshim-wrong.service",
+	"phpfpm-pidtmp.service",
+	"unknown-bits.service",
+	"shutdown-timeout-nginx.service",
+}
+
+func readTestUnit(t *testing.T, name string) *Unit {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testdata, "units", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := Parse(name, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestConvertGolden(t *testing.T) {
+	for _, in := range convertInputs {
+		for _, v := range bands {
+			for _, dropin := range []bool{false, true} {
+				kind, ext := "from", ".service"
+				if dropin {
+					kind, ext = "dropin", ".conf"
+				}
+				name := kind + "-" + strings.TrimSuffix(in, ".service") + "-" + itoa(v) + ext
+				t.Run(name, func(t *testing.T) {
+					u := readTestUnit(t, in)
+					res, err := Convert(u, Options{SystemdVersion: v}, dropin)
+					if err != nil {
+						t.Fatal(err)
+					}
+					checkGolden(t, name, res.Unit)
+				})
+			}
+		}
+	}
+}
+
+func TestLintGolden(t *testing.T) {
+	for _, in := range convertInputs {
+		t.Run(in, func(t *testing.T) {
+			u := readTestUnit(t, in)
+			fs := Lint(u, LintOptions{SystemdVersion: 252, Root: filepath.Join(testdata, "root")})
+			if fs == nil {
+				fs = []Finding{}
+			}
+			got, err := json.MarshalIndent(fs, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, "lint-"+strings.TrimSuffix(in, ".service")+".json", append(got, '\n'))
+		})
+	}
+}
+
+// TestExamples keeps examples/*/ in step with the generator: each is the
+// preset unit for Debian 12's systemd.
+func TestExamples(t *testing.T) {
+	for _, tc := range presetUnits {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.o
+			o.SystemdVersion = 252
+			got, err := Generate(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("..", "examples", tc.name, tc.name+".service")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s is out of date: go test ./unitgen -run TestExamples -update", path)
+			}
+		})
+	}
+}
+
+// verify runs the real systemd-analyze verify on the unit at path and
+// fails on any complaint.
+func verify(t *testing.T, path string) {
+	t.Helper()
+	out, err := exec.Command("systemd-analyze", "verify", "--man=no", path).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		data, _ := os.ReadFile(path)
+		t.Errorf("systemd-analyze verify %s: %v\n%s\n--- unit\n%s", filepath.Base(path), err, out, data)
+	}
+}
+
+func needAnalyze(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze not installed (Debian package systemd)")
+	}
+}
+
+// selfPath is an executable that exists, for graceshim's path in units
+// given to systemd-analyze verify (it checks that ExecStart= exists).
+func selfPath(t *testing.T) string {
+	p, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestVerifyGenerated(t *testing.T) {
+	needAnalyze(t)
+	all := append(append([]struct {
+		name string
+		o    Options
+	}{}, presetUnits...), variantUnits...)
+	dir := t.TempDir()
+	for _, tc := range all {
+		for _, v := range bands {
+			for _, hard := range []bool{false, true} {
+				o := tc.o
+				o.SystemdVersion = v
+				o.Graceshim = selfPath(t)
+				o.Hardening = o.Hardening || hard
+				data, err := Generate(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name := tc.name + "-" + itoa(v)
+				if hard {
+					name += "-hard"
+				}
+				path := filepath.Join(dir, name+".service")
+				if err := os.WriteFile(path, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				t.Run(name, func(t *testing.T) { verify(t, path) })
+			}
+		}
+	}
+}
+
+// TestVerifyConverted checks the converted units and drop-ins with the
+// real validator. Inputs whose own lines name programs absent here
+// (php-fpm, gunicorn) are checked for the lines graceshim wrote.
+func TestVerifyConverted(t *testing.T) {
+	needAnalyze(t)
+	for _, in := range convertInputs {
+		for _, dropin := range []bool{false, true} {
+			name := strings.TrimSuffix(in, ".service")
+			if dropin {
+				name += "-dropin"
+			}
+			t.Run(name, func(t *testing.T) {
+				u := readTestUnit(t, in)
+				res, err := Convert(u, Options{SystemdVersion: 252, Graceshim: selfPath(t)}, dropin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dir := t.TempDir()
+				path := filepath.Join(dir, "x-"+in)
+				if dropin {
+					orig, err := os.ReadFile(filepath.Join(testdata, "units", in))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(path, orig, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Mkdir(path+".d", 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(filepath.Join(path+".d", "graceshim.conf"), res.Unit, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				} else if err := os.WriteFile(path, res.Unit, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				out, err := exec.Command("systemd-analyze", "verify", "--man=no", path).CombinedOutput()
+				for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+					if l == "" || expectedVerifyNoise(in, l) {
+						continue
+					}
+					t.Errorf("systemd-analyze verify: %s\n--- unit\n%s", l, res.Unit)
+				}
+				if err != nil && len(bytes.TrimSpace(out)) == 0 {
+					t.Errorf("systemd-analyze verify: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// expectedVerifyNoise are complaints about the test inputs themselves,
+// not about what graceshim wrote: unknown directives kept on purpose,
+// programs of other hosts, the legacy /var/run of an unchanged original.
+func expectedVerifyNoise(in, line string) bool {
+	for _, s := range []string{
+		"FooTimeout", "Frobnicate", // unknown-bits: kept with a warning
+		"/usr/bin/tini", "/usr/bin/dumb-init", "/usr/bin/gunicorn", "php-fpm8.2", "/usr/local/bin/unicorn",
+		"/var/run/nginx.pid", // nginx.org's original, under a drop-in
+	} {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestVerifyRealDebianNginx converts the nginx.service that Debian's nginx
+// package installs, as a unit and as a drop-in, and verifies both.
+func TestVerifyRealDebianNginx(t *testing.T) {
+	needAnalyze(t)
+	const real = "/lib/systemd/system/nginx.service"
+	data, err := os.ReadFile(real)
+	if err != nil {
+		t.Skipf("%s not installed (Debian package nginx-common): %v", real, err)
+	}
+	u, warns, err := Parse(real, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) > 0 {
+		t.Errorf("warnings on Debian's own unit: %v", warns)
+	}
+	for _, dropin := range []bool{false, true} {
+		res, err := Convert(u, Options{SystemdVersion: 252, Graceshim: selfPath(t)}, dropin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(res.Unit)
+		for _, want := range []string{"Type=notify", "KillMode=mixed", "--pidfile=/run/nginx.pid -- /usr/sbin/nginx -g 'daemon on; master_process on;'", "ExecStartPre=/usr/sbin/nginx -t -q"} {
+			if dropin && strings.HasPrefix(want, "ExecStartPre") {
+				continue
+			}
+			if !strings.Contains(s, want) {
+				t.Errorf("dropin=%v: converted unit lacks %q:\n%s", dropin, want, s)
+			}
+		}
+		if strings.Contains(s, "\nExecStop=-/sbin/start-stop-daemon") || strings.Contains(s, "\nPIDFile=/run") {
+			t.Errorf("dropin=%v: the stop dance or PIDFile survived:\n%s", dropin, s)
+		}
+		dir := t.TempDir()
+		path := filepath.Join(dir, "nginx.service")
+		if dropin {
+			_ = os.WriteFile(path, data, 0o644)
+			_ = os.Mkdir(path+".d", 0o755)
+			_ = os.WriteFile(filepath.Join(path+".d", "graceshim.conf"), res.Unit, 0o644)
+		} else {
+			_ = os.WriteFile(path, res.Unit, 0o644)
+		}
+		verify(t, path)
+	}
+	fs := Lint(u, LintOptions{SystemdVersion: 252})
+	if len(fs) == 0 || fs[0].Directive != "ExecStop" || fs[0].Line != 25 {
+		t.Errorf("lint of Debian's nginx.service: want the ExecStop= stop dance at line 25, got %+v", fs)
+	}
+}
