@@ -1,0 +1,390 @@
+package main
+
+// End-to-end tests of graceshim unit and graceshim lint: units generated
+// and converted by the real binary, started and stopped by the real
+// systemd user manager with real nginx and curl.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// graceshimCmd runs the built graceshim with args and returns stdout,
+// stderr and the exit code.
+func graceshimCmd(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	bin := needGraceshim(t)
+	var out, errb bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("graceshim %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// mustUnit runs graceshim unit with args and fails unless it exits 0.
+func mustUnit(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := graceshimCmd(t, append([]string{"unit"}, args...)...)
+	if code != 0 {
+		t.Fatalf("graceshim unit %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// siteOutsideTmp makes t.TempDir (and so the nginx site) live under /var/lib:
+// a hardened unit has PrivateTmp=yes and would not see /tmp.
+func siteOutsideTmp(t *testing.T) {
+	dir, err := os.MkdirTemp("/var/lib", "graceshim-e2e-")
+	if err != nil {
+		t.Fatalf("cannot make a dir under /var/lib: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Setenv("TMPDIR", dir)
+}
+
+// drainUnit starts the unit, puts downloads in flight, stops it and checks
+// that every download completed and systemd saw a clean stop.
+func drainUnit(t *testing.T, u *userSystemd, name string, site *nginxSite) {
+	t.Helper()
+	u.Start(t, name)
+	if !waitFor(30*time.Second, 50*time.Millisecond, func() bool { c, err := site.Get("/small"); return err == nil && c == 200 }) {
+		t.Fatalf("nginx does not answer on %d\n%s\n%s", site.Port, u.Status(t, name), u.UnitLog(t, name))
+	}
+	dl := startDownloads(t, site.URL, 8)
+	took := u.Stop(t, name)
+	dl.RequireComplete(t, site.FileSize, site.SHA256)
+	if r := u.Show(t, name, "Result"); r != "success" {
+		t.Errorf("Result=%s after stop, want success\n%s", r, u.UnitLog(t, name))
+	}
+	t.Logf("%s: stop took %s with 8 downloads in flight", name, took.Round(time.Millisecond))
+}
+
+// TestE2EUnitNginx generates an nginx unit for each band and option set,
+// then starts and stops it under the real user manager with downloads in
+// flight: Result=success and no download lost.
+func TestE2EUnitNginx(t *testing.T) {
+	tests := []struct {
+		name  string
+		flags []string
+		site  nginxOpts
+	}{
+		{"foreground-252", []string{"--systemd-version=252"}, nginxOpts{}},
+		{"foreground-219", []string{"--systemd-version=219", "--drain-timeout=1m", "--kill-timeout=5s"}, nginxOpts{}},
+		{"daemon-pidfile", []string{"--systemd-version=252"}, nginxOpts{Daemon: true}},
+		{"hardened", []string{"--systemd-version=252", "--hardening"}, nginxOpts{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := needGraceshim(t)
+			if strings.Contains(tc.name, "hardened") {
+				siteOutsideTmp(t) // before the first t.TempDir, which fixes the test's temp root
+			}
+			u := userManager(t)
+			site := newNginxSite(t, tc.site)
+			flags := append([]string{"--graceshim", bin}, tc.flags...)
+			if tc.site.Daemon {
+				flags = append(flags, "--pidfile="+site.PIDFile)
+			}
+			unit := mustUnit(t, append(flags, "--", needCmd(t, "nginx"), "-c", site.Conf)...)
+			name := unitName("unit-" + tc.name)
+			u.InstallUnit(t, name, unit)
+			drainUnit(t, u, name, site)
+		})
+	}
+}
+
+// debianStyle is a unit in the shape of Debian's nginx.service (the stop
+// dance with start-stop-daemon), pointed at a test site.
+func debianStyle(site *nginxSite) string {
+	return `[Unit]
+Description=A high performance web server and a reverse proxy server
+After=network-online.target
+
+[Service]
+Type=forking
+PIDFile=` + site.PIDFile + `
+ExecStartPre=/usr/sbin/nginx -t -q -c ` + site.Conf + ` -g 'master_process on;'
+ExecStart=/usr/sbin/nginx -c ` + site.Conf + ` -g 'master_process on;'
+ExecReload=/usr/sbin/nginx -c ` + site.Conf + ` -g 'master_process on;' -s reload
+ExecStop=-/sbin/start-stop-daemon --quiet --stop --retry QUIT/5 --pidfile ` + site.PIDFile + `
+TimeoutStopSec=5
+KillMode=mixed
+LimitNOFILE=4096
+
+[Install]
+WantedBy=multi-user.target
+`
+}
+
+// TestE2EUnitFromDebian converts a Debian-style unit, as a whole unit and
+// as a drop-in next to the original, and drains downloads through it.
+func TestE2EUnitFromDebian(t *testing.T) {
+	for _, dropin := range []bool{false, true} {
+		kind := "unit"
+		if dropin {
+			kind = "dropin"
+		}
+		t.Run(kind, func(t *testing.T) {
+			bin := needGraceshim(t)
+			needCmd(t, "start-stop-daemon")
+			u := userManager(t)
+			site := newNginxSite(t, nginxOpts{Daemon: true})
+			orig := filepath.Join(t.TempDir(), "nginx.service")
+			if err := os.WriteFile(orig, []byte(debianStyle(site)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"--graceshim", bin, "--systemd-version=252", "--from", orig}
+			if dropin {
+				args = append(args, "--dropin")
+			}
+			conv := mustUnit(t, args...)
+			name := unitName("from-" + kind)
+			content := conv
+			if dropin {
+				dir := filepath.Join(u.unitDir, name+".d")
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.RemoveAll(dir) })
+				if err := os.WriteFile(filepath.Join(dir, "graceshim.conf"), []byte(conv), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				content = debianStyle(site)
+			}
+			u.InstallUnit(t, name, content)
+			drainUnit(t, u, name, site)
+			if dropin {
+				if got := u.Show(t, name, "Type"); got != "notify" {
+					t.Errorf("Type=%s with the drop-in, want notify", got)
+				}
+			}
+		})
+	}
+}
+
+// argvCases are arguments that systemd's parser, specifiers and variables
+// would each change unless written right.
+var argvCases = []string{
+	"two words", `"dq"`, "'sq'", "$HOME", "${X}", "$$", "100%", "%n", "%%", `back\slash`, `\`,
+	";", `\;`, "", "tab\there", "ünï", "-", "--", "a=b", "#hash", " lead", "trail ", "`id`", "$(id)", "*", "~", "'", `"`,
+	"daemon off; error_log stderr;",
+}
+
+// TestE2EUnitArgv: a unit written by graceshim unit runs graceshim with a
+// child that writes its argv; the real systemd must hand every argument
+// over byte for byte.
+func TestE2EUnitArgv(t *testing.T) {
+	bin := needGraceshim(t)
+	u := userManager(t)
+	out := filepath.Join(t.TempDir(), "argv")
+	script := `printf '%s\n' "$@" > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 600`
+	args := append([]string{"--graceshim", bin, "--systemd-version=252", "--ready=exec", "--", "/bin/sh", "-c", script, out}, argvCases...)
+	unit := mustUnit(t, args...)
+	name := unitName("argv")
+	u.InstallUnit(t, name, unit)
+	u.Start(t, name)
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { _, err := os.Stat(out); return err == nil }) {
+		t.Fatalf("the child wrote no argv\n%s\n%s", u.Status(t, name), u.UnitLog(t, name))
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join(argvCases, "\n") + "\n"
+	if string(got) != want {
+		gl, wl := strings.Split(string(got), "\n"), strings.Split(want, "\n")
+		for i := 0; i < len(gl) || i < len(wl); i++ {
+			var g, w string
+			if i < len(gl) {
+				g = gl[i]
+			}
+			if i < len(wl) {
+				w = wl[i]
+			}
+			if g != w {
+				t.Errorf("argument %d: got %q, want %q", i, g, w)
+			}
+		}
+		t.Logf("unit:\n%s", unit)
+	}
+	u.Stop(t, name)
+	if r := u.Show(t, name, "Result"); r != "success" {
+		t.Errorf("Result=%s after stopping the argv unit, want success (the child dies of TERM: SuccessExitStatus=143)\n%s", r, u.UnitLog(t, name))
+	}
+}
+
+// TestE2EUnitBadInput: bad input gets a one-line error, the documented
+// exit code, and changes nothing on disk.
+func TestE2EUnitBadInput(t *testing.T) {
+	dir := t.TempDir()
+	malformed := filepath.Join(dir, "bad.service")
+	if err := os.WriteFile(malformed, []byte("[Service]\nExecStart=/usr/sbin/nginx\nno equals here\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	existing := filepath.Join(dir, "existing.service")
+	if err := os.WriteFile(existing, []byte("mine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no command", []string{"unit"}, exitUsage, "missing command"},
+		{"missing from", []string{"unit", "--from", filepath.Join(dir, "nope.service")}, exitUsage, "cannot read unit"},
+		{"malformed from", []string{"unit", "--from", malformed}, exitUsage, "bad.service:3:"},
+		{"newline argument", []string{"unit", "--", "/bin/echo", "a\nb"}, exitUsage, "newline"},
+		{"unknown preset", []string{"unit", "--preset", "nope", "--", "/bin/true"}, exitUsage, "unknown preset"},
+		{"relative graceshim", []string{"unit", "--graceshim", "graceshim", "--", "/bin/true"}, exitUsage, "absolute"},
+		{"dropin without from", []string{"unit", "--dropin", "--", "/bin/true"}, exitUsage, "--from"},
+		{"output exists", []string{"unit", "--systemd-version=252", "--output", existing, "--", "/bin/true"}, exitWrite, "--force"},
+		{"output unwritable", []string{"unit", "--systemd-version=252", "--output", filepath.Join(dir, "no", "dir", "x.service"), "--", "/bin/true"}, exitWrite, "cannot write"},
+		{"lint unreadable", []string{"lint", filepath.Join(dir, "nope.service")}, exitUsage, "cannot read unit"},
+		{"lint malformed", []string{"lint", malformed}, exitUsage, "bad.service:3:"},
+		{"lint format", []string{"lint", "--format", "xml", malformed}, exitUsage, "unknown --format"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := listDir(t, dir)
+			_, errOut, code := graceshimCmd(t, tc.args...)
+			if code != tc.code || !strings.Contains(errOut, tc.msg) {
+				t.Errorf("graceshim %s: exit %d, stderr %q; want exit %d mentioning %q", strings.Join(tc.args, " "), code, errOut, tc.code, tc.msg)
+			}
+			if after := listDir(t, dir); after != before {
+				t.Errorf("the directory changed:\n%s\nwas\n%s", after, before)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(existing); string(b) != "mine\n" {
+		t.Errorf("%s was changed: %q", existing, b)
+	}
+}
+
+// listDir describes dir's files and contents, for "nothing changed".
+func listDir(t *testing.T, dir string) string {
+	var b strings.Builder
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			data, _ := os.ReadFile(p)
+			b.WriteString(p + " " + strconv.Itoa(len(data)) + " " + string(data) + "\n")
+		}
+		return nil
+	})
+	return b.String()
+}
+
+// TestE2EUnitOutput: --output writes the unit, --force replaces it and
+// keeps the old one as .bak.
+func TestE2EUnitOutput(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.service")
+	if out, errOut, code := graceshimCmd(t, "unit", "--systemd-version=252", "--output", path, "--", "/no/such/daemon", "x"); code != 0 || out != "" ||
+		!strings.Contains(errOut, "/no/such/daemon not found on this host") {
+		t.Fatalf("unit --output: exit %d, stdout %q, stderr %q; want 0, nothing on stdout, a warning about the missing command", code, out, errOut)
+	}
+	first, err := os.ReadFile(path)
+	if err != nil || !bytes.Contains(first, []byte("ExecStart=/usr/local/bin/graceshim -- /no/such/daemon x\n")) {
+		t.Fatalf("written unit (%v):\n%s", err, first)
+	}
+	if _, errOut, code := graceshimCmd(t, "unit", "--systemd-version=219", "--force", "--output", path, "--", "/no/such/daemon", "y"); code != 0 {
+		t.Fatalf("unit --force: exit %d: %s", code, errOut)
+	}
+	second, _ := os.ReadFile(path)
+	bak, err := os.ReadFile(path + ".bak")
+	if err != nil || !bytes.Equal(bak, first) || !bytes.Contains(second, []byte("-- /no/such/daemon y\n")) {
+		t.Errorf("after --force: unit\n%s\nbackup (%v)\n%s", second, err, bak)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("want app.service and app.service.bak, no temp files; have %v", entries)
+	}
+}
+
+// TestE2EUnitLint runs lint on the shipped styles and the real Debian
+// nginx.service: findings and exit 1, a clean generated unit exits 0, and
+// the JSON form holds the documented fields.
+func TestE2EUnitLint(t *testing.T) {
+	units := filepath.Join("testdata", "unitgen", "units")
+	root := filepath.Join("testdata", "unitgen", "root")
+	tests := []struct {
+		file      string
+		directive string
+	}{
+		{"debian-nginx.service", "ExecStop"},
+		{"nginxorg-nginx.service", "ExecStop"},
+		{"fedora-nginx.service", "TimeoutStopSec"},
+		{"tini-nginx.service", "KillMode"},
+		{"dumbinit-gunicorn.service", "NotifyAccess"},
+		{"graceshim-wrong.service", "KillMode"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			out, errOut, code := graceshimCmd(t, "lint", "--format", "json", "--root", root, filepath.Join(units, tc.file))
+			if code != exitFindings {
+				t.Fatalf("exit %d, want %d: %s", code, exitFindings, errOut)
+			}
+			var fs []map[string]any
+			if err := json.Unmarshal([]byte(out), &fs); err != nil {
+				t.Fatalf("lint --format json: %v\n%s", err, out)
+			}
+			found := false
+			for _, f := range fs {
+				for _, k := range []string{"file", "line", "directive", "severity", "problem", "fix"} {
+					if _, ok := f[k]; !ok {
+						t.Errorf("finding without %q: %v", k, f)
+					}
+				}
+				found = found || f["directive"] == tc.directive
+			}
+			if !found {
+				t.Errorf("no %s finding in %s", tc.directive, out)
+			}
+		})
+	}
+	t.Run("real-debian-nginx", func(t *testing.T) {
+		const real = "/lib/systemd/system/nginx.service"
+		if _, err := os.Stat(real); err != nil {
+			t.Skipf("%s not installed (Debian package nginx-common)", real)
+		}
+		out, errOut, code := graceshimCmd(t, "lint", real)
+		if code != exitFindings || !strings.Contains(out, real+":25: error: ExecStop: start-stop-daemon --retry QUIT/5") {
+			t.Errorf("lint %s: exit %d\n%s%s", real, code, out, errOut)
+		}
+	})
+	t.Run("generated-is-clean", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "nginx.service")
+		mustUnit(t, "--systemd-version=252", "--output", path, "--", "/usr/sbin/nginx", "-g", "daemon off;")
+		out, errOut, code := graceshimCmd(t, "lint", "--systemd-version=252", path)
+		if code != 0 {
+			t.Errorf("lint of a generated unit: exit %d\n%s%s", code, out, errOut)
+		}
+		out, _, code = graceshimCmd(t, "lint", "--systemd-version=219", path)
+		if code != exitFindings || !strings.Contains(out, "TimeoutStopSec") {
+			t.Errorf("lint of a 252 unit for systemd 219: exit %d, want a TimeoutStopSec finding\n%s", code, out)
+		}
+	})
+	t.Run("unknown-kept", func(t *testing.T) {
+		out, errOut, code := graceshimCmd(t, "unit", "--systemd-version=252", "--from", filepath.Join(units, "unknown-bits.service"))
+		if code != 0 || !strings.Contains(errOut, "unknown directive FooTimeout=") || !strings.Contains(errOut, "unknown section [Frobnicate]") ||
+			!strings.Contains(out, "FooTimeout=3s") || !strings.Contains(out, "[Frobnicate]\nSpeed=11") {
+			t.Errorf("--from with unknown bits: exit %d\nstderr:\n%s\nstdout:\n%s", code, errOut, out)
+		}
+	})
+}
