@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as the processes the tests count: a server
@@ -158,11 +160,7 @@ func helperServer() {
 		tl := ln.(*net.TCPListener)
 		h.lns = append(h.lns, tl)
 		addrs = append(addrs, tl.Addr().String())
-		f, err := tl.File()
-		if err != nil {
-			helperFail("cannot get listener file: %v", err)
-		}
-		files = append(files, f)
+		files = append(files, listenerFile(tl))
 	}
 	nworkers, _ := strconv.Atoi(os.Getenv(workersEnv))
 	type worker struct {
@@ -236,6 +234,27 @@ func helperServer() {
 		w.in.Close()
 		w.cmd.Wait()
 	}
+}
+
+// listenerFile returns a copy of ln's descriptor to hand to a worker.
+// Not ln.File(): exec calls Fd on ExtraFiles, and Fd puts a File that net
+// made into blocking mode. The mode belongs to the socket, shared by every
+// copy, so a worker already serving would be left in an accept(2) that
+// blocks in the kernel, and that Close cannot interrupt. A plain dup
+// wrapped by os.NewFile keeps the socket non-blocking.
+func listenerFile(ln *net.TCPListener) *os.File {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		helperFail("cannot get listener descriptor: %v", err)
+	}
+	var fd int
+	var dupErr error
+	if err := rc.Control(func(s uintptr) {
+		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil || dupErr != nil {
+		helperFail("cannot copy listener descriptor: %v %v", err, dupErr)
+	}
+	return os.NewFile(uintptr(fd), "listener")
 }
 
 func helperWorker() {
@@ -381,6 +400,10 @@ func (h *helper) line() string {
 		}
 		return l
 	case <-time.After(hangGuard):
+		// Have the helpers print their goroutines (to our stderr) before
+		// the test fails, so a hang can be diagnosed.
+		syscall.Kill(-h.cmd.Process.Pid, syscall.SIGQUIT)
+		time.Sleep(time.Second)
 		h.tb.Fatalf("helper %d did not answer", h.cmd.Process.Pid)
 	}
 	return ""
