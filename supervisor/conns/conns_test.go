@@ -77,6 +77,16 @@ func dial(t *testing.T, addr string, n int) []net.Conn {
 	return cs
 }
 
+// needIPv6 skips a test on a machine whose loopback has no ::1.
+func needIPv6(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	ln.Close()
+}
+
 func endpointsOf(t *testing.T, network string, addrs ...string) []Endpoint {
 	t.Helper()
 	var eps []Endpoint
@@ -100,6 +110,9 @@ func TestCountLifecycle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.network == "tcp6" {
+				needIPv6(t)
+			}
 			srv := startServer(t, 2, tt.listen)
 			trs := trackers(t, ModeListen, srv.pids)
 			for src, tr := range trs {
@@ -147,6 +160,7 @@ func TestCountLifecycle(t *testing.T) {
 // TestCountDualStack: a wildcard IPv6 listener carries IPv4 clients as
 // v4-mapped addresses in the IPv6 table.
 func TestCountDualStack(t *testing.T) {
+	needIPv6(t)
 	srv := startServer(t, 0, "[::]:0")
 	trs := trackers(t, ModeListen, srv.pids)
 	_, port, _ := net.SplitHostPort(srv.addrs[0])
