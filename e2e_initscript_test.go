@@ -1,0 +1,497 @@
+package main
+
+// End-to-end tests of graceshim initscript: fixed and generated SysV
+// scripts really run under bash (Red Hat style, with the test functions
+// library in testdata/initscripts/functions that keeps CentOS 6's killproc
+// semantics) or sh (Debian style, with the host's /lib/lsb/init-functions
+// and start-stop-daemon), starting and stopping a real nginx while slow
+// downloads are in flight.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/graceshim/graceshim/unitgen/sysv"
+)
+
+// initscriptRate and initscriptSeconds size the downloads: long enough to
+// be in flight through a stop, short enough to keep the tests quick.
+const (
+	initscriptRate      = "200k"
+	initscriptSeconds   = 4
+	initscriptDownloads = 6
+	// initscriptActionTimeout guards each script run against a hang.
+	initscriptActionTimeout = 2 * time.Minute
+)
+
+// initscriptEnv runs init scripts against one nginx site, with every path
+// they use (functions library, /etc/sysconfig, /etc/default, lock and pid
+// files, logs) moved into a temp dir.
+type initscriptEnv struct {
+	dir  string
+	site *nginxSite
+	repl *strings.Replacer
+}
+
+func newInitscriptEnv(t *testing.T, o nginxOpts) *initscriptEnv {
+	t.Helper()
+	needRoot(t)
+	needCmd(t, "nginx")
+	needCmd(t, "curl")
+	needCmd(t, "bash")
+	o.Rate = initscriptRate
+	rate, err := rateBytes(initscriptRate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.FileSize = initscriptSeconds * rate
+	site := newNginxSite(t, o)
+	dir := t.TempDir()
+	for _, d := range []string{"sysconfig", "default", "lock", "log"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The functions library's own defaults (/var/run/$base.pid, the
+	// subsys lock) move into the sandbox too, in a copy.
+	lib, err := os.ReadFile("testdata/initscripts/functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	functions := filepath.Join(dir, "functions")
+	lib = []byte(strings.NewReplacer(
+		"/var/run/", site.Dir+"/",
+		"/var/lock/subsys/", dir+"/lock/",
+		`PATH="/sbin:`, `PATH="`+dir+`/bin:/sbin:`,
+	).Replace(string(lib)))
+	if err := os.WriteFile(functions, lib, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Scripts without -p fall back to pidof, which on this host would also
+	// find the nginx of every other test running now. The sandbox's pidof
+	// is the real one, narrowed to this site's processes (master and
+	// workers alike: all of them hold its error log open).
+	pidof := fmt.Sprintf(`#!/bin/bash
+pids=
+for p in $(%s "$@"); do
+	if ls -l /proc/$p/fd 2>/dev/null | grep -qF %q; then
+		pids="$pids $p"
+	fi
+done
+[ -n "$pids" ] || exit 1
+echo $pids
+`, needCmd(t, "pidof"), site.ErrorLog)
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "pidof"), []byte(pidof), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "network"), []byte("NETWORKING=yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Settings both styles' nginx scripts read: the Debian script's
+	// DAEMON_OPTS names the test config.
+	e := &initscriptEnv{dir: dir, site: site}
+	e.setConf(t, "")
+	e.repl = strings.NewReplacer(
+		"/etc/rc.d/init.d/functions", functions,
+		"/etc/init.d/functions", functions,
+		"/etc/sysconfig/network", filepath.Join(dir, "network"),
+		"/etc/sysconfig/", dir+"/sysconfig/",
+		"/etc/default/", dir+"/default/",
+		"/var/lock/subsys/", dir+"/lock/",
+		"/var/run/nginx.pid", site.PIDFile,
+		"/run/nginx.pid", site.PIDFile,
+		"/var/run/", site.Dir+"/", // where nginx writes its pid file: /var/run/${prog}.pid must find it
+		"/var/log/", dir+"/log/",
+		"/etc/nginx/nginx.conf", site.Conf,
+	)
+	t.Cleanup(func() { e.killMasters(t) })
+	return e
+}
+
+// setConf writes /etc/sysconfig/nginx and /etc/default/nginx with extra
+// settings (STOP_TIMEOUT=...).
+func (e *initscriptEnv) setConf(t *testing.T, extra string) {
+	t.Helper()
+	conf := fmt.Sprintf("DAEMON_OPTS=\"-c %s\"\n%s", e.site.Conf, extra)
+	for _, d := range []string{"sysconfig", "default"} {
+		if err := os.WriteFile(filepath.Join(e.dir, d, "nginx"), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// install writes script with its paths moved into the sandbox and returns
+// its path.
+func (e *initscriptEnv) install(t *testing.T, name string, script []byte) string {
+	t.Helper()
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, []byte(e.repl.Replace(string(script))), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// run runs "script action" with the shell the style runs under on its
+// home system (bash for Red Hat, where /bin/sh is bash; sh for Debian).
+// Output goes to a file, not a pipe: a daemon started by the script keeps
+// inherited descriptors open.
+func (e *initscriptEnv) run(t *testing.T, style sysv.Style, script, action string) (string, error) {
+	t.Helper()
+	shell := "bash"
+	if style == sysv.StyleLSB {
+		shell = "sh"
+	}
+	out, err := os.CreateTemp(e.dir, "out-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), initscriptActionTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, shell, script, action)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), "PATH="+e.dir+"/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	runErr := cmd.Run()
+	b, err := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("%s %s did not return within %s:\n%s", filepath.Base(script), action, initscriptActionTimeout, b)
+	}
+	return string(b), runErr
+}
+
+// must runs an action that has to succeed.
+func (e *initscriptEnv) must(t *testing.T, style sysv.Style, script, action string) string {
+	t.Helper()
+	out, err := e.run(t, style, script, action)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(script), action, err, out)
+	}
+	return out
+}
+
+// masters lists the live nginx master processes of this site (found by
+// its config path in their command line).
+func (e *initscriptEnv) masters() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		s := string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+		if strings.HasPrefix(s, "nginx: master process") && strings.Contains(s, e.site.Conf) && !initscriptZombie(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// initscriptChildren lists the children of pid.
+func initscriptChildren(pid int) []int {
+	var kids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		child, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			kids = append(kids, child)
+		}
+	}
+	return kids
+}
+
+func initscriptZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
+}
+
+// killMasters kills what a failed test left running: the site's masters
+// (by pid) and their process groups' workers.
+func (e *initscriptEnv) killMasters(t *testing.T) {
+	for _, pid := range e.masters() {
+		t.Logf("cleanup: killing nginx master %d and its workers", pid)
+		kids := initscriptChildren(pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		for _, k := range kids {
+			_ = syscall.Kill(k, syscall.SIGKILL)
+		}
+	}
+	shims, _ := filepath.Glob(filepath.Join(e.site.Dir, "*-graceshim.pid"))
+	for _, f := range shims {
+		if b, err := os.ReadFile(f); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+}
+
+// requireOneMaster checks exactly one master runs and serves.
+func (e *initscriptEnv) requireOneMaster(t *testing.T) {
+	t.Helper()
+	var ms []int
+	// The new master may take a moment to appear after start returns.
+	waitFor(10*time.Second, 50*time.Millisecond, func() bool { ms = e.masters(); return len(ms) == 1 })
+	if len(ms) != 1 {
+		t.Fatalf("want exactly one nginx master, found %d: %v", len(ms), ms)
+	}
+	var code int
+	var err error
+	waitFor(10*time.Second, 50*time.Millisecond, func() bool { code, err = e.site.Get("/small"); return code == 200 })
+	if code != 200 {
+		t.Fatalf("nginx does not serve: code %d, %v", code, err)
+	}
+}
+
+// requireNoMaster checks the site's nginx is gone when a stop returned.
+func (e *initscriptEnv) requireNoMaster(t *testing.T, out string) {
+	t.Helper()
+	if ms := e.masters(); len(ms) != 0 {
+		t.Fatalf("stop returned while nginx masters %v still run:\n%s", ms, out)
+	}
+}
+
+// stopUnderLoad starts the script, puts downloads in flight and runs
+// action (stop or restart) while they are; it returns the downloads and
+// the action's output.
+func (e *initscriptEnv) stopUnderLoad(t *testing.T, style sysv.Style, script, action string) (*downloads, string) {
+	t.Helper()
+	e.must(t, style, script, "start")
+	e.requireOneMaster(t)
+	d := startDownloads(t, e.site.URL, initscriptDownloads)
+	out, err := e.run(t, style, script, action)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(script), action, err, out)
+	}
+	return d, out
+}
+
+// checkStopAndRestart is the real run every fixed and generated nginx
+// script must pass: stop with downloads in flight completes them all and
+// returns only once nginx is gone; restart with downloads in flight
+// completes them and leaves exactly one master, serving.
+func (e *initscriptEnv) checkStopAndRestart(t *testing.T, style sysv.Style, script string, restart bool) {
+	t.Helper()
+	d, out := e.stopUnderLoad(t, style, script, "stop")
+	e.requireNoMaster(t, out)
+	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
+	t.Logf("stop: %d/%d downloads completed", d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads)
+	if !restart {
+		return
+	}
+	d, out = e.stopUnderLoad(t, style, script, "restart")
+	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
+	e.requireOneMaster(t)
+	t.Logf("restart: %d/%d downloads completed, one master serving", d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads)
+	out = e.must(t, style, script, "stop")
+	e.requireNoMaster(t, out)
+}
+
+func readCorpus(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata/initscripts/fix", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fixWithCLI runs "graceshim initscript fix --in-place" on a copy of a
+// corpus script, as an admin would, and returns the fixed script.
+func fixWithCLI(t *testing.T, name string) []byte {
+	t.Helper()
+	bin := needGraceshim(t)
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, readCorpus(t, name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "initscript", "fix", "--in-place", p)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("graceshim initscript fix --in-place %s: %v\n%s", name, err, out)
+	}
+	fixed, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(p + ".orig")
+	if err != nil || !bytes.Equal(orig, readCorpus(t, name)) {
+		t.Fatalf("%s.orig is not the original: %v", name, err)
+	}
+	return fixed
+}
+
+// TestE2EInitscriptFixed runs each fixed nginx script from the corpus.
+func TestE2EInitscriptFixed(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		style   sysv.Style
+		restart bool
+	}{
+		{"nginx-redhat-killproc", sysv.StyleRedHat, true},
+		{"nginx-redhat-quit-nowait", sysv.StyleRedHat, true},
+		{"nginx-redhat-d-before-p", sysv.StyleRedHat, true},
+		{"nginx-redhat-kill-cat", sysv.StyleRedHat, false},
+		{"nginx-debian-bare-stop", sysv.StyleLSB, true},
+		{"nginx-debian-retry-term", sysv.StyleLSB, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if tc.style == sysv.StyleLSB {
+				needCmd(t, "start-stop-daemon")
+			}
+			e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+			script := e.install(t, tc.name, fixWithCLI(t, tc.name))
+			e.checkStopAndRestart(t, tc.style, script, tc.restart)
+		})
+	}
+}
+
+// TestE2EInitscriptOriginalCuts is the control: the scripts as shipped
+// lose requests or do not stop at all, under the same test functions
+// library and the same load.
+func TestE2EInitscriptOriginalCuts(t *testing.T) {
+	t.Run("killproc-term", func(t *testing.T) {
+		t.Parallel()
+		e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+		script := e.install(t, "orig", readCorpus(t, "nginx-redhat-killproc"))
+		d, out := e.stopUnderLoad(t, sysv.StyleRedHat, script, "stop")
+		got := d.Completed(e.site.FileSize, e.site.SHA256)
+		t.Logf("original killproc stop: %d/%d downloads completed:\n%s", got, initscriptDownloads, out)
+		if got == initscriptDownloads {
+			t.Fatalf("the original script's stop (killproc: TERM) completed every download; the control shows nothing:\n%s", out)
+		}
+	})
+	t.Run("d-before-p", func(t *testing.T) {
+		t.Parallel()
+		e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+		script := e.install(t, "orig", readCorpus(t, "nginx-redhat-d-before-p"))
+		e.must(t, sysv.StyleRedHat, script, "start")
+		e.requireOneMaster(t)
+		out := e.must(t, sysv.StyleRedHat, script, "stop")
+		if ms := e.masters(); len(ms) != 1 {
+			t.Fatalf("want the original stop (killproc -d before -p) to leave nginx running, found masters %v:\n%s", ms, out)
+		}
+		t.Logf("original killproc -d ... -p ...: stop exited 0 and nginx still runs")
+	})
+}
+
+// TestE2EInitscriptEscalates: a fixed script whose STOP_TIMEOUT (set in
+// /etc/sysconfig/nginx) runs out while downloads are in flight sends TERM
+// and returns with nginx gone, long before the downloads would have
+// ended: the bound holds and the admin's override is read.
+func TestE2EInitscriptEscalates(t *testing.T) {
+	e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+	e.setConf(t, "STOP_TIMEOUT=1\n")
+	script := e.install(t, "nginx", fixWithCLI(t, "nginx-redhat-killproc"))
+	d, out := e.stopUnderLoad(t, sysv.StyleRedHat, script, "stop")
+	e.requireNoMaster(t, out)
+	if !strings.Contains(out, "still running 1s after QUIT: sending TERM") {
+		t.Errorf("stop did not report escalating after STOP_TIMEOUT=1:\n%s", out)
+	}
+	if got := d.Completed(e.site.FileSize, e.site.SHA256); got == initscriptDownloads {
+		t.Errorf("all %d downloads of %d s completed although STOP_TIMEOUT=1 should have cut them", got, initscriptSeconds)
+	}
+}
+
+// TestE2EInitscriptGenerated generates scripts in both styles, with and
+// without graceshim, checks them with bash -n and shellcheck, and runs
+// them.
+func TestE2EInitscriptGenerated(t *testing.T) {
+	for _, tc := range []struct {
+		style sysv.Style
+		shim  bool
+	}{
+		{sysv.StyleRedHat, true},
+		{sysv.StyleRedHat, false},
+		{sysv.StyleLSB, true},
+		{sysv.StyleLSB, false},
+	} {
+		name := tc.style.String() + "-shim"
+		if !tc.shim {
+			name = tc.style.String() + "-noshim"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			bin := needGraceshim(t)
+			if tc.style == sysv.StyleLSB {
+				needCmd(t, "start-stop-daemon")
+			}
+			// Under graceshim nginx runs in the foreground; alone it
+			// daemonizes and writes its pid file.
+			e := newInitscriptEnv(t, nginxOpts{Daemon: !tc.shim})
+			args := []string{"initscript", "--style", tc.style.String(), "--name", "nginx"}
+			if tc.shim {
+				args = append(args, "--graceshim", bin)
+			} else {
+				args = append(args, "--no-shim", "--pidfile", e.site.PIDFile)
+			}
+			args = append(args, "--", needCmd(t, "nginx"), "-c", e.site.Conf)
+			gen, err := exec.Command(bin, args...).Output()
+			if err != nil {
+				t.Fatalf("graceshim %s: %v", strings.Join(args, " "), err)
+			}
+			script := e.install(t, "nginx", gen)
+			if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
+				t.Fatalf("bash -n: %v\n%s", err, out)
+			}
+			if sc, err := exec.LookPath("shellcheck"); err == nil {
+				if out, err := exec.Command(sc, script).CombinedOutput(); err != nil {
+					t.Fatalf("shellcheck: %v\n%s", err, out)
+				}
+			} else {
+				t.Error("shellcheck is not installed (CI installs it)")
+			}
+			e.checkStopAndRestart(t, tc.style, script, true)
+			if tc.shim {
+				// The stops went through graceshim's translation.
+				b, err := os.ReadFile(filepath.Join(e.dir, "log", "nginx-graceshim.log"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				log := string(b)
+				if n := strings.Count(log, "received TERM: stopping nginx gracefully with QUIT"); n != 3 {
+					t.Errorf("graceshim's log shows %d graceful stops, want 3 (stop, restart, stop):\n%s", n, log)
+				}
+				lines := strings.Split(strings.TrimSpace(log), "\n")
+				t.Logf("graceshim's log ends:\n%s", strings.Join(lines[max(0, len(lines)-4):], "\n"))
+			}
+		})
+	}
+}
