@@ -495,3 +495,111 @@ func TestE2EInitscriptGenerated(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EInitscriptCLI checks the fix command's exit codes and that bad
+// input writes nothing.
+func TestE2EInitscriptCLI(t *testing.T) {
+	bin := needGraceshim(t)
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	broken := write("nginx-broken", readCorpus(t, "nginx-redhat-killproc"))
+	right := write("nginx-right", readCorpus(t, "nginx-debian-correct"))
+	unsure := write("nginx-unsure", readCorpus(t, "nginx-two-stops"))
+	binary := write("binary", []byte("\x7fELF\x02\x01\x01\x00\x00\x00\x00"))
+	withBackup := write("nginx-backup", readCorpus(t, "nginx-redhat-killproc"))
+	write("nginx-backup.orig", []byte("the admin's own backup\n"))
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		out  string // in stdout or stderr
+	}{
+		{"diff", []string{"fix", broken}, 0, "+    graceshim_stop \"$pidfile\" QUIT \"$STOP_TIMEOUT\""},
+		{"check needs fix", []string{"fix", "--check", broken}, 1, "needs a fix"},
+		{"already right", []string{"fix", "--check", right}, 0, "already right"},
+		{"unsure", []string{"fix", unsure}, 4, "two stop paths"},
+		{"binary", []string{"fix", binary}, 2, "not a shell script"},
+		{"missing", []string{"fix", filepath.Join(dir, "nosuch")}, 2, "cannot read"},
+		{"backup exists", []string{"fix", "--in-place", withBackup}, 3, "already exists"},
+		{"check and in-place", []string{"fix", "--check", "--in-place", broken}, 2, "cannot be used together"},
+		{"unknown preset", []string{"fix", "--preset", "nosuch", broken}, 2, "unknown preset"},
+		{"bad style", []string{"--style", "bsd", "--", "/usr/sbin/nginx"}, 2, "unknown style"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(bin, append([]string{"initscript"}, tc.args...)...)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code || !strings.Contains(out.String(), tc.out) {
+				t.Errorf("graceshim initscript %s: exit %d, want %d with %q:\n%s", strings.Join(tc.args, " "), code, tc.code, tc.out, out.String())
+			}
+		})
+	}
+	// Nothing was written by any of them.
+	for p, want := range map[string][]byte{
+		broken: readCorpus(t, "nginx-redhat-killproc"), withBackup: readCorpus(t, "nginx-redhat-killproc"),
+		unsure: readCorpus(t, "nginx-two-stops"), withBackup + ".orig": []byte("the admin's own backup\n"),
+	} {
+		if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s changed (%v)", p, err)
+		}
+	}
+	if _, err := os.Stat(broken + ".orig"); !os.IsNotExist(err) {
+		t.Errorf("a backup was written without --in-place: %v", err)
+	}
+
+	t.Run("read-only dir", func(t *testing.T) {
+		ro := filepath.Join(t.TempDir(), "ro")
+		if err := os.Mkdir(ro, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		script := readCorpus(t, "nginx-redhat-killproc")
+		p := filepath.Join(ro, "nginx")
+		if os.Geteuid() == 0 {
+			// Permission bits do not stop root: use a read-only mount.
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", ro).CombinedOutput(); err != nil {
+				t.Skipf("cannot mount a tmpfs to make read-only: %v: %s", err, out)
+			}
+			defer exec.Command("umount", ro).Run()
+			if err := os.WriteFile(p, script, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("mount", "-o", "remount,ro", ro).CombinedOutput(); err != nil {
+				t.Skipf("cannot remount read-only: %v: %s", err, out)
+			}
+		} else {
+			if err := os.WriteFile(p, script, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(ro, 0o555); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Chmod(ro, 0o755)
+		}
+		out, err := exec.Command(bin, "initscript", "fix", "--in-place", p).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+			t.Errorf("fix --in-place in a read-only dir: %v, want exit 3:\n%s", err, out)
+		}
+		ents, _ := os.ReadDir(ro)
+		if len(ents) != 1 {
+			t.Errorf("files left in the read-only dir: %v", ents)
+		}
+		if got, _ := os.ReadFile(p); !bytes.Equal(got, script) {
+			t.Error("the script changed")
+		}
+		t.Logf("%s", bytes.TrimSpace(out))
+	})
+}
