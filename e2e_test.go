@@ -189,18 +189,50 @@ func userManager(t testing.TB) *userSystemd {
 
 // managerAnswers reports whether a user manager answers on
 // XDG_RUNTIME_DIR; any state but "offline" counts (degraded is usual).
+// It asks for the manager's SystemState property: "systemctl
+// is-system-running" prints "offline" without asking anyone when
+// /run/systemd/system is missing, which it is once the manager runs.
 func managerAnswers() (string, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "systemctl", "--user", "is-system-running")
+	cmd := exec.CommandContext(ctx, "systemctl", "--user", "show", "-p", "SystemState", "--value")
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+userRuntimeDir)
-	out, _ := cmd.CombinedOutput()
+	out, err := cmd.CombinedOutput()
 	state := strings.TrimSpace(string(out))
+	if err != nil {
+		return state, false
+	}
 	switch state {
 	case "running", "degraded", "starting", "initializing", "maintenance":
 		return state, true
 	}
 	return state, false
+}
+
+// userManagerRunning reports whether a systemd --user process of ours runs
+// already (it may be starting, or busy).
+func userManagerRunning() bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		if len(args) >= 2 && filepath.Base(args[0]) == "systemd" && args[1] == "--user" {
+			var st syscall.Stat_t
+			if syscall.Stat("/proc/"+e.Name(), &st) == nil && int(st.Uid) == os.Geteuid() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // pid1IsSystemd reports whether the machine runs systemd as init.
@@ -226,6 +258,12 @@ func ensureUserManager() error {
 	}
 	if _, ok := managerAnswers(); ok {
 		return nil
+	}
+	if userManagerRunning() {
+		// Starting a second one would take over the sockets of the first
+		// under its units' feet (their sd_notify datagrams would reach a
+		// manager that does not know them).
+		return waitManager(nil)
 	}
 	if pid1IsSystemd() {
 		// The real thing: let the system manager start root's user
@@ -331,10 +369,15 @@ func unitName(base string) string {
 	return fmt.Sprintf("graceshim-e2e-%s-%d.service", base, os.Getpid())
 }
 
-// InstallUnit writes the unit name with content, sends the unit's output
-// to a file UnitLog reads (the user manager here may have no journal),
-// and reloads the manager. At the end of the test the unit is stopped,
-// removed and its failed state reset.
+// InstallUnit writes the unit name with content and sends the unit's
+// output to a file UnitLog reads (the user manager here may have no
+// journal). At the end of the test the unit is stopped, its failed state
+// reset and the file removed.
+//
+// A new unit needs no daemon-reload: the manager loads a unit it has not
+// seen from disk when it is first named. InstallUnit reloads only when the
+// manager holds an older version of the unit (see Reload for why reloads
+// are kept rare).
 func (u *userSystemd) InstallUnit(t testing.TB, name, content string) {
 	t.Helper()
 	logPath := filepath.Join(u.logDir, name+".log")
@@ -346,20 +389,76 @@ func (u *userSystemd) InstallUnit(t testing.TB, name, content string) {
 	u.logs[name] = logPath
 	u.mu.Unlock()
 	path := filepath.Join(u.unitDir, name)
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatalf("cannot write unit %s: %v", name, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
 		t.Fatalf("cannot write unit %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		if _, err := u.systemctl("stop", name); err != nil {
+		if _, err := u.stop(name); err != nil {
 			t.Logf("cleanup: %v", err)
 		}
 		u.systemctl("reset-failed", name)
 		os.Remove(path)
-		u.systemctl("daemon-reload")
 	})
+	if u.Show(t, name, "NeedDaemonReload") == "yes" {
+		u.Reload(t)
+	}
+}
+
+// reloadLock orders daemon-reloads against stops, between the tests of
+// every package: a stop holds it shared, a reload exclusively.
+const reloadLock = userRuntimeDir + "/.graceshim-e2e-reload.lock"
+
+// lockReload takes reloadLock, shared or exclusive; the returned func
+// releases it.
+func lockReload(how int) (func(), error) {
+	f, err := os.OpenFile(reloadLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cannot lock %s: %w", reloadLock, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Reload runs systemctl --user daemon-reload, once no stop is under way.
+//
+// systemd 252 re-arms a stopping unit's timer on a reload from the time
+// the stop began plus TimeoutStopSec, forgetting every
+// EXTEND_TIMEOUT_USEC: a reload during a drain that has outlived
+// TimeoutStopSec makes systemd SIGKILL the unit at once (measured here:
+// TimeoutStopSec=5, a 10 s drain under graceshim, daemon-reload 7 s in:
+// killed at 7 s, Result=timeout). So the tests never reload while a stop
+// of theirs runs.
+func (u *userSystemd) Reload(t testing.TB) {
+	t.Helper()
+	unlock, err := lockReload(syscall.LOCK_EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
 	if _, err := u.systemctl("daemon-reload"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// stop runs systemctl --user stop holding reloadLock shared, and returns
+// how long it took.
+func (u *userSystemd) stop(name string) (time.Duration, error) {
+	unlock, err := lockReload(syscall.LOCK_SH)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	began := time.Now()
+	_, err = u.systemctl("stop", name)
+	return time.Since(began), err
 }
 
 // addToSection inserts lines right after the [section] header of a unit,
@@ -389,9 +488,7 @@ func (u *userSystemd) Start(t testing.TB, name string) {
 // Stop stops the unit and returns how long systemctl stop took.
 func (u *userSystemd) Stop(t testing.TB, name string) time.Duration {
 	t.Helper()
-	began := time.Now()
-	_, err := u.systemctl("stop", name)
-	took := time.Since(began)
+	took, err := u.stop(name)
 	if err != nil {
 		t.Fatalf("%v\n%s\nlog:\n%s", err, u.Status(t, name), u.UnitLog(t, name))
 	}
@@ -677,31 +774,21 @@ const downloadMaxTime = 90 * time.Second
 func startDownloads(t testing.TB, url string, n int) *downloads {
 	t.Helper()
 	curl := needCmd(t, "curl")
-	d := &downloads{dir: t.TempDir()}
-	for i := 0; i < n; i++ {
-		out, errb := &bytes.Buffer{}, &bytes.Buffer{}
-		cmd := exec.Command(curl, "-sS", "--no-keepalive", "--noproxy", "*",
-			"--max-time", strconv.Itoa(int(downloadMaxTime/time.Second)),
-			"-o", d.file(i), "-w", "%{http_code} %{size_download}", url)
-		cmd.Stdout, cmd.Stderr = out, errb
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("cannot start curl: %v", err)
-		}
-		d.procs = append(d.procs, cmd)
-		d.outs = append(d.outs, out)
-		d.errs = append(d.errs, errb)
-		ended := make(chan struct{})
-		d.ended = append(d.ended, ended)
-		d.results = append(d.results, dlResult{})
-		go func(i int) {
-			err := cmd.Wait()
-			d.results[i].End = time.Now()
-			d.results[i].Err = err
-			close(ended)
-		}(i)
+	// Every slice is allocated up front: the waiting goroutines write
+	// their own element of results.
+	d := &downloads{
+		dir:     t.TempDir(),
+		procs:   make([]*exec.Cmd, n),
+		outs:    make([]*bytes.Buffer, n),
+		errs:    make([]*bytes.Buffer, n),
+		ended:   make([]chan struct{}, n),
+		results: make([]dlResult, n),
 	}
 	t.Cleanup(func() {
 		for i, p := range d.procs {
+			if p == nil {
+				continue
+			}
 			select {
 			case <-d.ended[i]:
 			default:
@@ -710,6 +797,24 @@ func startDownloads(t testing.TB, url string, n int) *downloads {
 			}
 		}
 	})
+	for i := 0; i < n; i++ {
+		d.outs[i], d.errs[i] = &bytes.Buffer{}, &bytes.Buffer{}
+		d.ended[i] = make(chan struct{})
+		cmd := exec.Command(curl, "-sS", "--no-keepalive", "--noproxy", "*",
+			"--max-time", strconv.Itoa(int(downloadMaxTime/time.Second)),
+			"-o", d.file(i), "-w", "%{http_code} %{size_download}", url)
+		cmd.Stdout, cmd.Stderr = d.outs[i], d.errs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("cannot start curl: %v", err)
+		}
+		d.procs[i] = cmd
+		go func(i int) {
+			err := cmd.Wait()
+			d.results[i].End = time.Now()
+			d.results[i].Err = err
+			close(d.ended[i])
+		}(i)
+	}
 	// All connected: each output file has bytes (curl creates it on the
 	// first data), or the curl already ended (Wait reports why).
 	ok := waitFor(30*time.Second, 20*time.Millisecond, func() bool {

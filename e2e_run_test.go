@@ -1,0 +1,307 @@
+package main
+
+// End-to-end tests of the supervisor: graceshim as the main process of a
+// unit under a real systemd user manager, in front of a real nginx serving
+// real curl downloads, stopped with systemctl.
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// stopAfter is how long into the downloads systemctl stop is issued.
+const stopAfter = 2 * time.Second
+
+// shimUnit is a unit running nginx under graceshim, as the README asks for:
+// Type=notify (graceshim sends READY=1), KillMode=mixed (systemd's TERM
+// reaches graceshim alone, FACTS.md section 2) and a short TimeoutStopSec
+// that graceshim extends while the drain goes on.
+func shimUnit(bin string, args []string, site *nginxSite, timeoutStop string) string {
+	exec := bin
+	if len(args) > 0 {
+		exec += " " + strings.Join(args, " ")
+	}
+	return fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test (nginx on port %d)
+
+[Service]
+Type=notify
+NotifyAccess=main
+KillMode=mixed
+TimeoutStartSec=60
+TimeoutStopSec=%s
+ExecStart=%s -- /usr/sbin/nginx -c %s
+`, site.Port, timeoutStop, exec, site.Conf)
+}
+
+// stopRun is what one stop under load measured.
+type stopRun struct {
+	took     time.Duration // systemctl stop, start to return
+	returned time.Time     // when systemctl stop returned
+	statuses []string      // the StatusText values seen during the stop
+}
+
+// stopUnderLoad issues systemctl stop at stopAfter into d, watching the
+// unit's status meanwhile.
+func stopUnderLoad(t *testing.T, u *userSystemd, name string, began time.Time) stopRun {
+	t.Helper()
+	time.Sleep(time.Until(began.Add(stopAfter)))
+	watch := u.WatchStatus(t, name)
+	took := u.Stop(t, name)
+	r := stopRun{took: took, returned: time.Now()}
+	r.statuses = watch()
+	return r
+}
+
+// logFigures reports a stop's figures for the record: how long it took and
+// how long after the last download ended systemctl stop returned (the
+// detection latency).
+func logFigures(t *testing.T, d *downloads, site *nginxSite, n int, r stopRun) {
+	t.Helper()
+	last := d.LastEnd(t)
+	t.Logf("figures: %d/%d downloads complete; systemctl stop took %s; returned %s after the last download ended",
+		d.Completed(site.FileSize, site.SHA256), n, r.took.Round(time.Millisecond), r.returned.Sub(last).Round(time.Millisecond))
+}
+
+func requireStatusSeen(t *testing.T, statuses []string, want string) {
+	t.Helper()
+	for _, s := range statuses {
+		if strings.Contains(s, want) {
+			return
+		}
+	}
+	t.Errorf("no StatusText containing %q seen during the stop; seen: %q", want, statuses)
+}
+
+func requireResult(t *testing.T, u *userSystemd, name, want string) {
+	t.Helper()
+	if got := u.Show(t, name, "Result"); got != want {
+		t.Errorf("Result=%s, want %s\nlog:\n%s", got, want, u.UnitLog(t, name))
+	}
+}
+
+// requireServing checks the unit is active and nginx answers at once:
+// systemctl start returned, so READY=1 arrived, and graceshim sends it only
+// once the tree listens.
+func requireServing(t *testing.T, u *userSystemd, name string, site *nginxSite) {
+	t.Helper()
+	if got := u.Show(t, name, "ActiveState"); got != "active" {
+		t.Fatalf("ActiveState=%s after start, want active\n%s", got, u.Status(t, name))
+	}
+	if code, err := site.Get("/small"); err != nil || code != 200 {
+		t.Fatalf("nginx did not answer right after start (READY=1 before it listened?): code %d, %v\nlog:\n%s", code, err, u.UnitLog(t, name))
+	}
+}
+
+// testDrain runs the main scenario: n downloads of ~12 s in flight,
+// systemctl stop 2 s in, every download must complete.
+func testDrain(t *testing.T, base string, o nginxOpts, n int, timeoutStop string) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, o)
+	name := unitName(base)
+	u.InstallUnit(t, name, shimUnit(bin, nil, site, timeoutStop))
+	u.Start(t, name)
+	requireServing(t, u, name, site)
+	if o.Daemon {
+		requireFollowsDaemon(t, u, name, site)
+	}
+
+	began := time.Now()
+	d := startDownloads(t, site.URL, n)
+	r := stopUnderLoad(t, u, name, began)
+	d.RequireComplete(t, site.FileSize, site.SHA256)
+	requireResult(t, u, name, "success")
+	requireStatusSeen(t, r.statuses, "draining")
+	logFigures(t, d, site, n, r)
+	if gap := r.returned.Sub(d.LastEnd(t)); gap > 30*time.Second {
+		t.Errorf("systemctl stop returned %s after the last download ended: the stop hung on", gap)
+	}
+	if t.Failed() {
+		t.Logf("statuses seen: %q\nunit log:\n%s", r.statuses, u.UnitLog(t, name))
+	}
+}
+
+// requireFollowsDaemon checks that with nginx's default daemon on the unit's
+// main pid stays graceshim while the daemonized master, reparented to
+// graceshim (a subreaper), runs.
+func requireFollowsDaemon(t *testing.T, u *userSystemd, name string, site *nginxSite) {
+	t.Helper()
+	main := u.MainPID(t, name)
+	if comm := procField(main, "Name"); comm != "graceshim" {
+		t.Errorf("MainPID %d is %q, want graceshim", main, comm)
+	}
+	master, err := site.MasterPID()
+	if err != nil {
+		t.Fatalf("no nginx master: %v\nlog:\n%s", err, u.UnitLog(t, name))
+	}
+	if master == main {
+		t.Fatalf("the unit's MainPID is nginx's master %d, not graceshim", master)
+	}
+	if ppid := procField(master, "PPid"); ppid != strconv.Itoa(main) {
+		t.Errorf("nginx master %d has parent %s, want graceshim %d", master, ppid, main)
+	}
+}
+
+// procField returns a field of /proc/PID/status, "" when there is none.
+func procField(pid int, field string) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && k == field {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// TestE2ERunDaemonOff: nginx with daemon off under graceshim; 20
+// downloads in flight survive systemctl stop.
+func TestE2ERunDaemonOff(t *testing.T) {
+	t.Parallel()
+	testDrain(t, "run-daemon-off", nginxOpts{}, 20, "5")
+}
+
+// TestE2ERunDaemonOn: nginx's default daemon on; graceshim follows the
+// reparented master.
+func TestE2ERunDaemonOn(t *testing.T) {
+	t.Parallel()
+	testDrain(t, "run-daemon-on", nginxOpts{Daemon: true}, 20, "5")
+}
+
+// TestE2ERunManyDownloads: 40 downloads of ~12 s outlive TimeoutStopSec=5
+// because graceshim extends the stop while they drain.
+func TestE2ERunManyDownloads(t *testing.T) {
+	t.Parallel()
+	testDrain(t, "run-many", nginxOpts{}, 40, "5")
+}
+
+// TestE2ERunPlainUnitCuts is the control: the same nginx under a plain unit
+// (SIGTERM to the whole group, nginx's fast stop) cuts the downloads, so
+// the tests above can fail.
+func TestE2ERunPlainUnitCuts(t *testing.T) {
+	t.Parallel()
+	u := userManager(t)
+	site := newNginxSite(t, nginxOpts{})
+	name := unitName("run-plain")
+	u.InstallUnit(t, name, fmt.Sprintf(`[Unit]
+Description=plain nginx (control)
+
+[Service]
+TimeoutStopSec=5
+ExecStart=/usr/sbin/nginx -c %s
+`, site.Conf))
+	u.Start(t, name)
+	// Type=simple: start returns before nginx listens.
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		code, err := site.Get("/small")
+		return err == nil && code == 200
+	}) {
+		t.Fatalf("nginx did not answer\nlog:\n%s", u.UnitLog(t, name))
+	}
+	const n = 20
+	began := time.Now()
+	d := startDownloads(t, site.URL, n)
+	r := stopUnderLoad(t, u, name, began)
+	done := d.Completed(site.FileSize, site.SHA256)
+	logFigures(t, d, site, n, r)
+	if done > n/4 {
+		t.Errorf("%d/%d downloads completed under a plain unit, want most cut: the scenario no longer tells a graceful stop from a fast one", done, n)
+	}
+}
+
+// TestE2ERunStall: one client that never finishes its request holds the
+// drain; --stall-timeout escalates instead of waiting out the 5 min drain
+// timeout, and the log says why.
+func TestE2ERunStall(t *testing.T) {
+	t.Parallel()
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	name := unitName("run-stall")
+	u.InstallUnit(t, name, shimUnit(bin, []string{"--stall-timeout", "3s", "--kill-timeout", "2s"}, site, "5"))
+	u.Start(t, name)
+	requireServing(t, u, name, site)
+
+	// A request whose headers never end: nginx waits client_header_timeout
+	// (60 s) for the rest, through a graceful stop.
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", site.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	watch := u.WatchStatus(t, name)
+	took := u.Stop(t, name)
+	statuses := watch()
+	log := u.UnitLog(t, name)
+	t.Logf("figures: stalled client; systemctl stop took %s (stall 3s + kill 2s bound)", took.Round(time.Millisecond))
+	if took > 30*time.Second {
+		t.Errorf("stop took %s with --stall-timeout 3s --kill-timeout 2s, want well under the drain timeout", took)
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "escalating") || strings.Contains(line, "stop took") {
+			t.Logf("log: %s", line)
+		}
+	}
+	if !strings.Contains(log, "stalled") {
+		t.Errorf("the unit log has no stall escalation line (containing %q):\n%s", "stalled", log)
+	}
+	requireStatusSeen(t, statuses, "draining")
+	if t.Failed() {
+		t.Logf("statuses seen: %q\nunit log:\n%s", statuses, log)
+	}
+}
+
+// TestE2ERunWorkerShutdownTimeout: nginx's own worker_shutdown_timeout (2s)
+// is shorter than the downloads; nginx cuts them, and graceshim's closing
+// summary must not claim they drained.
+func TestE2ERunWorkerShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{WorkerShutdownTimeout: "2s"})
+	name := unitName("run-wst")
+	u.InstallUnit(t, name, shimUnit(bin, nil, site, "5"))
+	u.Start(t, name)
+	requireServing(t, u, name, site)
+
+	const n = 20
+	began := time.Now()
+	d := startDownloads(t, site.URL, n)
+	r := stopUnderLoad(t, u, name, began)
+	done := d.Completed(site.FileSize, site.SHA256)
+	logFigures(t, d, site, n, r)
+	if done > n/4 {
+		t.Errorf("%d/%d downloads completed though worker_shutdown_timeout 2s is shorter than them", done, n)
+	}
+	log := u.UnitLog(t, name)
+	summary := ""
+	for _, line := range strings.Split(log, "\n") {
+		if i := strings.Index(line, "stop took"); i >= 0 {
+			summary = line[i:]
+		}
+	}
+	t.Logf("summary: %s", summary)
+	if summary == "" {
+		t.Fatalf("no closing summary (\"stop took ...\") in the unit log:\n%s", log)
+	}
+	// nginx closed the downloads itself: the summary must count them as
+	// open at the end (cut), not as closed while draining.
+	m := regexp.MustCompile(`(\d+) still open at the last count .*\(cut\)`).FindStringSubmatch(summary)
+	if m == nil {
+		t.Errorf("the summary does not say connections were cut, though nginx cut %d of %d downloads:\n%s", n-done, n, summary)
+	} else if open, _ := strconv.Atoi(m[1]); open == 0 {
+		t.Errorf("the summary reports no connection cut:\n%s", summary)
+	}
+}
