@@ -58,6 +58,19 @@ func siteOutsideTmp(t *testing.T) {
 	t.Setenv("TMPDIR", dir)
 }
 
+// copyFile copies the executable src to dst and returns dst.
+func copyFile(t *testing.T, src, dst string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
 // drainUnit starts the unit, puts downloads in flight, stops it and checks
 // that every download completed and systemd saw a clean stop.
 func drainUnit(t *testing.T, u *userSystemd, name string, site *nginxSite) {
@@ -97,6 +110,10 @@ func TestE2EUnitNginx(t *testing.T) {
 			}
 			u := userManager(t)
 			site := newNginxSite(t, tc.site)
+			if strings.Contains(tc.name, "hardened") {
+				// PrivateTmp=yes hides the binary the harness built in /tmp.
+				bin = copyFile(t, bin, filepath.Join(site.Dir, "graceshim"))
+			}
 			flags := append([]string{"--graceshim", bin}, tc.flags...)
 			if tc.site.Daemon {
 				flags = append(flags, "--pidfile="+site.PIDFile)
