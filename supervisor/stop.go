@@ -283,7 +283,7 @@ func (s *stopper) next() time.Time {
 // the line says so rather than claim them.
 func (s *stopper) summary(now time.Time, exit string) string {
 	took := now.Sub(s.began).Round(time.Millisecond)
-	how := "drained"
+	how := "no escalation"
 	if s.reason != "" {
 		how = "escalated: " + s.reason
 	}
@@ -291,7 +291,7 @@ func (s *stopper) summary(now time.Time, exit string) string {
 	if s.counted {
 		conns = fmt.Sprintf("%d %s closed while draining", s.closed, plural(s.closed, "connection", "connections"))
 		if s.conns > 0 {
-			conns += fmt.Sprintf(", %d still open at the last count %s before the end (cut)", s.conns, now.Sub(s.countAt).Round(time.Millisecond))
+			conns += fmt.Sprintf(", %d still open at the last count %s before the end: cut, not drained", s.conns, now.Sub(s.countAt).Round(time.Millisecond))
 		}
 	}
 	return fmt.Sprintf("stop took %s (%s); %s; %s", took, how, conns, exit)

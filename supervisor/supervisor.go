@@ -259,19 +259,22 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 	}
 	l.lastStatus = e.status
 	clean := e.status.Exited() && e.status.ExitStatus() == 0
-	if clean && !l.stop.stopping() {
-		// A daemonizing server's first process exits 0 once its master
-		// runs; an upgraded master exits 0 once its successor runs. Either
-		// way the new master is one of our children now (we are a
-		// subreaper), or the pid file names it.
+	// A daemonizing server's first process exits 0 once its master runs;
+	// an upgraded master exits 0 once its successor runs. Either way the
+	// new master is one of our children now (we are a subreaper), or the
+	// pid file names it. During a stop any successor is followed: a stop
+	// signal may have reached the old master just before it handed over,
+	// so the new one gets the signal of the stop's current phase.
+	if clean || l.stop.stopping() {
 		if next := l.successor(); next > 0 {
-			l.follow(next, "the master's parent exited 0")
+			l.follow(next, fmt.Sprintf("pid %d %s", e.pid, describe(e.status)))
+			l.resignal()
 			return false
 		}
-		if l.opts.PIDFile != "" {
-			l.awaitPID = now.Add(l.opts.ReadyTimeout)
-			return false
-		}
+	}
+	if clean && !l.stop.stopping() && l.opts.PIDFile != "" {
+		l.awaitPID = now.Add(l.opts.ReadyTimeout)
+		return false
 	}
 	l.mainGone = true
 	if l.stop.stopping() {
@@ -321,6 +324,19 @@ func (l *loop) follow(pid int, why string) {
 	l.watchCmds <- watchCmd{main: pid}
 	if l.ready {
 		l.notify(fmt.Sprintf("MAINPID=%d", os.Getpid()))
+	}
+}
+
+// resignal sends a newly followed master the signal of the stop's current
+// phase.
+func (l *loop) resignal() {
+	switch l.stop.phase {
+	case phaseGraceful:
+		l.signalMaster(l.graceful)
+	case phaseFast:
+		l.signalMaster(l.fast)
+	case phaseKilled:
+		l.killTree()
 	}
 }
 

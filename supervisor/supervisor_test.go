@@ -1,0 +1,362 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/graceshim/graceshim/signals"
+)
+
+// Run makes the test process a subreaper and waits for every child, so
+// these tests run one at a time, never in parallel.
+
+type runResult struct{ err error }
+
+// start runs the supervisor over the test binary playing role.
+func start(t *testing.T, role string, tweak func(*Options)) (ev *events, done <-chan runResult, cancel func()) {
+	t.Helper()
+	ev = newEvents(t)
+	t.Setenv("GRACESHIM_TEST_CHILD", role)
+	t.Setenv("GRACESHIM_TEST_EVENTS", ev.path)
+	nginx, _ := signals.Lookup("nginx")
+	opts := Options{
+		Argv:         []string{os.Args[0]},
+		Preset:       nginx, // QUIT graceful, TERM fast
+		ReadyTimeout: 5 * time.Second,
+		KillTimeout:  2 * time.Second,
+		Log:          NewLogger(testWriter{t}, LevelDebug),
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	ctx, cancelCtx := context.WithCancel(context.Background())
+	ch := make(chan runResult, 1)
+	returned := make(chan struct{})
+	go func() {
+		ch <- runResult{Run(ctx, opts)}
+		close(returned)
+	}()
+	t.Cleanup(func() {
+		cancelCtx()
+		select {
+		case <-returned:
+		case <-time.After(30 * time.Second):
+			t.Error("supervisor did not return within 30s of the test's end")
+		}
+	})
+	return ev, ch, cancelCtx
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+func result(t *testing.T, done <-chan runResult) error {
+	t.Helper()
+	select {
+	case r := <-done:
+		return r.err
+	case <-time.After(30 * time.Second):
+		t.Fatal("supervisor did not return within 30s")
+	}
+	return nil
+}
+
+func selfSignal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := syscall.Kill(os.Getpid(), sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dial connects to the test server and waits until it accepted: a
+// connection still in the listen backlog is reset when the server closes
+// its listener, as nginx's are.
+func dial(t *testing.T, ev *events, port string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.wait("accepted")
+	return c
+}
+
+func TestRunExitStatus(t *testing.T) {
+	tests := []struct {
+		role string
+		want int
+	}{
+		{"exit:0", 0},
+		{"exit:3", 3},
+		{"exit:42", 42},
+		{"selfkill", 128 + 9},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role, func(t *testing.T) {
+			_, done, _ := start(t, tt.role, func(o *Options) { o.Ready = ReadyExec })
+			err := result(t, done)
+			got := 0
+			var st *ExitStatus
+			if errors.As(err, &st) {
+				got = st.Code()
+			} else if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("exit code %d, want %d (%v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
+func TestRunStartErrors(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "script")
+	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+	tests := []struct {
+		argv0 string
+		want  error
+	}{
+		{"graceshim-no-such-command", exec.ErrNotFound},
+		{filepath.Join(dir, "missing"), exec.ErrNotFound},
+		{notExec, fs.ErrPermission},
+		{dir, fs.ErrPermission},
+	}
+	for _, tt := range tests {
+		err := Run(context.Background(), Options{Argv: []string{tt.argv0}, Log: NewLogger(testWriter{t}, LevelDebug)})
+		if !errors.Is(err, tt.want) {
+			t.Errorf("Run(%s) = %v, want %v", tt.argv0, err, tt.want)
+		}
+	}
+}
+
+// TestRunGracefulStop: TERM becomes QUIT; the stop waits for the held
+// connection; systemd hears READY, STOPPING, STATUS and extensions in order.
+func TestRunGracefulStop(t *testing.T) {
+	ns := newNotifySocket(t)
+	ev, done, _ := start(t, "server", nil)
+	_, port := ev.wait("ready ")
+	c := dial(t, ev, port)
+	waitNotify(t, ns, "READY=1")
+
+	selfSignal(t, syscall.SIGTERM)
+	ev.wait("got QUIT")
+	// The server drains: the supervisor must still be waiting.
+	ev.none("exit", 1500*time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("supervisor returned while a connection was open: %v", r.err)
+	default:
+	}
+	c.Close()
+	ev.wait("exit drained")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	msgs := ns.drain()
+	order := []string{"STOPPING=1", "EXTEND_TIMEOUT_USEC=5000000", "STATUS=draining: 1 connection left", "STATUS=stopped:"}
+	i := 0
+	for _, m := range msgs {
+		if i < len(order) && strings.HasPrefix(m, order[i]) {
+			i++
+		}
+	}
+	if i < len(order) {
+		t.Errorf("notifications %q\nmissing %q (in this order: %q)", msgs, order[i], order)
+	}
+	if n := count(msgs, "EXTEND_TIMEOUT_USEC="); n < 2 {
+		t.Errorf("%d extensions during a 1.5s drain, want one a second", n)
+	}
+}
+
+func waitNotify(t *testing.T, ns *notifySocket, prefix string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-ns.msgs:
+			if strings.HasPrefix(m, prefix) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %q notification within 10s", prefix)
+		}
+	}
+}
+
+func count(msgs []string, prefix string) int {
+	n := 0
+	for _, m := range msgs {
+		if strings.HasPrefix(m, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestRunForwardsSignals(t *testing.T) {
+	m, err := signals.ParseMap("USR1:USR2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, done, _ := start(t, "server", func(o *Options) {
+		o.Map = o.Preset.Map().Merge(m)
+	})
+	ev.wait("ready ")
+	for _, tt := range []struct {
+		send syscall.Signal
+		want string
+	}{
+		{syscall.SIGHUP, "got HUP"},
+		{syscall.SIGUSR2, "got USR2"},
+		{syscall.SIGWINCH, "got WINCH"},
+		{syscall.SIGUSR1, "got USR2"}, // translated by the map
+	} {
+		selfSignal(t, tt.send)
+		ev.wait(tt.want)
+	}
+	// INT is a stop signal: with the nginx preset it becomes QUIT.
+	selfSignal(t, syscall.SIGINT)
+	ev.wait("got QUIT")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestRunFollowsDaemon(t *testing.T) {
+	for _, withPIDFile := range []bool{false, true} {
+		t.Run(map[bool]string{false: "children", true: "pidfile"}[withPIDFile], func(t *testing.T) {
+			pidfile := filepath.Join(t.TempDir(), "server.pid")
+			t.Setenv("GRACESHIM_TEST_PIDFILE", pidfile)
+			ev, done, _ := start(t, "daemon", func(o *Options) {
+				if withPIDFile {
+					o.PIDFile = pidfile
+				}
+			})
+			pid, port := ev.wait("ready ")
+			c := dial(t, ev, port)
+			// The first process exited; the supervisor must stay.
+			select {
+			case r := <-done:
+				t.Fatalf("supervisor returned after the daemonizing parent exited: %v", r.err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			selfSignal(t, syscall.SIGTERM)
+			if got, _ := ev.wait("got QUIT"); got != pid {
+				t.Errorf("QUIT reached pid %d, want the daemonized master %d", got, pid)
+			}
+			c.Close()
+			if err := result(t, done); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		})
+	}
+}
+
+func TestRunPIDFileNeverAppears(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "never.pid")
+	_, done, _ := start(t, "exit:0", func(o *Options) {
+		o.PIDFile = pidfile
+		o.ReadyTimeout = 300 * time.Millisecond
+	})
+	err := result(t, done)
+	if !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), pidfile) {
+		t.Fatalf("Run = %v, want a setup error naming %s", err, pidfile)
+	}
+}
+
+func TestRunReapsOrphans(t *testing.T) {
+	ev, done, _ := start(t, "orphan", nil)
+	gc, rest := ev.wait("reparented to ")
+	if rest != itoa(os.Getpid()) {
+		t.Errorf("grandchild reparented to %s, want the supervisor %d", rest, os.Getpid())
+	}
+	// It exits right after reporting; it must not stay a zombie.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + itoa(gc) + "/stat")
+		if err != nil {
+			break // reaped
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %d not reaped: %s", gc, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ev.wait("ready ")
+	selfSignal(t, syscall.SIGTERM)
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestRunEscalates(t *testing.T) {
+	ns := newNotifySocket(t)
+	ev, done, _ := start(t, "server:stubborn", func(o *Options) {
+		o.DrainTimeout = 500 * time.Millisecond
+		o.KillTimeout = 500 * time.Millisecond
+	})
+	ev.wait("ready ")
+	selfSignal(t, syscall.SIGTERM)
+	ev.wait("got QUIT")
+	ev.wait("got TERM") // the fast signal after the drain timeout
+	err := result(t, done)
+	var st *ExitStatus
+	if !errors.As(err, &st) || st.Code() != 137 {
+		t.Fatalf("Run = %v, want exit 137 (SIGKILL)", err)
+	}
+	msgs := ns.drain()
+	if n := count(msgs, "STATUS=fast stop: drain timeout 500ms reached"); n == 0 {
+		t.Errorf("no fast-stop STATUS in %q", msgs)
+	}
+}
+
+func TestRunSecondTermEscalates(t *testing.T) {
+	ev, done, _ := start(t, "server", nil)
+	_, port := ev.wait("ready ")
+	c := dial(t, ev, port)
+	defer c.Close()
+	selfSignal(t, syscall.SIGTERM)
+	ev.wait("got QUIT")
+	selfSignal(t, syscall.SIGTERM)
+	ev.wait("got TERM")
+	err := result(t, done)
+	var st *ExitStatus
+	if !errors.As(err, &st) || st.Code() != 3 {
+		t.Fatalf("Run = %v, want the server's fast-exit status 3", err)
+	}
+}
+
+func TestRunReadyTimeout(t *testing.T) {
+	ns := newNotifySocket(t)
+	// A child that never listens: READY=1 must still come, after the
+	// ready timeout.
+	t.Setenv("GRACESHIM_TEST_CHILD", "")
+	_, done, cancel := start(t, "server", func(o *Options) {
+		o.Argv = []string{"sleep", "30"}
+		o.ReadyTimeout = 200 * time.Millisecond
+	})
+	waitNotify(t, ns, "READY=1")
+	cancel()
+	err := result(t, done)
+	var st *ExitStatus
+	if !errors.As(err, &st) || st.Code() != 128+int(syscall.SIGQUIT) {
+		t.Fatalf("Run = %v, want sleep killed by QUIT (the nginx preset's graceful signal)", err)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
