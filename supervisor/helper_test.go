@@ -51,7 +51,14 @@ func child(role string) {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
 	case "server":
-		server(arg == "stubborn")
+		server(arg)
+	case "worker":
+		// Live until the parent is gone.
+		parent := os.Getppid()
+		for os.Getppid() == parent {
+			time.Sleep(20 * time.Millisecond)
+		}
+		os.Exit(0)
 	case "daemon":
 		// Fork a server in a new session and exit 0, as a daemonizing
 		// master does; the server writes the pid file itself.
@@ -62,6 +69,7 @@ func child(role string) {
 			report("error %v", err)
 			os.Exit(1)
 		}
+		report("forked %d", cmd.Process.Pid)
 		os.Exit(0)
 	case "orphan":
 		// An intermediate process starts a grandchild and exits at once,
@@ -73,7 +81,7 @@ func child(role string) {
 			report("error %v", err)
 			os.Exit(1)
 		}
-		server(false)
+		server("")
 	case "spawner":
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=grandchild", "GRACESHIM_TEST_PARENT="+strconv.Itoa(os.Getpid()))
@@ -97,9 +105,24 @@ func child(role string) {
 
 // server listens on loopback, reports "ready PORT", holds connections, and
 // reports every signal it gets. QUIT is its graceful stop: it closes the
-// listener and exits 0 once the held connections are closed. A stubborn
-// server ignores QUIT and TERM.
-func server(stubborn bool) {
+// listener and exits 0 once the held connections are closed. In mode
+// "stubborn" it ignores QUIT and TERM; in mode "workers" it runs a worker
+// process and starts another on each HUP, as nginx does on a reload.
+func server(mode string) {
+	stubborn := mode == "stubborn"
+	var workers []*exec.Cmd
+	spawnWorker := func() {
+		if mode != "workers" {
+			return
+		}
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=worker")
+		if err := cmd.Start(); err == nil {
+			report("worker %d", cmd.Process.Pid)
+			workers = append(workers, cmd)
+		}
+	}
+	spawnWorker()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		report("error %v", err)
@@ -152,6 +175,8 @@ func server(stubborn bool) {
 				continue
 			}
 			switch s {
+			case syscall.SIGHUP:
+				spawnWorker()
 			case syscall.SIGQUIT:
 				ln.Close()
 				draining = true
@@ -167,6 +192,13 @@ func server(stubborn bool) {
 		mu.Unlock()
 		if draining && n == 0 {
 			report("exit drained")
+			if mode == "workers" {
+				// A master stops its workers before it exits.
+				for _, w := range workers {
+					w.Process.Signal(syscall.SIGKILL)
+					w.Wait()
+				}
+			}
 			os.Exit(0)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 
 	"github.com/graceshim/graceshim/signals"
@@ -31,6 +32,10 @@ var handled = []os.Signal{
 // pidFilePoll is how often a pid file is read while waiting for it to name
 // the master.
 const pidFilePoll = 50 * time.Millisecond
+
+// reloadTimeout bounds the wait for a reload to show (new workers) before
+// READY=1 is sent anyway.
+const reloadTimeout = 10 * time.Second
 
 // ErrBadOption marks an option Run found unusable before starting anything
 // (a health address that cannot be listened on).
@@ -165,6 +170,9 @@ type loop struct {
 	setupErr   error     // a failure of graceshim's own, returned once the tree is gone
 	countErr   bool      // a count failure was logged
 	notifyErr  bool      // a notify failure was logged
+
+	reloadUntil time.Time    // a reload is under way until then at the most
+	reloadOld   map[int]bool // the master's children when the reload began
 }
 
 func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent) error {
@@ -200,6 +208,9 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 		case <-pidPoll.C:
 			if !l.awaitPID.IsZero() {
 				l.pollPIDFile(now)
+			}
+			if !l.reloadUntil.IsZero() {
+				l.pollReload(now)
 			}
 		case <-stopTimer.C:
 			l.do(now, l.stop.tick(now))
@@ -240,10 +251,59 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 		l.do(now, l.stop.begin(now))
 	case to == l.graceful || to == l.fast:
 		l.do(now, l.stop.escalate(now, "received "+signals.Name(sig)))
+	case sig == syscall.SIGHUP && to == l.opts.Preset.Reload && !l.stop.stopping():
+		l.beginReload(now, to)
 	default:
 		l.opts.Log.Infof("passing %s to %s (pid %d) as %s", signals.Name(sig), l.name, l.main, signals.Name(to))
 		l.signalMaster(to)
 	}
+}
+
+// beginReload tells systemd RELOADING=1 (with MONOTONIC_USEC, which
+// systemd 253+ requires) and sends the reload signal. READY=1 follows once
+// the master has a child it did not have before (nginx starts new workers
+// and lets the old ones drain), or after reloadTimeout. A master without
+// children reloads in place, and nothing shows when it is done: READY=1
+// follows at once.
+func (l *loop) beginReload(now time.Time, sig syscall.Signal) {
+	l.opts.Log.Infof("received HUP: reloading %s (pid %d) with %s", l.name, l.main, signals.Name(sig))
+	l.reloadOld = map[int]bool{}
+	if table, err := readProcTable(); err == nil {
+		for _, pid := range childrenOf(table, l.main) {
+			l.reloadOld[pid] = true
+		}
+	}
+	l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading: " + l.name)
+	l.signalMaster(sig)
+	l.reloadUntil = now.Add(reloadTimeout)
+	if len(l.reloadOld) == 0 {
+		l.endReload("reloaded")
+	}
+}
+
+// pollReload checks whether a reload is done.
+func (l *loop) pollReload(now time.Time) {
+	table, err := readProcTable()
+	if err == nil {
+		for _, pid := range childrenOf(table, l.main) {
+			if !l.reloadOld[pid] {
+				l.endReload(fmt.Sprintf("reloaded: new worker pid %d", pid))
+				return
+			}
+		}
+	}
+	if !now.Before(l.reloadUntil) {
+		l.opts.Log.Warnf("no new worker of %s within %s of the reload signal; telling systemd READY=1", l.name, reloadTimeout)
+		l.endReload("reload not confirmed")
+	}
+}
+
+func (l *loop) endReload(what string) {
+	l.reloadUntil = time.Time{}
+	l.opts.Log.Infof("%s %s", l.name, what)
+	l.notify(fmt.Sprintf("READY=1\nSTATUS=running: %s (pid %d), %s", l.name, l.main, what))
+	// New listeners may have come with the new configuration.
+	l.watchCmds <- watchCmd{learn: make(chan []string, 1)}
 }
 
 // onExit handles a reaped process; it reports true when the supervision is
@@ -262,23 +322,24 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 	// A daemonizing server's first process exits 0 once its master runs;
 	// an upgraded master exits 0 once its successor runs. Either way the
 	// new master is one of our children now (we are a subreaper), or the
-	// pid file names it. During a stop any successor is followed: a stop
-	// signal may have reached the old master just before it handed over,
-	// so the new one gets the signal of the stop's current phase.
-	if clean || l.stop.stopping() {
+	// pid file names it.
+	if clean && !l.stop.stopping() {
 		if next := l.successor(); next > 0 {
 			l.follow(next, fmt.Sprintf("pid %d %s", e.pid, describe(e.status)))
-			l.resignal()
 			return false
 		}
-	}
-	if clean && !l.stop.stopping() && l.opts.PIDFile != "" {
-		l.awaitPID = now.Add(l.opts.ReadyTimeout)
-		return false
+		if l.opts.PIDFile != "" {
+			l.awaitPID = now.Add(l.opts.ReadyTimeout)
+			return false
+		}
 	}
 	l.mainGone = true
 	if l.stop.stopping() {
 		log.Infof("%s (pid %d) %s", l.name, e.pid, describe(e.status))
+		// Whatever it left behind gets the stop's signal too: a master
+		// that exits without its workers, or one that had not yet handed
+		// over to the daemonized master when the stop signal came.
+		l.resignal()
 		return false
 	}
 	log.Infof("%s (pid %d) %s on its own", l.name, e.pid, describe(e.status))
@@ -327,8 +388,8 @@ func (l *loop) follow(pid int, why string) {
 	}
 }
 
-// resignal sends a newly followed master the signal of the stop's current
-// phase.
+// resignal sends the signal of the stop's current phase again: to every
+// process left once the master is gone.
 func (l *loop) resignal() {
 	switch l.stop.phase {
 	case phaseGraceful:

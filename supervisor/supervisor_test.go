@@ -247,13 +247,16 @@ func TestRunFollowsDaemon(t *testing.T) {
 					o.PIDFile = pidfile
 				}
 			})
+			parent, _ := ev.wait("forked ")
 			pid, port := ev.wait("ready ")
 			c := dial(t, ev, port)
-			// The first process exited; the supervisor must stay.
+			// The first process exits and is reaped; the supervisor must
+			// stay and follow the daemonized master.
+			waitGone(t, parent)
 			select {
 			case r := <-done:
 				t.Fatalf("supervisor returned after the daemonizing parent exited: %v", r.err)
-			case <-time.After(300 * time.Millisecond):
+			case <-time.After(100 * time.Millisecond):
 			}
 			selfSignal(t, syscall.SIGTERM)
 			if got, _ := ev.wait("got QUIT"); got != pid {
@@ -286,17 +289,7 @@ func TestRunReapsOrphans(t *testing.T) {
 		t.Errorf("grandchild reparented to %s, want the supervisor %d", rest, os.Getpid())
 	}
 	// It exits right after reporting; it must not stay a zombie.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, err := os.ReadFile("/proc/" + itoa(gc) + "/stat")
-		if err != nil {
-			break // reaped
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("grandchild %d not reaped: %s", gc, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitGone(t, gc)
 	ev.wait("ready ")
 	selfSignal(t, syscall.SIGTERM)
 	if err := result(t, done); err != nil {
@@ -360,3 +353,67 @@ func TestRunReadyTimeout(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestRunReload: HUP becomes the reload signal; systemd hears
+// RELOADING=1 with MONOTONIC_USEC, then READY=1 once the master has a new
+// worker.
+func TestRunReload(t *testing.T) {
+	ns := newNotifySocket(t)
+	ev, done, cancel := start(t, "server:workers", nil)
+	ev.wait("worker ")
+	ev.wait("ready ")
+	waitNotify(t, ns, "READY=1")
+	selfSignal(t, syscall.SIGHUP)
+	msgs := collectUntil(t, ns, "READY=1")
+	ev.wait("got HUP")
+	_, worker := ev.wait("worker ")
+	for len(msgs) > 0 && msgs[0] != "RELOADING=1" {
+		msgs = msgs[1:]
+	}
+	if len(msgs) < 3 || !strings.HasPrefix(msgs[1], "MONOTONIC_USEC=") {
+		t.Errorf("notifications before READY=1: %q, want RELOADING=1 then MONOTONIC_USEC=", msgs)
+	}
+	status := collectUntil(t, ns, "STATUS=")
+	if got := status[len(status)-1]; !strings.Contains(got, "new worker pid "+worker) {
+		t.Errorf("status after the reload %q, want it to name the new worker %s", got, worker)
+	}
+	cancel()
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// collectUntil returns the notifications up to and including the first
+// that starts with prefix.
+func collectUntil(t *testing.T, ns *notifySocket, prefix string) []string {
+	t.Helper()
+	var out []string
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case m := <-ns.msgs:
+			out = append(out, m)
+			if strings.HasPrefix(m, prefix) {
+				return out
+			}
+		case <-deadline:
+			t.Fatalf("no %q notification within 15s; got %q", prefix, out)
+		}
+	}
+}
+
+// waitGone waits until pid has been reaped: not even a zombie is left.
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		if err != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not reaped within 10s: %s", pid, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
