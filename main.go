@@ -213,6 +213,9 @@ func runOptions(c *cli.Context, argv []string) (supervisor.Options, error) {
 	if len(argv) == 0 {
 		return opts, usageErrorf("missing command: use graceshim [options] -- COMMAND [ARGS...]")
 	}
+	if c.IsSet("drain-timeout") && opts.DrainTimeout == 0 {
+		opts.DrainTimeout = -1 // 0 on the command line: no bound
+	}
 	if name := c.String("preset"); name != "" {
 		p, err := signals.Lookup(name)
 		if err != nil {
@@ -245,7 +248,7 @@ func runOptions(c *cli.Context, argv []string) (supervisor.Options, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"ready-timeout", opts.ReadyTimeout}, {"drain-timeout", opts.DrainTimeout}, {"stall-timeout", opts.StallTimeout}, {"kill-timeout", opts.KillTimeout}, {"drain-delay", opts.DrainDelay}} {
+	}{{"ready-timeout", opts.ReadyTimeout}, {"drain-timeout", max(opts.DrainTimeout, 0)}, {"stall-timeout", opts.StallTimeout}, {"kill-timeout", opts.KillTimeout}, {"drain-delay", opts.DrainDelay}} {
 		if d.v < 0 {
 			return opts, usageErrorf("--%s must not be negative", d.name)
 		}

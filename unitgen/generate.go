@@ -28,14 +28,13 @@ const (
 	// EXTEND_TIMEOUT_USEC (236). Before it, TimeoutStopSec= has to cover
 	// the whole drain.
 	ExtendTimeoutVersion = 236
-	// ReactTimeout is TimeoutStopSec= when graceshim extends the stop
-	// timeout itself: long enough for graceshim to take the stop signal
-	// and send its first extension, short enough that systemd takes over
-	// soon when graceshim hangs.
+	// ReactTimeout is TimeoutStopSec= when the drain has no bound and
+	// graceshim extends the stop timeout itself: long enough for graceshim
+	// to take the stop signal and send its first extension, short enough
+	// that systemd takes over soon when graceshim hangs.
 	ReactTimeout = 30 * time.Second
-	// StopMargin is added to drain delay + drain timeout + kill timeout
-	// for systemd without EXTEND_TIMEOUT_USEC: time for graceshim to
-	// react, take the last count and reap the tree.
+	// StopMargin is added to drain delay + drain timeout + kill timeout:
+	// time for graceshim to react, take the last count and reap the tree.
 	StopMargin = 15 * time.Second
 	// StartMargin is added to the ready timeout for TimeoutStartSec=.
 	StartMargin = 30 * time.Second
@@ -108,16 +107,26 @@ func (o *Options) setDefaults() {
 // a systemd without EXTEND_TIMEOUT_USEC).
 func (o Options) StopTimeout() (d time.Duration, why string, ok bool) {
 	o.setDefaults()
-	if o.SystemdVersion >= ExtendTimeoutVersion {
-		return ReactTimeout, fmt.Sprintf("graceshim sends EXTEND_TIMEOUT_USEC every %s reaching %s ahead while a stop goes on (systemd >= %d), so this only bounds how long graceshim may take to react; the drain itself is bounded by graceshim's --drain-timeout and --kill-timeout",
-			formatSpan(supervisor.DefaultExtendEvery), formatSpan(supervisor.DefaultExtendBy), ExtendTimeoutVersion), true
-	}
+	extends := o.SystemdVersion >= ExtendTimeoutVersion
 	if o.DrainTimeout < 0 {
+		if extends {
+			return ReactTimeout, fmt.Sprintf("--drain-timeout=0 puts no bound on the drain; graceshim keeps the stop alive with EXTEND_TIMEOUT_USEC every %s, reaching %s ahead, so this only bounds how long graceshim may take to react (a daemon-reload during a stop makes systemd forget the extensions: avoid one)",
+				formatSpan(supervisor.DefaultExtendEvery), formatSpan(supervisor.DefaultExtendBy)), true
+		}
 		return 0, fmt.Sprintf("systemd %d has no EXTEND_TIMEOUT_USEC and --drain-timeout=0 puts no bound on the drain, so neither does systemd", o.SystemdVersion), false
 	}
 	d = o.DrainDelay + o.DrainTimeout + o.KillTimeout + StopMargin
-	return d, fmt.Sprintf("systemd %d has no EXTEND_TIMEOUT_USEC (it came in %d), so this covers drain delay %s + drain timeout %s + kill timeout %s + %s for graceshim",
-		o.SystemdVersion, ExtendTimeoutVersion, formatSpan(o.DrainDelay), formatSpan(o.DrainTimeout), formatSpan(o.KillTimeout), formatSpan(StopMargin)), true
+	bound := fmt.Sprintf("drain delay %s + drain timeout %s + kill timeout %s + %s for graceshim",
+		formatSpan(o.DrainDelay), formatSpan(o.DrainTimeout), formatSpan(o.KillTimeout), formatSpan(StopMargin))
+	if extends {
+		// graceshim extends the stop while it drains, which would allow a
+		// short timeout here; but systemd 252 drops those extensions on
+		// daemon-reload (measured: a reload 7 s into a stop under
+		// TimeoutStopSec=5 killed the drain at once), and package installs
+		// reload. So the timeout itself covers graceshim's own bound.
+		return d, "covers " + bound + "; graceshim also extends the stop while it drains, but a daemon-reload makes systemd forget extensions, so this covers the whole bound", true
+	}
+	return d, fmt.Sprintf("systemd %d has no EXTEND_TIMEOUT_USEC (it came in %d), so this covers %s", o.SystemdVersion, ExtendTimeoutVersion, bound), true
 }
 
 // StartTimeout returns TimeoutStartSec=: graceshim tells READY=1 when the

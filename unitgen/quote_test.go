@@ -153,7 +153,8 @@ func TestStopTimeout(t *testing.T) {
 		want time.Duration
 		ok   bool
 	}{
-		{"extend", Options{SystemdVersion: 252}, ReactTimeout, true},
+		{"extend", Options{SystemdVersion: 252}, 5*time.Minute + 10*time.Second + StopMargin, true},
+		{"extend with delay", Options{SystemdVersion: 252, DrainTimeout: time.Minute, KillTimeout: 5 * time.Second, DrainDelay: 10 * time.Second}, 75*time.Second + StopMargin, true},
 		{"extend no bound", Options{SystemdVersion: 236, DrainTimeout: -1}, ReactTimeout, true},
 		{"old defaults", Options{SystemdVersion: 219}, 5*time.Minute + 10*time.Second + StopMargin, true},
 		{"old with delay", Options{SystemdVersion: 235, DrainTimeout: time.Minute, KillTimeout: 5 * time.Second, DrainDelay: 10 * time.Second}, 75*time.Second + StopMargin, true},
