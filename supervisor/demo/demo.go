@@ -115,9 +115,6 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if port := addr.Port; port != o.Port {
-		r.Printf("port %d is taken; the demo server uses %d", o.Port, port)
-	}
 	res := Result{Addr: addr.String(), Downloads: o.Downloads}
 	preset, err := signals.Lookup("nginx")
 	if err != nil {
@@ -133,6 +130,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		r.Printf("then graceshim gets SIGTERM, as from systemctl stop, sends QUIT and shows the drain.")
 	}
 
+	if port := addr.Port; port != o.Port {
+		r.Printf("port %d is taken; the demo server uses %d", o.Port, port)
+	}
 	argv := append(append([]string(nil), o.Server...), "--listen", addr.String(), "--parent", strconv.Itoa(os.Getpid()))
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()

@@ -162,17 +162,18 @@ func (r *renderer) clearLocked() {
 	}
 }
 
-// progress is the progress line: the demo's clock and downloads, then what
-// systemd was told last.
+// progress is the progress line: the demo's clock, then during the stop
+// what systemd was told last (it counts the connections left), before it
+// the downloads.
 func (r *renderer) progress() string {
-	s := fmt.Sprintf("%s  %s: %d in flight, %d completed, %d lost", r.stamp(), r.phase, r.inFlight, r.completed, r.cut)
-	if r.status != "" {
-		s += " | systemd: STATUS=" + r.status
+	if r.phase == "stopping" && r.status != "" && !strings.HasPrefix(r.status, "running") {
+		s := fmt.Sprintf("%s  systemd <- STATUS=%s", r.stamp(), r.status)
+		if r.extends > 0 {
+			s += fmt.Sprintf(" (EXTEND_TIMEOUT_USEC x%d)", r.extends)
+		}
+		return s
 	}
-	if r.extends > 0 {
-		s += fmt.Sprintf(", EXTEND_TIMEOUT_USEC x%d", r.extends)
-	}
-	return s
+	return fmt.Sprintf("%s  %s: %d in flight, %d completed, %d lost", r.stamp(), r.phase, r.inFlight, r.completed, r.cut)
 }
 
 func (r *renderer) drawLocked() {
