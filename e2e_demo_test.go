@@ -214,15 +214,18 @@ func TestE2EDemoInterrupted(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { err := cmd.Wait(); pw.Close(); done <- err }()
-			var out strings.Builder
+			var out strings.Builder // the reader's until readerDone closes
 			seen := make(chan struct{})
+			readerDone := make(chan struct{})
 			go func() {
+				defer close(readerDone)
+				signalled := false
 				sc := bufio.NewScanner(pr)
 				for sc.Scan() {
 					out.WriteString(sc.Text() + "\n")
-					if seen != nil && strings.Contains(sc.Text(), tc.after) {
+					if !signalled && strings.Contains(sc.Text(), tc.after) {
 						close(seen)
-						seen = nil
+						signalled = true
 					}
 				}
 				io.Copy(io.Discard, pr)
@@ -232,7 +235,8 @@ func TestE2EDemoInterrupted(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				_ = cmd.Process.Kill()
 				<-done
-				t.Fatalf("no %q line within 30s", tc.after)
+				<-readerDone
+				t.Fatalf("no %q line within 30s:\n%s", tc.after, out.String())
 			}
 			if n := len(demoServers(cmd.Process.Pid)); n != 1 {
 				t.Errorf("%d demo servers running before the signal, want 1", n)
@@ -248,6 +252,7 @@ func TestE2EDemoInterrupted(t *testing.T) {
 				<-done
 				t.Fatalf("the demo did not end within 30s of %s", tc.sig)
 			}
+			<-readerDone
 			code := 0
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
