@@ -1,0 +1,638 @@
+package main
+
+// End-to-end proof that graceshim takes a server out of a load balancer
+// before it stops: real HAProxy on loopback in front of two nginx backends,
+// each a unit under the real systemd user manager, wrk sending requests
+// through HAProxy all along and slow curl downloads in flight while each
+// backend is restarted in turn. With graceshim (--health-listen, which
+// answers 503 from the moment a stop begins, and --drain-delay, which keeps
+// nginx serving meanwhile) not one request may fail; the same run with
+// plain units must lose some, or the scenario proves nothing. The reload
+// test sends systemctl reload during such a load run.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The health check timing HAProxy uses, and the drain delay chosen above
+// it: a check every 200 ms, one failure takes a server out, two successes
+// put it back. A backend answering 503 is out within about one interval
+// (plus the check's own round trip), well inside a 1 s drain delay.
+const (
+	checkInter     = "200ms"
+	rollDrainDelay = "1s"
+)
+
+// Downloads in flight during each restart: slow enough to outlive the
+// drain delay by seconds (6 s at 200 KiB/s).
+const (
+	rollRate      = "200k"
+	rollFileSize  = 6 * 200 * 1024
+	rollDownloads = 8
+)
+
+// --- HAProxy ----------------------------------------------------------------
+
+// lbServer is one backend server of the test balancer.
+type lbServer struct {
+	Name      string
+	Port      int // where requests go
+	CheckPort int // where health checks go (the server's own port when 0)
+}
+
+// haproxyLB is a real haproxy process with a config in a temp dir, one
+// frontend on a free loopback port and one backend, and an admin socket
+// the test reads the servers' state from.
+type haproxyLB struct {
+	Port   int
+	URL    string // http://127.0.0.1:Port
+	conf   string
+	sock   string
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	exited chan struct{}
+}
+
+// startHAProxy runs haproxy in the foreground in front of servers, health
+// checking each with GET checkPath, and waits until its admin socket
+// answers.
+func startHAProxy(t *testing.T, servers []lbServer, checkPath string) *haproxyLB {
+	t.Helper()
+	bin := needCmd(t, "haproxy")
+	dir := t.TempDir()
+	lb := &haproxyLB{
+		Port:   freePort(t),
+		conf:   filepath.Join(dir, "haproxy.cfg"),
+		sock:   filepath.Join(dir, "admin.sock"),
+		out:    &bytes.Buffer{},
+		exited: make(chan struct{}),
+	}
+	lb.URL = fmt.Sprintf("http://127.0.0.1:%d", lb.Port)
+	var b strings.Builder
+	fmt.Fprintf(&b, `global
+    stats socket %s mode 600 level admin
+    maxconn 4000
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout check 1s
+
+frontend fe
+    bind 127.0.0.1:%d
+    default_backend be
+
+backend be
+    # Least connections: the long downloads spread over both servers
+    # whatever the short requests do.
+    balance leastconn
+    option httpchk GET %s
+    default-server inter %s fall 1 rise 2
+`, lb.sock, lb.Port, checkPath, checkInter)
+	for _, s := range servers {
+		fmt.Fprintf(&b, "    server %s 127.0.0.1:%d check", s.Name, s.Port)
+		if s.CheckPort != 0 {
+			fmt.Fprintf(&b, " port %d", s.CheckPort)
+		}
+		b.WriteString("\n")
+	}
+	if err := os.WriteFile(lb.conf, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-c", "-q", "-f", lb.conf).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c -f %s: %v\n%s\n%s", lb.conf, err, out, b.String())
+	}
+	// -db: stay in the foreground, no master-worker mode.
+	lb.cmd = exec.Command(bin, "-db", "-f", lb.conf)
+	lb.cmd.Stdout, lb.cmd.Stderr = lb.out, lb.out
+	if err := lb.cmd.Start(); err != nil {
+		t.Fatalf("cannot start haproxy: %v", err)
+	}
+	go func() { lb.cmd.Wait(); close(lb.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-lb.exited:
+		default:
+			lb.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-lb.exited:
+			case <-time.After(10 * time.Second):
+				lb.cmd.Process.Kill()
+				<-lb.exited
+			}
+		}
+	})
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		_, err := lb.stats()
+		return err == nil
+	}) {
+		t.Fatalf("haproxy did not answer on %s within 30s:\n%s", lb.sock, lb.out)
+	}
+	return lb
+}
+
+// stats returns HAProxy's "show stat" rows of the backend's servers and
+// the frontend, keyed by svname ("a", "b", "FRONTEND", "BACKEND"), each a
+// map from column name to value.
+func (lb *haproxyLB) stats() (map[string]map[string]string, error) {
+	c, err := net.DialTimeout("unix", lb.sock, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "show stat\n"); err != nil {
+		return nil, err
+	}
+	raw, err := io.ReadAll(c)
+	if err != nil {
+		return nil, err
+	}
+	return parseHAProxyStat(string(raw))
+}
+
+// parseHAProxyStat reads "show stat" CSV: a header line starting "# ",
+// then one row per proxy and server.
+func parseHAProxyStat(raw string) (map[string]map[string]string, error) {
+	raw = strings.TrimPrefix(raw, "# ")
+	r := csv.NewReader(strings.NewReader(raw))
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("cannot parse haproxy stats: %w", err)
+	}
+	if len(rows) < 2 {
+		return nil, fmt.Errorf("haproxy stats have no rows: %q", raw)
+	}
+	head := rows[0]
+	out := map[string]map[string]string{}
+	for _, row := range rows[1:] {
+		m := map[string]string{}
+		for i, v := range row {
+			if i < len(head) {
+				m[head[i]] = v
+			}
+		}
+		out[m["svname"]] = m
+	}
+	return out, nil
+}
+
+// status returns the health state of server name ("UP", "DOWN",
+// "DOWN 1/2" while rising...), "" when the stats cannot be read.
+func (lb *haproxyLB) status(name string) string {
+	st, err := lb.stats()
+	if err != nil {
+		return ""
+	}
+	return st[name]["status"]
+}
+
+// waitUp waits until every named server is UP.
+func (lb *haproxyLB) waitUp(t *testing.T, names ...string) {
+	t.Helper()
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		for _, n := range names {
+			if lb.status(n) != "UP" {
+				return false
+			}
+		}
+		return true
+	}) {
+		st, _ := lb.stats()
+		t.Fatalf("haproxy did not see servers %v UP within 30s: %v", names, st)
+	}
+}
+
+// statInt reads a numeric column of a stats row (empty means 0).
+func statInt(row map[string]string, col string) int {
+	n, _ := strconv.Atoi(row[col])
+	return n
+}
+
+// --- wrk --------------------------------------------------------------------
+
+// wrkResult is what wrk reported.
+type wrkResult struct {
+	Requests int
+	Non2xx   int // "Non-2xx or 3xx responses"
+	Connect  int // socket errors, by kind
+	Read     int
+	Write    int
+	Timeout  int
+	Output   string
+}
+
+func (r wrkResult) errors() int { return r.Non2xx + r.Connect + r.Read + r.Write + r.Timeout }
+
+func (r wrkResult) String() string {
+	return fmt.Sprintf("%d requests, %d non-2xx/3xx, socket errors: connect %d, read %d, write %d, timeout %d",
+		r.Requests, r.Non2xx, r.Connect, r.Read, r.Write, r.Timeout)
+}
+
+var (
+	wrkRequestsRE = regexp.MustCompile(`(?m)^\s*(\d+) requests in `)
+	wrkSocketRE   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	wrkNon2xxRE   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+// parseWrk reads wrk's summary. The error lines are printed only when
+// there were errors.
+func parseWrk(out string) (wrkResult, error) {
+	r := wrkResult{Output: out}
+	m := wrkRequestsRE.FindStringSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("no request count in wrk's output:\n%s", out)
+	}
+	r.Requests, _ = strconv.Atoi(m[1])
+	if m := wrkSocketRE.FindStringSubmatch(out); m != nil {
+		r.Connect, _ = strconv.Atoi(m[1])
+		r.Read, _ = strconv.Atoi(m[2])
+		r.Write, _ = strconv.Atoi(m[3])
+		r.Timeout, _ = strconv.Atoi(m[4])
+	}
+	if m := wrkNon2xxRE.FindStringSubmatch(out); m != nil {
+		r.Non2xx, _ = strconv.Atoi(m[1])
+	}
+	return r, nil
+}
+
+// wrkLoad is a wrk process sending requests until Stop.
+type wrkLoad struct {
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	exited chan struct{}
+}
+
+// wrkMaxDuration bounds a wrk run should Stop never come (a hang guard).
+const wrkMaxDuration = 120 * time.Second
+
+// startWrk runs wrk against url with a few keep-alive connections. A
+// 1 ms delay between a connection's requests keeps the load steady (some
+// thousands a second) without taking every core from the servers.
+func startWrk(t *testing.T, url string) *wrkLoad {
+	t.Helper()
+	bin := needCmd(t, "wrk")
+	script := filepath.Join(t.TempDir(), "delay.lua")
+	if err := os.WriteFile(script, []byte("function delay() return 1 end\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := &wrkLoad{out: &bytes.Buffer{}, exited: make(chan struct{})}
+	w.cmd = exec.Command(bin, "-t", "2", "-c", "8", "-d", fmt.Sprintf("%ds", int(wrkMaxDuration/time.Second)), "-s", script, url)
+	w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
+	if err := w.cmd.Start(); err != nil {
+		t.Fatalf("cannot start wrk: %v", err)
+	}
+	go func() { w.cmd.Wait(); close(w.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-w.exited:
+		default:
+			w.cmd.Process.Kill()
+			<-w.exited
+		}
+	})
+	return w
+}
+
+// Stop ends the run (wrk prints its summary on SIGINT) and parses it.
+func (w *wrkLoad) Stop(t *testing.T) wrkResult {
+	t.Helper()
+	select {
+	case <-w.exited:
+		t.Fatalf("wrk ended before the scenario did:\n%s", w.out)
+	default:
+	}
+	w.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-w.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("wrk did not end on SIGINT:\n%s", w.out)
+	}
+	r, err := parseWrk(w.out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// --- backends ---------------------------------------------------------------
+
+// backend is one nginx under a unit, as HAProxy sees it.
+type backend struct {
+	lbServer
+	unit string
+	site *nginxSite
+}
+
+// rollSite is an nginx site for the rolling tests.
+func rollSite(t *testing.T) *nginxSite {
+	return newNginxSite(t, nginxOpts{Rate: rollRate, FileSize: rollFileSize})
+}
+
+// graceshimBackend installs and starts nginx under graceshim with a health
+// endpoint and a drain delay, and ExecReload as the README gives it.
+func graceshimBackend(t *testing.T, u *userSystemd, name string) backend {
+	t.Helper()
+	bin := needGraceshim(t)
+	site := rollSite(t)
+	health := freePort(t)
+	unit := unitName("roll-" + name)
+	u.InstallUnit(t, unit, fmt.Sprintf(`[Unit]
+Description=graceshim rolling restart backend %s (nginx on %d, health on %d)
+
+[Service]
+Type=notify
+NotifyAccess=main
+KillMode=mixed
+TimeoutStartSec=60
+TimeoutStopSec=5
+ExecStart=%s --drain-delay %s --health-listen 127.0.0.1:%d -- /usr/sbin/nginx -c %s
+ExecReload=/bin/kill -HUP $MAINPID
+`, name, site.Port, health, bin, rollDrainDelay, health, site.Conf))
+	u.Start(t, unit)
+	requireServing(t, u, unit, site)
+	return backend{lbServer: lbServer{Name: name, Port: site.Port, CheckPort: health}, unit: unit, site: site}
+}
+
+// plainBackend installs and starts nginx under a plain unit, as the
+// nginx.org package ships it in spirit: nginx in the foreground, systemd's
+// default SIGTERM to the whole group, no health endpoint (HAProxy checks
+// nginx itself).
+func plainBackend(t *testing.T, u *userSystemd, name string) backend {
+	t.Helper()
+	site := rollSite(t)
+	unit := unitName("roll-plain-" + name)
+	u.InstallUnit(t, unit, fmt.Sprintf(`[Unit]
+Description=plain nginx rolling restart backend %s (control)
+
+[Service]
+TimeoutStopSec=5
+ExecStart=/usr/sbin/nginx -c %s
+`, name, site.Conf))
+	u.Start(t, unit)
+	waitServing(t, u, unit, site)
+	return backend{lbServer: lbServer{Name: name, Port: site.Port}, unit: unit, site: site}
+}
+
+// waitServing waits until nginx answers (Type=simple units are started
+// before nginx listens).
+func waitServing(t *testing.T, u *userSystemd, unit string, site *nginxSite) {
+	t.Helper()
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		code, err := site.Get("/small")
+		return err == nil && code == 200
+	}) {
+		t.Fatalf("nginx of %s did not answer\nlog:\n%s", unit, u.UnitLog(t, unit))
+	}
+}
+
+// restart runs systemctl --user restart, holding the reload lock shared as
+// a stop does (e2e_test.go: no daemon-reload during a stop).
+func (u *userSystemd) restart(t *testing.T, unit string) {
+	t.Helper()
+	unlock, err := lockReload(syscall.LOCK_SH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := u.systemctl("restart", unit); err != nil {
+		t.Fatalf("%v\n%s\nlog:\n%s", err, u.Status(t, unit), u.UnitLog(t, unit))
+	}
+}
+
+// --- the rolling restart ----------------------------------------------------
+
+// restartSeen is what was watched during one backend's restart, each time
+// since systemctl restart was issued (zero: not seen).
+type restartSeen struct {
+	down    time.Duration // HAProxy first showed the server DOWN
+	refused time.Duration // nginx first refused a connection (its listeners closed)
+	took    time.Duration // systemctl restart returned
+	onIt    int           // downloads HAProxy had on the server when the restart began
+}
+
+// watchRestart polls HAProxy's view of server and nginx's port every 10 ms
+// until stop is called.
+func watchRestart(lb *haproxyLB, b backend, began time.Time) (stop func() restartSeen) {
+	quit := make(chan struct{})
+	done := make(chan restartSeen, 1)
+	go func() {
+		var s restartSeen
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if s.down == 0 && strings.HasPrefix(lb.status(b.Name), "DOWN") {
+				s.down = time.Since(began)
+			}
+			if s.refused == 0 {
+				c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port), 200*time.Millisecond)
+				if err != nil {
+					s.refused = time.Since(began)
+				} else {
+					c.Close()
+				}
+			}
+			select {
+			case <-quit:
+				done <- s
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	var s restartSeen
+	return func() restartSeen {
+		once.Do(func() { close(quit); s = <-done })
+		return s
+	}
+}
+
+// rollResult is what a whole rolling restart measured.
+type rollResult struct {
+	wrk       wrkResult
+	downloads int // started
+	completed int // complete and intact
+	cut       []string
+	seen      []restartSeen
+	stats     map[string]map[string]string // HAProxy's, at the end
+}
+
+// rollingRestart runs wrk through lb all along and restarts each backend
+// in turn with slow downloads in flight through lb.
+func rollingRestart(t *testing.T, u *userSystemd, lb *haproxyLB, backends []backend) rollResult {
+	t.Helper()
+	var names []string
+	for _, b := range backends {
+		names = append(names, b.Name)
+	}
+	lb.waitUp(t, names...)
+	// A download through HAProxy may come from either backend; each
+	// serves its own random /big of the same size.
+	intact := func(res dlResult) bool {
+		for _, b := range backends {
+			if res.ok(b.site.FileSize, b.site.SHA256) {
+				return true
+			}
+		}
+		return false
+	}
+	var r rollResult
+	w := startWrk(t, lb.URL+"/small")
+	// Load flows before the first restart.
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		st, err := lb.stats()
+		return err == nil && statInt(st["FRONTEND"], "req_tot") > 100
+	}) {
+		t.Fatalf("no load through haproxy:\n%s", w.out)
+	}
+	for _, b := range backends {
+		d := startDownloads(t, lb.URL+"/big", rollDownloads)
+		st, err := lb.stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		onIt := statInt(st[b.Name], "scur")
+		if onIt == 0 {
+			t.Fatalf("no download went to server %s before its restart; stats: %v", b.Name, st[b.Name])
+		}
+		began := time.Now()
+		stop := watchRestart(lb, b, began)
+		u.restart(t, b.unit)
+		took := time.Since(began)
+		lb.waitUp(t, b.Name)
+		s := stop()
+		s.took, s.onIt = took, onIt
+		r.seen = append(r.seen, s)
+		t.Logf("restart of %s: %d downloads on it; HAProxy saw it DOWN %s in, nginx refused connections %s in, systemctl restart took %s",
+			b.Name, onIt, fmtSeen(s.down), fmtSeen(s.refused), took.Round(time.Millisecond))
+		for i, res := range d.Wait(t) {
+			r.downloads++
+			if intact(res) {
+				r.completed++
+			} else {
+				r.cut = append(r.cut, fmt.Sprintf("restart of %s, download %d: %s", b.Name, i, res))
+			}
+		}
+	}
+	r.wrk = w.Stop(t)
+	var err error
+	if r.stats, err = lb.stats(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrk through haproxy: %s", r.wrk)
+	t.Logf("downloads through haproxy: %d/%d complete", r.completed, r.downloads)
+	fe := r.stats["FRONTEND"]
+	t.Logf("haproxy frontend: %s requests, %s answered 5xx", fe["req_tot"], fe["hrsp_5xx"])
+	for _, n := range names {
+		row := r.stats[n]
+		t.Logf("haproxy server %s: %s requests, 5xx %s, connection errors %s, response errors %s, retries %s, redispatches %s, aborted by server %s, went down %s times",
+			n, row["stot"], row["hrsp_5xx"], row["econ"], row["eresp"], row["wretr"], row["wredis"], row["srv_abrt"], row["chkdown"])
+	}
+	return r
+}
+
+func fmtSeen(d time.Duration) string {
+	if d == 0 {
+		return "never"
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// TestE2ERollingRestart: both backends restarted in turn under load, zero
+// failed requests and every download complete, because HAProxy takes each
+// backend out (health 503) before nginx stops accepting (drain delay).
+func TestE2ERollingRestart(t *testing.T) {
+	t.Parallel()
+	u := userManager(t)
+	backends := []backend{graceshimBackend(t, u, "a"), graceshimBackend(t, u, "b")}
+	lb := startHAProxy(t, []lbServer{backends[0].lbServer, backends[1].lbServer}, "/")
+	r := rollingRestart(t, u, lb, backends)
+
+	if r.wrk.errors() != 0 {
+		t.Errorf("wrk saw errors during the rolling restart: %s\n%s", r.wrk, r.wrk.Output)
+	}
+	if r.wrk.Requests == 0 {
+		t.Errorf("wrk sent no request: %s", r.wrk.Output)
+	}
+	if len(r.cut) > 0 {
+		t.Errorf("%d of %d downloads were cut:\n  %s", len(r.cut), r.downloads, strings.Join(r.cut, "\n  "))
+	}
+	for i, s := range r.seen {
+		b := backends[i]
+		switch {
+		case s.down == 0:
+			t.Errorf("HAProxy never saw %s DOWN during its restart", b.Name)
+		case s.refused == 0:
+			t.Errorf("nginx of %s never refused a connection during its restart: was it restarted at all?", b.Name)
+		case s.down >= s.refused:
+			t.Errorf("HAProxy saw %s DOWN (%s in) only after nginx stopped accepting (%s in): the drain delay did not cover the detection",
+				b.Name, s.down, s.refused)
+		}
+	}
+	// Nothing was hidden by HAProxy either: no retry, no failed connection
+	// or response on any server.
+	for _, b := range backends {
+		row := r.stats[b.Name]
+		for _, col := range []string{"econ", "eresp", "wretr", "wredis", "hrsp_5xx", "srv_abrt"} {
+			if n := statInt(row, col); n != 0 {
+				t.Errorf("haproxy server %s: %s = %d, want 0", b.Name, col, n)
+			}
+		}
+	}
+	if t.Failed() {
+		for _, b := range backends {
+			t.Logf("unit %s log:\n%s", b.unit, u.UnitLog(t, b.unit))
+		}
+	}
+}
+
+// TestE2ERollingRestartPlainUnitsFail is the control: the same rolling
+// restart with nginx under plain units (TERM, nginx's fast stop, no health
+// endpoint: HAProxy checks nginx itself) loses requests or downloads, so
+// TestE2ERollingRestart can fail.
+func TestE2ERollingRestartPlainUnitsFail(t *testing.T) {
+	t.Parallel()
+	u := userManager(t)
+	backends := []backend{plainBackend(t, u, "a"), plainBackend(t, u, "b")}
+	lb := startHAProxy(t, []lbServer{backends[0].lbServer, backends[1].lbServer}, "/small")
+	r := rollingRestart(t, u, lb, backends)
+	if r.wrk.errors() == 0 && len(r.cut) == 0 {
+		t.Errorf("the rolling restart of plain units lost nothing (%s; %d/%d downloads): the scenario no longer tells graceshim from a plain unit",
+			r.wrk, r.completed, r.downloads)
+	}
+}
+
+// readLines returns the lines of s containing any of subs.
+func readLines(s string, subs ...string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		for _, sub := range subs {
+			if strings.Contains(sc.Text(), sub) {
+				out = append(out, sc.Text())
+				break
+			}
+		}
+	}
+	return out
+}
+
