@@ -342,14 +342,31 @@ type backend struct {
 	site *nginxSite
 }
 
-// rollSite is an nginx site for the rolling tests.
+// rollSite is an nginx site for the rolling tests. Unlike the harness's
+// sites it keeps connections alive (nginx's default is 75 s), so HAProxy
+// reuses idle connections to it, as it does in production: nginx closes
+// those at its graceful stop and reload, the harder case for a balancer.
 func rollSite(t *testing.T) *nginxSite {
-	return newNginxSite(t, nginxOpts{Rate: rollRate, FileSize: rollFileSize})
+	t.Helper()
+	site := newNginxSite(t, nginxOpts{Rate: rollRate, FileSize: rollFileSize})
+	conf, err := os.ReadFile(site.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const off = "keepalive_timeout 0;"
+	if !bytes.Contains(conf, []byte(off)) {
+		t.Fatalf("%s has no %q to turn keep-alive on:\n%s", site.Conf, off, conf)
+	}
+	conf = bytes.Replace(conf, []byte(off), []byte("keepalive_timeout 65s;"), 1)
+	if err := os.WriteFile(site.Conf, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return site
 }
 
 // graceshimBackend installs and starts nginx under graceshim with a health
 // endpoint and a drain delay, and ExecReload as the README gives it.
-func graceshimBackend(t *testing.T, u *userSystemd, name string) backend {
+func graceshimBackend(t *testing.T, u *userSystemd, name, drainDelay string) backend {
 	t.Helper()
 	bin := needGraceshim(t)
 	site := rollSite(t)
@@ -366,7 +383,7 @@ TimeoutStartSec=60
 TimeoutStopSec=5
 ExecStart=%s --drain-delay %s --health-listen 127.0.0.1:%d -- /usr/sbin/nginx -c %s
 ExecReload=/bin/kill -HUP $MAINPID
-`, name, site.Port, health, bin, rollDrainDelay, health, site.Conf))
+`, name, site.Port, health, bin, drainDelay, health, site.Conf))
 	u.Start(t, unit)
 	requireServing(t, u, unit, site)
 	return backend{lbServer: lbServer{Name: name, Port: site.Port, CheckPort: health}, unit: unit, site: site}
@@ -563,7 +580,7 @@ func fmtSeen(d time.Duration) string {
 func TestE2ERollingRestart(t *testing.T) {
 	t.Parallel()
 	u := userManager(t)
-	backends := []backend{graceshimBackend(t, u, "a"), graceshimBackend(t, u, "b")}
+	backends := []backend{graceshimBackend(t, u, "a", rollDrainDelay), graceshimBackend(t, u, "b", rollDrainDelay)}
 	lb := startHAProxy(t, []lbServer{backends[0].lbServer, backends[1].lbServer}, "/")
 	r := rollingRestart(t, u, lb, backends)
 
@@ -636,3 +653,22 @@ func readLines(s string, subs ...string) []string {
 	return out
 }
 
+// TestE2ERollingRestartNoDrainDelayFails: the health endpoint alone is not
+// enough. Without a drain delay nginx closes its listeners the moment its
+// health turns 503, before HAProxy's next check, and requests sent to it
+// meanwhile fail; this is why the examples set --drain-delay above the
+// balancer's detection time.
+func TestE2ERollingRestartNoDrainDelayFails(t *testing.T) {
+	t.Parallel()
+	u := userManager(t)
+	backends := []backend{graceshimBackend(t, u, "a", "0s"), graceshimBackend(t, u, "b", "0s")}
+	lb := startHAProxy(t, []lbServer{backends[0].lbServer, backends[1].lbServer}, "/")
+	r := rollingRestart(t, u, lb, backends)
+	failed := 0
+	for _, b := range backends {
+		failed += statInt(r.stats[b.Name], "econ") + statInt(r.stats[b.Name], "wretr")
+	}
+	if r.wrk.errors() == 0 && failed == 0 {
+		t.Errorf("no request failed or was retried without a drain delay (%s): the scenario no longer shows what the drain delay is for", r.wrk)
+	}
+}
