@@ -71,7 +71,7 @@ type haproxyLB struct {
 // startHAProxy runs haproxy in the foreground in front of servers, health
 // checking each with GET checkPath, and waits until its admin socket
 // answers.
-func startHAProxy(t *testing.T, servers []lbServer, checkPath string) *haproxyLB {
+func startHAProxy(t *testing.T, servers []lbServer, checkPath, backendExtra string) *haproxyLB {
 	t.Helper()
 	bin := needCmd(t, "haproxy")
 	dir := t.TempDir()
@@ -105,7 +105,7 @@ backend be
     balance leastconn
     option httpchk GET %s
     default-server inter %s fall 1 rise 2
-`, lb.sock, lb.Port, checkPath, checkInter)
+%s`, lb.sock, lb.Port, checkPath, checkInter, backendExtra)
 	for _, s := range servers {
 		fmt.Fprintf(&b, "    server %s 127.0.0.1:%d check", s.Name, s.Port)
 		if s.CheckPort != 0 {
@@ -284,10 +284,11 @@ type wrkLoad struct {
 // wrkMaxDuration bounds a wrk run should Stop never come (a hang guard).
 const wrkMaxDuration = 120 * time.Second
 
-// startWrk runs wrk against url with a few keep-alive connections. A
+// startWrk runs wrk against url with a few keep-alive connections (extra
+// goes to wrk before the url). A
 // 1 ms delay between a connection's requests keeps the load steady (some
 // thousands a second) without taking every core from the servers.
-func startWrk(t *testing.T, url string) *wrkLoad {
+func startWrk(t *testing.T, url string, extra ...string) *wrkLoad {
 	t.Helper()
 	bin := needCmd(t, "wrk")
 	script := filepath.Join(t.TempDir(), "delay.lua")
@@ -295,7 +296,9 @@ func startWrk(t *testing.T, url string) *wrkLoad {
 		t.Fatal(err)
 	}
 	w := &wrkLoad{out: &bytes.Buffer{}, exited: make(chan struct{})}
-	w.cmd = exec.Command(bin, "-t", "2", "-c", "8", "-d", fmt.Sprintf("%ds", int(wrkMaxDuration/time.Second)), "-s", script, url)
+	args := []string{"-t", "2", "-c", "8", "-d", fmt.Sprintf("%ds", int(wrkMaxDuration/time.Second)), "-s", script}
+	args = append(append(args, extra...), url)
+	w.cmd = exec.Command(bin, args...)
 	w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
 	if err := w.cmd.Start(); err != nil {
 		t.Fatalf("cannot start wrk: %v", err)
@@ -581,7 +584,7 @@ func TestE2ERollingRestart(t *testing.T) {
 	t.Parallel()
 	u := userManager(t)
 	backends := []backend{graceshimBackend(t, u, "a", rollDrainDelay), graceshimBackend(t, u, "b", rollDrainDelay)}
-	lb := startHAProxy(t, []lbServer{backends[0].lbServer, backends[1].lbServer}, "/")
+	lb := startHAProxy(t, []lbServer{backends[0].lbServer, backends[1].lbServer}, "/", "")
 	r := rollingRestart(t, u, lb, backends)
 
 	if r.wrk.errors() != 0 {
@@ -630,7 +633,7 @@ func TestE2ERollingRestartPlainUnitsFail(t *testing.T) {
 	t.Parallel()
 	u := userManager(t)
 	backends := []backend{plainBackend(t, u, "a"), plainBackend(t, u, "b")}
-	lb := startHAProxy(t, []lbServer{backends[0].lbServer, backends[1].lbServer}, "/small")
+	lb := startHAProxy(t, []lbServer{backends[0].lbServer, backends[1].lbServer}, "/small", "")
 	r := rollingRestart(t, u, lb, backends)
 	if r.wrk.errors() == 0 && len(r.cut) == 0 {
 		t.Errorf("the rolling restart of plain units lost nothing (%s; %d/%d downloads): the scenario no longer tells graceshim from a plain unit",
@@ -662,7 +665,7 @@ func TestE2ERollingRestartNoDrainDelayFails(t *testing.T) {
 	t.Parallel()
 	u := userManager(t)
 	backends := []backend{graceshimBackend(t, u, "a", "0s"), graceshimBackend(t, u, "b", "0s")}
-	lb := startHAProxy(t, []lbServer{backends[0].lbServer, backends[1].lbServer}, "/")
+	lb := startHAProxy(t, []lbServer{backends[0].lbServer, backends[1].lbServer}, "/", "")
 	r := rollingRestart(t, u, lb, backends)
 	failed := 0
 	for _, b := range backends {
@@ -671,4 +674,207 @@ func TestE2ERollingRestartNoDrainDelayFails(t *testing.T) {
 	if r.wrk.errors() == 0 && failed == 0 {
 		t.Errorf("no request failed or was retried without a drain delay (%s): the scenario no longer shows what the drain delay is for", r.wrk)
 	}
+}
+
+// --- reload -----------------------------------------------------------------
+
+// stateAt is a unit's ActiveState and when it was first seen, since the
+// watch began.
+type stateAt struct {
+	State string
+	At    time.Duration
+}
+
+// watchActiveState polls the unit's ActiveState as fast as systemctl
+// answers until stop is called; stop returns each change in order.
+func (u *userSystemd) watchActiveState(unit string, began time.Time) (stop func() []stateAt) {
+	quit := make(chan struct{})
+	done := make(chan []stateAt, 1)
+	go func() {
+		var seen []stateAt
+		for {
+			out, err := u.systemctl("show", "-p", "ActiveState", "--value", unit)
+			if s := strings.TrimSpace(out); err == nil && (len(seen) == 0 || seen[len(seen)-1].State != s) {
+				seen = append(seen, stateAt{s, time.Since(began)})
+			}
+			select {
+			case <-quit:
+				done <- seen
+				return
+			default:
+			}
+		}
+	}()
+	var once sync.Once
+	var seen []stateAt
+	return func() []stateAt {
+		once.Do(func() { close(quit); seen = <-done })
+		return seen
+	}
+}
+
+// nginxWorkers lists the children of nginx's master.
+func nginxWorkers(master int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if procField(pid, "PPid") == strconv.Itoa(master) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// reloadSeen is what one reload showed.
+type reloadSeen struct {
+	took     time.Duration // the command that asked for it
+	after    string        // ActiveState when it returned
+	states   []stateAt     // ActiveState changes from just before it
+	changed  bool          // StateChangeTimestamp moved: the unit left active and came back
+	status   string        // StatusText at the end (sent with READY=1)
+	newPID   int           // the new worker graceshim logged
+	endState string
+}
+
+// reload runs ask (a systemctl command that makes graceshim get HUP) and
+// waits until graceshim logs the n-th "reloaded" line and the unit is
+// active again.
+func reloadAndWait(t *testing.T, u *userSystemd, b backend, n int, ask ...string) reloadSeen {
+	t.Helper()
+	var r reloadSeen
+	before := u.Show(t, b.unit, "StateChangeTimestampMonotonic")
+	began := time.Now()
+	watch := u.watchActiveState(b.unit, began)
+	if _, err := u.systemctl(ask...); err != nil {
+		watch()
+		t.Fatalf("%v\nlog:\n%s", err, u.UnitLog(t, b.unit))
+	}
+	r.took = time.Since(began)
+	r.after = u.Show(t, b.unit, "ActiveState")
+	reloaded := regexp.MustCompile(`reloaded: new worker pid (\d+)`)
+	var lines [][]string
+	if !waitFor(30*time.Second, 10*time.Millisecond, func() bool {
+		lines = reloaded.FindAllStringSubmatch(u.UnitLog(t, b.unit), -1)
+		return len(lines) >= n && u.Show(t, b.unit, "ActiveState") == "active"
+	}) {
+		watch()
+		t.Fatalf("no %d-th reload confirmed within 30s (%s)\nlog:\n%s", n, strings.Join(ask, " "), u.UnitLog(t, b.unit))
+	}
+	r.newPID, _ = strconv.Atoi(lines[n-1][1])
+	r.states = watch()
+	r.changed = u.Show(t, b.unit, "StateChangeTimestampMonotonic") != before
+	r.status = u.Show(t, b.unit, "StatusText")
+	r.endState = u.Show(t, b.unit, "ActiveState")
+	t.Logf("%s: returned after %s with ActiveState %s; ActiveState seen %v; state changed: %v; StatusText %q",
+		strings.Join(ask, " "), r.took.Round(time.Millisecond), r.after, r.states, r.changed, r.status)
+	return r
+}
+
+// TestE2EReloadUnderLoad: HUP under load, first sent by systemd to the
+// main pid alone (so that only graceshim's RELOADING=1 can put the unit in
+// the reloading state), then through systemctl reload
+// (ExecReload=/bin/kill -HUP $MAINPID): graceshim turns HUP into nginx's
+// reload, tells systemd RELOADING=1 and READY=1 once nginx has a new
+// worker, and not one request or download is lost.
+//
+// nginx closes idle keep-alive connections when it reloads, and a client
+// that sends its next request at that moment sees the connection close
+// unanswered (measured here with plain nginx -s reload, no graceshim: one
+// wrk read error per keep-alive connection). That race is nginx's and
+// HTTP's, not graceshim's, so the clients here avoid it: wrk keeps its
+// connections alive to HAProxy, HAProxy closes each connection to nginx
+// after the response (option http-server-close, no retries), and the wrk
+// that talks to nginx directly sends Connection: close.
+func TestE2EReloadUnderLoad(t *testing.T) {
+	t.Parallel()
+	u := userManager(t)
+	b := graceshimBackend(t, u, "reload", rollDrainDelay)
+	lb := startHAProxy(t, []lbServer{b.lbServer}, "/", "    option http-server-close\n")
+	lb.waitUp(t, b.Name)
+	mainBefore := u.MainPID(t, b.unit)
+	master, err := b.site.MasterPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers0 := nginxWorkers(master)
+
+	viaLB := startWrk(t, lb.URL+"/small")
+	direct := startWrk(t, fmt.Sprintf("http://127.0.0.1:%d/small", b.Port), "-H", "Connection: close")
+	d := startDownloads(t, lb.URL+"/big", rollDownloads)
+
+	byKill := reloadAndWait(t, u, b, 1, "kill", "--kill-whom=main", "-s", "HUP", b.unit)
+	workers1 := nginxWorkers(master)
+	byReload := reloadAndWait(t, u, b, 2, "reload", b.unit)
+	workers2 := nginxWorkers(master)
+	time.Sleep(500 * time.Millisecond) // some load on the newest workers
+	d.RequireComplete(t, b.site.FileSize, b.site.SHA256)
+	rLB, rDirect := viaLB.Stop(t), direct.Stop(t)
+	st, err := lb.stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := u.UnitLog(t, b.unit)
+	t.Logf("wrk through haproxy: %s", rLB)
+	t.Logf("wrk to nginx directly (Connection: close): %s", rDirect)
+	t.Logf("downloads through haproxy: %d/%d complete", d.Completed(b.site.FileSize, b.site.SHA256), rollDownloads)
+	t.Logf("nginx workers: %v, after HUP %v, after reload %v", workers0, workers1, workers2)
+	for _, line := range readLines(log, "reload") {
+		t.Logf("log: %s", line)
+	}
+
+	for what, r := range map[string]wrkResult{"through haproxy": rLB, "to nginx directly": rDirect} {
+		if r.errors() != 0 || r.Requests == 0 {
+			t.Errorf("wrk %s during the reloads: %s\n%s", what, r, r.Output)
+		}
+	}
+	for _, col := range []string{"econ", "eresp", "wretr", "wredis", "hrsp_5xx", "srv_abrt"} {
+		if n := statInt(st[b.Name], col); n != 0 {
+			t.Errorf("haproxy server %s: %s = %d, want 0", b.Name, col, n)
+		}
+	}
+	// The HUP sent by systemd to graceshim alone: no ExecReload ran, so
+	// only RELOADING=1 can have moved the unit out of active, and only
+	// READY=1 back into it.
+	if !byKill.changed {
+		t.Errorf("the unit's state did not change on HUP (StateChangeTimestamp unchanged; seen %v): systemd got no RELOADING=1", byKill.states)
+	}
+	for _, r := range []reloadSeen{byKill, byReload} {
+		if r.endState != "active" {
+			t.Errorf("ActiveState=%s after the reload, want active (READY=1)", r.endState)
+		}
+		if want := fmt.Sprintf("reloaded: new worker pid %d", r.newPID); !strings.Contains(r.status, want) {
+			t.Errorf("StatusText %q does not say %q: the STATUS sent with READY=1 did not reach systemd", r.status, want)
+		}
+	}
+	// Each confirmation names a worker that came with that reload.
+	for _, c := range []struct {
+		r             reloadSeen
+		before, after []int
+	}{{byKill, workers0, workers1}, {byReload, workers1, workers2}} {
+		if contains(c.before, c.r.newPID) || !contains(c.after, c.r.newPID) {
+			t.Errorf("graceshim confirmed the reload with worker %d; nginx's workers were %v before it and %v after", c.r.newPID, c.before, c.after)
+		}
+	}
+	if got := u.MainPID(t, b.unit); got != mainBefore {
+		t.Errorf("MainPID went from %d to %d: the reload restarted graceshim", mainBefore, got)
+	}
+	if got, err := b.site.MasterPID(); err != nil || got != master {
+		t.Errorf("nginx master went from %d to %d (%v): the reload restarted nginx", master, got, err)
+	}
+	if t.Failed() {
+		t.Logf("unit log:\n%s", log)
+	}
+}
+
+func contains(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
