@@ -30,6 +30,7 @@ const (
 	exitUsage    = 2   // bad flags or arguments, unknown signal or preset, unreadable or unparsable input
 	exitWrite    = 3   // an output path exists (without --force) or cannot be written
 	exitUnsure   = 4   // initscript: a stop path graceshim cannot understand; nothing rewritten
+	exitUpgrade  = 5   // upgrade: it did not happen; the running service is untouched or rolled back
 	exitShim     = 125 // graceshim failed while supervising (no pid file in time, a broken setup)
 	exitNoExec   = 126 // the command exists but cannot be run
 	exitNotFound = 127 // the command does not exist
@@ -41,6 +42,7 @@ const exitCodesHelp = `EXIT STATUS:
    2    usage: bad flags or arguments, unknown signal or preset, unreadable input
    3    an output file exists (use --force) or cannot be written
    4    initscript: a stop path graceshim cannot understand; nothing rewritten
+   5    upgrade: it did not happen; the running service is untouched or rolled back
    125  graceshim failed while supervising (e.g. the pid file never appeared)
    126  the command is not executable
    127  the command was not found

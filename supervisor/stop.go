@@ -291,7 +291,7 @@ func (s *stopper) summary(now time.Time, exit string) string {
 	if s.counted {
 		conns = fmt.Sprintf("%d %s closed while draining", s.closed, plural(s.closed, "connection", "connections"))
 		if s.conns > 0 {
-			conns += fmt.Sprintf(", %d still open at the last count %s before the end: cut, not drained", s.conns, now.Sub(s.countAt).Round(time.Millisecond))
+			conns += fmt.Sprintf(", %d still open at the last count %s before the end: the server closed them itself (finished or cut by its own shutdown timeout)", s.conns, now.Sub(s.countAt).Round(time.Millisecond))
 		}
 	}
 	return fmt.Sprintf("stop took %s (%s); %s; %s", took, how, conns, exit)

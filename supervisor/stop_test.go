@@ -280,7 +280,7 @@ func TestStopSummary(t *testing.T) {
 	s.begin(t0)
 	s.observe(t0.Add(time.Second), 12)
 	got = s.summary(t0.Add(1100*time.Millisecond), "nginx exited with status 0")
-	if !strings.Contains(got, "12 still open at the last count 100ms before the end: cut, not drained") {
+	if !strings.Contains(got, "12 still open at the last count 100ms before the end: the server closed them itself") {
 		t.Errorf("summary does not report the cut connections: %q", got)
 	}
 }

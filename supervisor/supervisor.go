@@ -76,9 +76,15 @@ func Run(ctx context.Context, opts Options) error {
 	signal.Notify(chld, syscall.SIGCHLD)
 	defer signal.Stop(chld)
 
+	argv := append([]string(nil), opts.Argv...)
+	if !strings.Contains(argv[0], "/") {
+		// A binary upgrade re-executes argv[0] (nginx, unicorn): it must
+		// be a path, not a name looked up in PATH.
+		argv[0] = path
+	}
 	cmd := &exec.Cmd{
 		Path:   path,
-		Args:   opts.Argv,
+		Args:   argv,
 		Env:    childEnv(opts.Env),
 		Stdin:  os.Stdin,
 		Stdout: os.Stdout,
@@ -173,6 +179,7 @@ type loop struct {
 
 	reloadUntil time.Time    // a reload is under way until then at the most
 	reloadOld   map[int]bool // the master's children when the reload began
+	upgrade     *upgrade     // a binary upgrade under way, or nil
 }
 
 func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent) error {
@@ -190,15 +197,19 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 	done := ctx.Done()
 
 	for {
-		now := time.Now()
+		// Each event is stamped when it is taken, not when the loop
+		// began to wait.
 		select {
 		case sig := <-sigs:
+			now := time.Now()
 			l.onSignal(now, sig.(syscall.Signal))
 		case e := <-exits:
+			now := time.Now()
 			if l.onExit(now, e) {
-				return l.finish(time.Now())
+				return l.finish(now)
 			}
 		case ev := <-events:
+			now := time.Now()
 			l.onWatch(now, ev)
 		case <-readyTimer.C:
 			if !l.ready {
@@ -206,15 +217,21 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 				l.markReady("running: %s (pid %d), no listening socket seen", l.name, l.main)
 			}
 		case <-pidPoll.C:
+			now := time.Now()
 			if !l.awaitPID.IsZero() {
 				l.pollPIDFile(now)
 			}
 			if !l.reloadUntil.IsZero() {
 				l.pollReload(now)
 			}
+			if l.upgrade != nil {
+				l.pollUpgrade(now)
+			}
 		case <-stopTimer.C:
+			now := time.Now()
 			l.do(now, l.stop.tick(now))
 		case <-done:
+			now := time.Now()
 			done = nil
 			log.Infof("stop asked by the caller")
 			l.do(now, l.stop.begin(now))
@@ -253,6 +270,8 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 		l.do(now, l.stop.escalate(now, "received "+signals.Name(sig)))
 	case sig == syscall.SIGHUP && to == l.opts.Preset.Reload && !l.stop.stopping():
 		l.beginReload(now, to)
+	case to == l.opts.Preset.Upgrade && to != 0 && !l.stop.stopping():
+		l.beginUpgrade(now)
 	default:
 		l.opts.Log.Infof("passing %s to %s (pid %d) as %s", signals.Name(sig), l.name, l.main, signals.Name(to))
 		l.signalMaster(to)
@@ -383,8 +402,13 @@ func (l *loop) follow(pid int, why string) {
 	l.main = pid
 	l.awaitPID = time.Time{}
 	l.watchCmds <- watchCmd{main: pid}
-	if l.ready {
-		l.notify(fmt.Sprintf("MAINPID=%d", os.Getpid()))
+	if u := l.upgrade; u != nil {
+		l.upgrade = nil
+		if pid != u.next {
+			l.opts.Log.Warnf("upgrade: expected the new master %d, followed %d", u.next, pid)
+		}
+		l.opts.Log.Infof("upgrade of %s done: old master %d exited", l.name, u.old)
+		l.notify(fmt.Sprintf("STATUS=running: %s (pid %d), upgraded", l.name, pid))
 	}
 }
 

@@ -209,7 +209,7 @@ func count(msgs []string, prefix string) int {
 }
 
 func TestRunForwardsSignals(t *testing.T) {
-	m, err := signals.ParseMap("USR1:USR2")
+	m, err := signals.ParseMap("USR2:USR1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,9 +222,9 @@ func TestRunForwardsSignals(t *testing.T) {
 		want string
 	}{
 		{syscall.SIGHUP, "got HUP"},
-		{syscall.SIGUSR2, "got USR2"},
+		{syscall.SIGUSR1, "got USR1"},
 		{syscall.SIGWINCH, "got WINCH"},
-		{syscall.SIGUSR1, "got USR2"}, // translated by the map
+		{syscall.SIGUSR2, "got USR1"}, // translated by the map
 	} {
 		selfSignal(t, tt.send)
 		ev.wait(tt.want)

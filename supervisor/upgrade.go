@@ -1,0 +1,122 @@
+package supervisor
+
+import (
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/graceshim/graceshim/signals"
+)
+
+// Timing of a binary upgrade.
+const (
+	// upgradeSettle is how long the new master must stay up, with the old
+	// workers stopped, before the old master is told to go. Until then a
+	// failing new master is rolled back.
+	upgradeSettle = time.Second
+)
+
+// upgrade is a binary upgrade under way: the dance nginx documents
+// (and unicorn shares). USR2 makes the old master start a new master from
+// the binary now on disk, as its child; WINCH stops the old workers
+// gracefully; once the new master has kept running, QUIT makes the old
+// master exit, and the new master is reparented to graceshim, the
+// subreaper, which follows it. graceshim stays the unit's main process
+// throughout, so systemd never loses the service.
+//
+// nginx ignores USR2 and WINCH with "daemon off" under a parent (its
+// source: ngx_process.c), so an upgrade needs "daemon on".
+type upgrade struct {
+	old      int          // the master being replaced
+	before   map[int]bool // its children when the upgrade began (workers)
+	next     int          // the new master, once seen
+	until    time.Time    // give up waiting for the new master then
+	winched  time.Time    // WINCH sent to the old master
+	quitSent bool
+}
+
+// beginUpgrade starts a binary upgrade of the master.
+func (l *loop) beginUpgrade(now time.Time) {
+	if l.upgrade != nil {
+		l.opts.Log.Warnf("upgrade already under way (old master %d); ignoring %s", l.upgrade.old, signals.Name(l.opts.Preset.Upgrade))
+		return
+	}
+	u := &upgrade{old: l.main, before: map[int]bool{}, until: now.Add(l.opts.ReadyTimeout)}
+	if table, err := readProcTable(); err == nil {
+		for _, pid := range childrenOf(table, l.main) {
+			u.before[pid] = true
+		}
+	}
+	l.upgrade = u
+	l.opts.Log.Infof("upgrading %s: %s to master pid %d", l.name, signals.Name(l.opts.Preset.Upgrade), l.main)
+	l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=upgrading: waiting for the new " + l.name + " master")
+	l.signalMaster(l.opts.Preset.Upgrade)
+}
+
+// pollUpgrade moves an upgrade on: it finds the new master, stops the old
+// workers, checks the new master stays up, tells the old master to go, and
+// rolls back when the new master fails before that.
+func (l *loop) pollUpgrade(now time.Time) {
+	u := l.upgrade
+	table, err := readProcTable()
+	if err != nil {
+		return
+	}
+	alive := func(pid int) bool {
+		for _, e := range table {
+			if e.pid == pid {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case u.next == 0:
+		// The new master is a child of the old one that has children of
+		// its own (its workers), or the pid file's new pid.
+		for _, pid := range childrenOf(table, u.old) {
+			if u.before[pid] || len(childrenOf(table, pid)) == 0 {
+				continue
+			}
+			u.next = pid
+		}
+		if u.next == 0 {
+			if now.After(u.until) {
+				l.failUpgrade(fmt.Sprintf("no new master within %s (nginx needs 'daemon on' for a binary upgrade)", l.opts.ReadyTimeout), false)
+			}
+			return
+		}
+		l.opts.Log.Infof("upgrade: new %s master pid %d is up; stopping the old workers with WINCH", l.name, u.next)
+		l.notify(fmt.Sprintf("STATUS=upgrading: new master pid %d up, old workers draining", u.next))
+		_ = syscall.Kill(u.old, syscall.SIGWINCH)
+		u.winched = now
+	case !alive(u.next) && !u.quitSent:
+		l.failUpgrade(fmt.Sprintf("the new master pid %d exited", u.next), true)
+	case !u.quitSent && now.Sub(u.winched) >= upgradeSettle:
+		l.opts.Log.Infof("upgrade: new master pid %d kept running for %s; old master %d drains and exits with QUIT", u.next, upgradeSettle, u.old)
+		_ = syscall.Kill(u.old, syscall.SIGQUIT)
+		u.quitSent = true
+		// The service is whole again: the new master serves. The old one
+		// drains in the background and is followed away when it exits.
+		l.notify(fmt.Sprintf("READY=1\nSTATUS=running: %s, new master pid %d; old master %d draining", l.name, u.next, u.old))
+	}
+}
+
+// failUpgrade gives up an upgrade. When the old workers were already
+// stopped, HUP makes the old master start new ones from its own binary
+// (nginx: "restarts worker processes without re-reading the
+// configuration"), and the new master is told to go.
+func (l *loop) failUpgrade(why string, rollback bool) {
+	u := l.upgrade
+	l.upgrade = nil
+	l.opts.Log.Errorf("upgrade of %s failed: %s; the old master pid %d keeps serving", l.name, why, u.old)
+	if rollback {
+		_ = syscall.Kill(u.old, syscall.SIGHUP)
+		if u.next != 0 {
+			_ = syscall.Kill(u.next, syscall.SIGQUIT)
+		}
+	}
+	l.notify(fmt.Sprintf("READY=1\nSTATUS=running: %s (pid %d), upgrade failed: %s", l.name, u.old, why))
+}
