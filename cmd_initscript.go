@@ -8,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/graceshim/graceshim/unitgen"
 	"github.com/graceshim/graceshim/unitgen/sysv"
 )
 
@@ -106,7 +106,7 @@ func initscriptAction(c *cli.Context) error {
 	if _, err := os.Lstat(out); err == nil && !c.Bool("force") {
 		return withCode(exitWrite, fmt.Errorf("%s exists: use --force to replace it", out))
 	}
-	if err := initscriptWriteAtomic(out, script, 0o755, nil); err != nil {
+	if err := unitgen.WriteFile(out, script, 0o755, nil); err != nil {
 		return withCode(exitWrite, err)
 	}
 	fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", out)
@@ -146,14 +146,14 @@ func initscriptFixAction(c *cli.Context) error {
 	file := c.Args().First()
 	st, err := os.Stat(file)
 	if err != nil {
-		return withCode(exitUsage, fmt.Errorf("cannot read %s: %w", file, initscriptUnwrapPath(err)))
+		return withCode(exitUsage, fmt.Errorf("cannot read %s: %w", file, unitgen.UnwrapPath(err)))
 	}
 	if !st.Mode().IsRegular() {
 		return usageErrorf("%s is not a regular file", file)
 	}
 	src, err := os.ReadFile(file)
 	if err != nil {
-		return withCode(exitUsage, fmt.Errorf("cannot read %s: %w", file, initscriptUnwrapPath(err)))
+		return withCode(exitUsage, fmt.Errorf("cannot read %s: %w", file, unitgen.UnwrapPath(err)))
 	}
 	r, err := sysv.Fix(file, src, sysv.FixOptions{Preset: c.String("preset"), StopTimeout: c.Int("stop-timeout")})
 	var unsure *sysv.UnsureError
@@ -194,7 +194,7 @@ func initscriptFixInPlace(file string, st fs.FileInfo, orig, fixed []byte) error
 		return fmt.Errorf("backup %s already exists: not overwriting it; move it away first", backup)
 	}
 	if err != nil {
-		return fmt.Errorf("cannot write backup %s: %w", backup, initscriptUnwrapPath(err))
+		return fmt.Errorf("cannot write backup %s: %w", backup, unitgen.UnwrapPath(err))
 	}
 	_, werr := bf.Write(orig)
 	if err := bf.Close(); werr == nil {
@@ -204,57 +204,9 @@ func initscriptFixInPlace(file string, st fs.FileInfo, orig, fixed []byte) error
 		os.Remove(backup)
 		return fmt.Errorf("cannot write backup %s: %w", backup, werr)
 	}
-	if err := initscriptWriteAtomic(file, fixed, st.Mode().Perm(), st); err != nil {
+	if err := unitgen.WriteFile(file, fixed, st.Mode().Perm(), st); err != nil {
 		os.Remove(backup)
 		return err
 	}
 	return nil
-}
-
-// initscriptWriteAtomic writes data to a temp file in path's directory and
-// renames it over path. owner, when given, supplies the uid and gid.
-func initscriptWriteAtomic(path string, data []byte, mode fs.FileMode, owner fs.FileInfo) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("cannot write %s: %w", path, initscriptUnwrapPath(err))
-	}
-	name := tmp.Name()
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(name)
-		return fmt.Errorf("cannot write %s: %w", path, initscriptUnwrapPath(err))
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if owner != nil {
-		if sys, ok := owner.Sys().(*syscall.Stat_t); ok {
-			_ = tmp.Chown(int(sys.Uid), int(sys.Gid)) // best effort: only root can give files away
-		}
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("cannot write %s: %w", path, initscriptUnwrapPath(err))
-	}
-	return nil
-}
-
-// initscriptUnwrapPath drops the *PathError wrapper, whose text repeats
-// the path the message already names.
-func initscriptUnwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -162,22 +162,13 @@ func parseWarnings(p *parsedUnit) []unitgen.Warning { return p.warns }
 func readUnit(path string) (*parsedUnit, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, withCode(exitUsage, fmt.Errorf("cannot read unit %s: %w", path, unwrapPath(err)))
+		return nil, withCode(exitUsage, fmt.Errorf("cannot read unit %s: %w", path, unitgen.UnwrapPath(err)))
 	}
 	u, warns, err := unitgen.Parse(path, data)
 	if err != nil {
 		return nil, withCode(exitUsage, err)
 	}
 	return &parsedUnit{unit: u, warns: warns}, nil
-}
-
-// unwrapPath drops the path os.PathError repeats.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // writeOutput writes data to path atomically: a temp file in the same
@@ -192,33 +183,7 @@ func writeOutput(log io.Writer, path string, data []byte, force bool) error {
 	case exists && !fi.Mode().IsRegular():
 		return withCode(exitWrite, fmt.Errorf("%s exists and is not a regular file", path))
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, unwrapPath(err)))
-	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, unwrapPath(err)))
-	}
-	done := false
-	defer func() {
-		if !done {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, err))
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, err))
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, err))
-	}
-	if err := tmp.Close(); err != nil {
-		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, err))
+		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, unitgen.UnwrapPath(err)))
 	}
 	if exists {
 		bak := path + ".bak"
@@ -229,15 +194,11 @@ func writeOutput(log io.Writer, path string, data []byte, force bool) error {
 			bak = path + ".bak." + strconv.Itoa(i)
 		}
 		if err := os.Link(path, bak); err != nil {
-			return withCode(exitWrite, fmt.Errorf("cannot keep the old %s as %s: %w", path, bak, unwrapPath(err)))
+			return withCode(exitWrite, fmt.Errorf("cannot keep the old %s as %s: %w", path, bak, unitgen.UnwrapPath(err)))
 		}
 		fmt.Fprintf(log, "graceshim: kept the old %s as %s\n", path, bak)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, unwrapPath(err)))
-	}
-	done = true
-	return nil
+	return withCode(exitWrite, unitgen.WriteFile(path, data, 0o644, nil))
 }
 
 func lintCommand() *cli.Command {
