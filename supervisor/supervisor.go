@@ -18,6 +18,7 @@ import (
 
 	"github.com/graceshim/graceshim/signals"
 	"github.com/graceshim/graceshim/supervisor/conns"
+	"github.com/graceshim/graceshim/supervisor/proctab"
 )
 
 // handled are the signals graceshim catches: the stop signals, and those a
@@ -287,8 +288,8 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 func (l *loop) beginReload(now time.Time, sig syscall.Signal) {
 	l.opts.Log.Infof("received HUP: reloading %s (pid %d) with %s", l.name, l.main, signals.Name(sig))
 	l.reloadOld = map[int]bool{}
-	if table, err := readProcTable(); err == nil {
-		for _, pid := range childrenOf(table, l.main) {
+	if table, err := proctab.Read(); err == nil {
+		for _, pid := range proctab.Children(table, l.main) {
 			l.reloadOld[pid] = true
 		}
 	}
@@ -302,9 +303,9 @@ func (l *loop) beginReload(now time.Time, sig syscall.Signal) {
 
 // pollReload checks whether a reload is done.
 func (l *loop) pollReload(now time.Time) {
-	table, err := readProcTable()
+	table, err := proctab.Read()
 	if err == nil {
-		for _, pid := range childrenOf(table, l.main) {
+		for _, pid := range proctab.Children(table, l.main) {
 			if !l.reloadOld[pid] {
 				l.endReload(fmt.Sprintf("reloaded: new worker pid %d", pid))
 				return
@@ -362,7 +363,7 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 		return false
 	}
 	log.Infof("%s (pid %d) %s on its own", l.name, e.pid, describe(e.status))
-	if table, err := readProcTable(); err == nil && len(childrenOf(table, l.self)) > 0 {
+	if table, err := proctab.Read(); err == nil && len(proctab.Children(table, l.self)) > 0 {
 		l.do(now, l.stop.escalate(now, "the master exited, leaving processes behind"))
 	}
 	return false
@@ -371,7 +372,7 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 // successor finds the master that replaced the one that exited: the pid
 // file's pid when there is a pid file, else our only child.
 func (l *loop) successor() int {
-	table, err := readProcTable()
+	table, err := proctab.Read()
 	if err != nil {
 		return 0
 	}
@@ -380,14 +381,14 @@ func (l *loop) successor() int {
 		if err != nil || pid == l.main {
 			return 0
 		}
-		for _, d := range descendants(table, l.self) {
-			if d == pid && d != l.self {
+		for _, d := range proctab.Descendants(table, l.self)[1:] {
+			if d == pid {
 				return pid
 			}
 		}
 		return 0
 	}
-	kids := childrenOf(table, l.self)
+	kids := proctab.Children(table, l.self)
 	if len(kids) == 0 {
 		return 0
 	}
@@ -439,7 +440,7 @@ func (l *loop) pollPIDFile(now time.Time) {
 	l.opts.Log.Errorf("%v", l.setupErr)
 	l.do(now, l.stop.escalate(now, "no master to supervise"))
 	// Nothing may be left to reap at all; look once more.
-	if table, err := readProcTable(); err == nil && len(childrenOf(table, l.self)) == 0 {
+	if table, err := proctab.Read(); err == nil && len(proctab.Children(table, l.self)) == 0 {
 		syscall.Kill(l.self, syscall.SIGCHLD)
 	}
 }
@@ -528,11 +529,11 @@ func (l *loop) signalMaster(sig syscall.Signal) {
 
 // tree lists every process below graceshim.
 func (l *loop) tree() []int {
-	table, err := readProcTable()
+	table, err := proctab.Read()
 	if err != nil {
 		return nil
 	}
-	return descendants(table, l.self)[1:]
+	return proctab.Descendants(table, l.self)[1:]
 }
 
 // killTree sends SIGKILL to every process below graceshim, the final step

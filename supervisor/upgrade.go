@@ -8,6 +8,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/graceshim/graceshim/signals"
+	"github.com/graceshim/graceshim/supervisor/proctab"
 )
 
 // Timing of a binary upgrade.
@@ -44,8 +45,8 @@ func (l *loop) beginUpgrade(now time.Time) {
 		return
 	}
 	u := &upgrade{old: l.main, before: map[int]bool{}, until: now.Add(l.opts.ReadyTimeout)}
-	if table, err := readProcTable(); err == nil {
-		for _, pid := range childrenOf(table, l.main) {
+	if table, err := proctab.Read(); err == nil {
+		for _, pid := range proctab.Children(table, l.main) {
 			u.before[pid] = true
 		}
 	}
@@ -60,24 +61,16 @@ func (l *loop) beginUpgrade(now time.Time) {
 // rolls back when the new master fails before that.
 func (l *loop) pollUpgrade(now time.Time) {
 	u := l.upgrade
-	table, err := readProcTable()
+	table, err := proctab.Read()
 	if err != nil {
 		return
-	}
-	alive := func(pid int) bool {
-		for _, e := range table {
-			if e.pid == pid {
-				return true
-			}
-		}
-		return false
 	}
 	switch {
 	case u.next == 0:
 		// The new master is a child of the old one that has children of
 		// its own (its workers), or the pid file's new pid.
-		for _, pid := range childrenOf(table, u.old) {
-			if u.before[pid] || len(childrenOf(table, pid)) == 0 {
+		for _, pid := range proctab.Children(table, u.old) {
+			if u.before[pid] || len(proctab.Children(table, pid)) == 0 {
 				continue
 			}
 			u.next = pid
@@ -92,7 +85,7 @@ func (l *loop) pollUpgrade(now time.Time) {
 		l.notify(fmt.Sprintf("STATUS=upgrading: new master pid %d up, old workers draining", u.next))
 		_ = syscall.Kill(u.old, syscall.SIGWINCH)
 		u.winched = now
-	case !alive(u.next) && !u.quitSent:
+	case !proctab.Has(table, u.next) && !u.quitSent:
 		l.failUpgrade(fmt.Sprintf("the new master pid %d exited", u.next), true)
 	case !u.quitSent && now.Sub(u.winched) >= upgradeSettle:
 		l.opts.Log.Infof("upgrade: new master pid %d kept running for %s; old master %d drains and exits with QUIT", u.next, upgradeSettle, u.old)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/graceshim/graceshim/supervisor/proctab"
 )
 
 // ErrUpgrade marks an upgrade that did not happen; the running service was
@@ -35,11 +37,11 @@ type UpgradeRequest struct {
 // config test, asks graceshim for the upgrade, and waits until graceshim's
 // child is a new master (the old one gone), or reports why not.
 func RequestUpgrade(ctx context.Context, r UpgradeRequest) error {
-	table, err := readProcTable()
+	table, err := proctab.Read()
 	if err != nil {
 		return err
 	}
-	kids := childrenOf(table, r.PID)
+	kids := proctab.Children(table, r.PID)
 	if len(kids) != 1 {
 		return fmt.Errorf("%w: pid %d has %d children, want one master (is it graceshim?)", ErrUpgrade, r.PID, len(kids))
 	}
@@ -71,9 +73,9 @@ func RequestUpgrade(ctx context.Context, r UpgradeRequest) error {
 		if err := syscall.Kill(r.PID, 0); err != nil {
 			return fmt.Errorf("%w: graceshim pid %d is gone: %v", ErrUpgrade, r.PID, err)
 		}
-		table, err := readProcTable()
+		table, err := proctab.Read()
 		if err == nil {
-			kids := childrenOf(table, r.PID)
+			kids := proctab.Children(table, r.PID)
 			oldAlive := false
 			for _, k := range kids {
 				if k == old {
@@ -85,8 +87,8 @@ func RequestUpgrade(ctx context.Context, r UpgradeRequest) error {
 			}
 			if oldAlive {
 				next := 0
-				for _, k := range childrenOf(table, old) {
-					if len(childrenOf(table, k)) > 0 {
+				for _, k := range proctab.Children(table, old) {
+					if len(proctab.Children(table, k)) > 0 {
 						next = k
 					}
 				}

@@ -3,6 +3,8 @@ package supervisor
 import (
 	"context"
 	"time"
+
+	"github.com/graceshim/graceshim/supervisor/conns"
 )
 
 // Watcher learns a process tree's listening sockets and counts its live
@@ -42,14 +44,13 @@ type watchEvent struct {
 	pollTaken time.Duration
 }
 
-// treeOf lists the master and its descendants; it is a variable so tests
-// can script a tree.
-var treeOf = func(root int) []int {
-	table, err := readProcTable()
+// treeOf lists the master and its descendants.
+func treeOf(root int) []int {
+	pids, err := conns.TreePids(root)
 	if err != nil {
 		return []int{root}
 	}
-	return descendants(table, root)
+	return pids
 }
 
 // watch is the actor that owns the Watcher. It looks for the first
