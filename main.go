@@ -90,6 +90,8 @@ func exitCode(err error) int {
 		return exitNoExec
 	case errors.Is(err, supervisor.ErrSetup):
 		return exitShim
+	case errors.Is(err, supervisor.ErrBadOption):
+		return exitUsage
 	}
 	return exitUsage
 }
