@@ -11,11 +11,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,6 +41,12 @@ type pid1 struct {
 // waits until graceshim runs as PID 1 of the new namespace.
 func startPID1(t *testing.T, args ...string) *pid1 {
 	t.Helper()
+	return startPID1Env(t, nil, args...)
+}
+
+// startPID1Env is startPID1 with env added to graceshim's environment.
+func startPID1Env(t *testing.T, env []string, args ...string) *pid1 {
+	t.Helper()
 	needRoot(t)
 	unshare := needCmd(t, "unshare")
 	bin := needGraceshim(t)
@@ -49,6 +58,7 @@ func startPID1(t *testing.T, args ...string) *pid1 {
 			p.cmd.Env = append(p.cmd.Env, kv)
 		}
 	}
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("cannot start unshare: %v", err)
@@ -389,5 +399,202 @@ while :; do sleep 0.05; done
 	}
 	if code := p.wait(t); code != 0 {
 		t.Errorf("unshare exited %d, want 0\n%s", code, p.out)
+	}
+}
+
+// --- the examples -----------------------------------------------------------
+
+// dockerfileExec returns the exec-form (JSON array) argument of the
+// Dockerfile instruction, e.g. ENTRYPOINT; nil when there is none.
+func dockerfileExec(t *testing.T, dockerfile, instr string) []string {
+	t.Helper()
+	for _, line := range strings.Split(dockerfile, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), instr+" ")
+		if !ok {
+			continue
+		}
+		var argv []string
+		if err := json.Unmarshal([]byte(rest), &argv); err != nil {
+			t.Fatalf("%s %s is not in exec form (a JSON array): %v", instr, rest, err)
+		}
+		return argv
+	}
+	return nil
+}
+
+// yamlEnv reads the "- name: X / value: Y" pairs of a manifest. There is
+// no YAML library in go.mod; the manifest is ours and written in this
+// simple form on purpose.
+var yamlEnvRE = regexp.MustCompile(`(?m)^\s*- name: (\S+)\s*\n\s*value: "?([^"\n]*)"?\s*$`)
+
+// yamlInt reads the first "key: N" of a manifest.
+func yamlInt(t *testing.T, manifest, key string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(key) + `: (\d+)\s*$`).FindStringSubmatch(manifest)
+	if m == nil {
+		t.Fatalf("the manifest has no %s", key)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// yamlBlock returns the lines indented below the first "key:" line.
+func yamlBlock(manifest, key string) string {
+	lines := strings.Split(manifest, "\n")
+	for i, line := range lines {
+		if strings.TrimSpace(line) != key+":" {
+			continue
+		}
+		indent := len(line) - len(strings.TrimLeft(line, " "))
+		var b strings.Builder
+		for _, l := range lines[i+1:] {
+			if strings.TrimSpace(l) != "" && len(l)-len(strings.TrimLeft(l, " ")) <= indent {
+				break
+			}
+			b.WriteString(l + "\n")
+		}
+		return b.String()
+	}
+	return ""
+}
+
+// flagEnvVars lists the GRACESHIM_* variables graceshim's run flags read.
+func flagEnvVars() map[string]bool {
+	vars := map[string]bool{}
+	for _, f := range runFlags() {
+		if e, ok := f.(interface{ GetEnvVars() []string }); ok {
+			for _, v := range e.GetEnvVars() {
+				vars[v] = true
+			}
+		}
+	}
+	return vars
+}
+
+// TestE2EPID1Examples checks examples/container and examples/kubernetes
+// against graceshim, then runs graceshim with the Deployment's settings
+// the way the kubelet would: as PID 1, stopped with SIGTERM.
+func TestE2EPID1Examples(t *testing.T) {
+	t.Parallel()
+	dockerfile, err := os.ReadFile("examples/container/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifestBytes, err := os.ReadFile("examples/kubernetes/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := string(manifestBytes)
+
+	// The image: graceshim is the entrypoint, the server the command, no
+	// STOPSIGNAL.
+	entry := dockerfileExec(t, string(dockerfile), "ENTRYPOINT")
+	if len(entry) != 2 || filepath.Base(entry[0]) != "graceshim" || entry[1] != "--" {
+		t.Errorf("ENTRYPOINT is %q, want [graceshim --]", entry)
+	}
+	if cmd := dockerfileExec(t, string(dockerfile), "CMD"); len(cmd) == 0 || cmd[0] != "nginx" {
+		t.Errorf("CMD is %q, want nginx and its arguments", cmd)
+	}
+	if regexp.MustCompile(`(?mi)^\s*STOPSIGNAL\b`).Match(dockerfile) {
+		t.Errorf("the Dockerfile sets STOPSIGNAL; graceshim needs none")
+	}
+
+	// The Deployment's settings are graceshim's and add up.
+	if strings.Contains(manifest, "\t") {
+		t.Errorf("deployment.yaml has a tab; YAML indents with spaces only")
+	}
+	for _, want := range []string{"apiVersion: apps/v1", "kind: Deployment"} {
+		if !regexp.MustCompile(`(?m)^` + want + `$`).MatchString(manifest) {
+			t.Errorf("deployment.yaml lacks %q", want)
+		}
+	}
+	known := flagEnvVars()
+	env := map[string]string{}
+	for _, m := range yamlEnvRE.FindAllStringSubmatch(manifest, -1) {
+		if !strings.HasPrefix(m[1], "GRACESHIM_") {
+			continue
+		}
+		if !known[m[1]] {
+			t.Errorf("the Deployment sets %s, which no graceshim flag reads", m[1])
+		}
+		env[m[1]] = m[2]
+	}
+	dur := func(name string) time.Duration {
+		d, err := time.ParseDuration(env[name])
+		if err != nil {
+			t.Fatalf("the Deployment's %s=%q: %v", name, env[name], err)
+		}
+		return d
+	}
+	delay, drain, kill := dur("GRACESHIM_DRAIN_DELAY"), dur("GRACESHIM_DRAIN_TIMEOUT"), dur("GRACESHIM_KILL_TIMEOUT")
+	grace := time.Duration(yamlInt(t, manifest, "terminationGracePeriodSeconds")) * time.Second
+	if grace <= delay+drain+kill {
+		t.Errorf("terminationGracePeriodSeconds %s does not cover drain delay %s + drain timeout %s + kill timeout %s", grace, delay, drain, kill)
+	}
+	if regexp.MustCompile(`(?m)^\s*preStop:`).MatchString(manifest) {
+		t.Errorf("the Deployment has a preStop hook; the drain delay replaces it")
+	}
+	_, healthPort, err := net.SplitHostPort(env["GRACESHIM_HEALTH_LISTEN"])
+	if err != nil {
+		t.Fatalf("GRACESHIM_HEALTH_LISTEN=%q: %v", env["GRACESHIM_HEALTH_LISTEN"], err)
+	}
+	if !regexp.MustCompile(`(?m)- name: health\s*\n\s*containerPort: ` + healthPort + `\s*$`).MatchString(manifest) {
+		t.Errorf("no containerPort named health is %s, the health endpoint's port", healthPort)
+	}
+	if probe := yamlBlock(manifest, "readinessProbe"); !strings.Contains(probe, "port: health") {
+		t.Errorf("the readiness probe does not ask the health port:\n%s", probe)
+	}
+	if probe := yamlBlock(manifest, "startupProbe"); !strings.Contains(probe, "port: http") {
+		t.Errorf("no startup probe on nginx's own port holds readiness back until nginx listens:\n%s", probe)
+	}
+	if t.Failed() {
+		return
+	}
+
+	// Run it: the image's entrypoint with the Deployment's settings, the
+	// health endpoint on a loopback port, in front of real nginx.
+	site := newNginxSite(t, nginxOpts{Rate: "100k", FileSize: 8 * 100 * 1024})
+	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	var extra []string
+	for k, v := range env {
+		if k == "GRACESHIM_HEALTH_LISTEN" {
+			v = health
+		}
+		extra = append(extra, k+"="+v)
+	}
+	p := startPID1Env(t, extra, append(entry[1:], "/usr/sbin/nginx", "-c", site.Conf)...)
+	hc := &httpClient{timeout: 5 * time.Second}
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		code, err := site.Get("/small")
+		return err == nil && code == 200
+	}) {
+		t.Fatalf("nginx did not answer:\n%s", p.out)
+	}
+	if code, err := hc.status(health, "/"); err != nil || code != 200 {
+		t.Fatalf("health endpoint before the stop: %d, %v; want 200", code, err)
+	}
+	const n = 5
+	d := startDownloads(t, site.URL, n)
+	if err := syscall.Kill(p.shim, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Within the drain delay: the readiness probe fails, nginx serves.
+	if !waitFor(delay, 10*time.Millisecond, func() bool {
+		code, err := hc.status(health, "/")
+		return err == nil && code == 503
+	}) {
+		t.Errorf("the health endpoint did not answer 503 after SIGTERM:\n%s", p.out)
+	}
+	if code, err := site.Get("/small"); err != nil || code != 200 {
+		t.Errorf("nginx did not serve a new request during the drain delay: %d, %v", code, err)
+	}
+	code := p.wait(t)
+	d.RequireComplete(t, site.FileSize, site.SHA256)
+	t.Logf("figures: %d/%d downloads complete; exit code %d", d.Completed(site.FileSize, site.SHA256), n, code)
+	if code != 0 {
+		t.Errorf("exit code %d, want nginx's 0", code)
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", p.out)
 	}
 }
