@@ -267,9 +267,13 @@ func parseWrk(out string) (wrkResult, error) {
 		r.Read, _ = strconv.Atoi(m[2])
 		r.Write, _ = strconv.Atoi(m[3])
 		r.Timeout, _ = strconv.Atoi(m[4])
+	} else if strings.Contains(out, "Socket errors") {
+		return r, fmt.Errorf("cannot read wrk's socket errors:\n%s", out)
 	}
 	if m := wrkNon2xxRE.FindStringSubmatch(out); m != nil {
 		r.Non2xx, _ = strconv.Atoi(m[1])
+	} else if strings.Contains(out, "Non-2xx") {
+		return r, fmt.Errorf("cannot read wrk's non-2xx count:\n%s", out)
 	}
 	return r, nil
 }
@@ -877,4 +881,89 @@ func contains(list []int, v int) bool {
 		}
 	}
 	return false
+}
+
+// TestE2ERollingParseWrk: the figures the rolling tests judge by are read
+// from wrk's output as wrk 4.1 (Debian 12) prints it; an error count the
+// parser missed would pass any run.
+func TestE2ERollingParseWrk(t *testing.T) {
+	tests := []struct {
+		name    string
+		out     string
+		want    wrkResult
+		wantErr bool
+	}{
+		{
+			name: "clean",
+			out: `Running 2m test @ http://127.0.0.1:42079/small
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   385.75us  392.22us  13.36ms   94.88%
+    Req/Sec     2.65k   243.94     2.98k    71.19%
+  31119 requests in 5.91s, 6.77MB read
+Requests/sec:   5268.11
+Transfer/sec:      1.15MB
+`,
+			want: wrkResult{Requests: 31119},
+		},
+		{
+			name: "errors",
+			out: `Running 2m test @ http://127.0.0.1:40151/small
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   410.02us    1.02ms  39.13ms   99.32%
+    Req/Sec     2.47k   298.70     2.93k    72.41%
+  57882 requests in 11.72s, 12.64MB read
+  Socket errors: connect 0, read 2, write 0, timeout 8
+  Non-2xx or 3xx responses: 8
+Requests/sec:   4938.57
+Transfer/sec:      1.08MB
+`,
+			want: wrkResult{Requests: 57882, Non2xx: 8, Read: 2, Timeout: 8},
+		},
+		{name: "no summary", out: "unable to connect to 127.0.0.1:1 Connection refused\n", wantErr: true},
+		{name: "unreadable errors", out: "  5 requests in 1.00s, 1KB read\n  Socket errors: many\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseWrk(tt.out)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseWrk: error %v, want error %v", err, tt.wantErr)
+			}
+			if tt.wantErr {
+				return
+			}
+			got.Output = ""
+			if got != tt.want {
+				t.Errorf("parseWrk = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestE2ERollingParseHAProxyStat: HAProxy 2.6's "show stat" CSV.
+func TestE2ERollingParseHAProxyStat(t *testing.T) {
+	raw := "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,\n" +
+		"fe,FRONTEND,,,1,2,4000,3,100,200,0,0,0,,,,,OPEN,\n" +
+		"be,a,0,0,5,6,,27870,1,2,,0,,0,0,0,0,UP,\n" +
+		"be,b,0,0,0,6,,28374,1,2,,0,,3,1,2,0,DOWN 1/2,\n\n"
+	st, err := parseHAProxyStat(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st["a"]["status"]; got != "UP" {
+		t.Errorf("a status = %q, want UP", got)
+	}
+	if got := st["b"]["status"]; got != "DOWN 1/2" {
+		t.Errorf("b status = %q, want DOWN 1/2", got)
+	}
+	if got := statInt(st["a"], "scur"); got != 5 {
+		t.Errorf("a scur = %d, want 5", got)
+	}
+	if got := statInt(st["b"], "wretr") + statInt(st["b"], "econ"); got != 5 {
+		t.Errorf("b retries + connection errors = %d, want 5", got)
+	}
+	if _, err := parseHAProxyStat("Unknown command\n"); err == nil {
+		t.Errorf("parseHAProxyStat accepted an answer without stats")
+	}
 }
