@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -303,5 +305,59 @@ func TestE2ERunWorkerShutdownTimeout(t *testing.T) {
 		t.Errorf("the summary does not say connections were cut, though nginx cut %d of %d downloads:\n%s", n-done, n, summary)
 	} else if open, _ := strconv.Atoi(m[1]); open == 0 {
 		t.Errorf("the summary reports no connection cut:\n%s", summary)
+	}
+}
+
+// TestE2ERunStockConfig: 'graceshim -- nginx' with the nginx.conf Debian
+// ships (daemon on, pid file in /run, port 80): graceshim follows the
+// daemonized master, serves, and stops it gracefully on TERM.
+func TestE2ERunStockConfig(t *testing.T) {
+	needRoot(t)
+	bin := needGraceshim(t)
+	needCmd(t, "nginx")
+	if _, err := os.Stat("/etc/nginx/nginx.conf"); err != nil {
+		t.Skipf("no stock nginx.conf: %v", err)
+	}
+	if ln, err := net.Listen("tcp", "0.0.0.0:80"); err != nil {
+		t.Skipf("port 80 is in use here: %v", err)
+	} else {
+		ln.Close()
+	}
+	cmd := exec.Command(bin, "--", "nginx")
+	var log strings.Builder
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	client := &httpClient{timeout: 2 * time.Second}
+	if !waitFor(10*time.Second, 50*time.Millisecond, func() bool {
+		code, _ := client.status("127.0.0.1:80", "/")
+		return code == 200
+	}) {
+		t.Fatalf("stock nginx under graceshim did not serve on port 80:\n%s", log.String())
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("graceshim exited after nginx daemonized: %v\n%s", err, log.String())
+	default:
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Errorf("graceshim exited with %v after TERM, want 0\n%s", err, log.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("graceshim did not exit within 20s of TERM:\n%s", log.String())
+	}
+	if !strings.Contains(log.String(), "following nginx master pid") || !strings.Contains(log.String(), "stopping nginx gracefully with QUIT") {
+		t.Errorf("log does not show the daemonized master followed and stopped with QUIT:\n%s", log.String())
 	}
 }
