@@ -386,15 +386,27 @@ func TestE2EUnitLint(t *testing.T) {
 		}
 	})
 	t.Run("generated-is-clean", func(t *testing.T) {
+		// A generated unit's TimeoutStopSec covers graceshim's drain bound,
+		// so it is clean for systemd with and without EXTEND_TIMEOUT_USEC.
 		path := filepath.Join(t.TempDir(), "nginx.service")
 		mustUnit(t, "--systemd-version=252", "--output", path, "--", "/usr/sbin/nginx", "-g", "daemon off;")
-		out, errOut, code := graceshimCmd(t, "lint", "--systemd-version=252", path)
-		if code != 0 {
-			t.Errorf("lint of a generated unit: exit %d\n%s%s", code, out, errOut)
+		for _, v := range []string{"252", "219"} {
+			out, errOut, code := graceshimCmd(t, "lint", "--systemd-version="+v, path)
+			if code != 0 {
+				t.Errorf("lint of a generated unit for systemd %s: exit %d\n%s%s", v, code, out, errOut)
+			}
 		}
-		out, _, code = graceshimCmd(t, "lint", "--systemd-version=219", path)
+		// With no drain bound the unit relies on EXTEND_TIMEOUT_USEC, which
+		// systemd 219 does not have.
+		unbounded := filepath.Join(t.TempDir(), "nginx.service")
+		mustUnit(t, "--systemd-version=252", "--drain-timeout=0", "--output", unbounded, "--", "/usr/sbin/nginx", "-g", "daemon off;")
+		out, errOut, code := graceshimCmd(t, "lint", "--systemd-version=252", unbounded)
+		if code != 0 {
+			t.Errorf("lint of an unbounded unit for systemd 252: exit %d\n%s%s", code, out, errOut)
+		}
+		out, _, code = graceshimCmd(t, "lint", "--systemd-version=219", unbounded)
 		if code != exitFindings || !strings.Contains(out, "TimeoutStopSec") {
-			t.Errorf("lint of a 252 unit for systemd 219: exit %d, want a TimeoutStopSec finding\n%s", code, out)
+			t.Errorf("lint of an unbounded 252 unit for systemd 219: exit %d, want a TimeoutStopSec finding\n%s", code, out)
 		}
 	})
 	t.Run("unknown-kept", func(t *testing.T) {

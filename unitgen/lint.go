@@ -308,15 +308,26 @@ func (c *lintCtx) lintGraceshim() {
 				"remove KillSignal= (SIGTERM is the default)")
 		}
 	}
-	if c.opts.SystemdVersion > 0 && c.opts.SystemdVersion < ExtendTimeoutVersion {
-		drain, kill, delay := c.graceshimBounds()
-		need := delay + drain + kill
-		stop, _ := c.stopTimeout()
-		if drain > 0 && !stop.inf && stop.d < need {
-			c.add(stop.dir, "TimeoutStopSec", SeverityError,
-				fmt.Sprintf("systemd %d has no EXTEND_TIMEOUT_USEC, so the stop timeout (%s) must cover graceshim's drain delay + drain timeout + kill timeout (%s); systemd kills the drain first", c.opts.SystemdVersion, formatSpan(stop.d), formatSpan(need)),
-				fmt.Sprintf("set TimeoutStopSec=%s or regenerate with graceshim unit --systemd-version %d", formatSpan(need+StopMargin), c.opts.SystemdVersion))
-		}
+	drain, kill, delay := c.graceshimBounds()
+	need := delay + drain + kill
+	stop, _ := c.stopTimeout()
+	switch {
+	case stop.inf:
+	case c.opts.SystemdVersion > 0 && c.opts.SystemdVersion < ExtendTimeoutVersion && drain <= 0:
+		c.add(stop.dir, "TimeoutStopSec", SeverityError,
+			fmt.Sprintf("systemd %d has no EXTEND_TIMEOUT_USEC and graceshim's drain has no bound (--drain-timeout=0), so systemd cuts every drain at the stop timeout (%s)", c.opts.SystemdVersion, formatSpan(stop.d)),
+			"give graceshim a --drain-timeout and a TimeoutStopSec= that covers it, or set TimeoutStopSec=infinity")
+	case c.opts.SystemdVersion > 0 && c.opts.SystemdVersion < ExtendTimeoutVersion && stop.d < need:
+		c.add(stop.dir, "TimeoutStopSec", SeverityError,
+			fmt.Sprintf("systemd %d has no EXTEND_TIMEOUT_USEC, so the stop timeout (%s) must cover graceshim's drain delay + drain timeout + kill timeout (%s); systemd kills the drain first", c.opts.SystemdVersion, formatSpan(stop.d), formatSpan(need)),
+			fmt.Sprintf("set TimeoutStopSec=%s or regenerate with graceshim unit --systemd-version %d", formatSpan(need+StopMargin), c.opts.SystemdVersion))
+	case drain > 0 && stop.d < need:
+		// systemd 252 forgets EXTEND_TIMEOUT_USEC on daemon-reload
+		// (measured: a reload during a stop under a short TimeoutStopSec
+		// killed the drain at once).
+		c.add(stop.dir, "TimeoutStopSec", SeverityWarning,
+			fmt.Sprintf("the stop timeout (%s) is shorter than graceshim's drain delay + drain timeout + kill timeout (%s): graceshim's EXTEND_TIMEOUT_USEC keeps the stop alive, but a daemon-reload during a stop makes systemd forget it and cut the drain", formatSpan(stop.d), formatSpan(need)),
+			fmt.Sprintf("set TimeoutStopSec=%s or regenerate with graceshim unit", formatSpan(need+StopMargin)))
 	}
 }
 
