@@ -166,6 +166,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "drain-delay", Usage: "keep serving this long after the stop signal before the graceful signal (for load balancers)", EnvVars: env("drain-delay")},
 		&cli.StringFlag{Name: "count", Value: "listen", Usage: "which connections the drain waits for: listen (inbound on the listening sockets), all (every TCP connection of the tree)", EnvVars: env("count")},
 		&cli.StringFlag{Name: "health-listen", Usage: "serve a health endpoint on ADDR: 200 while running, 503 once a stop begins", EnvVars: env("health-listen")},
+		&cli.StringFlag{Name: "health-check", Usage: "probe the child (an http:// URL, tcp:HOST:PORT, or tcp for its first listening socket): READY=1 and the systemd watchdog wait for it to pass", EnvVars: env("health-check")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: env("log-level")},
 	}
 }
@@ -238,6 +239,9 @@ func runOptions(c *cli.Context, argv []string) (supervisor.Options, error) {
 		opts.Map = opts.Map.Merge(m)
 	}
 	var err error
+	if opts.HealthCheck, err = supervisor.ParseProbe(c.String("health-check")); err != nil {
+		return opts, withCode(exitUsage, err)
+	}
 	if opts.Ready, err = supervisor.ParseReadyMode(c.String("ready")); err != nil {
 		return opts, withCode(exitUsage, err)
 	}

@@ -13,8 +13,9 @@ import (
 // server out of its pool during the drain delay, before the graceful
 // signal closes the listeners.
 type healthServer struct {
-	srv      *http.Server
-	stopping atomic.Bool
+	srv       *http.Server
+	stopping  atomic.Bool
+	unhealthy atomic.Bool
 }
 
 func startHealth(addr string) (*healthServer, error) {
@@ -35,6 +36,11 @@ func (h *healthServer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "stopping")
 		return
 	}
+	if h.unhealthy.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "unhealthy")
+		return
+	}
 	fmt.Fprintln(w, "ok")
 }
 
@@ -42,6 +48,14 @@ func (h *healthServer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 func (h *healthServer) setStopping() {
 	if h != nil {
 		h.stopping.Store(true)
+	}
+}
+
+// setUnhealthy reflects the health check of the child; safe on a nil
+// server.
+func (h *healthServer) setUnhealthy(v bool) {
+	if h != nil {
+		h.unhealthy.Store(v)
 	}
 }
 

@@ -107,7 +107,8 @@ func child(role string) {
 // reports every signal it gets. QUIT is its graceful stop: it closes the
 // listener and exits 0 once the held connections are closed. In mode
 // "stubborn" it ignores QUIT and TERM; in mode "workers" it runs a worker
-// process and starts another on each HUP, as nginx does on a reload.
+// process and starts another on each HUP, as nginx does on a reload; in
+// mode "flaky" USR1 closes its listener.
 func server(mode string) {
 	stubborn := mode == "stubborn"
 	var workers []*exec.Cmd
@@ -175,6 +176,10 @@ func server(mode string) {
 				continue
 			}
 			switch s {
+			case syscall.SIGUSR1:
+				if mode == "flaky" {
+					ln.Close() // stops answering health checks
+				}
 			case syscall.SIGHUP:
 				spawnWorker()
 			case syscall.SIGQUIT:

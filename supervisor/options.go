@@ -82,6 +82,10 @@ type Options struct {
 	Count conns.Mode
 	// HealthListen, when set, is the address of the health endpoint.
 	HealthListen string
+	// HealthCheck, when set, probes the child: READY=1 waits for its first
+	// success, the systemd watchdog is fed only while it passes, and the
+	// health endpoint answers 503 while it fails.
+	HealthCheck *Probe
 
 	Log *Logger
 	// Notifier tells systemd; nil means sd_notify through NOTIFY_SOCKET
@@ -116,16 +120,17 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// childEnv returns env without NOTIFY_SOCKET: under NotifyAccess=main
-// systemd drops the child's datagrams anyway, and a child that speaks
-// sd_notify itself would otherwise announce READY=1 on its own terms.
+// childEnv returns env without NOTIFY_SOCKET and the watchdog variables:
+// under NotifyAccess=main systemd drops the child's datagrams anyway, and
+// a child that speaks sd_notify itself would otherwise announce READY=1 on
+// its own terms. graceshim feeds the watchdog.
 func childEnv(env []string) []string {
 	if env == nil {
 		env = os.Environ()
 	}
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
-		if strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+		if strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "WATCHDOG_USEC=") || strings.HasPrefix(kv, "WATCHDOG_PID=") {
 			continue
 		}
 		out = append(out, kv)

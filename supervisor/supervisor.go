@@ -110,6 +110,12 @@ func Run(ctx context.Context, opts Options) error {
 	exits := make(chan exited, 64)
 	watchCmds := make(chan watchCmd, 4)
 	watchEvents := make(chan watchEvent, 4)
+	probeTargets := make(chan string, 1)
+	probes := make(chan probeResult, 1)
+	if opts.HealthCheck != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); probeLoop(loopCtx, opts.HealthCheck, probeTargets, probes) }()
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); reap(loopCtx, chld, exits) }()
 	go func() {
@@ -118,14 +124,15 @@ func Run(ctx context.Context, opts Options) error {
 	}()
 
 	l := &loop{
-		opts:      opts,
-		name:      commandName(opts.Argv[0]),
-		main:      pid,
-		self:      os.Getpid(),
-		graceful:  opts.Map.Translate(syscall.SIGTERM),
-		fast:      opts.Preset.Fast,
-		health:    health,
-		watchCmds: watchCmds,
+		opts:         opts,
+		name:         commandName(opts.Argv[0]),
+		main:         pid,
+		self:         os.Getpid(),
+		graceful:     opts.Map.Translate(syscall.SIGTERM),
+		fast:         opts.Preset.Fast,
+		health:       health,
+		watchCmds:    watchCmds,
+		probeTargets: probeTargets,
 		stop: newStopper(stopConfig{
 			DrainDelay:   opts.DrainDelay,
 			DrainTimeout: opts.DrainTimeout,
@@ -136,7 +143,7 @@ func Run(ctx context.Context, opts Options) error {
 			PreStop:      opts.Preset.PreStop != 0,
 		}),
 	}
-	return l.run(ctx, sigs, exits, watchEvents)
+	return l.run(ctx, sigs, exits, watchEvents, probes)
 }
 
 // startError explains why the command could not be started, keeping the
@@ -160,15 +167,16 @@ func commandName(argv0 string) string {
 
 // loop is the event loop. Its goroutine owns every field.
 type loop struct {
-	opts      Options
-	name      string // the command's base name, for messages
-	main      int    // the master's pid
-	self      int
-	graceful  syscall.Signal
-	fast      syscall.Signal
-	health    *healthServer
-	watchCmds chan<- watchCmd
-	stop      *stopper
+	opts         Options
+	name         string // the command's base name, for messages
+	main         int    // the master's pid
+	self         int
+	graceful     syscall.Signal
+	fast         syscall.Signal
+	health       *healthServer
+	watchCmds    chan<- watchCmd
+	probeTargets chan<- string
+	stop         *stopper
 
 	mainGone   bool               // the master exited and no successor was found
 	lastStatus syscall.WaitStatus // how the last master ended
@@ -181,9 +189,12 @@ type loop struct {
 	reloadUntil time.Time    // a reload is under way until then at the most
 	reloadOld   map[int]bool // the master's children when the reload began
 	upgrade     *upgrade     // a binary upgrade under way, or nil
+
+	healthy     bool // the last health check passed
+	probeFailed bool // a failing health check was logged since the last pass
 }
 
-func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent) error {
+func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent, probes <-chan probeResult) error {
 	log := l.opts.Log
 	log.Infof("started %s (pid %d), preset %s, TERM becomes %s", strings.Join(l.opts.Argv, " "), l.main, l.opts.Preset.Name, signals.Name(l.graceful))
 	if l.opts.Ready == ReadyExec {
@@ -195,6 +206,18 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 	defer stopTimer.Stop()
 	pidPoll := time.NewTicker(pidFilePoll)
 	defer pidPoll.Stop()
+	// The watchdog (WatchdogSec=) is fed at half its interval, as
+	// sd_watchdog_enabled(3) advises, and only when WATCHDOG_PID is unset
+	// or ours.
+	var watchdog <-chan time.Time
+	if every, err := daemon.SdWatchdogEnabled(false); err != nil {
+		log.Warnf("ignoring the systemd watchdog: %v", err)
+	} else if every > 0 {
+		t := time.NewTicker(every / 2)
+		defer t.Stop()
+		watchdog = t.C
+		log.Infof("feeding the systemd watchdog every %s%s", every/2, map[bool]string{true: " while the health check passes", false: ""}[l.opts.HealthCheck != nil])
+	}
 	done := ctx.Done()
 
 	for {
@@ -231,6 +254,12 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 		case <-stopTimer.C:
 			now := time.Now()
 			l.do(now, l.stop.tick(now))
+		case r := <-probes:
+			l.onProbe(r)
+		case <-watchdog:
+			if l.opts.HealthCheck == nil || l.healthy || l.stop.stopping() {
+				l.notify("WATCHDOG=1")
+			}
 		case <-done:
 			now := time.Now()
 			done = nil
@@ -449,6 +478,15 @@ func (l *loop) onWatch(now time.Time, ev watchEvent) {
 	switch {
 	case ev.ready != nil:
 		l.opts.Log.Infof("%s is listening on %s", l.name, strings.Join(ev.ready, ", "))
+		if l.opts.HealthCheck != nil {
+			// READY=1 waits for the health check; a bare "tcp" check
+			// connects to this socket.
+			select {
+			case l.probeTargets <- ev.ready[0]:
+			default:
+			}
+			return
+		}
 		l.markReady("running: %s (pid %d), listening on %s", l.name, l.main, strings.Join(ev.ready, ", "))
 	case ev.err != nil:
 		if !l.countErr {
@@ -458,6 +496,29 @@ func (l *loop) onWatch(now time.Time, ev watchEvent) {
 	case ev.counted:
 		l.opts.Log.Debugf("%d connections (count took %s)", ev.count, ev.pollTaken)
 		l.do(now, l.stop.observe(ev.at, ev.count))
+	}
+}
+
+// onProbe records a health check of the child.
+func (l *loop) onProbe(r probeResult) {
+	switch {
+	case r.err == nil && !l.healthy:
+		l.healthy = true
+		l.probeFailed = false
+		l.health.setUnhealthy(false)
+		l.opts.Log.Infof("health check %s passes", l.opts.HealthCheck)
+		if l.ready && !l.stop.stopping() {
+			l.notify(fmt.Sprintf("STATUS=running: %s (pid %d), healthy", l.name, l.main))
+		}
+		l.markReady("running: %s (pid %d), health check %s passes", l.name, l.main, l.opts.HealthCheck)
+	case r.err != nil && (l.healthy || !l.probeFailed):
+		l.healthy = false
+		l.probeFailed = true
+		l.health.setUnhealthy(true)
+		l.opts.Log.Warnf("health check %s fails: %v", l.opts.HealthCheck, r.err)
+		if l.ready && !l.stop.stopping() {
+			l.notify(fmt.Sprintf("STATUS=running: %s (pid %d), unhealthy: %v", l.name, l.main, r.err))
+		}
 	}
 }
 

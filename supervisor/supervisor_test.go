@@ -417,3 +417,81 @@ func waitGone(t *testing.T, pid int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRunHealthCheckWatchdog: READY=1 waits for the health check; the
+// watchdog is fed while it passes and starved once it fails.
+func TestRunHealthCheckWatchdog(t *testing.T) {
+	ns := newNotifySocket(t)
+	t.Setenv("WATCHDOG_USEC", "200000")
+	t.Setenv("WATCHDOG_PID", "")
+	probe, err := ParseProbe("tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, done, cancel := start(t, "server:flaky", func(o *Options) { o.HealthCheck = probe })
+	ev.wait("ready ")
+	msgs := collectUntil(t, ns, "READY=1")
+	if status := collectUntil(t, ns, "STATUS="); !strings.Contains(status[len(status)-1], "health check tcp passes") {
+		t.Errorf("READY=1 came with %q, want it after the health check passed", status)
+	}
+	if n := count(msgs, "WATCHDOG=1"); n != 0 {
+		t.Errorf("%d watchdog pings before the first health check passed", n)
+	}
+	fed := collectFor(ns, time.Second)
+	if n := count(fed, "WATCHDOG=1"); n < 3 {
+		t.Errorf("%d watchdog pings in 1s at WATCHDOG_USEC=200ms while healthy, want about 10: %q", n, fed)
+	}
+	selfSignal(t, syscall.SIGUSR1) // the server closes its listener
+	ev.wait("got USR1")
+	collectUntil(t, ns, "STATUS=running: supervisor.test")
+	if starved := collectFor(ns, time.Second); count(starved, "WATCHDOG=1") != 0 {
+		t.Errorf("watchdog still fed while the health check fails: %q", starved)
+	}
+	cancel()
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// collectFor returns the notifications received within d.
+func collectFor(ns *notifySocket, d time.Duration) []string {
+	var out []string
+	deadline := time.After(d)
+	for {
+		select {
+		case m := <-ns.msgs:
+			out = append(out, m)
+		case <-deadline:
+			return out
+		}
+	}
+}
+
+func TestParseProbe(t *testing.T) {
+	tests := []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{"tcp", "tcp", false},
+		{"tcp:127.0.0.1:80", "tcp:127.0.0.1:80", false},
+		{"http://127.0.0.1/health", "http://127.0.0.1/health", false},
+		{"tcp:80", "", true},
+		{"ftp://x", "", true},
+		{"health", "", true},
+	}
+	for _, tt := range tests {
+		p, err := ParseProbe(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseProbe(%q) error %v, wantErr %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		if err == nil && p.String() != tt.want {
+			t.Errorf("ParseProbe(%q) = %s", tt.in, p)
+		}
+	}
+	for in, want := range map[string]string{"tcp4 0.0.0.0:80": "127.0.0.1:80", "tcp6 [::]:8080": "[::1]:8080", "tcp4 127.0.0.2:9": "127.0.0.2:9"} {
+		if got := dialable(in); got != want {
+			t.Errorf("dialable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
