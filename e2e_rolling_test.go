@@ -378,7 +378,7 @@ func graceshimBackend(t *testing.T, u *userSystemd, name, drainDelay string) bac
 	bin := needGraceshim(t)
 	site := rollSite(t)
 	health := freePort(t)
-	unit := unitName("roll-" + name)
+	unit := unitName(testUnitBase(t) + "-" + name)
 	u.InstallUnit(t, unit, fmt.Sprintf(`[Unit]
 Description=graceshim rolling restart backend %s (nginx on %d, health on %d)
 
@@ -403,7 +403,7 @@ ExecReload=/bin/kill -HUP $MAINPID
 func plainBackend(t *testing.T, u *userSystemd, name string) backend {
 	t.Helper()
 	site := rollSite(t)
-	unit := unitName("roll-plain-" + name)
+	unit := unitName(testUnitBase(t) + "-" + name)
 	u.InstallUnit(t, unit, fmt.Sprintf(`[Unit]
 Description=plain nginx rolling restart backend %s (control)
 
@@ -414,6 +414,23 @@ ExecStart=/usr/sbin/nginx -c %s
 	u.Start(t, unit)
 	waitServing(t, u, unit, site)
 	return backend{lbServer: lbServer{Name: name, Port: site.Port}, unit: unit, site: site}
+}
+
+// testUnitBase makes a unit name part from the test's name: tests running
+// in parallel in one process must not share a unit.
+func testUnitBase(t *testing.T) string {
+	var b strings.Builder
+	for _, r := range strings.TrimPrefix(t.Name(), "TestE2E") {
+		switch {
+		case r >= 'A' && r <= 'Z':
+			b.WriteRune(r - 'A' + 'a')
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteRune('-')
+		}
+	}
+	return b.String()
 }
 
 // waitServing waits until nginx answers (Type=simple units are started
