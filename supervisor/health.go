@@ -8,12 +8,15 @@ import (
 	"time"
 )
 
-// healthServer answers load balancers' health checks: 200 while the server
-// runs, 503 from the moment a stop begins, so that a balancer takes the
-// server out of its pool during the drain delay, before the graceful
+// healthServer answers load balancers' health checks: 503 until the server
+// is ready (READY=1), 200 while it runs, 503 from the moment a stop
+// begins, so that a balancer sends nothing before the server listens and
+// takes it out of its pool during the drain delay, before the graceful
 // signal closes the listeners.
 type healthServer struct {
 	srv       *http.Server
+	ln        net.Listener
+	ready     atomic.Bool
 	stopping  atomic.Bool
 	unhealthy atomic.Bool
 }
@@ -23,7 +26,7 @@ func startHealth(addr string) (*healthServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot serve health checks on %s: %v", ErrBadOption, addr, err)
 	}
-	h := &healthServer{}
+	h := &healthServer{ln: ln}
 	h.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = h.srv.Serve(ln) }()
 	return h, nil
@@ -34,6 +37,11 @@ func (h *healthServer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	if h.stopping.Load() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "stopping")
+		return
+	}
+	if !h.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "starting")
 		return
 	}
 	if h.unhealthy.Load() {
@@ -51,6 +59,13 @@ func (h *healthServer) setStopping() {
 	}
 }
 
+// setReady turns the answers to 200; safe on a nil server.
+func (h *healthServer) setReady() {
+	if h != nil {
+		h.ready.Store(true)
+	}
+}
+
 // setUnhealthy reflects the health check of the child; safe on a nil
 // server.
 func (h *healthServer) setUnhealthy(v bool) {
@@ -58,5 +73,7 @@ func (h *healthServer) setUnhealthy(v bool) {
 		h.unhealthy.Store(v)
 	}
 }
+
+func (h *healthServer) addr() string { return h.ln.Addr().String() }
 
 func (h *healthServer) Close() error { return h.srv.Close() }

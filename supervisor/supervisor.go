@@ -277,6 +277,7 @@ func (l *loop) markReady(format string, a ...any) {
 		return
 	}
 	l.ready = true
+	l.health.setReady()
 	l.notify("READY=1\nSTATUS=" + fmt.Sprintf(format, a...))
 }
 
@@ -303,7 +304,12 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 	case to == l.opts.Preset.Upgrade && to != 0 && !l.stop.stopping():
 		l.beginUpgrade(now)
 	default:
-		l.opts.Log.Infof("passing %s to %s (pid %d) as %s", signals.Name(sig), l.name, l.main, signals.Name(to))
+		if sig == syscall.SIGCONT {
+			// systemd sends CONT right after TERM on every stop.
+			l.opts.Log.Debugf("passing CONT to %s (pid %d)", l.name, l.main)
+		} else {
+			l.opts.Log.Infof("passing %s to %s (pid %d) as %s", signals.Name(sig), l.name, l.main, signals.Name(to))
+		}
 		l.signalMaster(to)
 	}
 }
