@@ -125,8 +125,10 @@ func newApp() *cli.App {
 		Description: "graceshim runs COMMAND as its child, turns the stop signal into the child's graceful\n" +
 			"signal (QUIT for nginx), watches its live connections drain while telling systemd\n" +
 			"how the stop goes, and escalates when draining stalls or a bound is reached.",
-		Version:               appVersion(),
-		Flags:                 runFlags(),
+		Version: appVersion(),
+		Flags: append(runFlags(), &cli.BoolFlag{
+			Name: "generate-man", Hidden: true, Usage: "print the man page (roff) and exit; the same as 'graceshim man'",
+		}),
 		Action:                runAction,
 		HideHelpCommand:       true,
 		EnableBashCompletion:  true,
@@ -265,6 +267,14 @@ func runOptions(c *cli.Context, argv []string) (supervisor.Options, error) {
 }
 
 func runAction(c *cli.Context) error {
+	if c.Bool("generate-man") {
+		page, err := manPage(c.App)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprint(c.App.Writer, page)
+		return err
+	}
 	if c.NArg() == 0 {
 		_ = cli.ShowAppHelp(c)
 		return usageErrorf("missing command: use graceshim [options] -- COMMAND [ARGS...]")

@@ -91,6 +91,10 @@ func TestVersionAndPresets(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "graceshim version ") {
 		t.Errorf("--version: %q, %v", out, err)
 	}
+	out, err = exec.Command(bin, "--generate-man").Output()
+	if err != nil || !strings.Contains(string(out), ".TH graceshim 1") || !strings.Contains(string(out), ".SH EXIT STATUS") {
+		t.Errorf("--generate-man: %v, want a man page:\n%.300s", err, out)
+	}
 	out, err = exec.Command(bin, "presets").CombinedOutput()
 	if err != nil {
 		t.Fatalf("presets: %v\n%s", err, out)
