@@ -28,6 +28,8 @@ const (
 	// EXTEND_TIMEOUT_USEC (236). Before it, TimeoutStopSec= has to cover
 	// the whole drain.
 	ExtendTimeoutVersion = 236
+	// NotifyReloadVersion is the first systemd with Type=notify-reload.
+	NotifyReloadVersion = 253
 	// ReactTimeout is TimeoutStopSec= when the drain has no bound and
 	// graceshim extends the stop timeout itself: long enough for graceshim
 	// to take the stop signal and send its first extension, short enough
@@ -210,8 +212,15 @@ func Generate(o Options) ([]byte, error) {
 // serviceOptions are the [Service] directives every graceshim unit needs,
 // with ExecStart= already written.
 func serviceOptions(o Options, exec string) ([]*unit.UnitOption, error) {
+	// From systemd 253 on, Type=notify-reload makes systemctl reload send
+	// graceshim SIGHUP (ReloadSignal='s default) and wait for the
+	// RELOADING=1 ... READY=1 graceshim answers with; no ExecReload= then.
+	typ := "notify"
+	if o.reloads() && o.SystemdVersion >= NotifyReloadVersion {
+		typ = "notify-reload"
+	}
 	opts := []*unit.UnitOption{
-		unit.NewUnitOption("Service", "Type", "notify"),
+		unit.NewUnitOption("Service", "Type", typ),
 		unit.NewUnitOption("Service", "NotifyAccess", "main"),
 	}
 	if o.User != "" {
@@ -234,7 +243,7 @@ func serviceOptions(o Options, exec string) ([]*unit.UnitOption, error) {
 		opts = append(opts, unit.NewUnitOption("Service", "Environment", v))
 	}
 	opts = append(opts, unit.NewUnitOption("Service", "ExecStart", exec))
-	if o.reloads() {
+	if o.reloads() && typ == "notify" {
 		opts = append(opts, unit.NewUnitOption("Service", "ExecReload", "/bin/kill -HUP $MAINPID"))
 	}
 	opts = append(opts, timeoutOptions(o)...)

@@ -112,3 +112,23 @@ func TestGenerateBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestGenerateNotifyReload(t *testing.T) {
+	for _, tt := range []struct {
+		version    int
+		wantType   string
+		wantReload bool
+	}{
+		{219, "Type=notify\n", true},
+		{252, "Type=notify\n", true},
+		{253, "Type=notify-reload\n", false},
+	} {
+		out, err := Generate(Options{SystemdVersion: tt.version, Argv: []string{"/usr/sbin/nginx"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), tt.wantType) || strings.Contains(string(out), "ExecReload=") != tt.wantReload {
+			t.Errorf("systemd %d: want %q and ExecReload= %v:\n%s", tt.version, tt.wantType, tt.wantReload, out)
+		}
+	}
+}
