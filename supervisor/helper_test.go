@@ -130,6 +130,9 @@ func server(mode string) {
 		os.Exit(1)
 	}
 	if pf := os.Getenv("GRACESHIM_TEST_PIDFILE"); pf != "" {
+		if d, err := time.ParseDuration(os.Getenv("GRACESHIM_TEST_PIDFILE_DELAY")); err == nil {
+			time.Sleep(d) // a daemon that writes its pid file late
+		}
 		os.WriteFile(pf, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 	}
 	sigs := make(chan os.Signal, 16)
@@ -277,6 +280,28 @@ func (e *events) wait(prefix string) (pid int, rest string) {
 			e.seen = append(e.seen, l)
 		case <-deadline:
 			e.t.Fatalf("no event %q within 20s (seen: %q)", prefix, e.seen)
+		}
+	}
+}
+
+// waitAny returns a line starting with prefix that has arrived already or
+// arrives within 200ms, or "" when none does.
+func (e *events) waitAny(prefix string) (pid int, rest string) {
+	deadline := time.After(200 * time.Millisecond)
+	for {
+		for i, l := range e.seen {
+			p, text, _ := strings.Cut(l, " ")
+			if strings.HasPrefix(text, prefix) {
+				e.seen = append(e.seen[:i], e.seen[i+1:]...)
+				pid, _ = strconv.Atoi(p)
+				return pid, strings.TrimSpace(strings.TrimPrefix(text, prefix))
+			}
+		}
+		select {
+		case l := <-e.lines:
+			e.seen = append(e.seen, l)
+		case <-deadline:
+			return 0, ""
 		}
 	}
 }

@@ -51,6 +51,10 @@ type stopConfig struct {
 	PreStop      bool // the preset has a pre-stop signal
 }
 
+// killSweepEvery is how often SIGKILL is sent again to what is left of
+// the tree after the kill.
+const killSweepEvery = time.Second
+
 // stopper is the stop state machine. It is pure: the event loop feeds it
 // what happened and when, and carries out the actions it returns. It never
 // ends a stop itself; the stop ends when the reaper sees the last process
@@ -63,7 +67,8 @@ type stopper struct {
 	gracefulAt time.Time // the graceful signal was sent
 	fastAt     time.Time
 	nextExtend time.Time
-	reason     string // why the stop escalated, "" when it did not
+	nextKill   time.Time // the next SIGKILL sweep, once killed
+	reason     string    // why the stop escalated, "" when it did not
 
 	// Drain progress, from the connection counts.
 	counted    bool      // at least one count arrived since the graceful signal
@@ -156,6 +161,7 @@ func (s *stopper) fast(now time.Time) []action {
 
 func (s *stopper) kill(now time.Time) []action {
 	s.phase = phaseKilled
+	s.nextKill = now.Add(killSweepEvery)
 	acts := []action{
 		{kind: actLog, text: fmt.Sprintf("escalating: %s; SIGKILL sent to every process of the tree", s.reason)},
 		{kind: actKill},
@@ -189,7 +195,16 @@ func (s *stopper) observe(now time.Time, n int) []action {
 func (s *stopper) tick(now time.Time) []action {
 	var acts []action
 	switch s.phase {
-	case phaseRunning, phaseKilled:
+	case phaseRunning:
+		return nil
+	case phaseKilled:
+		// A process forked while the tree was being killed escapes one
+		// sweep; sweep again until the tree is gone. No extensions:
+		// systemd's own timeout is the backstop now.
+		if !now.Before(s.nextKill) {
+			s.nextKill = now.Add(killSweepEvery)
+			return []action{{kind: actKill}}
+		}
 		return nil
 	case phaseDelay:
 		if !now.Before(s.began.Add(s.cfg.DrainDelay)) {
@@ -259,8 +274,10 @@ func (s *stopper) next() time.Time {
 		}
 	}
 	switch s.phase {
-	case phaseRunning, phaseKilled:
+	case phaseRunning:
 		return time.Time{}
+	case phaseKilled:
+		return s.nextKill
 	case phaseDelay:
 		earliest(s.began.Add(s.cfg.DrainDelay))
 	case phaseGraceful:

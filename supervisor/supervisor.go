@@ -127,6 +127,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts:         opts,
 		name:         commandName(opts.Argv[0]),
 		main:         pid,
+		startedAt:    time.Now(),
 		self:         os.Getpid(),
 		graceful:     opts.Map.Translate(syscall.SIGTERM),
 		fast:         opts.Preset.Fast,
@@ -189,6 +190,10 @@ type loop struct {
 	reloadUntil time.Time    // a reload is under way until then at the most
 	reloadOld   map[int]bool // the master's children when the reload began
 	upgrade     *upgrade     // a binary upgrade under way, or nil
+
+	startedAt    time.Time          // the command was started
+	orphanExited bool               // a process other than the master was reaped
+	orphanStatus syscall.WaitStatus // how the last one ended
 
 	healthy     bool // the last health check passed
 	probeFailed bool // a failing health check was logged since the last pass
@@ -297,6 +302,11 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 	case to == l.graceful && !l.stop.stopping():
 		l.opts.Log.Infof("received %s: stopping %s gracefully with %s", signals.Name(sig), l.name, signals.Name(to))
 		l.do(now, l.stop.begin(now))
+	case sig == l.graceful && l.stop.phase == phaseDelay:
+		// The graceful signal itself, sent to graceshim during the drain
+		// delay, asks for the graceful stop now, not for a harder one.
+		l.opts.Log.Infof("received %s during the drain delay: sending it now", signals.Name(sig))
+		l.do(now, l.stop.gracefulNow(now))
 	case to == l.graceful || to == l.fast:
 		l.do(now, l.stop.escalate(now, "received "+signals.Name(sig)))
 	case sig == syscall.SIGHUP && to == l.opts.Preset.Reload && !l.stop.stopping():
@@ -366,10 +376,24 @@ func (l *loop) endReload(what string) {
 func (l *loop) onExit(now time.Time, e exited) bool {
 	log := l.opts.Log
 	if e.pid == 0 {
-		return l.mainGone && l.awaitPID.IsZero()
+		if !l.awaitPID.IsZero() {
+			// The daemon died before its pid file named it: nothing is
+			// left to follow. Its own status is the result.
+			l.awaitPID = time.Time{}
+			l.mainGone = true
+			if l.orphanExited && l.orphanStatus != 0 {
+				// The daemon's own failure is the better answer.
+				l.lastStatus = l.orphanStatus
+				log.Errorf("%s exited before its pid file %s named it: %s", l.name, l.opts.PIDFile, describe(l.lastStatus))
+			} else {
+				l.setupErr = fmt.Errorf("%w: pid file %s did not name a live process of %s: nothing is left running", ErrSetup, l.opts.PIDFile, l.name)
+			}
+		}
+		return l.mainGone
 	}
 	if e.pid != l.main {
 		log.Debugf("reaped pid %d (%s)", e.pid, describe(e.status))
+		l.orphanExited, l.orphanStatus = true, e.status
 		return false
 	}
 	l.lastStatus = e.status
@@ -379,7 +403,7 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 	// new master is one of our children now (we are a subreaper), or the
 	// pid file names it.
 	if clean && !l.stop.stopping() {
-		if next := l.successor(); next > 0 {
+		if next := l.successor(now); next > 0 {
 			l.follow(next, fmt.Sprintf("pid %d %s", e.pid, describe(e.status)))
 			return false
 		}
@@ -387,6 +411,13 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 			l.awaitPID = now.Add(l.opts.ReadyTimeout)
 			return false
 		}
+	}
+	if l.upgrade != nil {
+		// The old master went, and no new one is there to follow: the
+		// service is down. Exit non-zero so that Restart= brings it back.
+		l.setupErr = fmt.Errorf("%w: upgrade of %s failed: old master %d exited and no new master is running", ErrSetup, l.name, e.pid)
+		l.opts.Log.Errorf("upgrade of %s failed: old master %d exited and no new master is running", l.name, e.pid)
+		l.upgrade = nil
 	}
 	l.mainGone = true
 	if l.stop.stopping() {
@@ -405,8 +436,11 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 }
 
 // successor finds the master that replaced the one that exited: the pid
-// file's pid when there is a pid file, else our only child.
-func (l *loop) successor() int {
+// file's pid when there is a pid file (a direct child: the reaper sees
+// only those exit), else our only child. After start-up and outside an
+// upgrade, a child without children of its own is not a master (a piped
+// logger, a helper a foreground server left behind) and is not followed.
+func (l *loop) successor(now time.Time) int {
 	table, err := proctab.Read()
 	if err != nil {
 		return 0
@@ -416,7 +450,7 @@ func (l *loop) successor() int {
 		if err != nil || pid == l.main {
 			return 0
 		}
-		for _, d := range proctab.Descendants(table, l.self)[1:] {
+		for _, d := range proctab.Children(table, l.self) {
 			if d == pid {
 				return pid
 			}
@@ -426,6 +460,18 @@ func (l *loop) successor() int {
 	kids := proctab.Children(table, l.self)
 	if len(kids) == 0 {
 		return 0
+	}
+	if l.ready && l.upgrade == nil && now.Sub(l.startedAt) > l.opts.ReadyTimeout {
+		var masters []int
+		for _, k := range kids {
+			if len(proctab.Children(table, k)) > 0 {
+				masters = append(masters, k)
+			}
+		}
+		kids = masters
+		if len(kids) == 0 {
+			return 0
+		}
 	}
 	if len(kids) > 1 {
 		l.opts.Log.Warnf("%d processes left behind by %s; following pid %d", len(kids), l.name, kids[0])
@@ -438,6 +484,11 @@ func (l *loop) follow(pid int, why string) {
 	l.main = pid
 	l.awaitPID = time.Time{}
 	l.watchCmds <- watchCmd{main: pid}
+	if l.stop.stopping() {
+		// The stop began while the master was unknown (the pid file not
+		// written yet): it gets the stop's signal now.
+		l.resignal()
+	}
 	if u := l.upgrade; u != nil {
 		l.upgrade = nil
 		if pid != u.next {
@@ -462,7 +513,7 @@ func (l *loop) resignal() {
 }
 
 func (l *loop) pollPIDFile(now time.Time) {
-	if next := l.successor(); next > 0 {
+	if next := l.successor(now); next > 0 {
 		l.follow(next, "named by "+l.opts.PIDFile)
 		return
 	}
@@ -472,7 +523,6 @@ func (l *loop) pollPIDFile(now time.Time) {
 	l.awaitPID = time.Time{}
 	l.mainGone = true
 	l.setupErr = fmt.Errorf("%w: pid file %s did not name a live process of %s within %s", ErrSetup, l.opts.PIDFile, l.name, l.opts.ReadyTimeout)
-	l.opts.Log.Errorf("%v", l.setupErr)
 	l.do(now, l.stop.escalate(now, "no master to supervise"))
 	// Nothing may be left to reap at all; look once more.
 	if table, err := proctab.Read(); err == nil && len(proctab.Children(table, l.self)) == 0 {
@@ -482,6 +532,8 @@ func (l *loop) pollPIDFile(now time.Time) {
 
 func (l *loop) onWatch(now time.Time, ev watchEvent) {
 	switch {
+	case ev.ready != nil && l.stop.stopping():
+		// A listener found late, when a stop has begun: not ready.
 	case ev.ready != nil:
 		l.opts.Log.Infof("%s is listening on %s", l.name, strings.Join(ev.ready, ", "))
 		if l.opts.HealthCheck != nil {
@@ -535,12 +587,24 @@ func (l *loop) do(now time.Time, acts []action) {
 		case actStopping:
 			l.health.setStopping()
 			l.notify("STOPPING=1")
+			// A stop supersedes a reload or an upgrade under way: no
+			// READY=1 for them, and no more signals to their processes.
+			l.reloadUntil = time.Time{}
+			if l.upgrade != nil {
+				l.opts.Log.Warnf("stop during the upgrade of %s: the upgrade is abandoned", l.name)
+				l.upgrade = nil
+			}
 		case actPreStop:
 			l.signalMaster(l.opts.Preset.PreStop)
+			l.signalMaster(syscall.SIGCONT)
 		case actGraceful:
 			l.sendGraceful()
+			// A master stopped with TSTP could not handle it otherwise
+			// (systemd sends CONT after its kill signal for that reason).
+			l.signalMaster(syscall.SIGCONT)
 		case actFast:
 			l.signalMaster(l.fast)
+			l.signalMaster(syscall.SIGCONT)
 		case actKill:
 			l.killTree()
 		case actStatus:
@@ -578,7 +642,7 @@ func (l *loop) sendGraceful() {
 // signalMaster sends sig to the master, or to every process left when
 // there is no master any more.
 func (l *loop) signalMaster(sig syscall.Signal) {
-	if l.mainGone {
+	if l.mainGone || !l.awaitPID.IsZero() {
 		for _, pid := range l.tree() {
 			_ = syscall.Kill(pid, sig)
 		}

@@ -495,3 +495,91 @@ func TestParseProbe(t *testing.T) {
 		}
 	}
 }
+
+// TestRunStopWhileWaitingForPIDFile: a stop that comes before the pid file
+// names the daemonized master still reaches that master, with the
+// graceful signal, as soon as it is known.
+func TestRunStopWhileWaitingForPIDFile(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "late.pid")
+	t.Setenv("GRACESHIM_TEST_PIDFILE", pidfile)
+	t.Setenv("GRACESHIM_TEST_PIDFILE_DELAY", "700ms")
+	ev, done, _ := start(t, "daemon", func(o *Options) { o.PIDFile = pidfile })
+	parent, _ := ev.wait("forked ")
+	waitGone(t, parent)
+	selfSignal(t, syscall.SIGTERM) // the pid file is not written yet
+	ev.wait("got QUIT")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, rest := ev.waitAny("got "); rest != "" {
+		t.Errorf("the server got %s too; want QUIT alone", rest)
+	}
+}
+
+// TestRunGracefulSignalDuringDelay: the graceful signal itself, sent to
+// graceshim during the drain delay, ends the delay gracefully.
+func TestRunGracefulSignalDuringDelay(t *testing.T) {
+	ev, done, _ := start(t, "server", func(o *Options) { o.DrainDelay = 10 * time.Second })
+	ev.wait("ready ")
+	selfSignal(t, syscall.SIGTERM)
+	ev.none("got", 300*time.Millisecond) // still serving: the delay
+	selfSignal(t, syscall.SIGQUIT)
+	ev.wait("got QUIT")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v (want the graceful exit, not the fast one)", err)
+	}
+}
+
+// TestRunStopAfterTSTP: a master suspended with TSTP (Ctrl-Z) still gets
+// and handles the stop: CONT follows the stop signal.
+func TestRunStopAfterTSTP(t *testing.T) {
+	ev, done, _ := start(t, "server", nil)
+	pid, _ := ev.wait("ready ")
+	selfSignal(t, syscall.SIGTSTP)
+	deadline := time.Now().Add(10 * time.Second)
+	for procState(pid) != "T" {
+		if time.Now().After(deadline) {
+			t.Fatalf("server %d not stopped by TSTP (state %q)", pid, procState(pid))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	selfSignal(t, syscall.SIGTERM)
+	ev.wait("got QUIT")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestRunLeftoverIsNoMaster: a foreground server that exits 0 on its own
+// after start-up leaves a helper behind; the helper is not followed as
+// if it were a new master, it is stopped, and graceshim exits.
+func TestRunLeftoverIsNoMaster(t *testing.T) {
+	var log strings.Builder
+	t.Setenv("GRACESHIM_TEST_CHILD", "")
+	_, done, _ := start(t, "", func(o *Options) {
+		o.Argv = []string{"sh", "-c", "sleep 1000 & sleep 0.5; exit 0"}
+		o.Ready = ReadyExec
+		o.ReadyTimeout = 100 * time.Millisecond
+		o.Preset, _ = signals.Lookup("generic")
+		o.Map = nil
+		o.Log = NewLogger(&log, LevelDebug)
+	})
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if strings.Contains(log.String(), "following") {
+		t.Errorf("a leftover sleep was followed as a master:\n%s", log.String())
+	}
+}
+
+func procState(pid int) string {
+	b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2 : i+3]
+	}
+	return ""
+}

@@ -100,16 +100,14 @@ func (l *loop) pollUpgrade(now time.Time) {
 // failUpgrade gives up an upgrade. When the old workers were already
 // stopped, HUP makes the old master start new ones from its own binary
 // (nginx: "restarts worker processes without re-reading the
-// configuration"), and the new master is told to go.
+// configuration"). The new master is gone already: it is not signalled,
+// its pid may be another process's by now.
 func (l *loop) failUpgrade(why string, rollback bool) {
 	u := l.upgrade
 	l.upgrade = nil
 	l.opts.Log.Errorf("upgrade of %s failed: %s; the old master pid %d keeps serving", l.name, why, u.old)
 	if rollback {
 		_ = syscall.Kill(u.old, syscall.SIGHUP)
-		if u.next != 0 {
-			_ = syscall.Kill(u.next, syscall.SIGQUIT)
-		}
 	}
 	l.notify(fmt.Sprintf("READY=1\nSTATUS=running: %s (pid %d), upgrade failed: %s", l.name, u.old, why))
 }
