@@ -265,43 +265,36 @@ func newEvents(t *testing.T) *events {
 // for later waits. The timeout only guards against hangs.
 func (e *events) wait(prefix string) (pid int, rest string) {
 	e.t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		for i, l := range e.seen {
-			p, text, _ := strings.Cut(l, " ")
-			if strings.HasPrefix(text, prefix) {
-				e.seen = append(e.seen[:i], e.seen[i+1:]...)
-				pid, _ = strconv.Atoi(p)
-				return pid, strings.TrimSpace(strings.TrimPrefix(text, prefix))
-			}
-		}
-		select {
-		case l := <-e.lines:
-			e.seen = append(e.seen, l)
-		case <-deadline:
-			e.t.Fatalf("no event %q within 20s (seen: %q)", prefix, e.seen)
-		}
+	pid, rest, ok := e.within(prefix, 20*time.Second)
+	if !ok {
+		e.t.Fatalf("no event %q within 20s (seen: %q)", prefix, e.seen)
 	}
+	return pid, rest
 }
 
-// waitAny returns a line starting with prefix that has arrived already or
-// arrives within 200ms, or "" when none does.
+// waitAny is wait for a line that may not come: it returns "" when none
+// has come within 200ms.
 func (e *events) waitAny(prefix string) (pid int, rest string) {
-	deadline := time.After(200 * time.Millisecond)
+	pid, rest, _ = e.within(prefix, 200*time.Millisecond)
+	return pid, rest
+}
+
+func (e *events) within(prefix string, d time.Duration) (pid int, rest string, ok bool) {
+	deadline := time.After(d)
 	for {
 		for i, l := range e.seen {
 			p, text, _ := strings.Cut(l, " ")
 			if strings.HasPrefix(text, prefix) {
 				e.seen = append(e.seen[:i], e.seen[i+1:]...)
 				pid, _ = strconv.Atoi(p)
-				return pid, strings.TrimSpace(strings.TrimPrefix(text, prefix))
+				return pid, strings.TrimSpace(strings.TrimPrefix(text, prefix)), true
 			}
 		}
 		select {
 		case l := <-e.lines:
 			e.seen = append(e.seen, l)
 		case <-deadline:
-			return 0, ""
+			return 0, "", false
 		}
 	}
 }
