@@ -48,6 +48,7 @@ func upgradeAction(c *cli.Context) error {
 		return withCode(exitUsage, err)
 	}
 	pid := c.Int("pid")
+	var status func() string
 	switch {
 	case pid != 0 && c.String("unit") != "":
 		return usageErrorf("give --pid or --unit, not both")
@@ -55,6 +56,7 @@ func upgradeAction(c *cli.Context) error {
 		if pid, err = unitMainPID(c.String("unit"), c.Bool("user")); err != nil {
 			return withCode(exitUsage, err)
 		}
+		status = func() string { v, _ := unitProperty(c.String("unit"), c.Bool("user"), "StatusText"); return v }
 	case pid <= 0:
 		return usageErrorf("missing --pid or --unit: which graceshim to upgrade")
 	}
@@ -66,6 +68,7 @@ func upgradeAction(c *cli.Context) error {
 		Signal:  sig,
 		Test:    c.Args().Slice(),
 		Timeout: c.Duration("timeout"),
+		Status:  status,
 		Log:     supervisor.NewLogger(os.Stderr, level),
 	})
 	if errors.Is(err, supervisor.ErrUpgrade) {
@@ -74,17 +77,26 @@ func upgradeAction(c *cli.Context) error {
 	return err
 }
 
-// unitMainPID asks systemd for a unit's MainPID.
-func unitMainPID(unit string, user bool) (int, error) {
-	args := []string{"show", "-p", "MainPID", "--value", unit}
+// unitProperty asks systemd for one property of a unit.
+func unitProperty(unit string, user bool, prop string) (string, error) {
+	args := []string{"show", "-p", prop, "--value", unit}
 	if user {
 		args = append([]string{"--user"}, args...)
 	}
 	out, err := exec.Command("systemctl", args...).CombinedOutput()
 	if err != nil {
-		return 0, fmt.Errorf("cannot ask systemd for %s's main pid: %w: %s", unit, err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("cannot ask systemd for %s's %s: %w: %s", unit, prop, err, strings.TrimSpace(string(out)))
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	return strings.TrimSpace(string(out)), nil
+}
+
+// unitMainPID asks systemd for a unit's MainPID.
+func unitMainPID(unit string, user bool) (int, error) {
+	out, err := unitProperty(unit, user, "MainPID")
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(out)
 	if err != nil || pid <= 0 {
 		return 0, fmt.Errorf("unit %s has no main process (is it running?)", unit)
 	}

@@ -200,10 +200,12 @@ ExecStart=%s --ready-timeout=3s -- %s -c %s
 		os.WriteFile(broken, []byte("#!/bin/sh\nexit 1\n"), 0o755)
 		copyExecutable(t, broken, ngx)
 		defer copyExecutable(t, nginx, ngx)
-		out, code := upgradeCmd(u, bin, "--pid", fmt.Sprint(shim), "--timeout", "8s")
-		if code != 5 {
-			t.Errorf("exit %d, %q; want 5", code, out)
+		began := time.Now()
+		out, code := upgradeCmd(u, bin, "--unit", name, "--user", "--timeout", "60s")
+		if code != 5 || !strings.Contains(out, "upgrade failed") {
+			t.Errorf("exit %d, %q; want 5 and graceshim's word that the upgrade failed", code, out)
 		}
+		t.Logf("figures: the failed upgrade was reported %s after it was asked for (graceshim's ready timeout: 3s)", time.Since(began).Round(100*time.Millisecond))
 		untouched(t)
 		if log := u.UnitLog(t, name); !strings.Contains(log, "upgrade of nginx failed") {
 			t.Errorf("unit log does not say the upgrade failed:\n%s", log)

@@ -30,7 +30,11 @@ type UpgradeRequest struct {
 	Test []string
 	// Timeout bounds the whole upgrade.
 	Timeout time.Duration
-	Log     *Logger
+	// Status, when set, returns graceshim's current STATUS= text (from
+	// systemd), so that an upgrade graceshim gave up on is reported at
+	// once rather than at the timeout.
+	Status func() string
+	Log    *Logger
 }
 
 // RequestUpgrade checks that the new binary is there and passes its
@@ -68,7 +72,8 @@ func RequestUpgrade(ctx context.Context, r UpgradeRequest) error {
 		return fmt.Errorf("%w: cannot signal graceshim pid %d: %v", ErrUpgrade, r.PID, err)
 	}
 	deadline := time.Now().Add(r.Timeout)
-	var seen int // a new master seen under the old one
+	var seen int      // a new master seen under the old one
+	underWay := false // graceshim's status said it was upgrading
 	for {
 		if err := syscall.Kill(r.PID, 0); err != nil {
 			return fmt.Errorf("%w: graceshim pid %d is gone: %v", ErrUpgrade, r.PID, err)
@@ -99,6 +104,16 @@ func RequestUpgrade(ctx context.Context, r UpgradeRequest) error {
 				case seen != 0 && next == 0 && !contains(kids, seen):
 					return fmt.Errorf("%w: the new master pid %d went away; graceshim rolled back to master pid %d (see its log)", ErrUpgrade, seen, old)
 				}
+			}
+		}
+		if r.Status != nil {
+			// A failure counts only after this upgrade was seen under way:
+			// the status may still tell of an earlier one.
+			switch st := r.Status(); {
+			case strings.HasPrefix(st, "upgrading"):
+				underWay = true
+			case underWay && strings.Contains(st, "upgrade failed"):
+				return fmt.Errorf("%w: graceshim says: %s", ErrUpgrade, st)
 			}
 		}
 		if time.Now().After(deadline) {
