@@ -98,8 +98,6 @@ func Run(ctx context.Context, opts Options) error {
 		return startError(opts.Argv[0], err)
 	}
 	pid := cmd.Process.Pid
-	// The reaper waits for every child; the handle is not needed.
-	_ = cmd.Process.Release()
 
 	loopCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -127,6 +125,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts:         opts,
 		name:         commandName(opts.Argv[0]),
 		main:         pid,
+		mainProc:     cmd.Process,
 		startedAt:    time.Now(),
 		self:         os.Getpid(),
 		graceful:     opts.Map.Translate(syscall.SIGTERM),
@@ -169,8 +168,9 @@ func commandName(argv0 string) string {
 // loop is the event loop. Its goroutine owns every field.
 type loop struct {
 	opts         Options
-	name         string // the command's base name, for messages
-	main         int    // the master's pid
+	name         string      // the command's base name, for messages
+	main         int         // the master's pid
+	mainProc     *os.Process // the master, signalled through its pidfd: never another process that took its pid
 	self         int
 	graceful     syscall.Signal
 	fast         syscall.Signal
@@ -482,6 +482,7 @@ func (l *loop) successor(now time.Time) int {
 func (l *loop) follow(pid int, why string) {
 	l.opts.Log.Infof("following %s master pid %d (%s)", l.name, pid, why)
 	l.main = pid
+	l.setMainProc(pid)
 	l.awaitPID = time.Time{}
 	l.watchCmds <- watchCmd{main: pid}
 	if l.stop.stopping() {
@@ -648,14 +649,30 @@ func (l *loop) signalMaster(sig syscall.Signal) {
 		}
 		return
 	}
-	target := l.main
+	l.opts.Log.Debugf("sending %s to %d", signals.Name(sig), l.main)
+	var err error
 	if l.opts.Preset.Group {
-		target = -l.main
+		err = syscall.Kill(-l.main, sig)
+	} else {
+		// The reaper may have reaped the master a moment ago, its exit
+		// not yet handled here; the pidfd makes that an ESRCH rather
+		// than a signal to whoever got the pid next.
+		err = l.mainProc.Signal(sig)
 	}
-	l.opts.Log.Debugf("sending %s to %d", signals.Name(sig), target)
-	if err := syscall.Kill(target, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err != nil && !errors.Is(err, syscall.ESRCH) && !errors.Is(err, os.ErrProcessDone) {
 		l.opts.Log.Warnf("cannot send %s to %s (pid %d): %v", signals.Name(sig), l.name, l.main, err)
 	}
+}
+
+// setMainProc takes a handle (a pidfd, where the kernel has them) on a
+// newly followed master, found alive a moment ago.
+func (l *loop) setMainProc(pid int) {
+	if l.mainProc != nil {
+		_ = l.mainProc.Release()
+	}
+	// On Unix FindProcess never fails; without pidfd support it keeps
+	// the bare pid.
+	l.mainProc, _ = os.FindProcess(pid)
 }
 
 // tree lists every process below graceshim.
