@@ -1,7 +1,9 @@
 package sysv
 
 import (
+	"bytes"
 	"fmt"
+	"os/exec"
 	"path"
 	"sort"
 	"strconv"
@@ -74,7 +76,29 @@ func Fix(name string, src []byte, opts FixOptions) (*Result, error) {
 	if err := f.run(); err != nil {
 		return nil, err
 	}
-	return f.result(src), nil
+	r := f.result(src)
+	if len(r.Changes) > 0 {
+		// A rewrite that the shell cannot read would break every action
+		// of the script: refuse it rather than write it.
+		if err := syntaxCheck(r.Output); err != nil {
+			return nil, &UnsureError{Reason: "the rewritten script does not parse (" + err.Error() + ")", Lines: []int{1, len(s.lines)}}
+		}
+	}
+	return r, nil
+}
+
+// syntaxCheck runs sh -n over a script.
+func syntaxCheck(script []byte) error {
+	cmd := exec.Command("sh", "-n")
+	cmd.Stdin = bytes.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if msg := strings.TrimSpace(string(out)); msg != "" {
+			return fmt.Errorf("sh -n: %s", strings.ReplaceAll(msg, "\n", "; "))
+		}
+		return fmt.Errorf("sh -n: %v", err)
+	}
+	return nil
 }
 
 // edit replaces text[start:end] of one logical line.
@@ -89,7 +113,8 @@ type fixer struct {
 	style  Style
 	daemon string
 	preset signals.Preset
-	known  bool // the preset was recognised, not the generic fallback
+	known  bool   // the preset was recognised, not the generic fallback
+	binVar string // the variable holding the daemon's absolute path, "" when none
 
 	shim    bool   // the script runs the daemon under graceshim (generated in shim mode)
 	pidVar  string // the script's pid file variable ("pidfile"), if any
@@ -120,6 +145,9 @@ func (f *fixer) identify() error {
 	for _, n := range []string{"exec", "DAEMON", "daemon", "binary", "BINARY", "prog", "NAME", "name", "PROG"} {
 		if v := expand(n); v != "" {
 			candidates = append(candidates, v)
+			if f.binVar == "" && strings.HasPrefix(v, "/") {
+				f.binVar = n
+			}
 		}
 	}
 	if v := s.header["processname"]; v != "" {
@@ -411,10 +439,22 @@ func (f *fixer) shimStop(li int, kind ctxKind, c command) error {
 	return nil
 }
 
-// stopCall is the replacement for a stop command.
+// stopCall is the replacement for a stop command. It names the daemon's
+// binary when the script keeps it in a variable, so that a stale pid file
+// (a pid since given to another process) is not acted on.
 func (f *fixer) stopCall(pidWord string) string {
 	f.needFunc, f.needTimeout = true, true
-	return fmt.Sprintf(`graceshim_stop %s %s "$%s"`, pidWord, signals.Name(f.preset.Graceful), TimeoutVar)
+	call := fmt.Sprintf(`graceshim_stop %s %s "$%s"`, pidWord, signals.Name(f.preset.Graceful), TimeoutVar)
+	if f.binVar != "" {
+		call += ` "$` + f.binVar + `"`
+	}
+	return call
+}
+
+// timeoutGuard is the line after STOP_TIMEOUT's default that keeps an
+// operator's "30s" from breaking $((...)) and --retry schedules.
+func timeoutGuard(def int) string {
+	return fmt.Sprintf(`case $%[1]s in '' | *[!0-9]*) echo "%[1]s=$%[1]s is not whole seconds; using %[2]d" >&2; %[1]s=%[2]d ;; esac`, TimeoutVar, def)
 }
 
 func (f *fixer) keptSignalNote() {
@@ -1002,7 +1042,8 @@ func (f *fixer) insertPreamble() {
 		block = append(block, "",
 			fmt.Sprintf("# Longest graceful stop, in seconds, before TERM and then KILL; set %s", TimeoutVar),
 			fmt.Sprintf("# in %s to change it.", confPath),
-			fmt.Sprintf("%s=${%s:-%d}", TimeoutVar, TimeoutVar, f.opts.StopTimeout))
+			fmt.Sprintf("%s=${%s:-%d}", TimeoutVar, TimeoutVar, f.opts.StopTimeout),
+			timeoutGuard(f.opts.StopTimeout))
 	}
 	if f.needFunc && !s.funcs["graceshim_stop"] {
 		block = append(block, "")
@@ -1050,7 +1091,15 @@ func (f *fixer) result(src []byte) *Result {
 	for li, l := range f.s.ll {
 		text := l.text
 		es := f.edits[li]
-		sort.SliceStable(es, func(i, j int) bool { return es[i].start > es[j].start })
+		// Right to left; at the same offset a deletion or replacement
+		// (end > start) goes before an insertion there, so that it cannot
+		// eat the inserted text.
+		sort.SliceStable(es, func(i, j int) bool {
+			if es[i].start != es[j].start {
+				return es[i].start > es[j].start
+			}
+			return es[i].end > es[j].end
+		})
 		for _, e := range es {
 			text = text[:e.start] + e.text + text[e.end:]
 		}

@@ -219,6 +219,7 @@ lockfile=/var/lock/subsys/{{.Name}}
 [ -f /etc/sysconfig/$prog ] && . /etc/sysconfig/$prog
 
 STOP_TIMEOUT=${STOP_TIMEOUT:-{{.StopTimeout}}}
+case $STOP_TIMEOUT in '' | *[!0-9]*) echo "STOP_TIMEOUT=$STOP_TIMEOUT is not whole seconds; using {{.StopTimeout}}" >&2; STOP_TIMEOUT={{.StopTimeout}} ;; esac
 
 {{.StopFunc}}
 {{- if .ConfigTest}}
@@ -404,6 +405,7 @@ PIDFILE={{.PIDFile}}
 [ -r /etc/default/$NAME ] && . /etc/default/$NAME
 
 STOP_TIMEOUT=${STOP_TIMEOUT:-{{.StopTimeout}}}
+case $STOP_TIMEOUT in '' | *[!0-9]*) echo "STOP_TIMEOUT=$STOP_TIMEOUT is not whole seconds; using {{.StopTimeout}}" >&2; STOP_TIMEOUT={{.StopTimeout}} ;; esac
 
 # shellcheck source=/dev/null
 . /lib/lsb/init-functions

@@ -123,3 +123,56 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 	}
 	return cond()
 }
+
+// TestStopFuncSetEAndStale: graceshim_stop inside a 'set -e' script with a
+// pid file that has no trailing newline stops the daemon and lets the
+// script go on; with the daemon's binary named, a pid that runs something
+// else (a stale pid file) is left alone.
+func TestStopFuncSetEAndStale(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		binary    string
+		wantAlive bool
+		want      string
+	}{
+		{"set -e, no newline", "", false, "after rc=0"},
+		{"binary matches", "/usr/bin/sleep", false, "after rc=0"},
+		{"stale pid file", "/usr/sbin/nginx", true, "a stale pid file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pidfile := filepath.Join(dir, "d.pid")
+			d := exec.Command("sleep", "300")
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { d.Process.Kill(); d.Wait() }()
+			if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			script := "set -e\n" + StopFunc + `graceshim_stop "$1" TERM 2 "$2"; echo "after rc=$?"`
+			out, err := exec.Command("sh", "-c", script, "sh", pidfile, tc.binary).CombinedOutput()
+			if err != nil {
+				t.Fatalf("the script failed under set -e: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("output %q, want %q", out, tc.want)
+			}
+			alive := procAlive(d.Process.Pid)
+			if alive != tc.wantAlive {
+				t.Errorf("daemon alive=%v after the stop, want %v\n%s", alive, tc.wantAlive, out)
+			}
+		})
+	}
+}
+
+// procAlive reports whether pid runs and is not a zombie.
+func procAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
