@@ -144,6 +144,16 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		keptStops = append(keptStops, d)
 		r.Warnings = append(r.Warnings, Warning{u.File, d.Line, "ExecStop= kept: it runs before systemd's SIGTERM, so graceshim's drain starts only after it returns"})
 	}
+	// graceshim's HUP becomes the reload when the unit had none, or when
+	// its reload was a signal graceshim now sends; a unit whose reload is
+	// a command of the daemon's own (caddy reload) keeps just that.
+	hup := o.reloads()
+	if rs := u.List("Service", "ExecReload"); len(rs) > 0 {
+		hup = false
+		for _, d := range rs {
+			hup = hup || (commandOf(d).Sends && o.reloads())
+		}
+	}
 	for _, d := range u.List("Service", "ExecReload") {
 		if c := commandOf(d); c.Sends {
 			r.Notes = append(r.Notes, fmt.Sprintf("dropped ExecReload=%s (%s): systemd's HUP to graceshim reaches the daemon as %s", d.Value, c.What, signals.Name(o.Map.Translate(syscall.SIGHUP))))
@@ -167,9 +177,9 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 
 	var opts []*unit.UnitOption
 	if dropin {
-		opts = dropinOptions(u, o, execV, keptStops, keptReloads)
+		opts = dropinOptions(u, o, execV, keptStops, keptReloads, hup)
 	} else {
-		opts, err = unitOptions(u, o, execV, keptStops, keptReloads)
+		opts, err = unitOptions(u, o, execV, keptStops, keptReloads, hup)
 		if err != nil {
 			return nil, err
 		}
@@ -222,7 +232,7 @@ func keptTimeoutStart(u *Unit, o Options) bool {
 }
 
 // unitOptions builds the whole converted unit.
-func unitOptions(u *Unit, o Options, exec string, stops, reloads []Directive) ([]*unit.UnitOption, error) {
+func unitOptions(u *Unit, o Options, exec string, stops, reloads []Directive, hup bool) ([]*unit.UnitOption, error) {
 	var opts []*unit.UnitOption
 	sections := append([]string(nil), u.Sections...)
 	for _, s := range []string{"Unit", "Service"} {
@@ -278,7 +288,7 @@ func unitOptions(u *Unit, o Options, exec string, stops, reloads []Directive) ([
 		for _, d := range reloads {
 			opts = append(opts, unit.NewUnitOption("Service", "ExecReload", d.Value))
 		}
-		if o.reloads() {
+		if hup {
 			opts = append(opts, unit.NewUnitOption("Service", "ExecReload", "/bin/kill -HUP $MAINPID"))
 		}
 		for _, d := range stops {
@@ -301,7 +311,7 @@ func unitOptions(u *Unit, o Options, exec string, stops, reloads []Directive) ([
 // dropinOptions builds a drop-in that overrides what the unit gets wrong.
 // List directives are reset with an empty assignment first; single ones
 // are set again.
-func dropinOptions(u *Unit, o Options, exec string, stops, reloads []Directive) []*unit.UnitOption {
+func dropinOptions(u *Unit, o Options, exec string, stops, reloads []Directive, hup bool) []*unit.UnitOption {
 	svc := func(name, value string) *unit.UnitOption { return unit.NewUnitOption("Service", name, value) }
 	opts := []*unit.UnitOption{svc("Type", "notify"), svc("NotifyAccess", "main")}
 	if _, ok := u.Get("Service", "PIDFile"); ok {
@@ -318,7 +328,7 @@ func dropinOptions(u *Unit, o Options, exec string, stops, reloads []Directive) 
 	for _, d := range reloads {
 		opts = append(opts, svc("ExecReload", d.Value))
 	}
-	if o.reloads() {
+	if hup {
 		opts = append(opts, svc("ExecReload", "/bin/kill -HUP $MAINPID"))
 	}
 	if _, ok := u.Get("Service", "KillSignal"); ok {

@@ -268,8 +268,15 @@ func timeoutOptions(o Options) []*unit.UnitOption {
 
 // reloads says whether SIGHUP to graceshim reaches the daemon as a reload
 // signal; a preset without one (redis) would die of a plain HUP.
+//
+// The generic preset's HUP is a guess, not a fact about the daemon: a
+// daemon without a HUP handler dies of one, so an unknown daemon gets no
+// reload unless --map says what HUP becomes.
 func (o Options) reloads() bool {
-	return o.Map.Translate(syscall.SIGHUP) != syscall.SIGHUP || o.Preset.Reload == syscall.SIGHUP
+	if o.Map.Translate(syscall.SIGHUP) != syscall.SIGHUP {
+		return true
+	}
+	return o.Preset.Reload == syscall.SIGHUP && o.Preset.Name != "generic"
 }
 
 // successStatus lists the exit codes of a stop that ended as asked:

@@ -403,7 +403,8 @@ func (c *lintCtx) lintPIDFile() {
 			}
 		}
 	}
-	if !ok || path == "" {
+	if !ok || path == "" || strings.HasPrefix(path, "%") {
+		// A specifier (%t/app.pid) expands to an absolute path.
 		return
 	}
 	switch {

@@ -132,3 +132,31 @@ func TestGenerateNotifyReload(t *testing.T) {
 		}
 	}
 }
+
+// TestConvertReload: graceshim's HUP replaces a signal reload and fills in
+// a missing one for a known daemon, but a reload command of the daemon's
+// own stays the only reload, and an unknown daemon gets none.
+func TestConvertReload(t *testing.T) {
+	tests := []struct {
+		name, service string
+		wantHUP       bool
+	}{
+		{"signal reload", "[Service]\nExecStart=/usr/sbin/nginx -g 'daemon off;'\nExecReload=/bin/kill -HUP $MAINPID\n", true},
+		{"no reload, known daemon", "[Service]\nExecStart=/usr/sbin/nginx -g 'daemon off;'\n", true},
+		{"own reload command", "[Service]\nExecStart=/usr/bin/caddy run --config /etc/caddy/Caddyfile\nExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile\n", false},
+		{"unknown daemon", "[Service]\nExecStart=/usr/local/bin/myserver --port 80\n", false},
+	}
+	for _, tt := range tests {
+		u, _, err := Parse("x.service", []byte(tt.service))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Convert(u, Options{SystemdVersion: 252}, false)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := strings.Contains(string(r.Unit), "ExecReload=/bin/kill -HUP $MAINPID"); got != tt.wantHUP {
+			t.Errorf("%s: HUP reload %v, want %v:\n%s", tt.name, got, tt.wantHUP, r.Unit)
+		}
+	}
+}
