@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -359,5 +360,46 @@ func TestE2ERunStockConfig(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "following nginx master pid") || !strings.Contains(log.String(), "stopping nginx gracefully with QUIT") {
 		t.Errorf("log does not show the daemonized master followed and stopped with QUIT:\n%s", log.String())
+	}
+}
+
+// TestE2ERunSocketActivation: sockets systemd passes to graceshim
+// (sd_listen_fds) reach the server as its own: the same descriptor, with
+// LISTEN_PID set to the server's pid, which sd_listen_fds checks.
+func TestE2ERunSocketActivation(t *testing.T) {
+	bin := needGraceshim(t)
+	activate := needCmd(t, "systemd-socket-activate")
+	out := filepath.Join(t.TempDir(), "child")
+	port := freePort(t)
+	child := `printf '%s %s %s %s\n' "$LISTEN_PID" "$$" "$LISTEN_FDS" "$(readlink /proc/$$/fd/3)" > "$0"; exec sleep 30`
+	cmd := exec.Command(activate, "-l", fmt.Sprintf("127.0.0.1:%d", port), bin, "--ready=exec", "--", "sh", "-c", child, out)
+	var log strings.Builder
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	// systemd-socket-activate listens, then starts the service on the
+	// first connection.
+	var c net.Conn
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool {
+		var err error
+		c, err = net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		return err == nil
+	}) {
+		t.Fatalf("systemd-socket-activate did not listen:\n%s", log.String())
+	}
+	defer c.Close()
+	var got string
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool {
+		b, err := os.ReadFile(out)
+		got = strings.TrimSpace(string(b))
+		return err == nil && strings.Count(got, " ") == 3
+	}) {
+		t.Fatalf("the server did not start:\n%s", log.String())
+	}
+	f := strings.Fields(got)
+	if f[0] != f[1] || f[2] != "1" || !strings.HasPrefix(f[3], "socket:") {
+		t.Errorf("server saw LISTEN_PID=%s in pid %s, LISTEN_FDS=%s, fd 3 %s; want its own pid, 1, a socket\n%s", f[0], f[1], f[2], f[3], log.String())
 	}
 }

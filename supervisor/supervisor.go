@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,10 +95,16 @@ func Run(ctx context.Context, opts Options) error {
 		// alone and is translated, as systemd's TERM is.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
+	sockets := passSockets(cmd)
 	if err := cmd.Start(); err != nil {
 		return startError(opts.Argv[0], err)
 	}
 	pid := cmd.Process.Pid
+	for _, f := range sockets {
+		// The server holds them now; a copy kept here would keep a
+		// listener open after the server closed it on a graceful stop.
+		f.Close()
+	}
 
 	loopCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -144,6 +151,30 @@ func Run(ctx context.Context, opts Options) error {
 		}),
 	}
 	return l.run(ctx, sigs, exits, watchEvents, probes)
+}
+
+// passSockets hands sockets systemd passed to graceshim (socket
+// activation, sd_listen_fds(3)) on to the server: the same descriptors from
+// 3 on, LISTEN_FDS and LISTEN_FDNAMES as they are, and LISTEN_PID set to
+// the server's own pid, which sd_listen_fds checks and which is known only
+// once it runs, so a shell sets it and execs the server. It returns
+// graceshim's copies of the sockets, to close once the server started.
+func passSockets(cmd *exec.Cmd) []*os.File {
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n <= 0 || os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return nil
+	}
+	files := make([]*os.File, n)
+	for i := range files {
+		files[i] = os.NewFile(uintptr(3+i), "LISTEN_FD_"+strconv.Itoa(3+i))
+	}
+	cmd.ExtraFiles = files
+	cmd.Args = append([]string{"sh", "-c", `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`, cmd.Path}, cmd.Args[1:]...)
+	cmd.Path = "/bin/sh"
+	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+		os.Unsetenv(k) // passed on in cmd.Env; not for anything else graceshim starts
+	}
+	return files
 }
 
 // startError explains why the command could not be started, keeping the
