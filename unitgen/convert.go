@@ -74,12 +74,15 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	}
 	tail := line.RawTail(at)
 	runFlags := o.RunFlags
+	// rawFlags are graceshim flags already in unit syntax, written as they
+	// are: their variables and specifiers must still expand.
+	var rawFlags []string
 	switch wrapper {
 	case "":
 	case "graceshim":
 		if len(runFlags) == 0 {
 			for _, w := range line.Words[1 : at-1] {
-				runFlags = append(runFlags, w.Value)
+				rawFlags = append(rawFlags, w.Raw)
 			}
 		}
 		r.Notes = append(r.Notes, "ExecStart= already ran graceshim: its command is kept, its unit settings are made right")
@@ -91,7 +94,7 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		r.Warnings = append(r.Warnings, Warning{u.File, start.Line, fmt.Sprintf("the command %q is only known at run time; graceshim picks the preset then (pass --preset to be sure)", cmd[0])})
 	}
 	has := func(flag string) bool {
-		for _, f := range runFlags {
+		for _, f := range append(append([]string(nil), runFlags...), rawFlags...) {
 			if strings.HasPrefix(f, "--"+flag+"=") || f == "--"+flag {
 				return true
 			}
@@ -104,7 +107,13 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 
 	typ, _ := u.Get("Service", "Type")
 	if pf, ok := u.Get("Service", "PIDFile"); ok && typ.Value == "forking" && !has("pidfile") {
-		runFlags = append(runFlags, "--pidfile="+pf.Value)
+		if strings.Contains(pf.Value, "%") && !strings.ContainsAny(pf.Value, " \t\"'\\$;") {
+			// PIDFile= expands specifiers (%t/app.pid); so does ExecStart=
+			// when the word is written as it is.
+			rawFlags = append(rawFlags, "--pidfile="+pf.Value)
+		} else {
+			runFlags = append(runFlags, "--pidfile="+pf.Value)
+		}
 		r.Notes = append(r.Notes, fmt.Sprintf("Type=forking with PIDFile=%s: graceshim follows the daemonized master with --pidfile", pf.Value))
 	}
 	if ks, ok := u.Get("Service", "KillSignal"); ok && !has("map") && !has("preset") {
@@ -122,10 +131,14 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	o.setDefaults()
 
 	head := append([]string{o.Graceshim}, o.RunFlags...)
-	headV, err := JoinExec(append(head, "--"))
+	headV, err := JoinExec(head)
 	if err != nil {
 		return nil, fmt.Errorf("cannot write ExecStart=: %w", err)
 	}
+	for _, f := range rawFlags {
+		headV += " " + f
+	}
+	headV += " --"
 	if err := checkGraceshimPath(o.Graceshim); err != nil {
 		return nil, err
 	}

@@ -110,6 +110,8 @@ var convertInputs = []string{
 	"graceshim-wrong.service",
 	"phpfpm-pidtmp.service",
 	"unknown-bits.service",
+	"specifier-pidfile.service",
+	"graceshim-variables.service",
 	"shutdown-timeout-nginx.service",
 }
 
