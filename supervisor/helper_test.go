@@ -111,9 +111,15 @@ func child(role string) {
 // mode "flaky" USR1 closes its listener.
 func server(mode string) {
 	stubborn := mode == "stubborn"
+	// The graceful signal: QUIT (nginx, unicorn) unless the test plays a
+	// daemon whose graceful stop is TERM (gunicorn).
+	graceful := syscall.SIGQUIT
+	if os.Getenv("GRACESHIM_TEST_GRACEFUL") == "TERM" {
+		graceful = syscall.SIGTERM
+	}
 	var workers []*exec.Cmd
 	spawnWorker := func() {
-		if mode != "workers" {
+		if mode != "workers" && mode != "upgradable" {
 			return
 		}
 		cmd := exec.Command(os.Args[0])
@@ -178,6 +184,21 @@ func server(mode string) {
 			if stubborn {
 				continue
 			}
+			switch {
+			case s == graceful:
+				ln.Close()
+				draining = true
+				continue
+			case s == syscall.SIGUSR2 && mode == "upgradable":
+				// A binary upgrade: a new master with a worker of its
+				// own, as this master's child.
+				cmd := exec.Command(os.Args[0])
+				cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=server:upgradable")
+				if err := cmd.Start(); err == nil {
+					report("new master %d", cmd.Process.Pid)
+				}
+				continue
+			}
 			switch s {
 			case syscall.SIGUSR1:
 				if mode == "flaky" {
@@ -185,10 +206,7 @@ func server(mode string) {
 				}
 			case syscall.SIGHUP:
 				spawnWorker()
-			case syscall.SIGQUIT:
-				ln.Close()
-				draining = true
-			case syscall.SIGTERM, syscall.SIGINT:
+			case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
 				report("exit fast")
 				os.Exit(3)
 			}
@@ -200,7 +218,7 @@ func server(mode string) {
 		mu.Unlock()
 		if draining && n == 0 {
 			report("exit drained")
-			if mode == "workers" {
+			if mode == "workers" || mode == "upgradable" {
 				// A master stops its workers before it exits.
 				for _, w := range workers {
 					w.Process.Signal(syscall.SIGKILL)

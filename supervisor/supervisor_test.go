@@ -583,3 +583,38 @@ func procState(pid int) string {
 	}
 	return ""
 }
+
+// TestRunUpgrade: the upgrade signal starts the handover (the old master
+// starts a new one as its child), the old workers get WINCH, the old
+// master gets the preset's graceful signal (QUIT for nginx, TERM for
+// gunicorn, whose QUIT is a fast stop) and the new master is followed.
+func TestRunUpgrade(t *testing.T) {
+	for _, preset := range []string{"nginx", "gunicorn"} {
+		t.Run(preset, func(t *testing.T) {
+			p, _ := signals.Lookup(preset)
+			t.Setenv("GRACESHIM_TEST_GRACEFUL", signals.Name(p.Graceful))
+			ns := newNotifySocket(t)
+			ev, done, cancel := start(t, "server:upgradable", func(o *Options) {
+				o.Preset = p
+				o.Map = p.Map()
+			})
+			old, _ := ev.wait("ready ")
+			waitNotify(t, ns, "READY=1")
+			selfSignal(t, syscall.SIGUSR2)
+			_, next := ev.wait("new master ")
+			ev.wait("got WINCH")
+			if pid, _ := ev.wait("got " + signals.Name(p.Graceful)); pid != old {
+				t.Errorf("%s went to pid %d, want the old master %d", signals.Name(p.Graceful), pid, old)
+			}
+			waitGone(t, old)
+			msgs := collectUntil(t, ns, "STATUS=running: supervisor.test (pid "+next+"), upgraded")
+			if count(msgs, "READY=1") == 0 {
+				t.Errorf("no READY=1 after the upgrade: %q", msgs)
+			}
+			cancel()
+			if err := result(t, done); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		})
+	}
+}

@@ -22,8 +22,8 @@ const (
 // upgrade is a binary upgrade under way: the dance nginx documents
 // (and unicorn shares). USR2 makes the old master start a new master from
 // the binary now on disk, as its child; WINCH stops the old workers
-// gracefully; once the new master has kept running, QUIT makes the old
-// master exit, and the new master is reparented to graceshim, the
+// gracefully; once the new master has kept running, the preset's graceful
+// signal (QUIT; TERM for gunicorn) makes the old master exit, and the new master is reparented to graceshim, the
 // subreaper, which follows it. graceshim stays the unit's main process
 // throughout, so systemd never loses the service.
 //
@@ -88,8 +88,10 @@ func (l *loop) pollUpgrade(now time.Time) {
 	case !proctab.Has(table, u.next) && !u.quitSent:
 		l.failUpgrade(fmt.Sprintf("the new master pid %d exited", u.next), true)
 	case !u.quitSent && now.Sub(u.winched) >= upgradeSettle:
-		l.opts.Log.Infof("upgrade: new master pid %d kept running for %s; old master %d drains and exits with QUIT", u.next, upgradeSettle, u.old)
-		_ = syscall.Kill(u.old, syscall.SIGQUIT)
+		l.opts.Log.Infof("upgrade: new master pid %d kept running for %s; old master %d drains and exits with %s", u.next, upgradeSettle, u.old, signals.Name(l.opts.Preset.Graceful))
+		// The old master's graceful stop: QUIT for nginx and unicorn, TERM
+		// for gunicorn, whose QUIT is a fast stop.
+		_ = syscall.Kill(u.old, l.opts.Preset.Graceful)
 		u.quitSent = true
 		// The service is whole again: the new master serves. The old one
 		// drains in the background and is followed away when it exits.
