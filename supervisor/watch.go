@@ -3,19 +3,18 @@ package supervisor
 import (
 	"context"
 	"time"
-
-	"github.com/graceshim/graceshim/supervisor/conns"
 )
 
 // Watcher learns a process tree's listening sockets and counts its live
 // connections. The supervisor's watch actor is its only user, so an
 // implementation needs no locking.
 type Watcher interface {
-	// Learn remembers the listening endpoints of pids, adding to those it
-	// knows, and returns every endpoint it knows ("127.0.0.1:80").
-	Learn(pids []int) ([]string, error)
+	// Learn remembers the listening endpoints of the master's process
+	// tree, adding to those it knows, and returns every endpoint it knows
+	// ("tcp4 127.0.0.1:80").
+	Learn(master int) ([]string, error)
 	// Count returns the live connections that a drain waits for.
-	Count(ctx context.Context, pids []int) (int, error)
+	Count(ctx context.Context, master int) (int, error)
 }
 
 // Poll intervals of the watch actor.
@@ -44,15 +43,6 @@ type watchEvent struct {
 	pollTaken time.Duration
 }
 
-// treeOf lists the master and its descendants.
-func treeOf(root int) []int {
-	pids, err := conns.TreePids(root)
-	if err != nil {
-		return []int{root}
-	}
-	return pids
-}
-
 // watch is the actor that owns the Watcher. It looks for the first
 // listener while waitReady, re-learns now and then while the server runs,
 // and counts on a backoff schedule once asked to drain.
@@ -79,7 +69,7 @@ func watch(ctx context.Context, w Watcher, main int, waitReady bool, cmds <-chan
 				main = c.main
 			}
 			if c.learn != nil {
-				known, _ := w.Learn(treeOf(main))
+				known, _ := w.Learn(main)
 				c.learn <- known
 			}
 			if c.drain && !draining {
@@ -90,24 +80,23 @@ func watch(ctx context.Context, w Watcher, main int, waitReady bool, cmds <-chan
 			continue
 		case <-timer.C:
 		}
-		pids := treeOf(main)
 		switch {
 		case draining:
 			start := time.Now()
-			n, err := w.Count(ctx, pids)
+			n, err := w.Count(ctx, main)
 			took := time.Since(start)
 			send(watchEvent{count: n, counted: err == nil, err: err, at: time.Now(), pollTaken: took})
 			interval = min(interval*2, drainPollMax)
 			interval = max(interval, took*drainPollCostMul)
 		case waitReady:
-			known, err := w.Learn(pids)
+			known, err := w.Learn(main)
 			if err == nil && len(known) > 0 {
 				waitReady = false
 				interval = relearnEvery
 				send(watchEvent{ready: known})
 			}
 		default:
-			_, _ = w.Learn(pids)
+			_, _ = w.Learn(main)
 		}
 		resetTimer(timer, interval)
 	}
