@@ -91,9 +91,7 @@ func (s *stopper) begin(now time.Time) []action {
 	if s.phase != phaseRunning {
 		return nil
 	}
-	s.began = now
-	s.nextExtend = now
-	acts := []action{{kind: actStopping}}
+	acts := s.start(now)
 	if s.cfg.DrainDelay > 0 {
 		s.phase = phaseDelay
 		acts = append(acts, action{kind: actLog, text: fmt.Sprintf("stop asked: serving %s more before the graceful signal (drain delay)", s.cfg.DrainDelay)})
@@ -103,18 +101,20 @@ func (s *stopper) begin(now time.Time) []action {
 	return append(acts, s.graceful(now)...)
 }
 
-// gracefulNow skips the rest of a drain delay, or starts a stop without
-// one: the graceful signal reached graceshim directly.
+// start records that a stop began at now and tells systemd so.
+func (s *stopper) start(now time.Time) []action {
+	s.began = now
+	s.nextExtend = now
+	return []action{{kind: actStopping}}
+}
+
+// gracefulNow skips the rest of a drain delay: the graceful signal reached
+// graceshim directly.
 func (s *stopper) gracefulNow(now time.Time) []action {
-	switch s.phase {
-	case phaseRunning:
-		s.began = now
-		s.nextExtend = now
-		return append([]action{{kind: actStopping}}, s.graceful(now)...)
-	case phaseDelay:
-		return s.graceful(now)
+	if s.phase != phaseDelay {
+		return nil
 	}
-	return nil
+	return s.graceful(now)
 }
 
 func (s *stopper) graceful(now time.Time) []action {
@@ -134,11 +134,8 @@ func (s *stopper) graceful(now time.Time) []action {
 func (s *stopper) escalate(now time.Time, reason string) []action {
 	switch s.phase {
 	case phaseRunning:
-		s.began = now
-		s.nextExtend = now
 		s.reason = reason
-		acts := []action{{kind: actStopping}}
-		return append(acts, s.fast(now)...)
+		return append(s.start(now), s.fast(now)...)
 	case phaseDelay, phaseGraceful:
 		s.reason = reason
 		return s.fast(now)
