@@ -19,11 +19,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/graceshim/graceshim/supervisor/proctab"
 )
 
 // pid1 is graceshim running as PID 1 of a new PID namespace, under
@@ -106,16 +109,11 @@ func startPID1Env(t *testing.T, env []string, args ...string) *pid1 {
 
 // childPIDs lists the processes whose parent is pid.
 func childPIDs(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	want := strconv.Itoa(pid)
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err == nil && procField(n, "PPid") == want {
-			out = append(out, n)
-		}
+	table, err := proctab.Read()
+	if err != nil {
+		return nil
 	}
-	return out
+	return proctab.Children(table, pid)
 }
 
 // nsProc is a process of the namespace, seen from outside.
@@ -267,7 +265,7 @@ func TestE2EPID1Nginx(t *testing.T) {
 	}
 	reloaded := waitFor(20*time.Second, 20*time.Millisecond, func() bool {
 		for _, w := range childPIDs(hostMaster) {
-			if !contains(before, w) {
+			if !slices.Contains(before, w) {
 				return true
 			}
 		}

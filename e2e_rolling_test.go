@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -734,22 +735,6 @@ func (u *userSystemd) watchActiveState(unit string, began time.Time) (stop func(
 	}
 }
 
-// nginxWorkers lists the children of nginx's master.
-func nginxWorkers(master int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if procField(pid, "PPid") == strconv.Itoa(master) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
 // reloadSeen is what one reload showed.
 type reloadSeen struct {
 	took     time.Duration // the command that asked for it
@@ -821,16 +806,16 @@ func TestE2EReloadUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	workers0 := nginxWorkers(master)
+	workers0 := childPIDs(master)
 
 	viaLB := startWrk(t, lb.URL+"/small")
 	direct := startWrk(t, fmt.Sprintf("http://127.0.0.1:%d/small", b.Port), "-H", "Connection: close")
 	d := startDownloads(t, lb.URL+"/big", rollDownloads)
 
 	byKill := reloadAndWait(t, u, b, 1, "kill", "--kill-whom=main", "-s", "HUP", b.unit)
-	workers1 := nginxWorkers(master)
+	workers1 := childPIDs(master)
 	byReload := reloadAndWait(t, u, b, 2, "reload", b.unit)
-	workers2 := nginxWorkers(master)
+	workers2 := childPIDs(master)
 	time.Sleep(500 * time.Millisecond) // some load on the newest workers
 	d.RequireComplete(t, b.site.FileSize, b.site.SHA256)
 	rLB, rDirect := viaLB.Stop(t), direct.Stop(t)
@@ -876,7 +861,7 @@ func TestE2EReloadUnderLoad(t *testing.T) {
 		r             reloadSeen
 		before, after []int
 	}{{byKill, workers0, workers1}, {byReload, workers1, workers2}} {
-		if contains(c.before, c.r.newPID) || !contains(c.after, c.r.newPID) {
+		if slices.Contains(c.before, c.r.newPID) || !slices.Contains(c.after, c.r.newPID) {
 			t.Errorf("graceshim confirmed the reload with worker %d; nginx's workers were %v before it and %v after", c.r.newPID, c.before, c.after)
 		}
 	}
@@ -889,15 +874,6 @@ func TestE2EReloadUnderLoad(t *testing.T) {
 	if t.Failed() {
 		t.Logf("unit log:\n%s", log)
 	}
-}
-
-func contains(list []int, v int) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // TestE2ERollingParseWrk: the figures the rolling tests judge by are read

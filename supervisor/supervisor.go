@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,7 +131,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	l := &loop{
 		opts:         opts,
-		name:         commandName(opts.Argv[0]),
+		name:         filepath.Base(opts.Argv[0]),
 		main:         pid,
 		mainProc:     cmd.Process,
 		startedAt:    time.Now(),
@@ -187,13 +188,6 @@ func startError(name string, err error) error {
 		return fmt.Errorf("command not executable: %s: %w", name, fs.ErrPermission)
 	}
 	return fmt.Errorf("%w: cannot start %s: %v", ErrSetup, name, err)
-}
-
-func commandName(argv0 string) string {
-	if i := strings.LastIndexByte(argv0, '/'); i >= 0 {
-		return argv0[i+1:]
-	}
-	return argv0
 }
 
 // loop is the event loop. Its goroutine owns every field.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -101,7 +102,7 @@ func RequestUpgrade(ctx context.Context, r UpgradeRequest) error {
 				case next != 0 && seen == 0:
 					seen = next
 					r.Log.Infof("new master pid %d is up; the old master drains", next)
-				case seen != 0 && next == 0 && !contains(kids, seen):
+				case seen != 0 && next == 0 && !slices.Contains(kids, seen):
 					return fmt.Errorf("%w: the new master pid %d went away; graceshim rolled back to master pid %d (see its log)", ErrUpgrade, seen, old)
 				}
 			}
@@ -151,13 +152,4 @@ func upgradeBinary(shim, master int) (string, error) {
 		return "", fmt.Errorf("cannot find the binary of master pid %d: %v", master, err)
 	}
 	return strings.TrimSuffix(exe, " (deleted)"), nil
-}
-
-func contains(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
