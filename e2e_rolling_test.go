@@ -24,7 +24,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -474,38 +473,19 @@ type restartSeen struct {
 // watchRestart polls HAProxy's view of server and nginx's port every 10 ms
 // until stop is called.
 func watchRestart(lb *haproxyLB, b backend, began time.Time) (stop func() restartSeen) {
-	quit := make(chan struct{})
-	done := make(chan restartSeen, 1)
-	go func() {
-		var s restartSeen
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if s.down == 0 && strings.HasPrefix(lb.status(b.Name), "DOWN") {
-				s.down = time.Since(began)
-			}
-			if s.refused == 0 {
-				c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port), 200*time.Millisecond)
-				if err != nil {
-					s.refused = time.Since(began)
-				} else {
-					c.Close()
-				}
-			}
-			select {
-			case <-quit:
-				done <- s
-				return
-			case <-tick.C:
+	return pollUntilStopped(10*time.Millisecond, func(s *restartSeen) {
+		if s.down == 0 && strings.HasPrefix(lb.status(b.Name), "DOWN") {
+			s.down = time.Since(began)
+		}
+		if s.refused == 0 {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port), 200*time.Millisecond)
+			if err != nil {
+				s.refused = time.Since(began)
+			} else {
+				c.Close()
 			}
 		}
-	}()
-	var once sync.Once
-	var s restartSeen
-	return func() restartSeen {
-		once.Do(func() { close(quit); s = <-done })
-		return s
-	}
+	})
 }
 
 // rollResult is what a whole rolling restart measured.
@@ -710,29 +690,12 @@ type stateAt struct {
 // watchActiveState polls the unit's ActiveState as fast as systemctl
 // answers until stop is called; stop returns each change in order.
 func (u *userSystemd) watchActiveState(unit string, began time.Time) (stop func() []stateAt) {
-	quit := make(chan struct{})
-	done := make(chan []stateAt, 1)
-	go func() {
-		var seen []stateAt
-		for {
-			out, err := u.systemctl("show", "-p", "ActiveState", "--value", unit)
-			if s := strings.TrimSpace(out); err == nil && (len(seen) == 0 || seen[len(seen)-1].State != s) {
-				seen = append(seen, stateAt{s, time.Since(began)})
-			}
-			select {
-			case <-quit:
-				done <- seen
-				return
-			default:
-			}
+	return pollUntilStopped(0, func(seen *[]stateAt) {
+		out, err := u.systemctl("show", "-p", "ActiveState", "--value", unit)
+		if s := strings.TrimSpace(out); err == nil && (len(*seen) == 0 || (*seen)[len(*seen)-1].State != s) {
+			*seen = append(*seen, stateAt{s, time.Since(began)})
 		}
-	}()
-	var once sync.Once
-	var seen []stateAt
-	return func() []stateAt {
-		once.Do(func() { close(quit); seen = <-done })
-		return seen
-	}
+	})
 }
 
 // reloadSeen is what one reload showed.

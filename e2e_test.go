@@ -544,35 +544,65 @@ func (u *userSystemd) UnitLog(t testing.TB, name string) string {
 // order they first appeared.
 func (u *userSystemd) WatchStatus(t testing.TB, name string) (stop func() []string) {
 	t.Helper()
+	type seen struct {
+		list []string
+		have map[string]bool
+	}
+	stopSeen := pollUntilStopped(100*time.Millisecond, func(s *seen) {
+		out, err := u.systemctl("show", "-p", "StatusText", "--value", name)
+		if v := strings.TrimSpace(out); err == nil && !s.have[v] {
+			if s.have == nil {
+				s.have = map[string]bool{}
+			}
+			s.have[v] = true
+			s.list = append(s.list, v)
+		}
+	})
+	return func() []string { return stopSeen().list }
+}
+
+// pollUntilStopped runs step in a goroutine, every interval (0: back to
+// back), until the returned stop is called; stop waits for the step under
+// way and returns the state the steps built up. stop may be called more
+// than once.
+func pollUntilStopped[T any](interval time.Duration, step func(*T)) (stop func() T) {
 	quit := make(chan struct{})
-	done := make(chan []string, 1)
+	done := make(chan T, 1)
 	go func() {
-		var seen []string
-		have := map[string]bool{}
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
+		var state T
+		var tick <-chan time.Time
+		if interval > 0 {
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			tick = t.C
+		}
 		for {
-			out, err := u.systemctl("show", "-p", "StatusText", "--value", name)
-			if s := strings.TrimSpace(out); err == nil && !have[s] {
-				have[s] = true
-				seen = append(seen, s)
+			step(&state)
+			if tick == nil {
+				select {
+				case <-quit:
+					done <- state
+					return
+				default:
+				}
+				continue
 			}
 			select {
 			case <-quit:
-				done <- seen
+				done <- state
 				return
-			case <-tick.C:
+			case <-tick:
 			}
 		}
 	}()
 	var once sync.Once
-	var seen []string
-	return func() []string {
+	var result T
+	return func() T {
 		once.Do(func() {
 			close(quit)
-			seen = <-done
+			result = <-done
 		})
-		return seen
+		return result
 	}
 }
 
