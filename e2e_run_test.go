@@ -50,26 +50,23 @@ type stopRun struct {
 	statuses []string      // the StatusText values seen during the stop
 }
 
-// stopUnderLoad issues systemctl stop at stopAfter into d, watching the
-// unit's status meanwhile.
-func stopUnderLoad(t *testing.T, u *userSystemd, name string, began time.Time) stopRun {
+// stopUnderLoad puts n downloads of the site in flight, issues systemctl
+// stop at stopAfter into them, watching the unit's status meanwhile, and
+// logs the figures for the record: downloads complete, how long the stop
+// took, and how long after the last download ended systemctl stop
+// returned (the detection latency).
+func stopUnderLoad(t *testing.T, u *userSystemd, name string, site *nginxSite, n int) (*downloads, stopRun) {
 	t.Helper()
+	began := time.Now()
+	d := startDownloads(t, site.URL, n)
 	time.Sleep(time.Until(began.Add(stopAfter)))
 	watch := u.WatchStatus(t, name)
 	took := u.Stop(t, name)
 	r := stopRun{took: took, returned: time.Now()}
 	r.statuses = watch()
-	return r
-}
-
-// logFigures reports a stop's figures for the record: how long it took and
-// how long after the last download ended systemctl stop returned (the
-// detection latency).
-func logFigures(t *testing.T, d *downloads, site *nginxSite, n int, r stopRun) {
-	t.Helper()
-	last := d.LastEnd(t)
 	t.Logf("figures: %d/%d downloads complete; systemctl stop took %s; returned %s after the last download ended",
-		d.Completed(site.FileSize, site.SHA256), n, r.took.Round(time.Millisecond), r.returned.Sub(last).Round(time.Millisecond))
+		d.Completed(site.FileSize, site.SHA256), n, r.took.Round(time.Millisecond), r.returned.Sub(d.LastEnd(t)).Round(time.Millisecond))
+	return d, r
 }
 
 func requireStatusSeen(t *testing.T, statuses []string, want string) {
@@ -116,13 +113,10 @@ func testDrain(t *testing.T, base string, o nginxOpts, n int, timeoutStop string
 		requireFollowsDaemon(t, u, name, site)
 	}
 
-	began := time.Now()
-	d := startDownloads(t, site.URL, n)
-	r := stopUnderLoad(t, u, name, began)
+	d, r := stopUnderLoad(t, u, name, site, n)
 	d.RequireComplete(t, site.FileSize, site.SHA256)
 	requireResult(t, u, name, "success")
 	requireStatusSeen(t, r.statuses, "draining")
-	logFigures(t, d, site, n, r)
 	if gap := r.returned.Sub(d.LastEnd(t)); gap > 30*time.Second {
 		t.Errorf("systemctl stop returned %s after the last download ended: the stop hung on", gap)
 	}
@@ -211,11 +205,8 @@ ExecStart=/usr/sbin/nginx -c %s
 		t.Fatalf("nginx did not answer\nlog:\n%s", u.UnitLog(t, name))
 	}
 	const n = 20
-	began := time.Now()
-	d := startDownloads(t, site.URL, n)
-	r := stopUnderLoad(t, u, name, began)
+	d, _ := stopUnderLoad(t, u, name, site, n)
 	done := d.Completed(site.FileSize, site.SHA256)
-	logFigures(t, d, site, n, r)
 	if done > n/4 {
 		t.Errorf("%d/%d downloads completed under a plain unit, want most cut: the scenario no longer tells a graceful stop from a fast one", done, n)
 	}
@@ -280,11 +271,8 @@ func TestE2ERunWorkerShutdownTimeout(t *testing.T) {
 	requireServing(t, u, name, site)
 
 	const n = 20
-	began := time.Now()
-	d := startDownloads(t, site.URL, n)
-	r := stopUnderLoad(t, u, name, began)
+	d, _ := stopUnderLoad(t, u, name, site, n)
 	done := d.Completed(site.FileSize, site.SHA256)
-	logFigures(t, d, site, n, r)
 	if done > n/4 {
 		t.Errorf("%d/%d downloads completed though worker_shutdown_timeout 2s is shorter than them", done, n)
 	}
