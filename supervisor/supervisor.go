@@ -234,8 +234,12 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 	defer readyTimer.Stop()
 	stopTimer := time.NewTimer(time.Hour)
 	defer stopTimer.Stop()
+	// pidPoll runs only while a pid file, a reload or an upgrade is being
+	// waited for; an idle server costs the loop no wake-ups.
 	pidPoll := time.NewTicker(pidFilePoll)
+	pidPoll.Stop()
 	defer pidPoll.Stop()
+	polling := false
 	// The watchdog (WatchdogSec=) is fed at half its interval, as
 	// sd_watchdog_enabled(3) advises, and only when WATCHDOG_PID is unset
 	// or ours.
@@ -295,6 +299,14 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			done = nil
 			log.Infof("stop asked by the caller")
 			l.do(now, l.stop.begin(now))
+		}
+		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil; want != polling {
+			polling = want
+			if polling {
+				pidPoll.Reset(pidFilePoll)
+			} else {
+				pidPoll.Stop()
+			}
 		}
 		if next := l.stop.next(); !next.IsZero() {
 			resetTimer(stopTimer, time.Until(next))
