@@ -53,7 +53,13 @@ var variantUnits = []struct {
 
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join(golden, name)
+	checkFile(t, filepath.Join(golden, name), got, name+" differs from the golden file (go test -update rewrites it)")
+}
+
+// checkFile compares got with the file at path, or with -update writes it
+// there; complaint says what a difference means.
+func checkFile(t *testing.T, path string, got []byte, complaint string) {
+	t.Helper()
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
@@ -68,7 +74,7 @@ func checkGolden(t *testing.T, name string, got []byte) {
 		t.Fatalf("%v (run go test -update to create it)", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it)\n--- got\n%s\n--- want\n%s", name, got, want)
+		t.Errorf("%s\n--- got\n%s\n--- want\n%s", complaint, got, want)
 	}
 }
 
@@ -179,22 +185,7 @@ func TestExamples(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join("..", "examples", tc.name, tc.name+".service")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s is out of date: go test ./unitgen -run TestExamples -update", path)
-			}
+			checkFile(t, path, got, path+" is out of date: go test ./unitgen -run TestExamples -update")
 		})
 	}
 }
