@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end test of the health check and the systemd watchdog: a hung
 // nginx (every process stopped with SIGSTOP) fails graceshim's health

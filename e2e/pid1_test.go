@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of graceshim as a container's entrypoint: PID 1 of a new
 // PID namespace (unshare --pid --fork --mount-proc), with no systemd and no
@@ -456,15 +456,20 @@ func yamlBlock(manifest, key string) string {
 	return ""
 }
 
-// flagEnvVars lists the GRACESHIM_* variables graceshim's run flags read.
-func flagEnvVars() map[string]bool {
+// flagEnvVars lists the GRACESHIM_* variables graceshim's run flags read,
+// as its --help shows them ("[$GRACESHIM_DRAIN_DELAY]").
+func flagEnvVars(t *testing.T) map[string]bool {
+	t.Helper()
+	out, err := exec.Command(needGraceshim(t), "--help").Output()
+	if err != nil {
+		t.Fatalf("graceshim --help: %v", err)
+	}
 	vars := map[string]bool{}
-	for _, f := range runFlags() {
-		if e, ok := f.(interface{ GetEnvVars() []string }); ok {
-			for _, v := range e.GetEnvVars() {
-				vars[v] = true
-			}
-		}
+	for _, m := range regexp.MustCompile(`\$(GRACESHIM_[A-Z_]+)`).FindAllStringSubmatch(string(out), -1) {
+		vars[m[1]] = true
+	}
+	if len(vars) == 0 {
+		t.Fatalf("graceshim --help names no GRACESHIM_ variable:\n%s", out)
 	}
 	return vars
 }
@@ -474,11 +479,11 @@ func flagEnvVars() map[string]bool {
 // the way the kubelet would: as PID 1, stopped with SIGTERM.
 func TestE2EPID1Examples(t *testing.T) {
 	t.Parallel()
-	dockerfile, err := os.ReadFile("examples/container/Dockerfile")
+	dockerfile, err := os.ReadFile(repoPath("examples/container/Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifestBytes, err := os.ReadFile("examples/kubernetes/deployment.yaml")
+	manifestBytes, err := os.ReadFile(repoPath("examples/kubernetes/deployment.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +511,7 @@ func TestE2EPID1Examples(t *testing.T) {
 			t.Errorf("deployment.yaml lacks %q", want)
 		}
 	}
-	known := flagEnvVars()
+	known := flagEnvVars(t)
 	env := map[string]string{}
 	for _, m := range yamlEnvRE.FindAllStringSubmatch(manifest, -1) {
 		if !strings.HasPrefix(m[1], "GRACESHIM_") {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of the supervisor: graceshim as the main process of a
 // unit under a real systemd user manager, in front of a real nginx serving

@@ -1,8 +1,8 @@
-package main
+package e2e
 
 // The end-to-end harness: a graceshim binary built once, a real systemd user
 // manager, real nginx sites and real curl downloads. The scenarios live in
-// e2e_*_test.go; this file holds only what they share.
+// the other files of this package; this file holds only what they share.
 //
 // Every wait below is bounded by a generous timeout that only guards
 // against hangs; the tests synchronise on events (a file appearing, a
@@ -30,6 +30,15 @@ import (
 	"time"
 )
 
+// repoRoot is the repository's top directory, where graceshim's main
+// package, testdata/ and examples/ are; go test runs this package in e2e/.
+const repoRoot = ".."
+
+// repoPath joins elem to repoRoot.
+func repoPath(elem ...string) string {
+	return filepath.Join(append([]string{repoRoot}, elem...)...)
+}
+
 // graceshimBin is the graceshim binary TestMain built for the end-to-end
 // tests; empty when the build failed (the tests that need it fail then).
 var graceshimBin string
@@ -48,6 +57,7 @@ func TestMain(m *testing.M) {
 	_ = os.Chmod(dir, 0o755)
 	bin := filepath.Join(dir, "graceshim")
 	build := exec.Command(goTool(), "build", "-o", bin, ".")
+	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		graceshimBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
 	} else {
@@ -967,3 +977,13 @@ func (d *downloads) LastEnd(t testing.TB) time.Time {
 	}
 	return last
 }
+
+// graceshim's exit codes, as its --help and man page document them (the
+// EXIT STATUS section; 130 is the demo's, interrupted): the e2e tests hold
+// the binary to that contract.
+const (
+	exitFindings    = 1
+	exitUsage       = 2
+	exitWrite       = 3
+	exitInterrupted = 130
+)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of graceshim unit and graceshim lint: units generated
 // and converted by the real binary, started and stopped by the real
@@ -338,8 +338,8 @@ func TestE2EUnitOutput(t *testing.T) {
 // nginx.service: findings and exit 1, a clean generated unit exits 0, and
 // the JSON form holds the documented fields.
 func TestE2EUnitLint(t *testing.T) {
-	units := filepath.Join("testdata", "unitgen", "units")
-	root := filepath.Join("testdata", "unitgen", "root")
+	units := repoPath("testdata", "unitgen", "units")
+	root := repoPath("testdata", "unitgen", "root")
 	tests := []struct {
 		file      string
 		directive string

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end proof that graceshim takes a server out of a load balancer
 // before it stops: real HAProxy on loopback in front of two nginx backends,
@@ -446,7 +446,7 @@ func waitServing(t *testing.T, u *userSystemd, unit string, site *nginxSite) {
 }
 
 // restart runs systemctl --user restart, holding the reload lock shared as
-// a stop does (e2e_test.go: no daemon-reload during a stop).
+// a stop does (harness_test.go: no daemon-reload during a stop).
 func (u *userSystemd) restart(t *testing.T, unit string) {
 	t.Helper()
 	unlock, err := lockReload(syscall.LOCK_SH)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end test of a second daemon: real HAProxy, whose graceful stop
 // is USR1 (soft stop) and whose TERM is a hard stop, run as a unit's main

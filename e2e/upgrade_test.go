@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of the binary upgrade: graceshim runs a copy of real
 // nginx ('daemon on', as an upgrade needs) as a unit's main process under

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of graceshim initscript: fixed and generated SysV
 // scripts really run under bash (Red Hat style, with the test functions
@@ -63,7 +63,7 @@ func newInitscriptEnv(t *testing.T, o nginxOpts) *initscriptEnv {
 	}
 	// The functions library's own defaults (/var/run/$base.pid, the
 	// subsys lock) move into the sandbox too, in a copy.
-	lib, err := os.ReadFile("testdata/initscripts/functions")
+	lib, err := os.ReadFile(repoPath("testdata/initscripts/functions"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func (e *initscriptEnv) checkStopAndRestart(t *testing.T, style sysv.Style, scri
 
 func readCorpus(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata/initscripts/fix", name))
+	b, err := os.ReadFile(repoPath("testdata/initscripts/fix", name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // graceshim demo, run as a user runs it: the built binary, its real child
 // (graceshim demo-server) and real downloads on loopback.
