@@ -3,6 +3,7 @@ package signals
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -28,6 +29,11 @@ type Preset struct {
 	// Fast stops the daemon without waiting for in-flight work. It is what
 	// graceshim escalates to when a drain bound is reached.
 	Fast syscall.Signal
+	// GracefulAlso and FastAlso are the daemon's other signals that stop
+	// it gracefully or fast (nginx: INT is fast as TERM is). Lint judges a
+	// unit's stop signal by them; graceshim sends only Graceful and Fast.
+	GracefulAlso []syscall.Signal
+	FastAlso     []syscall.Signal
 	// Reload makes the daemon re-read its configuration without a stop.
 	// Zero when the daemon has none.
 	Reload syscall.Signal
@@ -39,6 +45,15 @@ type Preset struct {
 	Group bool
 	// NativeNotify says the daemon speaks sd_notify itself.
 	NativeNotify bool
+	// ConfigTest, when set, returns the command that checks the
+	// configuration the daemon started with argv would load (nginx -t with
+	// the same -c, -p and -g), without touching the running daemon. A
+	// reload runs it first and is refused when it fails.
+	ConfigTest func(argv []string) []string
+	// ReloadCommand, when set, returns the command that reloads the daemon
+	// started with argv, for daemons whose reload is not a signal (caddy
+	// reload, through its admin API). It takes the place of Reload.
+	ReloadCommand func(argv []string) []string
 	// Bound names the daemon's own setting that bounds its graceful stop,
 	// if any, for lint messages.
 	Bound string
@@ -60,6 +75,20 @@ func (p Preset) Map() Map {
 	return m
 }
 
+// StopsGracefully reports whether sig stops the daemon gracefully.
+func (p Preset) StopsGracefully(sig syscall.Signal) bool {
+	return sig != 0 && (sig == p.Graceful || slices.Contains(p.GracefulAlso, sig))
+}
+
+// StopsFast reports whether sig stops the daemon without waiting for the
+// work in flight. SIGKILL always does.
+func (p Preset) StopsFast(sig syscall.Signal) bool {
+	if sig == syscall.SIGKILL {
+		return true
+	}
+	return sig != 0 && !p.StopsGracefully(sig) && (sig == p.Fast || slices.Contains(p.FastAlso, sig))
+}
+
 // presets are the built-in daemons; the facts are from each daemon's
 // documentation of its signal handling.
 var presets = []Preset{
@@ -69,7 +98,7 @@ var presets = []Preset{
 	},
 	{
 		Name: "nginx", Commands: []string{"nginx"},
-		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, Reload: syscall.SIGHUP, Upgrade: syscall.SIGUSR2,
+		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT}, Reload: syscall.SIGHUP, Upgrade: syscall.SIGUSR2,
 		Bound: "worker_shutdown_timeout",
 		Notes: "TERM and INT are nginx's fast shutdown; USR2 upgrade and WINCH need 'daemon on'",
 	},

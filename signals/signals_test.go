@@ -177,3 +177,28 @@ func TestForCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestPresetStopSets(t *testing.T) {
+	nginx, err := Lookup("nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sig            syscall.Signal
+		graceful, fast bool
+	}{
+		{syscall.SIGQUIT, true, false},
+		{syscall.SIGTERM, false, true},
+		{syscall.SIGINT, false, true},
+		{syscall.SIGKILL, false, true},
+		{syscall.SIGHUP, false, false},
+		{0, false, false},
+	} {
+		if got := nginx.StopsGracefully(tc.sig); got != tc.graceful {
+			t.Errorf("nginx.StopsGracefully(%v) = %v, want %v", tc.sig, got, tc.graceful)
+		}
+		if got := nginx.StopsFast(tc.sig); got != tc.fast {
+			t.Errorf("nginx.StopsFast(%v) = %v, want %v", tc.sig, got, tc.fast)
+		}
+	}
+}
