@@ -85,6 +85,16 @@ func TestParseWhatSystemdAccepts(t *testing.T) {
 	}
 }
 
+// TestWrapCommentLongWord: a word longer than a comment line (a long
+// path) is kept whole, and wrapping ends.
+func TestWrapCommentLongWord(t *testing.T) {
+	long := "/var/lib/graceshim-e2e-717694967/TestE2EConvertedDebianRedis75043891/002/graceshim"
+	got := wrapComment([]string{"added ExecPaths=" + long + ": the unit limits what may be executed " + long + " end"})
+	if joined := strings.Join(got, "\n"); !strings.Contains(joined, long) || !strings.HasSuffix(joined, "end") {
+		t.Errorf("wrapComment lost text:\n%s", joined)
+	}
+}
+
 func TestListReset(t *testing.T) {
 	u, _, err := Parse("x", []byte("[Service]\nExecStop=/a\nExecStop=\nExecStop=/b\n"))
 	if err != nil {
