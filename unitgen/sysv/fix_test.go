@@ -157,7 +157,10 @@ func TestFixUnsure(t *testing.T) {
 		{"no stop at all", "#!/bin/sh\necho hello\n", "1-2"},
 		{"signal from elsewhere", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc -p /run/x.pid x $SIG\n}\n", "4"},
 		{"retry from elsewhere", "#!/bin/sh\ndo_stop() {\n  start-stop-daemon --stop --retry $SCHED --pidfile /run/x.pid\n}\n", "3"},
-		{"no pid file", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc nginx -QUIT\n}\n", "4"},
+		{"no pid file", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc $prog -QUIT\n}\n", "4"},
+		{"unknown daemon", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc -p /run/x.pid x\n}\n", "4"},
+		{"template", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nnginx=/usr/sbin/%PROVIDES%\nstop() {\n    killproc -p /run/n.pid $nginx\n}\n", "5"},
+		{"wrapper with argument", "#!/bin/sh\nd() { start-stop-daemon --stop --signal $1 --pidfile /run/nginx.pid; }\ncase $1 in\nstop) d TERM ;;\nesac\n", "2, 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Fix(tc.name, []byte(tc.src), FixOptions{})
@@ -180,7 +183,7 @@ func TestFixPresetOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := string(r.Output)
-	for _, want := range []string{`graceshim_stop "$pidfile" USR1 "$STOP_TIMEOUT"`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
+	for _, want := range []string{`if graceshim_stop "$pidfile" myproxy USR1 "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("fixed script lacks %q:\n%s", want, out)
 		}

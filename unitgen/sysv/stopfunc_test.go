@@ -56,7 +56,7 @@ func TestStopFunc(t *testing.T) {
 			if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)+"\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			stop := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" QUIT 1; echo "rc=$?"`, "bash", pidfile)
+			stop := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" /usr/bin/sleep QUIT 1; echo "rc=$?"`, "bash", pidfile)
 			var out bytes.Buffer
 			stop.Stdout, stop.Stderr = &out, &out
 			if err := stop.Run(); err != nil {
@@ -103,7 +103,8 @@ func TestStopFuncNotRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{stale, filepath.Join(dir, "missing.pid")} {
-		out, err := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" QUIT 1`, "bash", f).CombinedOutput()
+		// No process runs this binary, so pidof finds nothing either.
+		out, err := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" /usr/sbin/graceshim-test-none QUIT 1`, "bash", f).CombinedOutput()
 		if err != nil {
 			t.Errorf("graceshim_stop %s: %v\n%s", f, err, out)
 		}
@@ -135,9 +136,12 @@ func TestStopFuncSetEAndStale(t *testing.T) {
 		wantAlive bool
 		want      string
 	}{
-		{"set -e, no newline", "", false, "after rc=0"},
+		{"set -e, no newline", "sleep", false, "after rc=0"},
 		{"binary matches", "/usr/bin/sleep", false, "after rc=0"},
-		{"stale pid file", "/usr/sbin/nginx", true, "a stale pid file"},
+		// The pid runs something else: a stale pid file whose pid was
+		// given to another process. No such binary runs, so the pidof
+		// fallback finds nothing and the stop succeeds without a signal.
+		{"stale pid file", "/usr/sbin/graceshim-test-none", true, "after rc=0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -150,7 +154,7 @@ func TestStopFuncSetEAndStale(t *testing.T) {
 			if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			script := "set -e\n" + StopFunc + `graceshim_stop "$1" TERM 2 "$2"; echo "after rc=$?"`
+			script := "set -eu\n" + StopFunc + `graceshim_stop "$1" "$2" TERM 2; echo "after rc=$?"`
 			out, err := exec.Command("sh", "-c", script, "sh", pidfile, tc.binary).CombinedOutput()
 			if err != nil {
 				t.Fatalf("the script failed under set -e: %v\n%s", err, out)
