@@ -127,6 +127,7 @@ type fixer struct {
 	funcLines    map[string][]int // each function's logical lines
 	unknownStops []int            // lines that signal a daemon no preset names
 	followed     map[int]bool     // function bodies already read for a call
+	ownWaited    map[string]bool  // actions that wait for the daemon themselves
 
 	shim    bool   // the script runs the daemon under graceshim (generated in shim mode)
 	pidVar  string // the script's pid file variable ("pidfile"), if any
@@ -195,9 +196,11 @@ func (f *fixer) identify() error {
 		}
 	}
 	for n := range s.vars {
-		if v := expand(n); strings.HasPrefix(v, "/") && !strings.Contains(v, " ") {
-			if _, ok := signals.ForCommand(v); ok && !strings.HasSuffix(v, ".pid") && !strings.Contains(v, "/etc/") {
-				candidates = append(candidates, v)
+		// CMD="/usr/bin/unicorn -D -c ..." (unicorn's example) names the
+		// binary in its first word.
+		if fs := strings.Fields(expand(n)); len(fs) > 0 && strings.HasPrefix(fs[0], "/") {
+			if _, ok := signals.ForCommand(fs[0]); ok && !strings.HasSuffix(fs[0], ".pid") && !strings.Contains(fs[0], "/etc/") {
+				candidates = append(candidates, fs[0])
 			}
 		}
 	}
@@ -365,6 +368,7 @@ func (f *fixer) run() error {
 	f.stopTargets = map[string][]int{}
 	f.funcLines = map[string][]int{}
 	f.followed = map[int]bool{}
+	f.ownWaited = map[string]bool{}
 	for li := range s.ll {
 		if s.inFunc[li] {
 			f.funcLines[s.ctx[li]] = append(f.funcLines[s.ctx[li]], li)
@@ -964,7 +968,12 @@ func (f *fixer) killproc(li int, kind ctxKind, c command) error {
 			f.upgradeNote(ctx)
 			return nil
 		}
+		if f.ownWaited[ctx] && kind == ctxStop {
+			f.note("%s: %s after the script's own wait is its escalation; left as it is", ctx, text)
+			return nil
+		}
 		if own := f.ownWait(li); own != nil && kind == ctxStop {
+			f.ownWaited[ctx] = true
 			if sig == f.preset.Graceful && ordered {
 				f.note("%s: the script waits for %s to go itself (lines %s) after %s; left as it is", ctx, f.daemon, lineList(own), signals.Name(sig))
 				return nil
@@ -1508,9 +1517,21 @@ func (f *fixer) insertPreamble() {
 		at = lib
 		if at < 0 {
 			at = f.firstCode()
+			// After the settings, before the first function: where
+			// a reader looks for them (unicorn's example sets its
+			// variables, then defines sig()).
+			for li := range s.ll {
+				if s.inFunc[li] {
+					if li > 0 {
+						at = li - 1
+					}
+					break
+				}
+			}
 		}
 		block = append(block, "",
 			fmt.Sprintf("# Added by graceshim initscript fix: %s is read from here.", TimeoutVar),
+			"# shellcheck source=/dev/null",
 			fmt.Sprintf("[ -f %s%s ] && . %s%s", confDir, name, confDir, name))
 	}
 	// After the block the source line sits in (an if ... fi) ends.

@@ -118,6 +118,7 @@ func TestFixOutputs(t *testing.T) {
 			if out, err := exec.Command("bash", "-n", file).CombinedOutput(); err != nil {
 				t.Errorf("bash -n on the fixed script: %v\n%s", err, out)
 			}
+			checkShellcheck(t, file, src)
 			again, err := Fix(name, r.Output, FixOptions{})
 			if err != nil {
 				t.Fatalf("fixing the fixed script: %v", err)
@@ -209,5 +210,38 @@ func TestFixGenerated(t *testing.T) {
 				t.Errorf("fix changed a generated script: %v", r.Changes)
 			}
 		})
+	}
+}
+
+// checkShellcheck runs shellcheck on the fixed script and on the original:
+// the fix must not add a finding the original did not have (shipped
+// scripts have findings of their own, which a fix leaves alone).
+func checkShellcheck(t *testing.T, fixed string, orig []byte) {
+	t.Helper()
+	sc, err := exec.LookPath("shellcheck")
+	if err != nil {
+		t.Error("shellcheck is not installed (CI installs it)")
+		return
+	}
+	codes := func(file string) map[string]int {
+		out, _ := exec.Command(sc, "-f", "gcc", file).Output()
+		n := map[string]int{}
+		for _, l := range strings.Split(string(out), "\n") {
+			if i := strings.LastIndex(l, "[SC"); i >= 0 {
+				n[l[i:]]++
+			}
+		}
+		return n
+	}
+	origFile := filepath.Join(t.TempDir(), filepath.Base(fixed))
+	if err := os.WriteFile(origFile, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, after := codes(origFile), codes(fixed)
+	for code, n := range after {
+		if n > before[code] {
+			out, _ := exec.Command(sc, "-f", "gcc", fixed).Output()
+			t.Errorf("the fix adds shellcheck finding %s (%d, was %d):\n%s", code, n, before[code], out)
+		}
 	}
 }

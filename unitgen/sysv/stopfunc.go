@@ -11,7 +11,8 @@ package sysv
 // on every line of the pid file (HAProxy with nbproc writes one a line),
 // and when the file is missing or names nothing that runs, pidof of the
 // binary. Unlike killproc it keeps only pids whose /proc/PID/exe has the
-// binary's base name (a stale pid file's pid, since given to another
+// binary's base name, or whose argv[0] does (an interpreted daemon such
+// as unicorn runs as ruby; a stale pid file's pid, since given to another
 // process, is never signalled) and, from pidof, only masters (a process
 // whose parent runs the same binary is a worker). A zombie has no exe, so
 // it counts as gone.
@@ -27,9 +28,12 @@ const StopFunc = `# graceshim_stop PIDFILE BINARY SIGNAL TIMEOUT (added by grace
 # send SIGNAL to BINARY's masters (every pid in PIDFILE that runs BINARY; if
 # none, pidof BINARY without its workers), wait up to TIMEOUT (N, Ns, Nm, Nh),
 # then TERM and 5 s, then KILL. Returns 0 once all are gone, 1 if not.
-graceshim_is() { # PID BINARY: PID runs BINARY (a zombie does not)
+graceshim_is() { # PID BINARY: PID runs BINARY, by exe or argv[0] (a zombie does not)
 	_gs_exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
 	_gs_exe=${_gs_exe% (deleted)}
+	[ "${_gs_exe##*/}" != "${2##*/}" ] || return 0
+	_gs_exe=$(tr '\000' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	_gs_exe=${_gs_exe%% *}
 	[ "${_gs_exe##*/}" = "${2##*/}" ]
 }
 graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
