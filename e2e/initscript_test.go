@@ -115,6 +115,10 @@ echo $pids
 		"/var/run/", site.Dir+"/", // where nginx writes its pid file: /var/run/${prog}.pid must find it
 		"/var/log/", dir+"/log/",
 		"/etc/nginx/nginx.conf", site.Conf,
+		// graceshim_stop's pidof fallback would otherwise find the
+		// nginx of every other test running now: narrowed like the
+		// functions library's.
+		`pidof "$2"`, dir+`/bin/pidof "$2"`,
 	)
 	t.Cleanup(func() { e.killMasters(t) })
 	return e
@@ -320,6 +324,9 @@ func (e *initscriptEnv) checkStopAndRestart(t *testing.T, style sysv.Style, scri
 	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
 	e.requireOneMaster(t)
 	t.Logf("restart: %d/%d downloads completed, one master serving", d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads)
+	if out, err := e.run(t, style, script, "status"); err != nil {
+		t.Fatalf("status after restart: %v\n%s", err, out)
+	}
 	out = e.must(t, style, script, "stop")
 	e.requireNoMaster(t, out)
 }
@@ -370,6 +377,9 @@ func TestE2EInitscriptFixed(t *testing.T) {
 		{"nginx-redhat-kill-cat", sysv.StyleRedHat, false},
 		{"nginx-debian-bare-stop", sysv.StyleLSB, true},
 		{"nginx-debian-retry-term", sysv.StyleLSB, true},
+		{"nginx-redhat-conf-pid", sysv.StyleRedHat, true},
+		{"nginx-debian-stop-schedule", sysv.StyleLSB, true},
+		{"nginx-redhat-own-wait", sysv.StyleRedHat, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -511,6 +521,8 @@ func TestE2EInitscriptCLI(t *testing.T) {
 	broken := write("nginx-broken", readCorpus(t, "nginx-redhat-killproc"))
 	right := write("nginx-right", readCorpus(t, "nginx-debian-correct"))
 	unsure := write("nginx-unsure", readCorpus(t, "nginx-two-stops"))
+	template := write("nginx.init.in", readCorpus(t, "nginx-pkgoss-rpm-template"))
+	unknown := write("memcached", readCorpus(t, "memcached-redhat"))
 	binary := write("binary", []byte("\x7fELF\x02\x01\x01\x00\x00\x00\x00"))
 	withBackup := write("nginx-backup", readCorpus(t, "nginx-redhat-killproc"))
 	write("nginx-backup.orig", []byte("the admin's own backup\n"))
@@ -521,7 +533,10 @@ func TestE2EInitscriptCLI(t *testing.T) {
 		code int
 		out  string // in stdout or stderr
 	}{
-		{"diff", []string{"fix", broken}, 0, "+    graceshim_stop \"$pidfile\" QUIT \"$STOP_TIMEOUT\""},
+		{"diff", []string{"fix", broken}, 0, `+    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
+		{"template", []string{"fix", "--check", template}, 4, "--preset NAME"},
+		{"template with --preset", []string{"fix", "--preset", "nginx", template}, 0, `graceshim_stop ${pidfile} "$nginx" QUIT "$STOP_TIMEOUT"`},
+		{"unknown daemon", []string{"fix", "--check", unknown}, 4, "memcached is no known daemon"},
 		{"check needs fix", []string{"fix", "--check", broken}, 1, "needs a fix"},
 		{"already right", []string{"fix", "--check", right}, 0, "already right"},
 		{"unsure", []string{"fix", unsure}, 4, "two stop paths"},
@@ -552,6 +567,7 @@ func TestE2EInitscriptCLI(t *testing.T) {
 	for p, want := range map[string][]byte{
 		broken: readCorpus(t, "nginx-redhat-killproc"), withBackup: readCorpus(t, "nginx-redhat-killproc"),
 		unsure: readCorpus(t, "nginx-two-stops"), withBackup + ".orig": []byte("the admin's own backup\n"),
+		template: readCorpus(t, "nginx-pkgoss-rpm-template"), unknown: readCorpus(t, "memcached-redhat"),
 	} {
 		if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s changed (%v)", p, err)
@@ -602,4 +618,45 @@ func TestE2EInitscriptCLI(t *testing.T) {
 		}
 		t.Logf("%s", bytes.TrimSpace(out))
 	})
+}
+
+// TestE2EInitscriptPidFileLies: the pid file names a pid that is gone (a
+// stale file) or that a live unrelated process now has. The fixed stop
+// must not signal the unrelated process, must still find nginx the way
+// killproc does (pidof, masters only) and stop it gracefully.
+func TestE2EInitscriptPidFileLies(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		foreign bool
+	}{{"stale", false}, {"foreign live process", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+			script := e.install(t, "nginx", fixWithCLI(t, "nginx-redhat-conf-pid"))
+			e.must(t, sysv.StyleRedHat, script, "start")
+			e.requireOneMaster(t)
+			// A pid that cannot be running: above the kernel's pid_max.
+			content := "99999999\n"
+			var other *exec.Cmd
+			if tc.foreign {
+				other = exec.Command("sleep", "300")
+				if err := other.Start(); err != nil {
+					t.Fatal(err)
+				}
+				defer func() { other.Process.Kill(); other.Wait() }()
+				content = strconv.Itoa(other.Process.Pid) + "\n"
+			}
+			d := startDownloads(t, e.site.URL, initscriptDownloads)
+			if err := os.WriteFile(e.site.PIDFile, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := e.must(t, sysv.StyleRedHat, script, "stop")
+			e.requireNoMaster(t, out)
+			d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
+			if other != nil && initscriptZombie(other.Process.Pid) {
+				t.Fatalf("the unrelated process named in the pid file was signalled:\n%s", out)
+			}
+			t.Logf("%s pid file: nginx stopped through pidof, %d/%d downloads completed, unrelated process untouched", tc.name, d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads)
+		})
+	}
 }
