@@ -379,7 +379,6 @@ func TestE2EInitscriptFixed(t *testing.T) {
 		{"nginx-debian-retry-term", sysv.StyleLSB, true},
 		{"nginx-redhat-conf-pid", sysv.StyleRedHat, true},
 		{"nginx-debian-stop-schedule", sysv.StyleLSB, true},
-		{"nginx-redhat-own-wait", sysv.StyleRedHat, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -535,7 +534,7 @@ func TestE2EInitscriptCLI(t *testing.T) {
 	}{
 		{"diff", []string{"fix", broken}, 0, `+    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
 		{"template", []string{"fix", "--check", template}, 4, "--preset NAME"},
-		{"template with --preset", []string{"fix", "--preset", "nginx", template}, 0, `graceshim_stop ${pidfile} "$nginx" QUIT "$STOP_TIMEOUT"`},
+		{"template with --preset", []string{"fix", "--preset", "nginx", template}, 0, `graceshim_stop "${pidfile}" "$nginx" QUIT "$STOP_TIMEOUT"`},
 		{"unknown daemon", []string{"fix", "--check", unknown}, 4, "memcached is no known daemon"},
 		{"check needs fix", []string{"fix", "--check", broken}, 1, "needs a fix"},
 		{"already right", []string{"fix", "--check", right}, 0, "already right"},
