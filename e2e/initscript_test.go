@@ -659,3 +659,114 @@ func TestE2EInitscriptPidFileLies(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EInitscriptHAProxySeveralPids: HAProxy before 2.5 with nbproc > 1
+// wrote one pid a line into its pid file, and EPEL's script stopped them
+// all through killproc's pidof. HAProxy 2.6 (Debian 12) has no nbproc any
+// more (removed in 2.5), so the test makes the same situation from real
+// HAProxy processes: two daemons (-D) on one port (HAProxy binds with
+// SO_REUSEPORT by default, as nbproc's processes did), both pids in the
+// pid file, one a line. The fixed script's stop must soft-stop both (every
+// download through either intact), restart must leave exactly one HAProxy
+// that serves, and status must say it runs.
+func TestE2EInitscriptHAProxySeveralPids(t *testing.T) {
+	haproxy := needCmd(t, "haproxy")
+	e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+	port := freePort(t)
+	conf := filepath.Join(e.dir, "haproxy.cfg")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+
+frontend fe
+    bind 127.0.0.1:%d
+    default_backend be
+
+backend be
+    server nginx 127.0.0.1:%d
+`, port, e.site.Port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Narrow pidof to this test's HAProxy: its command line names conf.
+	pidof := fmt.Sprintf("#!/bin/bash\npids=\nfor p in $(%s \"$@\"); do\n\tif tr '\\0' ' ' </proc/$p/cmdline 2>/dev/null | grep -qF %q; then pids=\"$pids $p\"; fi\ndone\n[ -n \"$pids\" ] || exit 1\necho $pids\n", needCmd(t, "pidof"), conf)
+	if err := os.WriteFile(filepath.Join(e.dir, "bin", "pidof"), []byte(pidof), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	haproxys := func() []int {
+		out, _ := exec.Command(filepath.Join(e.dir, "bin", "pidof"), haproxy).Output()
+		var pids []int
+		for _, f := range strings.Fields(string(out)) {
+			if p, err := strconv.Atoi(f); err == nil && !initscriptZombie(p) {
+				pids = append(pids, p)
+			}
+		}
+		return pids
+	}
+	t.Cleanup(func() {
+		for _, p := range haproxys() {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+	// The nginx behind HAProxy, started directly.
+	if out, err := exec.Command("/usr/sbin/nginx", "-c", e.site.Conf).CombinedOutput(); err != nil {
+		t.Fatalf("nginx: %v\n%s", err, out)
+	}
+	e.requireOneMaster(t)
+
+	src := strings.ReplaceAll(string(fixWithCLI(t, "haproxy-redhat")), "/etc/haproxy/haproxy.cfg", conf)
+	script := e.install(t, "haproxy", []byte(src))
+	pidfile := filepath.Join(e.site.Dir, "haproxy.pid")
+	var lines []string
+	for i := 0; i < 2; i++ {
+		own := filepath.Join(e.dir, fmt.Sprintf("haproxy-%d.pid", i))
+		if out, err := exec.Command(haproxy, "-D", "-f", conf, "-p", own).CombinedOutput(); err != nil {
+			t.Fatalf("haproxy -D: %v\n%s", err, out)
+		}
+		b, err := os.ReadFile(own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, strings.TrimSpace(string(b)))
+	}
+	if err := os.WriteFile(pidfile, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ps := haproxys(); len(ps) != 2 {
+		t.Fatalf("want two HAProxy processes, found %v", ps)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/big", port)
+	client := &httpClient{timeout: 2 * time.Second}
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool {
+		code, _ := client.status(fmt.Sprintf("127.0.0.1:%d", port), "/small")
+		return code == 200
+	}) {
+		t.Fatal("haproxy does not pass requests on")
+	}
+
+	d := startDownloads(t, url, initscriptDownloads)
+	begin := time.Now()
+	out := e.must(t, sysv.StyleRedHat, script, "restart")
+	took := time.Since(begin)
+	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
+	var ps []int
+	waitFor(10*time.Second, 50*time.Millisecond, func() bool { ps = haproxys(); return len(ps) == 1 })
+	if len(ps) != 1 {
+		t.Fatalf("after restart want exactly one HAProxy, found %v:\n%s", ps, out)
+	}
+	for _, l := range lines {
+		if p, _ := strconv.Atoi(l); p == ps[0] {
+			t.Fatalf("HAProxy %d from the old pid file survived the restart:\n%s", p, out)
+		}
+	}
+	if out, err := e.run(t, sysv.StyleRedHat, script, "status"); err != nil {
+		t.Fatalf("status after restart: %v\n%s", err, out)
+	}
+	t.Logf("figures: restart with two HAProxy pids in the pid file: %d/%d downloads intact, one HAProxy after, restart took %s",
+		d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads, took.Round(10*time.Millisecond))
+	out = e.must(t, sysv.StyleRedHat, script, "stop")
+	if ps := haproxys(); len(ps) != 0 {
+		t.Fatalf("stop returned while HAProxy %v still runs:\n%s", ps, out)
+	}
+}
