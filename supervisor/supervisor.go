@@ -124,9 +124,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	wg.Add(2)
 	go func() { defer wg.Done(); reap(loopCtx, chld, exits) }()
+	var readyUntil time.Time // zero: the watch actor does not look for listeners
+	if opts.Ready == ReadyListen {
+		readyUntil = time.Now().Add(opts.ReadyTimeout)
+	}
 	go func() {
 		defer wg.Done()
-		watch(loopCtx, opts.Watcher, pid, opts.Ready == ReadyListen, watchCmds, watchEvents)
+		watch(loopCtx, opts.Watcher, pid, readyUntil, watchCmds, watchEvents)
 	}()
 
 	l := &loop{

@@ -17,10 +17,12 @@ type Watcher interface {
 	Count(ctx context.Context, master int) (int, error)
 }
 
-// Poll intervals of the watch actor.
+// Poll intervals of the watch actor. Outside a drain and once the ready
+// bound has passed it has no timer at all: listeners are re-learned when
+// something can have changed them (a reload, a new master, the graceful
+// signal), so an idle server costs graceshim no wake-ups here.
 const (
-	readyPollEvery   = 100 * time.Millisecond // looking for the first listener
-	relearnEvery     = 5 * time.Second        // while running: new listeners (a reload)
+	readyPollEvery   = 100 * time.Millisecond // looking for the first listener, until the ready bound
 	drainPollFirst   = 20 * time.Millisecond  // first count after the graceful signal
 	drainPollMax     = 250 * time.Millisecond // counts back off to this
 	drainPollCostMul = 5                      // never spend more than 1/5 of the time counting
@@ -44,9 +46,10 @@ type watchEvent struct {
 }
 
 // watch is the actor that owns the Watcher. It looks for the first
-// listener while waitReady, re-learns now and then while the server runs,
-// and counts on a backoff schedule once asked to drain.
-func watch(ctx context.Context, w Watcher, main int, waitReady bool, cmds <-chan watchCmd, out chan<- watchEvent) {
+// listener until readyUntil (zero: it does not look), learns again when
+// the master changes or when asked, and counts on a backoff schedule once
+// asked to drain.
+func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds <-chan watchCmd, out chan<- watchEvent) {
 	send := func(ev watchEvent) {
 		select {
 		case out <- ev:
@@ -54,23 +57,32 @@ func watch(ctx context.Context, w Watcher, main int, waitReady bool, cmds <-chan
 		}
 	}
 	draining := false
-	interval := relearnEvery
-	if waitReady {
-		interval = readyPollEvery
-	}
+	waitReady := !readyUntil.IsZero()
+	interval := readyPollEvery
 	timer := time.NewTimer(0)
+	if !waitReady {
+		timer.Stop()
+	}
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case c := <-cmds:
-			if c.main != 0 {
-				main = c.main
-			}
-			if c.learn != nil {
+			switch {
+			case c.learn != nil:
+				if c.main != 0 {
+					main = c.main
+				}
 				known, _ := w.Learn(main)
 				c.learn <- known
+			case c.main != 0 && c.main != main:
+				// A new master (daemonized, upgraded) may listen on
+				// sockets the old one did not.
+				main = c.main
+				if !draining && !waitReady {
+					_, _ = w.Learn(main)
+				}
 			}
 			if c.drain && !draining {
 				draining = true
@@ -91,12 +103,19 @@ func watch(ctx context.Context, w Watcher, main int, waitReady bool, cmds <-chan
 		case waitReady:
 			known, err := w.Learn(main)
 			if err == nil && len(known) > 0 {
-				waitReady = false
-				interval = relearnEvery
 				send(watchEvent{ready: known})
+				waitReady = false
+				continue
+			}
+			if !time.Now().Before(readyUntil) {
+				// The event loop sends READY=1 anyway now; a server
+				// that never listens (a worker daemon) is not polled
+				// for the rest of its life.
+				waitReady = false
+				continue
 			}
 		default:
-			_, _ = w.Learn(main)
+			continue
 		}
 		resetTimer(timer, interval)
 	}
