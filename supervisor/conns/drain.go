@@ -100,9 +100,9 @@ type Drain struct {
 
 // drainHooks are seams for tests.
 type drainHooks struct {
-	rcvBuf    int                  // the subscription's receive buffer; 0: eventRcvBuf
+	rcvBuf    int                 // the subscription's receive buffer; 0: eventRcvBuf
 	subscribe func() (int, error) // the subscription socket; nil: openDestroySocket
-	reconcile time.Duration        // the least time between re-dumps; 0: reconcileMin
+	reconcile time.Duration       // the least time between re-dumps; 0: reconcileMin
 }
 
 // Drain starts following the connections of pids. It subscribes to the
