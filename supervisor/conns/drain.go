@@ -40,6 +40,13 @@ const (
 	pollFirst   = 20 * time.Millisecond
 	pollMax     = 250 * time.Millisecond
 	pollCostMul = 5
+	// While more than batchAbove sockets are left, destroy messages are
+	// read in batches at most every batchEvery: a wake-up per message
+	// costs about 15 us of CPU (measured), which at 5,000 closes a second
+	// is 8% of a core. The last batchAbove are read as they come, so the
+	// last close is seen at once.
+	batchAbove = 100
+	batchEvery = 50 * time.Millisecond
 	// eventRcvBuf is the receive buffer asked for the destroy subscription.
 	// At 2,000 closes in one burst (and as many client ends on loopback)
 	// the default 208 KiB overruns; an overrun costs one re-dump.
@@ -89,6 +96,7 @@ type Drain struct {
 	buf       []byte
 
 	started       bool // Next has returned the first count
+	lastRead      time.Time
 	lastDump      time.Time
 	dumpCost      time.Duration
 	interval      time.Duration // polling
@@ -191,7 +199,13 @@ func (d *Drain) Next(ctx context.Context) (Counts, error) {
 		if err := ctx.Err(); err != nil {
 			return d.counts, err
 		}
+		if len(d.set) > batchAbove {
+			if err := sleepUntil(ctx, d.lastRead.Add(batchEvery)); err != nil {
+				return d.counts, err
+			}
+		}
 		err := d.wait(ctx)
+		d.lastRead = time.Now()
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
@@ -209,6 +223,21 @@ func (d *Drain) Next(ctx context.Context) (Counts, error) {
 		}
 	}
 	return d.counts, nil
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
 }
 
 // poll waits for the next poll and counts.

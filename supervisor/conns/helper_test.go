@@ -356,7 +356,31 @@ func helperClient() {
 		helperFail("cannot dial %s from %s after %d connections: %v", target, src, len(conns), first)
 	}
 	fmt.Printf("ready %d\n", len(conns))
-	io.Copy(io.Discard, os.Stdin)
+	// "close D": close every connection, evenly spread over the duration
+	// D, and answer with the time of the last close (Unix nanoseconds).
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		d, ok := strings.CutPrefix(in.Text(), "close ")
+		if !ok {
+			fmt.Println("error unknown command")
+			continue
+		}
+		over, err := time.ParseDuration(d)
+		if err != nil {
+			fmt.Println("error " + err.Error())
+			continue
+		}
+		start := time.Now()
+		var last time.Time
+		for i, c := range conns {
+			if wait := time.Until(start.Add(over * time.Duration(i) / time.Duration(len(conns)))); wait > 0 {
+				time.Sleep(wait)
+			}
+			c.Close()
+			last = time.Now()
+		}
+		fmt.Printf("closed %d\n", last.UnixNano())
+	}
 }
 
 // helper is a running helper process, seen from the test.
