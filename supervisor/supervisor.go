@@ -19,7 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/graceshim/graceshim/signals"
-	"github.com/graceshim/graceshim/supervisor/conns"
 	"github.com/graceshim/graceshim/supervisor/proctab"
 )
 
@@ -124,9 +123,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	wg.Add(2)
 	go func() { defer wg.Done(); reap(loopCtx, chld, exits) }()
+	var readyUntil time.Time // zero: the watch actor does not look for listeners
+	if opts.Ready == ReadyListen {
+		readyUntil = time.Now().Add(opts.ReadyTimeout)
+	}
 	go func() {
 		defer wg.Done()
-		watch(loopCtx, opts.Watcher, pid, opts.Ready == ReadyListen, watchCmds, watchEvents)
+		watch(loopCtx, opts.Watcher, pid, readyUntil, watchCmds, watchEvents)
 	}()
 
 	l := &loop{
@@ -589,8 +592,10 @@ func (l *loop) onWatch(now time.Time, ev watchEvent) {
 			l.countErr = true
 			l.opts.Log.Warnf("cannot count connections: %v; the drain waits for the process tree", ev.err)
 		}
+		// A failed count is no evidence of a stall.
+		l.do(now, l.stop.countFailed(ev.at))
 	case ev.counted:
-		l.opts.Log.Debugf("%d connections (count took %s)", ev.count, ev.pollTaken)
+		l.opts.Log.Debugf("%d connections", ev.count)
 		l.do(now, l.stop.observe(ev.at, ev.count))
 	}
 }
@@ -659,21 +664,25 @@ func (l *loop) do(now time.Time, acts []action) {
 // sendGraceful learns the listening sockets once more (the server closes
 // them on its graceful signal), then sends the signal and starts counting.
 func (l *loop) sendGraceful() {
-	reply := make(chan []string, 1)
+	reply := make(chan []string, 1) // buffered: a late reply never blocks the watch actor
 	l.watchCmds <- watchCmd{learn: reply}
 	var known []string
+	late := false
 	select {
 	case known = <-reply:
 	case <-time.After(time.Second):
+		late = true
 	}
 	l.signalMaster(l.graceful)
-	if len(known) == 0 && l.opts.Count == conns.ModeListen {
-		l.opts.Log.Infof("no listening sockets known: the drain waits for the process tree to exit")
-		return
-	}
-	if len(known) > 0 {
+	switch {
+	case late:
+		l.opts.Log.Infof("listening sockets not learned within 1s of the graceful signal: counting starts once they are")
+	case len(known) > 0:
 		l.opts.Log.Infof("draining connections on %s", strings.Join(known, ", "))
 	}
+	// Always: the watch actor learns first (commands are taken in order),
+	// however long that takes, and decides itself whether there is
+	// anything to count.
 	l.watchCmds <- watchCmd{drain: true}
 }
 
