@@ -1281,9 +1281,7 @@ func (f *fixer) startStopDaemon(li int, kind ctxKind, c command) error {
 		return &UnsureError{Reason: "start-stop-daemon --stop without --pidfile matches workers too, and the script names no pid file", Lines: s.lineRange(li, li)}
 	}
 	if len(why) == 0 {
-		if f.preset.Graceful == syscall.SIGTERM {
-			f.keptSignalNote()
-		}
+		f.keptSignalNote()
 		return nil
 	}
 	newRetry := fmt.Sprintf(`"%s/$%s/TERM/5/KILL/5"`, signals.Name(f.preset.Graceful), TimeoutVar)
