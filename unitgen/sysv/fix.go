@@ -1002,13 +1002,25 @@ func (f *fixer) killproc(li int, kind ctxKind, c command) error {
 		if loose.pidfile == "" {
 			why = append(why, "without -p it falls back to pidof, which matches workers")
 		}
+		prior := f.needTimeout
 		call := f.stopCall(pidWord)
+		bound := TimeoutVar
+		if v := refersTo(loose.delay); v != "" && f.settable(v) && ordered {
+			// killproc -d ${STOP_DELAY}, which /etc/sysconfig/NAME sets:
+			// the admin's bound keeps working, now for the graceful stop.
+			f.needTimeout = prior
+			bound = v
+			call = fmt.Sprintf(`graceshim_stop %s %s %s "$%s"`, pidWord, f.binWord(), signals.Name(f.preset.Graceful), v)
+			if err := f.judgeDelay(li, v); err != nil {
+				return err
+			}
+		}
 		if f.style == StyleRedHat {
 			call = f.reported(call, loose.prog)
 		}
 		f.edits[li] = append(f.edits[li], edit{start, end, call})
 		f.change(li, "%s: %s %s; now %s to %s's masters (every pid in %s that runs it, else pidof), wait up to $%s, then TERM, then KILL, and report [  OK  ] or [FAILED] as killproc did",
-			ctx, text, strings.Join(why, "; "), signals.Name(f.preset.Graceful), f.daemon, unquote(pidWord), TimeoutVar)
+			ctx, text, strings.Join(why, "; "), signals.Name(f.preset.Graceful), f.daemon, unquote(pidWord), bound)
 		f.keptSignalNote()
 		return nil
 	}
@@ -1281,9 +1293,7 @@ func (f *fixer) startStopDaemon(li int, kind ctxKind, c command) error {
 		return &UnsureError{Reason: "start-stop-daemon --stop without --pidfile matches workers too, and the script names no pid file", Lines: s.lineRange(li, li)}
 	}
 	if len(why) == 0 {
-		if f.preset.Graceful == syscall.SIGTERM {
-			f.keptSignalNote()
-		}
+		f.keptSignalNote()
 		return nil
 	}
 	newRetry := fmt.Sprintf(`"%s/$%s/TERM/5/KILL/5"`, signals.Name(f.preset.Graceful), TimeoutVar)
@@ -1347,6 +1357,53 @@ func (f *fixer) adminSchedule(li int, v, text string) error {
 	if f.preset.Graceful == syscall.SIGTERM {
 		want = fmt.Sprintf("TERM/%d/KILL/5", f.opts.StopTimeout)
 	}
+	return f.raiseDefault(li, v, def, want, strings.Join(why, ", "),
+		fmt.Sprintf("an admin's %s in /etc/default/%s still wins", v, f.serviceName()))
+}
+
+// judgeDelay keeps a killproc -d delay an admin sets (STOP_DELAY=${STOP_DELAY-10}
+// in IUS's httpd script) as the bound of the graceful stop, and raises its
+// default when it is too short for requests to finish.
+func (f *fixer) judgeDelay(li int, v string) error {
+	def, ok := f.s.vars.expand(f.s.vars[v])
+	if !ok {
+		return &UnsureError{Reason: "killproc -d $" + v + ": its default cannot be read", Lines: f.s.lineRange(li, li)}
+	}
+	secs, ok := killprocDelay(def)
+	if !ok {
+		return &UnsureError{Reason: "killproc -d $" + v + ": its default " + def + " is not a time killproc reads", Lines: f.s.lineRange(li, li)}
+	}
+	if secs >= 30 {
+		f.note("%s: $%s (default %s), which an admin sets in /etc/sysconfig/%s, now bounds the graceful stop before TERM", f.s.ctx[li], v, def, f.serviceName())
+		return nil
+	}
+	return f.raiseDefault(li, v, def, strconv.Itoa(f.opts.StopTimeout),
+		fmt.Sprintf("waits only %d s before escalating", secs),
+		fmt.Sprintf("it now bounds the graceful stop before TERM; an admin's %s in /etc/sysconfig/%s still wins", v, f.serviceName()))
+}
+
+// killprocDelay reads a delay as killproc -d does: N, or N with s, m, h
+// or d.
+func killprocDelay(s string) (int, bool) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "s"):
+		s = strings.TrimSuffix(s, "s")
+	case strings.HasSuffix(s, "m"):
+		s, mult = strings.TrimSuffix(s, "m"), 60
+	case strings.HasSuffix(s, "h"):
+		s, mult = strings.TrimSuffix(s, "h"), 3600
+	case strings.HasSuffix(s, "d"):
+		s, mult = strings.TrimSuffix(s, "d"), 86400
+	}
+	n, err := strconv.Atoi(s)
+	return n * mult, err == nil && n >= 0
+}
+
+// raiseDefault rewrites the default of the top-level setting v from def
+// to want, in place (V=${V-def} becomes V=${V-want}).
+func (f *fixer) raiseDefault(li int, v, def, want, why, after string) error {
+	s := f.s
 	for dl, l := range s.ll {
 		if s.inFunc[dl] || s.depth[dl] > 0 {
 			continue
@@ -1364,8 +1421,8 @@ func (f *fixer) adminSchedule(li int, v, text string) error {
 				at := w.start + len(v) + 1 + i
 				f.edits[dl] = append(f.edits[dl], edit{at, at + len(def), want})
 				f.changes = append(f.changes, Change{Line: l.first, Summary: fmt.Sprintf(
-					"%s's default %s %s; default now %s (the stop on line %d keeps using $%s: an admin's %s in /etc/default/%s still wins)",
-					v, def, strings.Join(why, ", "), want, s.ll[li].first, v, v, f.serviceName())})
+					"%s's default %s %s; default now %s (the stop on line %d keeps using $%s: %s)",
+					v, def, why, want, s.ll[li].first, v, after)})
 				return nil
 			}
 		}

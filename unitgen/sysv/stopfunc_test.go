@@ -290,3 +290,29 @@ func TestStopFuncPidofMasters(t *testing.T) {
 		t.Errorf("the worker was signalled too; pidof's masters only should be:\n%s", out)
 	}
 }
+
+// TestStopFuncReportsFailure: when the processes do not go (here kill is
+// a shell function that sends nothing, standing in for a process that
+// survives KILL, such as one stuck in the kernel), graceshim_stop returns
+// 1 and keeps the pid file, so the script reports [FAILED] rather than
+// success.
+func TestStopFuncReportsFailure(t *testing.T) {
+	d := exec.Command("sleep", "300")
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.Process.Kill(); d.Wait() }()
+	pidfile := filepath.Join(t.TempDir(), "d.pid")
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command("sh", "-c", "kill() { :; }\n"+StopFunc+`graceshim_stop "$1" sleep QUIT 1; echo "rc=$?"`, "sh", pidfile).CombinedOutput()
+	for _, want := range []string{"still running 1s after QUIT: sending TERM", "still running 5s after TERM: sending KILL", "rc=1"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(pidfile); err != nil {
+		t.Errorf("the pid file of a process still running was removed: %v", err)
+	}
+}
