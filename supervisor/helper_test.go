@@ -24,6 +24,13 @@ func TestMain(m *testing.M) {
 		child(role)
 		return
 	}
+	// Run takes a terminal on stdin as the user's (it hands the child
+	// the foreground, and follows it into Ctrl-Z); go test run from a
+	// shell would otherwise lend the tests the developer's terminal.
+	// The terminal cases are tested through a pty of their own.
+	if devnull, err := os.Open(os.DevNull); err == nil {
+		os.Stdin = devnull
+	}
 	os.Exit(m.Run())
 }
 
