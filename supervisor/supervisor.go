@@ -226,6 +226,7 @@ type loop struct {
 	exe          string           // the master's executable, as /proc/PID/exe shows it
 	pending      []syscall.Signal // signals that came before the child started
 	ignored      []syscall.Signal // signals left ignored, as the caller ignored them
+	unitAdvice   string           // what to change in the unit's settings, "" when nothing
 	watchCmds    chan<- watchCmd
 	probeTargets chan<- string
 	stop         *stopper
@@ -254,6 +255,9 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 	log := l.opts.Log
 	log.Infof("started %s (pid %d), preset %s, TERM becomes %s", strings.Join(l.opts.Argv, " "), l.main, l.opts.Preset.Name, signals.Name(l.graceful))
 	l.logStart()
+	if l.unitAdvice = l.checkUnit(ctx); l.unitAdvice != "" {
+		log.Warnf("%s", l.unitAdvice)
+	}
 	if l.opts.Ready == ReadyExec && l.opts.HealthCheck == nil {
 		l.markReady("running: %s (pid %d)", l.name, l.main)
 	}
@@ -369,6 +373,7 @@ func (l *loop) markReady(format string, a ...any) {
 }
 
 func (l *loop) notify(state string) {
+	state = l.withUnitAdvice(state)
 	if err := l.opts.Notifier.Notify(state); err != nil && !l.notifyErr {
 		l.notifyErr = true
 		l.opts.Log.Warnf("cannot notify systemd: %v", err)
