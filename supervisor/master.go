@@ -2,10 +2,12 @@ package supervisor
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -132,4 +134,52 @@ func listedListening(path string, inodes map[string]bool, stateCol, inCol int, l
 		}
 	}
 	return false
+}
+
+// masterSettle is how long the processes a master left behind when it
+// exited 0 are watched for the signs of a master before graceshim decides
+// none is one. daemon(3) exits the parent right after fork, before the
+// child calls setsid or opens its sockets; a check at the parent's exit
+// alone would take such a daemon for a leftover now and then (seen with
+// util-linux setsid: exec'd, not yet past setsid()).
+const masterSettle = time.Second
+
+// settling is a master that exited 0 and left processes behind, none of
+// them looking like a master yet.
+type settling struct {
+	until time.Time
+	gone  exited // the master's exit
+}
+
+// settleMaster starts watching what the master e left behind; it reports
+// false when nothing is left to watch.
+func (l *loop) settleMaster(now time.Time, e exited) bool {
+	table, err := proctab.Read()
+	if err != nil || len(proctab.Children(table, l.self)) == 0 {
+		return false
+	}
+	l.settle = &settling{until: now.Add(masterSettle), gone: e}
+	return true
+}
+
+// pollSettle follows a process left behind as soon as it looks like a
+// master; when none does within masterSettle, the master is lost and
+// what it left is stopped.
+func (l *loop) pollSettle(now time.Time) {
+	gone := l.settle.gone
+	if next := l.successor(now); next > 0 {
+		l.settle = nil
+		l.follow(next, fmt.Sprintf("pid %d %s", gone.pid, describe(gone.status)))
+		return
+	}
+	if now.Before(l.settle.until) {
+		return
+	}
+	l.settle = nil
+	if table, err := proctab.Read(); err == nil {
+		if n := len(proctab.Children(table, l.self)); n > 0 {
+			l.opts.Log.Infof("%d %s left behind by %s: none looks like a master (no listening socket, no processes of its own, no session of its own, another executable)", n, plural(n, "process", "processes"), l.name)
+		}
+	}
+	l.masterLost(now, gone)
 }

@@ -227,6 +227,7 @@ type loop struct {
 	pending      []syscall.Signal // signals that came before the child started
 	ignored      []syscall.Signal // signals left ignored, as the caller ignored them
 	unitAdvice   string           // what to change in the unit's settings, "" when nothing
+	settle       *settling        // processes a master left behind, watched for a new master
 	watchCmds    chan<- watchCmd
 	probeTargets chan<- string
 	stop         *stopper
@@ -334,6 +335,9 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			if l.upgrade != nil {
 				l.pollUpgrade(now)
 			}
+			if l.settle != nil {
+				l.pollSettle(now)
+			}
 		case <-stopTimer.C:
 			now := time.Now()
 			l.do(now, l.stop.tick(now))
@@ -349,7 +353,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			log.Infof("stop asked by the caller")
 			l.do(now, l.stop.begin(now))
 		}
-		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil; want != polling {
+		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil || l.settle != nil; want != polling {
 			polling = want
 			if polling {
 				pidPoll.Reset(pidFilePoll)
@@ -475,6 +479,12 @@ func (l *loop) endReload(what string) {
 func (l *loop) onExit(now time.Time, e exited) bool {
 	log := l.opts.Log
 	if e.pid == 0 {
+		if l.settle != nil {
+			// What the master left behind is gone too.
+			gone := l.settle.gone
+			l.settle = nil
+			l.masterLost(now, gone)
+		}
 		if !l.awaitPID.IsZero() {
 			// The daemon died before its pid file named it: nothing is
 			// left to follow. Its own status is the result.
@@ -510,7 +520,17 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 			l.awaitPID = now.Add(l.opts.ReadyTimeout)
 			return false
 		}
+		if l.settleMaster(now, e) {
+			return false
+		}
 	}
+	return l.masterLost(now, e)
+}
+
+// masterLost handles the end of the master e, with no successor to
+// follow.
+func (l *loop) masterLost(now time.Time, e exited) bool {
+	log := l.opts.Log
 	if l.upgrade != nil {
 		// The old master went, and no new one is there to follow: the
 		// service is down. Exit non-zero so that Restart= brings it back.
@@ -572,9 +592,6 @@ func (l *loop) successor(now time.Time) int {
 		}
 	}
 	if found == 0 {
-		if len(kids) > 0 {
-			l.opts.Log.Infof("%d %s left behind by %s: none looks like a master (no listening socket, no processes of its own, no session of its own)", len(kids), plural(len(kids), "process", "processes"), l.name)
-		}
 		return 0
 	}
 	l.opts.Log.Debugf("pid %d looks like a master: %s", found, why)
