@@ -71,7 +71,8 @@
 // caught and dropped, so that a closed log pipe never ends graceshim.
 // Signals the caller left ignored stay ignored where the Go runtime lets
 // graceshim see it (HUP, INT, CONT, TSTP, TTIN, TTOU); the caller's
-// blocked signals reach the child blocked.
+// blocked signals reach the child blocked, but for those the Go runtime
+// unblocks at start (HUP, INT, TERM, QUIT and the fault signals).
 //
 // # Following a master
 //

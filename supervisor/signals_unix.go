@@ -58,8 +58,12 @@ func Catches(sig syscall.Signal) bool {
 // other signal before any of graceshim's code runs
 // (runtime/signal_unix.go, initsig and sigInstallGoHandler), so an
 // ignored TERM, QUIT, USR1 or SEGV cannot be seen and reaches the child
-// at its default. Blocked signals need nothing: the runtime starts the
-// child with the signal mask graceshim was started with.
+// at its default. Blocked signals need nothing: the child starts with
+// the mask of the thread that forks it, which is the one graceshim was
+// started with, but for the signals the runtime unblocks on every thread
+// at start (HUP, INT, TERM, QUIT, ABRT, SEGV and the other fault
+// signals: runtime/signal_unix.go, blockableSig); measured: a caller
+// blocking USR1, TERM and SEGV leaves the child USR1 blocked.
 //
 // SIGPIPE is caught and never passed on: with a handler for it, a write
 // to a closed pipe or socket fails with EPIPE rather than end graceshim
@@ -79,34 +83,39 @@ func caught() (sigs []os.Signal, ignored []syscall.Signal) {
 	return append(sigs, syscall.SIGPIPE), ignored
 }
 
-// ignoredSignals reads the signals this process ignores from the kernel
-// (SigIgn in /proc/self/status, a hexadecimal mask, bit N-1 for signal N;
-// proc(5)).
+// ignoredSignals reads the signals this process ignores from the kernel.
 func ignoredSignals() map[syscall.Signal]bool {
+	mask, ok := statusMask("SigIgn")
+	if !ok {
+		return nil
+	}
+	out := map[syscall.Signal]bool{}
+	for n := 1; n <= 64; n++ {
+		if mask&(1<<(n-1)) != 0 {
+			out[syscall.Signal(n)] = true
+		}
+	}
+	return out
+}
+
+// statusMask reads a signal mask of /proc/self/status, the thread group
+// leader's (SigIgn, SigBlk: hexadecimal, bit N-1 for signal N; proc(5)).
+func statusMask(field string) (uint64, bool) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		return nil
+		return 0, false
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), "SigIgn:")
+		v, ok := strings.CutPrefix(sc.Text(), field+":")
 		if !ok {
 			continue
 		}
 		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		if err != nil {
-			return nil
-		}
-		out := map[syscall.Signal]bool{}
-		for n := 1; n <= 64; n++ {
-			if mask&(1<<(n-1)) != 0 {
-				out[syscall.Signal(n)] = true
-			}
-		}
-		return out
+		return mask, err == nil
 	}
-	return nil
+	return 0, false
 }
 
 // early holds the channel CatchEarly registered, until Run takes it.
