@@ -49,6 +49,11 @@ type stopConfig struct {
 	ExtendEvery  time.Duration
 	ExtendBy     time.Duration
 	PreStop      bool // the preset has a pre-stop signal
+	// SameSignal: the graceful and the fast signal are the same (TERM
+	// for the generic preset). Sending it again adds nothing, so a drain
+	// escalates straight to SIGKILL: the drain timeout is the stop's
+	// bound, as docker stop's timeout is.
+	SameSignal bool
 }
 
 // killSweepEvery is how often SIGKILL is sent again to what is left of
@@ -139,6 +144,9 @@ func (s *stopper) escalate(now time.Time, reason string) []action {
 		return append(s.start(now), s.fast(now)...)
 	case phaseDelay, phaseGraceful:
 		s.reason = reason
+		if s.cfg.SameSignal && s.phase == phaseGraceful {
+			return s.kill(now)
+		}
 		return s.fast(now)
 	case phaseFast:
 		s.reason = reason
