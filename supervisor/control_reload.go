@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -286,4 +287,48 @@ func firstLine(s string) string {
 // oneLine makes s fit one sd_notify assignment, which a newline would end.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// listeningInodes returns the inodes of the listening TCP and unix stream
+// sockets of pid's network namespace (/proc/PID/net/{tcp,tcp6,unix};
+// proc(5)): TCP state 0A is LISTEN; a unix socket listens when its flags
+// have __SO_ACCEPTCON (0x10000).
+func listeningInodes(pid int) map[string]bool {
+	set := map[string]bool{}
+	for _, name := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, name))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 9 && f[3] == "0A" {
+				set[f[9]] = true
+			}
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/unix", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 6 && f[3] == "00010000" {
+				set[f[6]] = true
+			}
+		}
+	}
+	return set
+}
+
+// holdsListener reports whether pid has one of the listening sockets open:
+// an old worker that still accepts connections with the old configuration.
+func holdsListener(pid int, listening map[string]bool) bool {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false // gone
+	}
+	for _, e := range ents {
+		link, err := os.Readlink(dir + "/" + e.Name())
+		if err == nil && strings.HasPrefix(link, "socket:[") && listening[link[len("socket:["):len(link)-1]] {
+			return true
+		}
+	}
+	return false
 }

@@ -425,10 +425,28 @@ func (l *loop) pollReload(now time.Time) {
 		return // the reload command's end decides
 	}
 	if !l.childReady && l.reloadOld != nil {
+		// Done once a new worker runs and no old one accepts any more:
+		// nginx starts the new workers, then tells the old ones to close
+		// their listening sockets and drain; until then a request may
+		// still meet the old configuration.
 		if table, err := proctab.Read(); err == nil {
+			next := 0
 			for _, pid := range proctab.Children(table, l.main) {
-				if !l.reloadOld[pid] {
-					l.endReload(fmt.Sprintf("reloaded: new worker pid %d", pid))
+				if !l.reloadOld[pid] && next == 0 {
+					next = pid
+				}
+			}
+			if next != 0 {
+				listening := listeningInodes(l.main)
+				old := false
+				for pid := range l.reloadOld {
+					if proctab.Has(table, pid) && holdsListener(pid, listening) {
+						old = true
+						break
+					}
+				}
+				if !old {
+					l.endReload(fmt.Sprintf("reloaded: new worker pid %d", next))
 					return
 				}
 			}
