@@ -55,7 +55,7 @@ func child(role string) {
 	case "notifier":
 		notifier(arg) // relay_test.go
 	case "sendnotify":
-		sendNotify() // relay_test.go
+		sendNotify(arg) // relay_test.go
 	case "worker":
 		// Live until the parent is gone.
 		parent := os.Getppid()

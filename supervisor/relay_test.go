@@ -73,6 +73,13 @@ func notifier(mode string) {
 // notifierRun starts the supervisor over the notifier with the relay
 // forced on (the test binary is no preset that speaks sd_notify).
 func notifierRun(t *testing.T, mode string, tweak func(*Options)) (*events, *notifySocket, int) {
+	ev, ns, pid, _ := notifierRunAddr(t, mode, tweak)
+	return ev, ns, pid
+}
+
+// notifierRunAddr is notifierRun that also returns the child's
+// NOTIFY_SOCKET.
+func notifierRunAddr(t *testing.T, mode string, tweak func(*Options)) (*events, *notifySocket, int, string) {
 	t.Helper()
 	ns := newNotifySocket(t)
 	ev, _, _ := start(t, "notifier:"+mode, func(o *Options) {
@@ -82,10 +89,11 @@ func notifierRun(t *testing.T, mode string, tweak func(*Options)) (*events, *not
 		}
 	})
 	pid, rest := ev.wait("notifier listening")
-	if f := strings.Fields(rest); len(f) != 2 || !strings.HasPrefix(f[1], "@graceshim/") {
+	f := strings.Fields(rest)
+	if len(f) != 2 || !strings.HasPrefix(f[1], "@graceshim/") {
 		t.Fatalf("the child's NOTIFY_SOCKET is %q, want graceshim's abstract socket", rest)
 	}
-	return ev, ns, pid
+	return ev, ns, pid, f[1]
 }
 
 // waitLine waits for a datagram line from graceshim that starts with
@@ -203,7 +211,7 @@ func TestRelayNoReadyBeforeReady(t *testing.T) {
 func TestRelayWatchdog(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "400000") // graceshim feeds every 200ms
 	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
-	ev, ns, pid := notifierRun(t, "watchdog", nil)
+	ev, ns, pid, addr := notifierRunAddr(t, "watchdog", nil)
 	if _, rest := ev.wait("notifier watchdog"); rest != "usec=400000 mine=true" {
 		t.Fatalf("the child's watchdog variables: %s, want usec=400000 mine=true", rest)
 	}
@@ -226,7 +234,18 @@ func TestRelayWatchdog(t *testing.T) {
 		}
 	}()
 	waitStopped(t, pid)
-	ns.drain() // pings sent before the stop took hold
+	// Pings sent before the stop took hold may still wait in the relay's
+	// socket: a marker sent now comes out after them (a datagram socket
+	// keeps the order), and from then on nothing may feed the watchdog.
+	marker := newChildCmd(t, "sendnotify:marker", ev.path, "NOTIFY_SOCKET="+addr)
+	if err := marker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer marker.Process.Kill() // the supervisor reaps it
+	ev.wait("marker sent")
+	if st, _ := ns.waitLine(t, "STATUS=running:"); !strings.HasSuffix(st, ": marker") {
+		t.Fatalf("status %q, want the marker", st)
+	}
 	ns.noLine(t, "WATCHDOG=1", 2*time.Second)
 	syscall.Kill(pid, syscall.SIGCONT)
 	stopped = false
@@ -290,7 +309,7 @@ func TestRelayDropsStrangers(t *testing.T) {
 	// A descendant: sh, told to send through a helper would need socat;
 	// the test binary's own role does it.
 	ev := newEvents(t)
-	cmd := newChildCmd(t, "sendnotify", ev.path, "NOTIFY_SOCKET="+r.addr)
+	cmd := newChildCmd(t, "sendnotify:", ev.path, "NOTIFY_SOCKET="+r.addr)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -321,10 +340,21 @@ func TestParseNotifyMode(t *testing.T) {
 	}
 }
 
-// sendNotify sends one datagram to NOTIFY_SOCKET and exits.
-func sendNotify() {
-	if ok, err := daemon.SdNotify(false, "READY=1\nSTATUS=from a descendant"); !ok || err != nil {
+// sendNotify sends one datagram to NOTIFY_SOCKET and exits; in mode
+// "marker" it sends STATUS=marker and stays until killed, so that its
+// datagram is never read after it is gone (the relay drops datagrams of
+// processes it cannot place in graceshim's tree).
+func sendNotify(mode string) {
+	state := "READY=1\nSTATUS=from a descendant"
+	if mode == "marker" {
+		state = "STATUS=marker"
+	}
+	if ok, err := daemon.SdNotify(false, state); !ok || err != nil {
 		os.Exit(1)
+	}
+	if mode == "marker" {
+		report("marker sent")
+		select {}
 	}
 	os.Exit(0)
 }
