@@ -193,6 +193,7 @@ func (l *loop) sendReload(now time.Time) {
 			l.reloadOld[pid] = true
 		}
 	}
+	l.reloadSent = time.Now()
 	if l.ready {
 		// Only a service that was ready is told it reloads: READY=1 ends
 		// the reload, and must not end a start-up early (issue 10).
@@ -216,10 +217,12 @@ func (l *loop) sendReload(now time.Time) {
 	}
 }
 
-// childReloads starts a reload the daemon announced itself (RELOADING=1).
-func (l *loop) childReloads(now time.Time) {
+// childReloads starts a reload the daemon announced itself (RELOADING=1,
+// queued at at).
+func (l *loop) childReloads(now, at time.Time) {
 	l.opts.Log.Infof("%s says it is reloading", l.name)
 	l.reload = &reloadRun{by: l.name}
+	l.reloadSent = at
 	if l.ready {
 		l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading: " + l.name)
 	}

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -95,7 +96,7 @@ func openRelay() (*relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot listen on notify socket %s: %w", addr, err)
 	}
-	if err := setPassCred(conn); err != nil {
+	if err := setSockopts(conn); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("cannot ask for the senders' credentials on %s: %w", addr, err)
 	}
@@ -106,7 +107,11 @@ func openRelay() (*relay, error) {
 	return r, nil
 }
 
-func setPassCred(c *net.UnixConn) error {
+// setSockopts asks the kernel for each datagram's sender (SO_PASSCRED)
+// and the time it was queued (SO_TIMESTAMPNS): a READY=1 queued before a
+// reload's signal was sent must not end that reload (php-fpm repeats
+// READY=1 in every heartbeat, sapi/fpm/fpm/fpm_systemd.c).
+func setSockopts(c *net.UnixConn) error {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return err
@@ -114,6 +119,9 @@ func setPassCred(c *net.UnixConn) error {
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+		if serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		}
 	}); err != nil {
 		return err
 	}
@@ -147,8 +155,9 @@ func (r *relay) Close() error { return r.conn.Close() }
 
 // childNote is one datagram from the child's tree.
 type childNote struct {
-	pid   int      // the sender
-	lines []string // its assignments, in order ("READY=1")
+	pid   int       // the sender
+	at    time.Time // when the kernel queued it (zero: unknown)
+	lines []string  // its assignments, in order ("READY=1")
 }
 
 // serve reads datagrams until ctx ends and passes on those sent by a
@@ -159,7 +168,7 @@ func (r *relay) serve(ctx context.Context, self int, log *Logger, out chan<- chi
 		r.conn.Close()
 	}()
 	buf := make([]byte, maxNotifyDatagram)
-	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*253))
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(16)+unix.CmsgSpace(4*253))
 	for {
 		n, oobn, _, _, err := r.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
@@ -169,7 +178,7 @@ func (r *relay) serve(ctx context.Context, self int, log *Logger, out chan<- chi
 			log.Warnf("notify socket: %v", err)
 			continue
 		}
-		pid, ok := senderPID(oob[:oobn])
+		pid, at, ok := senderPID(oob[:oobn])
 		if !ok {
 			log.Debugf("notify socket: a datagram without credentials, dropped")
 			continue
@@ -178,7 +187,7 @@ func (r *relay) serve(ctx context.Context, self int, log *Logger, out chan<- chi
 			log.Warnf("notify socket: a datagram from pid %d, not a process of graceshim's tree, dropped", pid)
 			continue
 		}
-		note := childNote{pid: pid, lines: parseNotify(string(buf[:n]))}
+		note := childNote{pid: pid, at: at, lines: parseNotify(string(buf[:n]))}
 		select {
 		case out <- note:
 		case <-ctx.Done():
@@ -187,16 +196,24 @@ func (r *relay) serve(ctx context.Context, self int, log *Logger, out chan<- chi
 	}
 }
 
-// senderPID reads the sender's pid from a datagram's control messages, and
-// closes any descriptors the sender passed (FDSTORE=1): graceshim keeps
-// none, and an unclosed one would leak.
-func senderPID(oob []byte) (int, bool) {
+// senderPID reads the sender's pid and the time the datagram was queued
+// from its control messages, and closes any descriptors the sender passed
+// (FDSTORE=1): graceshim keeps none, and an unclosed one would leak.
+func senderPID(oob []byte) (int, time.Time, bool) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	pid, ok := 0, false
+	var at time.Time
 	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+			// struct timespec: two native longs (64-bit Linux).
+			sec := int64(binary.NativeEndian.Uint64(m.Data[0:8]))
+			nsec := int64(binary.NativeEndian.Uint64(m.Data[8:16]))
+			at = time.Unix(sec, nsec)
+			continue
+		}
 		if fds, err := unix.ParseUnixRights(&m); err == nil {
 			for _, fd := range fds {
 				unix.Close(fd)
@@ -207,7 +224,7 @@ func senderPID(oob []byte) (int, bool) {
 			pid, ok = int(cred.Pid), cred.Pid > 0
 		}
 	}
-	return pid, ok
+	return pid, at, ok
 }
 
 // inTree reports whether pid is a descendant of self. A sender that exited
@@ -290,22 +307,26 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 		}
 	}
 	if reloading && l.reload == nil && !l.stop.stopping() {
-		l.childReloads(now)
+		l.childReloads(now, n.at)
 	}
+	statusSent := false
 	if ready && !l.stop.stopping() {
 		l.childReady = true
-		if l.reload != nil && !l.reloadUntil.IsZero() {
+		// Only a READY=1 queued after the reload began ends it: one
+		// queued before is stale (an earlier heartbeat).
+		if l.reload != nil && !l.reloadUntil.IsZero() && (n.at.IsZero() || !n.at.Before(l.reloadSent)) {
 			l.endReload(fmt.Sprintf("reloaded: %s said READY=1", l.name))
+			statusSent = true
 		}
 		if !l.ready && l.opts.HealthCheck == nil {
 			// The daemon's word, not a guess: it is ready when it says
 			// so (redis once its data set is loaded, php-fpm once its
 			// pools run), whatever it listens on.
 			l.markReady("%s", l.runningStatus())
+			statusSent = true
 		}
-		return
 	}
-	if hasStatus && l.ready && !l.stop.stopping() && l.reload == nil && l.upgrade == nil {
+	if hasStatus && !statusSent && l.ready && !l.stop.stopping() && l.reload == nil && l.upgrade == nil {
 		l.notify("STATUS=" + l.runningStatus())
 	}
 }

@@ -310,6 +310,7 @@ func TestRelayDropsStrangers(t *testing.T) {
 	// the test binary's own role does it.
 	ev := newEvents(t)
 	cmd := newChildCmd(t, "sendnotify:", ev.path, "NOTIFY_SOCKET="+r.addr)
+	began := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -317,6 +318,10 @@ func TestRelayDropsStrangers(t *testing.T) {
 	case n := <-out:
 		if n.pid != cmd.Process.Pid || !slices.Equal(n.lines, []string{"READY=1", "STATUS=from a descendant"}) {
 			t.Errorf("got %+v, want the descendant's datagram from pid %d", n, cmd.Process.Pid)
+		}
+		// The kernel's timestamp: after the child was started.
+		if n.at.Before(began) || n.at.After(time.Now()) {
+			t.Errorf("datagram queued at %s, want between %s and now", n.at, began)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the descendant's datagram was not passed on")

@@ -237,6 +237,7 @@ type loop struct {
 	reloadUntil time.Time    // a reload's signal was sent; it must show by then
 	reloadOld   map[int]bool // the master's children when the reload began
 	reload      *reloadRun   // a reload under way (its config test, its signal), or nil
+	reloadSent  time.Time    // when the reload's signal went out
 	bg          context.Context
 	checks      chan checkResult  // config tests and reload commands that ended
 	controls    <-chan controlReq // requests from the control socket
