@@ -76,7 +76,6 @@ func executablePath(path string) string {
 	return path
 }
 
-
 // masterSettle is how long the processes a master left behind when it
 // exited 0 are watched for the signs of a master before graceshim decides
 // none is one. daemon(3) exits the parent right after fork, before the
