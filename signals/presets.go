@@ -364,16 +364,27 @@ func Lookup(name string) (Preset, error) {
 // trailing version ("php-fpm8.2", "nginx-debug" is not one) is ignored. It
 // reports false and the generic preset when nothing matches.
 func ForCommand(path string) (Preset, bool) {
-	base := filepath.Base(path)
-	trimmed := strings.TrimRight(base, "0123456789.")
 	for _, p := range presets {
-		for _, c := range p.Commands {
-			if base == c || trimmed == c {
-				return p, true
-			}
+		if p.Runs(path) {
+			return p, true
 		}
 	}
 	return presets[0], false
+}
+
+// Runs reports whether the executable at path is the preset's daemon, by
+// its base name as ForCommand matches it. ConfigTest and ReloadCommand
+// rewrite the daemon's own argv: for a wrapper (an entrypoint script that
+// execs nginx) they would run the wrapper, so they apply only where Runs.
+func (p Preset) Runs(path string) bool {
+	base := filepath.Base(path)
+	trimmed := strings.TrimRight(base, "0123456789.")
+	for _, c := range p.Commands {
+		if base == c || trimmed == c {
+			return true
+		}
+	}
+	return false
 }
 
 // The config tests below turn the argv a daemon was started with into the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,7 +19,7 @@ import (
 // configTestPreset is nginx's preset with a config test that fails, the way
 // nginx -t does, while the file bad exists.
 func configTestPreset(bad string) signals.Preset {
-	p, _ := signals.Lookup("nginx")
+	p := testBinaryAs("nginx")
 	p.ConfigTest = func(argv []string) []string {
 		return []string{"sh", "-c", `if [ -e "$0" ]; then
 echo 'nginx: [emerg] unknown directive "bogus" in /etc/nginx/nginx.conf:3' >&2
@@ -26,6 +27,15 @@ echo 'nginx: configuration file /etc/nginx/nginx.conf test failed' >&2
 exit 1
 fi`, bad}
 	}
+	return p
+}
+
+// testBinaryAs is the named preset, with the test binary, which plays the
+// daemon, counted as the daemon's command: a preset's config test and
+// reload command apply only to the daemon itself.
+func testBinaryAs(name string) signals.Preset {
+	p, _ := signals.Lookup(name)
+	p.Commands = append(slices.Clone(p.Commands), filepath.Base(os.Args[0]))
 	return p
 }
 
@@ -104,7 +114,7 @@ func TestReloadOneAtATime(t *testing.T) {
 	dir := t.TempDir()
 	gate := filepath.Join(dir, "gate")
 	started := filepath.Join(dir, "started")
-	p, _ := signals.Lookup("nginx")
+	p := testBinaryAs("nginx")
 	// The test waits until the file gate exists: both requests arrive
 	// while it runs.
 	p.ConfigTest = func([]string) []string {

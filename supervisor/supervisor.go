@@ -44,6 +44,13 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("%w: no command given", ErrSetup)
 	}
 	opts.setDefaults()
+	if !opts.Preset.Runs(opts.Argv[0]) && (opts.Preset.ConfigTest != nil || opts.Preset.ReloadCommand != nil) {
+		// A wrapper (an entrypoint script that execs the daemon): the
+		// daemon's config test or reload command cannot be derived from
+		// its argv, and run on the wrapper it would start a second server.
+		opts.Log.Warnf("%s is not %s itself: reloads go without %s's config test or reload command", filepath.Base(opts.Argv[0]), opts.Preset.Name, opts.Preset.Name)
+		opts.Preset.ConfigTest, opts.Preset.ReloadCommand = nil, nil
+	}
 	if err := opts.Map.Check(Catches); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadOption, err)
 	}
