@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"syscall"
 	"testing"
@@ -42,7 +43,8 @@ func startFixture(b *testing.B, n, firstIP int) *fixture {
 	var clients []*helper
 	for i := 0; n-i*perClient > 0; i++ {
 		k := min(perClient, n-i*perClient)
-		clients = append(clients, startClient(b, srv.addrs[0], fmt.Sprintf("127.0.0.%d", firstIP+i), k))
+		ip := firstIP + i
+		clients = append(clients, startClient(b, srv.addrs[0], fmt.Sprintf("127.0.%d.%d", ip/256, ip%256), k))
 	}
 	b.Cleanup(func() {
 		srv.stop()
@@ -76,22 +78,27 @@ func (f *fixture) tracker(b *testing.B, source string) *Tracker {
 // the subscription refused). Figures:
 //   - %core: this process's CPU time (getrusage, user + system) per
 //     wall-clock second of the drain, in % of one core;
-//   - last-close-us: from the last client's last close to Next reporting
-//     zero (the server's close and the kernel's teardown included);
+//   - last-close-us: from the server's last close(2) of a connection to
+//     Next reporting zero (the kernel's teardown included: the socket is
+//     freed when the client's ACK of the server's FIN arrives);
+//   - start-ms: CPU time of starting the drain (the tree's descriptors
+//     read, the first dump);
 //   - dumps: full walks of the socket table.
 //
 // Each op builds a fresh fixture, so run it with -benchtime=1x. The client
 // ends go to TIME_WAIT, so every fixture dials from addresses of its own.
 func BenchmarkDrain(b *testing.B) {
 	const drainOver = 10 * time.Second
-	firstIP := 100
+	// Clients close first, so their ends stay in TIME_WAIT for a minute:
+	// a run started soon after another dials from other addresses.
+	firstIP := 256 * (1 + os.Getpid()%200)
 	for _, n := range []int{10000, 50000} {
 		for _, how := range []string{"events", "poll"} {
 			b.Run(fmt.Sprintf("conns=%d/%s", n, how), func(b *testing.B) {
 				if testing.Short() {
 					b.Skip("large fixture skipped in -short mode")
 				}
-				var cpu, wall, late time.Duration
+				var cpu, wall, late, startCPU time.Duration
 				dumps := 0
 				for b.Loop() {
 					b.StopTimer()
@@ -111,6 +118,7 @@ func BenchmarkDrain(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
+					startCPU += rusage(b) - before
 					if ok, why := d.Events(); ok != (how == "events") {
 						b.Fatalf("Events() = %v, %v", ok, why)
 					}
@@ -138,9 +146,12 @@ func BenchmarkDrain(b *testing.B) {
 					dumps += d.dumps
 					d.Close()
 					b.StopTimer()
-					var last int64
 					for range f.clients {
-						last = max(last, <-closed)
+						<-closed
+					}
+					var last int64
+					if _, err := fmt.Sscanf(f.srv.do("last-close"), "last-close %d", &last); err != nil || last == 0 {
+						b.Fatalf("no last close from the server: %v", err)
 					}
 					late += zero.Sub(time.Unix(0, last))
 					f.srv.stop()
@@ -149,6 +160,7 @@ func BenchmarkDrain(b *testing.B) {
 				b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%core")
 				b.ReportMetric(float64(late.Microseconds())/float64(b.N), "last-close-us")
 				b.ReportMetric(float64(dumps)/float64(b.N), "dumps")
+				b.ReportMetric(float64(startCPU.Microseconds())/1000/float64(b.N), "start-ms")
 			})
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,11 +43,11 @@ const (
 	pollCostMul = 5
 	// While more than batchAbove sockets are left, destroy messages are
 	// read in batches at most every batchEvery: a wake-up per message
-	// costs about 15 us of CPU (measured), which at 5,000 closes a second
+	// cost about 15 us of CPU (measured), which at 5,000 closes a second
 	// is 8% of a core. The last batchAbove are read as they come, so the
 	// last close is seen at once.
 	batchAbove = 100
-	batchEvery = 50 * time.Millisecond
+	batchEvery = 100 * time.Millisecond
 	// eventRcvBuf is the receive buffer asked for the destroy subscription.
 	// At 2,000 closes in one burst (and as many client ends on loopback)
 	// the default 208 KiB overruns; an overrun costs one re-dump.
@@ -90,10 +91,15 @@ type Drain struct {
 	set    map[uint64]member // by inode
 	byCook map[uint64]uint64 // cookie -> inode
 	counts Counts
+	// The unix connections, by inode; polled (see unix.go).
+	unixSet      map[uint64]struct{}
+	unixInterval time.Duration
+	nextUnixPoll time.Time
+	unixScratch  map[uint64]struct{}
 
 	events    *os.File // the destroy subscription, nil when polling
 	eventsErr error    // why not, when polling
-	buf       []byte
+	recv      *mmsgReader
 
 	started       bool // Next has returned the first count
 	lastRead      time.Time
@@ -121,7 +127,8 @@ func (t *Tracker) Drain(ctx context.Context, pids []int) (*Drain, error) {
 	if t.badOpts != nil {
 		return nil, t.badOpts
 	}
-	d := &Drain{t: t, progs: map[uint8][]byte{}, set: map[uint64]member{}, byCook: map[uint64]uint64{}, interval: pollFirst}
+	d := &Drain{t: t, progs: map[uint8][]byte{}, set: map[uint64]member{}, byCook: map[uint64]uint64{},
+		interval: pollFirst, unixSet: map[uint64]struct{}{}, unixInterval: pollFirst, unixScratch: map[uint64]struct{}{}}
 	switch t.mode {
 	case ModeAll:
 		d.fams, d.states = []uint8{afInet, afInet6}, allStates
@@ -151,6 +158,9 @@ func (t *Tracker) Drain(ctx context.Context, pids []int) (*Drain, error) {
 		return nil, err
 	}
 	err := d.dump(ctx, true)
+	if err == nil && t.mode == ModeListen {
+		err = d.pollUnix(ctx, true)
+	}
 	t.owned = map[uint64]struct{}{} // up to one entry per descriptor of the tree: do not keep it
 	if err != nil {
 		d.Close()
@@ -165,8 +175,12 @@ func (d *Drain) Events() (bool, error) {
 	return d.events != nil, d.eventsErr
 }
 
-// Counts returns the current count.
-func (d *Drain) Counts() Counts { return d.counts }
+// Counts returns the current count. Unix connections are Established.
+func (d *Drain) Counts() Counts {
+	c := d.counts
+	c.Established += len(d.unixSet)
+	return c
+}
 
 // Close ends the subscription.
 func (d *Drain) Close() error {
@@ -179,50 +193,106 @@ func (d *Drain) Close() error {
 }
 
 // Next returns the first count at once, then blocks until the count may
-// have changed: a socket of the set was freed, a reconciling dump or a
+// have changed: a socket of the set was freed, or a reconciling dump or a
 // poll ran. Once the count is zero it blocks until ctx is done: the set
 // never grows.
 func (d *Drain) Next(ctx context.Context) (Counts, error) {
 	if !d.started {
 		d.started = true
-		return d.counts, nil
+		return d.Counts(), nil
 	}
-	if len(d.set) == 0 {
+	if len(d.set)+len(d.unixSet) == 0 {
 		<-ctx.Done()
-		return d.counts, ctx.Err()
+		return d.Counts(), ctx.Err()
 	}
-	if d.events == nil {
-		return d.poll(ctx)
-	}
-	before := len(d.set)
-	for len(d.set) == before {
-		if err := ctx.Err(); err != nil {
-			return d.counts, err
+	before := len(d.set) + len(d.unixSet)
+	for {
+		// The next thing due: a TCP re-dump (or poll) while TCP sockets
+		// are left, a unix poll while unix ones are.
+		var due time.Time
+		if len(d.set) > 0 {
+			due = d.nextReconcile
 		}
-		if len(d.set) > batchAbove {
-			if err := sleepUntil(ctx, d.lastRead.Add(batchEvery)); err != nil {
-				return d.counts, err
+		if len(d.unixSet) > 0 && (due.IsZero() || d.nextUnixPoll.Before(due)) {
+			due = d.nextUnixPoll
+		}
+		if d.events != nil && len(d.set) > 0 {
+			if len(d.set) > batchAbove {
+				if err := sleepUntil(ctx, earlier(d.lastRead.Add(batchEvery), due)); err != nil {
+					return d.Counts(), err
+				}
+			}
+			err := d.wait(ctx, due)
+			d.lastRead = time.Now()
+			switch {
+			case err == nil, errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
+			case errors.Is(err, unix.ENOBUFS):
+				// Messages were dropped: a dump tells what they said.
+				d.overruns++
+				d.nextReconcile = time.Now()
+			case ctx.Err() != nil:
+				return d.Counts(), ctx.Err()
+			default:
+				d.eventsErr = fmt.Errorf("cannot read destroy messages: %w", err)
+				d.Close()
+				d.nextReconcile = time.Now()
+			}
+		} else if err := sleepUntil(ctx, due); err != nil {
+			return d.Counts(), err
+		}
+		now := time.Now()
+		dumped := false
+		if len(d.set) > 0 && !now.Before(d.nextReconcile) {
+			if err := d.dump(ctx, false); err != nil {
+				return d.Counts(), err
+			}
+			dumped = true
+		}
+		if len(d.unixSet) > 0 && !now.Before(d.nextUnixPoll) {
+			if err := d.pollUnix(ctx, false); err != nil {
+				return d.Counts(), err
 			}
 		}
-		err := d.wait(ctx)
-		d.lastRead = time.Now()
-		switch {
-		case err == nil:
-		case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
-			return d.counts, d.dump(ctx, false)
-		case errors.Is(err, unix.ENOBUFS):
-			// Messages were dropped: the dump tells what they said.
-			d.overruns++
-			return d.counts, d.dump(ctx, false)
-		case ctx.Err() != nil:
-			return d.counts, ctx.Err()
-		default:
-			d.eventsErr = fmt.Errorf("cannot read destroy messages: %w", err)
-			d.Close()
-			return d.counts, d.dump(ctx, false)
+		if dumped || len(d.set)+len(d.unixSet) != before {
+			return d.Counts(), nil
 		}
 	}
-	return d.counts, nil
+}
+
+// pollUnix counts the unix connections: on the first call those the tree
+// holds (t.owned), later those of the set still there.
+func (d *Drain) pollUnix(ctx context.Context, first bool) error {
+	start := time.Now()
+	got := d.unixScratch
+	clear(got)
+	if _, err := d.t.countUnix(ctx, got); err != nil {
+		return err
+	}
+	for ino := range got {
+		if first {
+			if _, ok := d.t.owned[ino]; ok {
+				d.unixSet[ino] = struct{}{}
+			}
+		}
+	}
+	if !first {
+		for ino := range d.unixSet {
+			if _, ok := got[ino]; !ok {
+				delete(d.unixSet, ino)
+			}
+		}
+	}
+	now := time.Now()
+	d.nextUnixPoll = now.Add(d.unixInterval)
+	d.unixInterval = max(min(d.unixInterval*2, pollMax), now.Sub(start)*pollCostMul)
+	return nil
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {
@@ -240,28 +310,14 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	}
 }
 
-// poll waits for the next poll and counts.
-func (d *Drain) poll(ctx context.Context) (Counts, error) {
-	tm := time.NewTimer(d.interval)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return d.counts, ctx.Err()
-	case <-tm.C:
-	}
-	err := d.dump(ctx, false)
-	d.interval = max(min(d.interval*2, pollMax), d.dumpCost*pollCostMul)
-	return d.counts, err
-}
-
-// wait reads destroy messages until at least one arrived, the next
-// reconcile is due, or ctx is done.
-func (d *Drain) wait(ctx context.Context) error {
+// wait reads destroy messages until at least one arrived, deadline
+// passes, or ctx is done.
+func (d *Drain) wait(ctx context.Context, deadline time.Time) error {
 	rc, err := d.events.SyscallConn()
 	if err != nil {
 		return err
 	}
-	if err := d.events.SetReadDeadline(d.nextReconcile); err != nil {
+	if err := d.events.SetReadDeadline(deadline); err != nil {
 		return err
 	}
 	stop := context.AfterFunc(ctx, func() { d.events.SetReadDeadline(time.Now()) })
@@ -270,7 +326,7 @@ func (d *Drain) wait(ctx context.Context) error {
 	got := false
 	err = rc.Read(func(fd uintptr) bool {
 		for {
-			n, _, err := unix.Recvfrom(int(fd), d.buf, unix.MSG_DONTWAIT)
+			n, err := d.recv.read(int(fd))
 			switch {
 			case err == unix.EINTR:
 				continue
@@ -281,7 +337,9 @@ func (d *Drain) wait(ctx context.Context) error {
 				return true
 			}
 			got = true
-			d.handle(d.buf[:n])
+			for i := 0; i < n; i++ {
+				d.handle(d.recv.msg(i))
+			}
 		}
 	})
 	if rerr != nil {
@@ -386,11 +444,17 @@ func (d *Drain) dump(ctx context.Context, first bool) error {
 	d.dumps++
 	d.lastDump = time.Now()
 	d.dumpCost = d.lastDump.Sub(start)
-	every := reconcileMin
-	if d.t.hooks.reconcile > 0 {
-		every = d.t.hooks.reconcile
+	if d.events != nil {
+		every := reconcileMin
+		if d.t.hooks.reconcile > 0 {
+			every = d.t.hooks.reconcile
+		}
+		d.nextReconcile = d.lastDump.Add(max(every, d.dumpCost*reconcileCostMul))
+	} else {
+		// Polling: soon after the start, then backing off.
+		d.nextReconcile = d.lastDump.Add(d.interval)
+		d.interval = max(min(d.interval*2, pollMax), d.dumpCost*pollCostMul)
 	}
-	d.nextReconcile = d.lastDump.Add(max(every, d.dumpCost*reconcileCostMul))
 	return nil
 }
 
@@ -445,7 +509,7 @@ func (d *Drain) subscribe() {
 		return
 	}
 	d.events = os.NewFile(uintptr(fd), "sock_diag destroy")
-	d.buf = make([]byte, 16<<10)
+	d.recv = newMmsgReader()
 }
 
 func openDestroySocket() (int, error) {
@@ -494,4 +558,50 @@ func containsPort(ps []uint16, p uint16) bool {
 		}
 	}
 	return false
+}
+
+// mmsgReader reads up to mmsgBatch datagrams with one recvmmsg(2). Each
+// destroy message is a datagram of its own, so reading them one recv at
+// a time costs a system call per closed connection.
+type mmsgReader struct {
+	buf  []byte
+	iovs [mmsgBatch]unix.Iovec
+	hdrs [mmsgBatch]mmsghdr
+}
+
+const (
+	mmsgBatch = 64
+	mmsgSlot  = 2048 // a destroy message is about 400 bytes with its attributes
+)
+
+// mmsghdr is struct mmsghdr (include/linux/socket.h).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+func newMmsgReader() *mmsgReader {
+	r := &mmsgReader{buf: make([]byte, mmsgBatch*mmsgSlot)}
+	for i := range r.hdrs {
+		r.iovs[i].Base = &r.buf[i*mmsgSlot]
+		r.iovs[i].SetLen(mmsgSlot)
+		r.hdrs[i].hdr.Iov = &r.iovs[i]
+		r.hdrs[i].hdr.SetIovlen(1)
+	}
+	return r
+}
+
+// read returns how many datagrams arrived; it does not block.
+func (r *mmsgReader) read(fd int) (int, error) {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.hdrs[0])), mmsgBatch, unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// msg returns the i-th datagram of the last read.
+func (r *mmsgReader) msg(i int) []byte {
+	return r.buf[i*mmsgSlot : i*mmsgSlot+int(min(r.hdrs[i].n, mmsgSlot))]
 }
