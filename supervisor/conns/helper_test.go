@@ -395,6 +395,11 @@ func helperClient() {
 			last = time.Now()
 		}
 		fmt.Printf("closed %d\n", last.UnixNano())
+		conns = nil
+	}
+	for _, c := range conns {
+		c.(*net.TCPConn).SetLinger(0) // reset: no TIME_WAIT left behind
+		c.Close()
 	}
 }
 
