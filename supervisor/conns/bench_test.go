@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -172,6 +173,44 @@ func gopsutilTree(root int32) []int32 {
 		}
 	}
 	return pids
+}
+
+// BenchmarkCountUnix measures one count of a unix-socket server's
+// connections (1,000 held, as a php-fpm pool's children would), through
+// unix_diag and through /proc/net/unix. Neither can filter in the kernel:
+// each walks every unix socket of the host, which a drain polls.
+func BenchmarkCountUnix(b *testing.B) {
+	const n = 1000
+	srv := startUnixServer(b, filepath.Join(b.TempDir(), "fpm.sock"))
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("unix", srv.addrs[0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+	}
+	for srv.held() != n {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, src := range sources {
+		b.Run(src, func(b *testing.B) {
+			tr := NewTracker(Options{Source: src})
+			if _, err := tr.Observe(srv.pids); err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := tr.Count(ctx, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if c.Total() != n {
+					b.Fatalf("counted %+v, want %d", c, n)
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkDrain measures the drain as the supervisor runs it: a Drain

@@ -47,9 +47,12 @@ const (
 	// 5,000 closes a second is 8% of a core. The window shrinks as the
 	// set empties at the rate closes come (never more than half the time
 	// the rest would take at that rate), and the last batchAbove are read
-	// as they come, so the last close is seen at once. A close after a
-	// quiet spell is read at once: the window only follows a read.
-	batchAbove = 100
+	// as they come (a thousand wake-ups: about 15 ms of CPU), so the
+	// last close is seen at once. A close after a quiet spell is read at
+	// once: the window only follows a read. A burst of more than
+	// batchAbove in the middle of a stream may be seen up to a window
+	// late.
+	batchAbove = 1000
 	batchEvery = 100 * time.Millisecond
 	// eventRcvBuf is the receive buffer asked for the destroy subscription.
 	// At 2,000 closes in one burst (and as many client ends on loopback)

@@ -219,7 +219,7 @@ func (t *Tracker) forgetStale() {
 // release drops the read buffers between the rare calls made while the
 // server runs, so an idle graceshim keeps none of them.
 func (t *Tracker) release() {
-	t.diag.rbuf, t.proc.buf, t.fds.dent, t.fds.link = nil, nil, nil, nil
+	t.diag.rbuf, t.proc.buf, t.proc.seen, t.fds.dent, t.fds.link = nil, nil, nil, nil, nil
 	t.owned = map[uint64]struct{}{}
 }
 

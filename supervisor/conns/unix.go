@@ -141,6 +141,10 @@ func (p *procNet) scanUnix(ctx context.Context, visit func(e *unixEntry)) error 
 	if p.buf == nil {
 		p.buf = make([]byte, 256<<10)
 	}
+	if p.seen == nil {
+		p.seen = map[uint64]struct{}{}
+	}
+	clear(p.seen) // an entry may show twice, as in /proc/net/tcp (see scan)
 	var e unixEntry
 	have := 0
 	header := true
@@ -183,6 +187,10 @@ func (p *procNet) scanUnix(ctx context.Context, visit func(e *unixEntry)) error 
 			if !unixStream(uint8(typ)) {
 				continue
 			}
+			if _, dup := p.seen[ino]; dup {
+				continue
+			}
+			p.seen[ino] = struct{}{}
 			e = unixEntry{inode: ino, listen: flags&soAcceptCon != 0}
 			if len(f) > 7 {
 				// A path may hold spaces: everything after the inode.
