@@ -16,7 +16,9 @@ import (
 // sknetlink_groups, Linux 4.10+). The kernel sends one SOCK_DIAG_BY_FAMILY
 // message, an inet_diag_msg, on the group of the socket's family each time
 // it frees a TCP socket (__sk_free calls sock_diag_broadcast_destroy when
-// a listener is subscribed; net/core/sock.c).
+// a listener is subscribed; net/core/sock.c). The message is sent from a
+// workqueue (sock_diag_events, net/core/sock_diag.c), so on a loaded
+// machine it can come some milliseconds after the socket went.
 const (
 	sknlgrpInetTCPDestroy  = 1
 	sknlgrpInet6TCPDestroy = 3
