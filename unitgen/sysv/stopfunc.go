@@ -17,7 +17,8 @@ package sysv
 // whose parent runs the same binary is a worker). A zombie has no exe, so
 // it counts as gone.
 //
-// The timeout reads as killproc -d does: N, or N with s, m, h or d. One it
+// The bound is wall-clock time (date +%s), not a count of polls, so a
+// loaded machine does not stretch it. The timeout reads as killproc -d does: N, or N with s, m, h or d. One it
 // cannot read is refused: nothing is signalled and the stop fails, rather
 // than waiting for a bound nobody chose.
 //
@@ -37,7 +38,7 @@ graceshim_is() { # PID BINARY: PID runs BINARY, by exe or argv[0] (a zombie does
 	[ "${_gs_exe##*/}" = "${2##*/}" ]
 }
 graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
-	_gs_n=$(($1 * 5))
+	_gs_end=$(($(date +%s) + $1))
 	while :; do
 		_gs_left=
 		for _gs_p in $_gs_pids; do
@@ -45,9 +46,8 @@ graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
 		done
 		_gs_pids=$_gs_left
 		[ -n "$_gs_pids" ] || return 0
-		[ "$_gs_n" -gt 0 ] || return 1
+		[ "$(date +%s)" -lt "$_gs_end" ] || return 1
 		sleep 0.2
-		_gs_n=$((_gs_n - 1))
 	done
 }
 graceshim_stop() {
