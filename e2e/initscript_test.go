@@ -300,10 +300,12 @@ func (e *initscriptEnv) stopUnderLoad(t *testing.T, style sysv.Style, script, ac
 	e.must(t, style, script, "start")
 	e.requireOneMaster(t)
 	d := startDownloads(t, e.site.URL, initscriptDownloads)
+	begin := time.Now()
 	out, err := e.run(t, style, script, action)
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", filepath.Base(script), action, err, out)
 	}
+	t.Logf("%s %s with %d downloads of %d s in flight returned after %s", filepath.Base(script), action, initscriptDownloads, initscriptSeconds, time.Since(begin).Round(10*time.Millisecond))
 	return d, out
 }
 
