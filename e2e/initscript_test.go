@@ -772,3 +772,44 @@ backend be
 		t.Fatalf("stop returned while HAProxy %v still runs:\n%s", ps, out)
 	}
 }
+
+// TestE2EInitscriptUpgradeLeftAlone: the fixer leaves an upgrade action's
+// graceful signal to the old master alone in both styles (one decision,
+// see the sysv package doc). Run for real: the fixed scripts' "upgrade"
+// (nginx USR2, then QUIT to the old master named in nginx.pid.oldbin)
+// returns while the old master drains, every download it holds completes,
+// and exactly one master, the new one, serves afterwards.
+func TestE2EInitscriptUpgradeLeftAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		style sysv.Style
+	}{
+		{"nginx-redhat-killproc", sysv.StyleRedHat},
+		{"nginx-debian-stop-schedule", sysv.StyleLSB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if tc.style == sysv.StyleLSB {
+				needCmd(t, "start-stop-daemon")
+			}
+			e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+			script := e.install(t, tc.name, fixWithCLI(t, tc.name))
+			e.must(t, tc.style, script, "start")
+			e.requireOneMaster(t)
+			old := e.masters()[0]
+			d := startDownloads(t, e.site.URL, initscriptDownloads)
+			begin := time.Now()
+			out := e.must(t, tc.style, script, "upgrade")
+			took := time.Since(begin)
+			d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
+			e.requireOneMaster(t)
+			if ms := e.masters(); ms[0] == old {
+				t.Fatalf("the old master %d still runs after the upgrade:\n%s", old, out)
+			}
+			t.Logf("figures: upgrade returned after %s; %d/%d downloads on the old master completed; one new master serves",
+				took.Round(10*time.Millisecond), d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads)
+			out = e.must(t, tc.style, script, "stop")
+			e.requireNoMaster(t, out)
+		})
+	}
+}
