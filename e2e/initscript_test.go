@@ -672,6 +672,13 @@ func TestE2EInitscriptPidFileLies(t *testing.T) {
 // download through either intact), restart must leave exactly one HAProxy
 // that serves, and status must say it runs.
 func TestE2EInitscriptHAProxySeveralPids(t *testing.T) {
+	t.Run("fixed", func(t *testing.T) { t.Parallel(); haproxySeveralPids(t, true) })
+	// The control: the original's killproc $prog finds both through
+	// pidof too, but sends TERM, HAProxy's hard stop.
+	t.Run("original", func(t *testing.T) { t.Parallel(); haproxySeveralPids(t, false) })
+}
+
+func haproxySeveralPids(t *testing.T, fixed bool) {
 	haproxy := needCmd(t, "haproxy")
 	e := newInitscriptEnv(t, nginxOpts{Daemon: true})
 	port := freePort(t)
@@ -717,7 +724,11 @@ backend be
 	}
 	e.requireOneMaster(t)
 
-	src := strings.ReplaceAll(string(fixWithCLI(t, "haproxy-redhat")), "/etc/haproxy/haproxy.cfg", conf)
+	orig := readCorpus(t, "haproxy-redhat")
+	if fixed {
+		orig = fixWithCLI(t, "haproxy-redhat")
+	}
+	src := strings.ReplaceAll(string(orig), "/etc/haproxy/haproxy.cfg", conf)
 	script := e.install(t, "haproxy", []byte(src))
 	pidfile := filepath.Join(e.site.Dir, "haproxy.pid")
 	var lines []string
@@ -751,6 +762,14 @@ backend be
 	begin := time.Now()
 	out := e.must(t, sysv.StyleRedHat, script, "restart")
 	took := time.Since(begin)
+	if !fixed {
+		got := d.Completed(e.site.FileSize, e.site.SHA256)
+		t.Logf("figures: the original's restart (killproc: TERM to both): %d/%d downloads intact, took %s", got, initscriptDownloads, took.Round(10*time.Millisecond))
+		if got == initscriptDownloads {
+			t.Fatalf("every download survived the original's TERM; the control tells nothing:\n%s", out)
+		}
+		return
+	}
 	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
 	var ps []int
 	waitFor(10*time.Second, 50*time.Millisecond, func() bool { ps = haproxys(); return len(ps) == 1 })
