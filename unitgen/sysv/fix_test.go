@@ -176,6 +176,35 @@ func TestFixUnsure(t *testing.T) {
 	}
 }
 
+// TestFixShapes: rewrites that must stay valid shell wherever the stop
+// command stands.
+func TestFixShapes(t *testing.T) {
+	for _, tc := range []struct{ name, stop, want string }{
+		{"assignment prefix", "LSB=1 killproc -p $pidfile $prog", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
+		{"in a condition", "if killproc -p $pidfile $prog; then rm -f $lockfile; fi", `    if if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi; then rm -f $lockfile; fi`},
+		{"in a list", "killproc -p $pidfile $prog && rm -f $lockfile", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi && rm -f $lockfile`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "#!/bin/sh\n. /etc/rc.d/init.d/functions\nnginx=/usr/sbin/nginx\nprog=nginx\npidfile=/run/nginx.pid\nlockfile=/var/lock/subsys/nginx\nstop() {\n    " + tc.stop + "\n}\n"
+			r, err := Fix("nginx", []byte(src), FixOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(r.Output), "\n"+tc.want+"\n") {
+				t.Errorf("fixed stop is not %q:\n%s", tc.want, r.Output)
+			}
+			file := filepath.Join(t.TempDir(), "nginx")
+			if err := os.WriteFile(file, r.Output, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("bash", "-n", file).CombinedOutput(); err != nil {
+				t.Errorf("bash -n: %v\n%s", err, out)
+			}
+			checkShellcheck(t, file, []byte(src))
+		})
+	}
+}
+
 // TestFixPresetOverride: --preset wins over what the script says.
 func TestFixPresetOverride(t *testing.T) {
 	src := "#!/bin/sh\n. /etc/rc.d/init.d/functions\nprog=myproxy\npidfile=/run/myproxy.pid\nstop() {\n    killproc -p $pidfile $prog\n}\n"
