@@ -274,3 +274,27 @@ func checkShellcheck(t *testing.T, fixed string, orig []byte) {
 		}
 	}
 }
+
+// TestFixFollowsFunctions: a stop done in a function whose name says
+// nothing (called from stop and restart) is found and fixed once; an
+// exit-4 message names what the script does instead of claiming there is
+// no stop.
+func TestFixFollowsFunctions(t *testing.T) {
+	src := "#!/bin/sh\n. /lib/lsb/init-functions\nnginx_down() {\n\tstart-stop-daemon --stop --retry TERM/30/KILL/5 --pidfile /run/nginx.pid --name nginx\n}\ncase \"$1\" in\nstop) nginx_down ;;\nrestart) nginx_down; start ;;\nesac\n"
+	r, err := Fix("nginx", []byte(src), FixOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `start-stop-daemon --stop --retry "QUIT/$STOP_TIMEOUT/TERM/5/KILL/5" --pidfile /run/nginx.pid --name nginx`
+	if strings.Count(string(r.Output), want) != 1 {
+		t.Errorf("want the stop in nginx_down() rewritten once to %q:\n%s", want, r.Output)
+	}
+
+	// Signalled only outside any action: the message says where.
+	src = "#!/bin/sh\nhalt_it() {\n\tkill -QUIT $(cat /run/nginx.pid)\n}\ncase \"$1\" in\nstop) echo stopping ;;\nesac\n"
+	_, err = Fix("nginx", []byte(src), FixOptions{})
+	var unsure *UnsureError
+	if !errors.As(err, &unsure) || !strings.Contains(err.Error(), "kill on line 3 in halt_it()") {
+		t.Errorf("got %v, want an *UnsureError naming kill on line 3 in halt_it()", err)
+	}
+}
