@@ -313,14 +313,15 @@ func (e *initscriptEnv) stopUnderLoad(t *testing.T, style sysv.Style, script, ac
 // script must pass: stop with downloads in flight completes them all and
 // returns only once nginx is gone; restart with downloads in flight
 // completes them and leaves exactly one master, serving.
-func (e *initscriptEnv) checkStopAndRestart(t *testing.T, style sysv.Style, script string, restart bool) {
+func (e *initscriptEnv) checkStopAndRestart(t *testing.T, style sysv.Style, script string, restart bool) string {
 	t.Helper()
 	d, out := e.stopUnderLoad(t, style, script, "stop")
+	stopOut := out
 	e.requireNoMaster(t, out)
 	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
 	t.Logf("stop: %d/%d downloads completed", d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads)
 	if !restart {
-		return
+		return stopOut
 	}
 	d, out = e.stopUnderLoad(t, style, script, "restart")
 	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
@@ -331,6 +332,7 @@ func (e *initscriptEnv) checkStopAndRestart(t *testing.T, style sysv.Style, scri
 	}
 	out = e.must(t, style, script, "stop")
 	e.requireNoMaster(t, out)
+	return stopOut
 }
 
 func readCorpus(t *testing.T, name string) []byte {
@@ -372,15 +374,17 @@ func TestE2EInitscriptFixed(t *testing.T) {
 		name    string
 		style   sysv.Style
 		restart bool
+		reports string // what the stop prints, as the original did
 	}{
-		{"nginx-redhat-killproc", sysv.StyleRedHat, true},
-		{"nginx-redhat-quit-nowait", sysv.StyleRedHat, true},
-		{"nginx-redhat-d-before-p", sysv.StyleRedHat, true},
-		{"nginx-redhat-kill-cat", sysv.StyleRedHat, false},
-		{"nginx-debian-bare-stop", sysv.StyleLSB, true},
-		{"nginx-debian-retry-term", sysv.StyleLSB, true},
-		{"nginx-redhat-conf-pid", sysv.StyleRedHat, true},
-		{"nginx-debian-stop-schedule", sysv.StyleLSB, true},
+		{"nginx-redhat-killproc", sysv.StyleRedHat, true, "[  OK  ]"},
+		{"nginx-redhat-quit-nowait", sysv.StyleRedHat, true, "[  OK  ]"},
+		{"nginx-redhat-d-before-p", sysv.StyleRedHat, true, "[  OK  ]"},
+		{"nginx-redhat-kill-cat", sysv.StyleRedHat, false, ""},
+		{"nginx-debian-bare-stop", sysv.StyleLSB, true, ""},
+		{"nginx-debian-retry-term", sysv.StyleLSB, true, ""},
+		{"nginx-redhat-conf-pid", sysv.StyleRedHat, true, "[  OK  ]"},
+		// log_daemon_msg and log_end_msg of /lib/lsb/init-functions.
+		{"nginx-debian-stop-schedule", sysv.StyleLSB, true, "Stopping nginx: nginx"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -389,7 +393,10 @@ func TestE2EInitscriptFixed(t *testing.T) {
 			}
 			e := newInitscriptEnv(t, nginxOpts{Daemon: true})
 			script := e.install(t, tc.name, fixWithCLI(t, tc.name))
-			e.checkStopAndRestart(t, tc.style, script, tc.restart)
+			out := e.checkStopAndRestart(t, tc.style, script, tc.restart)
+			if !strings.Contains(out, tc.reports) {
+				t.Errorf("the fixed stop does not report %q as the original did:\n%s", tc.reports, out)
+			}
 		})
 	}
 }
@@ -830,5 +837,57 @@ func TestE2EInitscriptUpgradeLeftAlone(t *testing.T) {
 			out = e.must(t, tc.style, script, "stop")
 			e.requireNoMaster(t, out)
 		})
+	}
+}
+
+// TestE2EInitscriptCorpusExitCodes runs "graceshim initscript fix --check"
+// on every script of the corpus and compares its exit code with
+// testdata/initscripts/fix/exit-codes.txt, which lists every script.
+func TestE2EInitscriptCorpusExitCodes(t *testing.T) {
+	bin := needGraceshim(t)
+	b, err := os.ReadFile(repoPath("testdata/initscripts/fix/exit-codes.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && !strings.HasPrefix(l, "#") {
+			code, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatalf("exit-codes.txt: %q: %v", l, err)
+			}
+			want[f[0]] = code
+		}
+	}
+	ents, err := os.ReadDir(repoPath("testdata/initscripts/fix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, ent := range ents {
+		name := ent.Name()
+		if strings.Contains(name, ".") {
+			continue // goldens and exit-codes.txt
+		}
+		seen++
+		code, ok := want[name]
+		if !ok {
+			t.Errorf("%s is not in exit-codes.txt", name)
+			continue
+		}
+		cmd := exec.Command(bin, "initscript", "fix", "--check", repoPath("testdata/initscripts/fix", name))
+		out, err := cmd.CombinedOutput()
+		got := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			got = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if got != code {
+			t.Errorf("fix --check %s: exit %d, want %d:\n%s", name, got, code, out)
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("exit-codes.txt lists %d scripts, the corpus has %d", len(want), seen)
 	}
 }

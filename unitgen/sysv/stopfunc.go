@@ -18,7 +18,8 @@ package sysv
 // it counts as gone.
 //
 // The bound is wall-clock time (date +%s), not a count of polls, so a
-// loaded machine does not stretch it. The timeout reads as killproc -d does: N, or N with s, m, h or d. One it
+// loaded machine does not stretch it; whole seconds, so a wait lasts at
+// least TIMEOUT and less than a second more. The timeout reads as killproc -d does: N, or N with s, m, h or d. One it
 // cannot read is refused: nothing is signalled and the stop fails, rather
 // than waiting for a bound nobody chose.
 //
@@ -46,7 +47,7 @@ graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
 		done
 		_gs_pids=$_gs_left
 		[ -n "$_gs_pids" ] || return 0
-		[ "$(date +%s)" -lt "$_gs_end" ] || return 1
+		[ "$(date +%s)" -le "$_gs_end" ] || return 1
 		sleep 0.2
 	done
 }
