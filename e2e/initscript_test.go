@@ -530,7 +530,7 @@ func TestE2EInitscriptCLI(t *testing.T) {
 	right := write("nginx-right", readCorpus(t, "nginx-debian-correct"))
 	unsure := write("nginx-unsure", readCorpus(t, "nginx-two-stops"))
 	template := write("nginx.init.in", readCorpus(t, "nginx-pkgoss-rpm-template"))
-	unknown := write("memcached", readCorpus(t, "memcached-redhat"))
+	unknown := write("varnish", readCorpus(t, "varnish-redhat"))
 	binary := write("binary", []byte("\x7fELF\x02\x01\x01\x00\x00\x00\x00"))
 	withBackup := write("nginx-backup", readCorpus(t, "nginx-redhat-killproc"))
 	write("nginx-backup.orig", []byte("the admin's own backup\n"))
@@ -544,7 +544,7 @@ func TestE2EInitscriptCLI(t *testing.T) {
 		{"diff", []string{"fix", broken}, 0, `+    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
 		{"template", []string{"fix", "--check", template}, 4, "--preset NAME"},
 		{"template with --preset", []string{"fix", "--preset", "nginx", template}, 0, `graceshim_stop "${pidfile}" "$nginx" QUIT "$STOP_TIMEOUT"`},
-		{"unknown daemon", []string{"fix", "--check", unknown}, 4, "memcached is no known daemon"},
+		{"unknown daemon", []string{"fix", "--check", unknown}, 4, "varnishd is no known daemon"},
 		{"check needs fix", []string{"fix", "--check", broken}, 1, "needs a fix"},
 		{"already right", []string{"fix", "--check", right}, 0, "already right"},
 		{"unsure", []string{"fix", unsure}, 4, "two stop paths"},
@@ -575,7 +575,7 @@ func TestE2EInitscriptCLI(t *testing.T) {
 	for p, want := range map[string][]byte{
 		broken: readCorpus(t, "nginx-redhat-killproc"), withBackup: readCorpus(t, "nginx-redhat-killproc"),
 		unsure: readCorpus(t, "nginx-two-stops"), withBackup + ".orig": []byte("the admin's own backup\n"),
-		template: readCorpus(t, "nginx-pkgoss-rpm-template"), unknown: readCorpus(t, "memcached-redhat"),
+		template: readCorpus(t, "nginx-pkgoss-rpm-template"), unknown: readCorpus(t, "varnish-redhat"),
 	} {
 		if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s changed (%v)", p, err)
