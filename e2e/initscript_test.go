@@ -385,6 +385,8 @@ func TestE2EInitscriptFixed(t *testing.T) {
 		{"nginx-redhat-conf-pid", sysv.StyleRedHat, true, "[  OK  ]"},
 		// log_daemon_msg and log_end_msg of /lib/lsb/init-functions.
 		{"nginx-debian-stop-schedule", sysv.StyleLSB, true, "Stopping nginx: nginx"},
+		// Run with sh (dash), under set -e and set -u, as on Debian.
+		{"nginx-sig-wrapper", sysv.StyleLSB, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -415,6 +417,18 @@ func TestE2EInitscriptOriginalCuts(t *testing.T) {
 		if got == initscriptDownloads {
 			t.Fatalf("the original script's stop (killproc: TERM) completed every download; the control shows nothing:\n%s", out)
 		}
+	})
+	t.Run("sig-wrapper", func(t *testing.T) {
+		t.Parallel()
+		e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+		script := e.install(t, "orig", readCorpus(t, "nginx-sig-wrapper"))
+		d, out := e.stopUnderLoad(t, sysv.StyleLSB, script, "stop")
+		ms := e.masters()
+		d.Wait(t)
+		if len(ms) == 0 {
+			t.Fatalf("the original stop (sig QUIT) returned after nginx was gone; the control shows nothing:\n%s", out)
+		}
+		t.Logf("original sig QUIT: stop returned while nginx master %v still drained", ms)
 	})
 	t.Run("d-before-p", func(t *testing.T) {
 		t.Parallel()
