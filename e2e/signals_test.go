@@ -55,6 +55,9 @@ func startShim(t *testing.T, launcher []string, args ...string) *shim {
 	s := &shim{out: &lockedBuffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	// A child that outlives graceshim (the failure some tests look for)
+	// holds the output pipe: Wait must not wait for it for ever.
+	s.cmd.WaitDelay = 2 * time.Second
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") && !strings.HasPrefix(kv, "INVOCATION_ID=") {
 			s.cmd.Env = append(s.cmd.Env, kv)
