@@ -195,3 +195,62 @@ func TestControlAddrErrors(t *testing.T) {
 		t.Errorf("ControlAddr(no such pid) = %v, want no process", err)
 	}
 }
+
+// TestReloadNotConfirmed: a daemon that speaks sd_notify and says nothing
+// after the reload signal: the reload is reported as failed at the bound,
+// and systemd hears READY=1 again (the service still serves).
+func TestReloadNotConfirmed(t *testing.T) {
+	old := reloadTimeout
+	reloadTimeout = 500 * time.Millisecond
+	t.Cleanup(func() { reloadTimeout = old }) // after the supervisor returned
+	ev, ns, _ := notifierRun(t, "silent", nil)
+	selfSignal(t, syscall.SIGUSR1)
+	ev.wait("notifier ready")
+	ns.waitLine(t, "READY=1")
+	r, err := control(t, "reload")
+	if !errors.Is(err, ErrRefused) || !strings.Contains(r.Message, "no READY=1 from") {
+		t.Fatalf("reload of a silent daemon: %v (%q), want it not confirmed", err, r.Message)
+	}
+	ev.wait("got HUP")
+	ns.waitLine(t, "RELOADING=1")
+	ns.waitLine(t, "READY=1")
+	if st, _ := ns.waitLine(t, "STATUS="); !strings.Contains(st, "reload failed: no READY=1") {
+		t.Errorf("status %q, want the failed reload", st)
+	}
+}
+
+// TestReloadDaemonDies: the daemon dies of the reload; the asker hears it.
+func TestReloadDaemonDies(t *testing.T) {
+	ev, ns, _ := notifierRun(t, "dieonhup", nil)
+	selfSignal(t, syscall.SIGUSR1)
+	ev.wait("notifier ready")
+	ns.waitLine(t, "READY=1") // graceshim knows it speaks sd_notify
+	r, err := control(t, "reload")
+	if !errors.Is(err, ErrRefused) || !strings.Contains(r.Message, "exited with status 78") {
+		t.Fatalf("reload that killed the daemon: %v (%q), want its exit reported", err, r.Message)
+	}
+}
+
+// TestReloadCommand: a preset whose reload is a command (caddy reload)
+// runs it instead of a signal; its failure is the reload's.
+func TestReloadCommand(t *testing.T) {
+	fail := filepath.Join(t.TempDir(), "fail")
+	p, _ := signals.Lookup("nginx")
+	p.Reload = 0
+	p.ReloadCommand = func([]string) []string {
+		return []string{"sh", "-c", `if [ -e "$0" ]; then echo "reload: admin endpoint refused the config" >&2; exit 1; fi`, fail}
+	}
+	ev, _, _ := start(t, "server:workers", func(o *Options) { o.Preset = p })
+	ev.wait("worker")
+	ev.wait("ready")
+	r, err := control(t, "reload")
+	if err != nil || !strings.Contains(r.Message, "reloaded by sh -c") {
+		t.Errorf("reload by command: %v (%q), want done", err, r.Message)
+	}
+	os.WriteFile(fail, nil, 0o644)
+	r, err = control(t, "reload")
+	if !errors.Is(err, ErrRefused) || !strings.Contains(r.Message, "admin endpoint refused the config") {
+		t.Errorf("failing reload command: %v (%q), want its message", err, r.Message)
+	}
+	ev.none("got HUP", 300*time.Millisecond)
+}

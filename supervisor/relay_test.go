@@ -21,7 +21,8 @@ import (
 // graceshim guess readiness) but says READY=1 only when USR1 tells it to.
 // Once ready, HUP is a reload it announces (RELOADING=1, then READY=1);
 // in mode "watchdog" it pings WATCHDOG=1 every 50ms while ready, after
-// reporting whether the watchdog variables were meant for it.
+// reporting whether the watchdog variables were meant for it. In mode
+// "silent" it says nothing on HUP; in mode "dieonhup" HUP makes it exit 78.
 func notifier(mode string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -53,7 +54,12 @@ func notifier(mode string) {
 				report("notifier ready")
 			case syscall.SIGHUP:
 				report("got HUP")
-				if ready {
+				if mode == "dieonhup" {
+					// A daemon that re-executes itself into a config
+					// it cannot load.
+					os.Exit(78)
+				}
+				if ready && mode != "silent" {
 					notify("RELOADING=1\nMONOTONIC_USEC=1")
 					notify("READY=1\nSTATUS=reloaded by the child")
 					report("notifier reloaded")

@@ -36,9 +36,10 @@ var handled = []os.Signal{
 // the master.
 const pidFilePoll = 50 * time.Millisecond
 
-// reloadTimeout bounds the wait for a reload to show (new workers) before
-// READY=1 is sent anyway.
-const reloadTimeout = 10 * time.Second
+// reloadTimeout bounds the wait for a reload to show (the daemon's READY=1,
+// new workers): then it is reported as not confirmed, and READY=1 is sent
+// anyway. A variable for the tests.
+var reloadTimeout = 10 * time.Second
 
 // ErrBadOption marks an option Run found unusable before starting anything
 // (a health address that cannot be listened on).
@@ -160,7 +161,7 @@ func Run(ctx context.Context, opts Options) error {
 		bg:           loopCtx,
 		notes:        notes,
 		controls:     controls,
-		checks:       make(chan checkResult, 1),
+		checks:       make(chan checkOutput, 1),
 		stop: newStopper(stopConfig{
 			DrainDelay:   opts.DrainDelay,
 			DrainTimeout: opts.DrainTimeout,
@@ -239,7 +240,8 @@ type loop struct {
 	reload      *reloadRun   // a reload under way (its config test, its signal), or nil
 	reloadSent  time.Time    // when the reload's signal went out
 	bg          context.Context
-	checks      chan checkResult  // config tests and reload commands that ended
+	check       *checkRun         // a config test or reload command running, or nil
+	checks      chan checkOutput  // their output, read to the end
 	controls    <-chan controlReq // requests from the control socket
 	notes       <-chan childNote  // the child's sd_notify datagrams (nil without a relay)
 	childReady  bool              // the child said READY=1: it speaks sd_notify
@@ -328,8 +330,8 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			l.onChildNote(time.Now(), n)
 		case req := <-l.controls:
 			l.onControl(time.Now(), req)
-		case r := <-l.checks:
-			l.onCheck(time.Now(), r)
+		case o := <-l.checks:
+			l.onCheckOutput(o)
 		case <-watchdog:
 			// Once the child feeds the watchdog itself, its pings are
 			// relayed and graceshim sends none while it serves: a hung
@@ -477,6 +479,9 @@ func (l *loop) endReload(what string) {
 // over: the master is gone and nothing is left.
 func (l *loop) onExit(now time.Time, e exited) bool {
 	log := l.opts.Log
+	if l.checkExited(e) {
+		return false
+	}
 	if e.pid == 0 {
 		if !l.awaitPID.IsZero() {
 			// The daemon died before its pid file named it: nothing is
