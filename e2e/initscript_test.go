@@ -115,6 +115,10 @@ echo $pids
 		"/var/run/", site.Dir+"/", // where nginx writes its pid file: /var/run/${prog}.pid must find it
 		"/var/log/", dir+"/log/",
 		"/etc/nginx/nginx.conf", site.Conf,
+		// graceshim_stop's pidof fallback would otherwise find the
+		// nginx of every other test running now: narrowed like the
+		// functions library's.
+		`pidof "$2"`, dir+`/bin/pidof "$2"`,
 	)
 	t.Cleanup(func() { e.killMasters(t) })
 	return e
@@ -320,6 +324,9 @@ func (e *initscriptEnv) checkStopAndRestart(t *testing.T, style sysv.Style, scri
 	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
 	e.requireOneMaster(t)
 	t.Logf("restart: %d/%d downloads completed, one master serving", d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads)
+	if out, err := e.run(t, style, script, "status"); err != nil {
+		t.Fatalf("status after restart: %v\n%s", err, out)
+	}
 	out = e.must(t, style, script, "stop")
 	e.requireNoMaster(t, out)
 }
@@ -370,6 +377,8 @@ func TestE2EInitscriptFixed(t *testing.T) {
 		{"nginx-redhat-kill-cat", sysv.StyleRedHat, false},
 		{"nginx-debian-bare-stop", sysv.StyleLSB, true},
 		{"nginx-debian-retry-term", sysv.StyleLSB, true},
+		{"nginx-redhat-conf-pid", sysv.StyleRedHat, true},
+		{"nginx-debian-stop-schedule", sysv.StyleLSB, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -511,6 +520,8 @@ func TestE2EInitscriptCLI(t *testing.T) {
 	broken := write("nginx-broken", readCorpus(t, "nginx-redhat-killproc"))
 	right := write("nginx-right", readCorpus(t, "nginx-debian-correct"))
 	unsure := write("nginx-unsure", readCorpus(t, "nginx-two-stops"))
+	template := write("nginx.init.in", readCorpus(t, "nginx-pkgoss-rpm-template"))
+	unknown := write("memcached", readCorpus(t, "memcached-redhat"))
 	binary := write("binary", []byte("\x7fELF\x02\x01\x01\x00\x00\x00\x00"))
 	withBackup := write("nginx-backup", readCorpus(t, "nginx-redhat-killproc"))
 	write("nginx-backup.orig", []byte("the admin's own backup\n"))
@@ -521,7 +532,10 @@ func TestE2EInitscriptCLI(t *testing.T) {
 		code int
 		out  string // in stdout or stderr
 	}{
-		{"diff", []string{"fix", broken}, 0, "+    graceshim_stop \"$pidfile\" QUIT \"$STOP_TIMEOUT\""},
+		{"diff", []string{"fix", broken}, 0, `+    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
+		{"template", []string{"fix", "--check", template}, 4, "--preset NAME"},
+		{"template with --preset", []string{"fix", "--preset", "nginx", template}, 0, `graceshim_stop "${pidfile}" "$nginx" QUIT "$STOP_TIMEOUT"`},
+		{"unknown daemon", []string{"fix", "--check", unknown}, 4, "memcached is no known daemon"},
 		{"check needs fix", []string{"fix", "--check", broken}, 1, "needs a fix"},
 		{"already right", []string{"fix", "--check", right}, 0, "already right"},
 		{"unsure", []string{"fix", unsure}, 4, "two stop paths"},
@@ -552,6 +566,7 @@ func TestE2EInitscriptCLI(t *testing.T) {
 	for p, want := range map[string][]byte{
 		broken: readCorpus(t, "nginx-redhat-killproc"), withBackup: readCorpus(t, "nginx-redhat-killproc"),
 		unsure: readCorpus(t, "nginx-two-stops"), withBackup + ".orig": []byte("the admin's own backup\n"),
+		template: readCorpus(t, "nginx-pkgoss-rpm-template"), unknown: readCorpus(t, "memcached-redhat"),
 	} {
 		if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s changed (%v)", p, err)
@@ -602,4 +617,156 @@ func TestE2EInitscriptCLI(t *testing.T) {
 		}
 		t.Logf("%s", bytes.TrimSpace(out))
 	})
+}
+
+// TestE2EInitscriptPidFileLies: the pid file names a pid that is gone (a
+// stale file) or that a live unrelated process now has. The fixed stop
+// must not signal the unrelated process, must still find nginx the way
+// killproc does (pidof, masters only) and stop it gracefully.
+func TestE2EInitscriptPidFileLies(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		foreign bool
+	}{{"stale", false}, {"foreign live process", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+			script := e.install(t, "nginx", fixWithCLI(t, "nginx-redhat-conf-pid"))
+			e.must(t, sysv.StyleRedHat, script, "start")
+			e.requireOneMaster(t)
+			// A pid that cannot be running: above the kernel's pid_max.
+			content := "99999999\n"
+			var other *exec.Cmd
+			if tc.foreign {
+				other = exec.Command("sleep", "300")
+				if err := other.Start(); err != nil {
+					t.Fatal(err)
+				}
+				defer func() { other.Process.Kill(); other.Wait() }()
+				content = strconv.Itoa(other.Process.Pid) + "\n"
+			}
+			d := startDownloads(t, e.site.URL, initscriptDownloads)
+			if err := os.WriteFile(e.site.PIDFile, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := e.must(t, sysv.StyleRedHat, script, "stop")
+			e.requireNoMaster(t, out)
+			d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
+			if other != nil && initscriptZombie(other.Process.Pid) {
+				t.Fatalf("the unrelated process named in the pid file was signalled:\n%s", out)
+			}
+			t.Logf("%s pid file: nginx stopped through pidof, %d/%d downloads completed, unrelated process untouched", tc.name, d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads)
+		})
+	}
+}
+
+// TestE2EInitscriptHAProxySeveralPids: HAProxy before 2.5 with nbproc > 1
+// wrote one pid a line into its pid file, and EPEL's script stopped them
+// all through killproc's pidof. HAProxy 2.6 (Debian 12) has no nbproc any
+// more (removed in 2.5), so the test makes the same situation from real
+// HAProxy processes: two daemons (-D) on one port (HAProxy binds with
+// SO_REUSEPORT by default, as nbproc's processes did), both pids in the
+// pid file, one a line. The fixed script's stop must soft-stop both (every
+// download through either intact), restart must leave exactly one HAProxy
+// that serves, and status must say it runs.
+func TestE2EInitscriptHAProxySeveralPids(t *testing.T) {
+	haproxy := needCmd(t, "haproxy")
+	e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+	port := freePort(t)
+	conf := filepath.Join(e.dir, "haproxy.cfg")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+
+frontend fe
+    bind 127.0.0.1:%d
+    default_backend be
+
+backend be
+    server nginx 127.0.0.1:%d
+`, port, e.site.Port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Narrow pidof to this test's HAProxy: its command line names conf.
+	pidof := fmt.Sprintf("#!/bin/bash\npids=\nfor p in $(%s \"$@\"); do\n\tif tr '\\0' ' ' </proc/$p/cmdline 2>/dev/null | grep -qF %q; then pids=\"$pids $p\"; fi\ndone\n[ -n \"$pids\" ] || exit 1\necho $pids\n", needCmd(t, "pidof"), conf)
+	if err := os.WriteFile(filepath.Join(e.dir, "bin", "pidof"), []byte(pidof), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	haproxys := func() []int {
+		out, _ := exec.Command(filepath.Join(e.dir, "bin", "pidof"), haproxy).Output()
+		var pids []int
+		for _, f := range strings.Fields(string(out)) {
+			if p, err := strconv.Atoi(f); err == nil && !initscriptZombie(p) {
+				pids = append(pids, p)
+			}
+		}
+		return pids
+	}
+	t.Cleanup(func() {
+		for _, p := range haproxys() {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+	// The nginx behind HAProxy, started directly.
+	if out, err := exec.Command("/usr/sbin/nginx", "-c", e.site.Conf).CombinedOutput(); err != nil {
+		t.Fatalf("nginx: %v\n%s", err, out)
+	}
+	e.requireOneMaster(t)
+
+	src := strings.ReplaceAll(string(fixWithCLI(t, "haproxy-redhat")), "/etc/haproxy/haproxy.cfg", conf)
+	script := e.install(t, "haproxy", []byte(src))
+	pidfile := filepath.Join(e.site.Dir, "haproxy.pid")
+	var lines []string
+	for i := 0; i < 2; i++ {
+		own := filepath.Join(e.dir, fmt.Sprintf("haproxy-%d.pid", i))
+		if out, err := exec.Command(haproxy, "-D", "-f", conf, "-p", own).CombinedOutput(); err != nil {
+			t.Fatalf("haproxy -D: %v\n%s", err, out)
+		}
+		b, err := os.ReadFile(own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, strings.TrimSpace(string(b)))
+	}
+	if err := os.WriteFile(pidfile, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ps := haproxys(); len(ps) != 2 {
+		t.Fatalf("want two HAProxy processes, found %v", ps)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/big", port)
+	client := &httpClient{timeout: 2 * time.Second}
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool {
+		code, _ := client.status(fmt.Sprintf("127.0.0.1:%d", port), "/small")
+		return code == 200
+	}) {
+		t.Fatal("haproxy does not pass requests on")
+	}
+
+	d := startDownloads(t, url, initscriptDownloads)
+	begin := time.Now()
+	out := e.must(t, sysv.StyleRedHat, script, "restart")
+	took := time.Since(begin)
+	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
+	var ps []int
+	waitFor(10*time.Second, 50*time.Millisecond, func() bool { ps = haproxys(); return len(ps) == 1 })
+	if len(ps) != 1 {
+		t.Fatalf("after restart want exactly one HAProxy, found %v:\n%s", ps, out)
+	}
+	for _, l := range lines {
+		if p, _ := strconv.Atoi(l); p == ps[0] {
+			t.Fatalf("HAProxy %d from the old pid file survived the restart:\n%s", p, out)
+		}
+	}
+	if out, err := e.run(t, sysv.StyleRedHat, script, "status"); err != nil {
+		t.Fatalf("status after restart: %v\n%s", err, out)
+	}
+	t.Logf("figures: restart with two HAProxy pids in the pid file: %d/%d downloads intact, one HAProxy after, restart took %s",
+		d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads, took.Round(10*time.Millisecond))
+	out = e.must(t, sysv.StyleRedHat, script, "stop")
+	if ps := haproxys(); len(ps) != 0 {
+		t.Fatalf("stop returned while HAProxy %v still runs:\n%s", ps, out)
+	}
 }

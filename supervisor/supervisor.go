@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,18 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/graceshim/graceshim/signals"
-	"github.com/graceshim/graceshim/supervisor/conns"
 	"github.com/graceshim/graceshim/supervisor/proctab"
 )
-
-// handled are the signals graceshim catches: the stop signals, and those a
-// user expects to reach the server. Never all signals: the Go runtime uses
-// SIGURG for preemption, and forwarding it would pester the child.
-var handled = []os.Signal{
-	syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH,
-	syscall.SIGTSTP, syscall.SIGCONT, syscall.SIGTTIN, syscall.SIGTTOU,
-}
 
 // pidFilePoll is how often a pid file is read while waiting for it to name
 // the master.
@@ -54,6 +45,9 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("%w: no command given", ErrSetup)
 	}
 	opts.setDefaults()
+	if err := opts.Map.Check(Catches); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadOption, err)
+	}
 	path, err := exec.LookPath(opts.Argv[0])
 	if err != nil {
 		return startError(opts.Argv[0], err)
@@ -73,8 +67,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	// Register before the child starts, so no signal or exit is missed.
-	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs, handled...)
+	sigs, ignored := catchSignals()
 	defer signal.Stop(sigs)
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, syscall.SIGCHLD)
@@ -93,19 +86,38 @@ func Run(ctx context.Context, opts Options) error {
 		Stdin:  os.Stdin,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
-		// A group of its own, so a terminal's Ctrl-C reaches graceshim
-		// alone and is translated, as systemd's TERM is.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		// A group of its own, so that a signal to graceshim's group (a
+		// shell's job control, a kill -TERM -PGID) reaches graceshim
+		// alone and is translated, as systemd's TERM is. On a terminal
+		// the group gets the foreground (see the package doc).
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentDeathSignal(opts.Preset)},
+	}
+	term := openTerminal(os.Stdin)
+	if term.inForeground() {
+		cmd.SysProcAttr.Foreground = true
+		cmd.SysProcAttr.Ctty = term.fd
 	}
 	sockets := passSockets(cmd)
 	rel := startRelay(&opts, cmd)
 	if rel != nil {
 		defer rel.Close()
 	}
-	if err := cmd.Start(); err != nil {
+	// A stop that came while graceshim started is a stop: the command
+	// is not started. Other signals wait for the loop, in order.
+	stop, pending := stopBeforeStart(sigs, opts)
+	if stop != 0 {
+		opts.Log.Infof("received %s before %s started: not starting it", signals.Name(stop), opts.Argv[0])
+		return &ExitStatus{ws: syscall.WaitStatus(stop)}
+	}
+	release := make(chan struct{})
+	defer close(release)
+	if err := startLocked(cmd, release); err != nil {
 		return startError(opts.Argv[0], err)
 	}
 	pid := cmd.Process.Pid
+	if cmd.SysProcAttr.Foreground {
+		term.child = pid
+	}
 	for _, f := range sockets {
 		// The server holds them now; a copy kept here would keep a
 		// listener open after the server closed it on a graceful stop.
@@ -141,9 +153,15 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	wg.Add(2)
 	go func() { defer wg.Done(); reap(loopCtx, chld, exits) }()
+	var readyUntil time.Time // zero: the watch actor does not look for listeners
+	// A bare "tcp" health check needs the first listener, whatever READY=1
+	// waits for.
+	if opts.Ready == ReadyListen || opts.HealthCheck.needsTarget() {
+		readyUntil = time.Now().Add(opts.ReadyTimeout)
+	}
 	go func() {
 		defer wg.Done()
-		watch(loopCtx, opts.Watcher, pid, opts.Ready == ReadyListen, watchCmds, watchEvents)
+		watch(loopCtx, opts.Watcher, pid, readyUntil, watchCmds, watchEvents)
 	}()
 
 	l := &loop{
@@ -156,6 +174,11 @@ func Run(ctx context.Context, opts Options) error {
 		graceful:     opts.Map.Translate(syscall.SIGTERM),
 		fast:         opts.Preset.Fast,
 		health:       health,
+		term:         term,
+		child:        pid,
+		exe:          executablePath(path),
+		pending:      pending,
+		ignored:      ignored,
 		watchCmds:    watchCmds,
 		probeTargets: probeTargets,
 		bg:           loopCtx,
@@ -170,6 +193,7 @@ func Run(ctx context.Context, opts Options) error {
 			ExtendEvery:  DefaultExtendEvery,
 			ExtendBy:     DefaultExtendBy,
 			PreStop:      opts.Preset.PreStop != 0,
+			SameSignal:   opts.Map.Translate(syscall.SIGTERM) == opts.Preset.Fast,
 		}),
 	}
 	err = l.run(ctx, sigs, exits, watchEvents, probes)
@@ -223,6 +247,13 @@ type loop struct {
 	graceful     syscall.Signal
 	fast         syscall.Signal
 	health       *healthServer
+	term         *terminal        // graceshim's controlling terminal, or nil
+	child        int              // the process graceshim started
+	exe          string           // the master's executable, as /proc/PID/exe shows it
+	pending      []syscall.Signal // signals that came before the child started
+	ignored      []syscall.Signal // signals left ignored, as the caller ignored them
+	unitAdvice   string           // what to change in the unit's settings, "" when nothing
+	settle       *settling        // processes a master left behind, watched for a new master
 	watchCmds    chan<- watchCmd
 	probeTargets chan<- string
 	stop         *stopper
@@ -260,8 +291,15 @@ type loop struct {
 func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent, probes <-chan probeResult) error {
 	log := l.opts.Log
 	log.Infof("started %s (pid %d), preset %s, TERM becomes %s", strings.Join(l.opts.Argv, " "), l.main, l.opts.Preset.Name, signals.Name(l.graceful))
-	if l.opts.Ready == ReadyExec {
+	l.logStart()
+	if l.unitAdvice = l.checkUnit(ctx); l.unitAdvice != "" {
+		log.Warnf("%s", l.unitAdvice)
+	}
+	if l.opts.Ready == ReadyExec && l.opts.HealthCheck == nil {
 		l.markReady("running: %s (pid %d)", l.name, l.main)
+	}
+	for _, sig := range l.pending {
+		l.onSignal(time.Now(), sig)
 	}
 	readyTimer := time.NewTimer(l.opts.ReadyTimeout)
 	defer readyTimer.Stop()
@@ -296,6 +334,17 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			l.onSignal(now, sig.(syscall.Signal))
 		case e := <-exits:
 			now := time.Now()
+			if e.status.Stopped() {
+				if e.pid == l.main {
+					l.onMasterStopped(e)
+				}
+				break
+			}
+			if e.pid != 0 && e.pid == l.child {
+				// The terminal goes back to graceshim with the process
+				// it was handed to (see the package doc).
+				l.term.takeBack()
+			}
 			if l.onExit(now, e) {
 				return l.finish(now)
 			}
@@ -303,7 +352,11 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			now := time.Now()
 			l.onWatch(now, ev)
 		case <-readyTimer.C:
-			if !l.ready && l.opts.Ready == ReadyNotify {
+			if !l.ready && l.opts.HealthCheck != nil {
+				// READY=1 means the server serves: without a passing
+				// check, systemd's own start timeout decides.
+				log.Warnf("health check %s has not passed in %s; READY=1 waits for it", l.opts.HealthCheck, l.opts.ReadyTimeout)
+			} else if !l.ready && l.opts.Ready == ReadyNotify {
 				log.Warnf("%s did not send READY=1 within %s (started without its sd_notify option? --notify=off guesses readiness from listening sockets); telling systemd READY=1 anyway", l.name, l.opts.ReadyTimeout)
 				l.markReady("running: %s (pid %d), no READY=1 from it", l.name, l.main)
 			} else if !l.ready {
@@ -320,6 +373,9 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			}
 			if l.upgrade != nil {
 				l.pollUpgrade(now)
+			}
+			if l.settle != nil {
+				l.pollSettle(now)
 			}
 		case <-stopTimer.C:
 			now := time.Now()
@@ -345,7 +401,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			log.Infof("stop asked by the caller")
 			l.do(now, l.stop.begin(now))
 		}
-		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil; want != polling {
+		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil || l.settle != nil; want != polling {
 			polling = want
 			if polling {
 				pidPoll.Reset(pidFilePoll)
@@ -369,6 +425,7 @@ func (l *loop) markReady(format string, a ...any) {
 }
 
 func (l *loop) notify(state string) {
+	state = l.withUnitAdvice(state)
 	if err := l.opts.Notifier.Notify(state); err != nil && !l.notifyErr {
 		l.notifyErr = true
 		l.opts.Log.Warnf("cannot notify systemd: %v", err)
@@ -379,6 +436,18 @@ func (l *loop) notify(state string) {
 // that translate to the graceful or the fast signal) drive the stop state
 // machine; the rest are passed on to the master, translated.
 func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
+	switch {
+	case sig == syscall.SIGPIPE:
+		// graceshim's own write to a closed pipe (it now fails with
+		// EPIPE), or one sent with kill: never the server's business.
+		// Not logged: the log may be the closed pipe.
+		return
+	case sig == syscall.SIGWINCH && l.term.resized():
+		l.opts.Log.Debugf("terminal window resized: not a command")
+		return
+	case sig == syscall.SIGCONT && l.onContinue():
+		return
+	}
 	to := l.opts.Map.Translate(sig)
 	switch {
 	case to == l.graceful && !l.stop.stopping():
@@ -483,6 +552,12 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 		return false
 	}
 	if e.pid == 0 {
+		if l.settle != nil {
+			// What the master left behind is gone too.
+			gone := l.settle.gone
+			l.settle = nil
+			l.masterLost(now, gone)
+		}
 		if !l.awaitPID.IsZero() {
 			// The daemon died before its pid file named it: nothing is
 			// left to follow. Its own status is the result.
@@ -518,7 +593,17 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 			l.awaitPID = now.Add(l.opts.ReadyTimeout)
 			return false
 		}
+		if l.settleMaster(now, e) {
+			return false
+		}
 	}
+	return l.masterLost(now, e)
+}
+
+// masterLost handles the end of the master e, with no successor to
+// follow.
+func (l *loop) masterLost(now time.Time, e exited) bool {
+	log := l.opts.Log
 	if l.upgrade != nil {
 		// The old master went, and no new one is there to follow: the
 		// service is down. Exit non-zero so that Restart= brings it back.
@@ -542,54 +627,57 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 	return false
 }
 
-// successor finds the master that replaced the one that exited: the pid
-// file's pid when there is a pid file (a direct child: the reaper sees
-// only those exit), else our only child. After start-up and outside an
-// upgrade, a child without children of its own is not a master (a piped
-// logger, a helper a foreground server left behind) and is not followed.
+// successor finds the master that replaced the one that exited: the new
+// master an upgrade found; with a pid file, the pid it names (a direct
+// child: the reaper sees only those exit); else the one process left
+// behind that looks like a master (master.go).
 func (l *loop) successor(now time.Time) int {
 	table, err := proctab.Read()
 	if err != nil {
 		return 0
+	}
+	kids := proctab.Children(table, l.self)
+	if u := l.upgrade; u != nil && u.next != 0 && slices.Contains(kids, u.next) {
+		// The new master the upgrade found, not another child (the old
+		// master's workers are reparented to graceshim too).
+		return u.next
 	}
 	if l.opts.PIDFile != "" {
 		pid, err := readPIDFile(l.opts.PIDFile)
 		if err != nil || pid == l.main {
 			return 0
 		}
-		for _, d := range proctab.Children(table, l.self) {
-			if d == pid {
-				return pid
-			}
+		if slices.Contains(kids, pid) {
+			return pid
 		}
 		return 0
 	}
-	kids := proctab.Children(table, l.self)
-	if len(kids) == 0 {
+	// Without a pid file: a process left behind that looks like a master
+	// (master.go has the rule).
+	found, why := 0, ""
+	for _, k := range kids {
+		if sign := masterSign(table, k, l.exe); sign != "" {
+			if found != 0 {
+				l.opts.Log.Warnf("more than one process left behind by %s looks like a master; following pid %d", l.name, found)
+				break
+			}
+			found, why = k, sign
+		}
+	}
+	if found == 0 {
 		return 0
 	}
-	if l.ready && l.upgrade == nil && now.Sub(l.startedAt) > l.opts.ReadyTimeout {
-		var masters []int
-		for _, k := range kids {
-			if len(proctab.Children(table, k)) > 0 {
-				masters = append(masters, k)
-			}
-		}
-		kids = masters
-		if len(kids) == 0 {
-			return 0
-		}
-	}
-	if len(kids) > 1 {
-		l.opts.Log.Warnf("%d processes left behind by %s; following pid %d", len(kids), l.name, kids[0])
-	}
-	return kids[0]
+	l.opts.Log.Debugf("pid %d looks like a master: %s", found, why)
+	return found
 }
 
 func (l *loop) follow(pid int, why string) {
 	l.opts.Log.Infof("following %s master pid %d (%s)", l.name, pid, why)
 	l.main = pid
 	l.setMainProc(pid)
+	if exe := executable(pid); exe != "" {
+		l.exe = exe
+	}
 	l.awaitPID = time.Time{}
 	l.watchCmds <- watchCmd{main: pid}
 	if l.stop.stopping() {
@@ -659,8 +747,10 @@ func (l *loop) onWatch(now time.Time, ev watchEvent) {
 			l.countErr = true
 			l.opts.Log.Warnf("cannot count connections: %v; the drain waits for the process tree", ev.err)
 		}
+		// A failed count is no evidence of a stall.
+		l.do(now, l.stop.countFailed(ev.at))
 	case ev.counted:
-		l.opts.Log.Debugf("%d connections (count took %s)", ev.count, ev.pollTaken)
+		l.opts.Log.Debugf("%d connections", ev.count)
 		l.do(now, l.stop.observe(ev.at, ev.count))
 	}
 }
@@ -729,28 +819,41 @@ func (l *loop) do(now time.Time, acts []action) {
 // sendGraceful learns the listening sockets once more (the server closes
 // them on its graceful signal), then sends the signal and starts counting.
 func (l *loop) sendGraceful() {
-	reply := make(chan []string, 1)
+	reply := make(chan []string, 1) // buffered: a late reply never blocks the watch actor
 	l.watchCmds <- watchCmd{learn: reply}
 	var known []string
+	late := false
 	select {
 	case known = <-reply:
 	case <-time.After(time.Second):
+		late = true
 	}
 	l.signalMaster(l.graceful)
-	if len(known) == 0 && l.opts.Count == conns.ModeListen {
-		l.opts.Log.Infof("no listening sockets known: the drain waits for the process tree to exit")
-		return
-	}
-	if len(known) > 0 {
+	switch {
+	case late:
+		l.opts.Log.Infof("listening sockets not learned within 1s of the graceful signal: counting starts once they are")
+	case len(known) > 0:
 		l.opts.Log.Infof("draining connections on %s", strings.Join(known, ", "))
 	}
+	// Always: the watch actor learns first (commands are taken in order),
+	// however long that takes, and decides itself whether there is
+	// anything to count.
 	l.watchCmds <- watchCmd{drain: true}
 }
 
 // signalMaster sends sig to the master, or to every process left when
 // there is no master any more.
 func (l *loop) signalMaster(sig syscall.Signal) {
-	if l.mainGone || !l.awaitPID.IsZero() {
+	if !l.awaitPID.IsZero() {
+		// The pid file does not name the master yet: the processes there
+		// are may be starting, without their handlers (a Go or nginx
+		// process killed by a QUIT it cannot handle yet). A stop's signal
+		// is sent once the master is known (follow), or to every process
+		// if it never is (pollPIDFile).
+		l.opts.Log.Infof("%s held: the pid file %s does not name the master yet", signals.Name(sig), l.opts.PIDFile)
+		return
+	}
+	if l.mainGone {
 		for _, pid := range l.tree() {
 			_ = syscall.Kill(pid, sig)
 		}
@@ -801,6 +904,7 @@ func (l *loop) killTree() {
 }
 
 func (l *loop) finish(now time.Time) error {
+	l.term.takeBack()
 	exit := describe(l.lastStatus)
 	if l.stop.stopping() {
 		l.opts.Log.Infof("%s", l.stop.summary(now, l.name+" "+exit))

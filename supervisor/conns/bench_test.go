@@ -11,15 +11,17 @@ import (
 
 	psnet "github.com/shirou/gopsutil/v3/net"
 	"github.com/shirou/gopsutil/v3/process"
+	"golang.org/x/sys/unix"
 )
 
 // fixture is a server tree like nginx's (a master and 8 workers sharing
 // one listening socket) holding n established loopback connections from
 // several client processes.
 type fixture struct {
-	srv  *server
-	port uint32
-	n    int
+	srv     *server
+	port    uint32
+	n       int
+	clients []*helper
 }
 
 // perClient keeps each client process under the 20,000 descriptor hard
@@ -55,7 +57,7 @@ func startFixture(b *testing.B, n, firstIP int) *fixture {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return &fixture{srv: srv, port: uint32(port), n: n}
+	return &fixture{srv: srv, port: uint32(port), n: n, clients: clients}
 }
 
 func (f *fixture) tracker(b *testing.B, source string) *Tracker {
@@ -67,45 +69,89 @@ func (f *fixture) tracker(b *testing.B, source string) *Tracker {
 	return tr
 }
 
-// BenchmarkDrainLoop measures what the supervisor's drain loop costs the
-// machine: Tracker.Count at 1 Hz against 10k connections. Each op is
-// dlTicks seconds of polling; the figure is the process's CPU time
-// (getrusage, user + system) per wall-clock second, in % of one core.
+// BenchmarkDrain measures the drain as the supervisor runs it: a Drain
+// started on the fixture's n connections, the clients closing all of them
+// evenly over drainOver, Next called until it reports zero. Following the
+// kernel's destroy messages ("events") is compared with polling ("poll":
+// the subscription refused). Figures:
+//   - %core: this process's CPU time (getrusage, user + system) per
+//     wall-clock second of the drain, in % of one core;
+//   - last-close-us: from the last client's last close to Next reporting
+//     zero (the server's close and the kernel's teardown included);
+//   - dumps: full walks of the socket table.
 //
-// It comes before BenchmarkCount in this file so that it runs first:
-// sock_diag walks the whole TCP hash, TIME_WAIT sockets included, and the
-// 50k fixture's teardown leaves 50,000 of them for a minute, which about
-// doubles this figure.
-func BenchmarkDrainLoop(b *testing.B) {
-	const n, dlTicks = 10000, 5
-	if testing.Short() {
-		b.Skip("large fixture skipped in -short mode")
-	}
-	f := startFixture(b, n, 50)
-	tr := f.tracker(b, "")
-	ctx := context.Background()
-	var cpu, wall time.Duration
-	polls := 0
-	for b.Loop() {
-		before, start := rusage(b), time.Now()
-		tick := time.NewTicker(time.Second)
-		for i := 0; i < dlTicks; i++ {
-			c, err := tr.Count(ctx, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if c.Total() != n {
-				b.Fatalf("counted %+v, want %d", c, n)
-			}
-			polls++
-			<-tick.C
+// Each op builds a fresh fixture, so run it with -benchtime=1x. The client
+// ends go to TIME_WAIT, so every fixture dials from addresses of its own.
+func BenchmarkDrain(b *testing.B) {
+	const drainOver = 10 * time.Second
+	firstIP := 100
+	for _, n := range []int{10000, 50000} {
+		for _, how := range []string{"events", "poll"} {
+			b.Run(fmt.Sprintf("conns=%d/%s", n, how), func(b *testing.B) {
+				if testing.Short() {
+					b.Skip("large fixture skipped in -short mode")
+				}
+				var cpu, wall, late time.Duration
+				dumps := 0
+				for b.Loop() {
+					b.StopTimer()
+					f := startFixture(b, n, firstIP)
+					firstIP += (n + perClient - 1) / perClient
+					tr := NewTracker(Options{})
+					if how == "poll" {
+						tr.hooks.subscribe = func() (int, error) { return -1, unix.EPERM }
+					}
+					if _, err := tr.Observe(f.srv.pids); err != nil {
+						b.Fatal(err)
+					}
+					ctx := context.Background()
+					b.StartTimer()
+					before, start := rusage(b), time.Now()
+					d, err := tr.Drain(ctx, f.srv.pids)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if ok, why := d.Events(); ok != (how == "events") {
+						b.Fatalf("Events() = %v, %v", ok, why)
+					}
+					closed := make(chan int64, len(f.clients))
+					for _, c := range f.clients {
+						go func() {
+							fmt.Fprintf(c.in, "close %s\n", drainOver)
+							var t int64
+							fmt.Sscanf(<-c.lines, "closed %d", &t)
+							closed <- t
+						}()
+					}
+					for {
+						c, err := d.Next(ctx)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if c.Total() == 0 {
+							break
+						}
+					}
+					zero := time.Now()
+					cpu += rusage(b) - before
+					wall += zero.Sub(start)
+					dumps += d.dumps
+					d.Close()
+					b.StopTimer()
+					var last int64
+					for range f.clients {
+						last = max(last, <-closed)
+					}
+					late += zero.Sub(time.Unix(0, last))
+					f.srv.stop()
+					b.StartTimer()
+				}
+				b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%core")
+				b.ReportMetric(float64(late.Microseconds())/float64(b.N), "last-close-us")
+				b.ReportMetric(float64(dumps)/float64(b.N), "dumps")
+			})
 		}
-		tick.Stop()
-		cpu += rusage(b) - before
-		wall += time.Since(start)
 	}
-	b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%core")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(polls), "cpu-us/poll")
 }
 
 // BenchmarkCount measures one count of the fixture's connections at 1k,

@@ -62,20 +62,25 @@ func (c Counts) Total() int {
 
 // add tallies one socket in state st; owned says whether a process still
 // holds it (its inode is not 0).
-func (c *Counts) add(st uint8, owned bool) {
+func (c *Counts) add(st uint8, owned bool) { c.tally(st, owned, 1) }
+
+// sub takes back one owned socket tallied in state st.
+func (c *Counts) sub(st uint8) { c.tally(st, true, -1) }
+
+func (c *Counts) tally(st uint8, owned bool, n int) {
 	switch st {
 	case tcpEstablished:
-		c.Established++
+		c.Established += n
 	case tcpCloseWait:
-		c.CloseWait++
+		c.CloseWait += n
 	case tcpFinWait1, tcpFinWait2, tcpClosing, tcpLastAck:
 		if owned {
-			c.HalfClosed++
+			c.HalfClosed += n
 		}
 	case tcpSynSent:
-		c.SynSent++
+		c.SynSent += n
 	case tcpSynRecv, tcpNewSynRecv:
-		c.SynRecv++
+		c.SynRecv += n
 	}
 }
 

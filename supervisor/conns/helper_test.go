@@ -32,6 +32,7 @@ const (
 	targetEnv  = "GRACESHIM_CONNS_TARGET"     // client: address to dial
 	countEnv   = "GRACESHIM_CONNS_N"          // client: connections to open
 	sourceEnv  = "GRACESHIM_CONNS_SOURCE"     // client: local IP to dial from
+	reuseEnv   = "GRACESHIM_CONNS_REUSEPORT"  // server: listen with SO_REUSEPORT
 
 	hangGuard = 2 * time.Minute // only guards against a hang; nothing waits for it
 )
@@ -134,6 +135,28 @@ func (h *holder) command(line string) string {
 			c.CloseWrite()
 		}
 		return "ok"
+	case "close-conns":
+		// The server closes first (an idle keep-alive connection at a
+		// graceful stop): its end goes FIN_WAIT, then TIME_WAIT.
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for c := range h.conns {
+			c.Close()
+		}
+		return "ok"
+	case "relisten":
+		// A server that replaces its listener by a new one on another
+		// port (short-lived listeners).
+		for _, ln := range h.lns {
+			ln.Close()
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "error " + err.Error()
+		}
+		h.lns = []*net.TCPListener{ln.(*net.TCPListener)}
+		go h.serve(h.lns[0])
+		return "ok " + ln.Addr().String()
 	case "dial":
 		d := net.Dialer{KeepAlive: -1}
 		c, err := d.Dial("tcp", f[1])
@@ -150,6 +173,16 @@ func helperServer() {
 	raiseNofile()
 	h := &holder{conns: map[*net.TCPConn]bool{}}
 	lc := net.ListenConfig{KeepAlive: -1}
+	if os.Getenv(reuseEnv) != "" {
+		// Two servers on one port, as in an SO_REUSEPORT handover.
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			})
+			return serr
+		}
+	}
 	var addrs []string
 	var files []*os.File
 	for _, a := range strings.Split(os.Getenv(listenEnv), ",") {
@@ -323,7 +356,31 @@ func helperClient() {
 		helperFail("cannot dial %s from %s after %d connections: %v", target, src, len(conns), first)
 	}
 	fmt.Printf("ready %d\n", len(conns))
-	io.Copy(io.Discard, os.Stdin)
+	// "close D": close every connection, evenly spread over the duration
+	// D, and answer with the time of the last close (Unix nanoseconds).
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		d, ok := strings.CutPrefix(in.Text(), "close ")
+		if !ok {
+			fmt.Println("error unknown command")
+			continue
+		}
+		over, err := time.ParseDuration(d)
+		if err != nil {
+			fmt.Println("error " + err.Error())
+			continue
+		}
+		start := time.Now()
+		var last time.Time
+		for i, c := range conns {
+			if wait := time.Until(start.Add(over * time.Duration(i) / time.Duration(len(conns)))); wait > 0 {
+				time.Sleep(wait)
+			}
+			c.Close()
+			last = time.Now()
+		}
+		fmt.Printf("closed %d\n", last.UnixNano())
+	}
 }
 
 // helper is a running helper process, seen from the test.
@@ -430,8 +487,13 @@ type server struct {
 // one) with the given number of worker processes (0: the master serves).
 func startServer(tb testing.TB, workers int, addrs ...string) *server {
 	tb.Helper()
-	h := startHelper(tb, helperEnv+"=server", listenEnv+"="+strings.Join(addrs, ","),
-		workersEnv+"="+strconv.Itoa(workers))
+	return startServerEnv(tb, workers, nil, addrs...)
+}
+
+func startServerEnv(tb testing.TB, workers int, env []string, addrs ...string) *server {
+	tb.Helper()
+	h := startHelper(tb, append(env, helperEnv+"=server", listenEnv+"="+strings.Join(addrs, ","),
+		workersEnv+"="+strconv.Itoa(workers))...)
 	s := &server{helper: h, pid: h.cmd.Process.Pid}
 	var pids, as string
 	if _, err := fmt.Sscanf(h.line(), "ready pids=%s addrs=%s", &pids, &as); err != nil {

@@ -2,6 +2,7 @@ package conns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -37,7 +38,10 @@ type Tracker struct {
 	badOpts  error  // invalid Options, returned by every call
 
 	endpoints []Endpoint
-	progs     map[uint8][]byte // per family: compiled filter, nil when stale
+	seen      map[Endpoint]int // the Observe that last saw each endpoint's listener
+	observes  int
+	progs     map[uint8][]byte // per family: compiled filter; absent when stale, nil when none
+	hooks     drainHooks
 
 	diag  diag
 	proc  procNet
@@ -54,6 +58,7 @@ func NewTracker(opts Options) *Tracker {
 		source: SourceNetlink,
 		progs:  map[uint8][]byte{},
 		owned:  map[uint64]struct{}{},
+		seen:   map[Endpoint]int{},
 	}
 	switch opts.Source {
 	case "":
@@ -88,11 +93,17 @@ func (t *Tracker) Endpoints() []Endpoint {
 // its socket inode is one of the links in /proc/PID/fd of a pid. Pids that
 // have exited are skipped.
 //
-// Endpoints are never forgotten: nginx closes its listeners on QUIT, and
-// the connections it still drains are found by the endpoint they came in
-// on. Call Observe once the server is up (and again after a reload or a
-// binary upgrade); listeners are few, so it is cheap, but it reads every
-// descriptor of every pid.
+// Endpoints outlive their listeners: nginx closes its listeners on QUIT,
+// and the connections it still drains are found by the endpoint they
+// came in on; a reload that moves a server to another port leaves old
+// workers draining on the old one. But they are bounded: the endpoints
+// listened on at the last Observe are all kept, and of those no longer
+// listened on only the maxStaleEndpoints seen most recently. A server
+// that opens short-lived listeners would otherwise grow the filter
+// without end (inet_diag bytecode longer than 64 KiB, about 3,400
+// endpoints, is refused). Call Observe once the server is up (and again
+// after a reload or a binary upgrade); listeners are few, so it is cheap,
+// but it reads every descriptor of every pid.
 //
 // Unix stream listeners are not tracked: sock_diag's unix family has no
 // in-kernel filter and an accepted unix socket carries no port to match
@@ -107,18 +118,22 @@ func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
 		return nil, err
 	}
 	var found []Endpoint
+	t.observes++
 	add := func(network string, a netip.Addr, port uint16, inode uint64) {
 		if _, ok := t.owned[inode]; !ok || inode == 0 {
 			return
 		}
 		e := Endpoint{Network: network, Addr: netip.AddrPortFrom(a.WithZone(""), port)}
+		t.seen[e] = t.observes
 		if slices.Contains(t.endpoints, e) || slices.Contains(found, e) {
 			return // SO_REUSEPORT workers each hold a socket on one endpoint
 		}
 		found = append(found, e)
 	}
 	ctx := context.Background()
-	for _, fam := range []uint8{afInet, afInet6} {
+	fams := []uint8{afInet, afInet6}
+	for i := 0; i < len(fams); i++ {
+		fam := fams[i]
 		network := "tcp4"
 		if fam == afInet6 {
 			network = "tcp6"
@@ -133,6 +148,10 @@ func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
 					add(network, e.addr, e.port, e.inode)
 				}
 			})
+		if errors.Is(err, errFellBack) {
+			found, i = nil, -1 // again from the start, through /proc/net
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("cannot list listening sockets: %w", err)
 		}
@@ -141,7 +160,65 @@ func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
 		t.endpoints = append(t.endpoints, e)
 		delete(t.progs, e.family())
 	}
+	t.forgetStale()
+	t.release()
 	return found, nil
+}
+
+// maxStaleEndpoints bounds the endpoints kept after their listener is
+// gone; maxBytecodeEndpoints bounds those matched in the kernel. Beyond
+// it (a server with a thousand live listeners) a family is dumped whole
+// and matched here: slower, but never refused.
+const (
+	maxStaleEndpoints    = 64
+	maxBytecodeEndpoints = 1000
+)
+
+// forgetStale drops the endpoints whose listener was last seen longest
+// ago, beyond maxStaleEndpoints of them.
+func (t *Tracker) forgetStale() {
+	var stale []Endpoint
+	for _, e := range t.endpoints {
+		if t.seen[e] != t.observes {
+			stale = append(stale, e)
+		}
+	}
+	if len(stale) <= maxStaleEndpoints {
+		return
+	}
+	slices.SortStableFunc(stale, func(a, b Endpoint) int { return t.seen[a] - t.seen[b] })
+	for _, e := range stale[:len(stale)-maxStaleEndpoints] {
+		delete(t.seen, e)
+		delete(t.progs, e.family())
+	}
+	t.endpoints = slices.DeleteFunc(t.endpoints, func(e Endpoint) bool {
+		_, ok := t.seen[e]
+		return !ok
+	})
+}
+
+// release drops the read buffers between the rare calls made while the
+// server runs, so an idle graceshim keeps none of them.
+func (t *Tracker) release() {
+	t.diag.rbuf, t.proc.buf, t.fds.dent, t.fds.link = nil, nil, nil, nil
+	t.owned = map[uint64]struct{}{}
+}
+
+// matchEndpoint reports whether a socket of family fam with local
+// address a and port p is on a remembered endpoint.
+func (t *Tracker) matchEndpoint(fam uint8, a netip.Addr, p uint16) bool {
+	for _, ep := range t.endpoints {
+		if ep.family() == fam && ep.matches(a, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// onEndpoint is matchEndpoint for an inet_diag_msg.
+func (t *Tracker) onEndpoint(fam uint8, msg []byte) bool {
+	a, p := msgLocal(msg)
+	return t.matchEndpoint(fam, a, p)
 }
 
 // Count returns the live connections of the tree.
@@ -168,38 +245,48 @@ func (t *Tracker) Count(ctx context.Context, pids []int) (Counts, error) {
 	if t.mode == ModeAll {
 		return t.countAll(ctx, pids)
 	}
-	for _, fam := range []uint8{afInet, afInet6} {
+	fams := []uint8{afInet, afInet6}
+	for i := 0; i < len(fams); i++ {
+		fam := fams[i]
+		n := 0
+		for _, e := range t.endpoints {
+			if e.family() == fam {
+				n++
+			}
+		}
+		if n == 0 {
+			continue // no listener of this family: do not dump it
+		}
 		prog, ok := t.progs[fam]
-		if !ok {
+		if !ok && n <= maxBytecodeEndpoints {
 			var eps []Endpoint
 			for _, e := range t.endpoints {
 				if e.family() == fam {
 					eps = append(eps, e)
 				}
 			}
-			if len(eps) > 0 {
-				prog = appendBytecode(nil, eps)
-			}
+			prog = appendBytecode(nil, eps)
 			t.progs[fam] = prog
-		}
-		if prog == nil {
-			continue // no listener of this family: do not dump it
 		}
 		err := t.each(ctx, fam, countStates, prog,
 			func(msg []byte) {
+				if prog == nil && !t.onEndpoint(fam, msg) {
+					return
+				}
 				c.add(msg[msgState], msgInodeOf(msg) != 0)
 			},
 			func(e *procEntry) {
 				if countStates&(1<<e.state) == 0 && e.state != tcpNewSynRecv {
 					return
 				}
-				for _, ep := range t.endpoints {
-					if ep.family() == fam && ep.matches(e.addr, e.port) {
-						c.add(e.state, e.inode != 0)
-						return
-					}
+				if t.matchEndpoint(fam, e.addr, e.port) {
+					c.add(e.state, e.inode != 0)
 				}
 			})
+		if errors.Is(err, errFellBack) {
+			c, i = Counts{}, -1 // again from the start, through /proc/net
+			continue
+		}
 		if err != nil {
 			return Counts{}, fmt.Errorf("cannot count connections: %w", err)
 		}
@@ -215,7 +302,9 @@ func (t *Tracker) countAll(ctx context.Context, pids []int) (Counts, error) {
 	if len(t.owned) == 0 {
 		return c, nil
 	}
-	for _, fam := range []uint8{afInet, afInet6} {
+	fams := []uint8{afInet, afInet6}
+	for i := 0; i < len(fams); i++ {
+		fam := fams[i]
 		err := t.each(ctx, fam, allStates, nil,
 			func(msg []byte) {
 				if _, ok := t.owned[msgInodeOf(msg)]; ok {
@@ -230,6 +319,10 @@ func (t *Tracker) countAll(ctx context.Context, pids []int) (Counts, error) {
 					c.add(e.state, true)
 				}
 			})
+		if errors.Is(err, errFellBack) {
+			c, i = Counts{}, -1 // again from the start, through /proc/net
+			continue
+		}
 		if err != nil {
 			return Counts{}, fmt.Errorf("cannot count connections: %w", err)
 		}
@@ -251,15 +344,24 @@ func (t *Tracker) ownedSockets(pids []int) error {
 // each runs one pass over the TCP sockets of a family with the backend in
 // use: a sock_diag dump (states and bytecode applied in the kernel; nl
 // sees each inet_diag_msg) or a scan of /proc/net/tcp{,6} (pr sees every
-// line and filters itself). An automatic Tracker whose netlink request is
-// refused switches to /proc/net for good and records why.
+// line and filters itself). An automatic Tracker whose netlink request
+// fails, refused or broken mid-dump, switches to /proc/net for good and
+// records why: a failed count during a drain would otherwise look like a
+// drain that stalled. A dump cut short has visited some sockets already,
+// so the /proc/net pass starts from the caller's reset.
 func (t *Tracker) each(ctx context.Context, fam uint8, states uint32, bytecode []byte, nl func([]byte), pr func(*procEntry)) error {
 	if t.source == SourceNetlink {
 		err := t.diag.dump(ctx, fam, states, bytecode, nl)
-		if err == nil || t.forced || !refused(err) {
+		if err == nil || t.forced || ctx.Err() != nil {
 			return err
 		}
 		t.source, t.fallback = SourceProc, err
+		return errFellBack
 	}
 	return t.proc.scan(ctx, fam, pr)
 }
+
+// errFellBack tells a caller of each that the netlink pass failed and the
+// Tracker switched to /proc/net: what the pass visited must be thrown
+// away and the pass run again.
+var errFellBack = errors.New("fell back to /proc/net")

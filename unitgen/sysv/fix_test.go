@@ -118,6 +118,7 @@ func TestFixOutputs(t *testing.T) {
 			if out, err := exec.Command("bash", "-n", file).CombinedOutput(); err != nil {
 				t.Errorf("bash -n on the fixed script: %v\n%s", err, out)
 			}
+			checkShellcheck(t, file, src)
 			again, err := Fix(name, r.Output, FixOptions{})
 			if err != nil {
 				t.Fatalf("fixing the fixed script: %v", err)
@@ -157,7 +158,10 @@ func TestFixUnsure(t *testing.T) {
 		{"no stop at all", "#!/bin/sh\necho hello\n", "1-2"},
 		{"signal from elsewhere", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc -p /run/x.pid x $SIG\n}\n", "4"},
 		{"retry from elsewhere", "#!/bin/sh\ndo_stop() {\n  start-stop-daemon --stop --retry $SCHED --pidfile /run/x.pid\n}\n", "3"},
-		{"no pid file", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc nginx -QUIT\n}\n", "4"},
+		{"no pid file", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc $prog -QUIT\n}\n", "4"},
+		{"unknown daemon", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc -p /run/x.pid x\n}\n", "4"},
+		{"template", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nnginx=/usr/sbin/%PROVIDES%\nstop() {\n    killproc -p /run/n.pid $nginx\n}\n", "5"},
+		{"wrapper with argument", "#!/bin/sh\nd() { start-stop-daemon --stop --signal $1 --pidfile /run/nginx.pid; }\ncase $1 in\nstop) d TERM ;;\nesac\n", "2, 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Fix(tc.name, []byte(tc.src), FixOptions{})
@@ -180,7 +184,7 @@ func TestFixPresetOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := string(r.Output)
-	for _, want := range []string{`graceshim_stop "$pidfile" USR1 "$STOP_TIMEOUT"`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
+	for _, want := range []string{`if graceshim_stop "$pidfile" myproxy USR1 "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("fixed script lacks %q:\n%s", want, out)
 		}
@@ -206,5 +210,38 @@ func TestFixGenerated(t *testing.T) {
 				t.Errorf("fix changed a generated script: %v", r.Changes)
 			}
 		})
+	}
+}
+
+// checkShellcheck runs shellcheck on the fixed script and on the original:
+// the fix must not add a finding the original did not have (shipped
+// scripts have findings of their own, which a fix leaves alone).
+func checkShellcheck(t *testing.T, fixed string, orig []byte) {
+	t.Helper()
+	sc, err := exec.LookPath("shellcheck")
+	if err != nil {
+		t.Error("shellcheck is not installed (CI installs it)")
+		return
+	}
+	codes := func(file string) map[string]int {
+		out, _ := exec.Command(sc, "-f", "gcc", file).Output()
+		n := map[string]int{}
+		for _, l := range strings.Split(string(out), "\n") {
+			if i := strings.LastIndex(l, "[SC"); i >= 0 {
+				n[l[i:]]++
+			}
+		}
+		return n
+	}
+	origFile := filepath.Join(t.TempDir(), filepath.Base(fixed))
+	if err := os.WriteFile(origFile, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, after := codes(origFile), codes(fixed)
+	for code, n := range after {
+		if n > before[code] {
+			out, _ := exec.Command(sc, "-f", "gcc", fixed).Output()
+			t.Errorf("the fix adds shellcheck finding %s (%d, was %d):\n%s", code, n, before[code], out)
+		}
 	}
 }

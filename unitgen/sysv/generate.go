@@ -285,9 +285,9 @@ stop() {
 {{- if .Shim}}
 	# graceshim bounds the drain by STOP_TIMEOUT and its kill timeout;
 	# this wait only matters if graceshim itself hangs.
-	graceshim_stop "$pidfile" TERM "$((STOP_TIMEOUT + {{.KillTimeout}} + {{.Margin}}))"
+	graceshim_stop "$pidfile" "$graceshim" TERM "$((STOP_TIMEOUT + {{.KillTimeout}} + {{.Margin}}))"
 {{- else}}
-	graceshim_stop "$pidfile" {{.Graceful}} "$STOP_TIMEOUT"
+	graceshim_stop "$pidfile" "$exec" {{.Graceful}} "$STOP_TIMEOUT"
 {{- end}}
 	retval=$?
 	if [ $retval -eq 0 ]; then
