@@ -241,6 +241,7 @@ func TestReloadCommand(t *testing.T) {
 	fail := filepath.Join(t.TempDir(), "fail")
 	p, _ := signals.Lookup("nginx")
 	p.Reload = 0
+	p.ConfigTest = nil // nginx -t would be the test binary here
 	p.ReloadCommand = func([]string) []string {
 		return []string{"sh", "-c", `if [ -e "$0" ]; then echo "reload: admin endpoint refused the config" >&2; exit 1; fi`, fail}
 	}
