@@ -22,7 +22,8 @@ import (
 // Once ready, HUP is a reload it announces (RELOADING=1, then READY=1);
 // in mode "watchdog" it pings WATCHDOG=1 every 50ms while ready, after
 // reporting whether the watchdog variables were meant for it. In mode
-// "silent" it says nothing on HUP; in mode "dieonhup" HUP makes it exit 78.
+// "silent" it says nothing on HUP; in mode "dieonhup" HUP makes it exit 78;
+// in mode "status" it says STATUS=starting at once.
 func notifier(mode string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,6 +41,10 @@ func notifier(mode string) {
 		if ok, err := daemon.SdNotify(false, state); !ok || err != nil {
 			report("error notify %q: %v %v", state, ok, err)
 		}
+	}
+	if mode == "status" {
+		notify("STATUS=starting")
+		report("notifier said starting")
 	}
 	ready := false
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -376,4 +381,44 @@ func newChildCmd(t *testing.T, role, events string, env ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(append(os.Environ(), "GRACESHIM_TEST_CHILD="+role, "GRACESHIM_TEST_EVENTS="+events), env...)
 	return cmd
+}
+
+// nativeNotify is nginx's preset marked as a daemon that speaks sd_notify,
+// so that --notify=auto gives the test binary a relay.
+func nativeNotify(o *Options) {
+	o.Preset.NativeNotify = true
+	o.Notify = NotifyAuto
+}
+
+// TestRelayAutoSilentDaemon: under --notify=auto a daemon of a preset that
+// speaks sd_notify, started without its notify option (haproxy without
+// -Ws), says nothing: its listening socket makes it ready.
+func TestRelayAutoSilentDaemon(t *testing.T) {
+	old := notifyGrace
+	notifyGrace = 200 * time.Millisecond
+	t.Cleanup(func() { notifyGrace = old })
+	ns := newNotifySocket(t)
+	ev, _, _ := start(t, "server", nativeNotify)
+	_, port := ev.wait("ready")
+	ns.waitLine(t, "READY=1")
+	if st, _ := ns.waitLine(t, "STATUS="); !strings.Contains(st, "listening on tcp4 127.0.0.1:"+port) {
+		t.Errorf("status %q, want the listener", st)
+	}
+}
+
+// TestRelayAutoSpeakingDaemon: under --notify=auto a daemon that has
+// spoken on its socket is ready when it says so, however long it
+// listened before.
+func TestRelayAutoSpeakingDaemon(t *testing.T) {
+	ns := newNotifySocket(t)
+	ev, _, _ := start(t, "notifier:status", nativeNotify)
+	ev.wait("notifier said starting")
+	// Three times the grace (1s, which its STATUS=starting reaches
+	// however loaded the machine): a listener-made READY=1 would be here.
+	ns.noLine(t, "READY=1", 3*notifyGrace)
+	selfSignal(t, syscall.SIGUSR1)
+	ns.waitLine(t, "READY=1")
+	if st, _ := ns.waitLine(t, "STATUS="); !strings.Contains(st, "serving from the child") {
+		t.Errorf("status %q, want the child's", st)
+	}
 }

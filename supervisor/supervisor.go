@@ -276,6 +276,10 @@ type loop struct {
 	controls    <-chan controlReq // requests from the control socket
 	notes       <-chan childNote  // the child's sd_notify datagrams (nil without a relay)
 	childReady  bool              // the child said READY=1: it speaks sd_notify
+	childSpoke  bool              // the child sent something on its notify socket
+	listening   []string          // the listeners found while the child had its grace
+	graceTimer  *time.Timer       // the child's grace to speak (notifyGrace)
+	graceC      <-chan time.Time  // graceTimer's channel while it runs
 	childFeeds  bool              // the child feeds the watchdog itself
 	childStatus string            // the child's last STATUS=
 	upgrade     *upgrade          // a binary upgrade under way, or nil
@@ -356,7 +360,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 				// READY=1 means the server serves: without a passing
 				// check, systemd's own start timeout decides.
 				log.Warnf("health check %s has not passed in %s; READY=1 waits for it", l.opts.HealthCheck, l.opts.ReadyTimeout)
-			} else if !l.ready && l.opts.Ready == ReadyNotify {
+			} else if !l.ready && (l.opts.Ready == ReadyNotify || l.childSpoke) {
 				log.Warnf("%s did not send READY=1 within %s (started without its sd_notify option? --notify=off guesses readiness from listening sockets); telling systemd READY=1 anyway", l.name, l.opts.ReadyTimeout)
 				l.markReady("running: %s (pid %d), no READY=1 from it", l.name, l.main)
 			} else if !l.ready {
@@ -382,6 +386,8 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			l.do(now, l.stop.tick(now))
 		case r := <-probes:
 			l.onProbe(r)
+		case <-l.graceC:
+			l.onNotifyGrace()
 		case n := <-l.notes:
 			l.onChildNote(time.Now(), n)
 		case req := <-l.controls:
@@ -739,6 +745,9 @@ func (l *loop) onWatch(now time.Time, ev watchEvent) {
 			case l.probeTargets <- ev.ready[0]:
 			default:
 			}
+			return
+		}
+		if l.deferToChild(now, ev.ready) {
 			return
 		}
 		l.markReady("running: %s (pid %d), listening on %s", l.name, l.main, strings.Join(ev.ready, ", "))
