@@ -307,7 +307,13 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 			l.notify("WATCHDOG=1")
 		}
 	}
-	if reloading && l.reload == nil && !l.stop.stopping() {
+	switch {
+	case !reloading:
+	case !l.ready:
+		// HAProxy -Ws says RELOADING=1 at start, before its first
+		// READY=1 (measured with haproxy 2.6): part of its start-up.
+		log.Debugf("%s says RELOADING=1 while starting: ignored", l.name)
+	case l.reload == nil && !l.stop.stopping():
 		l.childReloads(now, n.at)
 	}
 	statusSent := false

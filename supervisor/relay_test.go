@@ -32,7 +32,7 @@ func notifier(mode string) {
 	}
 	defer ln.Close()
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGQUIT, syscall.SIGTERM)
 	report("notifier listening %d %s", ln.Addr().(*net.TCPAddr).Port, os.Getenv("NOTIFY_SOCKET"))
 	if mode == "watchdog" {
 		report("notifier watchdog usec=%s mine=%v", os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID") == strconv.Itoa(os.Getpid()))
@@ -69,6 +69,12 @@ func notifier(mode string) {
 					notify("READY=1\nSTATUS=reloaded by the child")
 					report("notifier reloaded")
 				}
+			case syscall.SIGWINCH:
+				// A reload of its own accord (as HAProxy's master
+				// announces one).
+				notify("RELOADING=1\nMONOTONIC_USEC=1")
+				notify("READY=1\nSTATUS=reloaded on its own")
+				report("notifier reloaded itself")
 			default:
 				report("exit drained")
 				os.Exit(0)
@@ -420,5 +426,24 @@ func TestRelayAutoSpeakingDaemon(t *testing.T) {
 	ns.waitLine(t, "READY=1")
 	if st, _ := ns.waitLine(t, "STATUS="); !strings.Contains(st, "serving from the child") {
 		t.Errorf("status %q, want the child's", st)
+	}
+}
+
+// TestRelayDaemonReloads: a reload the daemon announces itself is
+// systemd's too: RELOADING=1 (with graceshim's MONOTONIC_USEC), then
+// READY=1 when the daemon says so.
+func TestRelayDaemonReloads(t *testing.T) {
+	ev, ns, _ := notifierRun(t, "", nil)
+	selfSignal(t, syscall.SIGUSR1)
+	ns.waitLine(t, "READY=1")
+	selfSignal(t, syscall.SIGWINCH) // passed on to the child
+	ev.wait("notifier reloaded itself")
+	ns.waitLine(t, "RELOADING=1")
+	if m, _ := ns.waitLine(t, "MONOTONIC_USEC="); m == "MONOTONIC_USEC=1" {
+		t.Errorf("the child's own %q was relayed, want graceshim's clock", m)
+	}
+	ns.waitLine(t, "READY=1")
+	if st, _ := ns.waitLine(t, "STATUS="); !strings.Contains(st, "reloaded: "+shortName()+" said READY=1") {
+		t.Errorf("status %q, want the reload ended by the child's READY=1", st)
 	}
 }
