@@ -227,10 +227,34 @@ func senderPID(oob []byte) (int, time.Time, bool) {
 	return pid, at, ok
 }
 
-// inTree reports whether pid is a descendant of self. A sender that exited
+// inTree reports whether pid is a descendant of self, walking up its
+// parents (one /proc/PID/stat read each; a daemon's sender is its master or
+// a worker, one or two steps from graceshim) rather than reading the whole
+// process table: BenchmarkInTree measures both. A sender that exited
 // before the datagram was read is no longer anyone's descendant: its
 // datagram is dropped, as systemd drops one from a pid it cannot place.
 func inTree(self, pid int) bool {
+	if pid == self {
+		return false
+	}
+	// The depth bound guards against a cycle seen through pids reused
+	// while walking.
+	for depth := 0; pid > 1 && depth < 64; depth++ {
+		ppid, ok := proctab.Parent(pid)
+		if !ok {
+			return false
+		}
+		if ppid == self {
+			return true
+		}
+		pid = ppid
+	}
+	return false
+}
+
+// inTreeByTable is inTree over the whole process table, kept as the
+// benchmark's alternative.
+func inTreeByTable(self, pid int) bool {
 	if pid == self {
 		return false
 	}

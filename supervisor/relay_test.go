@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/graceshim/graceshim/supervisor/proctab"
 )
 
 // notifier plays a daemon that speaks sd_notify itself, on the socket
@@ -445,5 +447,71 @@ func TestRelayDaemonReloads(t *testing.T) {
 	ns.waitLine(t, "READY=1")
 	if st, _ := ns.waitLine(t, "STATUS="); !strings.Contains(st, "reloaded: "+shortName()+" said READY=1") {
 		t.Errorf("status %q, want the reload ended by the child's READY=1", st)
+	}
+}
+
+// TestInTree: descendants are in, graceshim itself and others are out.
+func TestInTree(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Process.Kill(); cmd.Wait() }()
+	var grandchild int
+	for deadline := time.Now().Add(10 * time.Second); grandchild == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if table, err := proctab.Read(); err == nil {
+			if kids := proctab.Children(table, cmd.Process.Pid); len(kids) > 0 {
+				grandchild = kids[0]
+			}
+		}
+	}
+	if grandchild == 0 {
+		t.Fatal("no grandchild")
+	}
+	self := os.Getpid()
+	for _, tt := range []struct {
+		pid  int
+		want bool
+	}{{cmd.Process.Pid, true}, {grandchild, true}, {self, false}, {os.Getppid(), false}, {1, false}, {1 << 22, false}} {
+		if got := inTree(self, tt.pid); got != tt.want {
+			t.Errorf("inTree(self, %d) = %v, want %v", tt.pid, got, tt.want)
+		}
+		if got := inTreeByTable(self, tt.pid); got != tt.want {
+			t.Errorf("inTreeByTable(self, %d) = %v, want %v", tt.pid, got, tt.want)
+		}
+	}
+}
+
+// BenchmarkInTree: the check each relayed datagram costs, by walking up
+// the sender's parents against reading the whole process table, for a
+// grandchild (a daemon's worker).
+func BenchmarkInTree(b *testing.B) {
+	cmd := exec.Command("sh", "-c", "sleep 60 & wait")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var grandchild int
+	for deadline := time.Now().Add(10 * time.Second); grandchild == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if table, err := proctab.Read(); err == nil {
+			if kids := proctab.Children(table, cmd.Process.Pid); len(kids) > 0 {
+				grandchild = kids[0]
+			}
+		}
+	}
+	defer syscall.Kill(grandchild, syscall.SIGKILL)
+	self := os.Getpid()
+	for _, bm := range []struct {
+		name string
+		f    func(int, int) bool
+	}{{"walk-up", inTree}, {"table", inTreeByTable}} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if !bm.f(self, grandchild) {
+					b.Fatal("not in tree")
+				}
+			}
+		})
 	}
 }
