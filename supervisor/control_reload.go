@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -373,16 +374,32 @@ func (l *loop) readyAgain(status string) {
 	l.notify("STATUS=" + status)
 }
 
-// firstLine is the first non-empty line of s, for one-line messages
-// (nginx -t puts the error first and "test failed" after it).
+// firstLine is the line of a check's output that says what is wrong, for
+// one-line messages: the first that looks like an error (nginx -t puts
+// "[emerg] ..." first and "test failed" after it; haproxy -c puts its
+// version [NOTICE]s before the [ALERT]s), else the first non-empty one.
 func firstLine(s string) string {
+	first := ""
 	for _, line := range strings.Split(s, "\n") {
-		if line = strings.TrimSpace(line); line != "" {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if first == "" {
+			first = line
+		}
+		if errorLine.MatchString(line) {
 			return line
 		}
 	}
-	return "(no output)"
+	if first == "" {
+		return "(no output)"
+	}
+	return first
 }
+
+// errorLine matches the words daemons' config checks mark errors with.
+var errorLine = regexp.MustCompile(`(?i)\b(emerg|alert|crit|error|fatal|invalid|unknown|syntax)\b`)
 
 // oneLine makes s fit one sd_notify assignment, which a newline would end.
 func oneLine(s string) string {

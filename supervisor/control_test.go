@@ -369,3 +369,17 @@ func TestControlPeerCheck(t *testing.T) {
 		t.Errorf("answer to our uid: %q (%v)", line, err)
 	}
 }
+
+func TestFirstLine(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nginx: [emerg] unknown directive \"x\" in /a:1\nnginx: configuration file /a test failed", `nginx: [emerg] unknown directive "x" in /a:1`},
+		{"[NOTICE]   (1) : haproxy version is 2.6.12\n[NOTICE]   (1) : path to executable is /usr/sbin/haproxy\n[ALERT]    (1) : config : parsing [a.cfg:5] : unknown keyword 'x' in 'frontend' section\n[ALERT]    (1) : config : Fatal errors found in configuration.", "[ALERT]    (1) : config : parsing [a.cfg:5] : unknown keyword 'x' in 'frontend' section"},
+		{"\n  just this\nand that", "just this"},
+		{"", "(no output)"},
+	}
+	for _, tt := range tests {
+		if got := firstLine(tt.in); got != tt.want {
+			t.Errorf("firstLine(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
