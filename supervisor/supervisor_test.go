@@ -30,8 +30,8 @@ func start(t *testing.T, role string, tweak func(*Options)) (ev *events, done <-
 	t.Setenv("GRACESHIM_TEST_CHILD", role)
 	t.Setenv("GRACESHIM_TEST_EVENTS", ev.path)
 	nginx, _ := signals.Lookup("nginx")
-	// The test binary is no nginx: nginx's config test would run it as
-	// "-t", playing the role again. Tests of config tests set their own.
+	// The test binary plays nginx but has no configuration to test
+	// (nginx -t): the tests of refused reloads set their own check.
 	nginx.ConfigTest = nil
 	opts := Options{
 		Argv:         []string{os.Args[0]},
