@@ -496,9 +496,11 @@ func httpdConfigTest(argv []string) []string {
 	return cmd(argv[0], append(spec.parse(argv[1:]).kept, "-t")...)
 }
 
-// haproxyConfigTest is haproxy -c -q with the same -f files (or the
+// haproxyConfigTest is haproxy -c with the same -f files (or the
 // files after "--"), -C and -L (haproxy -h; Debian's haproxy.service
-// ExecReload does the same).
+// ExecReload does the same, with -q). Without -q: haproxy 2.6's -q hides
+// the [ALERT] lines too (measured: a config with an unknown keyword, -c -q
+// exits 1 printing nothing), and a refused reload must say why.
 func haproxyConfigTest(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
@@ -508,7 +510,7 @@ func haproxyConfigTest(argv []string) []string {
 		dropValue: set("-p", "-S", "-x", "-m", "-n", "-N", "-sf", "-st"),
 	}
 	p := spec.parse(argv[1:])
-	args := append([]string{"-c", "-q"}, p.kept...)
+	args := append([]string{"-c"}, p.kept...)
 	// haproxy reads the words after "--" as config files; -sf and -st
 	// take a list of pids, which parse left as positionals.
 	var files []string
