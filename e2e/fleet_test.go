@@ -229,7 +229,9 @@ func runPlaybook(t *testing.T, inv string, extra ...string) (string, int) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = ansibleDir
 	cmd.Env = ansibleEnv(t)
+	began := time.Now()
 	out, err := cmd.CombinedOutput()
+	t.Logf("ansible-playbook %s took %s", strings.Join(extra, " "), time.Since(began).Round(time.Millisecond))
 	if ctx.Err() != nil {
 		t.Fatalf("ansible-playbook %s: no end within %s:\n%s", strings.Join(args, " "), playbookTimeout, out)
 	}
@@ -532,7 +534,9 @@ func TestE2EFleetRollout(t *testing.T) {
 		// The role installs this package; it is removed at the end.
 		outdir := t.TempDir()
 		build := exec.Command("bash", repoPath(".ci/package-deb"), fleetDebVersion, outdir)
+		began := time.Now()
 		out, err := build.Output()
+		t.Logf(".ci/package-deb took %s", time.Since(began).Round(time.Millisecond))
 		if err != nil {
 			t.Fatalf(".ci/package-deb: %v\n%s", err, out)
 		}
@@ -723,4 +727,56 @@ func TestE2EFleetRollout(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestE2EFleetPlaybookLint: ansible-playbook --syntax-check and
+// ansible-lint (Debian 12's 6.13, production profile, offline) pass on
+// the playbook and the role, and the same lint fails a copy of the role
+// with a task written the way the role avoids (a bare module name, a
+// command that always reports a change), so the lint can fail.
+func TestE2EFleetPlaybookLint(t *testing.T) {
+	t.Parallel()
+	playbook := needCmd(t, "ansible-playbook")
+	lint := needCmd(t, "ansible-lint")
+	run := func(dir, bin string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Dir = dir
+		cmd.Env = ansibleEnv(t)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(ansibleDir, playbook, "-i", "inventory.ini", "--syntax-check", "rolling-deploy.yml"); err != nil {
+		t.Errorf("ansible-playbook --syntax-check: %v\n%s", err, out)
+	}
+	lintArgs := []string{"--offline", "--nocolor", "-p", "rolling-deploy.yml", "roles/graceshim"}
+	if out, err := run(ansibleDir, lint, lintArgs...); err != nil {
+		t.Errorf("ansible-lint: %v\n%s", err, out)
+	}
+
+	// The control: the example copied, one bad task added to the role.
+	dir := t.TempDir()
+	if out, err := exec.Command("cp", "-a", ansibleDir+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	tasks := filepath.Join(dir, "roles", "graceshim", "tasks", "main.yml")
+	f, err := os.OpenFile(tasks, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("\n- name: Ask graceshim its version\n  command: graceshim --version\n")
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(dir, lint, lintArgs...)
+	if err == nil {
+		t.Errorf("ansible-lint passed a role with a bare 'command:' that always reports a change:\n%s", out)
+	}
+	for _, rule := range []string{"fqcn", "no-changed-when"} {
+		if !strings.Contains(out, rule) {
+			t.Errorf("ansible-lint did not name %s:\n%s", rule, out)
+		}
+	}
 }
