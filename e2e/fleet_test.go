@@ -780,3 +780,156 @@ func TestE2EFleetPlaybookLint(t *testing.T) {
 		}
 	}
 }
+
+// haproxyTime reads an HAProxy time ("1s", "200ms", "2000": milliseconds
+// without a unit, configuration manual section 2.5).
+func haproxyTime(s string) (time.Duration, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		return time.Duration(n) * time.Millisecond, nil
+	}
+	return time.ParseDuration(s)
+}
+
+// haproxyProblems checks an HAProxy config against graceshim's drain
+// delay and health port: health checks ask the health endpoint, and a
+// server leaves the pool before the drain delay ends (inter + (fall - 1)
+// x fastinter + timeout check, with HAProxy's defaults inter 2s, fall 3,
+// fastinter = inter, timeout check = inter), and nothing cuts the
+// sessions of a server marked down.
+func haproxyProblems(cfg string, delay time.Duration, healthPort string) []string {
+	var bad []string
+	// Comments say what the settings are not.
+	cfg = regexp.MustCompile(`(?m)#.*$`).ReplaceAllString(cfg, "")
+	word := func(line, key, def string) string {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == key {
+				return f[i+1]
+			}
+		}
+		return def
+	}
+	ds := regexp.MustCompile(`(?m)^\s*default-server\s.*$`).FindString(cfg)
+	if ds == "" {
+		return []string{"no default-server line with the check settings"}
+	}
+	if !regexp.MustCompile(`(?m)^\s*option httpchk GET /`).MatchString(cfg) {
+		bad = append(bad, "no option httpchk GET: HAProxy would not ask the health endpoint")
+	}
+	if p := word(ds, "port", ""); p != healthPort {
+		bad = append(bad, fmt.Sprintf("checks go to port %q, graceshim's health endpoint is on %s", p, healthPort))
+	}
+	if strings.Contains(cfg, "shutdown-sessions") {
+		bad = append(bad, "on-marked-down shutdown-sessions cuts the requests graceshim drains")
+	}
+	inter, err1 := haproxyTime(word(ds, "inter", "2000"))
+	fast, err2 := haproxyTime(word(ds, "fastinter", word(ds, "inter", "2000")))
+	fall, err3 := strconv.Atoi(word(ds, "fall", "3"))
+	tc := inter
+	if m := regexp.MustCompile(`(?m)^\s*timeout check (\S+)`).FindStringSubmatch(cfg); m != nil {
+		var err error
+		if tc, err = haproxyTime(m[1]); err != nil {
+			bad = append(bad, err.Error())
+		}
+	}
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return append(bad, err.Error())
+	}
+	if worst := inter + time.Duration(fall-1)*fast + tc; worst >= delay {
+		bad = append(bad, fmt.Sprintf("a stopping server leaves the pool up to %s after its 503 begins (inter %s + %d x fastinter %s + timeout check %s), not inside the drain delay %s",
+			worst, inter, fall-1, fast, tc, delay))
+	}
+	return bad
+}
+
+// TestE2EFleetLoadBalancerExamples: examples/haproxy/load-balancer.cfg and
+// examples/nginx/load-balancer.conf are valid for the Debian 12 daemons,
+// and their numbers fit the role's defaults: HAProxy takes a stopping
+// server out inside graceshim's drain delay, on graceshim's health port;
+// nginx tries enough servers for a batch of the rollout.
+func TestE2EFleetLoadBalancerExamples(t *testing.T) {
+	t.Parallel()
+	haproxy := needCmd(t, "haproxy")
+	nginx := needCmd(t, "nginx")
+	read := func(elem ...string) string {
+		b, err := os.ReadFile(repoPath(elem...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	hcfg := repoPath("examples", "haproxy", "load-balancer.cfg")
+	if out, err := exec.Command(haproxy, "-c", "-f", hcfg).CombinedOutput(); err != nil {
+		t.Errorf("haproxy -c -f %s: %v\n%s", hcfg, err, out)
+	}
+	defaults := read("examples", "ansible", "roles", "graceshim", "defaults", "main.yml")
+	roleVar := func(name string) string {
+		m := regexp.MustCompile(`(?m)^` + name + `: "?([^"\n]*)"?$`).FindStringSubmatch(defaults)
+		if m == nil {
+			t.Fatalf("the role's defaults lack %s", name)
+		}
+		return m[1]
+	}
+	delay, err := time.ParseDuration(roleVar("graceshim_drain_delay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, healthPort, err := net.SplitHostPort(roleVar("graceshim_health_listen"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := read("examples", "haproxy", "load-balancer.cfg")
+	for _, p := range haproxyProblems(cfg, delay, healthPort) {
+		t.Errorf("load-balancer.cfg with the role's --drain-delay=%s: %s", delay, p)
+	}
+	// The check can fail: slower checks, a longer fall, the wrong port,
+	// shut-down sessions.
+	for _, tc := range []struct{ from, to string }{
+		{"inter 1s", "inter 2s"},
+		{"fall 1", "fall 3"},
+		{"timeout check 1s", "timeout check 5s"},
+		{"port 8081", "port 80"},
+		{"rise 2", "rise 2 on-marked-down shutdown-sessions"},
+	} {
+		if !strings.Contains(cfg, tc.from) {
+			t.Errorf("load-balancer.cfg lacks %q", tc.from)
+			continue
+		}
+		if p := haproxyProblems(strings.Replace(cfg, tc.from, tc.to, 1), delay, healthPort); len(p) == 0 {
+			t.Errorf("%q instead of %q passed the check", tc.to, tc.from)
+		}
+	}
+
+	// nginx: the snippet in an http block, as /etc/nginx/conf.d/ has it.
+	dir := t.TempDir()
+	snippet, err := filepath.Abs(repoPath("examples", "nginx", "load-balancer.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	main := fmt.Sprintf("pid %[1]s/nginx.pid;\nerror_log %[1]s/error.log;\nevents {}\nhttp {\n    include %[2]s;\n}\n", dir, snippet)
+	if err := os.WriteFile(conf, []byte(main), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(nginx, "-t", "-q", "-c", conf).CombinedOutput(); err != nil {
+		t.Errorf("nginx -t with load-balancer.conf: %v\n%s", err, out)
+	}
+	ncfg := read("examples", "nginx", "load-balancer.conf")
+	playbook := read("examples", "ansible", "rolling-deploy.yml")
+	m := regexp.MustCompile(`serial: "\{\{ rolling_batch \| default\((\d+)\) \}\}"`).FindStringSubmatch(playbook)
+	if m == nil {
+		t.Fatalf("rolling-deploy.yml has no default batch size")
+	}
+	batch, _ := strconv.Atoi(m[1])
+	if m := regexp.MustCompile(`(?m)^\s*proxy_next_upstream_tries (\d+);`).FindStringSubmatch(ncfg); m == nil {
+		t.Errorf("load-balancer.conf sets no proxy_next_upstream_tries")
+	} else if n, _ := strconv.Atoi(m[1]); n <= batch {
+		t.Errorf("proxy_next_upstream_tries %d: a request can meet the %d hosts of a batch that restart before a live one", n, batch)
+	}
+	if !regexp.MustCompile(`(?m)^\s*proxy_next_upstream error`).MatchString(ncfg) {
+		t.Errorf("load-balancer.conf does not pass a refused connection to the next server (proxy_next_upstream error)")
+	}
+	if regexp.MustCompile(`(?m)^\s*keepalive \d+;`).MatchString(ncfg) {
+		t.Errorf("load-balancer.conf keeps upstream connections alive: a POST on one the backend closes at QUIT gets a 502")
+	}
+}
