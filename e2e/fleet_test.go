@@ -941,3 +941,242 @@ func TestE2EFleetLoadBalancerExamples(t *testing.T) {
 		t.Errorf("load-balancer.conf keeps upstream connections alive: a POST on one the backend closes at QUIT gets a 502")
 	}
 }
+
+// --- Kubernetes ---------------------------------------------------------------
+
+// yamlDocs parses every document of a YAML file with a real YAML parser
+// (python3-yaml, as ansible-core has it) into Go values.
+func yamlDocs(t *testing.T, path string) []any {
+	t.Helper()
+	py := needCmd(t, "python3")
+	cmd := exec.Command(py, "-c", "import sys, json, yaml; json.dump(list(yaml.safe_load_all(sys.stdin)), sys.stdout)")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.Stdin = f
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cannot parse %s as YAML: %v\n%s", path, err, errb.String())
+	}
+	var docs []any
+	if err := json.Unmarshal(out, &docs); err != nil {
+		t.Fatal(err)
+	}
+	return docs
+}
+
+// dig walks maps by key.
+func dig(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+func asList(v any) []any { l, _ := v.([]any); return l }
+
+// num reads a JSON number, or def when absent.
+func num(v any, def float64) float64 {
+	if f, ok := v.(float64); ok {
+		return f
+	}
+	return def
+}
+
+// k8sProblems checks the pod templates of a manifest for what goes wrong
+// when a pod running graceshim is stopped (Kubernetes docs, "Pod
+// Lifecycle", termination of pods: the grace period, 30 s unless set,
+// counts from the deletion and includes the preStop hook; then SIGKILL;
+// probe defaults periodSeconds 10, timeoutSeconds 1, failureThreshold 3):
+//   - terminationGracePeriodSeconds above preStop + drain delay + drain
+//     timeout + kill timeout, with graceshim's own defaults for unset
+//     variables (0 s, 5 m, 10 s), so that graceshim's escalation, not the
+//     kubelet's SIGKILL, ends a stop;
+//   - a readiness probe on graceshim's health endpoint (its port, by
+//     number or by name), noticing the 503 within the drain delay;
+//   - no liveness probe on it: it answers 503 until the server listens,
+//     so a slow start fails the probe and the kubelet restarts the
+//     container, again and again; and 503 is its answer during a stop;
+//   - no preStop sleep together with a drain delay (they add up; one is
+//     enough, and the drain delay makes the 503 start at once).
+func k8sProblems(docs []any) []string {
+	var bad []string
+	pods := 0
+	for _, d := range docs {
+		spec := dig(d, "spec", "template", "spec")
+		if spec == nil {
+			continue
+		}
+		pods++
+		grace := time.Duration(num(dig(spec, "terminationGracePeriodSeconds"), 30)) * time.Second
+		for _, c := range asList(dig(spec, "containers")) {
+			name, _ := dig(c, "name").(string)
+			env := map[string]string{}
+			for _, e := range asList(dig(c, "env")) {
+				k, _ := dig(e, "name").(string)
+				v, _ := dig(e, "value").(string)
+				env[k] = v
+			}
+			if env["GRACESHIM_HEALTH_LISTEN"] == "" && env["GRACESHIM_DRAIN_DELAY"] == "" {
+				continue // not run by graceshim, or not for a balancer
+			}
+			dur := func(k, def string) time.Duration {
+				v := env[k]
+				if v == "" {
+					v = def
+				}
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					bad = append(bad, fmt.Sprintf("%s: %s=%q: %v", name, k, v, err))
+				}
+				return d
+			}
+			delay := dur("GRACESHIM_DRAIN_DELAY", "0s")
+			drain := dur("GRACESHIM_DRAIN_TIMEOUT", "5m")
+			kill := dur("GRACESHIM_KILL_TIMEOUT", "10s")
+			var preStop time.Duration
+			if cmd := asList(dig(c, "lifecycle", "preStop", "exec", "command")); cmd != nil {
+				var words []string
+				for _, w := range cmd {
+					s, _ := w.(string)
+					words = append(words, s)
+				}
+				if m := regexp.MustCompile(`\bsleep\s+(\d+)`).FindStringSubmatch(strings.Join(words, " ")); m != nil {
+					n, _ := strconv.Atoi(m[1])
+					preStop = time.Duration(n) * time.Second
+					if delay > 0 {
+						bad = append(bad, fmt.Sprintf("%s: a preStop sleep %s and GRACESHIM_DRAIN_DELAY %s add up; keep the drain delay (the 503 starts at once)", name, preStop, delay))
+					}
+				}
+			}
+			if need := preStop + delay + drain + kill; grace <= need {
+				bad = append(bad, fmt.Sprintf("%s: terminationGracePeriodSeconds %s does not cover preStop %s + drain delay %s + drain timeout %s + kill timeout %s = %s",
+					name, grace, preStop, delay, drain, kill, need))
+			}
+			_, healthPort, err := net.SplitHostPort(env["GRACESHIM_HEALTH_LISTEN"])
+			if err != nil {
+				bad = append(bad, fmt.Sprintf("%s: GRACESHIM_HEALTH_LISTEN=%q: %v", name, env["GRACESHIM_HEALTH_LISTEN"], err))
+				continue
+			}
+			// A probe's port: a number, or the name of a containerPort.
+			probePort := func(probe string) string {
+				p := dig(c, probe, "httpGet", "port")
+				if s, ok := p.(string); ok {
+					for _, cp := range asList(dig(c, "ports")) {
+						if dig(cp, "name") == s {
+							return strconv.Itoa(int(num(dig(cp, "containerPort"), 0)))
+						}
+					}
+					return s
+				}
+				if p == nil {
+					return ""
+				}
+				return strconv.Itoa(int(num(p, 0)))
+			}
+			switch p := probePort("readinessProbe"); {
+			case dig(c, "readinessProbe") == nil:
+				bad = append(bad, fmt.Sprintf("%s: no readinessProbe on graceshim's health endpoint", name))
+			case p != healthPort:
+				bad = append(bad, fmt.Sprintf("%s: the readinessProbe asks port %q, graceshim's health endpoint is on %s", name, p, healthPort))
+			default:
+				r := dig(c, "readinessProbe")
+				period := time.Duration(num(dig(r, "periodSeconds"), 10)) * time.Second
+				fails := int(num(dig(r, "failureThreshold"), 3))
+				timeout := time.Duration(num(dig(r, "timeoutSeconds"), 1)) * time.Second
+				if notice := time.Duration(fails)*period + timeout; notice >= delay {
+					bad = append(bad, fmt.Sprintf("%s: the readiness probe notices the 503 up to %s after it begins (%d x %s + %s), not within the drain delay %s",
+						name, notice, fails, period, timeout, delay))
+				}
+			}
+			if dig(c, "livenessProbe") != nil && probePort("livenessProbe") == healthPort {
+				bad = append(bad, fmt.Sprintf("%s: the livenessProbe asks graceshim's health endpoint, which answers 503 until the server listens: a slow start gets the container restarted", name))
+			}
+		}
+	}
+	if pods == 0 {
+		bad = append(bad, "no pod template")
+	}
+	return bad
+}
+
+// TestE2EKubernetesManifest checks examples/kubernetes/deployment.yaml,
+// parsed as YAML, with k8sProblems, and that the check fails each mistake
+// it is there for. TestE2EPID1Examples (pid1_test.go) runs graceshim with
+// the manifest's settings as PID 1; no cluster runs here.
+func TestE2EKubernetesManifest(t *testing.T) {
+	t.Parallel()
+	path := repoPath("examples", "kubernetes", "deployment.yaml")
+	docs := yamlDocs(t, path)
+	if len(docs) == 0 || dig(docs[0], "kind") != "Deployment" || dig(docs[0], "apiVersion") != "apps/v1" {
+		t.Fatalf("%s: want an apps/v1 Deployment first, got %v %v", path, dig(docs[0], "apiVersion"), dig(docs[0], "kind"))
+	}
+	for _, p := range k8sProblems(docs) {
+		t.Errorf("%s: %s", path, p)
+	}
+	container := func(docs []any) map[string]any {
+		return asList(dig(docs[0], "spec", "template", "spec", "containers"))[0].(map[string]any)
+	}
+	setEnv := func(c map[string]any, k, v string) {
+		for _, e := range asList(c["env"]) {
+			if dig(e, "name") == k {
+				e.(map[string]any)["value"] = v
+				return
+			}
+		}
+		c["env"] = append(asList(c["env"]), map[string]any{"name": k, "value": v})
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func([]any)
+		want   string
+	}{
+		{"grace period too short", func(d []any) {
+			dig(d[0], "spec", "template", "spec").(map[string]any)["terminationGracePeriodSeconds"] = 60.0
+		}, "does not cover"},
+		{"grace period left at its default", func(d []any) {
+			delete(dig(d[0], "spec", "template", "spec").(map[string]any), "terminationGracePeriodSeconds")
+		}, "does not cover"},
+		{"drain timeout left at graceshim's default", func(d []any) {
+			c := container(d)
+			var env []any
+			for _, e := range asList(c["env"]) {
+				if dig(e, "name") != "GRACESHIM_DRAIN_TIMEOUT" {
+					env = append(env, e)
+				}
+			}
+			c["env"] = env
+		}, "does not cover"},
+		{"readiness probe on nginx", func(d []any) {
+			dig(container(d), "readinessProbe", "httpGet").(map[string]any)["port"] = "http"
+		}, "readinessProbe asks port"},
+		{"no readiness probe", func(d []any) { delete(container(d), "readinessProbe") }, "no readinessProbe"},
+		{"slow readiness probe", func(d []any) {
+			dig(container(d), "readinessProbe").(map[string]any)["periodSeconds"] = 10.0
+		}, "not within the drain delay"},
+		{"liveness probe on the health endpoint", func(d []any) {
+			container(d)["livenessProbe"] = map[string]any{"httpGet": map[string]any{"path": "/", "port": "health"}}
+		}, "livenessProbe"},
+		{"preStop sleep as well", func(d []any) {
+			container(d)["lifecycle"] = map[string]any{"preStop": map[string]any{"exec": map[string]any{"command": []any{"sleep", "5"}}}}
+		}, "add up"},
+		{"bad duration", func(d []any) { setEnv(container(d), "GRACESHIM_DRAIN_DELAY", "5") }, "missing unit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := yamlDocs(t, path)
+			tc.mutate(d)
+			p := k8sProblems(d)
+			if !strings.Contains(strings.Join(p, "\n"), tc.want) {
+				t.Errorf("k8sProblems = %q, want one saying %q", p, tc.want)
+			}
+		})
+	}
+}
