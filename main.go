@@ -31,6 +31,7 @@ const (
 	exitWrite    = 3   // an output path exists (without --force) or cannot be written
 	exitUnsure   = 4   // initscript: a stop path graceshim cannot understand; nothing rewritten
 	exitUpgrade  = 5   // upgrade: it did not happen; the running service is untouched or rolled back
+	exitReload   = 6   // reload: refused (config test failed) or failed; the running service is kept
 	exitShim     = 125 // graceshim failed while supervising (no pid file in time, a broken setup)
 	exitNoExec   = 126 // the command exists but cannot be run
 	exitNotFound = 127 // the command does not exist
@@ -43,6 +44,7 @@ const exitCodesHelp = `EXIT STATUS:
    3    an output file exists (use --force) or cannot be written
    4    initscript: a stop path graceshim cannot understand; nothing rewritten
    5    upgrade: it did not happen; the running service is untouched or rolled back
+   6    reload: refused (the config test failed) or not confirmed; the server keeps serving
    125  graceshim failed while supervising (e.g. the pid file never appeared)
    126  the command is not executable
    127  the command was not found
@@ -97,13 +99,44 @@ func exitCode(err error) int {
 }
 
 func main() {
-	err := newApp().Run(os.Args)
+	app := newApp()
+	if runsCommand(app, os.Args) {
+		// Before anything else: a TERM sent the moment graceshim runs
+		// (a container runtime, graceshim as PID 1) is a stop, not the
+		// Go runtime's exit 2.
+		supervisor.CatchEarly()
+	}
+	err := app.Run(os.Args)
 	code := exitCode(err)
 	var st *supervisor.ExitStatus
 	if err != nil && !errors.As(err, &st) {
 		fmt.Fprintf(os.Stderr, "graceshim: %v\n", err)
 	}
 	os.Exit(code)
+}
+
+// runsCommand reports whether args ask graceshim to run a command (the
+// app's default action) rather than a subcommand, help or the version.
+func runsCommand(app *cli.App, args []string) bool {
+	for _, a := range args[1:] {
+		switch {
+		case a == "--":
+			return true
+		case strings.HasPrefix(a, "-"):
+			if a == "-h" || a == "--help" || a == "-v" || a == "--version" || a == "--generate-man" {
+				return false
+			}
+			continue
+		}
+		// The first word that is not a flag: a subcommand's name, or a
+		// flag's value, or the command.
+		for _, c := range app.Commands {
+			if c.HasName(a) {
+				return false
+			}
+		}
+	}
+	return len(args) > 1
 }
 
 func appVersion() string {
@@ -158,17 +191,18 @@ func runFlags() []cli.Flag {
 	}
 	return []cli.Flag{
 		&cli.StringFlag{Name: "preset", Usage: "daemon preset (see 'graceshim presets'); default: picked from the command's name", EnvVars: env("preset")},
-		&cli.StringFlag{Name: "map", Usage: "signal translations FROM:TO,... applied over the preset (e.g. TERM:QUIT,INT:QUIT)", EnvVars: env("map")},
+		&cli.StringFlag{Name: "map", Usage: "signal translations FROM:TO,... applied over the preset (e.g. TERM:QUIT,INT:QUIT); FROM must be a signal graceshim catches", EnvVars: env("map")},
 		&cli.StringFlag{Name: "pidfile", Usage: "follow the master through this pid file (for daemonizing servers)", EnvVars: env("pidfile")},
 		&cli.StringFlag{Name: "ready", Value: "listen", Usage: "when to tell systemd READY=1: listen (the process tree has a listening socket), exec (at once)", EnvVars: env("ready")},
 		&cli.DurationFlag{Name: "ready-timeout", Value: supervisor.DefaultReadyTimeout, Usage: "with --ready=listen: send READY=1 anyway after this long; with --pidfile: how long the pid file may take to appear", EnvVars: env("ready-timeout")},
-		&cli.DurationFlag{Name: "drain-timeout", Aliases: []string{"stop-timeout"}, Value: supervisor.DefaultDrainTimeout, Usage: "longest graceful stop before the fast signal (0: no bound)", EnvVars: env("drain-timeout")},
+		&cli.DurationFlag{Name: "drain-timeout", Aliases: []string{"stop-timeout"}, Value: supervisor.DefaultDrainTimeout, Usage: "longest graceful stop before the fast signal (0: no bound); when the graceful and fast signals are the same (the generic preset), SIGKILL follows it directly", EnvVars: env("drain-timeout")},
 		&cli.DurationFlag{Name: "stall-timeout", Usage: "escalate when no connection has closed for this long while some remain (0: off)", EnvVars: env("stall-timeout")},
-		&cli.DurationFlag{Name: "kill-timeout", Value: supervisor.DefaultKillTimeout, Usage: "time between the fast signal and SIGKILL to every descendant", EnvVars: env("kill-timeout")},
+		&cli.DurationFlag{Name: "kill-timeout", Value: supervisor.DefaultKillTimeout, Usage: "time between the fast signal and SIGKILL to every descendant; when the graceful and fast signals are the same and --drain-timeout is not given, the time between that signal and SIGKILL (as docker stop's)", EnvVars: env("kill-timeout")},
 		&cli.DurationFlag{Name: "drain-delay", Usage: "keep serving this long after the stop signal before the graceful signal (for load balancers)", EnvVars: env("drain-delay")},
 		&cli.StringFlag{Name: "count", Value: "listen", Usage: "which connections the drain waits for: listen (inbound on the listening sockets), all (every TCP connection of the tree)", EnvVars: env("count")},
 		&cli.StringFlag{Name: "health-listen", Usage: "serve a health endpoint on ADDR: 200 while running, 503 once a stop begins", EnvVars: env("health-listen")},
 		&cli.StringFlag{Name: "health-check", Usage: "probe the child (an http:// URL, tcp:HOST:PORT, or tcp for its first listening socket): READY=1 and the systemd watchdog wait for it to pass", EnvVars: env("health-check")},
+		&cli.StringFlag{Name: "notify", Value: "auto", Usage: "give the command graceshim's own NOTIFY_SOCKET and relay its READY=1, STATUS=, RELOADING=1 and WATCHDOG=1: auto (presets of daemons that speak sd_notify), relay (always), off", EnvVars: env("notify")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: env("log-level")},
 	}
 }
@@ -220,6 +254,9 @@ func runOptions(c *cli.Context, argv []string) (supervisor.Options, error) {
 	if len(argv) == 0 {
 		return opts, usageErrorf("missing command: use graceshim [options] -- COMMAND [ARGS...]")
 	}
+	if opts.DrainTimeout < 0 {
+		return opts, usageErrorf("--drain-timeout must not be negative")
+	}
 	if c.IsSet("drain-timeout") && opts.DrainTimeout == 0 {
 		opts.DrainTimeout = -1 // 0 on the command line: no bound
 	}
@@ -238,7 +275,15 @@ func runOptions(c *cli.Context, argv []string) (supervisor.Options, error) {
 		if err != nil {
 			return opts, withCode(exitUsage, err)
 		}
+		if err := m.Check(supervisor.Catches); err != nil {
+			return opts, withCode(exitUsage, err)
+		}
 		opts.Map = opts.Map.Merge(m)
+	}
+	if opts.Map.Translate(syscall.SIGTERM) == opts.Preset.Fast && c.IsSet("kill-timeout") && !c.IsSet("drain-timeout") {
+		// One signal, then SIGKILL: --kill-timeout alone is the time
+		// between them, as docker stop's timeout is.
+		opts.DrainTimeout = opts.KillTimeout
 	}
 	var err error
 	if opts.HealthCheck, err = supervisor.ParseProbe(c.String("health-check")); err != nil {
@@ -248,6 +293,9 @@ func runOptions(c *cli.Context, argv []string) (supervisor.Options, error) {
 		return opts, withCode(exitUsage, err)
 	}
 	if opts.Count, err = conns.ParseMode(c.String("count")); err != nil {
+		return opts, withCode(exitUsage, err)
+	}
+	if opts.Notify, err = supervisor.ParseNotifyMode(c.String("notify")); err != nil {
 		return opts, withCode(exitUsage, err)
 	}
 	level, err := supervisor.ParseLevel(c.String("log-level"))

@@ -163,3 +163,22 @@ func (m Map) String() string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// Check returns an error naming the first entry of m, in signal order,
+// whose FROM signal caught does not accept: a translation of a signal the
+// program never receives would be accepted and then do nothing, and one
+// the Go runtime turns into a crash (SYS) would end the program.
+func (m Map) Check(caught func(syscall.Signal) bool) error {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, int(k))
+	}
+	sort.Ints(keys)
+	for _, k := range keys {
+		from := syscall.Signal(k)
+		if !caught(from) {
+			return fmt.Errorf("signal map entry %s:%s: %s is not a signal graceshim catches and passes on", Name(from), Name(m[from]), Name(from))
+		}
+	}
+	return nil
+}

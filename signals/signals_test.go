@@ -1,6 +1,7 @@
 package signals
 
 import (
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -199,6 +200,32 @@ func TestPresetStopSets(t *testing.T) {
 		}
 		if got := nginx.StopsFast(tc.sig); got != tc.fast {
 			t.Errorf("nginx.StopsFast(%v) = %v, want %v", tc.sig, got, tc.fast)
+		}
+	}
+}
+
+func TestMapCheck(t *testing.T) {
+	caught := func(s syscall.Signal) bool { return s == syscall.SIGTERM || s == syscall.SIGHUP }
+	tests := []struct {
+		in      string
+		wantErr string
+	}{
+		{"TERM:QUIT,HUP:USR1", ""},
+		{"ALRM:HUP", "ALRM is not a signal graceshim catches"},
+		{"1:31,31:1", "SYS is not a signal graceshim catches"},
+		{"URG:HUP,ALRM:HUP", "ALRM:HUP"}, // the first in signal order
+	}
+	for _, tt := range tests {
+		m, err := ParseMap(tt.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = m.Check(caught)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("Check(%s) = %v, want nil", tt.in, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("Check(%s) = %v, want an error with %q", tt.in, err, tt.wantErr)
 		}
 	}
 }

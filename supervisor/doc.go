@@ -18,9 +18,81 @@
 // happened and returns actions (signal, tell systemd), so its timing is
 // tested with scripted counts and a fake clock.
 //
+// # Terminals
+//
+// When graceshim's stdin is its controlling terminal and graceshim's
+// process group owns the foreground (docker run -it, a command typed at a
+// shell), the terminal belongs to the child while the process graceshim
+// started runs:
+//
+//   - The child runs in a process group of its own, and that group is made
+//     the terminal's foreground group as the child starts (SysProcAttr
+//     Foreground: the child calls TIOCSPGRP before its signal mask is
+//     restored, so no SIGTTOU stops it). A shell, a REPL, `read` or
+//     `stty` then work; in another group they would be stopped by SIGTTIN
+//     or SIGTTOU for good. tini does the same (src/tini.c, isolate_child:
+//     setpgid, then tcsetpgrp with SIGTTIN and SIGTTOU ignored).
+//   - Ctrl-C, Ctrl-\ and Ctrl-Z are the terminal's: the kernel sends INT,
+//     QUIT and TSTP to the foreground group, the child's, exactly as
+//     without graceshim. graceshim translates nothing it does not
+//     receive: on a terminal Ctrl-C is the server's own INT (nginx's fast
+//     stop). The graceful stop is a signal sent to graceshim (kill, docker
+//     stop, systemctl stop), translated as always.
+//   - Ctrl-Z stops the child's group; graceshim sees the master stop
+//     (wait4 WUNTRACED) and stops itself with SIGSTOP, so the shell sees
+//     the job stop and gets its prompt back, as dumb-init does
+//     (dumb-init.c: it suspends itself after passing TSTP, TTIN or TTOU
+//     on). The CONT of fg or bg resumes graceshim, which gives the
+//     foreground back to the child's group when graceshim has it (fg) and
+//     continues that group.
+//   - When the process graceshim started exits (a daemonizing server's
+//     first process, or the child itself), graceshim takes the foreground
+//     back if the child's group still holds it, so that Ctrl-C reaches
+//     graceshim again and is translated.
+//   - A WINCH graceshim gets while its own group owns the foreground, and
+//     with the window size changed since graceshim last looked, is a
+//     resize from the kernel, not a command: it is not passed on (the
+//     child's group, holding the terminal, gets the kernel's own WINCH).
+//     signal.Notify does not give the sender's siginfo, so the window size
+//     tells them apart.
+//
+// In the background (graceshim started with &) graceshim never takes the
+// terminal from the shell.
+//
+// # Signals
+//
+// graceshim catches the signals in forwarded (signals_unix.go) and passes
+// them on to the master, translated; never SIGURG, SIGPROF or SIGCHLD,
+// which belong to the Go runtime and the reaper. Fault signals (ABRT, SEGV,
+// ...) sent with kill are passed on too; a real fault of graceshim's own
+// still crashes it, and the child then gets its parent-death signal (the
+// preset's fast signal; only the process graceshim started gets it, a
+// daemonized master and workers rely on systemd's cgroup). SIGPIPE is
+// caught and dropped, so that a closed log pipe never ends graceshim.
+// Signals the caller left ignored stay ignored where the Go runtime lets
+// graceshim see it (HUP, INT, CONT, TSTP, TTIN, TTOU); the caller's
+// blocked signals reach the child blocked, but for those the Go runtime
+// unblocks at start (HUP, INT, TERM, QUIT and the fault signals).
+//
+// # Following a master
+//
+// A master that exits 0 while graceshim is not stopping has handed over:
+// to a daemonized master or, in a binary upgrade, to a new one. graceshim
+// follows the process the pid file names (--pidfile), the new master an
+// upgrade found, or else a process left behind that looks like a master
+// (children of its own, a listening socket, a session of its own, or the
+// master's own executable: master.go). Anything else left behind is
+// stopped, and graceshim exits with the master's status.
+//
 // systemd facts it relies on (systemd.service(5), sd_notify(3)):
 // EXTEND_TIMEOUT_USEC moves the stop deadline to now+N when that is later and
 // must be re-sent before it runs out; only the main PID may notify under
-// NotifyAccess=main, so NOTIFY_SOCKET is removed from the child's
-// environment; STATUS= is shown by systemctl status throughout the stop.
+// NotifyAccess=main, so systemd's NOTIFY_SOCKET is removed from the child's
+// environment, and a child that speaks sd_notify itself gets graceshim's
+// own socket instead (relay.go), whose datagrams graceshim passes on in
+// its own name; STATUS= is shown by systemctl status throughout the stop.
+//
+// A reload tests the configuration first and answers whoever asked
+// (control_reload.go); commands reach a running graceshim through its
+// control socket (control.go).
 package supervisor

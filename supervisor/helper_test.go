@@ -24,6 +24,13 @@ func TestMain(m *testing.M) {
 		child(role)
 		return
 	}
+	// Run takes a terminal on stdin as the user's (it hands the child
+	// the foreground, and follows it into Ctrl-Z); go test run from a
+	// shell would otherwise lend the tests the developer's terminal.
+	// The terminal cases are tested through a pty of their own.
+	if devnull, err := os.Open(os.DevNull); err == nil {
+		os.Stdin = devnull
+	}
 	os.Exit(m.Run())
 }
 
@@ -52,6 +59,12 @@ func child(role string) {
 		select {}
 	case "server":
 		server(arg)
+	case "notifier":
+		notifier(arg) // relay_test.go
+	case "sendnotify":
+		sendNotify(arg) // relay_test.go
+	case "controlclient":
+		controlClient() // control_test.go
 	case "worker":
 		// Live until the parent is gone.
 		parent := os.Getppid()
@@ -143,7 +156,9 @@ func server(mode string) {
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP,
-		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGURG)
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGURG,
+		syscall.SIGALRM, syscall.SIGPWR, syscall.SIGABRT, syscall.SIGILL, syscall.SIGTRAP,
+		syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSEGV, syscall.SIGSTKFLT, syscall.SIGSYS)
 	var mu sync.Mutex
 	open := 0
 	closed := make(chan struct{}, 64)
@@ -234,6 +249,9 @@ func unixName(s syscall.Signal) string {
 	names := map[syscall.Signal]string{
 		syscall.SIGQUIT: "QUIT", syscall.SIGTERM: "TERM", syscall.SIGINT: "INT", syscall.SIGHUP: "HUP",
 		syscall.SIGUSR1: "USR1", syscall.SIGUSR2: "USR2", syscall.SIGWINCH: "WINCH",
+		syscall.SIGALRM: "ALRM", syscall.SIGPWR: "PWR", syscall.SIGABRT: "ABRT", syscall.SIGILL: "ILL",
+		syscall.SIGTRAP: "TRAP", syscall.SIGBUS: "BUS", syscall.SIGFPE: "FPE", syscall.SIGSEGV: "SEGV",
+		syscall.SIGSTKFLT: "STKFLT", syscall.SIGSYS: "SYS",
 	}
 	return names[s]
 }

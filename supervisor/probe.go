@@ -140,3 +140,9 @@ func probeLoop(ctx context.Context, p *Probe, targets <-chan string, out chan<- 
 		}
 	}
 }
+
+// needsTarget reports whether the probe connects to the first listening
+// socket graceshim finds (a bare "tcp"); safe on a nil probe.
+func (p *Probe) needsTarget() bool {
+	return p != nil && p.url == "" && p.addr == ""
+}

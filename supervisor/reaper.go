@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// exited is one reaped process, or (pid 0) the news that graceshim has no
-// children left at all.
+// exited is one reaped process, a child's job-control stop (status.Stopped()),
+// or (pid 0) the news that graceshim has no children left at all.
 type exited struct {
 	pid    int
 	status syscall.WaitStatus
@@ -29,7 +29,10 @@ func reap(ctx context.Context, sigchld <-chan os.Signal, out chan<- exited) {
 	for {
 		for {
 			var ws syscall.WaitStatus
-			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+			// WUNTRACED: a child's job-control stop (Ctrl-Z) is
+			// published too, so that graceshim can follow it on a
+			// terminal; ws.Stopped() tells it from an exit.
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG|syscall.WUNTRACED, nil)
 			if errors.Is(err, syscall.EINTR) {
 				continue
 			}

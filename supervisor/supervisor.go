@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,26 +20,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/graceshim/graceshim/signals"
-	"github.com/graceshim/graceshim/supervisor/conns"
 	"github.com/graceshim/graceshim/supervisor/proctab"
 )
-
-// handled are the signals graceshim catches: the stop signals, and those a
-// user expects to reach the server. Never all signals: the Go runtime uses
-// SIGURG for preemption, and forwarding it would pester the child.
-var handled = []os.Signal{
-	syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH,
-	syscall.SIGTSTP, syscall.SIGCONT, syscall.SIGTTIN, syscall.SIGTTOU,
-}
 
 // pidFilePoll is how often a pid file is read while waiting for it to name
 // the master.
 const pidFilePoll = 50 * time.Millisecond
 
-// reloadTimeout bounds the wait for a reload to show (new workers) before
-// READY=1 is sent anyway.
-const reloadTimeout = 10 * time.Second
+// reloadTimeout bounds the wait for a reload to show (the daemon's READY=1,
+// new workers): then it is reported as not confirmed, and READY=1 is sent
+// anyway. A variable for the tests.
+var reloadTimeout = 10 * time.Second
 
 // ErrBadOption marks an option Run found unusable before starting anything
 // (a health address that cannot be listened on).
@@ -53,6 +45,16 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("%w: no command given", ErrSetup)
 	}
 	opts.setDefaults()
+	if !opts.Preset.Runs(opts.Argv[0]) && (opts.Preset.ConfigTest != nil || opts.Preset.ReloadCommand != nil) {
+		// A wrapper (an entrypoint script that execs the daemon): the
+		// daemon's config test or reload command cannot be derived from
+		// its argv, and run on the wrapper it would start a second server.
+		opts.Log.Warnf("%s is not %s itself: reloads go without %s's config test or reload command", filepath.Base(opts.Argv[0]), opts.Preset.Name, opts.Preset.Name)
+		opts.Preset.ConfigTest, opts.Preset.ReloadCommand = nil, nil
+	}
+	if err := opts.Map.Check(Catches); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadOption, err)
+	}
 	path, err := exec.LookPath(opts.Argv[0])
 	if err != nil {
 		return startError(opts.Argv[0], err)
@@ -72,8 +74,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	// Register before the child starts, so no signal or exit is missed.
-	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs, handled...)
+	sigs, ignored := catchSignals()
 	defer signal.Stop(sigs)
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, syscall.SIGCHLD)
@@ -92,15 +93,38 @@ func Run(ctx context.Context, opts Options) error {
 		Stdin:  os.Stdin,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
-		// A group of its own, so a terminal's Ctrl-C reaches graceshim
-		// alone and is translated, as systemd's TERM is.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		// A group of its own, so that a signal to graceshim's group (a
+		// shell's job control, a kill -TERM -PGID) reaches graceshim
+		// alone and is translated, as systemd's TERM is. On a terminal
+		// the group gets the foreground (see the package doc).
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentDeathSignal(opts.Preset)},
+	}
+	term := openTerminal(os.Stdin)
+	if term.inForeground() {
+		cmd.SysProcAttr.Foreground = true
+		cmd.SysProcAttr.Ctty = term.fd
 	}
 	sockets := passSockets(cmd)
-	if err := cmd.Start(); err != nil {
+	rel := startRelay(&opts, cmd)
+	if rel != nil {
+		defer rel.Close()
+	}
+	// A stop that came while graceshim started is a stop: the command
+	// is not started. Other signals wait for the loop, in order.
+	stop, pending := stopBeforeStart(sigs, opts)
+	if stop != 0 {
+		opts.Log.Infof("received %s before %s started: not starting it", signals.Name(stop), opts.Argv[0])
+		return &ExitStatus{ws: syscall.WaitStatus(stop)}
+	}
+	release := make(chan struct{})
+	defer close(release)
+	if err := startLocked(cmd, release); err != nil {
 		return startError(opts.Argv[0], err)
 	}
 	pid := cmd.Process.Pid
+	if cmd.SysProcAttr.Foreground {
+		term.child = pid
+	}
 	for _, f := range sockets {
 		// The server holds them now; a copy kept here would keep a
 		// listener open after the server closed it on a graceful stop.
@@ -122,11 +146,29 @@ func Run(ctx context.Context, opts Options) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); probeLoop(loopCtx, opts.HealthCheck, probeTargets, probes) }()
 	}
+	notes := make(chan childNote, 16)
+	if rel != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); rel.serve(loopCtx, os.Getpid(), opts.Log, notes) }()
+	}
+	controls := make(chan controlReq, 4)
+	if ln, err := listenControl(); err != nil {
+		opts.Log.Warnf("%v: 'graceshim reload' cannot reach this graceshim", err)
+	} else {
+		wg.Add(1)
+		go func() { defer wg.Done(); serveControl(loopCtx, ln, opts.Log, controls) }()
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); reap(loopCtx, chld, exits) }()
+	var readyUntil time.Time // zero: the watch actor does not look for listeners
+	// A bare "tcp" health check needs the first listener, whatever READY=1
+	// waits for.
+	if opts.Ready == ReadyListen || opts.HealthCheck.needsTarget() {
+		readyUntil = time.Now().Add(opts.ReadyTimeout)
+	}
 	go func() {
 		defer wg.Done()
-		watch(loopCtx, opts.Watcher, pid, opts.Ready == ReadyListen, watchCmds, watchEvents)
+		watch(loopCtx, opts.Watcher, pid, readyUntil, watchCmds, watchEvents)
 	}()
 
 	l := &loop{
@@ -139,8 +181,17 @@ func Run(ctx context.Context, opts Options) error {
 		graceful:     opts.Map.Translate(syscall.SIGTERM),
 		fast:         opts.Preset.Fast,
 		health:       health,
+		term:         term,
+		child:        pid,
+		exe:          executablePath(path),
+		pending:      pending,
+		ignored:      ignored,
 		watchCmds:    watchCmds,
 		probeTargets: probeTargets,
+		bg:           loopCtx,
+		notes:        notes,
+		controls:     controls,
+		checks:       make(chan checkOutput, 1),
 		stop: newStopper(stopConfig{
 			DrainDelay:   opts.DrainDelay,
 			DrainTimeout: opts.DrainTimeout,
@@ -149,9 +200,12 @@ func Run(ctx context.Context, opts Options) error {
 			ExtendEvery:  DefaultExtendEvery,
 			ExtendBy:     DefaultExtendBy,
 			PreStop:      opts.Preset.PreStop != 0,
+			SameSignal:   opts.Map.Translate(syscall.SIGTERM) == opts.Preset.Fast,
 		}),
 	}
-	return l.run(ctx, sigs, exits, watchEvents, probes)
+	err = l.run(ctx, sigs, exits, watchEvents, probes)
+	l.abandonReload("graceshim ended: " + l.name + " " + describe(l.lastStatus))
+	return err
 }
 
 // passSockets hands sockets systemd passed to graceshim (socket
@@ -200,6 +254,13 @@ type loop struct {
 	graceful     syscall.Signal
 	fast         syscall.Signal
 	health       *healthServer
+	term         *terminal        // graceshim's controlling terminal, or nil
+	child        int              // the process graceshim started
+	exe          string           // the master's executable, as /proc/PID/exe shows it
+	pending      []syscall.Signal // signals that came before the child started
+	ignored      []syscall.Signal // signals left ignored, as the caller ignored them
+	unitAdvice   string           // what to change in the unit's settings, "" when nothing
+	settle       *settling        // processes a master left behind, watched for a new master
 	watchCmds    chan<- watchCmd
 	probeTargets chan<- string
 	stop         *stopper
@@ -212,9 +273,23 @@ type loop struct {
 	countErr   bool      // a count failure was logged
 	notifyErr  bool      // a notify failure was logged
 
-	reloadUntil time.Time    // a reload is under way until then at the most
+	reloadUntil time.Time    // a reload's signal was sent; it must show by then
 	reloadOld   map[int]bool // the master's children when the reload began
-	upgrade     *upgrade     // a binary upgrade under way, or nil
+	reload      *reloadRun   // a reload under way (its config test, its signal), or nil
+	reloadSent  time.Time    // when the reload's signal went out
+	bg          context.Context
+	check       *checkRun         // a config test or reload command running, or nil
+	checks      chan checkOutput  // their output, read to the end
+	controls    <-chan controlReq // requests from the control socket
+	notes       <-chan childNote  // the child's sd_notify datagrams (nil without a relay)
+	childReady  bool              // the child said READY=1: it speaks sd_notify
+	childSpoke  bool              // the child sent something on its notify socket
+	listening   []string          // the listeners found while the child had its grace
+	graceTimer  *time.Timer       // the child's grace to speak (notifyGrace)
+	graceC      <-chan time.Time  // graceTimer's channel while it runs
+	childFeeds  bool              // the child feeds the watchdog itself
+	childStatus string            // the child's last STATUS=
+	upgrade     *upgrade          // a binary upgrade under way, or nil
 
 	startedAt    time.Time          // the command was started
 	orphanExited bool               // a process other than the master was reaped
@@ -227,8 +302,15 @@ type loop struct {
 func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent, probes <-chan probeResult) error {
 	log := l.opts.Log
 	log.Infof("started %s (pid %d), preset %s, TERM becomes %s", strings.Join(l.opts.Argv, " "), l.main, l.opts.Preset.Name, signals.Name(l.graceful))
-	if l.opts.Ready == ReadyExec {
+	l.logStart()
+	if l.unitAdvice = l.checkUnit(ctx); l.unitAdvice != "" {
+		log.Warnf("%s", l.unitAdvice)
+	}
+	if l.opts.Ready == ReadyExec && l.opts.HealthCheck == nil {
 		l.markReady("running: %s (pid %d)", l.name, l.main)
+	}
+	for _, sig := range l.pending {
+		l.onSignal(time.Now(), sig)
 	}
 	readyTimer := time.NewTimer(l.opts.ReadyTimeout)
 	defer readyTimer.Stop()
@@ -263,6 +345,17 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			l.onSignal(now, sig.(syscall.Signal))
 		case e := <-exits:
 			now := time.Now()
+			if e.status.Stopped() {
+				if e.pid == l.main {
+					l.onMasterStopped(e)
+				}
+				break
+			}
+			if e.pid != 0 && e.pid == l.child {
+				// The terminal goes back to graceshim with the process
+				// it was handed to (see the package doc).
+				l.term.takeBack()
+			}
 			if l.onExit(now, e) {
 				return l.finish(now)
 			}
@@ -270,7 +363,14 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			now := time.Now()
 			l.onWatch(now, ev)
 		case <-readyTimer.C:
-			if !l.ready {
+			if !l.ready && l.opts.HealthCheck != nil {
+				// READY=1 means the server serves: without a passing
+				// check, systemd's own start timeout decides.
+				log.Warnf("health check %s has not passed in %s; READY=1 waits for it", l.opts.HealthCheck, l.opts.ReadyTimeout)
+			} else if !l.ready && (l.opts.Ready == ReadyNotify || l.childSpoke) {
+				log.Warnf("%s did not send READY=1 within %s (started without its sd_notify option? --notify=off guesses readiness from listening sockets); telling systemd READY=1 anyway", l.name, l.opts.ReadyTimeout)
+				l.markReady("running: %s (pid %d), no READY=1 from it", l.name, l.main)
+			} else if !l.ready {
 				log.Warnf("no listening socket seen in %s; telling systemd READY=1 anyway", l.opts.ReadyTimeout)
 				l.markReady("running: %s (pid %d), no listening socket seen", l.name, l.main)
 			}
@@ -285,13 +385,27 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			if l.upgrade != nil {
 				l.pollUpgrade(now)
 			}
+			if l.settle != nil {
+				l.pollSettle(now)
+			}
 		case <-stopTimer.C:
 			now := time.Now()
 			l.do(now, l.stop.tick(now))
 		case r := <-probes:
 			l.onProbe(r)
+		case <-l.graceC:
+			l.onNotifyGrace()
+		case n := <-l.notes:
+			l.onChildNote(time.Now(), n)
+		case req := <-l.controls:
+			l.onControl(time.Now(), req)
+		case o := <-l.checks:
+			l.onCheckOutput(o)
 		case <-watchdog:
-			if l.opts.HealthCheck == nil || l.healthy || l.stop.stopping() {
+			// Once the child feeds the watchdog itself, its pings are
+			// relayed and graceshim sends none while it serves: a hung
+			// daemon must starve it. During a stop graceshim feeds it.
+			if (l.opts.HealthCheck == nil || l.healthy || l.stop.stopping()) && (!l.childFeeds || l.stop.stopping()) {
 				l.notify("WATCHDOG=1")
 			}
 		case <-done:
@@ -300,7 +414,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			log.Infof("stop asked by the caller")
 			l.do(now, l.stop.begin(now))
 		}
-		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil; want != polling {
+		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil || l.settle != nil; want != polling {
 			polling = want
 			if polling {
 				pidPoll.Reset(pidFilePoll)
@@ -324,6 +438,7 @@ func (l *loop) markReady(format string, a ...any) {
 }
 
 func (l *loop) notify(state string) {
+	state = l.withUnitAdvice(state)
 	if err := l.opts.Notifier.Notify(state); err != nil && !l.notifyErr {
 		l.notifyErr = true
 		l.opts.Log.Warnf("cannot notify systemd: %v", err)
@@ -334,6 +449,18 @@ func (l *loop) notify(state string) {
 // that translate to the graceful or the fast signal) drive the stop state
 // machine; the rest are passed on to the master, translated.
 func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
+	switch {
+	case sig == syscall.SIGPIPE:
+		// graceshim's own write to a closed pipe (it now fails with
+		// EPIPE), or one sent with kill: never the server's business.
+		// Not logged: the log may be the closed pipe.
+		return
+	case sig == syscall.SIGWINCH && l.term.resized():
+		l.opts.Log.Debugf("terminal window resized: not a command")
+		return
+	case sig == syscall.SIGCONT && l.onContinue():
+		return
+	}
 	to := l.opts.Map.Translate(sig)
 	switch {
 	case to == l.graceful && !l.stop.stopping():
@@ -361,58 +488,89 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 	}
 }
 
-// beginReload tells systemd RELOADING=1 (with MONOTONIC_USEC, which
-// systemd 253+ requires) and sends the reload signal. READY=1 follows once
-// the master has a child it did not have before (nginx starts new workers
-// and lets the old ones drain), or after reloadTimeout. A master without
-// children reloads in place, and nothing shows when it is done: READY=1
-// follows at once.
+// beginReload handles the HUP that asks for a reload: the config test
+// first, then the reload signal sig (see requestReload). A reload asked
+// for by a signal has no one to answer: its outcome goes to the log and
+// STATUS.
 func (l *loop) beginReload(now time.Time, sig syscall.Signal) {
 	l.opts.Log.Infof("received HUP: reloading %s (pid %d) with %s", l.name, l.main, signals.Name(sig))
-	l.reloadOld = map[int]bool{}
-	if table, err := proctab.Read(); err == nil {
-		for _, pid := range proctab.Children(table, l.main) {
-			l.reloadOld[pid] = true
-		}
-	}
-	l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading: " + l.name)
-	l.signalMaster(sig)
-	l.reloadUntil = now.Add(reloadTimeout)
-	if len(l.reloadOld) == 0 {
-		l.endReload("reloaded")
-	}
+	l.requestReload(now, "HUP", nil)
 }
 
-// pollReload checks whether a reload is done.
+// pollReload checks whether a reload whose signal was sent is done: the
+// master died (failed), a new worker came (done; a daemon that speaks
+// sd_notify ends it with its READY=1 instead, in onChildNote), or the
+// bound passed (not confirmed: failed).
 func (l *loop) pollReload(now time.Time) {
-	table, err := proctab.Read()
-	if err == nil {
-		for _, pid := range proctab.Children(table, l.main) {
-			if !l.reloadOld[pid] {
-				l.endReload(fmt.Sprintf("reloaded: new worker pid %d", pid))
-				return
+	if l.mainGone {
+		l.failReload(fmt.Sprintf("%s (pid %d) %s during the reload", l.name, l.main, describe(l.lastStatus)), "")
+		return
+	}
+	if l.reload != nil && l.reload.command {
+		return // the reload command's end decides
+	}
+	if !l.childReady && l.reloadOld != nil {
+		// Done once a new worker runs and no old one accepts any more:
+		// nginx starts the new workers, then tells the old ones to close
+		// their listening sockets and drain; until then a request may
+		// still meet the old configuration.
+		if table, err := proctab.Read(); err == nil {
+			next := 0
+			for _, pid := range proctab.Children(table, l.main) {
+				if !l.reloadOld[pid] && next == 0 {
+					next = pid
+				}
+			}
+			if next != 0 {
+				listening := listeningInodes(l.main)
+				old := false
+				for pid := range l.reloadOld {
+					if proctab.Has(table, pid) && holdsListener(pid, listening) {
+						old = true
+						break
+					}
+				}
+				if !old {
+					l.endReload(fmt.Sprintf("reloaded: new worker pid %d", next))
+					return
+				}
 			}
 		}
 	}
 	if !now.Before(l.reloadUntil) {
-		l.opts.Log.Warnf("no new worker of %s within %s of the reload signal; telling systemd READY=1", l.name, reloadTimeout)
-		l.endReload("reload not confirmed")
+		what := fmt.Sprintf("no new worker of %s within %s of the reload signal", l.name, reloadTimeout)
+		if l.childReady || l.reloadOld == nil {
+			what = fmt.Sprintf("no READY=1 from %s within %s of the reload", l.name, reloadTimeout)
+		}
+		l.failReload(what+": not confirmed", "")
 	}
 }
 
+// endReload ends a reload that was done: READY=1 (only when the service
+// had been ready), STATUS, and the answer to whoever asked.
 func (l *loop) endReload(what string) {
 	l.reloadUntil = time.Time{}
 	l.opts.Log.Infof("%s %s", l.name, what)
-	l.notify(fmt.Sprintf("READY=1\nSTATUS=running: %s (pid %d), %s", l.name, l.main, what))
+	l.readyAgain(fmt.Sprintf("running: %s (pid %d), %s", l.name, l.main, what))
 	// New listeners may have come with the new configuration.
 	l.watchCmds <- watchCmd{learn: make(chan []string, 1)}
+	l.answerReload(ControlReply{OK: true, Message: fmt.Sprintf("%s (pid %d) %s", l.name, l.main, what)})
 }
 
 // onExit handles a reaped process; it reports true when the supervision is
 // over: the master is gone and nothing is left.
 func (l *loop) onExit(now time.Time, e exited) bool {
 	log := l.opts.Log
+	if l.checkExited(e) {
+		return false
+	}
 	if e.pid == 0 {
+		if l.settle != nil {
+			// What the master left behind is gone too.
+			gone := l.settle.gone
+			l.settle = nil
+			l.masterLost(now, gone)
+		}
 		if !l.awaitPID.IsZero() {
 			// The daemon died before its pid file named it: nothing is
 			// left to follow. Its own status is the result.
@@ -448,7 +606,17 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 			l.awaitPID = now.Add(l.opts.ReadyTimeout)
 			return false
 		}
+		if l.settleMaster(now, e) {
+			return false
+		}
 	}
+	return l.masterLost(now, e)
+}
+
+// masterLost handles the end of the master e, with no successor to
+// follow.
+func (l *loop) masterLost(now time.Time, e exited) bool {
+	log := l.opts.Log
 	if l.upgrade != nil {
 		// The old master went, and no new one is there to follow: the
 		// service is down. Exit non-zero so that Restart= brings it back.
@@ -472,54 +640,57 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 	return false
 }
 
-// successor finds the master that replaced the one that exited: the pid
-// file's pid when there is a pid file (a direct child: the reaper sees
-// only those exit), else our only child. After start-up and outside an
-// upgrade, a child without children of its own is not a master (a piped
-// logger, a helper a foreground server left behind) and is not followed.
+// successor finds the master that replaced the one that exited: the new
+// master an upgrade found; with a pid file, the pid it names (a direct
+// child: the reaper sees only those exit); else the one process left
+// behind that looks like a master (master.go).
 func (l *loop) successor(now time.Time) int {
 	table, err := proctab.Read()
 	if err != nil {
 		return 0
+	}
+	kids := proctab.Children(table, l.self)
+	if u := l.upgrade; u != nil && u.next != 0 && slices.Contains(kids, u.next) {
+		// The new master the upgrade found, not another child (the old
+		// master's workers are reparented to graceshim too).
+		return u.next
 	}
 	if l.opts.PIDFile != "" {
 		pid, err := readPIDFile(l.opts.PIDFile)
 		if err != nil || pid == l.main {
 			return 0
 		}
-		for _, d := range proctab.Children(table, l.self) {
-			if d == pid {
-				return pid
-			}
+		if slices.Contains(kids, pid) {
+			return pid
 		}
 		return 0
 	}
-	kids := proctab.Children(table, l.self)
-	if len(kids) == 0 {
+	// Without a pid file: a process left behind that looks like a master
+	// (master.go has the rule).
+	found, why := 0, ""
+	for _, k := range kids {
+		if sign := masterSign(table, k, l.exe); sign != "" {
+			if found != 0 {
+				l.opts.Log.Warnf("more than one process left behind by %s looks like a master; following pid %d", l.name, found)
+				break
+			}
+			found, why = k, sign
+		}
+	}
+	if found == 0 {
 		return 0
 	}
-	if l.ready && l.upgrade == nil && now.Sub(l.startedAt) > l.opts.ReadyTimeout {
-		var masters []int
-		for _, k := range kids {
-			if len(proctab.Children(table, k)) > 0 {
-				masters = append(masters, k)
-			}
-		}
-		kids = masters
-		if len(kids) == 0 {
-			return 0
-		}
-	}
-	if len(kids) > 1 {
-		l.opts.Log.Warnf("%d processes left behind by %s; following pid %d", len(kids), l.name, kids[0])
-	}
-	return kids[0]
+	l.opts.Log.Debugf("pid %d looks like a master: %s", found, why)
+	return found
 }
 
 func (l *loop) follow(pid int, why string) {
 	l.opts.Log.Infof("following %s master pid %d (%s)", l.name, pid, why)
 	l.main = pid
 	l.setMainProc(pid)
+	if exe := executable(pid); exe != "" {
+		l.exe = exe
+	}
 	l.awaitPID = time.Time{}
 	l.watchCmds <- watchCmd{main: pid}
 	if l.stop.stopping() {
@@ -583,14 +754,19 @@ func (l *loop) onWatch(now time.Time, ev watchEvent) {
 			}
 			return
 		}
+		if l.deferToChild(now, ev.ready) {
+			return
+		}
 		l.markReady("running: %s (pid %d), listening on %s", l.name, l.main, strings.Join(ev.ready, ", "))
 	case ev.err != nil:
 		if !l.countErr {
 			l.countErr = true
 			l.opts.Log.Warnf("cannot count connections: %v; the drain waits for the process tree", ev.err)
 		}
+		// A failed count is no evidence of a stall.
+		l.do(now, l.stop.countFailed(ev.at))
 	case ev.counted:
-		l.opts.Log.Debugf("%d connections (count took %s)", ev.count, ev.pollTaken)
+		l.opts.Log.Debugf("%d connections", ev.count)
 		l.do(now, l.stop.observe(ev.at, ev.count))
 	}
 }
@@ -627,7 +803,7 @@ func (l *loop) do(now time.Time, acts []action) {
 			l.notify("STOPPING=1")
 			// A stop supersedes a reload or an upgrade under way: no
 			// READY=1 for them, and no more signals to their processes.
-			l.reloadUntil = time.Time{}
+			l.abandonReload("a stop began")
 			if l.upgrade != nil {
 				l.opts.Log.Warnf("stop during the upgrade of %s: the upgrade is abandoned", l.name)
 				l.upgrade = nil
@@ -659,28 +835,41 @@ func (l *loop) do(now time.Time, acts []action) {
 // sendGraceful learns the listening sockets once more (the server closes
 // them on its graceful signal), then sends the signal and starts counting.
 func (l *loop) sendGraceful() {
-	reply := make(chan []string, 1)
+	reply := make(chan []string, 1) // buffered: a late reply never blocks the watch actor
 	l.watchCmds <- watchCmd{learn: reply}
 	var known []string
+	late := false
 	select {
 	case known = <-reply:
 	case <-time.After(time.Second):
+		late = true
 	}
 	l.signalMaster(l.graceful)
-	if len(known) == 0 && l.opts.Count == conns.ModeListen {
-		l.opts.Log.Infof("no listening sockets known: the drain waits for the process tree to exit")
-		return
-	}
-	if len(known) > 0 {
+	switch {
+	case late:
+		l.opts.Log.Infof("listening sockets not learned within 1s of the graceful signal: counting starts once they are")
+	case len(known) > 0:
 		l.opts.Log.Infof("draining connections on %s", strings.Join(known, ", "))
 	}
+	// Always: the watch actor learns first (commands are taken in order),
+	// however long that takes, and decides itself whether there is
+	// anything to count.
 	l.watchCmds <- watchCmd{drain: true}
 }
 
 // signalMaster sends sig to the master, or to every process left when
 // there is no master any more.
 func (l *loop) signalMaster(sig syscall.Signal) {
-	if l.mainGone || !l.awaitPID.IsZero() {
+	if !l.awaitPID.IsZero() {
+		// The pid file does not name the master yet: the processes there
+		// are may be starting, without their handlers (a Go or nginx
+		// process killed by a QUIT it cannot handle yet). A stop's signal
+		// is sent once the master is known (follow), or to every process
+		// if it never is (pollPIDFile).
+		l.opts.Log.Infof("%s held: the pid file %s does not name the master yet", signals.Name(sig), l.opts.PIDFile)
+		return
+	}
+	if l.mainGone {
 		for _, pid := range l.tree() {
 			_ = syscall.Kill(pid, sig)
 		}
@@ -731,6 +920,7 @@ func (l *loop) killTree() {
 }
 
 func (l *loop) finish(now time.Time) error {
+	l.term.takeBack()
 	exit := describe(l.lastStatus)
 	if l.stop.stopping() {
 		l.opts.Log.Infof("%s", l.stop.summary(now, l.name+" "+exit))

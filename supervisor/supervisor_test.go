@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +30,9 @@ func start(t *testing.T, role string, tweak func(*Options)) (ev *events, done <-
 	t.Setenv("GRACESHIM_TEST_CHILD", role)
 	t.Setenv("GRACESHIM_TEST_EVENTS", ev.path)
 	nginx, _ := signals.Lookup("nginx")
+	// The test binary plays nginx but has no configuration to test
+	// (nginx -t): the tests of refused reloads set their own check.
+	nginx.ConfigTest = nil
 	opts := Options{
 		Argv:         []string{os.Args[0]},
 		Preset:       nginx, // QUIT graceful, TERM fast
@@ -270,15 +274,23 @@ func TestRunFollowsDaemon(t *testing.T) {
 	}
 }
 
+// TestRunPIDFileNeverAppears: the daemon runs on, but the pid file given
+// never names it: after the ready timeout graceshim gives up with a setup
+// error and stops what is left with the fast signal.
 func TestRunPIDFileNeverAppears(t *testing.T) {
-	pidfile := filepath.Join(t.TempDir(), "never.pid")
-	_, done, _ := start(t, "exit:0", func(o *Options) {
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "never.pid")
+	t.Setenv("GRACESHIM_TEST_PIDFILE", filepath.Join(dir, "elsewhere.pid")) // the daemon writes its pid there
+	ev, done, _ := start(t, "daemon", func(o *Options) {
 		o.PIDFile = pidfile
 		o.ReadyTimeout = 300 * time.Millisecond
 	})
+	ev.wait("forked ")
+	ev.wait("ready ")
+	ev.wait("got TERM") // the fast signal, once the wait timed out
 	err := result(t, done)
-	if !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), pidfile) {
-		t.Fatalf("Run = %v, want a setup error naming %s", err, pidfile)
+	if !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), pidfile) || !strings.Contains(err.Error(), "within 300ms") {
+		t.Fatalf("Run = %v, want the timeout's setup error naming %s", err, pidfile)
 	}
 }
 
@@ -339,11 +351,21 @@ func TestRunReadyTimeout(t *testing.T) {
 	// A child that never listens: READY=1 must still come, after the
 	// ready timeout.
 	t.Setenv("GRACESHIM_TEST_CHILD", "")
+	began := time.Now()
 	_, done, cancel := start(t, "server", func(o *Options) {
 		o.Argv = []string{"sleep", "30"}
 		o.ReadyTimeout = 200 * time.Millisecond
 	})
-	waitNotify(t, ns, "READY=1")
+	msgs := collectUntil(t, ns, "READY=1")
+	if waited := time.Since(began); waited < 200*time.Millisecond {
+		t.Errorf("READY=1 after %s, before the ready timeout", waited)
+	}
+	if n := count(msgs, "READY=1"); n != 1 {
+		t.Errorf("notifications %q: want one READY=1", msgs)
+	}
+	if status := collectUntil(t, ns, "STATUS="); !strings.Contains(status[len(status)-1], "no listening socket seen") {
+		t.Errorf("READY=1 came with %q, want the ready timeout's status", status)
+	}
 	cancel()
 	err := result(t, done)
 	var st *ExitStatus
@@ -617,4 +639,97 @@ func TestRunUpgrade(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunHealthCheckHoldsReady: with a health check that never passes,
+// the ready timer does not send READY=1; systemd's start timeout decides.
+func TestRunHealthCheckHoldsReady(t *testing.T) {
+	ns := newNotifySocket(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close() // nothing listens there now
+	probe, err := ParseProbe("tcp:" + closed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	ev, done, cancel := start(t, "server", func(o *Options) {
+		o.HealthCheck = probe
+		o.ReadyTimeout = 200 * time.Millisecond
+		o.Log = NewLogger(&syncWriter{b: &log}, LevelDebug)
+	})
+	ev.wait("ready ")
+	// The ready timer fires 200ms in; probes fail every second.
+	msgs := collectFor(ns, 2500*time.Millisecond)
+	if n := count(msgs, "READY=1"); n != 0 {
+		t.Errorf("READY=1 though the health check never passed: %q", msgs)
+	}
+	cancel()
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !strings.Contains(log.String(), "READY=1 waits for it") {
+		t.Errorf("the ready timer's expiry was not logged:\n%s", log.String())
+	}
+}
+
+// TestRunExecHealthCheckFindsTarget: --ready=exec with a bare tcp health
+// check: READY=1 waits for the check, which finds the server's listener.
+func TestRunExecHealthCheckFindsTarget(t *testing.T) {
+	ns := newNotifySocket(t)
+	probe, err := ParseProbe("tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, done, cancel := start(t, "server", func(o *Options) {
+		o.Ready = ReadyExec
+		o.HealthCheck = probe
+	})
+	ev.wait("ready ")
+	msgs := collectUntil(t, ns, "READY=1")
+	if status := collectUntil(t, ns, "STATUS="); !strings.Contains(status[len(status)-1], "health check tcp passes") {
+		t.Errorf("READY=1 came with %q (after %q), want it after the health check passed", status, msgs)
+	}
+	cancel()
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestRunLeftoverSleepIsStopped: a shell that exits 0 leaving a `sleep &`
+// behind during start-up: the sleep is no master (no listener, no
+// children, same session, another executable) and is stopped at once,
+// not followed for the ready timeout.
+func TestRunLeftoverSleepIsStopped(t *testing.T) {
+	var log strings.Builder
+	t.Setenv("GRACESHIM_TEST_CHILD", "")
+	generic, _ := signals.Lookup("generic")
+	_, done, _ := start(t, "", func(o *Options) {
+		o.Argv = []string{"sh", "-c", "sleep 60 & sleep 0.2"}
+		o.ReadyTimeout = time.Minute // the result's 30s hang guard fails a follow
+		o.Preset = generic
+		o.Map = nil
+		o.Log = NewLogger(&syncWriter{b: &log}, LevelDebug)
+	})
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if strings.Contains(log.String(), "following") || !strings.Contains(log.String(), "none looks like a master") {
+		t.Errorf("want the leftover sleep not followed:\n%s", log.String())
+	}
+}
+
+// syncWriter is a strings.Builder safe for the logger and the test.
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }

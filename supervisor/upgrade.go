@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ const (
 // source: ngx_process.c), so an upgrade needs "daemon on".
 type upgrade struct {
 	old      int          // the master being replaced
+	oldProc  *os.Process  // its handle: signalled through its pidfd, never by a pid another process may have got
 	before   map[int]bool // its children when the upgrade began (workers)
 	next     int          // the new master, once seen
 	until    time.Time    // give up waiting for the new master then
@@ -44,7 +46,7 @@ func (l *loop) beginUpgrade(now time.Time) {
 		l.opts.Log.Warnf("upgrade already under way (old master %d); ignoring %s", l.upgrade.old, signals.Name(l.opts.Preset.Upgrade))
 		return
 	}
-	u := &upgrade{old: l.main, before: map[int]bool{}, until: now.Add(l.opts.ReadyTimeout)}
+	u := &upgrade{old: l.main, oldProc: l.mainProc, before: map[int]bool{}, until: now.Add(l.opts.ReadyTimeout)}
 	if table, err := proctab.Read(); err == nil {
 		for _, pid := range proctab.Children(table, l.main) {
 			u.before[pid] = true
@@ -52,7 +54,10 @@ func (l *loop) beginUpgrade(now time.Time) {
 	}
 	l.upgrade = u
 	l.opts.Log.Infof("upgrading %s: %s to master pid %d", l.name, signals.Name(l.opts.Preset.Upgrade), l.main)
-	l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=upgrading: waiting for the new " + l.name + " master")
+	if l.ready {
+		// READY=1 ends it: never to a service still starting (issue 10).
+		l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=upgrading: waiting for the new " + l.name + " master")
+	}
 	l.signalMaster(l.opts.Preset.Upgrade)
 }
 
@@ -83,7 +88,7 @@ func (l *loop) pollUpgrade(now time.Time) {
 		}
 		l.opts.Log.Infof("upgrade: new %s master pid %d is up; stopping the old workers with WINCH", l.name, u.next)
 		l.notify(fmt.Sprintf("STATUS=upgrading: new master pid %d up, old workers draining", u.next))
-		_ = syscall.Kill(u.old, syscall.SIGWINCH)
+		u.signalOld(syscall.SIGWINCH)
 		u.winched = now
 	case !proctab.Has(table, u.next) && !u.quitSent:
 		l.failUpgrade(fmt.Sprintf("the new master pid %d exited", u.next), true)
@@ -91,11 +96,11 @@ func (l *loop) pollUpgrade(now time.Time) {
 		l.opts.Log.Infof("upgrade: new master pid %d kept running for %s; old master %d drains and exits with %s", u.next, upgradeSettle, u.old, signals.Name(l.opts.Preset.Graceful))
 		// The old master's graceful stop: QUIT for nginx and unicorn, TERM
 		// for gunicorn, whose QUIT is a fast stop.
-		_ = syscall.Kill(u.old, l.opts.Preset.Graceful)
+		u.signalOld(l.opts.Preset.Graceful)
 		u.quitSent = true
 		// The service is whole again: the new master serves. The old one
 		// drains in the background and is followed away when it exits.
-		l.notify(fmt.Sprintf("READY=1\nSTATUS=running: %s, new master pid %d; old master %d draining", l.name, u.next, u.old))
+		l.readyAgain(fmt.Sprintf("running: %s, new master pid %d; old master %d draining", l.name, u.next, u.old))
 	}
 }
 
@@ -109,7 +114,17 @@ func (l *loop) failUpgrade(why string, rollback bool) {
 	l.upgrade = nil
 	l.opts.Log.Errorf("upgrade of %s failed: %s; the old master pid %d keeps serving", l.name, why, u.old)
 	if rollback {
-		_ = syscall.Kill(u.old, syscall.SIGHUP)
+		u.signalOld(syscall.SIGHUP)
 	}
-	l.notify(fmt.Sprintf("READY=1\nSTATUS=running: %s (pid %d), upgrade failed: %s", l.name, u.old, why))
+	l.readyAgain(fmt.Sprintf("running: %s (pid %d), upgrade failed: %s", l.name, u.old, why))
+}
+
+// signalOld signals the old master through the handle taken on it (the
+// loop's, a pidfd where the kernel has them): once it has exited and been
+// reaped, the signal fails rather than reach whoever got the pid next.
+func (u *upgrade) signalOld(sig syscall.Signal) {
+	if u.oldProc == nil {
+		return
+	}
+	_ = u.oldProc.Signal(sig)
 }
