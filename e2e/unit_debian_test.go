@@ -167,7 +167,8 @@ func installTemplate(t *testing.T, u *userSystemd, name, instance, content strin
 	})
 }
 
-func httpGet(url string) (string, error) {
+// bodyOf GETs url and returns its body; a status other than 200 is an error.
+func bodyOf(url string) (string, error) {
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
@@ -179,16 +180,6 @@ func httpGet(url string) (string, error) {
 		return string(b), fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return string(b), err
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path+".tmp", []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestE2EConvertedDebianNginx: Debian's nginx.service (nginx daemonizes,
@@ -219,7 +210,7 @@ func TestE2EConvertedDebianNginx(t *testing.T) {
 		}
 	}
 	runConverted(t, u, unitName("deb-nginx"), daemonCase{unit: conv, write: write,
-		get: func() (string, error) { return httpGet(fmt.Sprintf("http://127.0.0.1:%d/", port)) }})
+		get: func() (string, error) { return bodyOf(fmt.Sprintf("http://127.0.0.1:%d/", port)) }})
 }
 
 // TestE2EConvertedDebianApache runs Debian's apache2@.service, the
@@ -289,7 +280,7 @@ DocumentRoot %s
 	}
 	name := fmt.Sprintf("graceshim-e2e-apache2-%d@.service", os.Getpid())
 	runConverted(t, u, name, daemonCase{unit: conv, instance: strings.Replace(name, "@", "@"+inst, 1), write: write,
-		get: func() (string, error) { return httpGet(fmt.Sprintf("http://127.0.0.1:%d/", port)) }})
+		get: func() (string, error) { return bodyOf(fmt.Sprintf("http://127.0.0.1:%d/", port)) }})
 }
 
 // TestE2EConvertedDebianPHPFPM: Debian's php8.2-fpm.service (Type=notify,
@@ -368,7 +359,7 @@ func TestE2EConvertedDebianHAProxy(t *testing.T) {
 		t.Fatalf("converted unit does not check the configuration, then reload through graceshim:\n%s", conv)
 	}
 	runConverted(t, u, unitName("deb-haproxy"), daemonCase{unit: conv, write: write,
-		get: func() (string, error) { return httpGet(fmt.Sprintf("http://127.0.0.1:%d/", port)) }})
+		get: func() (string, error) { return bodyOf(fmt.Sprintf("http://127.0.0.1:%d/", port)) }})
 }
 
 // TestE2EConvertedDebianRedis: Debian's redis-server.service, sandbox and
