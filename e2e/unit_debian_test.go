@@ -54,14 +54,15 @@ func replaceAll(t *testing.T, s, old, new string) string {
 }
 
 // convertUnit writes unit to DIR/file and runs graceshim unit --from on
-// it for Debian 12's systemd, with graceshim at bin.
-func convertUnit(t *testing.T, bin, file, unit string) string {
+// it for Debian 12's systemd, with graceshim at bin (and more flags, such
+// as --dropin).
+func convertUnit(t *testing.T, bin, file, unit string, flags ...string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), file)
 	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := mustUnit(t, "--systemd-version=252", "--graceshim", bin, "--from", path)
+	out := mustUnit(t, append([]string{"--systemd-version=252", "--graceshim", bin, "--from", path}, flags...)...)
 	if strings.Contains(out, "\nExecReload=/bin/kill") {
 		t.Fatalf("a kill reload survived the conversion:\n%s", out)
 	}
@@ -81,8 +82,10 @@ func reloadSupported(t *testing.T) bool {
 // daemonCase is one daemon's part of the shared flow.
 type daemonCase struct {
 	// unit is the converted unit to install; instance, when set, is the
-	// unit to start (a template's instance).
-	unit, instance string
+	// unit to start (a template's instance). dropin, when set, is
+	// installed as NAME.d/graceshim.conf beside unit (then the shipped
+	// unit itself).
+	unit, instance, dropin string
 	// get returns what the daemon serves now (a body, a ping reply).
 	get func() (string, error)
 	// write writes the daemon's configuration serving marker, or a broken
@@ -96,6 +99,16 @@ type daemonCase struct {
 func runConverted(t *testing.T, u *userSystemd, name string, c daemonCase) {
 	t.Helper()
 	start := name
+	if c.dropin != "" {
+		// Before the unit: the manager reads the drop-in when it first
+		// loads the unit, so no daemon-reload is needed.
+		d := filepath.Join(u.unitDir, name+".d")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		writeFile(t, filepath.Join(d, "graceshim.conf"), c.dropin)
+	}
 	if c.instance != "" {
 		start = c.instance
 		installTemplate(t, u, name, c.instance, c.unit)
@@ -114,6 +127,9 @@ func runConverted(t *testing.T, u *userSystemd, name string, c daemonCase) {
 		t.Fatalf("does not serve v1 (got %q, %v)\n%s\n%s", got, err, u.Status(t, start), u.UnitLog(t, start))
 	}
 	pid := u.MainPID(t, start)
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || filepath.Base(exe) != "graceshim" {
+		t.Fatalf("the unit's main process %d is %q (%v), not graceshim", pid, exe, err)
+	}
 	want := "v1"
 	t.Run("reload", func(t *testing.T) {
 		if !reloadSupported(t) {
@@ -203,14 +219,23 @@ func TestE2EConvertedDebianNginx(t *testing.T) {
 	// The test's own configuration and pid file instead of the system's.
 	unit := replaceAll(t, orig, "/usr/sbin/nginx ", "/usr/sbin/nginx -c "+conf+" ")
 	unit = replaceAll(t, unit, "/run/nginx.pid", pidFile)
-	conv := convertUnit(t, bin, "nginx.service", unit)
-	for _, want := range []string{"--pidfile=" + pidFile + " -- /usr/sbin/nginx", "\nExecReload=" + bin + " reload $MAINPID\n"} {
-		if !strings.Contains(conv, want) {
-			t.Fatalf("converted unit lacks %q:\n%s", want, conv)
+	get := func() (string, error) { return bodyOf(fmt.Sprintf("http://127.0.0.1:%d/", port)) }
+	t.Run("unit", func(t *testing.T) {
+		write("v1")
+		conv := convertUnit(t, bin, "nginx.service", unit)
+		for _, want := range []string{"--pidfile=" + pidFile + " -- /usr/sbin/nginx", "\nExecReload=" + bin + " reload $MAINPID\n"} {
+			if !strings.Contains(conv, want) {
+				t.Fatalf("converted unit lacks %q:\n%s", want, conv)
+			}
 		}
-	}
-	runConverted(t, u, unitName("deb-nginx"), daemonCase{unit: conv, write: write,
-		get: func() (string, error) { return bodyOf(fmt.Sprintf("http://127.0.0.1:%d/", port)) }})
+		runConverted(t, u, unitName("deb-nginx"), daemonCase{unit: conv, write: write, get: get})
+	})
+	// The drop-in README.md recommends, over the shipped unit.
+	t.Run("dropin", func(t *testing.T) {
+		write("v1")
+		dropin := convertUnit(t, bin, "nginx.service", unit, "--dropin")
+		runConverted(t, u, unitName("deb-nginx-dropin"), daemonCase{unit: unit, dropin: dropin, write: write, get: get})
+	})
 }
 
 // TestE2EConvertedDebianApache runs Debian's apache2@.service, the
