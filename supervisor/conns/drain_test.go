@@ -89,8 +89,11 @@ func TestDrainEvents(t *testing.T) {
 					t.Fatalf("after %d closes: %d left, want %d", i+1, got, want)
 				}
 			}
-			if d.dumps != 1 {
-				t.Errorf("%d dumps, want only the first: the count must follow destroy messages", d.dumps)
+			// An overrun re-dumps, and other tests on the machine may
+			// cause one (every socket freed after TIME_WAIT passes the
+			// port filter): those dumps are not polls.
+			if d.dumps-d.overruns != 1 {
+				t.Errorf("%d dumps (%d after overruns), want only the first: the count must follow destroy messages", d.dumps, d.overruns)
 			}
 
 			// The server closes first: its socket is freed when it
@@ -112,8 +115,8 @@ func TestDrainEvents(t *testing.T) {
 			}
 			for next(t, d).Total() != 0 {
 			}
-			if d.dumps != 1 {
-				t.Errorf("%d dumps, want only the first: server-side closes must be seen by destroy messages", d.dumps)
+			if d.dumps-d.overruns != 1 {
+				t.Errorf("%d dumps (%d after overruns), want only the first: server-side closes must be seen by destroy messages", d.dumps, d.overruns)
 			}
 		})
 	}
