@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -326,5 +327,47 @@ func TestDrainCanceled(t *testing.T) {
 		}
 	case <-time.After(countTimeout):
 		t.Fatal("Next did not return after its context ended")
+	}
+}
+
+// TestObserveReadsDescriptorsOnlyWhenNeeded: learning again with nothing
+// new listening does not read the tree's descriptors (0.2 s at 50,000
+// connections, at the graceful signal); a new listener, or a new process
+// in the tree, does.
+func TestObserveReadsDescriptorsOnlyWhenNeeded(t *testing.T) {
+	srv := startServer(t, 0, "127.0.0.1:0")
+	// Another server, outside the tree for now: its listener is placed
+	// as another process's.
+	other := startServer(t, 0, "127.0.0.1:0")
+	tr := NewTracker(Options{})
+	observe := func(pids []int) {
+		t.Helper()
+		if _, err := tr.Observe(pids); err != nil {
+			t.Fatal(err)
+		}
+	}
+	observe(srv.pids)
+	observe(srv.pids)
+	if tr.scans != 1 {
+		t.Fatalf("%d descriptor readings for two Observes with nothing new, want 1", tr.scans)
+	}
+	r := srv.do("relisten")
+	addr, ok := strings.CutPrefix(r, "ok ")
+	if !ok {
+		t.Fatalf("relisten: %s", r)
+	}
+	observe(srv.pids)
+	if tr.scans != 2 {
+		t.Fatalf("%d descriptor readings after a new listener, want 2", tr.scans)
+	}
+	if eps := tr.Endpoints(); eps[len(eps)-1].Addr.String() != addr {
+		t.Fatalf("endpoints %v, want the new listener %s last", eps, addr)
+	}
+	observe(append(slices.Clone(srv.pids), other.pids...))
+	if tr.scans != 3 {
+		t.Fatalf("%d descriptor readings after the tree changed, want 3", tr.scans)
+	}
+	if eps := tr.Endpoints(); eps[len(eps)-1].Addr.String() != other.addrs[0] {
+		t.Fatalf("endpoints %v, want the new process's listener %s last", eps, other.addrs[0])
 	}
 }
