@@ -371,3 +371,37 @@ func TestObserveReadsDescriptorsOnlyWhenNeeded(t *testing.T) {
 		t.Fatalf("endpoints %v, want the new process's listener %s last", eps, other.addrs[0])
 	}
 }
+
+// TestManyListeners: a tree with more live listeners than one inet_diag
+// filter may hold is matched here rather than refused by the kernel.
+func TestManyListeners(t *testing.T) {
+	addrs := make([]string, maxBytecodeEndpoints+10)
+	for i := range addrs {
+		addrs[i] = "127.0.0.1:0"
+	}
+	srv := startServer(t, 0, addrs...)
+	other := startServer(t, 0, "127.0.0.1:0")
+	dial(t, srv.addrs[0], 1)
+	dial(t, srv.addrs[len(srv.addrs)-1], 2)
+	dial(t, other.addrs[0], 4)
+	for srv.held() != 3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	trs := trackers(t, ModeListen, srv.pids)
+	for src, tr := range trs {
+		if n := len(tr.Endpoints()); n != len(addrs) {
+			t.Fatalf("%s: %d endpoints, want %d", src, n, len(addrs))
+		}
+	}
+	waitCounts(t, trs, nil, Counts{Established: 3})
+	for src, tr := range trs {
+		d, err := tr.Drain(context.Background(), srv.pids)
+		if err != nil {
+			t.Fatalf("%s: Drain: %v", src, err)
+		}
+		if got := d.Counts().Total(); got != 3 {
+			t.Errorf("%s: drain counts %d, want 3", src, got)
+		}
+		d.Close()
+	}
+}
