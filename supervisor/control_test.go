@@ -249,7 +249,7 @@ func TestReloadDaemonDies(t *testing.T) {
 // runs it instead of a signal; its failure is the reload's.
 func TestReloadCommand(t *testing.T) {
 	fail := filepath.Join(t.TempDir(), "fail")
-	p, _ := signals.Lookup("nginx")
+	p := testBinaryAs("nginx")
 	p.Reload = 0
 	p.ConfigTest = nil // nginx -t would be the test binary here
 	p.ReloadCommand = func([]string) []string {
@@ -392,4 +392,30 @@ func TestFirstLine(t *testing.T) {
 			t.Errorf("firstLine(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// TestReloadMappedHUPTested: a HUP that --map translates to another
+// signal is a reload too, and its config test runs first: with a broken
+// config nothing is sent.
+func TestReloadMappedHUPTested(t *testing.T) {
+	ns := newNotifySocket(t)
+	bad := filepath.Join(t.TempDir(), "bad")
+	p := configTestPreset(bad)
+	ev, _, _ := start(t, "server:workers", func(o *Options) {
+		o.Preset = p
+		o.Map = signals.Map{syscall.SIGTERM: p.Graceful, syscall.SIGHUP: syscall.SIGUSR1}
+	})
+	ev.wait("worker")
+	ev.wait("ready")
+	ns.waitLine(t, "READY=1")
+	ns.waitLine(t, "STATUS=") // sent with READY=1
+	if err := os.WriteFile(bad, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	selfSignal(t, syscall.SIGHUP)
+	st, _ := ns.waitLine(t, "STATUS=")
+	if !strings.Contains(st, "reload refused") {
+		t.Errorf("status after a mapped HUP %q, want the refusal", st)
+	}
+	ev.none("got USR1", 500*time.Millisecond)
 }

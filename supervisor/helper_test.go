@@ -392,17 +392,26 @@ func newNotifySocket(t *testing.T) *notifySocket {
 	return n
 }
 
-// drain returns every line received so far.
+// drain returns every line sent to the socket so far. A marker datagram
+// sent behind them makes sure the reader has taken them all: a unix
+// datagram socket keeps order, and a datagram sent before drain (the last
+// STATUS= of a Run that returned) may still wait in the kernel's queue.
 func (n *notifySocket) drain() []string {
+	const marker = "graceshim-test-drain-marker"
+	if c, err := net.DialUnix("unixgram", nil, n.conn.LocalAddr().(*net.UnixAddr)); err == nil {
+		c.Write([]byte(marker))
+		c.Close()
+	}
 	var out []string
+	timeout := time.After(10 * time.Second) // a hang guard only
 	for {
 		select {
 		case m, ok := <-n.msgs:
-			if !ok {
+			if !ok || m == marker {
 				return out
 			}
 			out = append(out, m)
-		default:
+		case <-timeout:
 			return out
 		}
 	}

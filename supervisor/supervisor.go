@@ -105,6 +105,7 @@ func Run(ctx context.Context, opts Options) error {
 		cmd.SysProcAttr.Ctty = term.fd
 	}
 	sockets := passSockets(cmd)
+	advice := checkUnit(ctx, opts.Log, filepath.Base(opts.Argv[0]))
 	rel := startRelay(&opts, cmd)
 	if rel != nil {
 		defer rel.Close()
@@ -122,6 +123,7 @@ func Run(ctx context.Context, opts Options) error {
 		return startError(opts.Argv[0], err)
 	}
 	pid := cmd.Process.Pid
+	ignoreTTYStops()
 	if cmd.SysProcAttr.Foreground {
 		term.child = pid
 	}
@@ -186,6 +188,7 @@ func Run(ctx context.Context, opts Options) error {
 		exe:          executablePath(path),
 		pending:      pending,
 		ignored:      ignored,
+		unitAdvice:   advice,
 		watchCmds:    watchCmds,
 		probeTargets: probeTargets,
 		bg:           loopCtx,
@@ -303,7 +306,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 	log := l.opts.Log
 	log.Infof("started %s (pid %d), preset %s, TERM becomes %s", strings.Join(l.opts.Argv, " "), l.main, l.opts.Preset.Name, signals.Name(l.graceful))
 	l.logStart()
-	if l.unitAdvice = l.checkUnit(ctx); l.unitAdvice != "" {
+	if l.unitAdvice != "" {
 		log.Warnf("%s", l.unitAdvice)
 	}
 	if l.opts.Ready == ReadyExec && l.opts.HealthCheck == nil {
@@ -473,8 +476,10 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 		l.do(now, l.stop.gracefulNow(now))
 	case to == l.graceful || to == l.fast:
 		l.do(now, l.stop.escalate(now, "received "+signals.Name(sig)))
-	case sig == syscall.SIGHUP && to == l.opts.Preset.Reload && !l.stop.stopping():
-		l.beginReload(now, to)
+	case sig == syscall.SIGHUP && !l.stop.stopping() && (to != 0 && to == l.reloadSignal() || l.opts.Preset.ReloadCommand != nil):
+		// systemd's and a user's HUP is a reload, tested first, whether
+		// the preset's signal, the one --map gives, or a command (caddy).
+		l.beginReload(now)
 	case to == l.opts.Preset.Upgrade && to != 0 && !l.stop.stopping():
 		l.beginUpgrade(now)
 	default:
@@ -492,8 +497,8 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 // first, then the reload signal sig (see requestReload). A reload asked
 // for by a signal has no one to answer: its outcome goes to the log and
 // STATUS.
-func (l *loop) beginReload(now time.Time, sig syscall.Signal) {
-	l.opts.Log.Infof("received HUP: reloading %s (pid %d) with %s", l.name, l.main, signals.Name(sig))
+func (l *loop) beginReload(now time.Time) {
+	l.opts.Log.Infof("received HUP: reloading %s (pid %d)", l.name, l.main)
 	l.requestReload(now, "HUP", nil)
 }
 
