@@ -230,13 +230,26 @@ func TestE2EFaultThousandReloads(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	count := filepath.Join(dir, "count")
-	child := writeScript(t, dir, "reloadable.sh", fmt.Sprintf(`
-n=0
-trap 'n=$((n+1)); echo $n >%[1]s.tmp; mv %[1]s.tmp %[1]s' HUP
-trap 'exit 0' TERM
-: >%[1]s.ready
-while :; do sleep 0.005; done
-`, count))
+	// perl, not sh: dash can lose a HUP that arrives while its trap for
+	// the previous one still runs; perl's deferred signals count every
+	// delivery.
+	perl := needCmd(t, "perl")
+	child := filepath.Join(dir, "reloadable.pl")
+	script := fmt.Sprintf(`#!%[2]s
+use strict;
+my $n = 0;
+$SIG{HUP} = sub {
+	$n++;
+	open(my $f, ">", "%[1]s.tmp") or die; print $f "$n\n"; close($f);
+	rename("%[1]s.tmp", "%[1]s") or die;
+};
+$SIG{TERM} = sub { exit 0 };
+open(my $r, ">", "%[1]s.ready") or die; close($r);
+while (1) { sleep 1 }
+`, count, perl)
+	if err := os.WriteFile(child, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	s := startShim(t, nil, "--ready=exec", "--", child)
 	pid := s.cmd.Process.Pid
 	waitFileHolds(t, count+".ready", "")
