@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -281,4 +282,103 @@ func TestE2ENotifyWatchdogHungPHPFPM(t *testing.T) {
 		t.Fatalf("systemd did not act on the starved watchdog; Result=%s\n%s", u.Show(t, name, "Result"), u.UnitLog(t, name))
 	}
 	t.Logf("figures: the watchdog fired %s after php-fpm hung (WatchdogSec=4)", time.Since(hung).Round(100*time.Millisecond))
+}
+
+// TestE2ENotifyHAProxy: HAProxy in master-worker mode with -Ws speaks
+// sd_notify itself. Under graceshim its READY=1 makes the unit active, a
+// reload (USR2: the master re-executes itself and starts new workers)
+// ends on its READY=1 and applies the new config, and a broken config is
+// refused by haproxy -c with its message while HAProxy serves on.
+func TestE2ENotifyHAProxy(t *testing.T) {
+	t.Parallel()
+	needPresetData(t, "haproxy", func(p signals.Preset) bool { return p.NativeNotify && p.ConfigTest != nil }, "NativeNotify and config test")
+	haproxy := needCmd(t, "haproxy")
+	u := userManager(t)
+	bin := needGraceshim(t)
+	port := freePort(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "haproxy.cfg")
+	write := func(body string) {
+		t.Helper()
+		content := fmt.Sprintf(`defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend fe
+    bind 127.0.0.1:%d
+%s`, port, body)
+		if err := os.WriteFile(conf+".tmp", []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(conf+".tmp", conf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serve := func(v string) string {
+		return fmt.Sprintf("    http-request return status 200 content-type text/plain string %s\n", v)
+	}
+	version := func() string {
+		t.Helper()
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err != nil {
+			t.Fatalf("haproxy does not serve: %v", err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b))
+	}
+	write(serve("v1"))
+	name := unitName("notify-haproxy")
+	u.InstallUnit(t, name, fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test: haproxy -Ws, its sd_notify relayed
+
+[Service]
+Type=notify
+NotifyAccess=main
+KillMode=mixed
+TimeoutStopSec=30
+ExecStart=%s -- %s -Ws -f %s
+ExecReload=%s reload $MAINPID
+`, bin, haproxy, conf, bin))
+	u.Start(t, name)
+	if got := version(); got != "v1" {
+		t.Fatalf("version %q right after start, want v1", got)
+	}
+	// READY=1 is haproxy's own: never the listener's guess after the
+	// grace, never graceshim's timeout.
+	if log := u.UnitLog(t, name); strings.Contains(log, "said nothing on its notify socket") || strings.Contains(log, "did not send READY=1") {
+		t.Errorf("READY=1 did not come from haproxy:\n%s", log)
+	}
+	mainPID := u.MainPID(t, name)
+
+	write(serve("v2"))
+	if _, err := u.systemctl("reload", name); err != nil {
+		t.Fatalf("reload: %v\nlog:\n%s", err, u.UnitLog(t, name))
+	}
+	if got := version(); got != "v2" {
+		t.Errorf("version %q right after systemctl reload returned, want v2", got)
+	}
+	if st := u.Show(t, name, "StatusText"); !strings.Contains(st, "reloaded: haproxy said READY=1") {
+		t.Errorf("StatusText %q, want haproxy's READY=1 to have ended the reload", st)
+	}
+
+	write("    bogus_keyword here\n")
+	if out, err := u.systemctl("reload", name); err == nil {
+		t.Fatalf("systemctl reload with a broken config succeeded: %s\nlog:\n%s", out, u.UnitLog(t, name))
+	}
+	if log := u.UnitLog(t, name); !strings.Contains(log, "reload refused") || !strings.Contains(log, "bogus_keyword") {
+		t.Errorf("the unit log does not carry haproxy -c's message:\n%s", log)
+	}
+	if got := version(); got != "v2" {
+		t.Errorf("version %q after the refused reload, want v2", got)
+	}
+	if got := u.MainPID(t, name); got != mainPID {
+		t.Errorf("MainPID went from %d to %d", mainPID, got)
+	}
+	write(serve("v2"))
+	u.Stop(t, name)
+	requireResult(t, u, name, "success")
 }

@@ -364,16 +364,27 @@ func Lookup(name string) (Preset, error) {
 // trailing version ("php-fpm8.2", "nginx-debug" is not one) is ignored. It
 // reports false and the generic preset when nothing matches.
 func ForCommand(path string) (Preset, bool) {
-	base := filepath.Base(path)
-	trimmed := strings.TrimRight(base, "0123456789.")
 	for _, p := range presets {
-		for _, c := range p.Commands {
-			if base == c || trimmed == c {
-				return p, true
-			}
+		if p.Runs(path) {
+			return p, true
 		}
 	}
 	return presets[0], false
+}
+
+// Runs reports whether the executable at path is the preset's daemon, by
+// its base name as ForCommand matches it. ConfigTest and ReloadCommand
+// rewrite the daemon's own argv: for a wrapper (an entrypoint script that
+// execs nginx) they would run the wrapper, so they apply only where Runs.
+func (p Preset) Runs(path string) bool {
+	base := filepath.Base(path)
+	trimmed := strings.TrimRight(base, "0123456789.")
+	for _, c := range p.Commands {
+		if base == c || trimmed == c {
+			return true
+		}
+	}
+	return false
 }
 
 // The config tests below turn the argv a daemon was started with into the
@@ -485,9 +496,11 @@ func httpdConfigTest(argv []string) []string {
 	return cmd(argv[0], append(spec.parse(argv[1:]).kept, "-t")...)
 }
 
-// haproxyConfigTest is haproxy -c -q with the same -f files (or the
+// haproxyConfigTest is haproxy -c with the same -f files (or the
 // files after "--"), -C and -L (haproxy -h; Debian's haproxy.service
-// ExecReload does the same).
+// ExecReload does the same, with -q). Without -q: haproxy 2.6's -q hides
+// the [ALERT] lines too (measured: a config with an unknown keyword, -c -q
+// exits 1 printing nothing), and a refused reload must say why.
 func haproxyConfigTest(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
@@ -497,7 +510,7 @@ func haproxyConfigTest(argv []string) []string {
 		dropValue: set("-p", "-S", "-x", "-m", "-n", "-N", "-sf", "-st"),
 	}
 	p := spec.parse(argv[1:])
-	args := append([]string{"-c", "-q"}, p.kept...)
+	args := append([]string{"-c"}, p.kept...)
 	// haproxy reads the words after "--" as config files; -sf and -st
 	// take a list of pids, which parse left as positionals.
 	var files []string

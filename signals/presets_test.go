@@ -28,9 +28,9 @@ func TestConfigTest(t *testing.T) {
 		{"httpd", "httpd -D FOREGROUND -C ServerName|x -c LogLevel|debug -E /var/log/startup.log -X", "httpd -D FOREGROUND -C ServerName|x -c LogLevel|debug -t"},
 		{"httpd", "/usr/sbin/apachectl start", "/usr/sbin/apachectl -t"},
 		// Debian's haproxy.service, a plain foreground run, files after --.
-		{"haproxy", "/usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid -S /run/haproxy-master.sock", "/usr/sbin/haproxy -c -q -f /etc/haproxy/haproxy.cfg"},
-		{"haproxy", "haproxy -db -f /etc/haproxy/a.cfg -f /etc/haproxy/conf.d -L node1", "haproxy -c -q -f /etc/haproxy/a.cfg -f /etc/haproxy/conf.d -L node1"},
-		{"haproxy", "haproxy -W -C /etc/haproxy -sf 123 456 -- a.cfg b.cfg", "haproxy -c -q -C /etc/haproxy -- a.cfg b.cfg"},
+		{"haproxy", "/usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid -S /run/haproxy-master.sock", "/usr/sbin/haproxy -c -f /etc/haproxy/haproxy.cfg"},
+		{"haproxy", "haproxy -db -f /etc/haproxy/a.cfg -f /etc/haproxy/conf.d -L node1", "haproxy -c -f /etc/haproxy/a.cfg -f /etc/haproxy/conf.d -L node1"},
+		{"haproxy", "haproxy -W -C /etc/haproxy -sf 123 456 -- a.cfg b.cfg", "haproxy -c -C /etc/haproxy -- a.cfg b.cfg"},
 		// Debian's php8.2-fpm.service, a container entry point.
 		{"php-fpm", "/usr/sbin/php-fpm8.2 --nodaemonize --fpm-config /etc/php/8.2/fpm/php-fpm.conf", "/usr/sbin/php-fpm8.2 -t --fpm-config /etc/php/8.2/fpm/php-fpm.conf"},
 		{"php-fpm", "php-fpm -F -R -y /usr/local/etc/php-fpm.conf -c /usr/local/etc/php -d memory_limit=1G -g /run/fpm.pid", "php-fpm -t -R -y /usr/local/etc/php-fpm.conf -c /usr/local/etc/php -d memory_limit=1G"},
@@ -211,6 +211,27 @@ func TestForCommandDistroNames(t *testing.T) {
 		p, ok := ForCommand(path)
 		if !ok || p.Name != want {
 			t.Errorf("ForCommand(%s) = %s, %v; want %s", path, p.Name, ok, want)
+		}
+	}
+}
+
+func TestPresetRuns(t *testing.T) {
+	nginx, _ := Lookup("nginx")
+	php, _ := Lookup("php-fpm")
+	for _, tc := range []struct {
+		p    Preset
+		path string
+		want bool
+	}{
+		{nginx, "/usr/sbin/nginx", true},
+		{nginx, "nginx", true},
+		{nginx, "/docker-entrypoint.sh", false},
+		{nginx, "/usr/bin/env", false},
+		{php, "/usr/sbin/php-fpm8.2", true},
+		{php, "/usr/sbin/php8.2", false},
+	} {
+		if got := tc.p.Runs(tc.path); got != tc.want {
+			t.Errorf("%s.Runs(%q) = %v, want %v", tc.p.Name, tc.path, got, tc.want)
 		}
 	}
 }

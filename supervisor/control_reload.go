@@ -1,11 +1,11 @@
 package supervisor
 
 import (
-	"bytes"
-	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -47,6 +47,31 @@ type checkResult struct {
 	out    string
 	err    error
 }
+
+// checkRun is a config test or reload command running as graceshim's
+// child. The reaper is the only code that waits for children (a
+// cmd.Wait here would race its wait4(-1) and lose the status: measured,
+// "waitid: no child processes"), so the result is put together in the
+// event loop from the reaped exit and the output read to its end.
+type checkRun struct {
+	argv   []string
+	reload bool
+	pid    int
+	began  time.Time
+	read   *os.File            // the read end of its output pipe
+	status *syscall.WaitStatus // its exit, once reaped
+	out    *string             // its output, once read to the end
+	bound  *time.Timer         // kills it at configTestTimeout
+}
+
+// checkOutput is the output of a check, read to its end.
+type checkOutput struct {
+	pid int
+	out string
+}
+
+// maxCheckOutput bounds the output kept of a check.
+const maxCheckOutput = 64 << 10
 
 // onControl answers a request of the control socket.
 func (l *loop) onControl(now time.Time, req controlReq) {
@@ -118,27 +143,100 @@ func (l *loop) requestReload(now time.Time, by string, reply chan ControlReply) 
 	l.runCheck(test, false)
 }
 
-// runCheck runs argv outside the event loop and posts its result.
+// runCheck starts argv as graceshim's child; checkExited and
+// onCheckOutput see it to its end.
 func (l *loop) runCheck(argv []string, reload bool) {
-	env := childEnv(l.opts.Env)
+	fail := func(err error) {
+		l.onCheck(time.Now(), checkResult{argv: argv, reload: reload, err: err})
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		fail(err)
+		return
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = childEnv(l.opts.Env)
+	// Files, not writers: exec starts no copying goroutine that only
+	// Wait would end.
+	cmd.Stdout, cmd.Stderr = w, w
+	// Its own group: a terminal's Ctrl-C is graceshim's to handle, and
+	// the bound kills whatever it started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		fail(err)
+		return
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release() // the reaper waits for it
+	l.check = &checkRun{
+		argv: argv, reload: reload, pid: pid, began: time.Now(), read: r,
+		bound: time.AfterFunc(configTestTimeout, func() { _ = syscall.Kill(-pid, syscall.SIGKILL) }),
+	}
 	go func() {
-		ctx, cancel := context.WithTimeout(l.bg, configTestTimeout)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Env = env
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		// Its own group: a terminal's Ctrl-C is graceshim's to handle.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		err := cmd.Run()
-		if ctx.Err() == context.DeadlineExceeded {
-			err = fmt.Errorf("no result within %s", configTestTimeout)
+		var out []byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			if len(out) < maxCheckOutput {
+				out = append(out, buf[:min(n, maxCheckOutput-len(out))]...)
+			}
+			if err != nil {
+				break
+			}
 		}
+		r.Close()
 		select {
-		case l.checks <- checkResult{argv: argv, reload: reload, out: strings.TrimSpace(out.String()), err: err}:
+		case l.checks <- checkOutput{pid: pid, out: strings.TrimSpace(string(out))}:
 		case <-l.bg.Done():
 		}
 	}()
+}
+
+// checkExited takes the reaped exit of a running check; it reports false
+// for any other process.
+func (l *loop) checkExited(e exited) bool {
+	c := l.check
+	if c == nil || e.pid == 0 || e.pid != c.pid {
+		return false
+	}
+	c.bound.Stop()
+	ws := e.status
+	c.status = &ws
+	if c.out == nil {
+		// Something it started may hold its output open: read for a
+		// moment more, then give up on the rest.
+		time.AfterFunc(2*time.Second, func() { c.read.Close() })
+	}
+	l.finishCheck()
+	return true
+}
+
+// onCheckOutput takes the output of a running check.
+func (l *loop) onCheckOutput(o checkOutput) {
+	if c := l.check; c != nil && c.pid == o.pid {
+		c.out = &o.out
+		l.finishCheck()
+	}
+}
+
+// finishCheck hands a check that exited and whose output was read on.
+func (l *loop) finishCheck() {
+	c := l.check
+	if c.status == nil || c.out == nil {
+		return
+	}
+	l.check = nil
+	var err error
+	switch ws := *c.status; {
+	case ws.Signaled() && ws.Signal() == syscall.SIGKILL && time.Since(c.began) >= configTestTimeout:
+		err = fmt.Errorf("no result within %s", configTestTimeout)
+	case !ws.Exited() || ws.ExitStatus() != 0:
+		err = errors.New(describe(ws))
+	}
+	l.onCheck(time.Now(), checkResult{argv: c.argv, reload: c.reload, out: *c.out, err: err})
 }
 
 // onCheck acts on a finished config test or reload command.
@@ -276,16 +374,32 @@ func (l *loop) readyAgain(status string) {
 	l.notify("STATUS=" + status)
 }
 
-// firstLine is the first non-empty line of s, for one-line messages
-// (nginx -t puts the error first and "test failed" after it).
+// firstLine is the line of a check's output that says what is wrong, for
+// one-line messages: the first that looks like an error (nginx -t puts
+// "[emerg] ..." first and "test failed" after it; haproxy -c puts its
+// version [NOTICE]s before the [ALERT]s), else the first non-empty one.
 func firstLine(s string) string {
+	first := ""
 	for _, line := range strings.Split(s, "\n") {
-		if line = strings.TrimSpace(line); line != "" {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if first == "" {
+			first = line
+		}
+		if errorLine.MatchString(line) {
 			return line
 		}
 	}
-	return "(no output)"
+	if first == "" {
+		return "(no output)"
+	}
+	return first
 }
+
+// errorLine matches the words daemons' config checks mark errors with.
+var errorLine = regexp.MustCompile(`(?i)\b(emerg|alert|crit|error|fatal|invalid|unknown|syntax)\b`)
 
 // oneLine makes s fit one sd_notify assignment, which a newline would end.
 func oneLine(s string) string {

@@ -63,6 +63,8 @@ func child(role string) {
 		notifier(arg) // relay_test.go
 	case "sendnotify":
 		sendNotify(arg) // relay_test.go
+	case "controlclient":
+		controlClient() // control_test.go
 	case "worker":
 		// Live until the parent is gone.
 		parent := os.Getppid()

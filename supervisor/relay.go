@@ -227,10 +227,34 @@ func senderPID(oob []byte) (int, time.Time, bool) {
 	return pid, at, ok
 }
 
-// inTree reports whether pid is a descendant of self. A sender that exited
+// inTree reports whether pid is a descendant of self, walking up its
+// parents (one /proc/PID/stat read each; a daemon's sender is its master or
+// a worker, one or two steps from graceshim) rather than reading the whole
+// process table: BenchmarkInTree measures both. A sender that exited
 // before the datagram was read is no longer anyone's descendant: its
 // datagram is dropped, as systemd drops one from a pid it cannot place.
 func inTree(self, pid int) bool {
+	if pid == self {
+		return false
+	}
+	// The depth bound guards against a cycle seen through pids reused
+	// while walking.
+	for depth := 0; pid > 1 && depth < 64; depth++ {
+		ppid, ok := proctab.Parent(pid)
+		if !ok {
+			return false
+		}
+		if ppid == self {
+			return true
+		}
+		pid = ppid
+	}
+	return false
+}
+
+// inTreeByTable is inTree over the whole process table, kept as the
+// benchmark's alternative.
+func inTreeByTable(self, pid int) bool {
 	if pid == self {
 		return false
 	}
@@ -291,6 +315,7 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 		}
 	}
 	log.Debugf("notify from pid %d: %q", n.pid, n.lines)
+	l.childSpoke = true
 	if hasStatus {
 		l.childStatus = status
 	}
@@ -306,7 +331,13 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 			l.notify("WATCHDOG=1")
 		}
 	}
-	if reloading && l.reload == nil && !l.stop.stopping() {
+	switch {
+	case !reloading:
+	case !l.ready:
+		// HAProxy -Ws says RELOADING=1 at start, before its first
+		// READY=1 (measured with haproxy 2.6): part of its start-up.
+		log.Debugf("%s says RELOADING=1 while starting: ignored", l.name)
+	case l.reload == nil && !l.stop.stopping():
 		l.childReloads(now, n.at)
 	}
 	statusSent := false
@@ -343,8 +374,12 @@ func (l *loop) runningStatus() string {
 
 // startRelay gives cmd a notify socket of graceshim's own when opts ask
 // for one, and returns it (nil: none, the child gets no NOTIFY_SOCKET).
-// With a relay, READY=1 waits for the child's own (ReadyNotify) unless
-// --ready=exec said otherwise. A relay that cannot be made is logged and
+// With --notify=relay READY=1 waits for the child's own (ReadyNotify)
+// unless --ready=exec said otherwise. With --notify=auto some daemons of
+// a NativeNotify preset speak only when told to (haproxy -Ws, redis
+// --supervised systemd, puma with its sd_notify gem): READY=1 is the
+// daemon's when it speaks, and its listening socket's when it has said
+// nothing at all by notifyGrace after it listens (deferToChild). A relay that cannot be made is logged and
 // graceshim goes on without one: the service matters more.
 func startRelay(opts *Options, cmd *exec.Cmd) *relay {
 	switch {
@@ -359,9 +394,49 @@ func startRelay(opts *Options, cmd *exec.Cmd) *relay {
 		return nil
 	}
 	r.prepare(cmd)
-	if opts.Ready == ReadyListen {
+	if opts.Ready == ReadyListen && opts.Notify == NotifyRelay {
+		// Asked for: the daemon's word alone.
 		opts.Ready = ReadyNotify
 	}
 	opts.Log.Infof("%s gets graceshim's notify socket %s: its READY=1, STATUS=, RELOADING=1 and WATCHDOG=1 are relayed", opts.Argv[0], r.addr)
 	return r
+}
+
+// notifyGrace is how long, under --notify=auto, a daemon that listens but
+// has said nothing on its notify socket may take to say something before
+// its listening socket is taken as its readiness. A variable for tests.
+var notifyGrace = time.Second
+
+// notifyAuto reports whether the child got a notify socket because its
+// preset speaks sd_notify (not because --notify=relay asked for it).
+func (l *loop) notifyAuto() bool {
+	return l.opts.Notify == NotifyAuto && l.opts.Preset.NativeNotify
+}
+
+// deferToChild decides, when the child's tree first listens, whether its
+// readiness is the child's to say: it reports true when READY=1 must not
+// be sent for the listener now. A child that has spoken on its notify
+// socket is waited for; one that has said nothing gets notifyGrace.
+func (l *loop) deferToChild(now time.Time, listening []string) bool {
+	if !l.notifyAuto() {
+		return false
+	}
+	if l.childSpoke {
+		l.opts.Log.Infof("%s speaks sd_notify: its READY=1, not its listening socket, says when it is ready", l.name)
+		return true
+	}
+	l.listening = listening
+	l.graceTimer = time.NewTimer(notifyGrace)
+	l.graceC = l.graceTimer.C
+	return true
+}
+
+// onNotifyGrace ends the grace a listening child had to speak.
+func (l *loop) onNotifyGrace() {
+	l.graceC = nil
+	if l.ready || l.childSpoke || l.stop.stopping() {
+		return
+	}
+	l.opts.Log.Infof("%s said nothing on its notify socket within %s of listening: ready by its listening socket (start it with its sd_notify option, e.g. haproxy -Ws or redis --supervised systemd, for READY=1 on its own terms; --notify=off gives it no socket)", l.name, notifyGrace)
+	l.markReady("running: %s (pid %d), listening on %s", l.name, l.main, strings.Join(l.listening, ", "))
 }

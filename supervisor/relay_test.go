@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/graceshim/graceshim/supervisor/proctab"
 )
 
 // notifier plays a daemon that speaks sd_notify itself, on the socket
@@ -21,7 +23,9 @@ import (
 // graceshim guess readiness) but says READY=1 only when USR1 tells it to.
 // Once ready, HUP is a reload it announces (RELOADING=1, then READY=1);
 // in mode "watchdog" it pings WATCHDOG=1 every 50ms while ready, after
-// reporting whether the watchdog variables were meant for it.
+// reporting whether the watchdog variables were meant for it. In mode
+// "silent" it says nothing on HUP; in mode "dieonhup" HUP makes it exit 78;
+// in mode "status" it says STATUS=starting at once.
 func notifier(mode string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -30,7 +34,7 @@ func notifier(mode string) {
 	}
 	defer ln.Close()
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGQUIT, syscall.SIGTERM)
 	report("notifier listening %d %s", ln.Addr().(*net.TCPAddr).Port, os.Getenv("NOTIFY_SOCKET"))
 	if mode == "watchdog" {
 		report("notifier watchdog usec=%s mine=%v", os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID") == strconv.Itoa(os.Getpid()))
@@ -39,6 +43,10 @@ func notifier(mode string) {
 		if ok, err := daemon.SdNotify(false, state); !ok || err != nil {
 			report("error notify %q: %v %v", state, ok, err)
 		}
+	}
+	if mode == "status" {
+		notify("STATUS=starting")
+		report("notifier said starting")
 	}
 	ready := false
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -53,11 +61,22 @@ func notifier(mode string) {
 				report("notifier ready")
 			case syscall.SIGHUP:
 				report("got HUP")
-				if ready {
+				if mode == "dieonhup" {
+					// A daemon that re-executes itself into a config
+					// it cannot load.
+					os.Exit(78)
+				}
+				if ready && mode != "silent" {
 					notify("RELOADING=1\nMONOTONIC_USEC=1")
 					notify("READY=1\nSTATUS=reloaded by the child")
 					report("notifier reloaded")
 				}
+			case syscall.SIGWINCH:
+				// A reload of its own accord (as HAProxy's master
+				// announces one).
+				notify("RELOADING=1\nMONOTONIC_USEC=1")
+				notify("READY=1\nSTATUS=reloaded on its own")
+				report("notifier reloaded itself")
 			default:
 				report("exit drained")
 				os.Exit(0)
@@ -370,4 +389,129 @@ func newChildCmd(t *testing.T, role, events string, env ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(append(os.Environ(), "GRACESHIM_TEST_CHILD="+role, "GRACESHIM_TEST_EVENTS="+events), env...)
 	return cmd
+}
+
+// nativeNotify is nginx's preset marked as a daemon that speaks sd_notify,
+// so that --notify=auto gives the test binary a relay.
+func nativeNotify(o *Options) {
+	o.Preset.NativeNotify = true
+	o.Notify = NotifyAuto
+}
+
+// TestRelayAutoSilentDaemon: under --notify=auto a daemon of a preset that
+// speaks sd_notify, started without its notify option (haproxy without
+// -Ws), says nothing: its listening socket makes it ready.
+func TestRelayAutoSilentDaemon(t *testing.T) {
+	old := notifyGrace
+	notifyGrace = 200 * time.Millisecond
+	t.Cleanup(func() { notifyGrace = old })
+	ns := newNotifySocket(t)
+	ev, _, _ := start(t, "server", nativeNotify)
+	_, port := ev.wait("ready")
+	ns.waitLine(t, "READY=1")
+	if st, _ := ns.waitLine(t, "STATUS="); !strings.Contains(st, "listening on tcp4 127.0.0.1:"+port) {
+		t.Errorf("status %q, want the listener", st)
+	}
+}
+
+// TestRelayAutoSpeakingDaemon: under --notify=auto a daemon that has
+// spoken on its socket is ready when it says so, however long it
+// listened before.
+func TestRelayAutoSpeakingDaemon(t *testing.T) {
+	ns := newNotifySocket(t)
+	ev, _, _ := start(t, "notifier:status", nativeNotify)
+	ev.wait("notifier said starting")
+	// Three times the grace (1s, which its STATUS=starting reaches
+	// however loaded the machine): a listener-made READY=1 would be here.
+	ns.noLine(t, "READY=1", 3*notifyGrace)
+	selfSignal(t, syscall.SIGUSR1)
+	ns.waitLine(t, "READY=1")
+	if st, _ := ns.waitLine(t, "STATUS="); !strings.Contains(st, "serving from the child") {
+		t.Errorf("status %q, want the child's", st)
+	}
+}
+
+// TestRelayDaemonReloads: a reload the daemon announces itself is
+// systemd's too: RELOADING=1 (with graceshim's MONOTONIC_USEC), then
+// READY=1 when the daemon says so.
+func TestRelayDaemonReloads(t *testing.T) {
+	ev, ns, _ := notifierRun(t, "", nil)
+	selfSignal(t, syscall.SIGUSR1)
+	ns.waitLine(t, "READY=1")
+	selfSignal(t, syscall.SIGWINCH) // passed on to the child
+	ev.wait("notifier reloaded itself")
+	ns.waitLine(t, "RELOADING=1")
+	if m, _ := ns.waitLine(t, "MONOTONIC_USEC="); m == "MONOTONIC_USEC=1" {
+		t.Errorf("the child's own %q was relayed, want graceshim's clock", m)
+	}
+	ns.waitLine(t, "READY=1")
+	if st, _ := ns.waitLine(t, "STATUS="); !strings.Contains(st, "reloaded: "+shortName()+" said READY=1") {
+		t.Errorf("status %q, want the reload ended by the child's READY=1", st)
+	}
+}
+
+// TestInTree: descendants are in, graceshim itself and others are out.
+func TestInTree(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Process.Kill(); cmd.Wait() }()
+	var grandchild int
+	for deadline := time.Now().Add(10 * time.Second); grandchild == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if table, err := proctab.Read(); err == nil {
+			if kids := proctab.Children(table, cmd.Process.Pid); len(kids) > 0 {
+				grandchild = kids[0]
+			}
+		}
+	}
+	if grandchild == 0 {
+		t.Fatal("no grandchild")
+	}
+	self := os.Getpid()
+	for _, tt := range []struct {
+		pid  int
+		want bool
+	}{{cmd.Process.Pid, true}, {grandchild, true}, {self, false}, {os.Getppid(), false}, {1, false}, {1 << 22, false}} {
+		if got := inTree(self, tt.pid); got != tt.want {
+			t.Errorf("inTree(self, %d) = %v, want %v", tt.pid, got, tt.want)
+		}
+		if got := inTreeByTable(self, tt.pid); got != tt.want {
+			t.Errorf("inTreeByTable(self, %d) = %v, want %v", tt.pid, got, tt.want)
+		}
+	}
+}
+
+// BenchmarkInTree: the check each relayed datagram costs, by walking up
+// the sender's parents against reading the whole process table, for a
+// grandchild (a daemon's worker).
+func BenchmarkInTree(b *testing.B) {
+	cmd := exec.Command("sh", "-c", "sleep 60 & wait")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var grandchild int
+	for deadline := time.Now().Add(10 * time.Second); grandchild == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if table, err := proctab.Read(); err == nil {
+			if kids := proctab.Children(table, cmd.Process.Pid); len(kids) > 0 {
+				grandchild = kids[0]
+			}
+		}
+	}
+	defer syscall.Kill(grandchild, syscall.SIGKILL)
+	self := os.Getpid()
+	for _, bm := range []struct {
+		name string
+		f    func(int, int) bool
+	}{{"walk-up", inTree}, {"table", inTreeByTable}} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if !bm.f(self, grandchild) {
+					b.Fatal("not in tree")
+				}
+			}
+		})
+	}
 }

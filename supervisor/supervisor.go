@@ -27,9 +27,10 @@ import (
 // the master.
 const pidFilePoll = 50 * time.Millisecond
 
-// reloadTimeout bounds the wait for a reload to show (new workers) before
-// READY=1 is sent anyway.
-const reloadTimeout = 10 * time.Second
+// reloadTimeout bounds the wait for a reload to show (the daemon's READY=1,
+// new workers): then it is reported as not confirmed, and READY=1 is sent
+// anyway. A variable for the tests.
+var reloadTimeout = 10 * time.Second
 
 // ErrBadOption marks an option Run found unusable before starting anything
 // (a health address that cannot be listened on).
@@ -44,6 +45,13 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("%w: no command given", ErrSetup)
 	}
 	opts.setDefaults()
+	if !opts.Preset.Runs(opts.Argv[0]) && (opts.Preset.ConfigTest != nil || opts.Preset.ReloadCommand != nil) {
+		// A wrapper (an entrypoint script that execs the daemon): the
+		// daemon's config test or reload command cannot be derived from
+		// its argv, and run on the wrapper it would start a second server.
+		opts.Log.Warnf("%s is not %s itself: reloads go without %s's config test or reload command", filepath.Base(opts.Argv[0]), opts.Preset.Name, opts.Preset.Name)
+		opts.Preset.ConfigTest, opts.Preset.ReloadCommand = nil, nil
+	}
 	if err := opts.Map.Check(Catches); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadOption, err)
 	}
@@ -183,7 +191,7 @@ func Run(ctx context.Context, opts Options) error {
 		bg:           loopCtx,
 		notes:        notes,
 		controls:     controls,
-		checks:       make(chan checkResult, 1),
+		checks:       make(chan checkOutput, 1),
 		stop: newStopper(stopConfig{
 			DrainDelay:   opts.DrainDelay,
 			DrainTimeout: opts.DrainTimeout,
@@ -270,10 +278,15 @@ type loop struct {
 	reload      *reloadRun   // a reload under way (its config test, its signal), or nil
 	reloadSent  time.Time    // when the reload's signal went out
 	bg          context.Context
-	checks      chan checkResult  // config tests and reload commands that ended
+	check       *checkRun         // a config test or reload command running, or nil
+	checks      chan checkOutput  // their output, read to the end
 	controls    <-chan controlReq // requests from the control socket
 	notes       <-chan childNote  // the child's sd_notify datagrams (nil without a relay)
 	childReady  bool              // the child said READY=1: it speaks sd_notify
+	childSpoke  bool              // the child sent something on its notify socket
+	listening   []string          // the listeners found while the child had its grace
+	graceTimer  *time.Timer       // the child's grace to speak (notifyGrace)
+	graceC      <-chan time.Time  // graceTimer's channel while it runs
 	childFeeds  bool              // the child feeds the watchdog itself
 	childStatus string            // the child's last STATUS=
 	upgrade     *upgrade          // a binary upgrade under way, or nil
@@ -354,7 +367,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 				// READY=1 means the server serves: without a passing
 				// check, systemd's own start timeout decides.
 				log.Warnf("health check %s has not passed in %s; READY=1 waits for it", l.opts.HealthCheck, l.opts.ReadyTimeout)
-			} else if !l.ready && l.opts.Ready == ReadyNotify {
+			} else if !l.ready && (l.opts.Ready == ReadyNotify || l.childSpoke) {
 				log.Warnf("%s did not send READY=1 within %s (started without its sd_notify option? --notify=off guesses readiness from listening sockets); telling systemd READY=1 anyway", l.name, l.opts.ReadyTimeout)
 				l.markReady("running: %s (pid %d), no READY=1 from it", l.name, l.main)
 			} else if !l.ready {
@@ -380,12 +393,14 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			l.do(now, l.stop.tick(now))
 		case r := <-probes:
 			l.onProbe(r)
+		case <-l.graceC:
+			l.onNotifyGrace()
 		case n := <-l.notes:
 			l.onChildNote(time.Now(), n)
 		case req := <-l.controls:
 			l.onControl(time.Now(), req)
-		case r := <-l.checks:
-			l.onCheck(time.Now(), r)
+		case o := <-l.checks:
+			l.onCheckOutput(o)
 		case <-watchdog:
 			// Once the child feeds the watchdog itself, its pings are
 			// relayed and graceshim sends none while it serves: a hung
@@ -546,6 +561,9 @@ func (l *loop) endReload(what string) {
 // over: the master is gone and nothing is left.
 func (l *loop) onExit(now time.Time, e exited) bool {
 	log := l.opts.Log
+	if l.checkExited(e) {
+		return false
+	}
 	if e.pid == 0 {
 		if l.settle != nil {
 			// What the master left behind is gone too.
@@ -734,6 +752,9 @@ func (l *loop) onWatch(now time.Time, ev watchEvent) {
 			case l.probeTargets <- ev.ready[0]:
 			default:
 			}
+			return
+		}
+		if l.deferToChild(now, ev.ready) {
 			return
 		}
 		l.markReady("running: %s (pid %d), listening on %s", l.name, l.main, strings.Join(ev.ready, ", "))

@@ -285,3 +285,31 @@ func TestEndpointsBounded(t *testing.T) {
 	dial(t, addr, 2)
 	waitCounts(t, map[string]*Tracker{"bounded": tr}, nil, Counts{Established: 2})
 }
+
+// TestDrainCanceled: a drain waiting for destroy messages returns when
+// its context ends (the supervisor ends it when the tree is gone).
+func TestDrainCanceled(t *testing.T) {
+	needEvents(t)
+	srv := startServer(t, 0, "127.0.0.1:0")
+	dial(t, srv.addrs[0], 1)
+	for srv.held() != 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	d := startDrain(t, NewTracker(Options{}), srv.pids, srv.pids)
+	next(t, d)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Next(ctx)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Next = %v, want context.Canceled", err)
+		}
+	case <-time.After(countTimeout):
+		t.Fatal("Next did not return after its context ended")
+	}
+}

@@ -35,7 +35,11 @@ type Tracker struct {
 	source   string // backend in use
 	forced   bool   // Options.Source was set: never fall back
 	fallback error  // why an automatic Tracker left netlink
-	badOpts  error  // invalid Options, returned by every call
+	// unixFallback is why unix sockets are read from /proc/net/unix
+	// while TCP still goes through netlink (unix_diag may be missing
+	// where inet_diag is not).
+	unixFallback error
+	badOpts      error // invalid Options, returned by every call
 
 	endpoints []Endpoint
 	seen      map[Endpoint]int // the Observe that last saw each endpoint's listener
@@ -78,6 +82,9 @@ func NewTracker(opts Options) *Tracker {
 // supervisor can log it once). Before the first Observe or Count it names
 // the backend that will be tried first.
 func (t *Tracker) Source() (name string, fallbackReason error) {
+	if t.fallback == nil && t.unixFallback != nil {
+		return t.source, t.unixFallback
+	}
 	return t.source, t.fallback
 }
 
@@ -105,11 +112,9 @@ func (t *Tracker) Endpoints() []Endpoint {
 // after a reload or a binary upgrade); listeners are few, so it is cheap,
 // but it reads every descriptor of every pid.
 //
-// Unix stream listeners are not tracked: sock_diag's unix family has no
-// in-kernel filter and an accepted unix socket carries no port to match
-// on, so counting them would mean a full dump matched against the tree's
-// descriptors on every poll. A server that only listens on unix sockets
-// has no endpoints; use ModeAll or rely on the process exiting.
+// Unix stream listeners (a path, or "@name" for an abstract socket) are
+// endpoints too, of Network "unix"; see unix.go for how their connections
+// are found.
 func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
 	if t.badOpts != nil {
 		return nil, t.badOpts
@@ -119,16 +124,18 @@ func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
 	}
 	var found []Endpoint
 	t.observes++
-	add := func(network string, a netip.Addr, port uint16, inode uint64) {
+	addEp := func(e Endpoint, inode uint64) {
 		if _, ok := t.owned[inode]; !ok || inode == 0 {
 			return
 		}
-		e := Endpoint{Network: network, Addr: netip.AddrPortFrom(a.WithZone(""), port)}
 		t.seen[e] = t.observes
 		if slices.Contains(t.endpoints, e) || slices.Contains(found, e) {
 			return // SO_REUSEPORT workers each hold a socket on one endpoint
 		}
 		found = append(found, e)
+	}
+	add := func(network string, a netip.Addr, port uint16, inode uint64) {
+		addEp(Endpoint{Network: network, Addr: netip.AddrPortFrom(a.WithZone(""), port)}, inode)
 	}
 	ctx := context.Background()
 	fams := []uint8{afInet, afInet6}
@@ -155,6 +162,18 @@ func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cannot list listening sockets: %w", err)
 		}
+	}
+	unixListeners := func(e *unixEntry) {
+		if len(e.name) > 0 {
+			addEp(Endpoint{Network: "unix", Path: string(e.name)}, e.inode)
+		}
+	}
+	err := t.eachUnix(ctx, true, unixListeners)
+	if errors.Is(err, errFellBack) {
+		err = t.eachUnix(ctx, true, unixListeners)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot list unix listening sockets: %w", err)
 	}
 	for _, e := range found {
 		t.endpoints = append(t.endpoints, e)
@@ -200,7 +219,7 @@ func (t *Tracker) forgetStale() {
 // release drops the read buffers between the rare calls made while the
 // server runs, so an idle graceshim keeps none of them.
 func (t *Tracker) release() {
-	t.diag.rbuf, t.proc.buf, t.fds.dent, t.fds.link = nil, nil, nil, nil
+	t.diag.rbuf, t.proc.buf, t.proc.seen, t.fds.dent, t.fds.link = nil, nil, nil, nil, nil
 	t.owned = map[uint64]struct{}{}
 }
 
@@ -227,7 +246,9 @@ func (t *Tracker) onEndpoint(fam uint8, msg []byte) bool {
 // whose local address and port are a remembered endpoint: inbound
 // connections only, not the server's own outbound ones. Over netlink the
 // match runs in the kernel as inet_diag bytecode and only the families the
-// endpoints use are dumped. With no endpoints the count is zero.
+// endpoints use are dumped. Connections on unix endpoints count as
+// Established. With no endpoints the count is zero. Count does not look
+// at who holds the sockets; Drain does.
 //
 // In ModeAll they are the TCP sockets, in any state but LISTEN, TIME_WAIT
 // and CLOSE, whose inode is held by one of pids (read from /proc/PID/fd on
@@ -291,7 +312,56 @@ func (t *Tracker) Count(ctx context.Context, pids []int) (Counts, error) {
 			return Counts{}, fmt.Errorf("cannot count connections: %w", err)
 		}
 	}
+	n, err := t.countUnix(ctx, nil)
+	if err != nil {
+		return Counts{}, err
+	}
+	c.Established += n
 	return c, nil
+}
+
+// unixPaths returns the remembered unix endpoints' names, nil when there
+// are none.
+func (t *Tracker) unixPaths() map[string]bool {
+	var m map[string]bool
+	for _, e := range t.endpoints {
+		if e.Network == "unix" {
+			if m == nil {
+				m = map[string]bool{}
+			}
+			m[e.Path] = true
+		}
+	}
+	return m
+}
+
+// countUnix counts the connections on the unix endpoints: the
+// non-listening stream sockets named like one (see unix.go). When into
+// is not nil, their inodes are added to it.
+func (t *Tracker) countUnix(ctx context.Context, into map[uint64]struct{}) (int, error) {
+	paths := t.unixPaths()
+	if paths == nil {
+		return 0, nil
+	}
+	n := 0
+	each := func(e *unixEntry) {
+		if len(e.name) > 0 && paths[string(e.name)] {
+			n++
+			if into != nil {
+				into[e.inode] = struct{}{}
+			}
+		}
+	}
+	err := t.eachUnix(ctx, false, each)
+	if errors.Is(err, errFellBack) {
+		n = 0
+		clear(into)
+		err = t.eachUnix(ctx, false, each)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot count unix connections: %w", err)
+	}
+	return n, nil
 }
 
 func (t *Tracker) countAll(ctx context.Context, pids []int) (Counts, error) {
