@@ -26,6 +26,12 @@ package e2e
 // still be there after the stop), open client connections (memcached,
 // which has no graceful stop at all).
 //
+// The controls are measured and logged, not asserted: under the user
+// manager here a plain unit's stop sometimes returned at once while the
+// daemon's workers went on serving (haproxy's and uWSGI's plain units
+// each kept 6/6 in one run, 0/6 in others), so a control's count is a
+// figure for the table, not a pass or a fail.
+//
 // The subtests run in parallel, each on its own free ports; the slow
 // requests last slowSeconds, longer than the 5 s the distro units give a
 // stop, so a unit that cuts a stop short is seen to.
