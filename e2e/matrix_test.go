@@ -102,7 +102,7 @@ type daemonSite struct {
 	// fail for want of work not yet in graceshim, with what that work is.
 	// A failure of such a step skips the subtest at its end, saying what
 	// was measured, instead of failing it; a pending step that passes is
-	// an error (the mark is stale).
+	// logged as a stale mark.
 	pending map[string]string
 
 	// slow runs slow request i to its end; began is called once the
@@ -228,7 +228,10 @@ func runScenario(t *testing.T, u *userSystemd, daemon, kind, unit string, site *
 		}
 		for st, why := range site.pending {
 			if !failedSteps[st] && !t.Failed() {
-				t.Errorf("step %s is marked pending (%s) but passed: remove the mark", st, why)
+				// Logged, not an error: the work a mark waits for lands
+				// on main from other branches, and must not turn the
+				// matrix red the moment it does.
+				t.Logf("STALE MARK: step %s is marked pending (%s) but passed: remove the mark", st, why)
 			}
 		}
 		if len(pendingFails) > 0 && !t.Failed() {
