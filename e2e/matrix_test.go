@@ -110,6 +110,12 @@ type daemonSite struct {
 	slow func(ctx context.Context, i int, began func()) error
 	// noGraceful says why a stop cannot keep the work in flight.
 	noGraceful string
+	// expectLoss says the daemon is set up so that its graceful stop
+	// cannot keep the requests: graceshim's stop must lose them too.
+	expectLoss bool
+	// mustSay is a word graceshim's unit or its log must contain (a
+	// warning the preset's Notes call for).
+	mustSay string
 	// afterStop, when set, runs after a stop and a restart of the unit:
 	// it checks what must have survived the stop (redis's keys).
 	afterStop func() error
@@ -152,6 +158,7 @@ func TestE2EMatrix(t *testing.T) {
 		{"apache2", []string{"apache2"}, apacheMatrix},
 		{"php-fpm-tcp", []string{"php-fpm8.2"}, func(t *testing.T, dir string) *daemonSite { return phpFPMMatrix(t, dir, false) }},
 		{"php-fpm-unix", []string{"php-fpm8.2"}, func(t *testing.T, dir string) *daemonSite { return phpFPMMatrix(t, dir, true) }},
+		{"php-fpm-default-pct", []string{"php-fpm8.2"}, phpFPMDefaultMatrix},
 		{"gunicorn", []string{"gunicorn"}, gunicornMatrix},
 		{"uwsgi", []string{"uwsgi"}, uwsgiMatrix},
 		{"unicorn", []string{"unicorn", "ruby"}, unicornMatrix},
@@ -351,6 +358,8 @@ func runScenario(t *testing.T, u *userSystemd, daemon, kind, unit string, site *
 	switch {
 	case assert && site.noGraceful == "" && ok != inFlight:
 		fail("%d/%d requests in flight at the stop completed:\n%s\nlog:\n%s", ok, inFlight, strings.Join(errs, "\n"), u.UnitLog(t, name))
+	case assert && site.expectLoss && ok == inFlight:
+		fail("%d/%d requests kept, though %s should make the stop cut them: the preset's Notes are wrong", ok, inFlight, site.noGraceful)
 	case !assert && site.plainLoses && ok == inFlight:
 		// Measured, not asserted: a control that sometimes keeps its
 		// requests (haproxy's plain unit did once in several runs) must
@@ -362,6 +371,13 @@ func runScenario(t *testing.T, u *userSystemd, daemon, kind, unit string, site *
 	}
 	if assert && row.result != "success" {
 		fail("Result=%s after the stop, want success\n%s", row.result, u.UnitLog(t, name))
+	}
+	if assert && site.mustSay != "" {
+		step = "say"
+		if !strings.Contains(unit, site.mustSay) && !strings.Contains(u.UnitLog(t, name), site.mustSay) {
+			fail("neither the unit nor graceshim's log mentions %s:\n%s\nlog:\n%s", site.mustSay, unit, u.UnitLog(t, name))
+		}
+		step = "stop"
 	}
 	if site.afterStop != nil {
 		u.systemctl("reset-failed", name)
@@ -842,6 +858,29 @@ Restart=on-abort
 }
 
 // --- php-fpm ----------------------------------------------------------------
+
+// phpFPMDefaultMatrix is php-fpm with process_control_timeout left at
+// its default 0 (Debian's php-fpm.conf too): the preset's Notes say QUIT
+// then cuts every request, under graceshim as under any unit, and that
+// graceshim must say so. The row proves the first and checks the second.
+func phpFPMDefaultMatrix(t *testing.T, dir string) *daemonSite {
+	site := phpFPMMatrix(t, dir, false)
+	conf := filepath.Join(dir, "php-fpm.conf")
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, conf, strings.Replace(string(b), "process_control_timeout = 30s\n", "", 1))
+	site.setVersion, site.breakConfig, site.configTest = nil, nil, nil
+	site.noReload = "not the point of this row"
+	site.noGraceful = "process_control_timeout = 0"
+	site.expectLoss = true
+	site.mustSay = "process_control_timeout"
+	site.pending = map[string]string{
+		"say": "graceshim to say at start, or in the unit it writes, that php-fpm's process_control_timeout = 0 makes its graceful stop cut every request (issue 11 item 3)",
+	}
+	return site
+}
 
 func phpFPMMatrix(t *testing.T, dir string, unix bool) *daemonSite {
 	fpm := needCmd(t, "php-fpm8.2")
