@@ -119,6 +119,12 @@ func (l *loop) checkUnit(ctx context.Context) string {
 	if !ok {
 		return ""
 	}
+	if os.Getenv("MANAGERPID") != "" {
+		// Set only for processes a user manager spawns (systemd.exec(5));
+		// its units need not sit below a user@UID.service cgroup (a user
+		// manager in a container owns the cgroup root).
+		svc.user = true
+	}
 	ctx, cancel := context.WithTimeout(ctx, unitCheckTimeout)
 	defer cancel()
 	args := []string{"show", "--property=KillMode,Type,NotifyAccess", "--", svc.name}
