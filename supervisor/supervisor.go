@@ -98,6 +98,7 @@ func Run(ctx context.Context, opts Options) error {
 		cmd.SysProcAttr.Ctty = term.fd
 	}
 	sockets := passSockets(cmd)
+	advice := checkUnit(ctx, opts.Log, filepath.Base(opts.Argv[0]))
 	// A stop that came while graceshim started is a stop: the command
 	// is not started. Other signals wait for the loop, in order.
 	stop, pending := stopBeforeStart(sigs, opts)
@@ -158,6 +159,7 @@ func Run(ctx context.Context, opts Options) error {
 		child:        pid,
 		exe:          executablePath(path),
 		pending:      pending,
+		unitAdvice:   advice,
 		ignored:      ignored,
 		watchCmds:    watchCmds,
 		probeTargets: probeTargets,
@@ -256,7 +258,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 	log := l.opts.Log
 	log.Infof("started %s (pid %d), preset %s, TERM becomes %s", strings.Join(l.opts.Argv, " "), l.main, l.opts.Preset.Name, signals.Name(l.graceful))
 	l.logStart()
-	if l.unitAdvice = l.checkUnit(ctx); l.unitAdvice != "" {
+	if l.unitAdvice != "" {
 		log.Warnf("%s", l.unitAdvice)
 	}
 	if l.opts.Ready == ReadyExec && l.opts.HealthCheck == nil {
