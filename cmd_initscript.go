@@ -39,7 +39,8 @@ func initscriptCommand() *cli.Command {
 		Description: "Without --no-shim the script runs COMMAND under graceshim in the background and\n" +
 			"stops it with TERM, which graceshim turns into the graceful signal while it watches\n" +
 			"the drain. With --no-shim the script sends the graceful signal itself to the master in\n" +
-			"--pidfile, waits up to STOP_TIMEOUT (default: --drain-timeout), then TERM, then KILL.\n" +
+			"--pidfile, waits up to STOP_TIMEOUT (default: --drain-timeout if given, else 60 s), then\n" +
+			"TERM, then KILL.\n" +
 			"STOP_TIMEOUT can be overridden in /etc/sysconfig/NAME or /etc/default/NAME.",
 		Flags:       flags,
 		Action:      initscriptAction,
@@ -74,6 +75,11 @@ func initscriptAction(c *cli.Context) error {
 		StopTimeout: int((ro.DrainTimeout + time.Second - 1) / time.Second),
 		KillTimeout: int((ro.KillTimeout + time.Second - 1) / time.Second),
 		Command:     "graceshim " + strings.Join(os.Args[1:], " "),
+	}
+	if !c.IsSet("drain-timeout") {
+		// CentOS 6 runs stop scripts one after another at shutdown: the
+		// same 60 s a fix writes, not the supervisor's 5 minutes.
+		o.StopTimeout = sysv.DefaultStopTimeout
 	}
 	if o.Shim {
 		if !filepath.IsAbs(o.Graceshim) {
@@ -120,13 +126,16 @@ func initscriptFixCommand() *cli.Command {
 		UsageText: "graceshim initscript fix [--check | --in-place] [--preset P] [--stop-timeout SECONDS] FILE",
 		Description: "Prints a unified diff on standard output and one line per change on standard\n" +
 			"error. A script that is already right is left alone (exit 0). A stop the analysis\n" +
-			"cannot understand is reported with the lines it looked at and never rewritten (exit 4).\n" +
+			"cannot understand is reported with the lines it looked at and never rewritten (exit 4);\n" +
+			"so is a stop of a daemon no preset names, a template's included (%PROVIDES%,\n" +
+			"@sbindir@): name it with --preset. The stop waits up to STOP_TIMEOUT (default 60 s,\n" +
+			"--stop-timeout), which an admin sets in /etc/sysconfig/NAME or /etc/default/NAME.\n" +
 			"--check exits 1 when a fix is needed. --in-place keeps the original as FILE.orig\n" +
 			"and refuses (exit 3) when FILE.orig already exists.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "check", Usage: "write nothing; exit 1 when a fix is needed"},
 			&cli.BoolFlag{Name: "in-place", Aliases: []string{"i"}, Usage: "rewrite FILE atomically, keeping the original as FILE.orig"},
-			&cli.StringFlag{Name: "preset", Usage: "the daemon's preset (default: from prog=, exec=, the binary)"},
+			&cli.StringFlag{Name: "preset", Usage: "the daemon's preset (default: from prog=, exec=, the binary); needed for templates and unknown daemons"},
 			&cli.IntFlag{Name: "stop-timeout", Value: sysv.DefaultStopTimeout, Usage: "default STOP_TIMEOUT in `SECONDS` written into the script"},
 		},
 		Action: initscriptFixAction,

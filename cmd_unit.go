@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -27,7 +28,7 @@ const assumedOldSystemd = 219
 
 func unitCommand() *cli.Command {
 	flags := append(runFlags(),
-		&cli.StringFlag{Name: "graceshim", Value: unitgen.DefaultGraceshim, Usage: "graceshim's absolute path in ExecStart="},
+		&cli.StringFlag{Name: "graceshim", Usage: "graceshim's absolute path in ExecStart= and ExecReload= (default: this graceshim's own path when installed, else " + unitgen.DefaultGraceshim + ")"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the unit to `FILE` (atomically) instead of standard output"},
 		&cli.BoolFlag{Name: "force", Usage: "with --output: replace an existing file (the old one is kept as FILE.bak)"},
 		&cli.IntFlag{Name: "systemd-version", Usage: "systemd version the unit is for (default: this host's systemctl --version)"},
@@ -68,8 +69,9 @@ func unitAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	self, why := graceshimPath(c)
 	o := unitgen.Options{
-		Graceshim:    c.String("graceshim"),
+		Graceshim:    self,
 		RunFlags:     setRunFlags(c),
 		Argv:         argv,
 		DrainTimeout: ro.DrainTimeout,
@@ -100,6 +102,9 @@ func unitAction(c *cli.Context) error {
 	o.SystemdVersion = systemdVersion(c)
 	if !filepath.IsAbs(o.Graceshim) {
 		return usageErrorf("--graceshim %q: the path must be absolute", o.Graceshim)
+	}
+	if why != "" {
+		fmt.Fprintf(c.App.ErrWriter, "graceshim: the unit runs %s (%s)\n", o.Graceshim, why)
 	}
 
 	var out []byte
@@ -132,8 +137,45 @@ func unitAction(c *cli.Context) error {
 	if path := c.String("output"); path != "" {
 		return writeOutput(c.App.ErrWriter, path, out, c.Bool("force"))
 	}
-	_, err = c.App.Writer.Write(out)
-	return err
+	if _, err := c.App.Writer.Write(out); err != nil {
+		return withCode(exitWrite, fmt.Errorf("cannot write the unit to standard output: %w", err))
+	}
+	return nil
+}
+
+// graceshimPath is the graceshim a generated unit runs: --graceshim, or
+// this very executable when it is installed, or the .deb's path when this
+// one is a temporary build (go run, go test) that will be gone. why says
+// which, for stderr ("" when --graceshim chose).
+func graceshimPath(c *cli.Context) (path, why string) {
+	if c.IsSet("graceshim") {
+		return c.String("graceshim"), ""
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	switch {
+	case err != nil:
+		return unitgen.DefaultGraceshim, fmt.Sprintf("where the package installs graceshim; cannot tell this executable's path: %v; pass --graceshim to choose", err)
+	case temporaryBuild(exe):
+		return unitgen.DefaultGraceshim, fmt.Sprintf("where the package installs graceshim: this graceshim, %s, is a temporary build; pass --graceshim to choose", exe)
+	}
+	return exe, "this graceshim's own path; pass --graceshim to choose another"
+}
+
+// temporaryBuild says whether exe is a build that go run or go test
+// leaves in a go-build directory under the temp dir and removes after.
+func temporaryBuild(exe string) bool {
+	if strings.HasSuffix(exe, ".test") {
+		return true
+	}
+	for _, dir := range strings.Split(filepath.Dir(exe), string(filepath.Separator)) {
+		if strings.HasPrefix(dir, "go-build") {
+			return true
+		}
+	}
+	return false
 }
 
 // systemdVersion is --systemd-version, or this host's, or an old one that
@@ -178,10 +220,10 @@ func writeOutput(log io.Writer, path string, data []byte, force bool) error {
 	fi, err := os.Lstat(path)
 	exists := err == nil
 	switch {
+	case exists && !fi.Mode().IsRegular():
+		return withCode(exitWrite, fmt.Errorf("cannot write %s: it exists and is not a regular file", path))
 	case exists && !force:
 		return withCode(exitWrite, fmt.Errorf("%s exists: use --force to replace it", path))
-	case exists && !fi.Mode().IsRegular():
-		return withCode(exitWrite, fmt.Errorf("%s exists and is not a regular file", path))
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return withCode(exitWrite, fmt.Errorf("cannot write %s: %w", path, unitgen.UnwrapPath(err)))
 	}
@@ -206,7 +248,8 @@ func lintCommand() *cli.Command {
 		Name:      "lint",
 		Usage:     "explain what goes wrong when these units stop, and the fix",
 		UsageText: "graceshim lint [--format text|json] UNIT...",
-		Description: "exit status: 0 no findings, 1 findings, 2 a unit could not be read or parsed.\n" +
+		Description: "exit status: 0 no findings (notes only), 1 errors or warnings, 2 a unit could not be read or parsed,\n" +
+			"3 the findings could not be written.\n" +
 			"Findings say what goes wrong on stop and how to fix it; they read the daemon's own\n" +
 			"grace setting (nginx worker_shutdown_timeout, gunicorn graceful_timeout) when they can tell.",
 		Flags: []cli.Flag{
@@ -232,6 +275,7 @@ func lintAction(c *cli.Context) error {
 			o.SystemdVersion = v
 		}
 	}
+	out := &errWriter{w: c.App.Writer}
 	findings := []unitgen.Finding{}
 	var unreadable error
 	unreadableN := 0
@@ -250,27 +294,58 @@ func lintAction(c *cli.Context) error {
 		findings = append(findings, fs...)
 		if format == "text" {
 			for _, f := range fs {
-				fmt.Fprintln(c.App.Writer, f)
+				fmt.Fprintln(out, f)
 			}
-			if len(fs) == 0 {
-				fmt.Fprintf(c.App.Writer, "%s: no stop problems found\n", path)
+			if problems(fs) == 0 {
+				fmt.Fprintf(out, "%s: no stop problems found\n", path)
 			}
 		}
 	}
 	if format == "json" {
-		enc := json.NewEncoder(c.App.Writer)
+		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(findings); err != nil {
-			return err
-		}
+		_ = enc.Encode(findings) // a write error is in out.err
 	}
+	n := problems(findings)
 	switch {
+	case out.err != nil:
+		return withCode(exitWrite, fmt.Errorf("cannot write the findings: %w", out.err))
 	case unreadable != nil:
 		return withCode(exitUsage, fmt.Errorf("%d of %d units could not be read", unreadableN, c.NArg()))
-	case len(findings) > 0:
-		return withCode(exitFindings, fmt.Errorf("%d %s", len(findings), plural(len(findings), "finding", "findings")))
+	case n > 0:
+		return withCode(exitFindings, fmt.Errorf("%d %s", n, plural(n, "finding", "findings")))
 	}
 	return nil
+}
+
+// problems counts the findings that make lint exit 1: errors and
+// warnings, not notes.
+func problems(fs []unitgen.Finding) int {
+	n := 0
+	for _, f := range fs {
+		if f.Severity != unitgen.SeverityNote {
+			n++
+		}
+	}
+	return n
+}
+
+// errWriter keeps the first write error, so that output to a full disk
+// or a closed pipe ends in exit 3 rather than a lint verdict.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	if err != nil {
+		e.err = err
+	}
+	return n, err
 }
 
 func plural(n int, one, many string) string {

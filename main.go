@@ -31,6 +31,7 @@ const (
 	exitWrite    = 3   // an output path exists (without --force) or cannot be written
 	exitUnsure   = 4   // initscript: a stop path graceshim cannot understand; nothing rewritten
 	exitUpgrade  = 5   // upgrade: it did not happen; the running service is untouched or rolled back
+	exitReload   = 6   // reload: refused (config test failed) or failed; the running service is kept
 	exitShim     = 125 // graceshim failed while supervising (no pid file in time, a broken setup)
 	exitNoExec   = 126 // the command exists but cannot be run
 	exitNotFound = 127 // the command does not exist
@@ -43,6 +44,7 @@ const exitCodesHelp = `EXIT STATUS:
    3    an output file exists (use --force) or cannot be written
    4    initscript: a stop path graceshim cannot understand; nothing rewritten
    5    upgrade: it did not happen; the running service is untouched or rolled back
+   6    reload: refused (the config test failed) or not confirmed; the server keeps serving
    125  graceshim failed while supervising (e.g. the pid file never appeared)
    126  the command is not executable
    127  the command was not found
@@ -200,6 +202,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "count", Value: "listen", Usage: "which connections the drain waits for: listen (inbound on the listening sockets), all (every TCP connection of the tree)", EnvVars: env("count")},
 		&cli.StringFlag{Name: "health-listen", Usage: "serve a health endpoint on ADDR: 200 while running, 503 once a stop begins", EnvVars: env("health-listen")},
 		&cli.StringFlag{Name: "health-check", Usage: "probe the child (an http:// URL, tcp:HOST:PORT, or tcp for its first listening socket): READY=1 and the systemd watchdog wait for it to pass", EnvVars: env("health-check")},
+		&cli.StringFlag{Name: "notify", Value: "auto", Usage: "give the command graceshim's own NOTIFY_SOCKET and relay its READY=1, STATUS=, RELOADING=1 and WATCHDOG=1: auto (presets of daemons that speak sd_notify), relay (always), off", EnvVars: env("notify")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: env("log-level")},
 	}
 }
@@ -290,6 +293,9 @@ func runOptions(c *cli.Context, argv []string) (supervisor.Options, error) {
 		return opts, withCode(exitUsage, err)
 	}
 	if opts.Count, err = conns.ParseMode(c.String("count")); err != nil {
+		return opts, withCode(exitUsage, err)
+	}
+	if opts.Notify, err = supervisor.ParseNotifyMode(c.String("notify")); err != nil {
 		return opts, withCode(exitUsage, err)
 	}
 	level, err := supervisor.ParseLevel(c.String("log-level"))

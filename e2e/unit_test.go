@@ -250,8 +250,14 @@ func TestE2EUnitArgv(t *testing.T) {
 // exit code, and changes nothing on disk.
 func TestE2EUnitBadInput(t *testing.T) {
 	dir := t.TempDir()
+	// systemd refuses an unterminated section header and an empty file
+	// (it loads that as masked); a line without '=' it only warns about.
 	malformed := filepath.Join(dir, "bad.service")
-	if err := os.WriteFile(malformed, []byte("[Service]\nExecStart=/usr/sbin/nginx\nno equals here\n"), 0o644); err != nil {
+	if err := os.WriteFile(malformed, []byte("[Service]\nExecStart=/usr/sbin/nginx\n[Install\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.service")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	existing := filepath.Join(dir, "existing.service")
@@ -275,6 +281,9 @@ func TestE2EUnitBadInput(t *testing.T) {
 		{"output unwritable", []string{"unit", "--systemd-version=252", "--output", filepath.Join(dir, "no", "dir", "x.service"), "--", "/bin/true"}, exitWrite, "cannot write"},
 		{"lint unreadable", []string{"lint", filepath.Join(dir, "nope.service")}, exitUsage, "cannot read unit"},
 		{"lint malformed", []string{"lint", malformed}, exitUsage, "bad.service:3:"},
+		{"lint empty", []string{"lint", empty}, exitUsage, "empty"},
+		{"empty from", []string{"unit", "--from", empty}, exitUsage, "empty"},
+		{"output to a device", []string{"unit", "--systemd-version=252", "--force", "--output", "/dev/full", "--", "/bin/true"}, exitWrite, "not a regular file"},
 		{"lint format", []string{"lint", "--format", "xml", malformed}, exitUsage, "unknown --format"},
 	}
 	for _, tc := range tests {
@@ -292,6 +301,28 @@ func TestE2EUnitBadInput(t *testing.T) {
 	if b, _ := os.ReadFile(existing); string(b) != "mine\n" {
 		t.Errorf("%s was changed: %q", existing, b)
 	}
+	// Standard output on a full device is a write error, not a verdict.
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	defer full.Close()
+	for _, args := range [][]string{
+		{"unit", "--systemd-version=252", "--", "/bin/true"},
+		{"unit", "--systemd-version=252", "--from", repoPath("testdata", "unitgen", "units", "debian-nginx.service")},
+		{"lint", repoPath("testdata", "unitgen", "units", "debian-nginx.service")},
+		{"lint", "--format", "json", repoPath("testdata", "unitgen", "units", "debian-nginx.service")},
+		{"lint", repoPath("testdata", "unitgen", "units", "puma-docs.service")},
+	} {
+		var errb bytes.Buffer
+		cmd := exec.Command(needGraceshim(t), args...)
+		cmd.Stdout, cmd.Stderr = full, &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitWrite || !strings.Contains(errb.String(), "no space left") {
+			t.Errorf("graceshim %s >/dev/full: %v, stderr %q; want exit %d with the write error", strings.Join(args, " "), err, errb.String(), exitWrite)
+		}
+	}
 }
 
 // listDir describes dir's files and contents, for "nothing changed".
@@ -307,17 +338,53 @@ func listDir(t *testing.T, dir string) string {
 	return b.String()
 }
 
+// TestE2EUnitGraceshimPath: a graceshim that go run left in a go-build
+// directory writes the package's /usr/bin/graceshim, not its own path
+// that will be gone; --graceshim always wins, and a nginx unit reloads
+// through the same path.
+func TestE2EUnitGraceshimPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "go-build123", "b001", "exe")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmpBuild := copyFile(t, needGraceshim(t), filepath.Join(dir, "graceshim"))
+	var out, errb bytes.Buffer
+	cmd := exec.Command(tmpBuild, "unit", "--systemd-version=252", "--", "/usr/sbin/nginx", "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("graceshim unit from a go-build dir: %v\n%s", err, errb.String())
+	}
+	for _, want := range []string{"\nExecStart=/usr/bin/graceshim -- /usr/sbin/nginx", "\nExecReload=/usr/bin/graceshim reload $MAINPID\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("unit from a temporary build lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(errb.String(), "the unit runs /usr/bin/graceshim (where the package installs graceshim: this graceshim, "+tmpBuild+", is a temporary build") {
+		t.Errorf("stderr does not say which path was used: %q", errb.String())
+	}
+	unit := mustUnit(t, "--systemd-version=252", "--graceshim=/opt/gs/graceshim", "--", "/usr/sbin/nginx", "-g", "daemon off;")
+	if !strings.Contains(unit, "\nExecStart=/opt/gs/graceshim -- ") || !strings.Contains(unit, "\nExecReload=/opt/gs/graceshim reload $MAINPID\n") {
+		t.Errorf("--graceshim not used throughout:\n%s", unit)
+	}
+}
+
 // TestE2EUnitOutput: --output writes the unit, --force replaces it and
 // keeps the old one as .bak.
 func TestE2EUnitOutput(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.service")
+	// Without --graceshim the unit runs this graceshim, by its resolved
+	// path, and says so.
+	self, err := filepath.EvalSymlinks(needGraceshim(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if out, errOut, code := graceshimCmd(t, "unit", "--systemd-version=252", "--output", path, "--", "/no/such/daemon", "x"); code != 0 || out != "" ||
-		!strings.Contains(errOut, "/no/such/daemon not found on this host") {
-		t.Fatalf("unit --output: exit %d, stdout %q, stderr %q; want 0, nothing on stdout, a warning about the missing command", code, out, errOut)
+		!strings.Contains(errOut, "/no/such/daemon not found on this host") || !strings.Contains(errOut, "the unit runs "+self+" (this graceshim's own path") {
+		t.Fatalf("unit --output: exit %d, stdout %q, stderr %q; want 0, nothing on stdout, a warning about the missing command, the path used", code, out, errOut)
 	}
 	first, err := os.ReadFile(path)
-	if err != nil || !bytes.Contains(first, []byte("ExecStart=/usr/local/bin/graceshim -- /no/such/daemon x\n")) {
+	if err != nil || !bytes.Contains(first, []byte("ExecStart="+self+" -- /no/such/daemon x\n")) {
 		t.Fatalf("written unit (%v):\n%s", err, first)
 	}
 	if _, errOut, code := graceshimCmd(t, "unit", "--systemd-version=219", "--force", "--output", path, "--", "/no/such/daemon", "y"); code != 0 {
@@ -350,6 +417,12 @@ func TestE2EUnitLint(t *testing.T) {
 		{"tini-nginx.service", "KillMode"},
 		{"dumbinit-gunicorn.service", "NotifyAccess"},
 		{"graceshim-wrong.service", "KillMode"},
+		{"nginx-stop-int.service", "ExecStop"},
+		{"killmode-none.service", "KillMode"},
+		{"debian-php-fpm.service", "ExecStart"},
+		{"caddy.service", "TimeoutStopSec"},
+		{"httpd-winch-5s.service", "TimeoutStopSec"},
+		{"sh-exec-nginx.service", "KillSignal"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -375,6 +448,29 @@ func TestE2EUnitLint(t *testing.T) {
 			}
 		})
 	}
+	t.Run("notes-only", func(t *testing.T) {
+		// tini around gunicorn: TERM reaches every process, but TERM is
+		// gunicorn's graceful stop; a note, and exit 0.
+		out, errOut, code := graceshimCmd(t, "lint", filepath.Join(units, "tini-gunicorn.service"))
+		if code != 0 || !strings.Contains(out, ": note: KillMode:") || !strings.Contains(out, "no stop problems found") {
+			t.Errorf("lint tini-gunicorn.service: exit %d\n%s%s", code, out, errOut)
+		}
+	})
+	t.Run("systemd-accepts", func(t *testing.T) {
+		// A 10,000-character line, a comment inside a continuation and a
+		// line without '=': read as systemd reads them, with a warning for
+		// the last, as systemd gives.
+		for _, f := range []string{"long-line.service", "comment-continuation.service"} {
+			out, errOut, code := graceshimCmd(t, "lint", filepath.Join(units, f))
+			if code == exitUsage || !strings.Contains(out, f) {
+				t.Errorf("lint %s: exit %d\n%s%s", f, code, out, errOut)
+			}
+		}
+		_, errOut, _ := graceshimCmd(t, "lint", filepath.Join(units, "comment-continuation.service"))
+		if !strings.Contains(errOut, "comment-continuation.service:10: missing '=', line ignored") {
+			t.Errorf("no warning for the line without '=': %q", errOut)
+		}
+	})
 	t.Run("real-debian-nginx", func(t *testing.T) {
 		const real = "/lib/systemd/system/nginx.service"
 		if _, err := os.Stat(real); err != nil {

@@ -87,6 +87,12 @@
 // systemd facts it relies on (systemd.service(5), sd_notify(3)):
 // EXTEND_TIMEOUT_USEC moves the stop deadline to now+N when that is later and
 // must be re-sent before it runs out; only the main PID may notify under
-// NotifyAccess=main, so NOTIFY_SOCKET is removed from the child's
-// environment; STATUS= is shown by systemctl status throughout the stop.
+// NotifyAccess=main, so systemd's NOTIFY_SOCKET is removed from the child's
+// environment, and a child that speaks sd_notify itself gets graceshim's
+// own socket instead (relay.go), whose datagrams graceshim passes on in
+// its own name; STATUS= is shown by systemctl status throughout the stop.
+//
+// A reload tests the configuration first and answers whoever asked
+// (control_reload.go); commands reach a running graceshim through its
+// control socket (control.go).
 package supervisor

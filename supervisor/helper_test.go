@@ -59,6 +59,12 @@ func child(role string) {
 		select {}
 	case "server":
 		server(arg)
+	case "notifier":
+		notifier(arg) // relay_test.go
+	case "sendnotify":
+		sendNotify(arg) // relay_test.go
+	case "controlclient":
+		controlClient() // control_test.go
 	case "worker":
 		// Live until the parent is gone.
 		parent := os.Getppid()

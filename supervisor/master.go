@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,7 +37,7 @@ func masterSign(table []proctab.Entry, pid int, exe string) string {
 	switch {
 	case len(proctab.Children(table, pid)) > 0:
 		return "it has processes of its own"
-	case holdsListener(pid):
+	case holdsListener(pid, listeningInodes(pid)):
 		return "it holds a listening socket"
 	case ownSession(pid):
 		return "it runs in a session of its own"
@@ -75,65 +74,6 @@ func executablePath(path string) string {
 		}
 	}
 	return path
-}
-
-// holdsListener reports whether pid holds a listening TCP or unix socket:
-// one of its descriptors (/proc/PID/fd, "socket:[INODE]") is listed in its
-// network namespace's tables in the listening state (TCP state 0A; a unix
-// socket with __SO_ACCEPTCON, flag 00010000; proc(5)).
-func holdsListener(pid int) bool {
-	dir := "/proc/" + strconv.Itoa(pid)
-	ents, err := os.ReadDir(dir + "/fd")
-	if err != nil {
-		return false
-	}
-	inodes := map[string]bool{}
-	for _, e := range ents {
-		link, err := os.Readlink(dir + "/fd/" + e.Name())
-		if err != nil {
-			continue
-		}
-		if ino, ok := strings.CutPrefix(link, "socket:["); ok {
-			inodes[strings.TrimSuffix(ino, "]")] = true
-		}
-	}
-	if len(inodes) == 0 {
-		return false
-	}
-	for _, table := range []struct {
-		name            string
-		stateCol, inCol int
-		listening       func(string) bool
-	}{
-		{"tcp", 3, 9, func(s string) bool { return s == "0A" }},
-		{"tcp6", 3, 9, func(s string) bool { return s == "0A" }},
-		{"unix", 3, 6, func(s string) bool { return s == "00010000" }},
-	} {
-		if listedListening(dir+"/net/"+table.name, inodes, table.stateCol, table.inCol, table.listening) {
-			return true
-		}
-	}
-	return false
-}
-
-func listedListening(path string, inodes map[string]bool, stateCol, inCol int, listening func(string) bool) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Scan() // the header
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) <= max(stateCol, inCol) {
-			continue
-		}
-		if inodes[fields[inCol]] && listening(fields[stateCol]) {
-			return true
-		}
-	}
-	return false
 }
 
 // masterSettle is how long the processes a master left behind when it

@@ -41,6 +41,9 @@ const (
 	ReadyListen ReadyMode = iota
 	// ReadyExec is ready as soon as the child started.
 	ReadyExec
+	// ReadyNotify waits for the child's own READY=1 on graceshim's notify
+	// socket (or ReadyTimeout); set by Run when the child gets one.
+	ReadyNotify
 )
 
 // ParseReadyMode reads "listen" or "exec".
@@ -59,9 +62,13 @@ func ParseReadyMode(s string) (ReadyMode, error) {
 type Options struct {
 	// Argv is the command and its arguments.
 	Argv []string
-	// Env is the child's environment; nil means ours. NOTIFY_SOCKET is
-	// always removed from it.
+	// Env is the child's environment; nil means ours. systemd's
+	// NOTIFY_SOCKET is always removed from it; with a relay the child gets
+	// graceshim's own.
 	Env []string
+	// Notify says whether the child gets graceshim's notify socket:
+	// NotifyAuto for presets with NativeNotify.
+	Notify NotifyMode
 	// Preset gives the graceful, fast and pre-stop signals.
 	Preset signals.Preset
 	// Map translates the signals graceshim receives; nil means Preset.Map().
@@ -120,10 +127,12 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// childEnv returns env without NOTIFY_SOCKET and the watchdog variables:
-// under NotifyAccess=main systemd drops the child's datagrams anyway, and
-// a child that speaks sd_notify itself would otherwise announce READY=1 on
-// its own terms. graceshim feeds the watchdog.
+// childEnv returns env without NOTIFY_SOCKET and the watchdog variables,
+// which systemd meant for graceshim: under NotifyAccess=main systemd drops
+// the child's datagrams anyway, and a child that speaks sd_notify itself
+// talks to graceshim's relay instead (relay.prepare adds its own
+// NOTIFY_SOCKET and the watchdog variables). Without a relay graceshim
+// feeds the watchdog.
 func childEnv(env []string) []string {
 	if env == nil {
 		env = os.Environ()

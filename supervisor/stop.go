@@ -81,6 +81,7 @@ type stopper struct {
 	countAt    time.Time // when the last count was taken
 	closed     int       // connections seen to close since the graceful signal
 	progressAt time.Time
+	blind      bool   // the last count failed: no stall can be seen until one succeeds
 	status     string // the last STATUS text sent
 }
 
@@ -191,8 +192,25 @@ func (s *stopper) observe(now time.Time, n int) []action {
 		// a count is noisy) are progress of a kind: the server is alive.
 		s.progressAt = now
 	}
+	if s.blind {
+		// Counting again after failures: the stall timer starts over.
+		s.blind = false
+		s.progressAt = now
+	}
 	s.conns = n
 	s.countAt = now
+	return s.tick(now)
+}
+
+// countFailed records that a count failed at now. The last count is no
+// evidence of a stall any more: escalating on it would cut connections
+// that may be closing as they should. The stall timer waits for the next
+// count that succeeds; the drain timeout still bounds the drain.
+func (s *stopper) countFailed(now time.Time) []action {
+	if s.phase != phaseGraceful && s.phase != phaseFast {
+		return nil
+	}
+	s.blind = true
 	return s.tick(now)
 }
 
@@ -235,7 +253,7 @@ func (s *stopper) tick(now time.Time) []action {
 }
 
 func (s *stopper) stalled(now time.Time) bool {
-	return s.cfg.StallTimeout > 0 && s.counted && s.conns > 0 && !now.Before(s.progressAt.Add(s.cfg.StallTimeout))
+	return s.cfg.StallTimeout > 0 && s.counted && !s.blind && s.conns > 0 && !now.Before(s.progressAt.Add(s.cfg.StallTimeout))
 }
 
 // setStatus returns a STATUS action when the text changed.
@@ -289,7 +307,7 @@ func (s *stopper) next() time.Time {
 		if s.cfg.DrainTimeout > 0 {
 			earliest(s.gracefulAt.Add(s.cfg.DrainTimeout))
 		}
-		if s.cfg.StallTimeout > 0 && s.counted && s.conns > 0 {
+		if s.cfg.StallTimeout > 0 && s.counted && !s.blind && s.conns > 0 {
 			earliest(s.progressAt.Add(s.cfg.StallTimeout))
 		}
 	case phaseFast:

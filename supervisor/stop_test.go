@@ -296,3 +296,32 @@ func equalKinds(a, b []actKind) bool {
 	}
 	return true
 }
+
+// TestStopFailedCountIsNoStall: counts that fail after one succeeded
+// leave a stale count behind; the stall timer must not run on it. It
+// starts over from the next count that succeeds.
+func TestStopFailedCountIsNoStall(t *testing.T) {
+	c := cfg()
+	c.StallTimeout = 2 * time.Second
+	s := newStopper(c)
+	s.begin(t0)
+	s.observe(t0.Add(100*time.Millisecond), 5)
+	var ts []timed
+	for at := 200 * time.Millisecond; at <= 10*time.Second; at += 100 * time.Millisecond {
+		for _, a := range s.countFailed(t0.Add(at)) {
+			ts = append(ts, timed{at, a})
+		}
+	}
+	if at, ok := firstAt(ts, actFast); ok {
+		t.Fatalf("escalated at %s while every count failed", at)
+	}
+	// Counting again: 5 left and none closing is a stall after 2s.
+	back := t0.Add(10 * time.Second)
+	s.observe(back, 5)
+	if acts := s.tick(back.Add(1900 * time.Millisecond)); has(acts, actFast) {
+		t.Fatal("escalated before the stall timeout counted from the recovered count")
+	}
+	if acts := s.tick(back.Add(2 * time.Second)); !has(acts, actFast) {
+		t.Fatal("no escalation 2s after the recovered count")
+	}
+}

@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/graceshim/graceshim/signals"
-	"github.com/graceshim/graceshim/supervisor/conns"
 	"github.com/graceshim/graceshim/supervisor/proctab"
 )
 
@@ -28,9 +27,10 @@ import (
 // the master.
 const pidFilePoll = 50 * time.Millisecond
 
-// reloadTimeout bounds the wait for a reload to show (new workers) before
-// READY=1 is sent anyway.
-const reloadTimeout = 10 * time.Second
+// reloadTimeout bounds the wait for a reload to show (the daemon's READY=1,
+// new workers): then it is reported as not confirmed, and READY=1 is sent
+// anyway. A variable for the tests.
+var reloadTimeout = 10 * time.Second
 
 // ErrBadOption marks an option Run found unusable before starting anything
 // (a health address that cannot be listened on).
@@ -45,6 +45,13 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("%w: no command given", ErrSetup)
 	}
 	opts.setDefaults()
+	if !opts.Preset.Runs(opts.Argv[0]) && (opts.Preset.ConfigTest != nil || opts.Preset.ReloadCommand != nil) {
+		// A wrapper (an entrypoint script that execs the daemon): the
+		// daemon's config test or reload command cannot be derived from
+		// its argv, and run on the wrapper it would start a second server.
+		opts.Log.Warnf("%s is not %s itself: reloads go without %s's config test or reload command", filepath.Base(opts.Argv[0]), opts.Preset.Name, opts.Preset.Name)
+		opts.Preset.ConfigTest, opts.Preset.ReloadCommand = nil, nil
+	}
 	if err := opts.Map.Check(Catches); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadOption, err)
 	}
@@ -99,6 +106,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	sockets := passSockets(cmd)
 	advice := checkUnit(ctx, opts.Log, filepath.Base(opts.Argv[0]))
+	rel := startRelay(&opts, cmd)
+	if rel != nil {
+		defer rel.Close()
+	}
 	// A stop that came while graceshim started is a stop: the command
 	// is not started. Other signals wait for the loop, in order.
 	stop, pending := stopBeforeStart(sigs, opts)
@@ -136,13 +147,29 @@ func Run(ctx context.Context, opts Options) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); probeLoop(loopCtx, opts.HealthCheck, probeTargets, probes) }()
 	}
+	notes := make(chan childNote, 16)
+	if rel != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); rel.serve(loopCtx, os.Getpid(), opts.Log, notes) }()
+	}
+	controls := make(chan controlReq, 4)
+	if ln, err := listenControl(); err != nil {
+		opts.Log.Warnf("%v: 'graceshim reload' cannot reach this graceshim", err)
+	} else {
+		wg.Add(1)
+		go func() { defer wg.Done(); serveControl(loopCtx, ln, opts.Log, controls) }()
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); reap(loopCtx, chld, exits) }()
+	var readyUntil time.Time // zero: the watch actor does not look for listeners
+	// A bare "tcp" health check needs the first listener, whatever READY=1
+	// waits for.
+	if opts.Ready == ReadyListen || opts.HealthCheck.needsTarget() {
+		readyUntil = time.Now().Add(opts.ReadyTimeout)
+	}
 	go func() {
 		defer wg.Done()
-		// A bare "tcp" health check needs the first listener, whatever
-		// READY=1 waits for.
-		watch(loopCtx, opts.Watcher, pid, opts.Ready == ReadyListen || opts.HealthCheck.needsTarget(), watchCmds, watchEvents)
+		watch(loopCtx, opts.Watcher, pid, readyUntil, watchCmds, watchEvents)
 	}()
 
 	l := &loop{
@@ -163,6 +190,10 @@ func Run(ctx context.Context, opts Options) error {
 		ignored:      ignored,
 		watchCmds:    watchCmds,
 		probeTargets: probeTargets,
+		bg:           loopCtx,
+		notes:        notes,
+		controls:     controls,
+		checks:       make(chan checkOutput, 1),
 		stop: newStopper(stopConfig{
 			DrainDelay:   opts.DrainDelay,
 			DrainTimeout: opts.DrainTimeout,
@@ -174,7 +205,9 @@ func Run(ctx context.Context, opts Options) error {
 			SameSignal:   opts.Map.Translate(syscall.SIGTERM) == opts.Preset.Fast,
 		}),
 	}
-	return l.run(ctx, sigs, exits, watchEvents, probes)
+	err = l.run(ctx, sigs, exits, watchEvents, probes)
+	l.abandonReload("graceshim ended: " + l.name + " " + describe(l.lastStatus))
+	return err
 }
 
 // passSockets hands sockets systemd passed to graceshim (socket
@@ -242,9 +275,23 @@ type loop struct {
 	countErr   bool      // a count failure was logged
 	notifyErr  bool      // a notify failure was logged
 
-	reloadUntil time.Time    // a reload is under way until then at the most
+	reloadUntil time.Time    // a reload's signal was sent; it must show by then
 	reloadOld   map[int]bool // the master's children when the reload began
-	upgrade     *upgrade     // a binary upgrade under way, or nil
+	reload      *reloadRun   // a reload under way (its config test, its signal), or nil
+	reloadSent  time.Time    // when the reload's signal went out
+	bg          context.Context
+	check       *checkRun         // a config test or reload command running, or nil
+	checks      chan checkOutput  // their output, read to the end
+	controls    <-chan controlReq // requests from the control socket
+	notes       <-chan childNote  // the child's sd_notify datagrams (nil without a relay)
+	childReady  bool              // the child said READY=1: it speaks sd_notify
+	childSpoke  bool              // the child sent something on its notify socket
+	listening   []string          // the listeners found while the child had its grace
+	graceTimer  *time.Timer       // the child's grace to speak (notifyGrace)
+	graceC      <-chan time.Time  // graceTimer's channel while it runs
+	childFeeds  bool              // the child feeds the watchdog itself
+	childStatus string            // the child's last STATUS=
+	upgrade     *upgrade          // a binary upgrade under way, or nil
 
 	startedAt    time.Time          // the command was started
 	orphanExited bool               // a process other than the master was reaped
@@ -322,6 +369,9 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 				// READY=1 means the server serves: without a passing
 				// check, systemd's own start timeout decides.
 				log.Warnf("health check %s has not passed in %s; READY=1 waits for it", l.opts.HealthCheck, l.opts.ReadyTimeout)
+			} else if !l.ready && (l.opts.Ready == ReadyNotify || l.childSpoke) {
+				log.Warnf("%s did not send READY=1 within %s (started without its sd_notify option? --notify=off guesses readiness from listening sockets); telling systemd READY=1 anyway", l.name, l.opts.ReadyTimeout)
+				l.markReady("running: %s (pid %d), no READY=1 from it", l.name, l.main)
 			} else if !l.ready {
 				log.Warnf("no listening socket seen in %s; telling systemd READY=1 anyway", l.opts.ReadyTimeout)
 				l.markReady("running: %s (pid %d), no listening socket seen", l.name, l.main)
@@ -345,8 +395,19 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			l.do(now, l.stop.tick(now))
 		case r := <-probes:
 			l.onProbe(r)
+		case <-l.graceC:
+			l.onNotifyGrace()
+		case n := <-l.notes:
+			l.onChildNote(time.Now(), n)
+		case req := <-l.controls:
+			l.onControl(time.Now(), req)
+		case o := <-l.checks:
+			l.onCheckOutput(o)
 		case <-watchdog:
-			if l.opts.HealthCheck == nil || l.healthy || l.stop.stopping() {
+			// Once the child feeds the watchdog itself, its pings are
+			// relayed and graceshim sends none while it serves: a hung
+			// daemon must starve it. During a stop graceshim feeds it.
+			if (l.opts.HealthCheck == nil || l.healthy || l.stop.stopping()) && (!l.childFeeds || l.stop.stopping()) {
 				l.notify("WATCHDOG=1")
 			}
 		case <-done:
@@ -429,57 +490,82 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 	}
 }
 
-// beginReload tells systemd RELOADING=1 (with MONOTONIC_USEC, which
-// systemd 253+ requires) and sends the reload signal. READY=1 follows once
-// the master has a child it did not have before (nginx starts new workers
-// and lets the old ones drain), or after reloadTimeout. A master without
-// children reloads in place, and nothing shows when it is done: READY=1
-// follows at once.
+// beginReload handles the HUP that asks for a reload: the config test
+// first, then the reload signal sig (see requestReload). A reload asked
+// for by a signal has no one to answer: its outcome goes to the log and
+// STATUS.
 func (l *loop) beginReload(now time.Time, sig syscall.Signal) {
 	l.opts.Log.Infof("received HUP: reloading %s (pid %d) with %s", l.name, l.main, signals.Name(sig))
-	l.reloadOld = map[int]bool{}
-	if table, err := proctab.Read(); err == nil {
-		for _, pid := range proctab.Children(table, l.main) {
-			l.reloadOld[pid] = true
-		}
-	}
-	l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading: " + l.name)
-	l.signalMaster(sig)
-	l.reloadUntil = now.Add(reloadTimeout)
-	if len(l.reloadOld) == 0 {
-		l.endReload("reloaded")
-	}
+	l.requestReload(now, "HUP", nil)
 }
 
-// pollReload checks whether a reload is done.
+// pollReload checks whether a reload whose signal was sent is done: the
+// master died (failed), a new worker came (done; a daemon that speaks
+// sd_notify ends it with its READY=1 instead, in onChildNote), or the
+// bound passed (not confirmed: failed).
 func (l *loop) pollReload(now time.Time) {
-	table, err := proctab.Read()
-	if err == nil {
-		for _, pid := range proctab.Children(table, l.main) {
-			if !l.reloadOld[pid] {
-				l.endReload(fmt.Sprintf("reloaded: new worker pid %d", pid))
-				return
+	if l.mainGone {
+		l.failReload(fmt.Sprintf("%s (pid %d) %s during the reload", l.name, l.main, describe(l.lastStatus)), "")
+		return
+	}
+	if l.reload != nil && l.reload.command {
+		return // the reload command's end decides
+	}
+	if !l.childReady && l.reloadOld != nil {
+		// Done once a new worker runs and no old one accepts any more:
+		// nginx starts the new workers, then tells the old ones to close
+		// their listening sockets and drain; until then a request may
+		// still meet the old configuration.
+		if table, err := proctab.Read(); err == nil {
+			next := 0
+			for _, pid := range proctab.Children(table, l.main) {
+				if !l.reloadOld[pid] && next == 0 {
+					next = pid
+				}
+			}
+			if next != 0 {
+				listening := listeningInodes(l.main)
+				old := false
+				for pid := range l.reloadOld {
+					if proctab.Has(table, pid) && holdsListener(pid, listening) {
+						old = true
+						break
+					}
+				}
+				if !old {
+					l.endReload(fmt.Sprintf("reloaded: new worker pid %d", next))
+					return
+				}
 			}
 		}
 	}
 	if !now.Before(l.reloadUntil) {
-		l.opts.Log.Warnf("no new worker of %s within %s of the reload signal; telling systemd READY=1", l.name, reloadTimeout)
-		l.endReload("reload not confirmed")
+		what := fmt.Sprintf("no new worker of %s within %s of the reload signal", l.name, reloadTimeout)
+		if l.childReady || l.reloadOld == nil {
+			what = fmt.Sprintf("no READY=1 from %s within %s of the reload", l.name, reloadTimeout)
+		}
+		l.failReload(what+": not confirmed", "")
 	}
 }
 
+// endReload ends a reload that was done: READY=1 (only when the service
+// had been ready), STATUS, and the answer to whoever asked.
 func (l *loop) endReload(what string) {
 	l.reloadUntil = time.Time{}
 	l.opts.Log.Infof("%s %s", l.name, what)
-	l.notify(fmt.Sprintf("READY=1\nSTATUS=running: %s (pid %d), %s", l.name, l.main, what))
+	l.readyAgain(fmt.Sprintf("running: %s (pid %d), %s", l.name, l.main, what))
 	// New listeners may have come with the new configuration.
 	l.watchCmds <- watchCmd{learn: make(chan []string, 1)}
+	l.answerReload(ControlReply{OK: true, Message: fmt.Sprintf("%s (pid %d) %s", l.name, l.main, what)})
 }
 
 // onExit handles a reaped process; it reports true when the supervision is
 // over: the master is gone and nothing is left.
 func (l *loop) onExit(now time.Time, e exited) bool {
 	log := l.opts.Log
+	if l.checkExited(e) {
+		return false
+	}
 	if e.pid == 0 {
 		if l.settle != nil {
 			// What the master left behind is gone too.
@@ -670,14 +756,19 @@ func (l *loop) onWatch(now time.Time, ev watchEvent) {
 			}
 			return
 		}
+		if l.deferToChild(now, ev.ready) {
+			return
+		}
 		l.markReady("running: %s (pid %d), listening on %s", l.name, l.main, strings.Join(ev.ready, ", "))
 	case ev.err != nil:
 		if !l.countErr {
 			l.countErr = true
 			l.opts.Log.Warnf("cannot count connections: %v; the drain waits for the process tree", ev.err)
 		}
+		// A failed count is no evidence of a stall.
+		l.do(now, l.stop.countFailed(ev.at))
 	case ev.counted:
-		l.opts.Log.Debugf("%d connections (count took %s)", ev.count, ev.pollTaken)
+		l.opts.Log.Debugf("%d connections", ev.count)
 		l.do(now, l.stop.observe(ev.at, ev.count))
 	}
 }
@@ -714,7 +805,7 @@ func (l *loop) do(now time.Time, acts []action) {
 			l.notify("STOPPING=1")
 			// A stop supersedes a reload or an upgrade under way: no
 			// READY=1 for them, and no more signals to their processes.
-			l.reloadUntil = time.Time{}
+			l.abandonReload("a stop began")
 			if l.upgrade != nil {
 				l.opts.Log.Warnf("stop during the upgrade of %s: the upgrade is abandoned", l.name)
 				l.upgrade = nil
@@ -746,21 +837,25 @@ func (l *loop) do(now time.Time, acts []action) {
 // sendGraceful learns the listening sockets once more (the server closes
 // them on its graceful signal), then sends the signal and starts counting.
 func (l *loop) sendGraceful() {
-	reply := make(chan []string, 1)
+	reply := make(chan []string, 1) // buffered: a late reply never blocks the watch actor
 	l.watchCmds <- watchCmd{learn: reply}
 	var known []string
+	late := false
 	select {
 	case known = <-reply:
 	case <-time.After(time.Second):
+		late = true
 	}
 	l.signalMaster(l.graceful)
-	if len(known) == 0 && l.opts.Count == conns.ModeListen {
-		l.opts.Log.Infof("no listening sockets known: the drain waits for the process tree to exit")
-		return
-	}
-	if len(known) > 0 {
+	switch {
+	case late:
+		l.opts.Log.Infof("listening sockets not learned within 1s of the graceful signal: counting starts once they are")
+	case len(known) > 0:
 		l.opts.Log.Infof("draining connections on %s", strings.Join(known, ", "))
 	}
+	// Always: the watch actor learns first (commands are taken in order),
+	// however long that takes, and decides itself whether there is
+	// anything to count.
 	l.watchCmds <- watchCmd{drain: true}
 }
 

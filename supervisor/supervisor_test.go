@@ -30,6 +30,9 @@ func start(t *testing.T, role string, tweak func(*Options)) (ev *events, done <-
 	t.Setenv("GRACESHIM_TEST_CHILD", role)
 	t.Setenv("GRACESHIM_TEST_EVENTS", ev.path)
 	nginx, _ := signals.Lookup("nginx")
+	// The test binary plays nginx but has no configuration to test
+	// (nginx -t): the tests of refused reloads set their own check.
+	nginx.ConfigTest = nil
 	opts := Options{
 		Argv:         []string{os.Args[0]},
 		Preset:       nginx, // QUIT graceful, TERM fast
@@ -168,7 +171,9 @@ func TestRunGracefulStop(t *testing.T) {
 	if err := result(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	msgs := ns.drain()
+	// The socket is read asynchronously: wait for the last line rather
+	// than take what has been read so far.
+	msgs := collectUntil(t, ns, "STATUS=stopped:")
 	order := []string{"STOPPING=1", "EXTEND_TIMEOUT_USEC=5000000", "STATUS=draining: 1 connection left", "STATUS=stopped:"}
 	i := 0
 	for _, m := range msgs {

@@ -54,7 +54,10 @@ func (l *loop) beginUpgrade(now time.Time) {
 	}
 	l.upgrade = u
 	l.opts.Log.Infof("upgrading %s: %s to master pid %d", l.name, signals.Name(l.opts.Preset.Upgrade), l.main)
-	l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=upgrading: waiting for the new " + l.name + " master")
+	if l.ready {
+		// READY=1 ends it: never to a service still starting (issue 10).
+		l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=upgrading: waiting for the new " + l.name + " master")
+	}
 	l.signalMaster(l.opts.Preset.Upgrade)
 }
 
@@ -97,7 +100,7 @@ func (l *loop) pollUpgrade(now time.Time) {
 		u.quitSent = true
 		// The service is whole again: the new master serves. The old one
 		// drains in the background and is followed away when it exits.
-		l.notify(fmt.Sprintf("READY=1\nSTATUS=running: %s, new master pid %d; old master %d draining", l.name, u.next, u.old))
+		l.readyAgain(fmt.Sprintf("running: %s, new master pid %d; old master %d draining", l.name, u.next, u.old))
 	}
 }
 
@@ -113,7 +116,7 @@ func (l *loop) failUpgrade(why string, rollback bool) {
 	if rollback {
 		u.signalOld(syscall.SIGHUP)
 	}
-	l.notify(fmt.Sprintf("READY=1\nSTATUS=running: %s (pid %d), upgrade failed: %s", l.name, u.old, why))
+	l.readyAgain(fmt.Sprintf("running: %s (pid %d), upgrade failed: %s", l.name, u.old, why))
 }
 
 // signalOld signals the old master through the handle taken on it (the

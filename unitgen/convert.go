@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -40,14 +41,42 @@ type ConvertResult struct {
 	Options Options
 }
 
+// converter holds what Convert learns about the unit as it goes.
+type converter struct {
+	u    *Unit
+	o    Options
+	r    *ConvertResult
+	name string // the daemon's base name, for messages
+	// reloads are the ExecReload= values of the converted unit, in order.
+	reloads []string
+	// keepStop and keepStart keep the unit's own stop and start timeouts.
+	keepStop, keepStart bool
+	// execPaths is an ExecPaths= to add for graceshim ("" for none).
+	execPaths string
+	// watchdog says WatchdogSec= is dropped from the unit.
+	dropWatchdog bool
+}
+
+func (c *converter) note(format string, a ...any) {
+	c.r.Notes = append(c.r.Notes, fmt.Sprintf(format, a...))
+}
+
+func (c *converter) warn(line int, format string, a ...any) {
+	c.r.Warnings = append(c.r.Warnings, Warning{c.u.File, line, fmt.Sprintf(format, a...)})
+}
+
 // Convert turns u into a unit (or, with dropin, a drop-in for
 // /etc/systemd/system/NAME.service.d/) that runs u's daemon under
 // graceshim. It keeps what still applies (Description, After, User,
-// Environment, ExecStartPre, LimitNOFILE, ...) and drops what graceshim
-// replaces (PIDFile, an ExecStop= that signals the daemon, KillSignal,
-// KillMode, TimeoutStopSec). o gives graceshim's flags; o.Argv is ignored.
+// Environment, ExecStartPre, LimitNOFILE, sandboxing, a reload command of
+// the daemon's own) and replaces what graceshim does instead (PIDFile, an
+// ExecStop= or ExecReload= that signals the daemon, KillSignal, KillMode,
+// TimeoutStopSec). A reload is never dropped without one that works:
+// `graceshim reload $MAINPID`. o gives graceshim's flags; o.Argv is
+// ignored.
 func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	r := &ConvertResult{}
+	c := &converter{u: u, r: r}
 	starts := u.List("Service", "ExecStart")
 	switch len(starts) {
 	case 0:
@@ -85,13 +114,18 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 				rawFlags = append(rawFlags, w.Raw)
 			}
 		}
-		r.Notes = append(r.Notes, "ExecStart= already ran graceshim: its command is kept, its unit settings are made right")
+		c.note("ExecStart= already ran graceshim: its command is kept, its unit settings are made right")
 	default:
-		r.Notes = append(r.Notes, fmt.Sprintf("ExecStart=: graceshim replaces %s (graceshim is a subreaper too, and translates signals rather than passing them on)", wrapper))
+		c.note("ExecStart=: graceshim replaces %s (graceshim is a subreaper too, and translates signals rather than passing them on)", wrapper)
 	}
 	o.Argv = cmd
+	daemon := daemonArgv(cmd)
+	if len(daemon) == 0 {
+		daemon = cmd
+	}
+	c.name = filepath.Base(daemon[0])
 	if line.Words[at].Variable || line.Words[at].Specifier {
-		r.Warnings = append(r.Warnings, Warning{u.File, start.Line, fmt.Sprintf("the command %q is only known at run time; graceshim picks the preset then (pass --preset to be sure)", cmd[0])})
+		c.warn(start.Line, "the command %q is only known at run time; graceshim picks the preset then (pass --preset to be sure)", cmd[0])
 	}
 	has := func(flag string) bool {
 		for _, f := range append(append([]string(nil), runFlags...), rawFlags...) {
@@ -102,7 +136,12 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		return false
 	}
 	if o.Preset.Graceful == 0 {
-		o.Preset, _ = signals.ForCommand(cmd[0])
+		o.Preset, _ = signals.ForCommand(daemon[0])
+		if daemon[0] != cmd[0] && o.Preset.Name != "generic" && !has("preset") {
+			// graceshim picks the preset from argv[0] (env, sh): say which.
+			runFlags = append(runFlags, "--preset="+o.Preset.Name)
+			c.note("ExecStart= runs %s through %s: --preset=%s", c.name, filepath.Base(cmd[0]), o.Preset.Name)
+		}
 	}
 
 	typ, _ := u.Get("Service", "Type")
@@ -114,17 +153,40 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		} else {
 			runFlags = append(runFlags, "--pidfile="+pf.Value)
 		}
-		r.Notes = append(r.Notes, fmt.Sprintf("Type=forking with PIDFile=%s: graceshim follows the daemonized master with --pidfile", pf.Value))
+		c.note("Type=forking with PIDFile=%s: graceshim follows the daemonized master with --pidfile", pf.Value)
 	}
-	if ks, ok := u.Get("Service", "KillSignal"); ok && !has("map") && !has("preset") {
-		sig, err := signals.Parse(ks.Value)
-		if err != nil {
-			r.Warnings = append(r.Warnings, Warning{u.File, ks.Line, fmt.Sprintf("KillSignal=%s: %v", ks.Value, err)})
-		} else if o.Preset.Name == "generic" && sig != syscall.SIGTERM {
-			m := "TERM:" + signals.Name(sig) + ",INT:" + signals.Name(sig)
-			runFlags = append(runFlags, "--map="+m)
-			o.MapOver, _ = signals.ParseMap(m)
-			r.Notes = append(r.Notes, fmt.Sprintf("KillSignal=%s was the daemon's stop signal: graceshim sends it with --map=%s", ks.Value, m))
+	if pf, env := apachectlPIDFile(u, daemon); typ.Value == "forking" && pf != "" && !has("pidfile") {
+		if strings.Contains(pf, "%") {
+			rawFlags = append(rawFlags, "--pidfile="+pf)
+		} else {
+			runFlags = append(runFlags, "--pidfile="+pf)
+		}
+		c.note("apachectl start leaves Apache running as a daemon, its pid file at $APACHE_PID_FILE of Debian's /etc/apache2/envvars (/run/apache2$SUFFIX/apache2.pid, SUFFIX from %s): graceshim follows it with --pidfile=%s", env, pf)
+	}
+	if m, why := c.stopMap(o.Preset); m != "" && !has("map") && !has("preset") {
+		runFlags = append(runFlags, "--map="+m)
+		o.MapOver, _ = signals.ParseMap(m)
+		c.note("%s", why)
+	}
+	// The reload signal of a daemon without a preset comes from the
+	// unit's own reload: kill -USR1 $MAINPID for lighttpd becomes
+	// --map=HUP:USR1, kill -HUP for squid keeps HUP.
+	if o.Preset.Name == "generic" && !has("map") && !has("preset") {
+		for _, d := range u.List("Service", "ExecReload") {
+			if sc := commandOf(d); sc.Sends && !cannotStop(sc.Signal) {
+				o.Reloads = true
+				if sc.Signal != syscall.SIGHUP {
+					m := "HUP:" + signals.Name(sc.Signal)
+					if i := slices.IndexFunc(runFlags, func(f string) bool { return strings.HasPrefix(f, "--map=") }); i >= 0 {
+						runFlags[i] += "," + m
+					} else {
+						runFlags = append(runFlags, "--map="+m)
+					}
+					over, _ := signals.ParseMap(m)
+					o.MapOver = o.MapOver.Merge(over)
+				}
+				break
+			}
 		}
 	}
 	o.RunFlags = runFlags
@@ -146,56 +208,51 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		return nil, fmt.Errorf("%s:%d: ExecStart= with ':' (no variable expansion) cannot carry graceshim flags with '$'", u.File, start.Line)
 	}
 	execV := line.Prefix + headV + " " + tail
+	c.o = o
 
-	// ExecStop= and ExecReload=: drop what signals the daemon.
-	var keptStops, keptReloads []Directive
+	// ExecStop=: drop what signals the daemon.
+	var keptStops []Directive
 	for _, d := range u.List("Service", "ExecStop") {
-		if c := commandOf(d); c.Sends {
-			r.Notes = append(r.Notes, fmt.Sprintf("dropped ExecStop=%s (%s): graceshim's drain replaces it", d.Value, c.What))
+		if sc := commandOf(d); sc.Sends {
+			c.note("dropped ExecStop=%s (%s): graceshim's drain replaces it", d.Value, sc.What)
 			continue
 		}
 		keptStops = append(keptStops, d)
-		r.Warnings = append(r.Warnings, Warning{u.File, d.Line, "ExecStop= kept: it runs before systemd's SIGTERM, so graceshim's drain starts only after it returns"})
+		c.warn(d.Line, "ExecStop= kept: it runs before systemd's SIGTERM, so graceshim's drain starts only after it returns")
 	}
-	// graceshim's HUP becomes the reload when the unit had none, or when
-	// its reload was a signal graceshim now sends; a unit whose reload is
-	// a command of the daemon's own (caddy reload) keeps just that.
-	hup := o.reloads()
-	if rs := u.List("Service", "ExecReload"); len(rs) > 0 {
-		hup = false
-		for _, d := range rs {
-			hup = hup || (commandOf(d).Sends && o.reloads())
-		}
-	}
-	for _, d := range u.List("Service", "ExecReload") {
-		if c := commandOf(d); c.Sends {
-			r.Notes = append(r.Notes, fmt.Sprintf("dropped ExecReload=%s (%s): systemd's HUP to graceshim reaches the daemon as %s", d.Value, c.What, signals.Name(o.Map.Translate(syscall.SIGHUP))))
-			continue
-		}
-		keptReloads = append(keptReloads, d)
+	if err := c.convertReload(); err != nil {
+		return nil, err
 	}
 	for _, d := range u.Directives {
 		if d.Section != "Service" {
 			continue
 		}
 		if why, ok := dropped[d.Name]; ok && !(d.Name == "KillMode" && d.Value == "mixed") && !(d.Name == "Type" && d.Value == "notify") {
-			r.Notes = append(r.Notes, fmt.Sprintf("replaced %s=%s: %s", d.Name, d.Value, why))
+			if (d.Name == "TimeoutStopSec" || d.Name == "TimeoutSec") && c.longerStop() {
+				continue
+			}
+			c.note("replaced %s=%s: %s", d.Name, d.Value, why)
 		}
 	}
-	if ts, ok := u.Get("Service", "TimeoutStartSec"); ok {
-		if d, inf, ok := parseSpan(ts.Value); ok && (inf || d > o.StartTimeout()) {
-			r.Notes = append(r.Notes, fmt.Sprintf("kept TimeoutStartSec=%s: longer than graceshim needs", ts.Value))
-		}
+	c.keepStart = keptTimeoutStart(u, o)
+	if ts, ok := u.Get("Service", "TimeoutStartSec"); ok && c.keepStart {
+		c.note("kept TimeoutStartSec=%s: longer than graceshim needs", ts.Value)
 	}
+	if d, ok := c.stopTimeoutDirective(); ok && c.longerStop() {
+		c.keepStop = true
+		c.o.keptStop = d.Name + "=" + d.Value
+		o.keptStop = c.o.keptStop
+		c.note("kept %s=%s: the unit gives a stop more time than graceshim's own bound (or no bound at all), and that stays the admin's choice; graceshim still escalates after its --drain-timeout", d.Name, d.Value)
+	}
+	c.convertNotify(typ)
+	c.sandbox()
+	c.mainPIDUses(keptStops)
 
 	var opts []*unit.UnitOption
 	if dropin {
-		opts = dropinOptions(u, o, execV, keptStops, keptReloads, hup)
+		opts = c.dropinOptions(execV, keptStops)
 	} else {
-		opts, err = unitOptions(u, o, execV, keptStops, keptReloads, hup)
-		if err != nil {
-			return nil, err
-		}
+		opts = c.unitOptions(execV, keptStops)
 	}
 	if o.Hardening {
 		have := map[string]bool{}
@@ -206,9 +263,8 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		}
 		opts = insertBeforeInstall(opts, hardeningOptions(o.SystemdVersion, have))
 	}
-	head2 := header(o, dropin)
 	var b strings.Builder
-	b.WriteString(head2)
+	b.WriteString(header(o, dropin))
 	b.WriteString("#\n")
 	fmt.Fprintf(&b, "# Converted from %s.\n", u.File)
 	for _, n := range r.Notes {
@@ -223,6 +279,229 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	r.Unit = out
 	r.Options = o
 	return r, nil
+}
+
+// apachectlPIDFile is the pid file of the Apache that Debian's `apachectl
+// start` (apache2ctl) daemonizes: /etc/apache2/envvars sets
+// APACHE_PID_FILE=/var/run/apache2$SUFFIX/apache2.pid, SUFFIX being
+// "-NAME" for APACHE_CONFDIR=/etc/apache2-NAME (apache2@.service). ""
+// when the command is not apachectl start.
+func apachectlPIDFile(u *Unit, daemon []string) (pf, from string) {
+	if len(daemon) != 2 || daemon[1] != "start" {
+		return "", ""
+	}
+	if b := filepath.Base(daemon[0]); b != "apachectl" && b != "apache2ctl" {
+		return "", ""
+	}
+	suffix, from := "", "the default APACHE_CONFDIR=/etc/apache2"
+	for _, d := range u.List("Service", "Environment") {
+		for _, kv := range strings.Fields(d.Value) {
+			if v, ok := strings.CutPrefix(strings.Trim(kv, `"`), "APACHE_CONFDIR="); ok {
+				suffix, from = "", "Environment=APACHE_CONFDIR="+v
+				if name, ok := strings.CutPrefix(v, "/etc/apache2-"); ok {
+					suffix = "-" + name
+				}
+			}
+		}
+	}
+	return "/run/apache2" + suffix + "/apache2.pid", from
+}
+
+// stopMap is the --map a daemon without a preset needs to get the stop
+// signal its unit gave it: KillSignal= when it stops anything, else the
+// signal of an ExecStop= that signals the daemon (Red Hat's SCL httpd:
+// ExecStop=/bin/kill -WINCH ${MAINPID} with a KillSignal=SIGCONT that
+// only makes systemd wait).
+func (c *converter) stopMap(p signals.Preset) (m, why string) {
+	if p.Name != "generic" {
+		return "", ""
+	}
+	ks, ok := c.u.Get("Service", "KillSignal")
+	if ok {
+		sig, err := signals.Parse(ks.Value)
+		switch {
+		case err != nil:
+			c.warn(ks.Line, "KillSignal=%s: %v", ks.Value, err)
+			return "", ""
+		case !cannotStop(sig):
+			if sig == syscall.SIGTERM {
+				return "", ""
+			}
+			m = "TERM:" + signals.Name(sig) + ",INT:" + signals.Name(sig)
+			return m, fmt.Sprintf("KillSignal=%s was the daemon's stop signal: graceshim sends it with --map=%s", ks.Value, m)
+		}
+	}
+	for _, d := range c.u.List("Service", "ExecStop") {
+		sc := commandOf(d)
+		if !sc.Sends || sc.Signal == syscall.SIGTERM || cannotStop(sc.Signal) {
+			continue
+		}
+		m = "TERM:" + signals.Name(sc.Signal) + ",INT:" + signals.Name(sc.Signal)
+		why = fmt.Sprintf("ExecStop=%s stopped the daemon with %s: graceshim sends it with --map=%s", d.Value, signals.Name(sc.Signal), m)
+		if ok {
+			why += fmt.Sprintf(" (KillSignal=%s stops nothing: it only made systemd wait after ExecStop=)", ks.Value)
+		}
+		return m, why
+	}
+	if ok {
+		c.note("KillSignal=%s stops nothing (it only made systemd wait after ExecStop=): graceshim sends the daemon SIGTERM", ks.Value)
+	}
+	return "", ""
+}
+
+// convertReload decides the ExecReload= lines. A command that signals
+// the daemon is replaced by graceshim reload (which reaches the daemon,
+// where $MAINPID is graceshim now); a reload command of the daemon's own
+// (caddy reload, httpd -k graceful, varnishreload) is kept as it is. A
+// reload that tested the configuration first (apachectl graceful) keeps
+// that test. A reload is dropped only when the daemon has none graceshim
+// can do, and then said loudly.
+func (c *converter) convertReload() error {
+	o := c.o
+	rs := c.u.List("Service", "ExecReload")
+	dropped := false
+	for _, d := range rs {
+		sc := commandOf(d)
+		if !sc.Sends {
+			c.reloads = append(c.reloads, d.Value)
+			continue
+		}
+		dropped = true
+		if !o.reloads() {
+			c.note("dropped ExecReload=%s (%s): %s has no reload graceshim knows, and %s would reach it through $MAINPID, which is graceshim now", d.Value, sc.What, c.name, signals.Name(sc.Signal))
+			c.warn(d.Line, "ExecReload=%s dropped: %s has no reload signal graceshim knows; give one with --map=HUP:SIGNAL to keep systemctl reload", d.Value, c.name)
+			continue
+		}
+		c.note("replaced ExecReload=%s (%s): graceshim reload $MAINPID reaches %s through graceshim, as %s", d.Value, sc.What, c.name, c.reloadWhat())
+		if sc.Tested != "" {
+			line, err := SplitExec(d.Value)
+			if err == nil && len(line.Words) > 0 {
+				test := line.Prefix + line.Words[0].Raw + " " + sc.Tested
+				c.reloads = append(c.reloads, test)
+				c.note("%s tested the configuration before it signalled; ExecReload=%s keeps that test first, so a broken configuration fails the reload and the daemon keeps serving", sc.What, test)
+			}
+		}
+	}
+	// graceshim reload when the unit's reload signalled the daemon, or
+	// when the unit had no reload and the daemon has one.
+	if o.reloads() && (dropped || len(rs) == 0) {
+		rl, err := reloadExec(o.Graceshim)
+		if err != nil {
+			return err
+		}
+		c.reloads = append(c.reloads, rl)
+	}
+	return nil
+}
+
+// reloadWhat names the reload graceshim does, for the notes.
+func (c *converter) reloadWhat() string {
+	if c.o.Preset.ReloadCommand != nil {
+		return "its own reload command"
+	}
+	if sig := c.o.Map.Translate(syscall.SIGHUP); sig != syscall.SIGHUP || c.o.Preset.Reload == 0 || c.o.Preset.Name == "generic" {
+		return signals.Name(sig)
+	}
+	return signals.Name(c.o.Preset.Reload)
+}
+
+// stopTimeoutDirective is the unit's TimeoutStopSec= (or TimeoutSec=).
+func (c *converter) stopTimeoutDirective() (Directive, bool) {
+	if d, ok := c.u.Get("Service", "TimeoutStopSec"); ok {
+		return d, true
+	}
+	return c.u.Get("Service", "TimeoutSec")
+}
+
+// longerStop says the unit asked for no stop timeout (0 or infinity,
+// Debian's redis) or one longer than graceshim's own bound (Debian's
+// postgresql@: 1h): the admin's choice, kept.
+func (c *converter) longerStop() bool {
+	d, ok := c.stopTimeoutDirective()
+	if !ok {
+		return false
+	}
+	v, inf, parsed := parseSpan(d.Value)
+	if !parsed {
+		return false
+	}
+	ours, _, bounded := c.o.StopTimeout()
+	return inf || (bounded && v > ours)
+}
+
+// convertNotify keeps what a daemon that speaks sd_notify tells systemd.
+// Its own notify flags stay in its command line (redis --supervised
+// systemd, haproxy -Ws); WatchdogSec= stays when graceshim relays the
+// daemon's own WATCHDOG=1 (presets that speak sd_notify); otherwise it is
+// dropped, because graceshim would feed the watchdog whether or not the
+// daemon hangs (measured: puma stopped with SIGSTOP kept the unit
+// healthy).
+func (c *converter) convertNotify(typ Directive) {
+	wd, ok := c.u.Get("Service", "WatchdogSec")
+	if !ok {
+		return
+	}
+	if _, inf, parsed := parseSpan(wd.Value); parsed && inf {
+		return // WatchdogSec=0: no watchdog
+	}
+	if c.o.Preset.NativeNotify {
+		c.note("kept WatchdogSec=%s: %s speaks sd_notify, and graceshim passes its WATCHDOG=1 on to systemd, so a hung %s still trips the watchdog", wd.Value, c.name, c.name)
+		return
+	}
+	c.dropWatchdog = true
+	c.note("dropped WatchdogSec=%s: graceshim cannot tell whether %s hangs, and would feed the watchdog for it", wd.Value, c.name)
+	c.warn(wd.Line, "WatchdogSec=%s dropped: %s has no preset that speaks sd_notify, so graceshim would feed the watchdog for a hung daemon; pass --preset if it is one that does", wd.Value, c.name)
+}
+
+// sandbox extends what would stop graceshim from running: NoExecPaths= /
+// ExecPaths= allow-lists (Debian's redis-server.service: NoExecPaths=/
+// with ExecPaths= of redis itself, so graceshim fails with 203/EXEC), and
+// warns about paths that hide it (ProtectHome=, PrivateTmp=,
+// InaccessiblePaths=).
+func (c *converter) sandbox() {
+	g := c.o.Graceshim
+	if len(c.u.List("Service", "NoExecPaths")) > 0 || len(c.u.List("Service", "ExecPaths")) > 0 {
+		c.execPaths = g
+		c.note("added ExecPaths=%s: the unit limits what may be executed (NoExecPaths=/ExecPaths=), and graceshim runs ExecStart= and ExecReload= now", g)
+	}
+	if d, ok := c.u.Get("Service", "ProtectHome"); ok && (isYes(d.Value) || d.Value == "tmpfs") && (strings.HasPrefix(g, "/home/") || strings.HasPrefix(g, "/root/") || strings.HasPrefix(g, "/run/user/")) {
+		c.warn(d.Line, "ProtectHome=%s hides %s: the unit cannot start graceshim from there; install graceshim elsewhere (/usr/bin) or pass --graceshim", d.Value, g)
+	}
+	if d, ok := c.u.Get("Service", "PrivateTmp"); ok && isYes(d.Value) && (strings.HasPrefix(g, "/tmp/") || strings.HasPrefix(g, "/var/tmp/")) {
+		c.warn(d.Line, "PrivateTmp=%s hides %s: the unit cannot start graceshim from there; install graceshim elsewhere (/usr/bin) or pass --graceshim", d.Value, g)
+	}
+	if d, ok := c.u.Get("Service", "RestrictAddressFamilies"); ok && !strings.HasPrefix(d.Value, "~") && !strings.Contains(d.Value, "AF_NETLINK") && d.Value != "" {
+		c.note("RestrictAddressFamilies=%s leaves out AF_NETLINK: graceshim counts connections from /proc/net instead of sock_diag, which costs more on a busy server", d.Value)
+	}
+	for _, d := range c.u.List("Service", "InaccessiblePaths") {
+		for _, p := range strings.Fields(d.Value) {
+			p = strings.TrimLeft(p, "-+")
+			if p == g || strings.HasPrefix(g, strings.TrimSuffix(p, "/")+"/") {
+				c.warn(d.Line, "InaccessiblePaths=%s hides %s: the unit cannot start graceshim", p, g)
+			}
+		}
+	}
+}
+
+// mainPIDUses warns about the commands kept that use $MAINPID for
+// something else than signalling the daemon: $MAINPID is graceshim now.
+func (c *converter) mainPIDUses(keptStops []Directive) {
+	var check []Directive
+	for _, name := range []string{"ExecStartPost", "ExecStopPost", "ExecCondition"} {
+		check = append(check, c.u.List("Service", name)...)
+	}
+	check = append(check, keptStops...)
+	for _, d := range c.u.List("Service", "ExecReload") {
+		if !commandOf(d).Sends {
+			check = append(check, d)
+		}
+	}
+	for _, d := range check {
+		if strings.Contains(d.Value, "$MAINPID") || strings.Contains(d.Value, "${MAINPID}") {
+			c.warn(d.Line, "%s=%s uses $MAINPID, which is graceshim's pid now, not %s's: the command gets graceshim's", d.Name, d.Value, c.name)
+			c.note("kept %s=%s, but $MAINPID is graceshim's pid now, not %s's", d.Name, d.Value, c.name)
+		}
+	}
 }
 
 // commandOf classifies an Exec*= directive's command.
@@ -245,7 +524,8 @@ func keptTimeoutStart(u *Unit, o Options) bool {
 }
 
 // unitOptions builds the whole converted unit.
-func unitOptions(u *Unit, o Options, exec string, stops, reloads []Directive, hup bool) ([]*unit.UnitOption, error) {
+func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOption {
+	u, o := c.u, c.o
 	var opts []*unit.UnitOption
 	sections := append([]string(nil), u.Sections...)
 	for _, s := range []string{"Unit", "Service"} {
@@ -263,7 +543,6 @@ func unitOptions(u *Unit, o Options, exec string, stops, reloads []Directive, hu
 	if contains(sections, "Install") {
 		order = append(order, "Install")
 	}
-	keptStart := keptTimeoutStart(u, o)
 	for _, s := range order {
 		if s != "Service" {
 			if s == "Unit" {
@@ -286,6 +565,8 @@ func unitOptions(u *Unit, o Options, exec string, stops, reloads []Directive, hu
 				continue
 			}
 			switch {
+			case (d.Name == "TimeoutStopSec" || d.Name == "TimeoutSec") && c.keepStop:
+				opts = append(opts, unit.NewUnitOption("Service", d.Name, d.Value))
 			case dropped[d.Name] != "":
 			case d.Name == "ExecStart":
 				if d.Value != "" {
@@ -293,38 +574,35 @@ func unitOptions(u *Unit, o Options, exec string, stops, reloads []Directive, hu
 				}
 			case d.Name == "ExecStop" || d.Name == "ExecReload":
 				// Written below, from the kept lists.
-			case d.Name == "TimeoutStartSec" && !keptStart:
+			case d.Name == "TimeoutStartSec" && !c.keepStart:
+			case d.Name == "WatchdogSec" && c.dropWatchdog:
 			default:
 				opts = append(opts, unit.NewUnitOption("Service", d.Name, d.Value))
 			}
 		}
-		for _, d := range reloads {
-			opts = append(opts, unit.NewUnitOption("Service", "ExecReload", d.Value))
+		if c.execPaths != "" {
+			opts = append(opts, unit.NewUnitOption("Service", "ExecPaths", c.execPaths))
 		}
-		if hup {
-			opts = append(opts, unit.NewUnitOption("Service", "ExecReload", "/bin/kill -HUP $MAINPID"))
+		for _, v := range c.reloads {
+			opts = append(opts, unit.NewUnitOption("Service", "ExecReload", v))
 		}
 		for _, d := range stops {
 			opts = append(opts, unit.NewUnitOption("Service", "ExecStop", d.Value))
 		}
-		for _, t := range timeoutOptions(o) {
-			if t.Name == "TimeoutStartSec" && keptStart {
-				continue
-			}
-			opts = append(opts, t)
-		}
+		opts = append(opts, timeoutOptions(o, c.keepStart, c.keepStop)...)
 		if _, ok := u.Get("Service", "Restart"); !ok {
 			opts = append(opts, unit.NewUnitOption("Service", "Restart", "on-failure"))
 		}
 		opts = append(opts, unit.NewUnitOption("Service", "SuccessExitStatus", successStatus(o)))
 	}
-	return opts, nil
+	return opts
 }
 
 // dropinOptions builds a drop-in that overrides what the unit gets wrong.
 // List directives are reset with an empty assignment first; single ones
 // are set again.
-func dropinOptions(u *Unit, o Options, exec string, stops, reloads []Directive, hup bool) []*unit.UnitOption {
+func (c *converter) dropinOptions(exec string, stops []Directive) []*unit.UnitOption {
+	u, o := c.u, c.o
 	svc := func(name, value string) *unit.UnitOption { return unit.NewUnitOption("Service", name, value) }
 	opts := []*unit.UnitOption{svc("Type", "notify"), svc("NotifyAccess", "main")}
 	if _, ok := u.Get("Service", "PIDFile"); ok {
@@ -337,12 +615,17 @@ func dropinOptions(u *Unit, o Options, exec string, stops, reloads []Directive, 
 			opts = append(opts, svc("ExecStop", d.Value))
 		}
 	}
-	opts = append(opts, svc("ExecReload", ""))
-	for _, d := range reloads {
-		opts = append(opts, svc("ExecReload", d.Value))
+	if !slices.Equal(c.reloads, values(u.List("Service", "ExecReload"))) {
+		opts = append(opts, svc("ExecReload", ""))
+		for _, v := range c.reloads {
+			opts = append(opts, svc("ExecReload", v))
+		}
 	}
-	if hup {
-		opts = append(opts, svc("ExecReload", "/bin/kill -HUP $MAINPID"))
+	if c.execPaths != "" {
+		opts = append(opts, svc("ExecPaths", c.execPaths))
+	}
+	if c.dropWatchdog {
+		opts = append(opts, svc("WatchdogSec", "0"))
 	}
 	if _, ok := u.Get("Service", "KillSignal"); ok {
 		opts = append(opts, svc("KillSignal", "SIGTERM"))
@@ -353,18 +636,20 @@ func dropinOptions(u *Unit, o Options, exec string, stops, reloads []Directive, 
 	if _, ok := u.Get("Service", "RemainAfterExit"); ok {
 		opts = append(opts, svc("RemainAfterExit", "no"))
 	}
-	keptStart := keptTimeoutStart(u, o)
-	for _, t := range timeoutOptions(o) {
-		if t.Name == "TimeoutStartSec" && keptStart {
-			continue
-		}
-		opts = append(opts, t)
-	}
+	opts = append(opts, timeoutOptions(o, c.keepStart, c.keepStop)...)
 	if _, ok := u.Get("Service", "Restart"); !ok {
 		opts = append(opts, svc("Restart", "on-failure"))
 	}
 	opts = append(opts, svc("SuccessExitStatus", successStatus(o)))
 	return opts
+}
+
+func values(ds []Directive) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.Value)
+	}
+	return out
 }
 
 func insertBeforeInstall(opts, add []*unit.UnitOption) []*unit.UnitOption {

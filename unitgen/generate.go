@@ -22,14 +22,15 @@ import (
 
 // Defaults of Options.
 const (
-	// DefaultGraceshim is where the generated ExecStart= looks for graceshim.
-	DefaultGraceshim = "/usr/local/bin/graceshim"
+	// DefaultGraceshim is where the generated ExecStart= looks for
+	// graceshim when no path is given: where the .deb installs it. The
+	// command line passes graceshim's own resolved path instead when it
+	// runs from an installed binary (cmd_unit.go).
+	DefaultGraceshim = "/usr/bin/graceshim"
 	// ExtendTimeoutVersion is the first systemd that honours
 	// EXTEND_TIMEOUT_USEC (236). Before it, TimeoutStopSec= has to cover
 	// the whole drain.
 	ExtendTimeoutVersion = 236
-	// NotifyReloadVersion is the first systemd with Type=notify-reload.
-	NotifyReloadVersion = 253
 	// ReactTimeout is TimeoutStopSec= when the drain has no bound and
 	// graceshim extends the stop timeout itself: long enough for graceshim
 	// to take the stop signal and send its first extension, short enough
@@ -59,6 +60,13 @@ type Options struct {
 	Map    signals.Map
 	// MapOver is graceshim's --map, applied over Map.
 	MapOver signals.Map
+	// keptStop is the converted unit's own stop timeout when Convert
+	// keeps it ("TimeoutStopSec=0"), for the header.
+	keptStop string
+	// Reloads says the daemon is known to reload on the signal graceshim
+	// turns HUP into, though its preset does not say so: Convert sets it
+	// from the converted unit's own reload (squid's kill -HUP).
+	Reloads bool
 	// The supervisor's bounds, for TimeoutStopSec= and TimeoutStartSec=;
 	// zero means the supervisor's default (none for DrainDelay). A
 	// negative DrainTimeout means no bound.
@@ -212,15 +220,12 @@ func Generate(o Options) ([]byte, error) {
 // serviceOptions are the [Service] directives every graceshim unit needs,
 // with ExecStart= already written.
 func serviceOptions(o Options, exec string) ([]*unit.UnitOption, error) {
-	// From systemd 253 on, Type=notify-reload makes systemctl reload send
-	// graceshim SIGHUP (ReloadSignal='s default) and wait for the
-	// RELOADING=1 ... READY=1 graceshim answers with; no ExecReload= then.
-	typ := "notify"
-	if o.reloads() && o.SystemdVersion >= NotifyReloadVersion {
-		typ = "notify-reload"
-	}
+	// Type=notify on every version, with ExecReload= running graceshim
+	// reload rather than systemd 253's Type=notify-reload: the reload
+	// command waits for the outcome and fails, leaving the daemon serving
+	// the old configuration, when the config test fails.
 	opts := []*unit.UnitOption{
-		unit.NewUnitOption("Service", "Type", typ),
+		unit.NewUnitOption("Service", "Type", "notify"),
 		unit.NewUnitOption("Service", "NotifyAccess", "main"),
 	}
 	if o.User != "" {
@@ -243,40 +248,67 @@ func serviceOptions(o Options, exec string) ([]*unit.UnitOption, error) {
 		opts = append(opts, unit.NewUnitOption("Service", "Environment", v))
 	}
 	opts = append(opts, unit.NewUnitOption("Service", "ExecStart", exec))
-	if o.reloads() && typ == "notify" {
-		opts = append(opts, unit.NewUnitOption("Service", "ExecReload", "/bin/kill -HUP $MAINPID"))
+	if o.reloads() {
+		rl, err := reloadExec(o.Graceshim)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, unit.NewUnitOption("Service", "ExecReload", rl))
 	}
-	opts = append(opts, timeoutOptions(o)...)
+	opts = append(opts, timeoutOptions(o, false, false)...)
 	opts = append(opts, unit.NewUnitOption("Service", "SuccessExitStatus", successStatus(o)))
 	return opts, nil
 }
 
+// reloadExec is the ExecReload= of every generated unit whose daemon can
+// reload: `graceshim reload $MAINPID` asks the graceshim running as the
+// unit's main process, over its control socket, to test the daemon's
+// configuration, reload it (signal or the preset's reload command) and
+// wait for the outcome; it fails, and the daemon keeps serving the old
+// configuration, when the test fails.
+func reloadExec(graceshim string) (string, error) {
+	head, err := JoinExec([]string{graceshim, "reload"})
+	if err != nil {
+		return "", fmt.Errorf("cannot write ExecReload=: %w", err)
+	}
+	return head + " $MAINPID", nil
+}
+
 // timeoutOptions are KillMode= and the timeouts, the part of the unit
-// that decides whether a stop drains.
-func timeoutOptions(o Options) []*unit.UnitOption {
+// that decides whether a stop drains. keepStart and keepStop leave out a
+// timeout the unit sets itself (a longer start, no stop timeout at all).
+func timeoutOptions(o Options, keepStart, keepStop bool) []*unit.UnitOption {
 	stop, _, bounded := o.StopTimeout()
 	stopV := "0"
 	if bounded {
 		stopV = formatSpan(stop)
 	}
-	return []*unit.UnitOption{
-		unit.NewUnitOption("Service", "KillMode", "mixed"),
-		unit.NewUnitOption("Service", "TimeoutStartSec", formatSpan(o.StartTimeout())),
-		unit.NewUnitOption("Service", "TimeoutStopSec", stopV),
+	opts := []*unit.UnitOption{unit.NewUnitOption("Service", "KillMode", "mixed")}
+	if !keepStart {
+		opts = append(opts, unit.NewUnitOption("Service", "TimeoutStartSec", formatSpan(o.StartTimeout())))
 	}
+	if !keepStop {
+		opts = append(opts, unit.NewUnitOption("Service", "TimeoutStopSec", stopV))
+	}
+	return opts
 }
 
-// reloads says whether SIGHUP to graceshim reaches the daemon as a reload
-// signal; a preset without one (redis) would die of a plain HUP.
+// reloads says whether the daemon has a reload graceshim can do: a reload
+// signal or command in its preset, a --map that says what HUP becomes, or
+// the converted unit's own reload. A preset without one (redis,
+// memcached) would die of a plain HUP.
 //
 // The generic preset's HUP is a guess, not a fact about the daemon: a
 // daemon without a HUP handler dies of one, so an unknown daemon gets no
-// reload unless --map says what HUP becomes.
+// reload unless --map or its unit says what reloads it.
 func (o Options) reloads() bool {
-	if o.Map.Translate(syscall.SIGHUP) != syscall.SIGHUP {
+	if o.Reloads || o.Map.Translate(syscall.SIGHUP) != syscall.SIGHUP {
 		return true
 	}
-	return o.Preset.Reload == syscall.SIGHUP && o.Preset.Name != "generic"
+	if o.Preset.Name == "generic" {
+		return false
+	}
+	return o.Preset.Reload != 0 || o.Preset.ReloadCommand != nil
 }
 
 // successStatus lists the exit codes of a stop that ended as asked:
@@ -330,13 +362,20 @@ func header(o Options, dropin bool) string {
 	if dropin {
 		kind = "drop-in"
 	}
+	stopLine := fmt.Sprintf("TimeoutStopSec=%s: %s.", stopV, why)
+	if o.keptStop != "" {
+		stopLine = fmt.Sprintf("%s is the converted unit's own: it gives a stop more time than graceshim's bound (%s), or no bound at all.", o.keptStop, stopV)
+	}
 	lines := []string{
 		fmt.Sprintf("Generated by graceshim for systemd %d; regenerate rather than edit (graceshim unit).", o.SystemdVersion),
 		fmt.Sprintf("This %s runs %s under graceshim: systemd's SIGTERM reaches graceshim, which sends %s its graceful signal (%s), waits for live connections to drain and tells systemd how the stop goes (systemctl status shows it).", kind, name, name, graceful),
 		fmt.Sprintf("KillMode=mixed matters: under the default control-group mode systemd sends SIGTERM to every process of the unit, so %s would get it straight from systemd and graceshim could not translate anything. mixed sends SIGTERM to graceshim only, SIGKILL to the rest at the end.", name),
-		fmt.Sprintf("TimeoutStopSec=%s: %s.", stopV, why),
+		stopLine,
 		fmt.Sprintf("TimeoutStartSec=%s: READY=1 is sent when %s listens, at the latest after the ready timeout (%s).",
 			formatSpan(o.StartTimeout()), name, formatSpan(o.ReadyTimeout)),
+	}
+	if o.reloads() {
+		lines = append(lines, fmt.Sprintf("ExecReload= runs graceshim reload: graceshim tests %s's configuration first where the preset knows how, then reloads it and waits for the outcome; a failed reload leaves %s serving the old configuration and fails systemctl reload.", name, name))
 	}
 	if o.Hardening {
 		lines = append(lines, "Hardening: sandboxing that leaves /var, /run and the network writable; ProtectSystem=full makes /usr, /boot and /etc read-only. Add ReadWritePaths= for anything else the daemon writes.")

@@ -1,10 +1,14 @@
 package unitgen
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +22,7 @@ import (
 const (
 	SeverityError   = "error"   // requests are lost or a stop fails
 	SeverityWarning = "warning" // a stop works, but not as well as it could
+	SeverityNote    = "note"    // worth knowing; the stop works (lint exits 0)
 )
 
 // Finding is one problem lint found in a unit: what goes wrong on stop and
@@ -97,16 +102,23 @@ func Lint(u *Unit, o LintOptions) []Finding {
 	}
 	c.argv = line.Argv()
 	c.cmd, c.wrapper, _ = inner(c.argv)
+	// env and `sh -c 'exec ...'` become the daemon they run.
+	c.cmd = daemonArgv(c.cmd)
 	if len(c.cmd) > 0 {
 		c.preset, c.known = signals.ForCommand(c.cmd[0])
 		c.name = filepath.Base(c.cmd[0])
+		if c.name == "apachectl" || c.name == "apache2ctl" {
+			c.name = "Apache" // apachectl only starts it
+		}
 	}
 	if c.wrapper == "graceshim" {
 		c.lintGraceshim()
 	} else {
+		c.lintKillModeNone()
 		c.lintWrapper()
 		c.lintStop()
 	}
+	c.lintPHPFPM()
 	c.lintNotify()
 	c.lintPIDFile()
 	return c.findings
@@ -125,9 +137,28 @@ func (c *lintCtx) lintWrapper() {
 	if !set {
 		problem = "KillMode is not set, so control-group,"
 	}
+	if c.known && c.preset.StopsGracefully(syscall.SIGTERM) {
+		// The wrapper passes TERM on, and TERM is this daemon's graceful
+		// stop anyway: what reaches the daemon is right either way.
+		c.add(km, "KillMode", SeverityNote,
+			fmt.Sprintf("%s sends SIGTERM to every process of the unit, workers included, not only through %s; %s's graceful stop is SIGTERM, so the stop still drains", problem, c.wrapper, c.name),
+			fmt.Sprintf("KillMode=mixed makes %s the only one systemd signals until the final SIGKILL; graceshim unit --from %s also extends the stop timeout while connections drain", c.wrapper, c.u.File))
+		return
+	}
 	c.add(km, "KillMode", SeverityError,
 		fmt.Sprintf("%s sends the stop signal to every process of the unit, so %s gets it straight from systemd; %s cannot translate it or wait for it", problem, orDaemon(c.name), c.wrapper),
 		fmt.Sprintf("set KillMode=mixed (the signal goes to %s only, SIGKILL to the rest at the end); %s passes SIGTERM on unchanged, so for a daemon whose graceful signal differs run it under graceshim: graceshim unit --from %s", c.wrapper, c.wrapper, c.u.File))
+}
+
+// lintKillModeNone: systemd kills nothing on stop.
+func (c *lintCtx) lintKillModeNone() {
+	km, ok := c.u.Get("Service", "KillMode")
+	if !ok || km.Value != "none" {
+		return
+	}
+	c.add(km, "KillMode", SeverityError,
+		fmt.Sprintf("KillMode=none: systemd signals nothing on stop and leaves %s running outside the unit's control, so a restart starts a second one beside it, and a hung stop is never ended", orDaemon(c.name)),
+		fmt.Sprintf("set KillMode=mixed with the daemon's graceful signal as KillSignal=, or run it under graceshim: graceshim unit --from %s", c.u.File))
 }
 
 func orDaemon(name string) string {
@@ -151,7 +182,7 @@ func (c *lintCtx) lintStop() {
 	}
 	stop, stopSet := c.stopTimeout()
 
-	var signalled bool
+	var signalled, gracefulStop bool
 	for _, d := range c.u.List("Service", "ExecStop") {
 		sc := commandOf(d)
 		if !sc.Sends {
@@ -159,7 +190,7 @@ func (c *lintCtx) lintStop() {
 		}
 		signalled = true
 		switch {
-		case sc.Signal == p.Fast && sc.Signal != p.Graceful:
+		case p.StopsFast(sc.Signal):
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s sends %s, %s's fast stop: in-flight requests are cut at once", sc.What, signals.Name(sc.Signal), c.name),
 				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
@@ -167,13 +198,23 @@ func (c *lintCtx) lintStop() {
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s gives the graceful stop at most %s, then returns; systemd then sends KillSignal=%s (%s) to what is left, cutting requests that take longer", sc.What, formatSpan(sc.Wait), ks.Value, fastOrNot(killSig, p)),
 				fmt.Sprintf("remove ExecStop=, set KillSignal=SIG%s and a TimeoutStopSec= that covers your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain", signals.Name(p.Graceful), c.name, c.u.File))
-		case killSig != p.Graceful:
+		case p.StopsGracefully(sc.Signal) && (p.StopsGracefully(killSig) || cannotStop(killSig)):
+			// The graceful signal, then one that does not cut it: the
+			// stop timeout is what bounds the drain (checked below).
+			gracefulStop = true
+		case p.StopsGracefully(sc.Signal):
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s returns as soon as the signal is sent; systemd then sends KillSignal=%s (%s) to what is left, so the drain %s started is cut", sc.What, ks.Value, fastOrNot(killSig, p), c.name),
 				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
 		}
 	}
-	if !signalled && killSig != p.Graceful {
+	switch {
+	case signalled:
+	case cannotStop(killSig):
+		c.add(ks, "KillSignal", SeverityError,
+			fmt.Sprintf("KillSignal=%s stops nothing and no ExecStop= stops %s: every stop waits out the stop timeout and ends in SIGKILL, cutting whatever is in flight", ks.Value, c.name),
+			fmt.Sprintf("set KillSignal=SIG%s (its graceful stop) with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+	case !p.StopsGracefully(killSig):
 		problem := fmt.Sprintf("KillSignal=%s", ks.Value)
 		if !ksSet {
 			problem = "KillSignal is not set, so systemd sends SIGTERM,"
@@ -181,43 +222,42 @@ func (c *lintCtx) lintStop() {
 		c.add(ks, "KillSignal", SeverityError,
 			fmt.Sprintf("%s %s for %s: %s", problem, fastOrNot(killSig, p), c.name, "in-flight requests are cut on every stop and restart"),
 			fmt.Sprintf("set KillSignal=SIG%s (its graceful stop) with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+	default:
+		gracefulStop = true
 	}
 
 	// The daemon's own bound on a graceful stop, when lint can tell.
-	grace, what, ok := c.daemonGrace()
-	if stop.inf {
+	if stop.inf || !gracefulStop {
 		return
 	}
-	if !ok {
-		conf := nginxConfig(c.opts.Root, c.cmd)
-		graceful := killSig == p.Graceful && !signalled
-		if (p.Name == "nginx" || p.Name == "openresty") && graceful && conf.err == nil && conf.shutdownTimeout == 0 {
-			c.add(stop.dir, "TimeoutStopSec", SeverityWarning,
-				fmt.Sprintf("the stop timeout (%s) is the whole drain: %s has no worker_shutdown_timeout in %s and would wait for every request, so requests still running after %s are cut by SIGKILL and a stop that takes long shows no reason", formatSpan(stop.d), c.name, conf.path, formatSpan(stop.d)),
-				fmt.Sprintf("set TimeoutStopSec= to cover your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain and says why a stop takes long", c.name, c.u.File))
-		}
-		return
-	}
-	if stop.d < grace {
+	g := c.daemonGrace()
+	switch {
+	case g.unbounded:
+		c.add(stop.dir, "TimeoutStopSec", SeverityWarning,
+			fmt.Sprintf("the stop timeout (%s) is the whole drain: %s; %s waits for every request, so requests still running after %s are cut by SIGKILL and a stop that takes long shows no reason", formatSpan(stop.d), g.what, c.name, formatSpan(stop.d)),
+			fmt.Sprintf("set TimeoutStopSec= to cover your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain and says why a stop takes long", c.name, c.u.File))
+	case g.known && stop.d < g.d:
 		d := stop.dir
 		name := d.Name
 		if !stopSet {
 			name = "TimeoutStopSec"
 		}
 		c.add(d, name, SeverityError,
-			fmt.Sprintf("the stop timeout (%s) is shorter than %s's own grace (%s): systemd kills it with SIGKILL while it still drains", formatSpan(stop.d), c.name, what),
-			fmt.Sprintf("set TimeoutStopSec= above %s, or run %s under graceshim, which extends the timeout while connections drain", formatSpan(grace), c.name))
+			fmt.Sprintf("the stop timeout (%s) is shorter than %s's own grace (%s): systemd kills it with SIGKILL while it still drains", formatSpan(stop.d), c.name, g.what),
+			fmt.Sprintf("set TimeoutStopSec= above %s, or run %s under graceshim, which extends the timeout while connections drain", formatSpan(g.d), c.name))
 	}
 }
 
 func fastOrNot(sig syscall.Signal, p signals.Preset) string {
 	switch {
-	case sig == p.Graceful:
+	case p.StopsGracefully(sig):
 		return "its graceful stop"
-	case sig == p.Fast || sig == syscall.SIGTERM || sig == syscall.SIGINT:
-		return "its fast stop"
 	case sig == syscall.SIGKILL:
 		return "an immediate kill"
+	case p.StopsFast(sig):
+		return "its fast stop"
+	case cannotStop(sig):
+		return "a signal that stops nothing"
 	}
 	return "not its graceful signal"
 }
@@ -244,18 +284,53 @@ func (c *lintCtx) stopTimeout() (stopTimeout, bool) {
 	return stopTimeout{d: v, inf: inf, dir: d}, true
 }
 
-// daemonGrace returns the daemon's own bound on a graceful stop when lint
-// can tell: nginx's worker_shutdown_timeout from the config its command
-// names, gunicorn's --graceful-timeout (30 s by default).
-func (c *lintCtx) daemonGrace() (time.Duration, string, bool) {
+// grace is a daemon's own bound on its graceful stop, as far as lint can
+// tell: known with a duration, unbounded (it waits for every request), or
+// neither (lint cannot tell and says nothing).
+type grace struct {
+	d                time.Duration
+	what             string
+	known, unbounded bool
+}
+
+// daemonGrace reads the daemon's own bound on a graceful stop: nginx's
+// worker_shutdown_timeout, Apache's GracefulShutdownTimeout, Caddy's
+// grace_period (each unbounded when not set), gunicorn's
+// --graceful-timeout (30 s by default).
+func (c *lintCtx) daemonGrace() grace {
 	switch c.preset.Name {
 	case "nginx", "openresty":
 		conf := nginxConfig(c.opts.Root, c.cmd)
-		if conf.err != nil {
-			return 0, "", false
+		switch {
+		case conf.err != nil:
+		case conf.shutdownTimeout > 0:
+			return grace{d: conf.shutdownTimeout, what: fmt.Sprintf("worker_shutdown_timeout %s in %s", formatSpan(conf.shutdownTimeout), conf.path), known: true}
+		default:
+			return grace{what: fmt.Sprintf("%s has no worker_shutdown_timeout in %s", c.name, conf.path), unbounded: true}
 		}
-		if conf.shutdownTimeout > 0 {
-			return conf.shutdownTimeout, fmt.Sprintf("worker_shutdown_timeout %s in %s", formatSpan(conf.shutdownTimeout), conf.path), true
+	case "httpd":
+		// httpd.apache.org/docs/2.4/mod/mpm_common.html#gracefulshutdowntimeout:
+		// 0 (the default) waits as long as requests run.
+		path, d, err := apacheGrace(c.opts.Root, c.cmd)
+		switch {
+		case err == nil && d > 0:
+			return grace{d: d, what: fmt.Sprintf("GracefulShutdownTimeout %s in %s", formatSpan(d), path), known: true}
+		case err == nil:
+			return grace{what: fmt.Sprintf("GracefulShutdownTimeout is 0 (the default) in %s, so a graceful stop of %s has no bound of its own", path, c.name), unbounded: true}
+		default:
+			return grace{what: fmt.Sprintf("GracefulShutdownTimeout is 0 by default, so a graceful stop of %s has no bound of its own unless its configuration sets one", c.name), unbounded: true}
+		}
+	case "caddy":
+		// caddyserver.com/docs/caddyfile/options#grace-period: by
+		// default the grace period is eternal.
+		path, d, err := caddyGrace(c.opts.Root, c.cmd)
+		switch {
+		case err == nil && d > 0:
+			return grace{d: d, what: fmt.Sprintf("grace_period %s in %s", formatSpan(d), path), known: true}
+		case err == nil:
+			return grace{what: fmt.Sprintf("%s has no grace_period in %s, and Caddy's default grace period has no end", c.name, path), unbounded: true}
+		default:
+			return grace{what: "Caddy's grace period has no end unless its configuration sets grace_period", unbounded: true}
 		}
 	case "gunicorn":
 		for i, a := range c.cmd {
@@ -268,13 +343,13 @@ func (c *lintCtx) daemonGrace() (time.Duration, string, bool) {
 			}
 			if v != "" {
 				if n, err := strconv.Atoi(v); err == nil {
-					return time.Duration(n) * time.Second, "--graceful-timeout " + v, true
+					return grace{d: time.Duration(n) * time.Second, what: "--graceful-timeout " + v, known: true}
 				}
 			}
 		}
-		return 30 * time.Second, "graceful_timeout, 30 s by default", true
+		return grace{d: 30 * time.Second, what: "graceful_timeout, 30 s by default", known: true}
 	}
-	return 0, "", false
+	return grace{}
 }
 
 // lintGraceshim checks a unit that already runs graceshim.
@@ -451,14 +526,27 @@ var (
 )
 
 // nginxConfig reads the settings that decide a stop from the config an
-// nginx command line names (-c FILE, relative to -p PREFIX; by default
-// /etc/nginx/nginx.conf, Debian's). -g directives override the file. It
-// reads the main file only, not its includes: those hold http blocks, and
-// these two settings live in the main context.
+// nginx command line names. Where that config is follows nginx's own
+// rules (ngx_process_options in src/core/nginx.c): -c FILE, relative to
+// the -p prefix when given, else to the directory of the compiled-in
+// configuration; without -c, the compiled-in path, relative to the
+// prefix when it is relative. The compiled-in paths come from the
+// binary's location: /usr/sbin/nginx is a distribution's build
+// (/etc/nginx/nginx.conf: Debian, Fedora, Arch); PREFIX/sbin/nginx and
+// OpenResty use PREFIX/conf/nginx.conf (nginx's configure default;
+// OpenResty's prefix is /usr/local/openresty/nginx). Elsewhere, on this
+// host, `nginx -V` tells; otherwise lint says nothing rather than read
+// another nginx's file. -g directives override the file. It reads the
+// main file only, not its includes: these two settings live in the main
+// context.
 func nginxConfig(root string, cmd []string) nginxConf {
-	conf := nginxConf{path: "/etc/nginx/nginx.conf"}
-	prefix := "/etc/nginx/"
-	var global string
+	var conf nginxConf
+	if len(cmd) == 0 {
+		conf.err = errors.New("no command")
+		return conf
+	}
+	prefix, confPath, err := nginxBuild(root, cmd[0])
+	var global, cflag, pflag string
 	for i := 1; i < len(cmd); i++ {
 		next := ""
 		if i+1 < len(cmd) {
@@ -466,18 +554,39 @@ func nginxConfig(root string, cmd []string) nginxConf {
 		}
 		switch cmd[i] {
 		case "-c":
-			conf.path = next
+			cflag = next
 			i++
 		case "-p":
-			prefix = next
+			pflag = next
 			i++
 		case "-g":
 			global = next
 			i++
 		}
 	}
-	if !filepath.IsAbs(conf.path) {
-		conf.path = filepath.Join(prefix, conf.path)
+	confPrefix := ""
+	switch {
+	case pflag != "":
+		prefix, confPrefix = pflag, pflag
+	case err == nil:
+		full := confPath
+		if !filepath.IsAbs(full) {
+			full = filepath.Join(prefix, full)
+		}
+		confPrefix = filepath.Dir(full)
+	}
+	switch {
+	case cflag != "" && filepath.IsAbs(cflag):
+		conf.path = cflag
+	case cflag != "" && confPrefix != "":
+		conf.path = filepath.Join(confPrefix, cflag)
+	case cflag == "" && err == nil && filepath.IsAbs(confPath):
+		conf.path = confPath
+	case cflag == "" && prefix != "" && confPath != "":
+		conf.path = filepath.Join(prefix, confPath)
+	default:
+		conf.err = fmt.Errorf("cannot tell which configuration %s reads: %v", cmd[0], err)
+		return conf
 	}
 	read := conf.path
 	if root != "" {
@@ -497,9 +606,52 @@ func nginxConfig(root string, cmd []string) nginxConf {
 			}
 		case "pid":
 			conf.pid = m[2]
+			if !filepath.IsAbs(conf.pid) && prefix != "" {
+				conf.pid = filepath.Join(prefix, conf.pid)
+			}
 		}
 	}
 	return conf
+}
+
+var nginxV = regexp.MustCompile(`--(prefix|conf-path)=(\S+)`)
+
+// nginxBuild returns the compiled-in prefix and configuration path of the
+// nginx binary at path (see nginxConfig).
+func nginxBuild(root, path string) (prefix, confPath string, err error) {
+	switch {
+	case path == "/usr/sbin/nginx" || path == "/usr/bin/nginx" || path == "/sbin/nginx":
+		return "/usr/share/nginx", "/etc/nginx/nginx.conf", nil
+	case filepath.Base(path) == "openresty" && !strings.HasSuffix(filepath.Dir(path), "/nginx/sbin"):
+		// OpenResty's bin/openresty (and the packages' /usr/bin/openresty)
+		// link to /usr/local/openresty/nginx/sbin/nginx.
+		return "/usr/local/openresty/nginx", "conf/nginx.conf", nil
+	case filepath.Base(filepath.Dir(path)) == "sbin" && filepath.IsAbs(path) && !slices.Contains([]string{"/", "/usr", "/usr/local"}, filepath.Dir(filepath.Dir(path))):
+		return filepath.Dir(filepath.Dir(path)), "conf/nginx.conf", nil
+	}
+	if root != "" || !filepath.IsAbs(path) {
+		return "", "", fmt.Errorf("%s is not a build lint knows", path)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "-V").CombinedOutput()
+	if err != nil {
+		return "", "", fmt.Errorf("cannot run %s -V: %w", path, err)
+	}
+	for _, m := range nginxV.FindAllStringSubmatch(string(out), -1) {
+		if m[1] == "prefix" {
+			prefix = m[2]
+		} else {
+			confPath = m[2]
+		}
+	}
+	if confPath == "" {
+		confPath = "conf/nginx.conf"
+	}
+	if prefix == "" && !filepath.IsAbs(confPath) {
+		return "", "", fmt.Errorf("%s -V names no prefix", path)
+	}
+	return prefix, confPath, nil
 }
 
 // nginxTime reads an nginx time ("30s", "1m", "500ms", "10" seconds).

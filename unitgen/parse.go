@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/coreos/go-systemd/v22/unit"
 )
 
 // ErrMalformed marks a unit file systemd cannot read as intended.
@@ -74,120 +72,100 @@ func (u *Unit) List(section, name string) []Directive {
 	return out
 }
 
-// Parse reads a unit file. Values come from go-systemd's tolerant parser;
-// a scan of its own adds line numbers and finds what that parser would
-// pass silently: text outside a section, a line without '=', an
-// unterminated section header. Unknown sections and directives are kept
-// and reported as warnings.
+// maxLine is systemd's LONG_LINE_MAX (1 MiB, src/basic/fileio.h): a
+// longer line is an error there too. systemd.syntax(7) allows long lines
+// up to it; go-systemd's parser stops at 2048 bytes, so this one is ours.
+const maxLine = 1 << 20
+
+// Parse reads a unit file the way systemd's config_parse() does
+// (src/shared/conf-parser.c): a line ending in a backslash continues on
+// the next one, the backslash read as a space, and comment lines inside a
+// continuation are skipped (systemd.syntax(7)); a line without '=' or an
+// assignment before any [Section] is ignored with a warning, as systemd
+// does. What systemd refuses is an error: an empty file (systemd loads it
+// as masked), an unterminated section header, a NUL byte, a line longer
+// than 1 MiB. Unknown sections and directives are kept and reported as
+// warnings.
 func Parse(file string, data []byte) (*Unit, []Warning, error) {
-	lines, err := scan(file, data)
-	if err != nil {
-		return nil, nil, err
+	if len(data) == 0 {
+		return nil, nil, fmt.Errorf("%s: %w: the file is empty (systemd treats an empty unit file as masked and will not start it)", file, ErrMalformed)
 	}
-	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w: %v", file, ErrMalformed, err)
+	if bytes.IndexByte(data, 0) >= 0 {
+		return nil, nil, fmt.Errorf("%s: %w: it contains a NUL byte (not a text file)", file, ErrMalformed)
 	}
-	if len(opts) != len(lines) {
-		return nil, nil, fmt.Errorf("%s: %w: %d assignments found by one reading, %d by another", file, ErrMalformed, len(opts), len(lines))
-	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // systemd skips a UTF-8 BOM
 	u := &Unit{File: file}
 	var warns []Warning
-	seen := map[string]bool{}
-	for i, o := range opts {
-		l := lines[i]
-		if o.Section != l.section || o.Name != l.name {
-			return nil, nil, fmt.Errorf("%s:%d: %w: cannot match %s= in [%s]", file, l.line, ErrMalformed, o.Name, o.Section)
-		}
-		if !seen[o.Section] {
-			seen[o.Section] = true
-			u.Sections = append(u.Sections, o.Section)
-		}
-		u.Directives = append(u.Directives, Directive{Section: o.Section, Name: o.Name, Value: joinContinued(o.Value), Line: l.line})
-		known, sectionKnown := knownDirectives[o.Section]
-		switch {
-		case strings.HasPrefix(o.Section, "X-") || strings.HasPrefix(o.Name, "X-"):
-		case !sectionKnown:
-			warns = append(warns, Warning{file, l.line, fmt.Sprintf("unknown section [%s] (kept)", o.Section)})
-		case !known[o.Name]:
-			warns = append(warns, Warning{file, l.line, fmt.Sprintf("unknown directive %s= in [%s], not known to systemd 252 (kept)", o.Name, o.Section)})
-		}
-	}
-	return u, dedupeSectionWarnings(warns), nil
-}
-
-// dedupeSectionWarnings keeps one unknown-section warning per section.
-func dedupeSectionWarnings(ws []Warning) []Warning {
-	seen := map[string]bool{}
-	var out []Warning
-	for _, w := range ws {
-		if strings.HasPrefix(w.Msg, "unknown section") {
-			if seen[w.Msg] {
-				continue
-			}
-			seen[w.Msg] = true
-		}
-		out = append(out, w)
-	}
-	return out
-}
-
-// joinContinued turns go-systemd's "\\\n" continuations into the single
-// space systemd reads.
-func joinContinued(v string) string {
-	v = strings.ReplaceAll(v, "\\\n", " ")
-	return strings.TrimSpace(v)
-}
-
-type scanned struct {
-	section, name string
-	line          int
-}
-
-// scan finds each assignment's section, name and line and rejects lines
-// systemd would ignore with a complaint.
-func scan(file string, data []byte) ([]scanned, error) {
-	if bytes.IndexByte(data, 0) >= 0 {
-		return nil, fmt.Errorf("%s: %w: it contains a NUL byte (not a text file)", file, ErrMalformed)
-	}
-	var out []scanned
+	seenSection := map[string]bool{}
 	section := ""
-	continued := false
-	for i, raw := range strings.Split(string(data), "\n") {
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i < len(lines); i++ {
 		n := i + 1
-		line := strings.TrimRight(raw, "\r")
-		if continued {
-			continued = strings.HasSuffix(line, `\`)
-			continue
+		line := strings.TrimRight(lines[i], "\r")
+		if len(line) > maxLine {
+			return nil, nil, fmt.Errorf("%s:%d: %w: line longer than systemd's limit of %d bytes", file, n, ErrMalformed, maxLine)
 		}
 		t := strings.TrimSpace(line)
 		switch {
 		case t == "" || t[0] == '#' || t[0] == ';':
 			continue
 		case t[0] == '[':
-			end := strings.IndexByte(t, ']')
-			if end < 0 {
-				return nil, fmt.Errorf("%s:%d: %w: section header without ']': %q", file, n, ErrMalformed, t)
+			if !strings.HasSuffix(t, "]") {
+				return nil, nil, fmt.Errorf("%s:%d: %w: invalid section header %q (systemd refuses the unit)", file, n, ErrMalformed, t)
 			}
-			if strings.TrimSpace(t[end+1:]) != "" {
-				return nil, fmt.Errorf("%s:%d: %w: text after the section header: %q", file, n, ErrMalformed, t)
+			section = t[1 : len(t)-1]
+			if strings.ContainsAny(section, "[]") || section == "" {
+				return nil, nil, fmt.Errorf("%s:%d: %w: invalid section header %q (systemd refuses the unit)", file, n, ErrMalformed, t)
 			}
-			section = t[1:end]
+			if !seenSection[section] {
+				seenSection[section] = true
+				u.Sections = append(u.Sections, section)
+				if _, known := knownDirectives[section]; !known && !strings.HasPrefix(section, "X-") {
+					warns = append(warns, Warning{file, n, fmt.Sprintf("unknown section [%s] (kept)", section)})
+				}
+			}
 			continue
 		}
+		// Join the continuation lines, skipping comments between them.
+		for strings.HasSuffix(t, `\`) && i+1 < len(lines) {
+			next := strings.TrimRight(lines[i+1], "\r")
+			i++
+			if nt := strings.TrimSpace(next); nt != "" && (nt[0] == '#' || nt[0] == ';') {
+				continue
+			}
+			t = strings.TrimSpace(t[:len(t)-1] + " " + next)
+			if len(t) > maxLine {
+				return nil, nil, fmt.Errorf("%s:%d: %w: continued line longer than systemd's limit of %d bytes", file, n, ErrMalformed, maxLine)
+			}
+		}
+		t = strings.TrimSuffix(t, `\`) // a continuation at the end of the file
 		eq := strings.IndexByte(t, '=')
 		if eq < 0 {
-			return nil, fmt.Errorf("%s:%d: %w: line without '=': %q", file, n, ErrMalformed, t)
+			warns = append(warns, Warning{file, n, fmt.Sprintf("missing '=', line ignored (as systemd does): %q", shorten(t))})
+			continue
 		}
 		if section == "" {
-			return nil, fmt.Errorf("%s:%d: %w: assignment before any [Section] header: %q", file, n, ErrMalformed, t)
+			warns = append(warns, Warning{file, n, fmt.Sprintf("assignment outside of any [Section], ignored (as systemd does): %q", shorten(t))})
+			continue
 		}
 		name := strings.TrimSpace(t[:eq])
 		if name == "" {
-			return nil, fmt.Errorf("%s:%d: %w: assignment without a name: %q", file, n, ErrMalformed, t)
+			warns = append(warns, Warning{file, n, fmt.Sprintf("assignment without a name, ignored (as systemd does): %q", shorten(t))})
+			continue
 		}
-		out = append(out, scanned{section: section, name: name, line: n})
-		continued = strings.HasSuffix(line, `\`)
+		u.Directives = append(u.Directives, Directive{Section: section, Name: name, Value: strings.TrimSpace(t[eq+1:]), Line: n})
+		known, sectionKnown := knownDirectives[section]
+		if sectionKnown && !known[name] && !strings.HasPrefix(name, "X-") {
+			warns = append(warns, Warning{file, n, fmt.Sprintf("unknown directive %s= in [%s], not known to systemd 252 (kept)", name, section)})
+		}
 	}
-	return out, nil
+	return u, warns, nil
+}
+
+// shorten cuts a line for a message.
+func shorten(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
 }

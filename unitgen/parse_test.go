@@ -12,8 +12,7 @@ func TestParseMalformed(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 	}{
-		{"no equals", "[Service]\nExecStart=/bin/true\nnot an assignment\n", "x.service:3:"},
-		{"before section", "ExecStart=/bin/true\n[Service]\n", "x.service:1:"},
+		{"empty", "", "empty"},
 		{"open header", "[Service\nExecStart=/bin/true\n", "x.service:1:"},
 		{"garbage after header", "[Service] x\n", "x.service:1:"},
 		{"binary", "[Service]\nExecStart=\x00\n", "NUL"},
@@ -39,8 +38,50 @@ func TestParseLinesAndContinuations(t *testing.T) {
 	if d, _ := u.Get("Service", "User"); d.Line != 8 {
 		t.Errorf("User at line %d; want 8", d.Line)
 	}
-	if len(warns) != 1 || warns[0].Line != 12 || !strings.Contains(warns[0].Msg, "[Odd]") {
-		t.Errorf("warnings %v; want one for [Odd] at line 12 (X- sections are fine)", warns)
+	if len(warns) != 1 || warns[0].Line != 11 || !strings.Contains(warns[0].Msg, "[Odd]") {
+		t.Errorf("warnings %v; want one for [Odd] at its header, line 11 (X- sections are fine)", warns)
+	}
+}
+
+// TestParseWhatSystemdAccepts: what systemd-analyze verify accepts is
+// read, with a warning where systemd warns too (systemd.syntax(7),
+// config_parse() in src/shared/conf-parser.c).
+func TestParseWhatSystemdAccepts(t *testing.T) {
+	long := strings.Repeat("x", 10000)
+	tests := []struct {
+		name, in  string
+		directive string
+		want      string
+		wantLine  int
+		warn      string
+	}{
+		{"10000-character line", "[Service]\nExecStart=/bin/echo " + long + "\n", "ExecStart", "/bin/echo " + long, 2, ""},
+		{"comment inside a continuation", "[Service]\nExecStart=/bin/echo a \\\n# a comment\n; another\n  b\n", "ExecStart", "/bin/echo a    b", 2, ""},
+		{"line without '='", "[Service]\nExecStart=/bin/true\nnot an assignment\n", "ExecStart", "/bin/true", 2, "x.service:3: missing '='"},
+		{"assignment before a section", "ExecStart=/bin/false\n[Service]\nExecStart=/bin/true\n", "ExecStart", "/bin/true", 3, "x.service:1: assignment outside"},
+		{"byte order mark", "\xef\xbb\xbf[Service]\nExecStart=/bin/true\n", "ExecStart", "/bin/true", 2, ""},
+		{"continuation at the end", "[Service]\nExecStart=/bin/true \\", "ExecStart", "/bin/true", 2, ""},
+	}
+	for _, tc := range tests {
+		u, warns, err := Parse("x.service", []byte(tc.in))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		d, ok := u.Get("Service", tc.directive)
+		if !ok || d.Value != tc.want || d.Line != tc.wantLine {
+			t.Errorf("%s: %s= %+v; want %q at line %d", tc.name, tc.directive, d, shorten(tc.want), tc.wantLine)
+		}
+		var ws []string
+		for _, w := range warns {
+			ws = append(ws, w.String())
+		}
+		switch {
+		case tc.warn == "" && len(ws) > 0:
+			t.Errorf("%s: unexpected warnings %q", tc.name, ws)
+		case tc.warn != "" && (len(ws) != 1 || !strings.HasPrefix(ws[0], tc.warn)):
+			t.Errorf("%s: warnings %q; want one starting %q", tc.name, ws, tc.warn)
+		}
 	}
 }
 
@@ -113,38 +154,60 @@ func TestGenerateBadInput(t *testing.T) {
 	}
 }
 
-func TestGenerateNotifyReload(t *testing.T) {
+// TestGenerateReload: every systemd version gets Type=notify and
+// ExecReload=graceshim reload $MAINPID for a daemon that can reload, and
+// no ExecReload= for one that cannot (redis) or is unknown.
+func TestGenerateReload(t *testing.T) {
 	for _, tt := range []struct {
 		version    int
-		wantType   string
+		argv0      string
 		wantReload bool
 	}{
-		{219, "Type=notify\n", true},
-		{252, "Type=notify\n", true},
-		{253, "Type=notify-reload\n", false},
+		{219, "/usr/sbin/nginx", true},
+		{252, "/usr/sbin/nginx", true},
+		{253, "/usr/sbin/nginx", true},
+		{252, "/usr/bin/redis-server", false},
+		{252, "/usr/local/bin/myserver", false},
 	} {
-		out, err := Generate(Options{SystemdVersion: tt.version, Argv: []string{"/usr/sbin/nginx"}})
+		out, err := Generate(Options{SystemdVersion: tt.version, Argv: []string{tt.argv0}, Graceshim: "/opt/g s/graceshim"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(out), tt.wantType) || strings.Contains(string(out), "ExecReload=") != tt.wantReload {
-			t.Errorf("systemd %d: want %q and ExecReload= %v:\n%s", tt.version, tt.wantType, tt.wantReload, out)
+		s := string(out)
+		if !strings.Contains(s, "\nType=notify\n") {
+			t.Errorf("systemd %d %s: want Type=notify:\n%s", tt.version, tt.argv0, s)
+		}
+		if got := strings.Contains(s, "\nExecReload=\"/opt/g s/graceshim\" reload $MAINPID\n"); got != tt.wantReload {
+			t.Errorf("systemd %d %s: graceshim reload %v, want %v:\n%s", tt.version, tt.argv0, got, tt.wantReload, s)
+		}
+		if strings.Count(s, "\nExecReload=") > 1 {
+			t.Errorf("more than one ExecReload=:\n%s", s)
 		}
 	}
 }
 
-// TestConvertReload: graceshim's HUP replaces a signal reload and fills in
-// a missing one for a known daemon, but a reload command of the daemon's
-// own stays the only reload, and an unknown daemon gets none.
+// TestConvertReload: graceshim reload replaces a signal reload and fills
+// in a missing one for a known daemon; a reload command of the daemon's
+// own stays the only reload; an unknown daemon gets one only when its
+// unit reloaded it with a signal (squid's HUP, lighttpd's USR1 through
+// --map), and apachectl graceful keeps its config test.
 func TestConvertReload(t *testing.T) {
 	tests := []struct {
 		name, service string
 		wantHUP       bool
+		want          []string
 	}{
-		{"signal reload", "[Service]\nExecStart=/usr/sbin/nginx -g 'daemon off;'\nExecReload=/bin/kill -HUP $MAINPID\n", true},
-		{"no reload, known daemon", "[Service]\nExecStart=/usr/sbin/nginx -g 'daemon off;'\n", true},
-		{"own reload command", "[Service]\nExecStart=/usr/bin/caddy run --config /etc/caddy/Caddyfile\nExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile\n", false},
-		{"unknown daemon", "[Service]\nExecStart=/usr/local/bin/myserver --port 80\n", false},
+		{"signal reload", "[Service]\nExecStart=/usr/sbin/nginx -g 'daemon off;'\nExecReload=/bin/kill -HUP $MAINPID\n", true, nil},
+		{"no reload, known daemon", "[Service]\nExecStart=/usr/sbin/nginx -g 'daemon off;'\n", true, nil},
+		{"own reload command", "[Service]\nExecStart=/usr/bin/caddy run --config /etc/caddy/Caddyfile\nExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile\n", false,
+			[]string{"\nExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile\n"}},
+		{"unknown daemon", "[Service]\nExecStart=/usr/local/bin/myserver --port 80\n", false, nil},
+		{"unknown daemon, HUP reload", "[Service]\nExecStart=/usr/sbin/squid-like --foreground\nExecReload=/bin/kill -HUP $MAINPID\n", true, nil},
+		{"unknown daemon, USR1 reload", "[Service]\nExecStart=/usr/sbin/lighttpd-like -D\nExecReload=/bin/kill -USR1 $MAINPID\n", true,
+			[]string{"--map=HUP:USR1 -- /usr/sbin/lighttpd-like -D"}},
+		{"redis cannot reload", "[Service]\nExecStart=/usr/bin/redis-server\nExecReload=/bin/kill -HUP $MAINPID\n", false, nil},
+		{"apachectl graceful keeps its test", "[Service]\nType=forking\nExecStart=/usr/sbin/apachectl start\nExecReload=/usr/sbin/apachectl graceful\n", true,
+			[]string{"\nExecReload=/usr/sbin/apachectl configtest\nExecReload=/usr/bin/graceshim reload $MAINPID\n"}},
 	}
 	for _, tt := range tests {
 		u, _, err := Parse("x.service", []byte(tt.service))
@@ -155,8 +218,16 @@ func TestConvertReload(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
-		if got := strings.Contains(string(r.Unit), "ExecReload=/bin/kill -HUP $MAINPID"); got != tt.wantHUP {
-			t.Errorf("%s: HUP reload %v, want %v:\n%s", tt.name, got, tt.wantHUP, r.Unit)
+		if got := strings.Contains(string(r.Unit), "\nExecReload=/usr/bin/graceshim reload $MAINPID\n"); got != tt.wantHUP {
+			t.Errorf("%s: graceshim reload %v, want %v:\n%s", tt.name, got, tt.wantHUP, r.Unit)
+		}
+		if strings.Contains(string(r.Unit), "\nExecReload=/bin/kill") {
+			t.Errorf("%s: a kill command survived:\n%s", tt.name, r.Unit)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(string(r.Unit), w) {
+				t.Errorf("%s: want %q in:\n%s", tt.name, w, r.Unit)
+			}
 		}
 	}
 }

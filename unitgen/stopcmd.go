@@ -26,6 +26,11 @@ type signalCmd struct {
 	// What names the command for messages ("start-stop-daemon --retry
 	// QUIT/5").
 	What string
+	// Tested is the command's own config-test subcommand when it tests
+	// the configuration before it signals: apachectl graceful runs
+	// "$HTTPD -t" first and refuses a broken one (apachectl(8)), where a
+	// bare USR1 makes Apache's parent exit.
+	Tested string
 }
 
 // wrappers are init-like programs that run a command as their child.
@@ -121,9 +126,22 @@ func classifySignalCmd(argv []string) signalCmd {
 			case "stop":
 				return signalCmd{Sends: true, Signal: syscall.SIGTERM, What: base + " stop"}
 			case "graceful":
-				return signalCmd{Sends: true, Signal: syscall.SIGUSR1, What: base + " graceful"}
+				return signalCmd{Sends: true, Signal: syscall.SIGUSR1, What: base + " graceful", Tested: "configtest"}
 			case "restart":
-				return signalCmd{Sends: true, Signal: syscall.SIGHUP, What: base + " restart"}
+				return signalCmd{Sends: true, Signal: syscall.SIGHUP, What: base + " restart", Tested: "configtest"}
+			}
+		}
+	}
+	// httpd -k graceful-stop|stop (Red Hat's and Arch's ExecStop=). -k
+	// graceful is left alone: httpd reads its configuration before it
+	// signals, so that reload is kept as it is.
+	for i, a := range args {
+		if a == "-k" && i+1 < len(args) {
+			switch args[i+1] {
+			case "graceful-stop":
+				return signalCmd{Sends: true, Signal: syscall.SIGWINCH, What: base + " -k graceful-stop"}
+			case "stop":
+				return signalCmd{Sends: true, Signal: syscall.SIGTERM, What: base + " -k stop"}
 			}
 		}
 	}
@@ -257,4 +275,162 @@ func parseSpan(s string) (d time.Duration, inf, ok bool) {
 		rest = rest[j:]
 	}
 	return d, false, true
+}
+
+// daemonArgv returns the daemon a command line runs when it runs it
+// through env(1) or a shell that execs it (`sh -c 'exec nginx ...'`), so
+// that the daemon's preset is picked rather than the generic one. The
+// command graceshim runs stays as it was: env and an exec'ing shell
+// replace themselves with the daemon in the same pid.
+func daemonArgv(argv []string) []string {
+	for range 4 { // env sh -c 'exec env X=1 gunicorn' and no deeper
+		if len(argv) == 0 {
+			return argv
+		}
+		switch filepath.Base(argv[0]) {
+		case "env":
+			argv = envCommand(argv[1:])
+		case "sh", "bash", "dash", "ash", "zsh":
+			script, ok := shellScript(argv[1:])
+			if !ok {
+				return argv
+			}
+			// The last command of the script is the one that may become
+			// the daemon: `ulimit -n 65536; exec nginx ...`.
+			cmds := shellCommands(script)
+			if len(cmds) == 0 {
+				return argv
+			}
+			words := cmds[len(cmds)-1]
+			for len(words) > 0 && isAssignment(words[0]) {
+				words = words[1:]
+			}
+			if len(words) < 2 || words[0] != "exec" {
+				return argv // not a shell that becomes the daemon
+			}
+			argv = words[1:]
+			for len(argv) > 0 && strings.HasPrefix(argv[0], "-") { // exec -a NAME, exec -l
+				if argv[0] == "-a" && len(argv) > 1 {
+					argv = argv[1:]
+				}
+				argv = argv[1:]
+			}
+		default:
+			return argv
+		}
+	}
+	return argv
+}
+
+// envCommand skips env(1)'s options and NAME=VALUE words.
+func envCommand(args []string) []string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return args[i+1:]
+		case a == "-u" || a == "--unset" || a == "-C" || a == "--chdir" || a == "-S" || a == "--split-string":
+			i++
+		case strings.HasPrefix(a, "-"):
+		case isAssignment(a):
+		default:
+			return args[i:]
+		}
+	}
+	return nil
+}
+
+// shellScript returns the script of `sh -c SCRIPT` (also -lc, -ec, ...).
+func shellScript(args []string) (string, bool) {
+	for i, a := range args {
+		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.HasSuffix(a, "c") {
+			if i+1 < len(args) {
+				return args[i+1], true
+			}
+			return "", false
+		}
+		if !strings.HasPrefix(a, "-") {
+			return "", false
+		}
+	}
+	return "", false
+}
+
+func isAssignment(w string) bool {
+	k, _, ok := strings.Cut(w, "=")
+	return ok && envName.MatchString(k)
+}
+
+// shellCommands splits a POSIX shell script into its simple commands'
+// words: quotes and backslashes are honoured, expansions are kept as
+// text, and ';', '&', '|' and newlines separate commands.
+func shellCommands(s string) [][]string {
+	var cmds [][]string
+	var words []string
+	var cur strings.Builder
+	in := false
+	flush := func() {
+		if in {
+			words = append(words, cur.String())
+			cur.Reset()
+			in = false
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			flush()
+		case c == ';' || c == '&' || c == '|' || c == '\n':
+			flush()
+			if len(words) > 0 {
+				cmds = append(cmds, words)
+			}
+			words = nil
+		case c == '\'':
+			in = true
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				cur.WriteString(s[i+1:])
+				i = len(s)
+				break
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+		case c == '"':
+			in = true
+			for i++; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+		case c == '\\' && i+1 < len(s):
+			in = true
+			i++
+			cur.WriteByte(s[i])
+		default:
+			in = true
+			cur.WriteByte(c)
+		}
+	}
+	flush()
+	if len(words) > 0 {
+		cmds = append(cmds, words)
+	}
+	return cmds
+}
+
+// cannotStop reports whether a signal stops nothing by itself: SIGCONT
+// (which units use as a KillSignal= that does nothing, so that systemd
+// waits after ExecStop=, as Red Hat's SCL httpd units do), the stop
+// signals (the process is suspended, not ended) and those whose default
+// action is to be ignored (signal(7)). WINCH is left out: httpd stops on
+// it, and a unit that names it for another daemon presumably knows.
+func cannotStop(sig syscall.Signal) bool {
+	switch sig {
+	case 0, syscall.SIGCONT, syscall.SIGSTOP, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGCHLD, syscall.SIGURG:
+		return true
+	}
+	return false
 }

@@ -62,35 +62,46 @@ func (c Counts) Total() int {
 
 // add tallies one socket in state st; owned says whether a process still
 // holds it (its inode is not 0).
-func (c *Counts) add(st uint8, owned bool) {
+func (c *Counts) add(st uint8, owned bool) { c.tally(st, owned, 1) }
+
+// sub takes back one owned socket tallied in state st.
+func (c *Counts) sub(st uint8) { c.tally(st, true, -1) }
+
+func (c *Counts) tally(st uint8, owned bool, n int) {
 	switch st {
 	case tcpEstablished:
-		c.Established++
+		c.Established += n
 	case tcpCloseWait:
-		c.CloseWait++
+		c.CloseWait += n
 	case tcpFinWait1, tcpFinWait2, tcpClosing, tcpLastAck:
 		if owned {
-			c.HalfClosed++
+			c.HalfClosed += n
 		}
 	case tcpSynSent:
-		c.SynSent++
+		c.SynSent += n
 	case tcpSynRecv, tcpNewSynRecv:
-		c.SynRecv++
+		c.SynRecv += n
 	}
 }
 
 // Endpoint is a listening socket's local address.
 type Endpoint struct {
-	// Network is "tcp4" or "tcp6", the socket's address family. A dual-stack
-	// "tcp6" listener on [::] also carries IPv4 clients, as v4-mapped
-	// addresses in the IPv6 table.
+	// Network is "tcp4", "tcp6" or "unix", the socket's address family. A
+	// dual-stack "tcp6" listener on [::] also carries IPv4 clients, as
+	// v4-mapped addresses in the IPv6 table.
 	Network string
-	// Addr is the bound address and port; the address is unspecified
-	// (0.0.0.0 or ::) for a wildcard bind.
+	// Addr is the bound address and port of a TCP listener; the address
+	// is unspecified (0.0.0.0 or ::) for a wildcard bind.
 	Addr netip.AddrPort
+	// Path is the name of a unix stream listener: a path, or an abstract
+	// name written "@name".
+	Path string
 }
 
 func (e Endpoint) String() string {
+	if e.Network == "unix" {
+		return "unix " + e.Path
+	}
 	return fmt.Sprintf("%s %s", e.Network, e.Addr)
 }
 
@@ -101,8 +112,11 @@ func (e Endpoint) matches(a netip.Addr, p uint16) bool {
 }
 
 func (e Endpoint) family() uint8 {
-	if e.Network == "tcp6" {
+	switch e.Network {
+	case "tcp6":
 		return afInet6
+	case "unix":
+		return afUnix
 	}
 	return afInet
 }

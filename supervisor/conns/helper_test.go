@@ -32,6 +32,7 @@ const (
 	targetEnv  = "GRACESHIM_CONNS_TARGET"     // client: address to dial
 	countEnv   = "GRACESHIM_CONNS_N"          // client: connections to open
 	sourceEnv  = "GRACESHIM_CONNS_SOURCE"     // client: local IP to dial from
+	reuseEnv   = "GRACESHIM_CONNS_REUSEPORT"  // server: listen with SO_REUSEPORT
 
 	hangGuard = 2 * time.Minute // only guards against a hang; nothing waits for it
 )
@@ -46,6 +47,8 @@ func TestMain(m *testing.M) {
 		helperWorker()
 	case "client":
 		helperClient()
+	case "userver":
+		helperUnixServer()
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
@@ -76,9 +79,10 @@ func raiseNofile() {
 // Each accepted connection has a reader that closes it on EOF, so a
 // client closing its end makes the server close too.
 type holder struct {
-	mu    sync.Mutex // guards conns
-	conns map[*net.TCPConn]bool
-	lns   []*net.TCPListener
+	mu        sync.Mutex // guards conns and lastClose
+	conns     map[*net.TCPConn]bool
+	lastClose int64 // when an accepted connection was last closed, Unix nanoseconds
+	lns       []*net.TCPListener
 }
 
 func (h *holder) serve(ln *net.TCPListener) {
@@ -103,8 +107,12 @@ func (h *holder) hold(c *net.TCPConn, read bool) {
 	}
 	go func() {
 		io.Copy(io.Discard, c)
+		// Stamped before the close: the kernel may announce the socket
+		// freed before this goroutine runs again.
+		at := time.Now().UnixNano()
 		c.Close()
 		h.mu.Lock()
+		h.lastClose = max(h.lastClose, at)
 		delete(h.conns, c)
 		h.mu.Unlock()
 	}()
@@ -123,6 +131,10 @@ func (h *holder) command(line string) string {
 			ln.Close()
 		}
 		return "ok"
+	case "last-close":
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return "last-close " + strconv.FormatInt(h.lastClose, 10)
 	case "held":
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -134,6 +146,28 @@ func (h *holder) command(line string) string {
 			c.CloseWrite()
 		}
 		return "ok"
+	case "close-conns":
+		// The server closes first (an idle keep-alive connection at a
+		// graceful stop): its end goes FIN_WAIT, then TIME_WAIT.
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for c := range h.conns {
+			c.Close()
+		}
+		return "ok"
+	case "relisten":
+		// A server that replaces its listener by a new one on another
+		// port (short-lived listeners).
+		for _, ln := range h.lns {
+			ln.Close()
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "error " + err.Error()
+		}
+		h.lns = []*net.TCPListener{ln.(*net.TCPListener)}
+		go h.serve(h.lns[0])
+		return "ok " + ln.Addr().String()
 	case "dial":
 		d := net.Dialer{KeepAlive: -1}
 		c, err := d.Dial("tcp", f[1])
@@ -150,6 +184,16 @@ func helperServer() {
 	raiseNofile()
 	h := &holder{conns: map[*net.TCPConn]bool{}}
 	lc := net.ListenConfig{KeepAlive: -1}
+	if os.Getenv(reuseEnv) != "" {
+		// Two servers on one port, as in an SO_REUSEPORT handover.
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			})
+			return serr
+		}
+	}
 	var addrs []string
 	var files []*os.File
 	for _, a := range strings.Split(os.Getenv(listenEnv), ",") {
@@ -219,6 +263,10 @@ func helperServer() {
 				if n, ok := strings.CutPrefix(r, "held "); ok {
 					k, _ := strconv.Atoi(n)
 					held += k
+				} else if t, ok := strings.CutPrefix(r, "last-close "); ok {
+					w, _ := strconv.ParseInt(t, 10, 64)
+					m, _ := strconv.ParseInt(strings.TrimPrefix(reply, "last-close "), 10, 64)
+					reply = "last-close " + strconv.FormatInt(max(w, m), 10)
 				} else if r != "ok" {
 					reply = r
 				}
@@ -323,7 +371,36 @@ func helperClient() {
 		helperFail("cannot dial %s from %s after %d connections: %v", target, src, len(conns), first)
 	}
 	fmt.Printf("ready %d\n", len(conns))
-	io.Copy(io.Discard, os.Stdin)
+	// "close D": close every connection, evenly spread over the duration
+	// D, and answer with the time of the last close (Unix nanoseconds).
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		d, ok := strings.CutPrefix(in.Text(), "close ")
+		if !ok {
+			fmt.Println("error unknown command")
+			continue
+		}
+		over, err := time.ParseDuration(d)
+		if err != nil {
+			fmt.Println("error " + err.Error())
+			continue
+		}
+		start := time.Now()
+		var last time.Time
+		for i, c := range conns {
+			if wait := time.Until(start.Add(over * time.Duration(i) / time.Duration(len(conns)))); wait > 0 {
+				time.Sleep(wait)
+			}
+			c.Close()
+			last = time.Now()
+		}
+		fmt.Printf("closed %d\n", last.UnixNano())
+		conns = nil
+	}
+	for _, c := range conns {
+		c.(*net.TCPConn).SetLinger(0) // reset: no TIME_WAIT left behind
+		c.Close()
+	}
 }
 
 // helper is a running helper process, seen from the test.
@@ -430,8 +507,13 @@ type server struct {
 // one) with the given number of worker processes (0: the master serves).
 func startServer(tb testing.TB, workers int, addrs ...string) *server {
 	tb.Helper()
-	h := startHelper(tb, helperEnv+"=server", listenEnv+"="+strings.Join(addrs, ","),
-		workersEnv+"="+strconv.Itoa(workers))
+	return startServerEnv(tb, workers, nil, addrs...)
+}
+
+func startServerEnv(tb testing.TB, workers int, env []string, addrs ...string) *server {
+	tb.Helper()
+	h := startHelper(tb, append(env, helperEnv+"=server", listenEnv+"="+strings.Join(addrs, ","),
+		workersEnv+"="+strconv.Itoa(workers))...)
 	s := &server{helper: h, pid: h.cmd.Process.Pid}
 	var pids, as string
 	if _, err := fmt.Sscanf(h.line(), "ready pids=%s addrs=%s", &pids, &as); err != nil {
@@ -465,4 +547,54 @@ func startClient(tb testing.TB, target, src string, n int) *helper {
 		tb.Fatalf("client helper: %q", l)
 	}
 	return h
+}
+
+// helperUnixServer listens on the unix socket listenEnv names (a path, or
+// "@name" for an abstract one), holds the connections it accepts until
+// their client closes, and answers "ready" and then "held N".
+func helperUnixServer() {
+	name := os.Getenv(listenEnv)
+	ln, err := net.Listen("unix", name)
+	if err != nil {
+		helperFail("cannot listen on %s: %v", name, err)
+	}
+	var (
+		mu   sync.Mutex // guards held
+		held int
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held++
+			mu.Unlock()
+			go func() {
+				io.Copy(io.Discard, c)
+				c.Close()
+				mu.Lock()
+				held--
+				mu.Unlock()
+			}()
+		}
+	}()
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		mu.Lock()
+		fmt.Printf("held %d\n", held)
+		mu.Unlock()
+	}
+}
+
+// startUnixServer starts a unix server helper listening on name.
+func startUnixServer(tb testing.TB, name string) *server {
+	tb.Helper()
+	h := startHelper(tb, helperEnv+"=userver", listenEnv+"="+name)
+	if l := h.line(); l != "ready" {
+		tb.Fatalf("unix server helper: %q", l)
+	}
+	return &server{helper: h, pid: h.cmd.Process.Pid, pids: []int{h.cmd.Process.Pid}, addrs: []string{name}}
 }

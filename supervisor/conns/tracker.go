@@ -2,6 +2,7 @@ package conns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -34,10 +35,17 @@ type Tracker struct {
 	source   string // backend in use
 	forced   bool   // Options.Source was set: never fall back
 	fallback error  // why an automatic Tracker left netlink
-	badOpts  error  // invalid Options, returned by every call
+	// unixFallback is why unix sockets are read from /proc/net/unix
+	// while TCP still goes through netlink (unix_diag may be missing
+	// where inet_diag is not).
+	unixFallback error
+	badOpts      error // invalid Options, returned by every call
 
 	endpoints []Endpoint
-	progs     map[uint8][]byte // per family: compiled filter, nil when stale
+	seen      map[Endpoint]int // the Observe that last saw each endpoint's listener
+	observes  int
+	progs     map[uint8][]byte // per family: compiled filter; absent when stale, nil when none
+	hooks     drainHooks
 
 	diag  diag
 	proc  procNet
@@ -54,6 +62,7 @@ func NewTracker(opts Options) *Tracker {
 		source: SourceNetlink,
 		progs:  map[uint8][]byte{},
 		owned:  map[uint64]struct{}{},
+		seen:   map[Endpoint]int{},
 	}
 	switch opts.Source {
 	case "":
@@ -73,6 +82,9 @@ func NewTracker(opts Options) *Tracker {
 // supervisor can log it once). Before the first Observe or Count it names
 // the backend that will be tried first.
 func (t *Tracker) Source() (name string, fallbackReason error) {
+	if t.fallback == nil && t.unixFallback != nil {
+		return t.source, t.unixFallback
+	}
 	return t.source, t.fallback
 }
 
@@ -88,17 +100,21 @@ func (t *Tracker) Endpoints() []Endpoint {
 // its socket inode is one of the links in /proc/PID/fd of a pid. Pids that
 // have exited are skipped.
 //
-// Endpoints are never forgotten: nginx closes its listeners on QUIT, and
-// the connections it still drains are found by the endpoint they came in
-// on. Call Observe once the server is up (and again after a reload or a
-// binary upgrade); listeners are few, so it is cheap, but it reads every
-// descriptor of every pid.
+// Endpoints outlive their listeners: nginx closes its listeners on QUIT,
+// and the connections it still drains are found by the endpoint they
+// came in on; a reload that moves a server to another port leaves old
+// workers draining on the old one. But they are bounded: the endpoints
+// listened on at the last Observe are all kept, and of those no longer
+// listened on only the maxStaleEndpoints seen most recently. A server
+// that opens short-lived listeners would otherwise grow the filter
+// without end (inet_diag bytecode longer than 64 KiB, about 3,400
+// endpoints, is refused). Call Observe once the server is up (and again
+// after a reload or a binary upgrade); listeners are few, so it is cheap,
+// but it reads every descriptor of every pid.
 //
-// Unix stream listeners are not tracked: sock_diag's unix family has no
-// in-kernel filter and an accepted unix socket carries no port to match
-// on, so counting them would mean a full dump matched against the tree's
-// descriptors on every poll. A server that only listens on unix sockets
-// has no endpoints; use ModeAll or rely on the process exiting.
+// Unix stream listeners (a path, or "@name" for an abstract socket) are
+// endpoints too, of Network "unix"; see unix.go for how their connections
+// are found.
 func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
 	if t.badOpts != nil {
 		return nil, t.badOpts
@@ -107,18 +123,24 @@ func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
 		return nil, err
 	}
 	var found []Endpoint
-	add := func(network string, a netip.Addr, port uint16, inode uint64) {
+	t.observes++
+	addEp := func(e Endpoint, inode uint64) {
 		if _, ok := t.owned[inode]; !ok || inode == 0 {
 			return
 		}
-		e := Endpoint{Network: network, Addr: netip.AddrPortFrom(a.WithZone(""), port)}
+		t.seen[e] = t.observes
 		if slices.Contains(t.endpoints, e) || slices.Contains(found, e) {
 			return // SO_REUSEPORT workers each hold a socket on one endpoint
 		}
 		found = append(found, e)
 	}
+	add := func(network string, a netip.Addr, port uint16, inode uint64) {
+		addEp(Endpoint{Network: network, Addr: netip.AddrPortFrom(a.WithZone(""), port)}, inode)
+	}
 	ctx := context.Background()
-	for _, fam := range []uint8{afInet, afInet6} {
+	fams := []uint8{afInet, afInet6}
+	for i := 0; i < len(fams); i++ {
+		fam := fams[i]
 		network := "tcp4"
 		if fam == afInet6 {
 			network = "tcp6"
@@ -133,15 +155,89 @@ func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
 					add(network, e.addr, e.port, e.inode)
 				}
 			})
+		if errors.Is(err, errFellBack) {
+			found, i = nil, -1 // again from the start, through /proc/net
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("cannot list listening sockets: %w", err)
 		}
+	}
+	unixListeners := func(e *unixEntry) {
+		if len(e.name) > 0 {
+			addEp(Endpoint{Network: "unix", Path: string(e.name)}, e.inode)
+		}
+	}
+	err := t.eachUnix(ctx, true, unixListeners)
+	if errors.Is(err, errFellBack) {
+		err = t.eachUnix(ctx, true, unixListeners)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot list unix listening sockets: %w", err)
 	}
 	for _, e := range found {
 		t.endpoints = append(t.endpoints, e)
 		delete(t.progs, e.family())
 	}
+	t.forgetStale()
+	t.release()
 	return found, nil
+}
+
+// maxStaleEndpoints bounds the endpoints kept after their listener is
+// gone; maxBytecodeEndpoints bounds those matched in the kernel. Beyond
+// it (a server with a thousand live listeners) a family is dumped whole
+// and matched here: slower, but never refused.
+const (
+	maxStaleEndpoints    = 64
+	maxBytecodeEndpoints = 1000
+)
+
+// forgetStale drops the endpoints whose listener was last seen longest
+// ago, beyond maxStaleEndpoints of them.
+func (t *Tracker) forgetStale() {
+	var stale []Endpoint
+	for _, e := range t.endpoints {
+		if t.seen[e] != t.observes {
+			stale = append(stale, e)
+		}
+	}
+	if len(stale) <= maxStaleEndpoints {
+		return
+	}
+	slices.SortStableFunc(stale, func(a, b Endpoint) int { return t.seen[a] - t.seen[b] })
+	for _, e := range stale[:len(stale)-maxStaleEndpoints] {
+		delete(t.seen, e)
+		delete(t.progs, e.family())
+	}
+	t.endpoints = slices.DeleteFunc(t.endpoints, func(e Endpoint) bool {
+		_, ok := t.seen[e]
+		return !ok
+	})
+}
+
+// release drops the read buffers between the rare calls made while the
+// server runs, so an idle graceshim keeps none of them.
+func (t *Tracker) release() {
+	t.diag.rbuf, t.proc.buf, t.proc.seen, t.fds.dent, t.fds.link = nil, nil, nil, nil, nil
+	t.owned = map[uint64]struct{}{}
+}
+
+// matchEndpoint reports whether a socket of family fam with local
+// address a and port p is on a remembered endpoint.
+func (t *Tracker) matchEndpoint(fam uint8, a netip.Addr, p uint16) bool {
+	for _, ep := range t.endpoints {
+		if ep.family() == fam && ep.matches(a, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// onEndpoint is matchEndpoint for an inet_diag_msg.
+func (t *Tracker) onEndpoint(fam uint8, msg []byte) bool {
+	a, p := msgLocal(msg)
+	return t.matchEndpoint(fam, a, p)
 }
 
 // Count returns the live connections of the tree.
@@ -150,7 +246,9 @@ func (t *Tracker) Observe(pids []int) ([]Endpoint, error) {
 // whose local address and port are a remembered endpoint: inbound
 // connections only, not the server's own outbound ones. Over netlink the
 // match runs in the kernel as inet_diag bytecode and only the families the
-// endpoints use are dumped. With no endpoints the count is zero.
+// endpoints use are dumped. Connections on unix endpoints count as
+// Established. With no endpoints the count is zero. Count does not look
+// at who holds the sockets; Drain does.
 //
 // In ModeAll they are the TCP sockets, in any state but LISTEN, TIME_WAIT
 // and CLOSE, whose inode is held by one of pids (read from /proc/PID/fd on
@@ -168,43 +266,102 @@ func (t *Tracker) Count(ctx context.Context, pids []int) (Counts, error) {
 	if t.mode == ModeAll {
 		return t.countAll(ctx, pids)
 	}
-	for _, fam := range []uint8{afInet, afInet6} {
+	fams := []uint8{afInet, afInet6}
+	for i := 0; i < len(fams); i++ {
+		fam := fams[i]
+		n := 0
+		for _, e := range t.endpoints {
+			if e.family() == fam {
+				n++
+			}
+		}
+		if n == 0 {
+			continue // no listener of this family: do not dump it
+		}
 		prog, ok := t.progs[fam]
-		if !ok {
+		if !ok && n <= maxBytecodeEndpoints {
 			var eps []Endpoint
 			for _, e := range t.endpoints {
 				if e.family() == fam {
 					eps = append(eps, e)
 				}
 			}
-			if len(eps) > 0 {
-				prog = appendBytecode(nil, eps)
-			}
+			prog = appendBytecode(nil, eps)
 			t.progs[fam] = prog
-		}
-		if prog == nil {
-			continue // no listener of this family: do not dump it
 		}
 		err := t.each(ctx, fam, countStates, prog,
 			func(msg []byte) {
+				if prog == nil && !t.onEndpoint(fam, msg) {
+					return
+				}
 				c.add(msg[msgState], msgInodeOf(msg) != 0)
 			},
 			func(e *procEntry) {
 				if countStates&(1<<e.state) == 0 && e.state != tcpNewSynRecv {
 					return
 				}
-				for _, ep := range t.endpoints {
-					if ep.family() == fam && ep.matches(e.addr, e.port) {
-						c.add(e.state, e.inode != 0)
-						return
-					}
+				if t.matchEndpoint(fam, e.addr, e.port) {
+					c.add(e.state, e.inode != 0)
 				}
 			})
+		if errors.Is(err, errFellBack) {
+			c, i = Counts{}, -1 // again from the start, through /proc/net
+			continue
+		}
 		if err != nil {
 			return Counts{}, fmt.Errorf("cannot count connections: %w", err)
 		}
 	}
+	n, err := t.countUnix(ctx, nil)
+	if err != nil {
+		return Counts{}, err
+	}
+	c.Established += n
 	return c, nil
+}
+
+// unixPaths returns the remembered unix endpoints' names, nil when there
+// are none.
+func (t *Tracker) unixPaths() map[string]bool {
+	var m map[string]bool
+	for _, e := range t.endpoints {
+		if e.Network == "unix" {
+			if m == nil {
+				m = map[string]bool{}
+			}
+			m[e.Path] = true
+		}
+	}
+	return m
+}
+
+// countUnix counts the connections on the unix endpoints: the
+// non-listening stream sockets named like one (see unix.go). When into
+// is not nil, their inodes are added to it.
+func (t *Tracker) countUnix(ctx context.Context, into map[uint64]struct{}) (int, error) {
+	paths := t.unixPaths()
+	if paths == nil {
+		return 0, nil
+	}
+	n := 0
+	each := func(e *unixEntry) {
+		if len(e.name) > 0 && paths[string(e.name)] {
+			n++
+			if into != nil {
+				into[e.inode] = struct{}{}
+			}
+		}
+	}
+	err := t.eachUnix(ctx, false, each)
+	if errors.Is(err, errFellBack) {
+		n = 0
+		clear(into)
+		err = t.eachUnix(ctx, false, each)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot count unix connections: %w", err)
+	}
+	return n, nil
 }
 
 func (t *Tracker) countAll(ctx context.Context, pids []int) (Counts, error) {
@@ -215,7 +372,9 @@ func (t *Tracker) countAll(ctx context.Context, pids []int) (Counts, error) {
 	if len(t.owned) == 0 {
 		return c, nil
 	}
-	for _, fam := range []uint8{afInet, afInet6} {
+	fams := []uint8{afInet, afInet6}
+	for i := 0; i < len(fams); i++ {
+		fam := fams[i]
 		err := t.each(ctx, fam, allStates, nil,
 			func(msg []byte) {
 				if _, ok := t.owned[msgInodeOf(msg)]; ok {
@@ -230,6 +389,10 @@ func (t *Tracker) countAll(ctx context.Context, pids []int) (Counts, error) {
 					c.add(e.state, true)
 				}
 			})
+		if errors.Is(err, errFellBack) {
+			c, i = Counts{}, -1 // again from the start, through /proc/net
+			continue
+		}
 		if err != nil {
 			return Counts{}, fmt.Errorf("cannot count connections: %w", err)
 		}
@@ -251,15 +414,24 @@ func (t *Tracker) ownedSockets(pids []int) error {
 // each runs one pass over the TCP sockets of a family with the backend in
 // use: a sock_diag dump (states and bytecode applied in the kernel; nl
 // sees each inet_diag_msg) or a scan of /proc/net/tcp{,6} (pr sees every
-// line and filters itself). An automatic Tracker whose netlink request is
-// refused switches to /proc/net for good and records why.
+// line and filters itself). An automatic Tracker whose netlink request
+// fails, refused or broken mid-dump, switches to /proc/net for good and
+// records why: a failed count during a drain would otherwise look like a
+// drain that stalled. A dump cut short has visited some sockets already,
+// so the /proc/net pass starts from the caller's reset.
 func (t *Tracker) each(ctx context.Context, fam uint8, states uint32, bytecode []byte, nl func([]byte), pr func(*procEntry)) error {
 	if t.source == SourceNetlink {
 		err := t.diag.dump(ctx, fam, states, bytecode, nl)
-		if err == nil || t.forced || !refused(err) {
+		if err == nil || t.forced || ctx.Err() != nil {
 			return err
 		}
 		t.source, t.fallback = SourceProc, err
+		return errFellBack
 	}
 	return t.proc.scan(ctx, fam, pr)
 }
+
+// errFellBack tells a caller of each that the netlink pass failed and the
+// Tracker switched to /proc/net: what the pass visited must be thrown
+// away and the pass run again.
+var errFellBack = errors.New("fell back to /proc/net")

@@ -28,8 +28,29 @@
 // graceshim_stop, inserted into the script: the fixed script needs only
 // bash and coreutils, not graceshim.
 //
+// graceshim_stop finds the daemon the way killproc does (every pid on
+// every line of the pid file, else pidof of the binary) but signals only
+// pids that run the binary, and from pidof only masters; it fails when the
+// daemon is still running. Red Hat stops keep killproc's [  OK  ] and
+// [FAILED]; Debian stops keep start-stop-daemon and log_end_msg.
+// STOP_TIMEOUT defaults to DefaultStopTimeout (60 s: CentOS 6 stops
+// daemons one after another at shutdown) and reads N, Nm, Nh as killproc
+// -d does.
+//
+// Decisions the fixer applies to both styles alike: an upgrade action's
+// graceful signal to the old master is left as it is (the new master
+// serves; nothing waits on the old one); a --retry schedule an admin can
+// set (STOP_SCHEDULE="${STOP_SCHEDULE:-...}") is kept and only its default
+// is raised when too short; a script that waits for the pid itself keeps
+// its wait (only a fast signal before it is changed); a synchronous
+// shutdown (redis-cli shutdown) is the main path and its killproc fallback
+// is left alone; a function of the script's own that an action calls
+// (unicorn's sig QUIT) is followed one level, and the call is rewritten.
+//
 // A stop the analysis does not understand is reported with the lines it
-// looked at (an *UnsureError) and never rewritten by guess.
+// looked at (an *UnsureError) and never rewritten by guess; so is a stop
+// of a daemon no preset names, including templates whose binary hides
+// behind placeholders (%PROVIDES%, @sbindir@): --preset NAME names it.
 //
 // Generate writes a complete script in either style that runs the daemon
 // under graceshim (so stop is drain-aware) or signals it directly with the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,9 +15,14 @@ import (
 )
 
 // DefaultStopTimeout is the STOP_TIMEOUT a fix inserts, in seconds: the
-// longest graceful stop before TERM and then KILL. It matches the
-// supervisor's default drain timeout.
-const DefaultStopTimeout = 300
+// longest graceful stop before TERM and then KILL. CentOS 6 runs the K
+// scripts of a runlevel change one after another (/etc/rc.d/rc), so each
+// script's bound adds to how long a reboot can hang; a minute per daemon
+// is what systemd's own default stop timeout (90 s) is close to, and long
+// enough for ordinary requests to finish. Admins set STOP_TIMEOUT in
+// /etc/sysconfig/NAME or /etc/default/NAME; fix --stop-timeout changes the
+// default written.
+const DefaultStopTimeout = 60
 
 // TimeoutVar is the variable fixed and generated scripts read the drain
 // bound from. It is set after /etc/sysconfig/NAME or /etc/default/NAME is
@@ -115,6 +121,13 @@ type fixer struct {
 	preset signals.Preset
 	known  bool   // the preset was recognised, not the generic fallback
 	binVar string // the variable holding the daemon's absolute path, "" when none
+	binLit string // the daemon's absolute path as written, when no variable holds it
+
+	placeholders []string         // template placeholders (%PROVIDES%, @sbindir@) seen, with lines
+	funcLines    map[string][]int // each function's logical lines
+	unknownStops []int            // lines that signal a daemon no preset names
+	followed     map[int]bool     // function bodies already read for a call
+	ownWaited    map[string]bool  // actions that wait for the daemon themselves
 
 	shim    bool   // the script runs the daemon under graceshim (generated in shim mode)
 	pidVar  string // the script's pid file variable ("pidfile"), if any
@@ -168,6 +181,11 @@ func (f *fixer) identify() error {
 					}
 				}
 			}
+			if n := refersTo(prog); n != "" && f.binVar == "" {
+				if v := expand(n); strings.HasPrefix(v, "/") {
+					f.binVar = n // the variable the script starts the daemon with
+				}
+			}
 			if prog != "" {
 				if v, ok := s.vars.expand(prog); ok {
 					// daemon "$exec $config" passes one word.
@@ -178,13 +196,33 @@ func (f *fixer) identify() error {
 		}
 	}
 	for n := range s.vars {
-		if v := expand(n); strings.HasPrefix(v, "/") && !strings.Contains(v, " ") {
-			if _, ok := signals.ForCommand(v); ok && !strings.HasSuffix(v, ".pid") && !strings.Contains(v, "/etc/") {
-				candidates = append(candidates, v)
+		// CMD="/usr/bin/unicorn -D -c ..." (unicorn's example) names the
+		// binary in its first word.
+		if fs := strings.Fields(expand(n)); len(fs) > 0 && strings.HasPrefix(fs[0], "/") {
+			if _, ok := signals.ForCommand(fs[0]); ok && isProgramPath(fs[0]) {
+				candidates = append(candidates, fs[0])
 			}
 		}
 	}
-	candidates = append(candidates, path.Base(s.name))
+	// A template (nginx.org's pkg-oss nginx.init.in, Debian's
+	// php-fpm.init.in) hides the daemon behind placeholders a build
+	// fills in: %PROVIDES%, %%PROVIDES%%, @sbindir@, @PHP_VERSION@.
+	for li, cs := range s.cmds {
+		for _, c := range cs {
+			for _, w := range append(append([]word(nil), c.assign...), c.words...) {
+				for _, m := range placeholderRe.FindAllString(w.raw, -1) {
+					f.placeholders = append(f.placeholders, fmt.Sprintf("%s (line %d)", m, s.ll[li].first))
+				}
+			}
+		}
+	}
+	var kept []string
+	for _, c := range candidates {
+		if !placeholderRe.MatchString(c) {
+			kept = append(kept, c)
+		}
+	}
+	candidates = append(kept, path.Base(s.name))
 
 	if opts := f.opts; opts.Preset != "" {
 		p, err := signals.Lookup(opts.Preset)
@@ -206,15 +244,55 @@ func (f *fixer) identify() error {
 	if !f.known {
 		f.preset, _ = signals.ForCommand("")
 	}
+	if f.daemon == "" && len(kept) == 0 && f.opts.Preset != "" && len(f.preset.Commands) > 0 {
+		f.daemon = f.preset.Commands[0] // a template: only --preset names it
+	}
 	if f.daemon == "" {
 		f.daemon = path.Base(candidates[0])
+	}
+	if f.binVar == "" {
+		// The variable that holds the daemon's program, in name order
+		// so that the choice does not depend on map order.
+		names := make([]string, 0, len(s.vars))
+		for n := range s.vars {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if v := expand(n); isProgramPath(v) && path.Base(v) == f.daemon {
+				f.binVar = n
+				break
+			}
+		}
+	}
+	if f.binVar == "" {
+		for _, c := range candidates {
+			if isProgramPath(c) && path.Base(c) == f.daemon {
+				f.binLit = c
+				break
+			}
+		}
 	}
 
 	_, lower := s.vars["graceshim"]
 	_, upper := s.vars["GRACESHIM"]
 	f.shim = lower || upper
+	// A pid path the script reads from the daemon's own config (nginx -V,
+	// "pid" in nginx.conf, as Debian's nginx-common script does) is the
+	// one the daemon uses: it wins over a header comment or a guess.
+	var cfgNames []string
+	for n := range s.vars {
+		cfgNames = append(cfgNames, n)
+	}
+	sort.Strings(cfgNames)
+	for _, n := range cfgNames {
+		if v := unquote(s.vars[n]); f.pidVar == "" && strings.Contains(v, "$(") && strings.Contains(strings.ToLower(v), "pid") &&
+			(strings.Contains(v, " -V") || strings.Contains(v, ".conf") || strings.Contains(v, "CONF")) {
+			f.pidVar = n
+		}
+	}
 	for _, n := range []string{"pidfile", "PIDFILE", "pid_file", "PID_FILE", "PID", "PIDF"} {
-		if _, ok := s.vars[n]; ok {
+		if _, ok := s.vars[n]; ok && f.pidVar == "" {
 			f.pidVar = n
 			f.pidPath = expand(n)
 			break
@@ -224,6 +302,30 @@ func (f *fixer) identify() error {
 		f.pidPath = s.header["pidfile"]
 	}
 	return nil
+}
+
+// isProgramPath reports an absolute path in a bin or sbin directory: a
+// program, not a lock, pid or config file named after the daemon.
+func isProgramPath(p string) bool {
+	return path.IsAbs(p) && strings.Contains(p, "bin/") && !strings.Contains(p, " ")
+}
+
+// placeholderRe matches the placeholders of packaging templates:
+// %PROVIDES% (pkg-oss rpm), %%PROVIDES%% (pkg-oss debian), @sbindir@ and
+// @PHP_VERSION@ (autoconf, Debian's php-fpm).
+var placeholderRe = regexp.MustCompile(`%%?[A-Z][A-Z0-9_]*%%?|@[A-Za-z][A-Za-z0-9_]*@`)
+
+// binWord is how a fix names the daemon's binary to graceshim_stop: the
+// script's variable, else its path, else its name (compared with
+// /proc/PID/exe by base name).
+func (f *fixer) binWord() string {
+	switch {
+	case f.binVar != "":
+		return `"$` + f.binVar + `"`
+	case f.binLit != "":
+		return shellQuote(f.binLit)
+	}
+	return shellQuote(f.daemon)
 }
 
 // serviceName is the name of the script's sysconfig or default file.
@@ -290,9 +392,19 @@ func (f *fixer) describe(sig syscall.Signal) string {
 func (f *fixer) run() error {
 	s := f.s
 	f.stopTargets = map[string][]int{}
+	f.funcLines = map[string][]int{}
+	f.followed = map[int]bool{}
+	f.ownWaited = map[string]bool{}
 	for li := range s.ll {
-		kind := kindOf(s.ctx[li])
-		if kind == ctxOther || strings.HasPrefix(s.ctx[li], "graceshim_") {
+		if s.inFunc[li] {
+			f.funcLines[s.ctx[li]] = append(f.funcLines[s.ctx[li]], li)
+		}
+	}
+	syncStop := map[string]int{} // stop context -> its synchronous shutdown's line
+	for li := range s.ll {
+		ctx := s.ctx[li]
+		kind := kindOf(ctx)
+		if kind == ctxOther || strings.HasPrefix(ctx, "graceshim_") {
 			continue // graceshim_stop and its helpers are what a fix inserts
 		}
 		for _, c := range s.cmds[li] {
@@ -300,35 +412,43 @@ func (f *fixer) run() error {
 				continue
 			}
 			var err error
-			switch c.name() {
-			case "killproc":
+			switch name := c.name(); {
+			case name == "killproc" && kind == ctxStop && syncStop[ctx] > 0:
+				f.stopsFound++
+				first := s.ll[syncStop[ctx]-1].first
+				f.note("%s: the main stop is line %d, which returns once %s has gone; killproc on line %d runs only if that failed and is left as it is", ctx, first, f.daemon, s.ll[li].first)
+			case name == "killproc":
 				err = f.killproc(li, kind, c)
-			case "start-stop-daemon":
+			case name == "start-stop-daemon":
 				err = f.startStopDaemon(li, kind, c)
-			case "kill":
+			case name == "kill":
 				err = f.kill(li, kind, c)
-			case "graceshim_stop":
+			case name == "graceshim_stop":
 				err = f.shimStop(li, kind, c)
-			case "pkill", "killall", "skill", "pgrep":
+			case name == "pkill" || name == "killall" || name == "skill" || name == "pgrep":
 				if kind == ctxStop {
-					return &UnsureError{Reason: c.name() + " matches processes by name, workers included; cannot tell the master", Lines: s.lineRange(li, li)}
+					return &UnsureError{Reason: name + " matches processes by name, workers included; cannot tell the master", Lines: s.lineRange(li, li)}
 				}
-			default:
-				if kind == ctxStop && controlStop(c) {
-					return &UnsureError{Reason: "stop through the daemon's own control command (" + strings.TrimSpace(s.ll[li].text) + ") is not understood", Lines: s.lineRange(li, li)}
+			case kind == ctxStop && f.syncShutdown(c):
+				f.stopsFound++
+				if syncStop[ctx] == 0 {
+					syncStop[ctx] = li + 1
 				}
+			case kind == ctxStop && controlStop(c):
+				return &UnsureError{Reason: "stop through the daemon's own control command (" + strings.TrimSpace(s.ll[li].text) + ") is not understood", Lines: s.lineRange(li, li)}
+			case s.funcs[name] && kindOf(name) == ctxOther:
+				err = f.wrapper(li, kind, c, name)
 			}
 			if err != nil {
 				return err
 			}
 		}
 	}
+	if len(f.unknownStops) > 0 {
+		return f.unknownError()
+	}
 	if f.stopsFound == 0 {
-		lines := s.contextLines(ctxStop)
-		if len(lines) == 0 {
-			return &UnsureError{Reason: "no stop function or stop branch found", Lines: []int{1, len(s.lines)}}
-		}
-		return &UnsureError{Reason: "no stop command found (killproc, start-stop-daemon --stop, kill)", Lines: lines}
+		return f.noStopError()
 	}
 	if len(f.stopTargets) > 1 {
 		var names []string
@@ -344,6 +464,241 @@ func (f *fixer) run() error {
 	if f.needFunc || f.needTimeout {
 		f.insertPreamble()
 	}
+	return nil
+}
+
+// syncShutdown recognises a stop that returns only once the daemon has
+// gone: "redis-cli ... shutdown" (Redis's SHUTDOWN saves, then exits, and
+// redis-cli returns when the server closes the connection:
+// https://redis.io/commands/shutdown/) and wrappers named *-shutdown such
+// as EPEL's /usr/libexec/redis-shutdown.
+func (f *fixer) syncShutdown(c command) bool {
+	name := path.Base(c.name())
+	if v, ok := f.s.vars.expand(c.words[0].raw); ok {
+		name = path.Base(v)
+	}
+	if strings.HasSuffix(name, "-shutdown") {
+		return true
+	}
+	if strings.HasSuffix(name, "-cli") {
+		for _, w := range c.words[1:] {
+			if strings.EqualFold(unquote(w.raw), "shutdown") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unknownDaemon records a stop that signals a daemon no preset names:
+// which signal drains it cannot be known, so nothing may be called right.
+func (f *fixer) unknownDaemon(li int) bool {
+	if f.known || f.shim {
+		return false
+	}
+	f.stopsFound++
+	f.unknownStops = append(f.unknownStops, f.s.lineRange(li, li)...)
+	return true
+}
+
+func (f *fixer) unknownError() error {
+	why := "cannot tell which daemon this script stops"
+	if len(f.placeholders) > 0 {
+		ps := f.placeholders
+		if len(ps) > 3 {
+			ps = append(ps[:3:3], "...")
+		}
+		why += ": it is a template, the binary is hidden behind placeholders " + strings.Join(ps, ", ")
+	} else {
+		why += fmt.Sprintf(" (%s is no known daemon)", f.daemon)
+	}
+	why += ", so not which signal stops it gracefully"
+	var names []string
+	for _, p := range signals.Presets() {
+		names = append(names, p.Name)
+	}
+	lines := append([]int(nil), f.unknownStops...)
+	sort.Ints(lines)
+	return &UnsureError{Reason: why, Lines: lines,
+		Hint: "name the daemon with --preset NAME (one of " + strings.Join(names, ", ") + "; generic: TERM, wait, KILL)"}
+}
+
+// noStopError says what the stop actions hold when none of it is a stop
+// the analysis knows, and where the script signals outside them.
+func (f *fixer) noStopError() error {
+	s := f.s
+	lines := s.contextLines(ctxStop)
+	if len(lines) == 0 {
+		return &UnsureError{Reason: "no stop function or stop branch found", Lines: []int{1, len(s.lines)}}
+	}
+	var elsewhere []string
+	for li := range s.ll {
+		if kindOf(s.ctx[li]) != ctxOther {
+			continue
+		}
+		for _, c := range s.cmds[li] {
+			switch c.name() {
+			case "killproc", "kill", "start-stop-daemon":
+				where := "at the top level"
+				if s.ctx[li] != "" {
+					where = "in " + s.ctx[li] + "()"
+				}
+				elsewhere = append(elsewhere, fmt.Sprintf("%s on line %d %s", c.name(), s.ll[li].first, where))
+			}
+		}
+	}
+	why := "the stop actions hold no killproc, start-stop-daemon --stop or kill of a pid file's pid, nor a call of a function that does"
+	if len(elsewhere) > 0 {
+		why += "; the script signals elsewhere (" + strings.Join(elsewhere, ", ") + "), which no stop action is seen to reach"
+	}
+	return &UnsureError{Reason: why, Lines: lines}
+}
+
+// paramRe matches a function's positional parameters: $1, ${2}.
+var paramRe = regexp.MustCompile(`\$\{?([1-9])\}?`)
+
+// wrapper follows one level into a function of the script's own that an
+// action calls, such as unicorn's examples/init.sh
+// "sig () { test -s "$PID" && kill -$1 $(cat $PID); }": the signalling
+// command inside is read with the call's arguments in place of $1..$9,
+// and a fix, when one is needed, replaces the call, not the function,
+// which other actions (sig 0, sig HUP) still use.
+func (f *fixer) wrapper(li int, kind ctxKind, call command, fn string) error {
+	s := f.s
+	var body []command
+	var bodyLi []int
+	for _, bl := range f.funcLines[fn] {
+		for _, bc := range s.cmds[bl] {
+			switch bc.name() {
+			case "start-stop-daemon":
+				if parseSSD(bc.words).stop == nil {
+					continue
+				}
+				fallthrough
+			case "kill", "killproc":
+				body = append(body, bc)
+				bodyLi = append(bodyLi, bl)
+			}
+		}
+	}
+	if len(body) == 0 {
+		return nil
+	}
+	lines := append(s.lineRange(li, li), s.lineRange(bodyLi[0], bodyLi[len(bodyLi)-1])...)
+	sort.Ints(lines)
+	if len(body) > 1 {
+		if kind == ctxStop {
+			return &UnsureError{Reason: fmt.Sprintf("%s() signals in %d places; a function called from %s is followed only when it signals once", fn, len(body), s.ctx[li]), Lines: lines}
+		}
+		return nil
+	}
+	bc := body[0]
+	subst := func(raw string) string {
+		return paramRe.ReplaceAllStringFunc(raw, func(m string) string {
+			n := int(paramRe.FindStringSubmatch(m)[1][0] - '0')
+			if n < len(call.words) {
+				return unquote(call.words[n].raw)
+			}
+			return ""
+		})
+	}
+	ws := make([]word, len(bc.words))
+	params := false
+	for i, w := range bc.words {
+		ws[i] = w
+		ws[i].raw = subst(w.raw)
+		params = params || ws[i].raw != w.raw
+	}
+	inner := strings.TrimSpace(s.ll[bodyLi[0]].text[bc.words[0].start:bc.words[len(bc.words)-1].end])
+	callText := strings.TrimSpace(s.ll[li].text[call.words[0].start:call.words[len(call.words)-1].end])
+	if bc.name() == "start-stop-daemon" {
+		if params {
+			if parseSSD(ws).stop != nil && kind == ctxStop {
+				return &UnsureError{Reason: fmt.Sprintf("%s runs %s (%s(), line %d) with arguments from the call; not followed", callText, inner, fn, s.ll[bodyLi[0]].first), Lines: lines}
+			}
+			return nil
+		}
+		if f.followed[bodyLi[0]] {
+			return nil // called from another action too: read once
+		}
+		f.followed[bodyLi[0]] = true
+		return f.startStopDaemon(bodyLi[0], kind, bc) // the body stands for the action
+	}
+	var sig syscall.Signal = syscall.SIGTERM
+	var pidfile string
+	if bc.name() == "killproc" {
+		k := parseKillprocLoose(ws)
+		sig = 0
+		if k.sig != nil {
+			v, ok := f.parseSig(k.sig.raw)
+			if !ok {
+				return nil
+			}
+			sig = v
+		}
+		pidfile = k.pidfile
+	} else {
+		i := 1
+		if i < len(ws) {
+			if w := unquote(ws[i].raw); w == "-s" || w == "-n" {
+				if i+1 >= len(ws) {
+					return nil
+				}
+				w = ws[i+1].raw
+				i += 2
+				v, ok := f.parseSig(w)
+				if !ok {
+					return nil
+				}
+				sig = v
+			} else if strings.HasPrefix(w, "-") {
+				v, ok := f.parseSig(w)
+				if !ok {
+					return nil // kill -0: a liveness check
+				}
+				sig = v
+				i++
+			}
+		}
+		if i == len(ws)-1 {
+			pidfile = catPidfile(ws[i].raw)
+		}
+	}
+	if kind == ctxStop && f.unknownDaemon(li) {
+		return nil
+	}
+	if sig != 0 && !f.isStopSignal(sig) {
+		return nil // a reload, log reopening or upgrade through the wrapper
+	}
+	switch kind {
+	case ctxReload:
+		return &UnsureError{Reason: "a reload that stops the daemon (" + callText + ")", Lines: lines}
+	case ctxUpgrade:
+		return nil
+	}
+	if f.unknownDaemon(li) {
+		return nil
+	}
+	if pidfile == "" {
+		pidfile = f.pidWord()
+	}
+	if pidfile == "" {
+		return &UnsureError{Reason: fmt.Sprintf("%s runs %s (%s(), line %d), which does not name a pid file", callText, inner, fn, s.ll[bodyLi[0]].first), Lines: lines}
+	}
+	f.stopTarget(li, quoteWord(pidfile))
+	if own := f.ownWait(li); own != nil {
+		f.note("%s: the script waits for %s to go itself (lines %s); left as it is", s.ctx[li], f.daemon, lineList(own))
+		return nil
+	}
+	start, end := call.span()
+	f.edits[li] = append(f.edits[li], edit{start, end, f.stopCall(quoteWord(pidfile))})
+	what := "sends " + f.describe(sig)
+	if sig == 0 {
+		what = "sends " + f.describe(syscall.SIGTERM) + " and KILLs after 3 s"
+	}
+	f.change(li, "%s: %s runs %s (%s(), line %d), which %s and does not wait for %s to go; now %s, wait up to $%s, then TERM, then KILL",
+		s.ctx[li], callText, inner, fn, s.ll[bodyLi[0]].first, what, f.daemon, signals.Name(f.preset.Graceful), TimeoutVar)
+	f.keptSignalNote()
 	return nil
 }
 
@@ -404,25 +759,11 @@ func (f *fixer) laterStartOrRemove(li int) bool {
 	return false
 }
 
-// hasLoopAfter reports a while/until/for loop after li in the same
-// context: a hand-written wait the analysis does not try to read.
-func (f *fixer) hasLoopAfter(li int) []int {
-	ctx := f.s.ctx[li]
-	for j := li + 1; j < len(f.s.ll) && f.s.ctx[j] == ctx; j++ {
-		for _, c := range f.s.cmds[j] {
-			if c.lead == "while" || c.lead == "until" || c.lead == "for" {
-				return f.s.lineRange(li, j)
-			}
-		}
-	}
-	return nil
-}
-
 // shimStop is a stop already rewritten by a fix: right when it sends the
 // graceful signal.
 func (f *fixer) shimStop(li int, kind ctxKind, c command) error {
-	if len(c.words) < 4 {
-		return &UnsureError{Reason: "graceshim_stop needs PIDFILE SIGNAL TIMEOUT", Lines: f.s.lineRange(li, li)}
+	if len(c.words) < 5 {
+		return &UnsureError{Reason: "graceshim_stop needs PIDFILE BINARY SIGNAL TIMEOUT (a script fixed by an older graceshim: fix its .orig again)", Lines: f.s.lineRange(li, li)}
 	}
 	if kind == ctxStop {
 		f.stopTarget(li, c.words[1].raw)
@@ -430,11 +771,11 @@ func (f *fixer) shimStop(li int, kind ctxKind, c command) error {
 	if f.shim {
 		return nil // graceshim takes TERM and stops the daemon gracefully
 	}
-	sig, err := signals.Parse(strings.TrimPrefix(unquote(c.words[2].raw), "-"))
+	sig, err := signals.Parse(strings.TrimPrefix(unquote(c.words[3].raw), "-"))
 	if err != nil || sig == f.preset.Graceful || !f.known {
 		return nil
 	}
-	f.edits[li] = append(f.edits[li], edit{c.words[2].start, c.words[2].end, signals.Name(f.preset.Graceful)})
+	f.edits[li] = append(f.edits[li], edit{c.words[3].start, c.words[3].end, signals.Name(f.preset.Graceful)})
 	f.change(li, "%s: graceshim_stop sends %s; %s's graceful stop is %s", f.s.ctx[li], signals.Name(sig), f.daemon, signals.Name(f.preset.Graceful))
 	return nil
 }
@@ -444,17 +785,52 @@ func (f *fixer) shimStop(li int, kind ctxKind, c command) error {
 // (a pid since given to another process) is not acted on.
 func (f *fixer) stopCall(pidWord string) string {
 	f.needFunc, f.needTimeout = true, true
-	call := fmt.Sprintf(`graceshim_stop %s %s "$%s"`, pidWord, signals.Name(f.preset.Graceful), TimeoutVar)
-	if f.binVar != "" {
-		call += ` "$` + f.binVar + `"`
-	}
-	return call
+	return fmt.Sprintf(`graceshim_stop %s %s %s "$%s"`, pidWord, f.binWord(), signals.Name(f.preset.Graceful), TimeoutVar)
 }
 
-// timeoutGuard is the line after STOP_TIMEOUT's default that keeps an
-// operator's "30s" from breaking $((...)) and --retry schedules.
-func timeoutGuard(def int) string {
-	return fmt.Sprintf(`case $%[1]s in '' | *[!0-9]*) echo "%[1]s=$%[1]s is not whole seconds; using %[2]d" >&2; %[1]s=%[2]d ;; esac`, TimeoutVar, def)
+// reported wraps a stop call in the Red Hat functions' success and failure,
+// which print the [  OK  ] or [FAILED] that killproc printed itself.
+func (f *fixer) reported(call, prog string) string {
+	msg := `"` + strings.Trim(unquote(prog), `"`) + ` shutdown"`
+	return fmt.Sprintf("if %s; then success %s; else failure %s; fi", call, msg, msg)
+}
+
+// ownWait reports a loop after li in the same action that waits for the
+// process to go (it tests a pid, /proc, kill -0, checkpid, pidof or the
+// pid file): the script's own wait, which a fix must not wait in front of.
+func (f *fixer) ownWait(li int) []int {
+	ctx := f.s.ctx[li]
+	for j := li + 1; j < len(f.s.ll) && f.s.ctx[j] == ctx; j++ {
+		for _, c := range f.s.cmds[j] {
+			if c.lead != "while" && c.lead != "until" {
+				continue
+			}
+			t := strings.ToLower(f.s.ll[j].text)
+			for _, k := range []string{"pid", "/proc/", "kill -0", "checkpid", "status"} {
+				if strings.Contains(t, k) {
+					return f.s.lineRange(li, j)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func sigOrTerm(sig syscall.Signal) syscall.Signal {
+	if sig == 0 {
+		return syscall.SIGTERM
+	}
+	return sig
+}
+
+// upgradeNote records the one decision for upgrade actions of both
+// styles: the graceful signal to the old master is left as it is. The new
+// master already serves; the old one drains in the background and nothing
+// after it starts a daemon or removes a pid file, so there is nothing to
+// wait for (nginx's "upgrade" in pkg-oss's rpm and debian scripts and in
+// Debian's nginx-common).
+func (f *fixer) upgradeNote(ctx string) {
+	f.note("%s: %s to the old master is left as it is: the new master serves while the old one drains, and nothing waits on it", ctx, signals.Name(f.preset.Graceful))
 }
 
 func (f *fixer) keptSignalNote() {
@@ -589,10 +965,16 @@ func (f *fixer) killproc(li int, kind ctxKind, c command) error {
 	ctx := s.ctx[li]
 
 	stop := sig == 0 || f.isStopSignal(sig)
+	if kind == ctxStop && f.unknownDaemon(li) {
+		return nil // whatever it sends, it is meant to stop a daemon no preset names
+	}
 	if kind == ctxReload && stop {
 		return &UnsureError{Reason: "a reload that stops the daemon (" + text + ")", Lines: s.lineRange(li, li)}
 	}
 	if stop && (kind == ctxStop || kind == ctxUpgrade) {
+		if kind == ctxUpgrade && !f.known {
+			return nil
+		}
 		if kind == ctxStop {
 			f.stopTarget(li, loose.pidfile)
 		}
@@ -600,14 +982,32 @@ func (f *fixer) killproc(li int, kind ctxKind, c command) error {
 			pidWord = f.pidWord()
 		}
 		if pidWord == "" {
+			// killproc's own default (__pids_var_run): /var/run/BASE.pid.
+			if v, ok := s.vars.expand(loose.prog); ok && v != "" {
+				pidWord = shellQuote("/var/run/" + path.Base(v) + ".pid")
+			}
+		}
+		if pidWord == "" {
 			return &UnsureError{Reason: "killproc without -p falls back to pidof, which matches workers too, and the script names no pid file", Lines: s.lineRange(li, li)}
 		}
 		if kind == ctxUpgrade && sig == f.preset.Graceful && sig != 0 && !f.laterStartOrRemove(li) && loose.pidfile != "" && ordered {
-			return nil // the old master drains while the new one serves; nothing waits on it
+			f.upgradeNote(ctx)
+			return nil
 		}
-		if sig == 0 && !f.known && ordered && loose.pidfile != "" {
-			f.keptSignalNote()
-			return nil // TERM, wait, KILL is all that is known of this daemon
+		if f.ownWaited[ctx] && kind == ctxStop {
+			f.note("%s: %s after the script's own wait is its escalation; left as it is", ctx, text)
+			return nil
+		}
+		if own := f.ownWait(li); own != nil && kind == ctxStop {
+			f.ownWaited[ctx] = true
+			if sig == f.preset.Graceful && ordered {
+				f.note("%s: the script waits for %s to go itself (lines %s) after %s; left as it is", ctx, f.daemon, lineList(own), signals.Name(sig))
+				return nil
+			}
+			repl := "killproc -p " + pidWord + " " + loose.prog + " -" + signals.Name(f.preset.Graceful)
+			f.edits[li] = append(f.edits[li], edit{start, end, repl})
+			f.change(li, "%s: %s sends %s; the script waits for %s to go itself (lines %s), so only the signal changes: now %s", ctx, text, f.describe(sigOrTerm(sig)), f.daemon, lineList(own), repl)
+			return nil
 		}
 		var why []string
 		switch {
@@ -628,9 +1028,30 @@ func (f *fixer) killproc(li int, kind ctxKind, c command) error {
 		if loose.pidfile == "" {
 			why = append(why, "without -p it falls back to pidof, which matches workers")
 		}
-		f.edits[li] = append(f.edits[li], edit{start, end, f.stopCall(pidWord)})
-		f.change(li, "%s: %s %s; now %s to the master in %s, wait up to $%s s, then TERM, then KILL",
-			ctx, text, strings.Join(why, "; "), signals.Name(f.preset.Graceful), unquote(pidWord), TimeoutVar)
+		prior := f.needTimeout
+		if len(c.assign) > 0 {
+			// LSB=1 killproc ...: the prefix only changes killproc's
+			// exit codes; it cannot stand before an if.
+			start = c.assign[0].start
+		}
+		call := f.stopCall(pidWord)
+		bound := TimeoutVar
+		if v := refersTo(loose.delay); v != "" && f.settable(v) && ordered {
+			// killproc -d ${STOP_DELAY}, which /etc/sysconfig/NAME sets:
+			// the admin's bound keeps working, now for the graceful stop.
+			f.needTimeout = prior
+			bound = v
+			call = fmt.Sprintf(`graceshim_stop %s %s %s "$%s"`, pidWord, f.binWord(), signals.Name(f.preset.Graceful), v)
+			if err := f.judgeDelay(li, v); err != nil {
+				return err
+			}
+		}
+		if f.style == StyleRedHat {
+			call = f.reported(call, loose.prog)
+		}
+		f.edits[li] = append(f.edits[li], edit{start, end, call})
+		f.change(li, "%s: %s %s; now %s to %s's masters (every pid in %s that runs it, else pidof), wait up to $%s, then TERM, then KILL, and report [  OK  ] or [FAILED] as killproc did",
+			ctx, text, strings.Join(why, "; "), signals.Name(f.preset.Graceful), f.daemon, unquote(pidWord), bound)
 		f.keptSignalNote()
 		return nil
 	}
@@ -828,6 +1249,9 @@ func (f *fixer) startStopDaemon(li int, kind ctxKind, c command) error {
 		return &UnsureError{Reason: "start-stop-daemon schedule " + retryVal + " cannot be read", Lines: s.lineRange(li, li)}
 	}
 
+	if kind == ctxStop && f.unknownDaemon(li) {
+		return nil
+	}
 	if !f.isStopSignal(sig) {
 		if kind != ctxReload || !f.known || f.preset.Reload == 0 || sig == f.preset.Reload || a.signal == nil {
 			return nil
@@ -843,6 +1267,15 @@ func (f *fixer) startStopDaemon(li int, kind ctxKind, c command) error {
 	if kind == ctxReload {
 		return &UnsureError{Reason: "a reload that stops the daemon (" + text + ")", Lines: s.lineRange(li, li)}
 	}
+	if kind == ctxUpgrade && (!f.known || sig == f.preset.Graceful && !f.laterStartOrRemove(li)) {
+		if f.known {
+			f.upgradeNote(s.ctx[li])
+		}
+		return nil
+	}
+	if kind == ctxStop && f.unknownDaemon(li) {
+		return nil
+	}
 	pidRaw := ""
 	if a.pidfile != nil {
 		pidRaw = a.pidfile.raw
@@ -852,6 +1285,25 @@ func (f *fixer) startStopDaemon(li int, kind ctxKind, c command) error {
 	}
 	if f.shim {
 		return nil // graceshim takes TERM and stops the daemon gracefully
+	}
+	if a.retry != nil {
+		if v := refersTo(a.retry.raw); v != "" && f.settable(v) {
+			return f.adminSchedule(li, v, text)
+		}
+	}
+	if own := f.ownWait(li); own != nil && a.retry == nil && kind == ctxStop {
+		if sig == f.preset.Graceful {
+			f.note("%s: the script waits for %s to go itself (lines %s) after %s; left as it is", s.ctx[li], f.daemon, lineList(own), signals.Name(sig))
+			return nil
+		}
+		g := signals.Name(f.preset.Graceful)
+		if a.signal != nil {
+			f.edits[li] = append(f.edits[li], edit{a.signal.start, a.signal.end, g})
+		} else {
+			f.edits[li] = append(f.edits[li], edit{a.stop.end, a.stop.end, " --signal " + g})
+		}
+		f.change(li, "%s: %s sends %s; the script waits for %s to go itself (lines %s), so only the signal changes: now %s", s.ctx[li], text, f.describe(sig), f.daemon, lineList(own), g)
+		return nil
 	}
 
 	// Right: graceful first, a wait that is overridable or long, then KILL,
@@ -872,9 +1324,7 @@ func (f *fixer) startStopDaemon(li int, kind ctxKind, c command) error {
 		return &UnsureError{Reason: "start-stop-daemon --stop without --pidfile matches workers too, and the script names no pid file", Lines: s.lineRange(li, li)}
 	}
 	if len(why) == 0 {
-		if f.preset.Graceful == syscall.SIGTERM {
-			f.keptSignalNote()
-		}
+		f.keptSignalNote()
 		return nil
 	}
 	newRetry := fmt.Sprintf(`"%s/$%s/TERM/5/KILL/5"`, signals.Name(f.preset.Graceful), TimeoutVar)
@@ -903,6 +1353,112 @@ func (f *fixer) startStopDaemon(li int, kind ctxKind, c command) error {
 	f.change(li, "%s: %s %s; now --retry %s", s.ctx[li], text, strings.Join(why, ", "), unquote(newRetry))
 	f.keptSignalNote()
 	return nil
+}
+
+// settable reports whether the script's variable v can be set by an
+// admin: its value defaults to itself (V="${V:-...}", V=${V-...}), as
+// Debian's nginx-common does with STOP_SCHEDULE, which /etc/default/nginx
+// may set.
+func (f *fixer) settable(v string) bool {
+	raw := unquote(f.s.vars[v])
+	return strings.Contains(raw, "${"+v+":-") || strings.Contains(raw, "${"+v+"-")
+}
+
+// adminSchedule judges a start-stop-daemon --retry schedule an admin can
+// set: the stop line is left alone (the admin's setting keeps working);
+// only the script's default is judged, and raised when it is too short.
+func (f *fixer) adminSchedule(li int, v, text string) error {
+	s := f.s
+	def, ok := s.vars.expand(s.vars[v])
+	if !ok {
+		return &UnsureError{Reason: "start-stop-daemon --retry $" + v + ": its default cannot be read", Lines: s.lineRange(li, li)}
+	}
+	sched := parseSchedule(def, "")
+	first, _ := signals.Parse(strings.TrimPrefix(sched.steps[0], "-"))
+	var why []string
+	if first != f.preset.Graceful {
+		why = append(why, "starts with "+f.describe(first))
+	}
+	why = append(why, sched.problems(nil)...)
+	if len(why) == 0 {
+		f.note("%s: %s uses $%s, which an admin sets in /etc/default/%s; its default %s is right", s.ctx[li], text, v, f.serviceName(), def)
+		return nil
+	}
+	want := fmt.Sprintf("%s/%d/TERM/5/KILL/5", signals.Name(f.preset.Graceful), f.opts.StopTimeout)
+	if f.preset.Graceful == syscall.SIGTERM {
+		want = fmt.Sprintf("TERM/%d/KILL/5", f.opts.StopTimeout)
+	}
+	return f.raiseDefault(li, v, def, want, strings.Join(why, ", "),
+		fmt.Sprintf("an admin's %s in /etc/default/%s still wins", v, f.serviceName()))
+}
+
+// judgeDelay keeps a killproc -d delay an admin sets (STOP_DELAY=${STOP_DELAY-10}
+// in IUS's httpd script) as the bound of the graceful stop, and raises its
+// default when it is too short for requests to finish.
+func (f *fixer) judgeDelay(li int, v string) error {
+	def, ok := f.s.vars.expand(f.s.vars[v])
+	if !ok {
+		return &UnsureError{Reason: "killproc -d $" + v + ": its default cannot be read", Lines: f.s.lineRange(li, li)}
+	}
+	secs, ok := killprocDelay(def)
+	if !ok {
+		return &UnsureError{Reason: "killproc -d $" + v + ": its default " + def + " is not a time killproc reads", Lines: f.s.lineRange(li, li)}
+	}
+	if secs >= 30 {
+		f.note("%s: $%s (default %s), which an admin sets in /etc/sysconfig/%s, now bounds the graceful stop before TERM", f.s.ctx[li], v, def, f.serviceName())
+		return nil
+	}
+	return f.raiseDefault(li, v, def, strconv.Itoa(f.opts.StopTimeout),
+		fmt.Sprintf("waits only %d s before escalating", secs),
+		fmt.Sprintf("it now bounds the graceful stop before TERM; an admin's %s in /etc/sysconfig/%s still wins", v, f.serviceName()))
+}
+
+// killprocDelay reads a delay as killproc -d does: N, or N with s, m, h
+// or d.
+func killprocDelay(s string) (int, bool) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "s"):
+		s = strings.TrimSuffix(s, "s")
+	case strings.HasSuffix(s, "m"):
+		s, mult = strings.TrimSuffix(s, "m"), 60
+	case strings.HasSuffix(s, "h"):
+		s, mult = strings.TrimSuffix(s, "h"), 3600
+	case strings.HasSuffix(s, "d"):
+		s, mult = strings.TrimSuffix(s, "d"), 86400
+	}
+	n, err := strconv.Atoi(s)
+	return n * mult, err == nil && n >= 0
+}
+
+// raiseDefault rewrites the default of the top-level setting v from def
+// to want, in place (V=${V-def} becomes V=${V-want}).
+func (f *fixer) raiseDefault(li int, v, def, want, why, after string) error {
+	s := f.s
+	for dl, l := range s.ll {
+		if s.inFunc[dl] || s.depth[dl] > 0 {
+			continue
+		}
+		for _, c := range s.cmds[dl] {
+			for _, w := range c.assign {
+				if !strings.HasPrefix(w.raw, v+"=") || len(c.words) > 0 {
+					continue
+				}
+				val := w.raw[len(v)+1:]
+				i := strings.Index(val, def)
+				if i < 0 {
+					return &UnsureError{Reason: "the default of $" + v + " cannot be rewritten in place", Lines: s.lineRange(dl, dl)}
+				}
+				at := w.start + len(v) + 1 + i
+				f.edits[dl] = append(f.edits[dl], edit{at, at + len(def), want})
+				f.changes = append(f.changes, Change{Line: l.first, Summary: fmt.Sprintf(
+					"%s's default %s %s; default now %s (the stop on line %d keeps using $%s: %s)",
+					v, def, why, want, s.ll[li].first, v, after)})
+				return nil
+			}
+		}
+	}
+	return &UnsureError{Reason: "the default of $" + v + " is not set at the top level", Lines: s.lineRange(li, li)}
 }
 
 // catPidfile returns the pid file read by $(cat F), `cat F` or $(< F).
@@ -947,6 +1503,9 @@ func (f *fixer) kill(li int, kind ctxKind, c command) error {
 		}
 		sig = v
 	}
+	if kind == ctxStop && f.unknownDaemon(li) {
+		return nil
+	}
 	if i != len(c.words)-1 {
 		if kind == ctxStop && f.isStopSignal(sig) {
 			return &UnsureError{Reason: "kill of something other than the pid in a pid file (" + text + ")", Lines: s.lineRange(li, li)}
@@ -974,13 +1533,30 @@ func (f *fixer) kill(li int, kind ctxKind, c command) error {
 	if kind == ctxReload {
 		return &UnsureError{Reason: "a reload that stops the daemon (" + text + ")", Lines: s.lineRange(li, li)}
 	}
+	if kind == ctxUpgrade && (!f.known || sig == f.preset.Graceful && !f.laterStartOrRemove(li)) {
+		if f.known {
+			f.upgradeNote(s.ctx[li])
+		}
+		return nil
+	}
+	if kind == ctxStop && f.unknownDaemon(li) {
+		return nil
+	}
 	if kind == ctxStop {
 		f.stopTarget(li, pidfile)
 	}
-	if lines := f.hasLoopAfter(li); lines != nil {
-		return &UnsureError{Reason: "a hand-written wait after " + text + " is not understood", Lines: lines}
-	}
-	if kind == ctxUpgrade && sig == f.preset.Graceful && !f.laterStartOrRemove(li) {
+	if own := f.ownWait(li); own != nil {
+		if sig == f.preset.Graceful {
+			f.note("%s: the script waits for %s to go itself (lines %s) after %s; left as it is", s.ctx[li], f.daemon, lineList(own), signals.Name(sig))
+			return nil
+		}
+		g := "-" + signals.Name(f.preset.Graceful)
+		if sigWord != nil {
+			f.edits[li] = append(f.edits[li], edit{sigWord.start, sigWord.end, g})
+		} else {
+			f.edits[li] = append(f.edits[li], edit{c.words[0].end, c.words[0].end, " " + g})
+		}
+		f.change(li, "%s: %s sends %s; the script waits for %s to go itself (lines %s), so only the signal changes: now kill %s", s.ctx[li], text, f.describe(sig), f.daemon, lineList(own), g)
 		return nil
 	}
 	f.edits[li] = append(f.edits[li], edit{start, end, f.stopCall(pidWord)})
@@ -1029,9 +1605,21 @@ func (f *fixer) insertPreamble() {
 		at = lib
 		if at < 0 {
 			at = f.firstCode()
+			// After the settings, before the first function: where
+			// a reader looks for them (unicorn's example sets its
+			// variables, then defines sig()).
+			for li := range s.ll {
+				if s.inFunc[li] {
+					if li > 0 {
+						at = li - 1
+					}
+					break
+				}
+			}
 		}
 		block = append(block, "",
 			fmt.Sprintf("# Added by graceshim initscript fix: %s is read from here.", TimeoutVar),
+			"# shellcheck source=/dev/null",
 			fmt.Sprintf("[ -f %s%s ] && . %s%s", confDir, name, confDir, name))
 	}
 	// After the block the source line sits in (an if ... fi) ends.
@@ -1039,11 +1627,14 @@ func (f *fixer) insertPreamble() {
 		at++
 	}
 	if _, ok := s.vars[TimeoutVar]; !ok && f.needTimeout {
+		unit := "seconds (or Nm, as killproc -d reads it)"
+		if !f.needFunc {
+			unit = "seconds" // start-stop-daemon --retry reads whole seconds
+		}
 		block = append(block, "",
-			fmt.Sprintf("# Longest graceful stop, in seconds, before TERM and then KILL; set %s", TimeoutVar),
-			fmt.Sprintf("# in %s to change it.", confPath),
-			fmt.Sprintf("%s=${%s:-%d}", TimeoutVar, TimeoutVar, f.opts.StopTimeout),
-			timeoutGuard(f.opts.StopTimeout))
+			fmt.Sprintf("# Longest graceful stop before TERM and then KILL, in %s;", unit),
+			fmt.Sprintf("# set %s in %s to change it.", TimeoutVar, confPath),
+			fmt.Sprintf("%s=${%s:-%d}", TimeoutVar, TimeoutVar, f.opts.StopTimeout))
 	}
 	if f.needFunc && !s.funcs["graceshim_stop"] {
 		block = append(block, "")
@@ -1059,10 +1650,10 @@ func (f *fixer) insertPreamble() {
 		what = append(what, "sourcing of "+confDir+name)
 	}
 	if _, ok := s.vars[TimeoutVar]; !ok && f.needTimeout {
-		what = append(what, fmt.Sprintf("%s (default %d s, override in %s)", TimeoutVar, f.opts.StopTimeout, confPath))
+		what = append(what, fmt.Sprintf("%s=%d: a stop waits up to %d s for %s to finish its requests, then TERM, then KILL; set %s in %s to change it", TimeoutVar, f.opts.StopTimeout, f.opts.StopTimeout, f.daemon, TimeoutVar, confPath))
 	}
 	if f.needFunc && !s.funcs["graceshim_stop"] {
-		what = append(what, "the graceshim_stop function (signal the master, wait, escalate)")
+		what = append(what, "the graceshim_stop function (signal the masters, wait, escalate)")
 	}
 	f.changes = append(f.changes, Change{Line: l.last + 1, Summary: "added " + strings.Join(what, " and ")})
 }

@@ -118,6 +118,7 @@ func TestFixOutputs(t *testing.T) {
 			if out, err := exec.Command("bash", "-n", file).CombinedOutput(); err != nil {
 				t.Errorf("bash -n on the fixed script: %v\n%s", err, out)
 			}
+			checkShellcheck(t, file, src)
 			again, err := Fix(name, r.Output, FixOptions{})
 			if err != nil {
 				t.Fatalf("fixing the fixed script: %v", err)
@@ -157,7 +158,10 @@ func TestFixUnsure(t *testing.T) {
 		{"no stop at all", "#!/bin/sh\necho hello\n", "1-2"},
 		{"signal from elsewhere", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc -p /run/x.pid x $SIG\n}\n", "4"},
 		{"retry from elsewhere", "#!/bin/sh\ndo_stop() {\n  start-stop-daemon --stop --retry $SCHED --pidfile /run/x.pid\n}\n", "3"},
-		{"no pid file", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc nginx -QUIT\n}\n", "4"},
+		{"no pid file", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc $prog -QUIT\n}\n", "4"},
+		{"unknown daemon", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nstop() {\n    killproc -p /run/x.pid x\n}\n", "4"},
+		{"template", "#!/bin/sh\n. /etc/rc.d/init.d/functions\nnginx=/usr/sbin/%PROVIDES%\nstop() {\n    killproc -p /run/n.pid $nginx\n}\n", "5"},
+		{"wrapper with argument", "#!/bin/sh\nd() { start-stop-daemon --stop --signal $1 --pidfile /run/nginx.pid; }\ncase $1 in\nstop) d TERM ;;\nesac\n", "2, 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Fix(tc.name, []byte(tc.src), FixOptions{})
@@ -172,6 +176,35 @@ func TestFixUnsure(t *testing.T) {
 	}
 }
 
+// TestFixShapes: rewrites that must stay valid shell wherever the stop
+// command stands.
+func TestFixShapes(t *testing.T) {
+	for _, tc := range []struct{ name, stop, want string }{
+		{"assignment prefix", "LSB=1 killproc -p $pidfile $prog", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
+		{"in a condition", "if killproc -p $pidfile $prog; then rm -f $lockfile; fi", `    if if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi; then rm -f $lockfile; fi`},
+		{"in a list", "killproc -p $pidfile $prog && rm -f $lockfile", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi && rm -f $lockfile`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "#!/bin/sh\n. /etc/rc.d/init.d/functions\nnginx=/usr/sbin/nginx\nprog=nginx\npidfile=/run/nginx.pid\nlockfile=/var/lock/subsys/nginx\nstop() {\n    " + tc.stop + "\n}\n"
+			r, err := Fix("nginx", []byte(src), FixOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(r.Output), "\n"+tc.want+"\n") {
+				t.Errorf("fixed stop is not %q:\n%s", tc.want, r.Output)
+			}
+			file := filepath.Join(t.TempDir(), "nginx")
+			if err := os.WriteFile(file, r.Output, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("bash", "-n", file).CombinedOutput(); err != nil {
+				t.Errorf("bash -n: %v\n%s", err, out)
+			}
+			checkShellcheck(t, file, []byte(src))
+		})
+	}
+}
+
 // TestFixPresetOverride: --preset wins over what the script says.
 func TestFixPresetOverride(t *testing.T) {
 	src := "#!/bin/sh\n. /etc/rc.d/init.d/functions\nprog=myproxy\npidfile=/run/myproxy.pid\nstop() {\n    killproc -p $pidfile $prog\n}\n"
@@ -180,7 +213,7 @@ func TestFixPresetOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := string(r.Output)
-	for _, want := range []string{`graceshim_stop "$pidfile" USR1 "$STOP_TIMEOUT"`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
+	for _, want := range []string{`if graceshim_stop "$pidfile" myproxy USR1 "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("fixed script lacks %q:\n%s", want, out)
 		}
@@ -206,5 +239,62 @@ func TestFixGenerated(t *testing.T) {
 				t.Errorf("fix changed a generated script: %v", r.Changes)
 			}
 		})
+	}
+}
+
+// checkShellcheck runs shellcheck on the fixed script and on the original:
+// the fix must not add a finding the original did not have (shipped
+// scripts have findings of their own, which a fix leaves alone).
+func checkShellcheck(t *testing.T, fixed string, orig []byte) {
+	t.Helper()
+	sc, err := exec.LookPath("shellcheck")
+	if err != nil {
+		t.Error("shellcheck is not installed (CI installs it)")
+		return
+	}
+	codes := func(file string) map[string]int {
+		out, _ := exec.Command(sc, "-f", "gcc", file).Output()
+		n := map[string]int{}
+		for _, l := range strings.Split(string(out), "\n") {
+			if i := strings.LastIndex(l, "[SC"); i >= 0 {
+				n[l[i:]]++
+			}
+		}
+		return n
+	}
+	origFile := filepath.Join(t.TempDir(), filepath.Base(fixed))
+	if err := os.WriteFile(origFile, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, after := codes(origFile), codes(fixed)
+	for code, n := range after {
+		if n > before[code] {
+			out, _ := exec.Command(sc, "-f", "gcc", fixed).Output()
+			t.Errorf("the fix adds shellcheck finding %s (%d, was %d):\n%s", code, n, before[code], out)
+		}
+	}
+}
+
+// TestFixFollowsFunctions: a stop done in a function whose name says
+// nothing (called from stop and restart) is found and fixed once; an
+// exit-4 message names what the script does instead of claiming there is
+// no stop.
+func TestFixFollowsFunctions(t *testing.T) {
+	src := "#!/bin/sh\n. /lib/lsb/init-functions\nnginx_down() {\n\tstart-stop-daemon --stop --retry TERM/30/KILL/5 --pidfile /run/nginx.pid --name nginx\n}\ncase \"$1\" in\nstop) nginx_down ;;\nrestart) nginx_down; start ;;\nesac\n"
+	r, err := Fix("nginx", []byte(src), FixOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `start-stop-daemon --stop --retry "QUIT/$STOP_TIMEOUT/TERM/5/KILL/5" --pidfile /run/nginx.pid --name nginx`
+	if strings.Count(string(r.Output), want) != 1 {
+		t.Errorf("want the stop in nginx_down() rewritten once to %q:\n%s", want, r.Output)
+	}
+
+	// Signalled only outside any action: the message says where.
+	src = "#!/bin/sh\nhalt_it() {\n\tkill -QUIT $(cat /run/nginx.pid)\n}\ncase \"$1\" in\nstop) echo stopping ;;\nesac\n"
+	_, err = Fix("nginx", []byte(src), FixOptions{})
+	var unsure *UnsureError
+	if !errors.As(err, &unsure) || !strings.Contains(err.Error(), "kill on line 3 in halt_it()") {
+		t.Errorf("got %v, want an *UnsureError naming kill on line 3 in halt_it()", err)
 	}
 }

@@ -284,10 +284,12 @@ stop() {
 	echo -n $"Stopping $prog: "
 {{- if .Shim}}
 	# graceshim bounds the drain by STOP_TIMEOUT and its kill timeout;
-	# this wait only matters if graceshim itself hangs.
-	graceshim_stop "$pidfile" TERM "$((STOP_TIMEOUT + {{.KillTimeout}} + {{.Margin}}))"
+	# this wait only matters if graceshim itself hangs. "only": every
+	# service run under graceshim is a graceshim process, so only the pid
+	# file tells this one apart, never pidof.
+	graceshim_stop "$pidfile" "$graceshim" TERM "$((STOP_TIMEOUT + {{.KillTimeout}} + {{.Margin}}))" only
 {{- else}}
-	graceshim_stop "$pidfile" {{.Graceful}} "$STOP_TIMEOUT"
+	graceshim_stop "$pidfile" "$exec" {{.Graceful}} "$STOP_TIMEOUT"
 {{- end}}
 	retval=$?
 	if [ $retval -eq 0 ]; then

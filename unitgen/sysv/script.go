@@ -48,11 +48,16 @@ var ErrNotScript = errors.New("not a shell script")
 // is rewritten when it is returned.
 type UnsureError struct {
 	Reason string
-	Lines  []int // the lines looked at, 1-based
+	Lines  []int  // the lines looked at, 1-based
+	Hint   string // what the user can do about it, if anything
 }
 
 func (e *UnsureError) Error() string {
-	return fmt.Sprintf("%s (lines %s); nothing rewritten", e.Reason, lineList(e.Lines))
+	msg := fmt.Sprintf("%s (lines %s); nothing rewritten", e.Reason, lineList(e.Lines))
+	if e.Hint != "" {
+		msg += "; " + e.Hint
+	}
+	return msg
 }
 
 // lineList prints sorted line numbers with runs collapsed: 3, 10-14.
@@ -88,6 +93,8 @@ func kindOf(label string) ctxKind {
 	switch {
 	case l == "":
 		return ctxOther
+	case strings.Contains(l, "force-stop") || strings.Contains(l, "force_stop"):
+		return ctxOther // asks for the fast stop on purpose (unicorn's example)
 	case strings.Contains(l, "stop") || strings.Contains(l, "restart") || strings.Contains(l, "shutdown"):
 		return ctxStop
 	case strings.Contains(l, "reload"):

@@ -276,7 +276,7 @@ type vars map[string]string
 
 var (
 	simpleVarRe = regexp.MustCompile(`^\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-=])([^}]*))?\})`)
-	basenameRe  = regexp.MustCompile("^(?:\\$\\(|`)basename\\s+(.*?)(?:\\)|`)$")
+	basenameRe  = regexp.MustCompile("^(?:\\$\\(|`)(?:/usr)?(?:/bin/)?basename\\s+(.*?)(?:\\)|`)$")
 )
 
 // expand resolves a word to its value when it uses only literal text,
@@ -296,6 +296,9 @@ func (v vars) expandDepth(s, self string, depth int) (string, bool) {
 	if m := basenameRe.FindStringSubmatch(s); m != nil {
 		inner, ok := v.expandDepth(unquote(m[1]), self, depth+1)
 		return path.Base(inner), ok
+	}
+	if strings.Contains(s, "`") || strings.Contains(s, "$(") {
+		return "", false // a command's output cannot be known here
 	}
 	var b strings.Builder
 	ok := true

@@ -2,70 +2,89 @@ package sysv
 
 // StopFunc is the shell function a fix inserts and generated scripts use.
 // It needs only a POSIX shell, kill, sleep (fractional, as GNU coreutils
-// and busybox have) and readlink, so a fixed script runs on a CentOS 6 host
-// without graceshim installed.
+// and busybox have), readlink, ps and pidof, so a fixed script runs on a
+// CentOS 6 host without graceshim installed. It is kept short on purpose:
+// whoever reviews the fix in a config-management diff reads it whole.
 //
-// It signals the master named in the pid file (never its workers), waits
-// for it to go, bounded by the timeout, then sends TERM and waits 5 s, then
-// KILL. A process counts as gone when kill -0 fails or /proc/PID/exe no
-// longer names the executable it had when the stop began: a zombie waiting
-// for its parent, or a pid the kernel has since given to something else.
-// Variables are prefixed rather than local, because local is not POSIX.
-const StopFunc = `# graceshim_stop PIDFILE SIGNAL TIMEOUT [BINARY] (added by graceshim initscript):
-# send SIGNAL to the master named in PIDFILE, wait up to TIMEOUT seconds
-# for it to exit, then send TERM and wait 5 s, then KILL. Returns 0 once the
-# process is gone (removing PIDFILE), 1 if it is still there. With BINARY, a
-# pid whose command line does not name it is a stale pid file's: left alone.
-graceshim_runs() {
-	[ -n "$2" ] && [ -r "/proc/$1/cmdline" ] || return 0
-	case " $(tr '\000' ' ' <"/proc/$1/cmdline" 2>/dev/null) " in
-	*"${2##*/}"*) return 0 ;;
-	esac
-	return 1
+// It finds the daemon's processes the way CentOS 6's killproc does
+// (/etc/rc.d/init.d/functions, __pids_var_run and __pids_pidof): every pid
+// on every line of the pid file (HAProxy with nbproc writes one a line),
+// and when the file is missing or names nothing that runs, pidof of the
+// binary. Unlike killproc it keeps only pids whose /proc/PID/exe has the
+// binary's base name, or whose argv[0] does (an interpreted daemon such
+// as unicorn runs as ruby; a stale pid file's pid, since given to another
+// process, is never signalled) and, from pidof, only masters (a process
+// whose parent runs the same binary is a worker), saying so on stderr.
+// Like killproc without -p, that fallback finds every instance of the
+// binary on the host; "only" turns it off where several instances are the
+// rule (generated scripts that run the daemon under graceshim). A zombie
+// has no exe, so it counts as gone.
+//
+// The bound is wall-clock time (date +%s), not a count of polls, so a
+// loaded machine does not stretch it; whole seconds, so a wait lasts at
+// least TIMEOUT and less than a second more. The timeout reads as killproc -d does: N, or N with s, m, h or d. One it
+// cannot read is refused: nothing is signalled and the stop fails, rather
+// than waiting for a bound nobody chose.
+//
+// Variables are prefixed rather than local, because local is not POSIX;
+// every command that may fail is guarded, because scripts run under set -e
+// and set -u.
+const StopFunc = `# graceshim_stop PIDFILE BINARY SIGNAL TIMEOUT [only] (added by graceshim initscript):
+# send SIGNAL to BINARY's masters (every pid in PIDFILE that runs BINARY; if
+# none and no "only", pidof BINARY without its workers), wait up to TIMEOUT
+# (N, Ns, Nm, Nh), then TERM and 5 s, then KILL. 0 once all are gone, else 1.
+graceshim_is() { # PID BINARY: PID runs BINARY, by exe or argv[0] (a zombie does not)
+	_gs_exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+	_gs_exe=${_gs_exe% (deleted)}
+	[ "${_gs_exe##*/}" != "${2##*/}" ] || return 0
+	_gs_exe=$(tr '\000' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	_gs_exe=${_gs_exe%% *}
+	[ "${_gs_exe##*/}" = "${2##*/}" ]
 }
-graceshim_alive() {
-	kill -0 "$1" 2>/dev/null || return 1
-	[ -z "$2" ] || [ "$(readlink "/proc/$1/exe" 2>/dev/null)" = "$2" ]
-}
-graceshim_wait() {
-	_gs_ticks=$(($3 * 5))
-	while graceshim_alive "$1" "$2"; do
-		[ "$_gs_ticks" -gt 0 ] || return 1
+graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
+	_gs_end=$(($(date +%s) + $1))
+	while :; do
+		_gs_left=
+		for _gs_p in $_gs_pids; do
+			if graceshim_is "$_gs_p" "$_gs_bin"; then _gs_left="$_gs_left $_gs_p"; fi
+		done
+		_gs_pids=$_gs_left
+		[ -n "$_gs_pids" ] || return 0
+		[ "$(date +%s)" -le "$_gs_end" ] || return 1
 		sleep 0.2
-		_gs_ticks=$((_gs_ticks - 1))
 	done
-	return 0
 }
 graceshim_stop() {
-	_gs_pid=
-	_gs_timeout=$3
-	case "$_gs_timeout" in '' | *[!0-9]*) _gs_timeout=300 ;; esac
-	# Every command that may fail is guarded: scripts run under set -e.
-	if [ -f "$1" ]; then
-		read -r _gs_pid _ <"$1" || :
+	_gs_bin=$2 _gs_t=${4%[smhd]} _gs_pids=
+	case $_gs_t in '' | *[!0-9]*)
+		echo "graceshim_stop: timeout '$4' is not N, Ns, Nm, Nh or Nd: not stopping ${2##*/}" >&2
+		return 1 ;;
+	esac
+	case $4 in *m) _gs_t=$((_gs_t * 60)) ;; *h) _gs_t=$((_gs_t * 3600)) ;; *d) _gs_t=$((_gs_t * 86400)) ;; esac
+	# shellcheck disable=SC2013 # pids, one a line or several on one
+	[ ! -r "$1" ] || for _gs_p in $(cat "$1"); do
+		if graceshim_is "$_gs_p" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
+	done
+	if [ -z "$_gs_pids" ] && [ "${5:-}" != only ]; then
+		for _gs_p in $(pidof "$2" || :); do
+			_gs_pp=$(ps -o ppid= -p "$_gs_p" || :)
+			if graceshim_is "$_gs_p" "$2" && ! graceshim_is "$((_gs_pp + 0))" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
+		done
+		[ -z "$_gs_pids" ] || echo "no ${2##*/} in $1: stopping the ${2##*/} masters pidof finds:$_gs_pids" >&2
 	fi
-	case "$_gs_pid" in '' | *[!0-9]*) rm -f "$1"; return 0 ;; esac
-	if ! kill -0 "$_gs_pid" 2>/dev/null; then
-		rm -f "$1"
-		return 0
-	fi
-	if ! graceshim_runs "$_gs_pid" "$4"; then
-		echo "pid $_gs_pid in $1 is not ${4##*/}: a stale pid file; removing it" >&2
-		rm -f "$1"
-		return 0
-	fi
-	_gs_exe=$(readlink "/proc/$_gs_pid/exe" 2>/dev/null) || _gs_exe=
-	kill -"$2" "$_gs_pid" 2>/dev/null || :
-	if ! graceshim_wait "$_gs_pid" "$_gs_exe" "$_gs_timeout"; then
-		echo "pid $_gs_pid still running ${_gs_timeout}s after $2: sending TERM" >&2
-		kill -TERM "$_gs_pid" 2>/dev/null || :
-		if ! graceshim_wait "$_gs_pid" "$_gs_exe" 5; then
-			echo "pid $_gs_pid still running 5s after TERM: sending KILL" >&2
-			kill -KILL "$_gs_pid" 2>/dev/null || :
-			graceshim_wait "$_gs_pid" "$_gs_exe" 5 || return 1
+	# shellcheck disable=SC2086 # a list of pids
+	if [ -n "$_gs_pids" ]; then
+		kill -"$3" $_gs_pids 2>/dev/null || :
+		if ! graceshim_wait "$_gs_t"; then
+			echo "${2##*/} (pid$_gs_pids) still running ${_gs_t}s after $3: sending TERM" >&2
+			kill -TERM $_gs_pids 2>/dev/null || :
+			if ! graceshim_wait 5; then
+				echo "${2##*/} (pid$_gs_pids) still running 5s after TERM: sending KILL" >&2
+				kill -KILL $_gs_pids 2>/dev/null || :
+				graceshim_wait 5 || return 1
+			fi
 		fi
 	fi
 	rm -f "$1"
-	return 0
 }
 `

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -56,7 +57,7 @@ func TestStopFunc(t *testing.T) {
 			if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)+"\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			stop := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" QUIT 1; echo "rc=$?"`, "bash", pidfile)
+			stop := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" /usr/bin/sleep QUIT 1; echo "rc=$?"`, "bash", pidfile)
 			var out bytes.Buffer
 			stop.Stdout, stop.Stderr = &out, &out
 			if err := stop.Run(); err != nil {
@@ -103,7 +104,8 @@ func TestStopFuncNotRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{stale, filepath.Join(dir, "missing.pid")} {
-		out, err := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" QUIT 1`, "bash", f).CombinedOutput()
+		// No process runs this binary, so pidof finds nothing either.
+		out, err := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" /usr/sbin/graceshim-test-none QUIT 1`, "bash", f).CombinedOutput()
 		if err != nil {
 			t.Errorf("graceshim_stop %s: %v\n%s", f, err, out)
 		}
@@ -135,9 +137,12 @@ func TestStopFuncSetEAndStale(t *testing.T) {
 		wantAlive bool
 		want      string
 	}{
-		{"set -e, no newline", "", false, "after rc=0"},
+		{"set -e, no newline", "sleep", false, "after rc=0"},
 		{"binary matches", "/usr/bin/sleep", false, "after rc=0"},
-		{"stale pid file", "/usr/sbin/nginx", true, "a stale pid file"},
+		// The pid runs something else: a stale pid file whose pid was
+		// given to another process. No such binary runs, so the pidof
+		// fallback finds nothing and the stop succeeds without a signal.
+		{"stale pid file", "/usr/sbin/graceshim-test-none", true, "after rc=0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -150,7 +155,7 @@ func TestStopFuncSetEAndStale(t *testing.T) {
 			if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			script := "set -e\n" + StopFunc + `graceshim_stop "$1" TERM 2 "$2"; echo "after rc=$?"`
+			script := "set -eu\n" + StopFunc + `graceshim_stop "$1" "$2" TERM 2; echo "after rc=$?"`
 			out, err := exec.Command("sh", "-c", script, "sh", pidfile, tc.binary).CombinedOutput()
 			if err != nil {
 				t.Fatalf("the script failed under set -e: %v\n%s", err, out)
@@ -175,4 +180,147 @@ func procAlive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// TestStopFuncSeveralPids: a pid file with several pids (HAProxy with
+// nbproc writes one a line) gets every one of them stopped, and the
+// timeout reads killproc's suffixes.
+func TestStopFuncSeveralPids(t *testing.T) {
+	dir := t.TempDir()
+	var pids []string
+	var procs []*exec.Cmd
+	for i := 0; i < 3; i++ {
+		d := exec.Command("sleep", "300")
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, d)
+		pids = append(pids, strconv.Itoa(d.Process.Pid))
+	}
+	defer func() {
+		for _, d := range procs {
+			d.Process.Kill()
+			d.Wait()
+		}
+	}()
+	pidfile := filepath.Join(dir, "d.pid")
+	// Two lines, the second with two pids, as __pids_var_run reads them.
+	if err := os.WriteFile(pidfile, []byte(pids[0]+"\n"+pids[1]+" "+pids[2]+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("sh", "-c", "set -eu\n"+StopFunc+`graceshim_stop "$1" /usr/bin/sleep TERM 1m; echo "rc=$?"`, "sh", pidfile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rc=0") {
+		t.Fatalf("graceshim_stop: %v\n%s", err, out)
+	}
+	for i, d := range procs {
+		if procAlive(d.Process.Pid) {
+			t.Errorf("pid %d (line %d of the pid file) still runs after the stop", d.Process.Pid, i)
+		}
+	}
+}
+
+// TestStopFuncTimeouts: a timeout killproc -d would not read is refused
+// loudly, and nothing is signalled.
+func TestStopFuncTimeouts(t *testing.T) {
+	d := exec.Command("sleep", "300")
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.Process.Kill(); d.Wait() }()
+	pidfile := filepath.Join(t.TempDir(), "d.pid")
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" sleep TERM 1min`, "sh", pidfile).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "timeout '1min' is not N, Ns, Nm, Nh or Nd: not stopping sleep") {
+		t.Errorf("a bad timeout: %v, want a refusal:\n%s", err, out)
+	}
+	if !procAlive(d.Process.Pid) {
+		t.Error("the daemon was stopped although the timeout was refused")
+	}
+}
+
+// TestStopFuncPidofMasters: with no pid file, graceshim_stop falls back to
+// pidof like killproc, but signals only masters: a process whose parent
+// runs the same binary is a worker, left to its master.
+func TestStopFuncPidofMasters(t *testing.T) {
+	dir := t.TempDir()
+	// A binary of our own name, so that pidof finds only this test's.
+	bin := filepath.Join(dir, "gs-test-daemon")
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash")
+	}
+	src, err := os.ReadFile(bash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(dir, "worker.pid")
+	// The master starts a worker (the same binary), records its pid and
+	// waits; TERM ends the master, not the worker.
+	master := exec.Command(bin, "-c", `"$0" -c 'trap "" TERM; while :; do sleep 0.1; done' & echo $! >"$1.tmp"; mv "$1.tmp" "$1"; wait`, bin, ready)
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { master.Process.Kill(); master.Wait() }()
+	var worker int
+	if !waitUntil(10*time.Second, func() bool {
+		b, err := os.ReadFile(ready)
+		if err != nil {
+			return false
+		}
+		worker, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(worker) + "/exe")
+		return worker > 0 && exe == bin
+	}) {
+		t.Fatal("the test master did not start its worker")
+	}
+	defer syscall.Kill(worker, syscall.SIGKILL)
+	// With "only", the missing pid file means nothing runs: no pidof.
+	out, err := exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" "$2" TERM 5 only; echo "rc=$?"`, "sh", filepath.Join(dir, "missing.pid"), bin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rc=0") || !procAlive(master.Process.Pid) {
+		t.Fatalf("graceshim_stop ... only: %v, master alive %v\n%s", err, procAlive(master.Process.Pid), out)
+	}
+	out, err = exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" "$2" TERM 5; echo "rc=$?"`, "sh", filepath.Join(dir, "missing.pid"), bin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rc=0") {
+		t.Fatalf("graceshim_stop: %v\n%s", err, out)
+	}
+	if procAlive(master.Process.Pid) {
+		t.Errorf("the master found by pidof still runs:\n%s", out)
+	}
+	if !strings.Contains(string(out), "stopping the gs-test-daemon masters pidof finds: "+strconv.Itoa(master.Process.Pid)) {
+		t.Errorf("the pidof fallback is not reported:\n%s", out)
+	}
+	if !procAlive(worker) {
+		t.Errorf("the worker was signalled too; pidof's masters only should be:\n%s", out)
+	}
+}
+
+// TestStopFuncReportsFailure: when the processes do not go (here kill is
+// a shell function that sends nothing, standing in for a process that
+// survives KILL, such as one stuck in the kernel), graceshim_stop returns
+// 1 and keeps the pid file, so the script reports [FAILED] rather than
+// success.
+func TestStopFuncReportsFailure(t *testing.T) {
+	d := exec.Command("sleep", "300")
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.Process.Kill(); d.Wait() }()
+	pidfile := filepath.Join(t.TempDir(), "d.pid")
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command("sh", "-c", "kill() { :; }\n"+StopFunc+`graceshim_stop "$1" sleep QUIT 1; echo "rc=$?"`, "sh", pidfile).CombinedOutput()
+	for _, want := range []string{"still running 1s after QUIT: sending TERM", "still running 5s after TERM: sending KILL", "rc=1"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(pidfile); err != nil {
+		t.Errorf("the pid file of a process still running was removed: %v", err)
+	}
 }

@@ -1,0 +1,252 @@
+package e2e
+
+// End-to-end tests of reloads that test the configuration first: nginx
+// under graceshim, ExecReload=graceshim reload $MAINPID, under the real
+// systemd user manager. A broken config is refused before any signal:
+// systemctl reload fails with nginx -t's message, nginx serves on with the
+// old config, MainPID unchanged. A good config applies.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/graceshim/graceshim/signals"
+)
+
+// versionSite is an nginx site whose http block includes a file holding
+// a server on a second port that answers its version: rewriting the file
+// and reloading shows whether the new config applied.
+type versionSite struct {
+	*nginxSite
+	include string // the included file
+	vport   int    // the version server's port
+}
+
+func newVersionSite(t *testing.T) *versionSite {
+	t.Helper()
+	dir := t.TempDir()
+	s := &versionSite{include: filepath.Join(dir, "version.conf"), vport: freePort(t)}
+	s.setVersion(t, "v1")
+	s.nginxSite = newNginxSite(t, nginxOpts{ExtraHTTP: "    include " + s.include + ";"})
+	return s
+}
+
+// setVersion writes the included file: a server answering v.
+func (s *versionSite) setVersion(t *testing.T, v string) {
+	t.Helper()
+	s.write(t, fmt.Sprintf("server {\n    listen 127.0.0.1:%d;\n    location / { return 200 \"%s\\n\"; }\n}\n", s.vport, v))
+}
+
+func (s *versionSite) write(t *testing.T, content string) {
+	t.Helper()
+	tmp := s.include + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, s.include); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hups counts the HUPs nginx logged.
+func (s *versionSite) hups(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile(s.ErrorLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "(SIGHUP) received")
+}
+
+// version asks the version server which config serves.
+func (s *versionSite) version(t *testing.T) string {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", s.vport))
+	if err != nil {
+		t.Fatalf("nginx does not serve: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b))
+}
+
+// reloadUnit runs nginx under graceshim with ExecReload=graceshim reload
+// $MAINPID, as generated units do.
+func reloadUnit(bin string, site *nginxSite) string {
+	return shimUnit(bin, nil, site, "30s") + "ExecReload=" + bin + " reload $MAINPID\n"
+}
+
+// TestE2EReloadRefusesBrokenConfig: systemctl reload with a syntax error in
+// nginx's config fails with nginx -t's message, nginx keeps serving the
+// old config, nothing restarted; with the error fixed the reload applies.
+func TestE2EReloadRefusesBrokenConfig(t *testing.T) {
+	t.Parallel()
+	needPresetData(t, "nginx", func(p signals.Preset) bool { return p.ConfigTest != nil }, "a config test")
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newVersionSite(t)
+	name := unitName("reload-broken")
+	u.InstallUnit(t, name, reloadUnit(bin, site.nginxSite))
+	u.Start(t, name)
+	requireServing(t, u, name, site.nginxSite)
+	if got := site.version(t); got != "v1" {
+		t.Fatalf("version %q before any reload, want v1", got)
+	}
+	mainPID := u.MainPID(t, name)
+	master, err := site.MasterPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A good reload applies, and systemctl reload returns once it has.
+	site.setVersion(t, "v2")
+	began := time.Now()
+	if _, err := u.systemctl("reload", name); err != nil {
+		t.Fatalf("reload with a good config: %v\nlog:\n%s", err, u.UnitLog(t, name))
+	}
+	t.Logf("figures: systemctl reload (good config) took %s", time.Since(began).Round(time.Millisecond))
+	if got := site.version(t); got != "v2" {
+		t.Errorf("version %q right after systemctl reload returned, want v2", got)
+	}
+	if st := u.Show(t, name, "StatusText"); !strings.Contains(st, "reloaded: new worker pid") {
+		t.Errorf("StatusText %q after the reload, want it to name the new worker", st)
+	}
+
+	// A broken one is refused: systemctl reload fails, with nginx -t's
+	// message in the unit's log (ExecReload's stderr) and in its status.
+	site.write(t, "bogus_directive on;\n")
+	began = time.Now()
+	out, err := u.systemctl("reload", name)
+	took := time.Since(began)
+	if err == nil {
+		t.Fatalf("systemctl reload with a broken config succeeded: %s\nlog:\n%s", out, u.UnitLog(t, name))
+	}
+	t.Logf("figures: systemctl reload (broken config) failed after %s: %v", took.Round(time.Millisecond), err)
+	log := u.UnitLog(t, name)
+	if !strings.Contains(log, `unknown directive "bogus_directive"`) || !strings.Contains(log, "graceshim: reload: refused: reload refused") {
+		t.Errorf("the unit log does not carry nginx -t's message from graceshim reload:\n%s", log)
+	}
+	if st := u.Show(t, name, "StatusText"); !strings.Contains(st, "reload refused") || !strings.Contains(st, "bogus_directive") {
+		t.Errorf("StatusText %q, want the refusal with nginx -t's message", st)
+	}
+	if st := u.Show(t, name, "ActiveState"); st != "active" {
+		t.Errorf("ActiveState=%s after the refused reload, want active", st)
+	}
+	if got := site.version(t); got != "v2" {
+		t.Errorf("version %q after the refused reload, want v2 (the old config serving)", got)
+	}
+	if code, err := site.Get("/small"); err != nil || code != 200 {
+		t.Errorf("nginx does not serve after the refused reload: %d, %v", code, err)
+	}
+	if got := u.MainPID(t, name); got != mainPID {
+		t.Errorf("MainPID went from %d to %d", mainPID, got)
+	}
+	if got, err := site.MasterPID(); err != nil || got != master {
+		t.Errorf("nginx master went from %d to %d (%v)", master, got, err)
+	}
+	// nginx logs each HUP it gets ("signal 1 (SIGHUP) received"): one,
+	// for the good reload.
+	if n := site.hups(t); n != 1 {
+		t.Errorf("nginx got %d HUPs, want 1: the refused reload must send none", n)
+	}
+
+	// graceshim reload run by hand says the same, with its exit code.
+	code, stderr := runReload(t, strconv.Itoa(mainPID))
+	if code != 6 || !strings.Contains(stderr, `unknown directive "bogus_directive"`) {
+		t.Errorf("graceshim reload by hand: exit %d, want 6 with nginx -t's message; stderr:\n%s", code, stderr)
+	}
+
+	// Fixed, the reload applies.
+	site.setVersion(t, "v3")
+	if _, err := u.systemctl("reload", name); err != nil {
+		t.Fatalf("reload with the config fixed: %v\nlog:\n%s", err, u.UnitLog(t, name))
+	}
+	if got := site.version(t); got != "v3" {
+		t.Errorf("version %q after the fixed reload, want v3", got)
+	}
+	if n := site.hups(t); n != 2 {
+		t.Errorf("nginx got %d HUPs, want 2", n)
+	}
+	if got := u.MainPID(t, name); got != mainPID {
+		t.Errorf("MainPID went from %d to %d", mainPID, got)
+	}
+	requireResultAfterStop(t, u, name)
+}
+
+// needPresetData skips unless the preset has what the test proves
+// (signals/presets.go holds the daemons' facts; a branch may carry the
+// supervisor's side before the data).
+func needPresetData(t *testing.T, name string, has func(signals.Preset) bool, what string) {
+	t.Helper()
+	p, err := signals.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(p) {
+		t.Skipf("the %s preset has no %s yet", name, what)
+	}
+}
+
+// requireResultAfterStop stops the unit and wants Result=success.
+func requireResultAfterStop(t *testing.T, u *userSystemd, name string) {
+	t.Helper()
+	u.Stop(t, name)
+	requireResult(t, u, name, "success")
+}
+
+// runReload runs graceshim reload with args and returns its exit code and
+// stderr.
+func runReload(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, needGraceshim(t), append([]string{"reload"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("graceshim reload %v hung", args)
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stderr.String()
+}
+
+// TestE2EReloadNoGraceshim: graceshim reload names what is wrong when the
+// pid is no graceshim, with exit 2.
+func TestE2EReloadNoGraceshim(t *testing.T) {
+	sleep := exec.Command("sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{strconv.Itoa(sleep.Process.Pid)}, "(sleep) has no graceshim control socket"},
+		{[]string{"4194304"}, "no process 4194304"},
+		{[]string{"nginx"}, `bad PID "nginx"`},
+		{nil, "want one PID"},
+	}
+	for _, tt := range tests {
+		code, stderr := runReload(t, tt.args...)
+		if code != 2 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("graceshim reload %v: exit %d, stderr %q; want exit 2 saying %q", tt.args, code, stderr, tt.want)
+		}
+	}
+}

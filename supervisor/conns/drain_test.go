@@ -1,0 +1,315 @@
+package conns
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// needEvents skips a test of the destroy subscription where the kernel
+// refuses it to us. The subscription works as root (CI runs as root, and
+// so does this project's reference machine: FACTS §5).
+func needEvents(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the destroy subscription needs root here")
+	}
+}
+
+// startDrain learns srv's listeners and starts a drain of pids. Re-dumps
+// are pushed an hour away, so that every count the test sees after the
+// first comes from a destroy message.
+func startDrain(t *testing.T, tr *Tracker, srvPids, pids []int) *Drain {
+	t.Helper()
+	tr.hooks.reconcile = time.Hour
+	if _, err := tr.Observe(srvPids); err != nil {
+		t.Fatal(err)
+	}
+	d, err := tr.Drain(context.Background(), pids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// next waits for the drain's next count, with a hang guard.
+func next(t *testing.T, d *Drain) Counts {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), countTimeout)
+	defer cancel()
+	c, err := d.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	return c
+}
+
+// TestDrainEvents: the count falls with each close, announced by the
+// kernel's destroy messages, with no dump after the first; closes on
+// another server's port change nothing.
+func TestDrainEvents(t *testing.T) {
+	needEvents(t)
+	for _, tt := range []struct{ name, listen string }{
+		{"ipv4", "127.0.0.1:0"},
+		{"ipv6", "[::1]:0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if strings.HasPrefix(tt.listen, "[") {
+				needIPv6(t)
+			}
+			srv := startServer(t, 2, tt.listen)
+			other := startServer(t, 0, tt.listen)
+			cs := dial(t, srv.addrs[0], 4)
+			os := dial(t, other.addrs[0], 3)
+			for srv.held() != 4 || other.held() != 3 {
+				time.Sleep(10 * time.Millisecond) // accepted by a worker soon
+			}
+			d := startDrain(t, NewTracker(Options{}), srv.pids, srv.pids)
+			if ok, why := d.Events(); !ok {
+				t.Fatalf("drain polls: %v", why)
+			}
+			if got := next(t, d); got != (Counts{Established: 4}) {
+				t.Fatalf("first count %+v, want 4 established", got)
+			}
+			for i, c := range cs {
+				// Another server's connections close first: the next
+				// count must be ours, one less.
+				if i < len(os) {
+					os[i].Close()
+				}
+				c.Close()
+				if got, want := next(t, d).Total(), len(cs)-i-1; got != want {
+					t.Fatalf("after %d closes: %d left, want %d", i+1, got, want)
+				}
+			}
+			if d.dumps != 1 {
+				t.Errorf("%d dumps, want only the first: the count must follow destroy messages", d.dumps)
+			}
+
+			// The server closes first: its socket is freed when it
+			// goes on to TIME_WAIT, once the client closes too, and is
+			// announced without its port.
+			cs = dial(t, srv.addrs[0], 2)
+			for srv.held() != 2 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			d = startDrain(t, NewTracker(Options{}), srv.pids, srv.pids)
+			if got := next(t, d).Total(); got != 2 {
+				t.Fatalf("first count %d, want 2", got)
+			}
+			if got := srv.do("close-conns"); got != "ok" {
+				t.Fatalf("close-conns: %s", got)
+			}
+			for _, c := range cs {
+				c.Close()
+			}
+			for next(t, d).Total() != 0 {
+			}
+			if d.dumps != 1 {
+				t.Errorf("%d dumps, want only the first: server-side closes must be seen by destroy messages", d.dumps)
+			}
+		})
+	}
+}
+
+// TestDrainCountsTheTreeOnly: a second server on the same port
+// (SO_REUSEPORT, as in a handover to a new instance) holds connections on
+// the same endpoint; they are not the tree's and do not count.
+func TestDrainCountsTheTreeOnly(t *testing.T) {
+	a := startServerEnv(t, 1, []string{reuseEnv + "=1"}, "127.0.0.1:0")
+	b := startServerEnv(t, 0, []string{reuseEnv + "=1"}, a.addrs[0])
+	// The kernel spreads connections over both by a hash of the client's
+	// address and port: dial until each holds some.
+	var cs []net.Conn
+	for i := 0; i < 200 && (a.held() == 0 || b.held() == 0); i++ {
+		cs = append(cs, dial(t, a.addrs[0], 4)...)
+	}
+	if a.held() == 0 || b.held() == 0 {
+		t.Fatalf("connections not spread over both servers: %d and %d", a.held(), b.held())
+	}
+	for a.held()+b.held() != len(cs) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, src := range sources {
+		t.Run(src, func(t *testing.T) {
+			tr := NewTracker(Options{Source: src})
+			d := startDrain(t, tr, a.pids, a.pids)
+			if got, want := next(t, d).Total(), a.held(); got != want {
+				t.Errorf("drain of server a counts %d, want the %d it holds (b holds %d)", got, want, b.held())
+			}
+		})
+	}
+}
+
+// TestDrainOverrun: destroy messages that overflow the subscription's
+// receive buffer (made tiny here) are made up for by a re-dump.
+func TestDrainOverrun(t *testing.T) {
+	needEvents(t)
+	const n = 300
+	srv := startServer(t, 0, "127.0.0.1:0")
+	cs := dial(t, srv.addrs[0], n)
+	for srv.held() != n {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tr := NewTracker(Options{})
+	tr.hooks.rcvBuf = 1 // the kernel's minimum, a few messages
+	d := startDrain(t, tr, srv.pids, srv.pids)
+	if got := next(t, d).Total(); got != n {
+		t.Fatalf("first count %d, want %d", got, n)
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+	for srv.held() != 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for next(t, d).Total() != 0 {
+	}
+	if d.overruns == 0 {
+		t.Errorf("no overrun with a %d-byte buffer and %d closes", tr.hooks.rcvBuf, n)
+	}
+	if d.dumps < 2 {
+		t.Errorf("%d dumps: the overrun was not made up by a re-dump", d.dumps)
+	}
+}
+
+// TestDrainPollsWhenRefused: where the subscription is refused the drain
+// polls, and says why.
+func TestDrainPollsWhenRefused(t *testing.T) {
+	srv := startServer(t, 0, "127.0.0.1:0")
+	cs := dial(t, srv.addrs[0], 3)
+	for srv.held() != 3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tr := NewTracker(Options{})
+	tr.hooks.subscribe = func() (int, error) { return -1, unix.EPERM }
+	d := startDrain(t, tr, srv.pids, srv.pids)
+	if ok, why := d.Events(); ok || !errors.Is(why, unix.EPERM) {
+		t.Fatalf("Events() = %v, %v; want polling because of EPERM", ok, why)
+	}
+	if got := next(t, d).Total(); got != 3 {
+		t.Fatalf("first count %d, want 3", got)
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+	for next(t, d).Total() != 0 {
+	}
+	if d.dumps < 2 {
+		t.Errorf("%d dumps: a polling drain must poll", d.dumps)
+	}
+}
+
+// TestDrainNetlinkFailsMidDrain: a netlink dump that fails during a drain
+// is not taken for a count: the Tracker falls back to /proc/net, says why,
+// and the count goes on.
+func TestDrainNetlinkFailsMidDrain(t *testing.T) {
+	srv := startServer(t, 0, "127.0.0.1:0")
+	cs := dial(t, srv.addrs[0], 2)
+	for srv.held() != 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tr := NewTracker(Options{})
+	tr.hooks.subscribe = func() (int, error) { return -1, unix.EPERM } // poll: every count dumps
+	d := startDrain(t, tr, srv.pids, srv.pids)
+	if got := next(t, d).Total(); got != 2 {
+		t.Fatalf("first count %d, want 2", got)
+	}
+	tr.diag.open = func() (int, error) { return -1, unix.ENOBUFS }
+	cs[0].Close()
+	for next(t, d).Total() != 1 {
+	}
+	if name, why := tr.Source(); name != SourceProc || !errors.Is(why, unix.ENOBUFS) {
+		t.Errorf("Source() = %q, %v; want proc because of ENOBUFS", name, why)
+	}
+}
+
+// TestDrainAll: ModeAll counts every connection the given processes hold,
+// inbound and outbound, and follows their closes.
+func TestDrainAll(t *testing.T) {
+	needEvents(t)
+	a := startServer(t, 0, "127.0.0.1:0")
+	b := startServer(t, 0, "127.0.0.1:0")
+	cs := dial(t, a.addrs[0], 2)
+	if got := a.do("dial " + b.addrs[0]); got != "ok" {
+		t.Fatalf("dial: %s", got)
+	}
+	for a.held() != 3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tr := NewTracker(Options{Mode: ModeAll})
+	d := startDrain(t, tr, a.pids, a.pids)
+	if got := next(t, d).Total(); got != 3 {
+		t.Fatalf("first count %d, want 3 (2 inbound, 1 outbound)", got)
+	}
+	cs[0].Close()
+	if got := next(t, d).Total(); got != 2 {
+		t.Fatalf("after a close: %d, want 2", got)
+	}
+}
+
+// TestEndpointsBounded: a server that keeps replacing its listener does
+// not grow the filter without end, and counting keeps working.
+func TestEndpointsBounded(t *testing.T) {
+	srv := startServer(t, 0, "127.0.0.1:0")
+	tr := NewTracker(Options{})
+	addr := srv.addrs[0]
+	for i := 0; i < maxStaleEndpoints+20; i++ {
+		if _, err := tr.Observe(srv.pids); err != nil {
+			t.Fatal(err)
+		}
+		r := srv.do("relisten")
+		a, ok := strings.CutPrefix(r, "ok ")
+		if !ok {
+			t.Fatalf("relisten: %s", r)
+		}
+		addr = a
+	}
+	if _, err := tr.Observe(srv.pids); err != nil {
+		t.Fatal(err)
+	}
+	eps := tr.Endpoints()
+	if len(eps) != maxStaleEndpoints+1 {
+		t.Errorf("%d endpoints remembered, want %d stale and the live one", len(eps), maxStaleEndpoints)
+	}
+	if last := eps[len(eps)-1]; last.Addr.String() != addr {
+		t.Errorf("last endpoint %v, want the live listener %s", last, addr)
+	}
+	dial(t, addr, 2)
+	waitCounts(t, map[string]*Tracker{"bounded": tr}, nil, Counts{Established: 2})
+}
+
+// TestDrainCanceled: a drain waiting for destroy messages returns when
+// its context ends (the supervisor ends it when the tree is gone).
+func TestDrainCanceled(t *testing.T) {
+	needEvents(t)
+	srv := startServer(t, 0, "127.0.0.1:0")
+	dial(t, srv.addrs[0], 1)
+	for srv.held() != 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	d := startDrain(t, NewTracker(Options{}), srv.pids, srv.pids)
+	next(t, d)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Next(ctx)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Next = %v, want context.Canceled", err)
+		}
+	case <-time.After(countTimeout):
+		t.Fatal("Next did not return after its context ended")
+	}
+}

@@ -1,0 +1,176 @@
+package supervisor
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/graceshim/graceshim/supervisor/conns"
+)
+
+// slowWatcher finds a listener at once while the server starts, then
+// takes learnDelay for every later Learn, as a tree of thousands of
+// processes or descriptors would.
+type slowWatcher struct {
+	learned    int
+	learnDelay time.Duration
+	release    chan struct{} // closed: the one connection closed
+}
+
+func (w *slowWatcher) Learn(int) ([]string, error) {
+	if w.learned++; w.learned > 1 {
+		time.Sleep(w.learnDelay)
+	}
+	return []string{"tcp4 127.0.0.1:1"}, nil
+}
+
+func (w *slowWatcher) Drain(context.Context, int) (DrainCounter, error) {
+	return &scriptedDrain{release: w.release}, nil
+}
+
+// scriptedDrain counts one connection, then none once released.
+type scriptedDrain struct {
+	calls   int
+	release chan struct{}
+}
+
+func (d *scriptedDrain) Next(ctx context.Context) (int, error) {
+	d.calls++
+	switch d.calls {
+	case 1:
+		return 1, nil
+	case 2:
+		select {
+		case <-d.release:
+			return 0, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
+func (d *scriptedDrain) Close() {}
+
+// TestRunSlowLearnStillCounts: learning the listeners at the graceful
+// signal takes longer than the 1s the event loop waits for it; the
+// signal goes out on time and the drain is still counted.
+func TestRunSlowLearnStillCounts(t *testing.T) {
+	ns := newNotifySocket(t)
+	w := &slowWatcher{learnDelay: 1500 * time.Millisecond, release: make(chan struct{})}
+	ev, done, _ := start(t, "server", func(o *Options) { o.Watcher = w })
+	_, port := ev.wait("ready ")
+	c := dial(t, ev, port)
+	waitNotify(t, ns, "READY=1")
+	selfSignal(t, syscall.SIGTERM)
+	ev.wait("got QUIT")
+	waitNotify(t, ns, "STATUS=draining: 1 connection left")
+	close(w.release)
+	waitNotify(t, ns, "STATUS=draining: no connections left")
+	c.Close()
+	ev.wait("exit drained")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestConnWatcherCountsTheWholeTree: a worker that its master left to
+// graceshim (here: a server started beside the master, as a reparented
+// worker is) still serves the drain's connections; --count=all and
+// --count=listen both count them.
+func TestConnWatcherCountsTheWholeTree(t *testing.T) {
+	master := exec.Command("sleep", "60")
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { master.Process.Kill(); master.Wait() })
+
+	ev := newEvents(t)
+	worker := exec.Command(os.Args[0])
+	worker.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=server", "GRACESHIM_TEST_EVENTS="+ev.path)
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { worker.Process.Kill(); worker.Wait() })
+	_, port := ev.wait("ready ")
+	c := dial(t, ev, port)
+	defer c.Close()
+
+	for _, mode := range []conns.Mode{conns.ModeListen, conns.ModeAll} {
+		t.Run(mode.String(), func(t *testing.T) {
+			w := newConnWatcher(mode, NewLogger(testWriter{t}, LevelDebug))
+			known, err := w.Learn(master.Process.Pid)
+			if err != nil || !strings.Contains(strings.Join(known, " "), ":"+port) {
+				t.Fatalf("Learn = %q, %v; want the worker's listener on port %s", known, err, port)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			d, err := w.Drain(ctx, master.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if n, err := d.Next(ctx); n != 1 || err != nil {
+				t.Fatalf("count %d, %v; want the worker's 1 connection", n, err)
+			}
+		})
+	}
+}
+
+// countingWatcher finds no listener and records each Learn.
+type countingWatcher struct{ calls chan int }
+
+func (w *countingWatcher) Learn(int) ([]string, error) {
+	w.calls <- 1
+	return nil, nil
+}
+
+func (w *countingWatcher) Drain(context.Context, int) (DrainCounter, error) {
+	return nil, errNothingToCount
+}
+
+// TestWatchSleepsPastTheReadyBound: a server that never listens (a worker
+// daemon) is looked at until the ready bound and never after: the watch
+// actor keeps no timer. Learning on demand (a reload's end) still works.
+// The wait below cannot make the test fail wrongly; it gives a timer that
+// should not exist the time to fire several times over.
+func TestWatchSleepsPastTheReadyBound(t *testing.T) {
+	w := &countingWatcher{calls: make(chan int, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmds := make(chan watchCmd)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watch(ctx, w, 1, time.Now().Add(3*readyPollEvery), cmds, make(chan watchEvent, 4))
+	}()
+	defer func() { cancel(); <-done }()
+	polls := 0
+	deadline := time.After(30 * time.Second)
+	for polls < 3 { // polled until the bound: at 0, 100 ms, 200 ms, maybe 300 ms
+		select {
+		case <-w.calls:
+			polls++
+		case <-deadline:
+			t.Fatalf("%d ready polls in 30s", polls)
+		}
+	}
+	time.Sleep(10 * readyPollEvery)
+	for len(w.calls) > 0 {
+		<-w.calls
+		polls++
+	}
+	if polls > 4 {
+		t.Fatalf("%d Learn calls: the watch actor still polls past the ready bound", polls)
+	}
+	reply := make(chan []string, 1)
+	cmds <- watchCmd{learn: reply}
+	<-reply
+	if n := len(w.calls); n != 1 {
+		t.Fatalf("learning on demand made %d Learn calls, want 1", n)
+	}
+}
