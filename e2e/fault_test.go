@@ -291,3 +291,57 @@ while (1) { sleep 1 }
 		t.Errorf("graceshim exited %d, want 0", code)
 	}
 }
+
+// TestE2EUnitSettingsWarning: graceshim finds the unit it runs in and warns,
+// in its log and in STATUS (systemctl status), when the unit's settings
+// defeat it: KillMode=control-group (systemd's TERM reaches the server
+// directly, every download cut: FACTS.md section 2) or Type=simple (no
+// READY=1, no stop extensions). A unit as the README asks for gets no
+// warning.
+func TestE2EUnitSettingsWarning(t *testing.T) {
+	bin := needGraceshim(t)
+	u := userManager(t)
+	for _, tt := range []struct {
+		name, settings string
+		want           []string // in the log; nil: no warning at all
+		status         string   // in StatusText, "" when not checked
+	}{
+		{"default-killmode", "Type=notify\n", []string{"KillMode=control-group", "set KillMode=mixed"}, "WARNING: KillMode=control-group"},
+		{"process-killmode", "Type=notify\nKillMode=process\n", []string{"KillMode=process"}, "WARNING: KillMode=process"},
+		{"simple", "Type=simple\nKillMode=mixed\n", []string{"Type=simple", "set Type=notify"}, ""},
+		{"right", "Type=notify\nNotifyAccess=main\nKillMode=mixed\n", nil, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			name := unitName("settings-" + tt.name)
+			u.InstallUnit(t, name, fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test: the unit's settings checked at start
+
+[Service]
+%sTimeoutStopSec=10
+ExecStart=%s --ready=exec -- sleep 1000
+`, tt.settings, bin))
+			u.Start(t, name)
+			if !waitFor(20*time.Second, 50*time.Millisecond, func() bool {
+				return strings.Contains(u.UnitLog(t, name), "started sleep")
+			}) {
+				t.Fatalf("graceshim did not start:\n%s", u.UnitLog(t, name))
+			}
+			if tt.status != "" {
+				// READY=1 carries the warning in its STATUS.
+				if st := u.Show(t, name, "StatusText"); !strings.Contains(st, tt.status) {
+					t.Errorf("StatusText %q, want %q in it", st, tt.status)
+				}
+			}
+			u.Stop(t, name)
+			log := u.UnitLog(t, name)
+			if tt.want == nil && strings.Contains(log, "KillMode=") || tt.want == nil && strings.Contains(log, "Type=") {
+				t.Errorf("a warning for a right unit:\n%s", log)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(log, w) {
+					t.Errorf("the log does not say %q:\n%s", w, log)
+				}
+			}
+		})
+	}
+}
