@@ -222,7 +222,7 @@ func TestReloadNotConfirmed(t *testing.T) {
 	ev.wait("notifier ready")
 	ns.waitLine(t, "READY=1")
 	r, err := control(t, "reload")
-	if !errors.Is(err, ErrRefused) || !strings.Contains(r.Message, "no READY=1 from") {
+	if !errors.Is(err, ErrRefused) || !strings.Contains(r.Message, "no READY=1 nor new worker from") {
 		t.Fatalf("reload of a silent daemon: %v (%q), want it not confirmed", err, r.Message)
 	}
 	ev.wait("got HUP")
@@ -418,4 +418,23 @@ func TestReloadMappedHUPTested(t *testing.T) {
 		t.Errorf("status after a mapped HUP %q, want the refusal", st)
 	}
 	ev.none("got USR1", 500*time.Millisecond)
+}
+
+// TestReloadNotifyDaemonNewWorkers: a daemon that speaks sd_notify but
+// says nothing after a reload (gunicorn says READY=1 only when it boots)
+// is seen reloaded by its new worker.
+func TestReloadNotifyDaemonNewWorkers(t *testing.T) {
+	ev, ns, _ := notifierRun(t, "workers", nil)
+	ev.wait("worker")
+	selfSignal(t, syscall.SIGUSR1)
+	ev.wait("notifier ready")
+	ns.waitLine(t, "READY=1")
+	r, err := control(t, "reload")
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	_, worker := ev.wait("worker")
+	if !strings.Contains(r.Message, "new worker pid "+worker) {
+		t.Errorf("reply %q, want it to name the new worker %s", r.Message, worker)
+	}
 }

@@ -25,7 +25,8 @@ import (
 // in mode "watchdog" it pings WATCHDOG=1 every 50ms while ready, after
 // reporting whether the watchdog variables were meant for it. In mode
 // "silent" it says nothing on HUP; in mode "dieonhup" HUP makes it exit 78;
-// in mode "status" it says STATUS=starting at once.
+// in mode "status" it says STATUS=starting at once; in mode "workers" it
+// runs a worker and replaces it on HUP, saying nothing (as gunicorn).
 func notifier(mode string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,6 +49,22 @@ func notifier(mode string) {
 		notify("STATUS=starting")
 		report("notifier said starting")
 	}
+	var worker *exec.Cmd
+	spawn := func() {
+		old := worker
+		worker = exec.Command(os.Args[0])
+		worker.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=worker")
+		if err := worker.Start(); err == nil {
+			report("worker %d", worker.Process.Pid)
+		}
+		if old != nil {
+			old.Process.Kill()
+			old.Wait()
+		}
+	}
+	if mode == "workers" {
+		spawn()
+	}
 	ready := false
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -61,6 +78,10 @@ func notifier(mode string) {
 				report("notifier ready")
 			case syscall.SIGHUP:
 				report("got HUP")
+				if mode == "workers" {
+					spawn() // a new worker, and nothing said
+					continue
+				}
 				if mode == "dieonhup" {
 					// A daemon that re-executes itself into a config
 					// it cannot load.

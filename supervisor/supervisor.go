@@ -187,8 +187,8 @@ func Run(ctx context.Context, opts Options) error {
 		child:        pid,
 		exe:          executablePath(path),
 		pending:      pending,
-		ignored:      ignored,
 		unitAdvice:   advice,
+		ignored:      ignored,
 		watchCmds:    watchCmds,
 		probeTargets: probeTargets,
 		bg:           loopCtx,
@@ -503,9 +503,9 @@ func (l *loop) beginReload(now time.Time) {
 }
 
 // pollReload checks whether a reload whose signal was sent is done: the
-// master died (failed), a new worker came (done; a daemon that speaks
-// sd_notify ends it with its READY=1 instead, in onChildNote), or the
-// bound passed (not confirmed: failed).
+// master died (failed), a new worker came and no old one accepts (done; a
+// daemon that speaks sd_notify may end it first with its READY=1, in
+// onChildNote), or the bound passed (not confirmed: failed).
 func (l *loop) pollReload(now time.Time) {
 	if l.mainGone {
 		l.failReload(fmt.Sprintf("%s (pid %d) %s during the reload", l.name, l.main, describe(l.lastStatus)), "")
@@ -514,8 +514,10 @@ func (l *loop) pollReload(now time.Time) {
 	if l.reload != nil && l.reload.command {
 		return // the reload command's end decides
 	}
-	if !l.childReady && l.reloadOld != nil {
-		// Done once a new worker runs and no old one accepts any more:
+	if l.reloadOld != nil {
+		// Done once a new worker runs and no old one accepts any more,
+		// whether or not the daemon speaks sd_notify (gunicorn says
+		// READY=1 only when it boots, not after a HUP: gunicorn/arbiter.py):
 		// nginx starts the new workers, then tells the old ones to close
 		// their listening sockets and drain; until then a request may
 		// still meet the old configuration.
@@ -544,8 +546,11 @@ func (l *loop) pollReload(now time.Time) {
 	}
 	if !now.Before(l.reloadUntil) {
 		what := fmt.Sprintf("no new worker of %s within %s of the reload signal", l.name, reloadTimeout)
-		if l.childReady || l.reloadOld == nil {
+		switch {
+		case l.reloadOld == nil:
 			what = fmt.Sprintf("no READY=1 from %s within %s of the reload", l.name, reloadTimeout)
+		case l.childReady:
+			what = fmt.Sprintf("no READY=1 nor new worker from %s within %s of the reload", l.name, reloadTimeout)
 		}
 		l.failReload(what+": not confirmed", "")
 	}
