@@ -106,6 +106,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	sockets := passSockets(cmd)
 	advice := checkUnit(ctx, opts.Log, filepath.Base(opts.Argv[0]))
+	if c := opts.Preset.Caveat; c != nil && opts.Preset.Runs(opts.Argv[0]) {
+		// What graceshim cannot fix but must say: shown with the unit's
+		// advice, at start and in STATUS while the server runs.
+		if caveat := c(opts.Argv, os.ReadFile); caveat != "" {
+			advice = strings.TrimPrefix(advice+"; "+caveat, "; ")
+		}
+	}
 	rel := startRelay(&opts, cmd)
 	if rel != nil {
 		defer rel.Close()
