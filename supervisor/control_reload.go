@@ -121,7 +121,8 @@ func (l *loop) requestReload(now time.Time, by string, reply chan ControlReply) 
 		}
 		return
 	}
-	if l.opts.Preset.ReloadCommand == nil && l.reloadSignal() == 0 {
+	script := isScript(l.opts.Argv[0])
+	if (l.opts.Preset.ReloadCommand == nil || script) && l.reloadSignal() == 0 {
 		refuse(fmt.Sprintf("%s has no reload (preset %s); use --map HUP:SIGNAL to give it one", l.name, l.opts.Preset.Name))
 		return
 	}
@@ -130,7 +131,14 @@ func (l *loop) requestReload(now time.Time, by string, reply chan ControlReply) 
 		l.reload.waiters = append(l.reload.waiters, reply)
 	}
 	var test []string
-	if l.opts.Preset.ConfigTest != nil {
+	switch {
+	case l.opts.Preset.ConfigTest == nil:
+	case script:
+		// The test is the daemon's own command line with its test flag
+		// (nginx -t): on a wrapper script it would run the script, and
+		// whatever it starts, again.
+		l.opts.Log.Warnf("%s is a script, not %s itself: reloading without the preset's config test", l.opts.Argv[0], l.opts.Preset.Name)
+	default:
 		test = l.opts.Preset.ConfigTest(l.opts.Argv)
 	}
 	if len(test) == 0 {
@@ -298,7 +306,7 @@ func (l *loop) sendReload(now time.Time) {
 		// the reload, and must not end a start-up early (issue 10).
 		l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading: " + l.name)
 	}
-	if rc := l.opts.Preset.ReloadCommand; rc != nil {
+	if rc := l.opts.Preset.ReloadCommand; rc != nil && !isScript(l.opts.Argv[0]) {
 		if argv := rc(l.opts.Argv); len(argv) > 0 {
 			l.opts.Log.Infof("reloading %s (pid %d) with %s", l.name, l.main, strings.Join(argv, " "))
 			l.reload.command = true
@@ -449,4 +457,22 @@ func holdsListener(pid int, listening map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// isScript reports whether the command graceshim runs is a script ("#!"),
+// a wrapper (a container's entrypoint.sh) rather than the daemon the
+// preset's commands are built from.
+func isScript(argv0 string) bool {
+	path, err := exec.LookPath(argv0)
+	if err != nil {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [2]byte
+	n, _ := f.Read(head[:])
+	return n == 2 && string(head[:]) == "#!"
 }

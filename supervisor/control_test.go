@@ -245,12 +245,21 @@ func TestReloadCommand(t *testing.T) {
 	p.ReloadCommand = func([]string) []string {
 		return []string{"sh", "-c", `if [ -e "$0" ]; then echo "reload: admin endpoint refused the config" >&2; exit 1; fi`, fail}
 	}
+	ns := newNotifySocket(t)
 	ev, _, _ := start(t, "server:workers", func(o *Options) { o.Preset = p })
 	ev.wait("worker")
 	ev.wait("ready")
+	ns.waitLine(t, "READY=1")
+	ns.waitLine(t, "STATUS=") // sent with READY=1
 	r, err := control(t, "reload")
 	if err != nil || !strings.Contains(r.Message, "reloaded by sh -c") {
 		t.Errorf("reload by command: %v (%q), want done", err, r.Message)
+	}
+	ns.waitLine(t, "STATUS=running:") // the reload's end
+	// HUP reloads the same way: the daemon gets no HUP.
+	selfSignal(t, syscall.SIGHUP)
+	if st, _ := ns.waitLine(t, "STATUS=running:"); !strings.Contains(st, "reloaded by sh -c") {
+		t.Errorf("status after HUP %q, want the reload command's", st)
 	}
 	os.WriteFile(fail, nil, 0o644)
 	r, err = control(t, "reload")
@@ -400,5 +409,16 @@ func TestReloadNotifyDaemonNewWorkers(t *testing.T) {
 	_, worker := ev.wait("worker")
 	if !strings.Contains(r.Message, "new worker pid "+worker) {
 		t.Errorf("reply %q, want it to name the new worker %s", r.Message, worker)
+	}
+}
+
+func TestIsScript(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "entrypoint.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\nexec nginx\n"), 0o755)
+	for path, want := range map[string]bool{script: true, os.Args[0]: false, "sh": false, filepath.Join(dir, "missing"): false} {
+		if got := isScript(path); got != want {
+			t.Errorf("isScript(%s) = %v, want %v", path, got, want)
+		}
 	}
 }

@@ -466,7 +466,9 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 		l.do(now, l.stop.gracefulNow(now))
 	case to == l.graceful || to == l.fast:
 		l.do(now, l.stop.escalate(now, "received "+signals.Name(sig)))
-	case sig == syscall.SIGHUP && to == l.opts.Preset.Reload && !l.stop.stopping():
+	case sig == syscall.SIGHUP && (to == l.opts.Preset.Reload || to == syscall.SIGHUP && l.opts.Preset.ReloadCommand != nil) && !l.stop.stopping():
+		// A preset whose reload is a command (caddy reload) reloads on
+		// HUP too, rather than passing on a HUP the daemon ignores.
 		l.beginReload(now, to)
 	case to == l.opts.Preset.Upgrade && to != 0 && !l.stop.stopping():
 		l.beginUpgrade(now)
@@ -486,7 +488,7 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 // for by a signal has no one to answer: its outcome goes to the log and
 // STATUS.
 func (l *loop) beginReload(now time.Time, sig syscall.Signal) {
-	l.opts.Log.Infof("received HUP: reloading %s (pid %d) with %s", l.name, l.main, signals.Name(sig))
+	l.opts.Log.Infof("received HUP: reloading %s (pid %d)", l.name, l.main)
 	l.requestReload(now, "HUP", nil)
 }
 
