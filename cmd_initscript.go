@@ -39,7 +39,8 @@ func initscriptCommand() *cli.Command {
 		Description: "Without --no-shim the script runs COMMAND under graceshim in the background and\n" +
 			"stops it with TERM, which graceshim turns into the graceful signal while it watches\n" +
 			"the drain. With --no-shim the script sends the graceful signal itself to the master in\n" +
-			"--pidfile, waits up to STOP_TIMEOUT (default: --drain-timeout), then TERM, then KILL.\n" +
+			"--pidfile, waits up to STOP_TIMEOUT (default: --drain-timeout if given, else 60 s), then\n" +
+			"TERM, then KILL.\n" +
 			"STOP_TIMEOUT can be overridden in /etc/sysconfig/NAME or /etc/default/NAME.",
 		Flags:       flags,
 		Action:      initscriptAction,
@@ -74,6 +75,11 @@ func initscriptAction(c *cli.Context) error {
 		StopTimeout: int((ro.DrainTimeout + time.Second - 1) / time.Second),
 		KillTimeout: int((ro.KillTimeout + time.Second - 1) / time.Second),
 		Command:     "graceshim " + strings.Join(os.Args[1:], " "),
+	}
+	if !c.IsSet("drain-timeout") {
+		// CentOS 6 runs stop scripts one after another at shutdown: the
+		// same 60 s a fix writes, not the supervisor's 5 minutes.
+		o.StopTimeout = sysv.DefaultStopTimeout
 	}
 	if o.Shim {
 		if !filepath.IsAbs(o.Graceshim) {

@@ -987,3 +987,23 @@ const (
 	exitWrite       = 3
 	exitInterrupted = 130
 )
+
+// syncBuffer is a bytes.Buffer a test may read while a process it started
+// still writes to it (exec copies a process's output from another
+// goroutine when Stdout is not a file).
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

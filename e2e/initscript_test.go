@@ -300,10 +300,12 @@ func (e *initscriptEnv) stopUnderLoad(t *testing.T, style sysv.Style, script, ac
 	e.must(t, style, script, "start")
 	e.requireOneMaster(t)
 	d := startDownloads(t, e.site.URL, initscriptDownloads)
+	begin := time.Now()
 	out, err := e.run(t, style, script, action)
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", filepath.Base(script), action, err, out)
 	}
+	t.Logf("%s %s with %d downloads of %d s in flight returned after %s", filepath.Base(script), action, initscriptDownloads, initscriptSeconds, time.Since(begin).Round(10*time.Millisecond))
 	return d, out
 }
 
@@ -311,14 +313,15 @@ func (e *initscriptEnv) stopUnderLoad(t *testing.T, style sysv.Style, script, ac
 // script must pass: stop with downloads in flight completes them all and
 // returns only once nginx is gone; restart with downloads in flight
 // completes them and leaves exactly one master, serving.
-func (e *initscriptEnv) checkStopAndRestart(t *testing.T, style sysv.Style, script string, restart bool) {
+func (e *initscriptEnv) checkStopAndRestart(t *testing.T, style sysv.Style, script string, restart bool) string {
 	t.Helper()
 	d, out := e.stopUnderLoad(t, style, script, "stop")
+	stopOut := out
 	e.requireNoMaster(t, out)
 	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
 	t.Logf("stop: %d/%d downloads completed", d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads)
 	if !restart {
-		return
+		return stopOut
 	}
 	d, out = e.stopUnderLoad(t, style, script, "restart")
 	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
@@ -329,6 +332,7 @@ func (e *initscriptEnv) checkStopAndRestart(t *testing.T, style sysv.Style, scri
 	}
 	out = e.must(t, style, script, "stop")
 	e.requireNoMaster(t, out)
+	return stopOut
 }
 
 func readCorpus(t *testing.T, name string) []byte {
@@ -370,15 +374,19 @@ func TestE2EInitscriptFixed(t *testing.T) {
 		name    string
 		style   sysv.Style
 		restart bool
+		reports string // what the stop prints, as the original did
 	}{
-		{"nginx-redhat-killproc", sysv.StyleRedHat, true},
-		{"nginx-redhat-quit-nowait", sysv.StyleRedHat, true},
-		{"nginx-redhat-d-before-p", sysv.StyleRedHat, true},
-		{"nginx-redhat-kill-cat", sysv.StyleRedHat, false},
-		{"nginx-debian-bare-stop", sysv.StyleLSB, true},
-		{"nginx-debian-retry-term", sysv.StyleLSB, true},
-		{"nginx-redhat-conf-pid", sysv.StyleRedHat, true},
-		{"nginx-debian-stop-schedule", sysv.StyleLSB, true},
+		{"nginx-redhat-killproc", sysv.StyleRedHat, true, "[  OK  ]"},
+		{"nginx-redhat-quit-nowait", sysv.StyleRedHat, true, "[  OK  ]"},
+		{"nginx-redhat-d-before-p", sysv.StyleRedHat, true, "[  OK  ]"},
+		{"nginx-redhat-kill-cat", sysv.StyleRedHat, false, ""},
+		{"nginx-debian-bare-stop", sysv.StyleLSB, true, ""},
+		{"nginx-debian-retry-term", sysv.StyleLSB, true, ""},
+		{"nginx-redhat-conf-pid", sysv.StyleRedHat, true, "[  OK  ]"},
+		// log_daemon_msg and log_end_msg of /lib/lsb/init-functions.
+		{"nginx-debian-stop-schedule", sysv.StyleLSB, true, "Stopping nginx: nginx"},
+		// Run with sh (dash), under set -e and set -u, as on Debian.
+		{"nginx-sig-wrapper", sysv.StyleLSB, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -387,7 +395,10 @@ func TestE2EInitscriptFixed(t *testing.T) {
 			}
 			e := newInitscriptEnv(t, nginxOpts{Daemon: true})
 			script := e.install(t, tc.name, fixWithCLI(t, tc.name))
-			e.checkStopAndRestart(t, tc.style, script, tc.restart)
+			out := e.checkStopAndRestart(t, tc.style, script, tc.restart)
+			if !strings.Contains(out, tc.reports) {
+				t.Errorf("the fixed stop does not report %q as the original did:\n%s", tc.reports, out)
+			}
 		})
 	}
 }
@@ -406,6 +417,18 @@ func TestE2EInitscriptOriginalCuts(t *testing.T) {
 		if got == initscriptDownloads {
 			t.Fatalf("the original script's stop (killproc: TERM) completed every download; the control shows nothing:\n%s", out)
 		}
+	})
+	t.Run("sig-wrapper", func(t *testing.T) {
+		t.Parallel()
+		e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+		script := e.install(t, "orig", readCorpus(t, "nginx-sig-wrapper"))
+		d, out := e.stopUnderLoad(t, sysv.StyleLSB, script, "stop")
+		ms := e.masters()
+		d.Wait(t)
+		if len(ms) == 0 {
+			t.Fatalf("the original stop (sig QUIT) returned after nginx was gone; the control shows nothing:\n%s", out)
+		}
+		t.Logf("original sig QUIT: stop returned while nginx master %v still drained", ms)
 	})
 	t.Run("d-before-p", func(t *testing.T) {
 		t.Parallel()
@@ -521,7 +544,7 @@ func TestE2EInitscriptCLI(t *testing.T) {
 	right := write("nginx-right", readCorpus(t, "nginx-debian-correct"))
 	unsure := write("nginx-unsure", readCorpus(t, "nginx-two-stops"))
 	template := write("nginx.init.in", readCorpus(t, "nginx-pkgoss-rpm-template"))
-	unknown := write("memcached", readCorpus(t, "memcached-redhat"))
+	unknown := write("varnish", readCorpus(t, "varnish-redhat"))
 	binary := write("binary", []byte("\x7fELF\x02\x01\x01\x00\x00\x00\x00"))
 	withBackup := write("nginx-backup", readCorpus(t, "nginx-redhat-killproc"))
 	write("nginx-backup.orig", []byte("the admin's own backup\n"))
@@ -535,7 +558,7 @@ func TestE2EInitscriptCLI(t *testing.T) {
 		{"diff", []string{"fix", broken}, 0, `+    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
 		{"template", []string{"fix", "--check", template}, 4, "--preset NAME"},
 		{"template with --preset", []string{"fix", "--preset", "nginx", template}, 0, `graceshim_stop "${pidfile}" "$nginx" QUIT "$STOP_TIMEOUT"`},
-		{"unknown daemon", []string{"fix", "--check", unknown}, 4, "memcached is no known daemon"},
+		{"unknown daemon", []string{"fix", "--check", unknown}, 4, "varnishd is no known daemon"},
 		{"check needs fix", []string{"fix", "--check", broken}, 1, "needs a fix"},
 		{"already right", []string{"fix", "--check", right}, 0, "already right"},
 		{"unsure", []string{"fix", unsure}, 4, "two stop paths"},
@@ -566,7 +589,7 @@ func TestE2EInitscriptCLI(t *testing.T) {
 	for p, want := range map[string][]byte{
 		broken: readCorpus(t, "nginx-redhat-killproc"), withBackup: readCorpus(t, "nginx-redhat-killproc"),
 		unsure: readCorpus(t, "nginx-two-stops"), withBackup + ".orig": []byte("the admin's own backup\n"),
-		template: readCorpus(t, "nginx-pkgoss-rpm-template"), unknown: readCorpus(t, "memcached-redhat"),
+		template: readCorpus(t, "nginx-pkgoss-rpm-template"), unknown: readCorpus(t, "varnish-redhat"),
 	} {
 		if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s changed (%v)", p, err)
@@ -670,6 +693,13 @@ func TestE2EInitscriptPidFileLies(t *testing.T) {
 // download through either intact), restart must leave exactly one HAProxy
 // that serves, and status must say it runs.
 func TestE2EInitscriptHAProxySeveralPids(t *testing.T) {
+	t.Run("fixed", func(t *testing.T) { t.Parallel(); haproxySeveralPids(t, true) })
+	// The control: the original's killproc $prog finds both through
+	// pidof too, but sends TERM, HAProxy's hard stop.
+	t.Run("original", func(t *testing.T) { t.Parallel(); haproxySeveralPids(t, false) })
+}
+
+func haproxySeveralPids(t *testing.T, fixed bool) {
 	haproxy := needCmd(t, "haproxy")
 	e := newInitscriptEnv(t, nginxOpts{Daemon: true})
 	port := freePort(t)
@@ -715,7 +745,11 @@ backend be
 	}
 	e.requireOneMaster(t)
 
-	src := strings.ReplaceAll(string(fixWithCLI(t, "haproxy-redhat")), "/etc/haproxy/haproxy.cfg", conf)
+	orig := readCorpus(t, "haproxy-redhat")
+	if fixed {
+		orig = fixWithCLI(t, "haproxy-redhat")
+	}
+	src := strings.ReplaceAll(string(orig), "/etc/haproxy/haproxy.cfg", conf)
 	script := e.install(t, "haproxy", []byte(src))
 	pidfile := filepath.Join(e.site.Dir, "haproxy.pid")
 	var lines []string
@@ -749,6 +783,14 @@ backend be
 	begin := time.Now()
 	out := e.must(t, sysv.StyleRedHat, script, "restart")
 	took := time.Since(begin)
+	if !fixed {
+		got := d.Completed(e.site.FileSize, e.site.SHA256)
+		t.Logf("figures: the original's restart (killproc: TERM to both): %d/%d downloads intact, took %s", got, initscriptDownloads, took.Round(10*time.Millisecond))
+		if got == initscriptDownloads {
+			t.Fatalf("every download survived the original's TERM; the control tells nothing:\n%s", out)
+		}
+		return
+	}
 	d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
 	var ps []int
 	waitFor(10*time.Second, 50*time.Millisecond, func() bool { ps = haproxys(); return len(ps) == 1 })
@@ -768,5 +810,98 @@ backend be
 	out = e.must(t, sysv.StyleRedHat, script, "stop")
 	if ps := haproxys(); len(ps) != 0 {
 		t.Fatalf("stop returned while HAProxy %v still runs:\n%s", ps, out)
+	}
+}
+
+// TestE2EInitscriptUpgradeLeftAlone: the fixer leaves an upgrade action's
+// graceful signal to the old master alone in both styles (one decision,
+// see the sysv package doc). Run for real: the fixed scripts' "upgrade"
+// (nginx USR2, then QUIT to the old master named in nginx.pid.oldbin)
+// returns while the old master drains, every download it holds completes,
+// and exactly one master, the new one, serves afterwards.
+func TestE2EInitscriptUpgradeLeftAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		style sysv.Style
+	}{
+		{"nginx-redhat-killproc", sysv.StyleRedHat},
+		{"nginx-debian-stop-schedule", sysv.StyleLSB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if tc.style == sysv.StyleLSB {
+				needCmd(t, "start-stop-daemon")
+			}
+			e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+			script := e.install(t, tc.name, fixWithCLI(t, tc.name))
+			e.must(t, tc.style, script, "start")
+			e.requireOneMaster(t)
+			old := e.masters()[0]
+			d := startDownloads(t, e.site.URL, initscriptDownloads)
+			begin := time.Now()
+			out := e.must(t, tc.style, script, "upgrade")
+			took := time.Since(begin)
+			d.RequireComplete(t, e.site.FileSize, e.site.SHA256)
+			e.requireOneMaster(t)
+			if ms := e.masters(); ms[0] == old {
+				t.Fatalf("the old master %d still runs after the upgrade:\n%s", old, out)
+			}
+			t.Logf("figures: upgrade returned after %s; %d/%d downloads on the old master completed; one new master serves",
+				took.Round(10*time.Millisecond), d.Completed(e.site.FileSize, e.site.SHA256), initscriptDownloads)
+			out = e.must(t, tc.style, script, "stop")
+			e.requireNoMaster(t, out)
+		})
+	}
+}
+
+// TestE2EInitscriptCorpusExitCodes runs "graceshim initscript fix --check"
+// on every script of the corpus and compares its exit code with
+// testdata/initscripts/fix/exit-codes.txt, which lists every script.
+func TestE2EInitscriptCorpusExitCodes(t *testing.T) {
+	bin := needGraceshim(t)
+	b, err := os.ReadFile(repoPath("testdata/initscripts/fix/exit-codes.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && !strings.HasPrefix(l, "#") {
+			code, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatalf("exit-codes.txt: %q: %v", l, err)
+			}
+			want[f[0]] = code
+		}
+	}
+	ents, err := os.ReadDir(repoPath("testdata/initscripts/fix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, ent := range ents {
+		name := ent.Name()
+		if strings.Contains(name, ".") {
+			continue // goldens and exit-codes.txt
+		}
+		seen++
+		code, ok := want[name]
+		if !ok {
+			t.Errorf("%s is not in exit-codes.txt", name)
+			continue
+		}
+		cmd := exec.Command(bin, "initscript", "fix", "--check", repoPath("testdata/initscripts/fix", name))
+		out, err := cmd.CombinedOutput()
+		got := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			got = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if got != code {
+			t.Errorf("fix --check %s: exit %d, want %d:\n%s", name, got, code, out)
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("exit-codes.txt lists %d scripts, the corpus has %d", len(want), seen)
 	}
 }

@@ -10,7 +10,6 @@ package e2e
 // through /proc, and check the drain and the exit code.
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +32,7 @@ import (
 // unshare.
 type pid1 struct {
 	cmd    *exec.Cmd // unshare
-	out    *bytes.Buffer
+	out    *syncBuffer
 	exited chan struct{}
 	err    error // unshare's Wait, once exited is closed
 	shim   int   // graceshim's pid as seen from outside
@@ -53,7 +52,7 @@ func startPID1Env(t *testing.T, env []string, args ...string) *pid1 {
 	needRoot(t)
 	unshare := needCmd(t, "unshare")
 	bin := needGraceshim(t)
-	p := &pid1{out: &bytes.Buffer{}, exited: make(chan struct{})}
+	p := &pid1{out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(unshare, append([]string{"--pid", "--fork", "--mount-proc", bin}, args...)...)
 	// As a container runtime does: no systemd to talk to.
 	for _, kv := range os.Environ() {

@@ -214,3 +214,24 @@ func TestForCommandDistroNames(t *testing.T) {
 		}
 	}
 }
+
+func TestPresetRuns(t *testing.T) {
+	nginx, _ := Lookup("nginx")
+	php, _ := Lookup("php-fpm")
+	for _, tc := range []struct {
+		p    Preset
+		path string
+		want bool
+	}{
+		{nginx, "/usr/sbin/nginx", true},
+		{nginx, "nginx", true},
+		{nginx, "/docker-entrypoint.sh", false},
+		{nginx, "/usr/bin/env", false},
+		{php, "/usr/sbin/php-fpm8.2", true},
+		{php, "/usr/sbin/php8.2", false},
+	} {
+		if got := tc.p.Runs(tc.path); got != tc.want {
+			t.Errorf("%s.Runs(%q) = %v, want %v", tc.p.Name, tc.path, got, tc.want)
+		}
+	}
+}

@@ -54,10 +54,13 @@ func (w *connWatcher) Drain(ctx context.Context, master int) (DrainCounter, erro
 	if err != nil {
 		return nil, err
 	}
-	if ok, why := d.Events(); ok {
+	switch ok, why := d.Events(); {
+	case ok:
 		w.log.Debugf("following the drain by the kernel's destroy messages")
-	} else {
+	case why != nil:
 		w.log.Warnf("counting connections by polling: %v", why)
+	default:
+		w.log.Debugf("counting unix connections by polling (the kernel announces no closes of unix sockets)")
 	}
 	return &connDrain{w: w, d: d}, nil
 }

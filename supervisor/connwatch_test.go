@@ -121,3 +121,56 @@ func TestConnWatcherCountsTheWholeTree(t *testing.T) {
 		})
 	}
 }
+
+// countingWatcher finds no listener and records each Learn.
+type countingWatcher struct{ calls chan int }
+
+func (w *countingWatcher) Learn(int) ([]string, error) {
+	w.calls <- 1
+	return nil, nil
+}
+
+func (w *countingWatcher) Drain(context.Context, int) (DrainCounter, error) {
+	return nil, errNothingToCount
+}
+
+// TestWatchSleepsPastTheReadyBound: a server that never listens (a worker
+// daemon) is looked at until the ready bound and never after: the watch
+// actor keeps no timer. Learning on demand (a reload's end) still works.
+// The wait below cannot make the test fail wrongly; it gives a timer that
+// should not exist the time to fire several times over.
+func TestWatchSleepsPastTheReadyBound(t *testing.T) {
+	w := &countingWatcher{calls: make(chan int, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmds := make(chan watchCmd)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watch(ctx, w, 1, time.Now().Add(3*readyPollEvery), cmds, make(chan watchEvent, 4))
+	}()
+	defer func() { cancel(); <-done }()
+	polls := 0
+	deadline := time.After(30 * time.Second)
+	for polls < 3 { // polled until the bound: at 0, 100 ms, 200 ms, maybe 300 ms
+		select {
+		case <-w.calls:
+			polls++
+		case <-deadline:
+			t.Fatalf("%d ready polls in 30s", polls)
+		}
+	}
+	time.Sleep(10 * readyPollEvery)
+	for len(w.calls) > 0 {
+		<-w.calls
+		polls++
+	}
+	if polls > 4 {
+		t.Fatalf("%d Learn calls: the watch actor still polls past the ready bound", polls)
+	}
+	reply := make(chan []string, 1)
+	cmds <- watchCmd{learn: reply}
+	<-reply
+	if n := len(w.calls); n != 1 {
+		t.Fatalf("learning on demand made %d Learn calls, want 1", n)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,7 +23,7 @@ import (
 // configTestPreset is nginx's preset with a config test that fails, the way
 // nginx -t does, while the file bad exists.
 func configTestPreset(bad string) signals.Preset {
-	p, _ := signals.Lookup("nginx")
+	p := testBinaryAs("nginx")
 	p.ConfigTest = func(argv []string) []string {
 		return []string{"sh", "-c", `if [ -e "$0" ]; then
 echo 'nginx: [emerg] unknown directive "bogus" in /etc/nginx/nginx.conf:3' >&2
@@ -30,6 +31,15 @@ echo 'nginx: configuration file /etc/nginx/nginx.conf test failed' >&2
 exit 1
 fi`, bad}
 	}
+	return p
+}
+
+// testBinaryAs is the named preset, with the test binary, which plays the
+// daemon, counted as the daemon's command: a preset's config test and
+// reload command apply only to the daemon itself.
+func testBinaryAs(name string) signals.Preset {
+	p, _ := signals.Lookup(name)
+	p.Commands = append(slices.Clone(p.Commands), filepath.Base(os.Args[0]))
 	return p
 }
 
@@ -108,7 +118,7 @@ func TestReloadOneAtATime(t *testing.T) {
 	dir := t.TempDir()
 	gate := filepath.Join(dir, "gate")
 	started := filepath.Join(dir, "started")
-	p, _ := signals.Lookup("nginx")
+	p := testBinaryAs("nginx")
 	// The test waits until the file gate exists: both requests arrive
 	// while it runs.
 	p.ConfigTest = func([]string) []string {
@@ -239,7 +249,7 @@ func TestReloadDaemonDies(t *testing.T) {
 // runs it instead of a signal; its failure is the reload's.
 func TestReloadCommand(t *testing.T) {
 	fail := filepath.Join(t.TempDir(), "fail")
-	p, _ := signals.Lookup("nginx")
+	p := testBinaryAs("nginx")
 	p.Reload = 0
 	p.ConfigTest = nil // nginx -t would be the test binary here
 	p.ReloadCommand = func([]string) []string {
@@ -391,6 +401,32 @@ func TestFirstLine(t *testing.T) {
 			t.Errorf("firstLine(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// TestReloadMappedHUPTested: a HUP that --map translates to another
+// signal is a reload too, and its config test runs first: with a broken
+// config nothing is sent.
+func TestReloadMappedHUPTested(t *testing.T) {
+	ns := newNotifySocket(t)
+	bad := filepath.Join(t.TempDir(), "bad")
+	p := configTestPreset(bad)
+	ev, _, _ := start(t, "server:workers", func(o *Options) {
+		o.Preset = p
+		o.Map = signals.Map{syscall.SIGTERM: p.Graceful, syscall.SIGHUP: syscall.SIGUSR1}
+	})
+	ev.wait("worker")
+	ev.wait("ready")
+	ns.waitLine(t, "READY=1")
+	ns.waitLine(t, "STATUS=") // sent with READY=1
+	if err := os.WriteFile(bad, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	selfSignal(t, syscall.SIGHUP)
+	st, _ := ns.waitLine(t, "STATUS=")
+	if !strings.Contains(st, "reload refused") {
+		t.Errorf("status after a mapped HUP %q, want the refusal", st)
+	}
+	ev.none("got USR1", 500*time.Millisecond)
 }
 
 // TestReloadNotifyDaemonNewWorkers: a daemon that speaks sd_notify but

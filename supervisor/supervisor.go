@@ -45,6 +45,13 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("%w: no command given", ErrSetup)
 	}
 	opts.setDefaults()
+	if !opts.Preset.Runs(opts.Argv[0]) && (opts.Preset.ConfigTest != nil || opts.Preset.ReloadCommand != nil) {
+		// A wrapper (an entrypoint script that execs the daemon): the
+		// daemon's config test or reload command cannot be derived from
+		// its argv, and run on the wrapper it would start a second server.
+		opts.Log.Warnf("%s is not %s itself: reloads go without %s's config test or reload command", filepath.Base(opts.Argv[0]), opts.Preset.Name, opts.Preset.Name)
+		opts.Preset.ConfigTest, opts.Preset.ReloadCommand = nil, nil
+	}
 	if err := opts.Map.Check(Catches); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadOption, err)
 	}
@@ -98,6 +105,7 @@ func Run(ctx context.Context, opts Options) error {
 		cmd.SysProcAttr.Ctty = term.fd
 	}
 	sockets := passSockets(cmd)
+	advice := checkUnit(ctx, opts.Log, filepath.Base(opts.Argv[0]))
 	rel := startRelay(&opts, cmd)
 	if rel != nil {
 		defer rel.Close()
@@ -115,6 +123,7 @@ func Run(ctx context.Context, opts Options) error {
 		return startError(opts.Argv[0], err)
 	}
 	pid := cmd.Process.Pid
+	ignoreTTYStops()
 	if cmd.SysProcAttr.Foreground {
 		term.child = pid
 	}
@@ -178,6 +187,7 @@ func Run(ctx context.Context, opts Options) error {
 		child:        pid,
 		exe:          executablePath(path),
 		pending:      pending,
+		unitAdvice:   advice,
 		ignored:      ignored,
 		watchCmds:    watchCmds,
 		probeTargets: probeTargets,
@@ -296,7 +306,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 	log := l.opts.Log
 	log.Infof("started %s (pid %d), preset %s, TERM becomes %s", strings.Join(l.opts.Argv, " "), l.main, l.opts.Preset.Name, signals.Name(l.graceful))
 	l.logStart()
-	if l.unitAdvice = l.checkUnit(ctx); l.unitAdvice != "" {
+	if l.unitAdvice != "" {
 		log.Warnf("%s", l.unitAdvice)
 	}
 	if l.opts.Ready == ReadyExec && l.opts.HealthCheck == nil {
@@ -466,10 +476,10 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 		l.do(now, l.stop.gracefulNow(now))
 	case to == l.graceful || to == l.fast:
 		l.do(now, l.stop.escalate(now, "received "+signals.Name(sig)))
-	case sig == syscall.SIGHUP && (to == l.opts.Preset.Reload || to == syscall.SIGHUP && l.opts.Preset.ReloadCommand != nil) && !l.stop.stopping():
-		// A preset whose reload is a command (caddy reload) reloads on
-		// HUP too, rather than passing on a HUP the daemon ignores.
-		l.beginReload(now, to)
+	case sig == syscall.SIGHUP && !l.stop.stopping() && (to != 0 && to == l.reloadSignal() || l.opts.Preset.ReloadCommand != nil):
+		// systemd's and a user's HUP is a reload, tested first, whether
+		// the preset's signal, the one --map gives, or a command (caddy).
+		l.beginReload(now)
 	case to == l.opts.Preset.Upgrade && to != 0 && !l.stop.stopping():
 		l.beginUpgrade(now)
 	default:
@@ -487,7 +497,7 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 // first, then the reload signal sig (see requestReload). A reload asked
 // for by a signal has no one to answer: its outcome goes to the log and
 // STATUS.
-func (l *loop) beginReload(now time.Time, sig syscall.Signal) {
+func (l *loop) beginReload(now time.Time) {
 	l.opts.Log.Infof("received HUP: reloading %s (pid %d)", l.name, l.main)
 	l.requestReload(now, "HUP", nil)
 }

@@ -392,8 +392,10 @@ func wrapComment(lines []string) []string {
 	var out []string
 	for _, l := range lines {
 		for len(l) > 74 {
+			// A word longer than the line (a long path) stays whole; a
+			// cut inside the continuation indent would loop forever.
 			cut := strings.LastIndexByte(l[:74], ' ')
-			if cut <= 0 {
+			if cut <= 2 {
 				break
 			}
 			out = append(out, l[:cut])

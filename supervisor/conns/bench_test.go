@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -29,11 +31,9 @@ type fixture struct {
 // of the ephemeral range (32768-60999).
 const perClient = 12500
 
-// startFixture builds the fixture; firstIP is the last byte of the first
-// client source address (127.0.0.firstIP, then up), so fixtures of
-// different sizes do not share source ports. The server is torn down
-// before the clients, so the server's sockets, not the clients', end in
-// TIME_WAIT and a later run finds the client ports free.
+// startFixture builds the fixture; firstIP numbers the first client
+// source address (127.0.firstIP/256.firstIP%256, then up), so fixtures
+// do not share source ports.
 func startFixture(b *testing.B, n, firstIP int) *fixture {
 	b.Helper()
 	srv := startServer(b, 8, "127.0.0.1:0")
@@ -42,13 +42,17 @@ func startFixture(b *testing.B, n, firstIP int) *fixture {
 	var clients []*helper
 	for i := 0; n-i*perClient > 0; i++ {
 		k := min(perClient, n-i*perClient)
-		clients = append(clients, startClient(b, srv.addrs[0], fmt.Sprintf("127.0.0.%d", firstIP+i), k))
+		ip := firstIP + i
+		clients = append(clients, startClient(b, srv.addrs[0], fmt.Sprintf("127.0.%d.%d", ip/256, ip%256), k))
 	}
 	b.Cleanup(func() {
-		srv.stop()
+		// The clients reset their connections as they go (SO_LINGER 0):
+		// no side is left in TIME_WAIT, whose sockets every later dump
+		// of the socket table would walk for a minute.
 		for _, c := range clients {
 			c.stop()
 		}
+		srv.stop()
 	})
 	deadline := time.Now().Add(hangGuard)
 	for srv.held() != n {
@@ -67,91 +71,6 @@ func (f *fixture) tracker(b *testing.B, source string) *Tracker {
 		b.Fatal(err)
 	}
 	return tr
-}
-
-// BenchmarkDrain measures the drain as the supervisor runs it: a Drain
-// started on the fixture's n connections, the clients closing all of them
-// evenly over drainOver, Next called until it reports zero. Following the
-// kernel's destroy messages ("events") is compared with polling ("poll":
-// the subscription refused). Figures:
-//   - %core: this process's CPU time (getrusage, user + system) per
-//     wall-clock second of the drain, in % of one core;
-//   - last-close-us: from the last client's last close to Next reporting
-//     zero (the server's close and the kernel's teardown included);
-//   - dumps: full walks of the socket table.
-//
-// Each op builds a fresh fixture, so run it with -benchtime=1x. The client
-// ends go to TIME_WAIT, so every fixture dials from addresses of its own.
-func BenchmarkDrain(b *testing.B) {
-	const drainOver = 10 * time.Second
-	firstIP := 100
-	for _, n := range []int{10000, 50000} {
-		for _, how := range []string{"events", "poll"} {
-			b.Run(fmt.Sprintf("conns=%d/%s", n, how), func(b *testing.B) {
-				if testing.Short() {
-					b.Skip("large fixture skipped in -short mode")
-				}
-				var cpu, wall, late time.Duration
-				dumps := 0
-				for b.Loop() {
-					b.StopTimer()
-					f := startFixture(b, n, firstIP)
-					firstIP += (n + perClient - 1) / perClient
-					tr := NewTracker(Options{})
-					if how == "poll" {
-						tr.hooks.subscribe = func() (int, error) { return -1, unix.EPERM }
-					}
-					if _, err := tr.Observe(f.srv.pids); err != nil {
-						b.Fatal(err)
-					}
-					ctx := context.Background()
-					b.StartTimer()
-					before, start := rusage(b), time.Now()
-					d, err := tr.Drain(ctx, f.srv.pids)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if ok, why := d.Events(); ok != (how == "events") {
-						b.Fatalf("Events() = %v, %v", ok, why)
-					}
-					closed := make(chan int64, len(f.clients))
-					for _, c := range f.clients {
-						go func() {
-							fmt.Fprintf(c.in, "close %s\n", drainOver)
-							var t int64
-							fmt.Sscanf(<-c.lines, "closed %d", &t)
-							closed <- t
-						}()
-					}
-					for {
-						c, err := d.Next(ctx)
-						if err != nil {
-							b.Fatal(err)
-						}
-						if c.Total() == 0 {
-							break
-						}
-					}
-					zero := time.Now()
-					cpu += rusage(b) - before
-					wall += zero.Sub(start)
-					dumps += d.dumps
-					d.Close()
-					b.StopTimer()
-					var last int64
-					for range f.clients {
-						last = max(last, <-closed)
-					}
-					late += zero.Sub(time.Unix(0, last))
-					f.srv.stop()
-					b.StartTimer()
-				}
-				b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%core")
-				b.ReportMetric(float64(late.Microseconds())/float64(b.N), "last-close-us")
-				b.ReportMetric(float64(dumps)/float64(b.N), "dumps")
-			})
-		}
-	}
 }
 
 // BenchmarkCount measures one count of the fixture's connections at 1k,
@@ -254,4 +173,137 @@ func gopsutilTree(root int32) []int32 {
 		}
 	}
 	return pids
+}
+
+// BenchmarkCountUnix measures one count of a unix-socket server's
+// connections (1,000 held, as a php-fpm pool's children would), through
+// unix_diag and through /proc/net/unix. Neither can filter in the kernel:
+// each walks every unix socket of the host, which a drain polls.
+func BenchmarkCountUnix(b *testing.B) {
+	const n = 1000
+	srv := startUnixServer(b, filepath.Join(b.TempDir(), "fpm.sock"))
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("unix", srv.addrs[0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+	}
+	for srv.held() != n {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, src := range sources {
+		b.Run(src, func(b *testing.B) {
+			tr := NewTracker(Options{Source: src})
+			if _, err := tr.Observe(srv.pids); err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := tr.Count(ctx, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if c.Total() != n {
+					b.Fatalf("counted %+v, want %d", c, n)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDrain measures the drain as the supervisor runs it: a Drain
+// started on the fixture's n connections, the clients closing all of them
+// evenly over drainOver, Next called until it reports zero. Following the
+// kernel's destroy messages ("events") is compared with polling ("poll":
+// the subscription refused). Figures:
+//   - %core: this process's CPU time (getrusage, user + system) per
+//     wall-clock second of the drain, in % of one core;
+//   - last-close-us: from the server's last close(2) of a connection to
+//     Next reporting zero (the kernel's teardown included: the socket is
+//     freed when the client's ACK of the server's FIN arrives);
+//   - start-ms: CPU time of starting the drain (the tree's descriptors
+//     read, the first dump);
+//   - dumps: full walks of the socket table.
+//
+// Each op builds a fresh fixture, so run it with -benchtime=1x. The client
+// ends go to TIME_WAIT, so every fixture dials from addresses of its own.
+func BenchmarkDrain(b *testing.B) {
+	const drainOver = 10 * time.Second
+	// Clients close first, so their ends stay in TIME_WAIT for a minute:
+	// a run started soon after another dials from other addresses.
+	firstIP := 256 * (1 + os.Getpid()%200)
+	for _, n := range []int{10000, 50000} {
+		for _, how := range []string{"events", "poll"} {
+			b.Run(fmt.Sprintf("conns=%d/%s", n, how), func(b *testing.B) {
+				if testing.Short() {
+					b.Skip("large fixture skipped in -short mode")
+				}
+				var cpu, wall, late, startCPU time.Duration
+				dumps := 0
+				for b.Loop() {
+					b.StopTimer()
+					f := startFixture(b, n, firstIP)
+					firstIP += (n + perClient - 1) / perClient
+					tr := NewTracker(Options{})
+					if how == "poll" {
+						tr.hooks.subscribe = func() (int, error) { return -1, unix.EPERM }
+					}
+					if _, err := tr.Observe(f.srv.pids); err != nil {
+						b.Fatal(err)
+					}
+					ctx := context.Background()
+					b.StartTimer()
+					before, start := rusage(b), time.Now()
+					d, err := tr.Drain(ctx, f.srv.pids)
+					if err != nil {
+						b.Fatal(err)
+					}
+					startCPU += rusage(b) - before
+					if ok, why := d.Events(); ok != (how == "events") {
+						b.Fatalf("Events() = %v, %v", ok, why)
+					}
+					closed := make(chan int64, len(f.clients))
+					for _, c := range f.clients {
+						go func() {
+							fmt.Fprintf(c.in, "close %s\n", drainOver)
+							var t int64
+							fmt.Sscanf(<-c.lines, "closed %d", &t)
+							closed <- t
+						}()
+					}
+					for {
+						c, err := d.Next(ctx)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if c.Total() == 0 {
+							break
+						}
+					}
+					zero := time.Now()
+					cpu += rusage(b) - before
+					wall += zero.Sub(start)
+					dumps += d.dumps
+					d.Close()
+					b.StopTimer()
+					for range f.clients {
+						<-closed
+					}
+					var last int64
+					if _, err := fmt.Sscanf(f.srv.do("last-close"), "last-close %d", &last); err != nil || last == 0 {
+						b.Fatalf("no last close from the server: %v", err)
+					}
+					late += zero.Sub(time.Unix(0, last))
+					f.srv.stop()
+					b.StartTimer()
+				}
+				b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%core")
+				b.ReportMetric(float64(late.Microseconds())/float64(b.N), "last-close-us")
+				b.ReportMetric(float64(dumps)/float64(b.N), "dumps")
+				b.ReportMetric(float64(startCPU.Microseconds())/1000/float64(b.N), "start-ms")
+			})
+		}
+	}
 }

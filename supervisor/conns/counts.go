@@ -86,16 +86,22 @@ func (c *Counts) tally(st uint8, owned bool, n int) {
 
 // Endpoint is a listening socket's local address.
 type Endpoint struct {
-	// Network is "tcp4" or "tcp6", the socket's address family. A dual-stack
-	// "tcp6" listener on [::] also carries IPv4 clients, as v4-mapped
-	// addresses in the IPv6 table.
+	// Network is "tcp4", "tcp6" or "unix", the socket's address family. A
+	// dual-stack "tcp6" listener on [::] also carries IPv4 clients, as
+	// v4-mapped addresses in the IPv6 table.
 	Network string
-	// Addr is the bound address and port; the address is unspecified
-	// (0.0.0.0 or ::) for a wildcard bind.
+	// Addr is the bound address and port of a TCP listener; the address
+	// is unspecified (0.0.0.0 or ::) for a wildcard bind.
 	Addr netip.AddrPort
+	// Path is the name of a unix stream listener: a path, or an abstract
+	// name written "@name".
+	Path string
 }
 
 func (e Endpoint) String() string {
+	if e.Network == "unix" {
+		return "unix " + e.Path
+	}
 	return fmt.Sprintf("%s %s", e.Network, e.Addr)
 }
 
@@ -106,8 +112,11 @@ func (e Endpoint) matches(a netip.Addr, p uint16) bool {
 }
 
 func (e Endpoint) family() uint8 {
-	if e.Network == "tcp6" {
+	switch e.Network {
+	case "tcp6":
 		return afInet6
+	case "unix":
+		return afUnix
 	}
 	return afInet
 }

@@ -1,14 +1,33 @@
-// Package conns counts a server tree's live TCP connections, cheaply
-// enough to poll a few times a second while the server drains.
+// Package conns counts a server tree's live connections while it drains,
+// following each close as the kernel announces it.
 //
 // The supervisor uses it to tell systemd how a graceful stop is going and
 // to notice when draining stalls. A Tracker first learns the tree's
-// listening endpoints (Observe: listening sockets whose inode is one of
-// the links in /proc/PID/fd of the tree's processes) and keeps them after
-// the server closes its listeners, as nginx does on QUIT. Count then
-// reports the connections still open on those endpoints (ModeListen, the
-// default: inbound only, the server's own outbound connections excluded),
-// or every TCP connection the tree's processes hold (ModeAll).
+// listening endpoints (Observe: TCP and unix stream listening sockets
+// whose inode is one of the links in /proc/PID/fd of the tree's
+// processes) and keeps them after the server closes its listeners, as
+// nginx does on QUIT. Drain then follows the connections the tree holds
+// on those endpoints (ModeListen, the default: inbound only, the server's
+// own outbound connections excluded), or every TCP connection the tree's
+// processes hold (ModeAll), from the graceful signal until the last one
+// goes. Count is a one-off count by endpoint alone.
+//
+// # Following a drain
+//
+// Drain takes the set of sockets once: one dump with the endpoint filter
+// in the kernel, kept where the socket's inode is one of the tree's
+// descriptors, so another process's connections on the same endpoint (an
+// SO_REUSEPORT handover, a new instance, connections waiting in a
+// socket-activated listener's backlog) do not count. It then subscribes
+// to the kernel's TCP destroy messages (sock_diag multicast groups,
+// Linux 4.10+; it subscribes before dumping, so nothing freed in between
+// is missed) and takes each freed socket of the set off, by its socket
+// cookie. A re-dump every few seconds catches what no message announces
+// (a socket the server closed first, orphaned in FIN_WAIT2 towards a
+// silent client), and one follows any overrun. Where the subscription is
+// refused (no CAP_NET_ADMIN, an old kernel, a sandbox) Drain polls,
+// backing off from 20 ms to 250 ms, and says so. Unix connections have no
+// destroy message: they are polled on the same schedule, cheaply.
 //
 // # What counts
 //
@@ -38,7 +57,6 @@
 // the whole socket table for every process; /proc/net/tcp takes 330 ms;
 // sock_diag with the filter in the kernel about 58 ms. gopsutil is fine
 // for one-off questions; it is far too slow to poll. The benchmarks in
-// this package (go test -bench .) measure all three side by side.
-//
-// Unix stream sockets are not counted; see Tracker.Observe.
+// this package (go test -bench .) measure all three side by side, and the
+// drain, event-driven and polling (BenchmarkDrain).
 package conns

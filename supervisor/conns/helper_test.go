@@ -47,6 +47,8 @@ func TestMain(m *testing.M) {
 		helperWorker()
 	case "client":
 		helperClient()
+	case "userver":
+		helperUnixServer()
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 		os.Exit(2)
@@ -77,9 +79,10 @@ func raiseNofile() {
 // Each accepted connection has a reader that closes it on EOF, so a
 // client closing its end makes the server close too.
 type holder struct {
-	mu    sync.Mutex // guards conns
-	conns map[*net.TCPConn]bool
-	lns   []*net.TCPListener
+	mu        sync.Mutex // guards conns and lastClose
+	conns     map[*net.TCPConn]bool
+	lastClose int64 // when an accepted connection was last closed, Unix nanoseconds
+	lns       []*net.TCPListener
 }
 
 func (h *holder) serve(ln *net.TCPListener) {
@@ -104,8 +107,12 @@ func (h *holder) hold(c *net.TCPConn, read bool) {
 	}
 	go func() {
 		io.Copy(io.Discard, c)
+		// Stamped before the close: the kernel may announce the socket
+		// freed before this goroutine runs again.
+		at := time.Now().UnixNano()
 		c.Close()
 		h.mu.Lock()
+		h.lastClose = max(h.lastClose, at)
 		delete(h.conns, c)
 		h.mu.Unlock()
 	}()
@@ -124,6 +131,10 @@ func (h *holder) command(line string) string {
 			ln.Close()
 		}
 		return "ok"
+	case "last-close":
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return "last-close " + strconv.FormatInt(h.lastClose, 10)
 	case "held":
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -252,6 +263,10 @@ func helperServer() {
 				if n, ok := strings.CutPrefix(r, "held "); ok {
 					k, _ := strconv.Atoi(n)
 					held += k
+				} else if t, ok := strings.CutPrefix(r, "last-close "); ok {
+					w, _ := strconv.ParseInt(t, 10, 64)
+					m, _ := strconv.ParseInt(strings.TrimPrefix(reply, "last-close "), 10, 64)
+					reply = "last-close " + strconv.FormatInt(max(w, m), 10)
 				} else if r != "ok" {
 					reply = r
 				}
@@ -380,6 +395,11 @@ func helperClient() {
 			last = time.Now()
 		}
 		fmt.Printf("closed %d\n", last.UnixNano())
+		conns = nil
+	}
+	for _, c := range conns {
+		c.(*net.TCPConn).SetLinger(0) // reset: no TIME_WAIT left behind
+		c.Close()
 	}
 }
 
@@ -527,4 +547,54 @@ func startClient(tb testing.TB, target, src string, n int) *helper {
 		tb.Fatalf("client helper: %q", l)
 	}
 	return h
+}
+
+// helperUnixServer listens on the unix socket listenEnv names (a path, or
+// "@name" for an abstract one), holds the connections it accepts until
+// their client closes, and answers "ready" and then "held N".
+func helperUnixServer() {
+	name := os.Getenv(listenEnv)
+	ln, err := net.Listen("unix", name)
+	if err != nil {
+		helperFail("cannot listen on %s: %v", name, err)
+	}
+	var (
+		mu   sync.Mutex // guards held
+		held int
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held++
+			mu.Unlock()
+			go func() {
+				io.Copy(io.Discard, c)
+				c.Close()
+				mu.Lock()
+				held--
+				mu.Unlock()
+			}()
+		}
+	}()
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		mu.Lock()
+		fmt.Printf("held %d\n", held)
+		mu.Unlock()
+	}
+}
+
+// startUnixServer starts a unix server helper listening on name.
+func startUnixServer(tb testing.TB, name string) *server {
+	tb.Helper()
+	h := startHelper(tb, helperEnv+"=userver", listenEnv+"="+name)
+	if l := h.line(); l != "ready" {
+		tb.Fatalf("unix server helper: %q", l)
+	}
+	return &server{helper: h, pid: h.cmd.Process.Pid, pids: []int{h.cmd.Process.Pid}, addrs: []string{name}}
 }

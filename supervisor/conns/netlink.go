@@ -134,8 +134,14 @@ func (d *diag) dump(ctx context.Context, family uint8, states uint32, bytecode [
 	}
 	d.req = req
 
-	if _, err := unix.Write(fd, req); err != nil {
-		return fmt.Errorf("cannot send inet_diag dump request: %w", err)
+	return d.run(ctx, fd, "inet_diag", inetDiagMsgLen, visit)
+}
+
+// run sends the request in d.req on fd and reads the dump it answers,
+// calling visit for each record of at least minLen bytes.
+func (d *diag) run(ctx context.Context, fd int, what string, minLen int, visit func(msg []byte)) error {
+	if _, err := unix.Write(fd, d.req); err != nil {
+		return fmt.Errorf("cannot send %s dump request: %w", what, err)
 	}
 	if d.rbuf == nil {
 		d.rbuf = make([]byte, recvBufLen)
@@ -149,7 +155,7 @@ func (d *diag) dump(ctx context.Context, family uint8, states uint32, bytecode [
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("cannot read inet_diag dump: %w", err)
+			return fmt.Errorf("cannot read %s dump: %w", what, err)
 		}
 		b := d.rbuf[:m]
 		for len(b) >= nlmsgHdrLen {
@@ -157,7 +163,7 @@ func (d *diag) dump(ctx context.Context, family uint8, states uint32, bytecode [
 			typ := binary.NativeEndian.Uint16(b[4:6])
 			seq := binary.NativeEndian.Uint32(b[8:12])
 			if l < nlmsgHdrLen || l > len(b) {
-				return fmt.Errorf("malformed netlink message in inet_diag dump: length %d of %d bytes", l, len(b))
+				return fmt.Errorf("malformed netlink message in %s dump: length %d of %d bytes", what, l, len(b))
 			}
 			body := b[nlmsgHdrLen:l]
 			b = b[min((l+3)&^3, len(b)):]
@@ -169,18 +175,18 @@ func (d *diag) dump(ctx context.Context, family uint8, states uint32, bytecode [
 				// A dump's DONE carries the dump's own error code.
 				if len(body) >= 4 {
 					if e := int32(binary.NativeEndian.Uint32(body)); e < 0 {
-						return fmt.Errorf("inet_diag dump failed: %w", unix.Errno(-e))
+						return fmt.Errorf("%s dump failed: %w", what, unix.Errno(-e))
 					}
 				}
 				return nil
 			case nlmsgError:
 				if len(body) >= 4 {
 					if e := int32(binary.NativeEndian.Uint32(body)); e < 0 {
-						return fmt.Errorf("inet_diag dump refused: %w", unix.Errno(-e))
+						return fmt.Errorf("%s dump refused: %w", what, unix.Errno(-e))
 					}
 				}
 			case sockDiagByFam:
-				if len(body) >= inetDiagMsgLen {
+				if len(body) >= minLen {
 					visit(body)
 				}
 			}

@@ -199,7 +199,7 @@ func (f *fixer) identify() error {
 		// CMD="/usr/bin/unicorn -D -c ..." (unicorn's example) names the
 		// binary in its first word.
 		if fs := strings.Fields(expand(n)); len(fs) > 0 && strings.HasPrefix(fs[0], "/") {
-			if _, ok := signals.ForCommand(fs[0]); ok && !strings.HasSuffix(fs[0], ".pid") && !strings.Contains(fs[0], "/etc/") {
+			if _, ok := signals.ForCommand(fs[0]); ok && isProgramPath(fs[0]) {
 				candidates = append(candidates, fs[0])
 			}
 		}
@@ -251,8 +251,23 @@ func (f *fixer) identify() error {
 		f.daemon = path.Base(candidates[0])
 	}
 	if f.binVar == "" {
+		// The variable that holds the daemon's program, in name order
+		// so that the choice does not depend on map order.
+		names := make([]string, 0, len(s.vars))
+		for n := range s.vars {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if v := expand(n); isProgramPath(v) && path.Base(v) == f.daemon {
+				f.binVar = n
+				break
+			}
+		}
+	}
+	if f.binVar == "" {
 		for _, c := range candidates {
-			if strings.HasPrefix(c, "/") && path.Base(c) == f.daemon {
+			if isProgramPath(c) && path.Base(c) == f.daemon {
 				f.binLit = c
 				break
 			}
@@ -265,8 +280,13 @@ func (f *fixer) identify() error {
 	// A pid path the script reads from the daemon's own config (nginx -V,
 	// "pid" in nginx.conf, as Debian's nginx-common script does) is the
 	// one the daemon uses: it wins over a header comment or a guess.
-	for n, raw := range s.vars {
-		if v := unquote(raw); strings.Contains(v, "$(") && strings.Contains(strings.ToLower(v), "pid") &&
+	var cfgNames []string
+	for n := range s.vars {
+		cfgNames = append(cfgNames, n)
+	}
+	sort.Strings(cfgNames)
+	for _, n := range cfgNames {
+		if v := unquote(s.vars[n]); f.pidVar == "" && strings.Contains(v, "$(") && strings.Contains(strings.ToLower(v), "pid") &&
 			(strings.Contains(v, " -V") || strings.Contains(v, ".conf") || strings.Contains(v, "CONF")) {
 			f.pidVar = n
 		}
@@ -282,6 +302,12 @@ func (f *fixer) identify() error {
 		f.pidPath = s.header["pidfile"]
 	}
 	return nil
+}
+
+// isProgramPath reports an absolute path in a bin or sbin directory: a
+// program, not a lock, pid or config file named after the daemon.
+func isProgramPath(p string) bool {
+	return path.IsAbs(p) && strings.Contains(p, "bin/") && !strings.Contains(p, " ")
 }
 
 // placeholderRe matches the placeholders of packaging templates:
@@ -1003,6 +1029,11 @@ func (f *fixer) killproc(li int, kind ctxKind, c command) error {
 			why = append(why, "without -p it falls back to pidof, which matches workers")
 		}
 		prior := f.needTimeout
+		if len(c.assign) > 0 {
+			// LSB=1 killproc ...: the prefix only changes killproc's
+			// exit codes; it cannot stand before an if.
+			start = c.assign[0].start
+		}
 		call := f.stopCall(pidWord)
 		bound := TimeoutVar
 		if v := refersTo(loose.delay); v != "" && f.settable(v) && ordered {

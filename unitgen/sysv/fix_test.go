@@ -176,6 +176,35 @@ func TestFixUnsure(t *testing.T) {
 	}
 }
 
+// TestFixShapes: rewrites that must stay valid shell wherever the stop
+// command stands.
+func TestFixShapes(t *testing.T) {
+	for _, tc := range []struct{ name, stop, want string }{
+		{"assignment prefix", "LSB=1 killproc -p $pidfile $prog", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
+		{"in a condition", "if killproc -p $pidfile $prog; then rm -f $lockfile; fi", `    if if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi; then rm -f $lockfile; fi`},
+		{"in a list", "killproc -p $pidfile $prog && rm -f $lockfile", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi && rm -f $lockfile`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "#!/bin/sh\n. /etc/rc.d/init.d/functions\nnginx=/usr/sbin/nginx\nprog=nginx\npidfile=/run/nginx.pid\nlockfile=/var/lock/subsys/nginx\nstop() {\n    " + tc.stop + "\n}\n"
+			r, err := Fix("nginx", []byte(src), FixOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(r.Output), "\n"+tc.want+"\n") {
+				t.Errorf("fixed stop is not %q:\n%s", tc.want, r.Output)
+			}
+			file := filepath.Join(t.TempDir(), "nginx")
+			if err := os.WriteFile(file, r.Output, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("bash", "-n", file).CombinedOutput(); err != nil {
+				t.Errorf("bash -n: %v\n%s", err, out)
+			}
+			checkShellcheck(t, file, []byte(src))
+		})
+	}
+}
+
 // TestFixPresetOverride: --preset wins over what the script says.
 func TestFixPresetOverride(t *testing.T) {
 	src := "#!/bin/sh\n. /etc/rc.d/init.d/functions\nprog=myproxy\npidfile=/run/myproxy.pid\nstop() {\n    killproc -p $pidfile $prog\n}\n"
@@ -243,5 +272,29 @@ func checkShellcheck(t *testing.T, fixed string, orig []byte) {
 			out, _ := exec.Command(sc, "-f", "gcc", fixed).Output()
 			t.Errorf("the fix adds shellcheck finding %s (%d, was %d):\n%s", code, n, before[code], out)
 		}
+	}
+}
+
+// TestFixFollowsFunctions: a stop done in a function whose name says
+// nothing (called from stop and restart) is found and fixed once; an
+// exit-4 message names what the script does instead of claiming there is
+// no stop.
+func TestFixFollowsFunctions(t *testing.T) {
+	src := "#!/bin/sh\n. /lib/lsb/init-functions\nnginx_down() {\n\tstart-stop-daemon --stop --retry TERM/30/KILL/5 --pidfile /run/nginx.pid --name nginx\n}\ncase \"$1\" in\nstop) nginx_down ;;\nrestart) nginx_down; start ;;\nesac\n"
+	r, err := Fix("nginx", []byte(src), FixOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `start-stop-daemon --stop --retry "QUIT/$STOP_TIMEOUT/TERM/5/KILL/5" --pidfile /run/nginx.pid --name nginx`
+	if strings.Count(string(r.Output), want) != 1 {
+		t.Errorf("want the stop in nginx_down() rewritten once to %q:\n%s", want, r.Output)
+	}
+
+	// Signalled only outside any action: the message says where.
+	src = "#!/bin/sh\nhalt_it() {\n\tkill -QUIT $(cat /run/nginx.pid)\n}\ncase \"$1\" in\nstop) echo stopping ;;\nesac\n"
+	_, err = Fix("nginx", []byte(src), FixOptions{})
+	var unsure *UnsureError
+	if !errors.As(err, &unsure) || !strings.Contains(err.Error(), "kill on line 3 in halt_it()") {
+		t.Errorf("got %v, want an *UnsureError naming kill on line 3 in halt_it()", err)
 	}
 }

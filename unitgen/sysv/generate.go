@@ -284,8 +284,10 @@ stop() {
 	echo -n $"Stopping $prog: "
 {{- if .Shim}}
 	# graceshim bounds the drain by STOP_TIMEOUT and its kill timeout;
-	# this wait only matters if graceshim itself hangs.
-	graceshim_stop "$pidfile" "$graceshim" TERM "$((STOP_TIMEOUT + {{.KillTimeout}} + {{.Margin}}))"
+	# this wait only matters if graceshim itself hangs. "only": every
+	# service run under graceshim is a graceshim process, so only the pid
+	# file tells this one apart, never pidof.
+	graceshim_stop "$pidfile" "$graceshim" TERM "$((STOP_TIMEOUT + {{.KillTimeout}} + {{.Margin}}))" only
 {{- else}}
 	graceshim_stop "$pidfile" "$exec" {{.Graceful}} "$STOP_TIMEOUT"
 {{- end}}

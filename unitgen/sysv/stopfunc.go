@@ -14,20 +14,25 @@ package sysv
 // binary's base name, or whose argv[0] does (an interpreted daemon such
 // as unicorn runs as ruby; a stale pid file's pid, since given to another
 // process, is never signalled) and, from pidof, only masters (a process
-// whose parent runs the same binary is a worker). A zombie has no exe, so
-// it counts as gone.
+// whose parent runs the same binary is a worker), saying so on stderr.
+// Like killproc without -p, that fallback finds every instance of the
+// binary on the host; "only" turns it off where several instances are the
+// rule (generated scripts that run the daemon under graceshim). A zombie
+// has no exe, so it counts as gone.
 //
-// The timeout reads as killproc -d does: N, or N with s, m, h or d. One it
+// The bound is wall-clock time (date +%s), not a count of polls, so a
+// loaded machine does not stretch it; whole seconds, so a wait lasts at
+// least TIMEOUT and less than a second more. The timeout reads as killproc -d does: N, or N with s, m, h or d. One it
 // cannot read is refused: nothing is signalled and the stop fails, rather
 // than waiting for a bound nobody chose.
 //
 // Variables are prefixed rather than local, because local is not POSIX;
 // every command that may fail is guarded, because scripts run under set -e
 // and set -u.
-const StopFunc = `# graceshim_stop PIDFILE BINARY SIGNAL TIMEOUT (added by graceshim initscript fix):
+const StopFunc = `# graceshim_stop PIDFILE BINARY SIGNAL TIMEOUT [only] (added by graceshim initscript):
 # send SIGNAL to BINARY's masters (every pid in PIDFILE that runs BINARY; if
-# none, pidof BINARY without its workers), wait up to TIMEOUT (N, Ns, Nm, Nh),
-# then TERM and 5 s, then KILL. Returns 0 once all are gone, 1 if not.
+# none and no "only", pidof BINARY without its workers), wait up to TIMEOUT
+# (N, Ns, Nm, Nh), then TERM and 5 s, then KILL. 0 once all are gone, else 1.
 graceshim_is() { # PID BINARY: PID runs BINARY, by exe or argv[0] (a zombie does not)
 	_gs_exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
 	_gs_exe=${_gs_exe% (deleted)}
@@ -37,7 +42,7 @@ graceshim_is() { # PID BINARY: PID runs BINARY, by exe or argv[0] (a zombie does
 	[ "${_gs_exe##*/}" = "${2##*/}" ]
 }
 graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
-	_gs_n=$(($1 * 5))
+	_gs_end=$(($(date +%s) + $1))
 	while :; do
 		_gs_left=
 		for _gs_p in $_gs_pids; do
@@ -45,9 +50,8 @@ graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
 		done
 		_gs_pids=$_gs_left
 		[ -n "$_gs_pids" ] || return 0
-		[ "$_gs_n" -gt 0 ] || return 1
+		[ "$(date +%s)" -le "$_gs_end" ] || return 1
 		sleep 0.2
-		_gs_n=$((_gs_n - 1))
 	done
 }
 graceshim_stop() {
@@ -61,10 +65,13 @@ graceshim_stop() {
 	[ ! -r "$1" ] || for _gs_p in $(cat "$1"); do
 		if graceshim_is "$_gs_p" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
 	done
-	[ -n "$_gs_pids" ] || for _gs_p in $(pidof "$2" || :); do
-		_gs_pp=$(ps -o ppid= -p "$_gs_p" || :)
-		if graceshim_is "$_gs_p" "$2" && ! graceshim_is "$((_gs_pp + 0))" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
-	done
+	if [ -z "$_gs_pids" ] && [ "${5:-}" != only ]; then
+		for _gs_p in $(pidof "$2" || :); do
+			_gs_pp=$(ps -o ppid= -p "$_gs_p" || :)
+			if graceshim_is "$_gs_p" "$2" && ! graceshim_is "$((_gs_pp + 0))" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
+		done
+		[ -z "$_gs_pids" ] || echo "no ${2##*/} in $1: stopping the ${2##*/} masters pidof finds:$_gs_pids" >&2
+	fi
 	# shellcheck disable=SC2086 # a list of pids
 	if [ -n "$_gs_pids" ]; then
 		kill -"$3" $_gs_pids 2>/dev/null || :

@@ -279,12 +279,20 @@ func TestStopFuncPidofMasters(t *testing.T) {
 		t.Fatal("the test master did not start its worker")
 	}
 	defer syscall.Kill(worker, syscall.SIGKILL)
-	out, err := exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" "$2" TERM 5; echo "rc=$?"`, "sh", filepath.Join(dir, "missing.pid"), bin).CombinedOutput()
+	// With "only", the missing pid file means nothing runs: no pidof.
+	out, err := exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" "$2" TERM 5 only; echo "rc=$?"`, "sh", filepath.Join(dir, "missing.pid"), bin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rc=0") || !procAlive(master.Process.Pid) {
+		t.Fatalf("graceshim_stop ... only: %v, master alive %v\n%s", err, procAlive(master.Process.Pid), out)
+	}
+	out, err = exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" "$2" TERM 5; echo "rc=$?"`, "sh", filepath.Join(dir, "missing.pid"), bin).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "rc=0") {
 		t.Fatalf("graceshim_stop: %v\n%s", err, out)
 	}
 	if procAlive(master.Process.Pid) {
 		t.Errorf("the master found by pidof still runs:\n%s", out)
+	}
+	if !strings.Contains(string(out), "stopping the gs-test-daemon masters pidof finds: "+strconv.Itoa(master.Process.Pid)) {
+		t.Errorf("the pidof fallback is not reported:\n%s", out)
 	}
 	if !procAlive(worker) {
 		t.Errorf("the worker was signalled too; pidof's masters only should be:\n%s", out)
