@@ -121,8 +121,7 @@ func (l *loop) requestReload(now time.Time, by string, reply chan ControlReply) 
 		}
 		return
 	}
-	script := isScript(l.opts.Argv[0])
-	if (l.opts.Preset.ReloadCommand == nil || script) && l.reloadSignal() == 0 {
+	if l.opts.Preset.ReloadCommand == nil && l.reloadSignal() == 0 {
 		refuse(fmt.Sprintf("%s has no reload (preset %s); use --map HUP:SIGNAL to give it one", l.name, l.opts.Preset.Name))
 		return
 	}
@@ -130,15 +129,10 @@ func (l *loop) requestReload(now time.Time, by string, reply chan ControlReply) 
 	if reply != nil {
 		l.reload.waiters = append(l.reload.waiters, reply)
 	}
+	// Run cleared ConfigTest and ReloadCommand when argv[0] is not the
+	// daemon itself (Preset.Runs): on a wrapper they would run it again.
 	var test []string
-	switch {
-	case l.opts.Preset.ConfigTest == nil:
-	case script:
-		// The test is the daemon's own command line with its test flag
-		// (nginx -t): on a wrapper script it would run the script, and
-		// whatever it starts, again.
-		l.opts.Log.Warnf("%s is a script, not %s itself: reloading without the preset's config test", l.opts.Argv[0], l.opts.Preset.Name)
-	default:
+	if l.opts.Preset.ConfigTest != nil {
 		test = l.opts.Preset.ConfigTest(l.opts.Argv)
 	}
 	if len(test) == 0 {
@@ -306,7 +300,7 @@ func (l *loop) sendReload(now time.Time) {
 		// the reload, and must not end a start-up early (issue 10).
 		l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading: " + l.name)
 	}
-	if rc := l.opts.Preset.ReloadCommand; rc != nil && !isScript(l.opts.Argv[0]) {
+	if rc := l.opts.Preset.ReloadCommand; rc != nil {
 		if argv := rc(l.opts.Argv); len(argv) > 0 {
 			l.opts.Log.Infof("reloading %s (pid %d) with %s", l.name, l.main, strings.Join(argv, " "))
 			l.reload.command = true
@@ -457,22 +451,4 @@ func holdsListener(pid int, listening map[string]bool) bool {
 		}
 	}
 	return false
-}
-
-// isScript reports whether the command graceshim runs is a script ("#!"),
-// a wrapper (a container's entrypoint.sh) rather than the daemon the
-// preset's commands are built from.
-func isScript(argv0 string) bool {
-	path, err := exec.LookPath(argv0)
-	if err != nil {
-		return false
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var head [2]byte
-	n, _ := f.Read(head[:])
-	return n == 2 && string(head[:]) == "#!"
 }

@@ -447,14 +447,3 @@ func TestReloadNotifyDaemonNewWorkers(t *testing.T) {
 		t.Errorf("reply %q, want it to name the new worker %s", r.Message, worker)
 	}
 }
-
-func TestIsScript(t *testing.T) {
-	dir := t.TempDir()
-	script := filepath.Join(dir, "entrypoint.sh")
-	os.WriteFile(script, []byte("#!/bin/sh\nexec nginx\n"), 0o755)
-	for path, want := range map[string]bool{script: true, os.Args[0]: false, "sh": false, filepath.Join(dir, "missing"): false} {
-		if got := isScript(path); got != want {
-			t.Errorf("isScript(%s) = %v, want %v", path, got, want)
-		}
-	}
-}
