@@ -129,6 +129,8 @@ func (l *loop) requestReload(now time.Time, by string, reply chan ControlReply) 
 	if reply != nil {
 		l.reload.waiters = append(l.reload.waiters, reply)
 	}
+	// Run cleared ConfigTest and ReloadCommand when argv[0] is not the
+	// daemon itself (Preset.Runs): on a wrapper they would run it again.
 	var test []string
 	if l.opts.Preset.ConfigTest != nil {
 		test = l.opts.Preset.ConfigTest(l.opts.Argv)
