@@ -34,6 +34,9 @@ type Preset struct {
 	// unit's stop signal by them; graceshim sends only Graceful and Fast.
 	GracefulAlso []syscall.Signal
 	FastAlso     []syscall.Signal
+	// NoGracefulStop says the daemon has no graceful stop at all
+	// (memcached): Graceful is what stops it, at once.
+	NoGracefulStop bool
 	// Reload makes the daemon re-read its configuration without a stop.
 	// Zero when the daemon has none.
 	Reload syscall.Signal
@@ -328,7 +331,7 @@ var presets = []Preset{
 	// file (flags only).
 	{
 		Name: "memcached", Commands: []string{"memcached"},
-		Graceful: syscall.SIGTERM, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
+		Graceful: syscall.SIGTERM, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT}, NoGracefulStop: true,
 		Notes: "memcached has no graceful stop: TERM, INT and USR1 all close every connection at once (TERM is kept); a stop loses the cache unless memcached runs with -e and is stopped with USR1 (--map TERM:USR1), which saves it for a warm restart",
 	},
 	// Sidekiq: https://github.com/sidekiq/sidekiq/wiki/Signals (TSTP

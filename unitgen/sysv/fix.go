@@ -377,6 +377,8 @@ func (f *fixer) isStopSignal(sig syscall.Signal) bool {
 
 func (f *fixer) describe(sig syscall.Signal) string {
 	switch {
+	case sig == f.preset.Graceful && f.preset.NoGracefulStop:
+		return signals.Name(sig) + " (" + f.daemon + " has no graceful stop)"
 	case sig == f.preset.Graceful:
 		return signals.Name(sig) + " (graceful)"
 	case sig == syscall.SIGKILL:
@@ -840,7 +842,9 @@ func (f *fixer) keptSignalNote() {
 	if f.preset.Graceful != syscall.SIGTERM {
 		return
 	}
-	if f.known {
+	if f.known && f.preset.NoGracefulStop {
+		f.note("%s has no graceful stop: TERM is kept, and the stop now waits for %s to exit, so that a restart does not start a second one beside it", f.daemon, f.daemon)
+	} else if f.known {
 		f.note("%s: TERM is its graceful stop; the signal is kept, the wait before escalating is added", f.daemon)
 	} else {
 		f.note("%s: no graceful stop known (preset generic), TERM is kept; use --preset if the daemon has one", f.daemon)
@@ -1650,7 +1654,11 @@ func (f *fixer) insertPreamble() {
 		what = append(what, "sourcing of "+confDir+name)
 	}
 	if _, ok := s.vars[TimeoutVar]; !ok && f.needTimeout {
-		what = append(what, fmt.Sprintf("%s=%d: a stop waits up to %d s for %s to finish its requests, then TERM, then KILL; set %s in %s to change it", TimeoutVar, f.opts.StopTimeout, f.opts.StopTimeout, f.daemon, TimeoutVar, confPath))
+		waitFor := "to finish its requests"
+		if f.preset.NoGracefulStop {
+			waitFor = "to exit"
+		}
+		what = append(what, fmt.Sprintf("%s=%d: a stop waits up to %d s for %s %s, then TERM, then KILL; set %s in %s to change it", TimeoutVar, f.opts.StopTimeout, f.opts.StopTimeout, f.daemon, waitFor, TimeoutVar, confPath))
 	}
 	if f.needFunc && !s.funcs["graceshim_stop"] {
 		what = append(what, "the graceshim_stop function (signal the masters, wait, escalate)")
