@@ -611,11 +611,12 @@ func TestE2EFleetRollout(t *testing.T) {
 		}
 		requireNoLoss(t, r, hosts, size, sum)
 		// Each host stopped once under graceshim, without escalation; its
-		// stop summary counts the connections that closed while it
-		// drained. Whether a given host still had a download when its
-		// graceful signal went depends on where the 8 downloads stood
-		// (any may end during the drain delay), so the count is judged
-		// over the fleet: 0 would mean the load never met a drain.
+		// stop summary counts the connections that closed after the
+		// graceful signal. With a 3 s drain delay and 6 s downloads that
+		// all started together, a host's downloads may all end before it
+		// (measured: 0 on every host in one run), so the proof that the
+		// load met each stop is HAProxy's count of the sessions on the
+		// server when it took it out, judged over the fleet below.
 		drained := 0
 		for _, h := range hosts {
 			if got := served(h); got != "v2" {
@@ -634,8 +635,18 @@ func TestE2EFleetRollout(t *testing.T) {
 				t.Logf("%s: %s", h.Name, m[0][0])
 			}
 		}
-		if drained == 0 {
-			t.Errorf("no connection was drained in any stop: the load did not meet the rollout")
+		onAtDown := 0
+		for _, h := range hosts {
+			for _, c := range r.lb[h.Name] {
+				if c.Status != "UP" {
+					onAtDown += c.Scur
+					break
+				}
+			}
+		}
+		t.Logf("connections drained after the graceful signal: %d; sessions on the servers when HAProxy took them out: %d", drained, onAtDown)
+		if onAtDown == 0 {
+			t.Errorf("no server had a session when HAProxy took it out: the load did not meet the rollout")
 		}
 		// Two at a time, and the second batch stops only once HAProxy
 		// sends the first one traffic again.
