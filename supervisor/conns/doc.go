@@ -25,7 +25,8 @@
 // cookie. A re-dump every few seconds catches what no message announces
 // (a socket the server closed first, orphaned in FIN_WAIT2 towards a
 // silent client), and one follows any overrun. Where the subscription is
-// refused (no CAP_NET_ADMIN, an old kernel, a sandbox) Drain polls,
+// refused (no CAP_NET_ADMIN, an old kernel, a sandbox), or the first dump
+// had to go through /proc/net (which has no cookies), Drain polls,
 // backing off from 20 ms to 250 ms, and says so. Unix connections have no
 // destroy message: they are polled on the same schedule, cheaply.
 //

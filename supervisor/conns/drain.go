@@ -486,6 +486,13 @@ func (d *Drain) dump(ctx context.Context, first bool) error {
 			return fmt.Errorf("cannot count connections: %w", err)
 		}
 	}
+	if first && d.events >= 0 && d.t.source != SourceNetlink {
+		// The set came from /proc/net, which has no socket cookies:
+		// no destroy message can name a member, and the closes would
+		// be seen only at the next re-dump, many seconds away. Poll.
+		d.eventsErr = fmt.Errorf("the first count went through /proc/net (%w), which has no socket cookies to follow destroy messages by", d.t.fallback)
+		d.Close()
+	}
 	d.set, d.counts = next, c
 	clear(d.byCook)
 	for ino, m := range next {

@@ -405,3 +405,49 @@ func TestManyListeners(t *testing.T) {
 		d.Close()
 	}
 }
+
+// failOpens makes the next n netlink dump sockets fail with err, then
+// opens real ones again. It returns how many opens were made.
+func failOpens(tr *Tracker, n int, err error) *int {
+	opens := new(int)
+	tr.diag.open = func() (int, error) {
+		*opens++
+		if *opens <= n {
+			return -1, err
+		}
+		return openSockDiag()
+	}
+	return opens
+}
+
+// TestDrainFirstDumpThroughProc: when the subscription works but the
+// first dump goes through /proc/net (netlink failed), the set has no
+// socket cookies, so no destroy message can name a member: the drain
+// must poll (and say why) rather than wait for the next re-dump.
+func TestDrainFirstDumpThroughProc(t *testing.T) {
+	needEvents(t)
+	srv := startServer(t, 0, "127.0.0.1:0")
+	cs := dial(t, srv.addrs[0], 2)
+	for srv.held() != 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tr := NewTracker(Options{})
+	tr.hooks.reconcile = time.Hour // a re-dump would hide the bug
+	if _, err := tr.Observe(srv.pids); err != nil {
+		t.Fatal(err)
+	}
+	failOpens(tr, 2, unix.ENOBUFS) // the first try and its retry
+	d, err := tr.Drain(context.Background(), srv.pids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if ok, why := d.Events(); ok || why == nil {
+		t.Fatalf("Events() = %v, %v; want polling, with the reason", ok, why)
+	}
+	if got := next(t, d).Total(); got != 2 {
+		t.Fatalf("first count %d, want 2", got)
+	}
+	cs[0].Close()
+	fallTo(t, d, 1)
+}
