@@ -453,6 +453,7 @@ func (d *Drain) dump(ctx context.Context, first bool) error {
 		next[ino] = member{state: st, cookie: cookie}
 		c.add(st, true)
 	}
+	d.t.tcpPass.begin()
 	for i := 0; i < len(d.fams); i++ {
 		fam := d.fams[i]
 		prog := d.progs[fam]
@@ -479,18 +480,18 @@ func (d *Drain) dump(ctx context.Context, first bool) error {
 			})
 		if errors.Is(err, errFellBack) {
 			clear(next)
-			c, i = Counts{}, -1 // again from the start, through /proc/net
+			c, i = Counts{}, -1 // again from the start (see Tracker.each)
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("cannot count connections: %w", err)
 		}
 	}
-	if first && d.events >= 0 && d.t.source != SourceNetlink {
+	if proc, why := d.t.viaProc(); first && proc && d.events >= 0 {
 		// The set came from /proc/net, which has no socket cookies:
 		// no destroy message can name a member, and the closes would
 		// be seen only at the next re-dump, many seconds away. Poll.
-		d.eventsErr = fmt.Errorf("the first count went through /proc/net (%w), which has no socket cookies to follow destroy messages by", d.t.fallback)
+		d.eventsErr = fmt.Errorf("the first count went through /proc/net (%w), which has no socket cookies to follow destroy messages by", why)
 		d.Close()
 	}
 	d.set, d.counts = next, c

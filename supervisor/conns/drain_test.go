@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -225,28 +226,124 @@ func TestDrainPollsWhenRefused(t *testing.T) {
 	}
 }
 
-// TestDrainNetlinkFailsMidDrain: a netlink dump that fails during a drain
-// is not taken for a count: the Tracker falls back to /proc/net, says why,
-// and the count goes on.
+// TestDrainNetlinkFailsMidDrain: netlink dumps that fail during a drain
+// (ENOBUFS, not a refusal) are not taken for counts: each count tries
+// netlink twice, then goes through /proc/net, and the count goes on. The
+// Tracker does not leave netlink for good: once it works again, the
+// counts go through it.
 func TestDrainNetlinkFailsMidDrain(t *testing.T) {
 	srv := startServer(t, 0, "127.0.0.1:0")
-	cs := dial(t, srv.addrs[0], 2)
-	for srv.held() != 2 {
+	cs := dial(t, srv.addrs[0], 3)
+	for srv.held() != 3 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	tr := NewTracker(Options{})
 	tr.hooks.subscribe = func() (int, error) { return -1, unix.EPERM } // poll: every count dumps
 	d := startDrain(t, tr, srv.pids, srv.pids)
-	if got := next(t, d).Total(); got != 2 {
-		t.Fatalf("first count %d, want 2", got)
+	if got := next(t, d).Total(); got != 3 {
+		t.Fatalf("first count %d, want 3", got)
 	}
-	tr.diag.open = func() (int, error) { return -1, unix.ENOBUFS }
+	failOpens(tr, 1<<30, unix.ENOBUFS)
 	cs[0].Close()
-	for next(t, d).Total() != 1 {
+	fallTo(t, d, 2)
+	if tr.proc.scans == 0 {
+		t.Errorf("no /proc/net scan: the count after netlink failed did not go through it")
 	}
-	if name, why := tr.Source(); name != SourceProc || !errors.Is(why, unix.ENOBUFS) {
-		t.Errorf("Source() = %q, %v; want proc because of ENOBUFS", name, why)
+	if name, why := tr.Source(); name != SourceNetlink || why != nil {
+		t.Errorf("Source() = %q, %v; want netlink still: ENOBUFS passes", name, why)
 	}
+	tr.diag.open = nil // netlink works again
+	scans := tr.proc.scans
+	cs[1].Close()
+	fallTo(t, d, 1)
+	if tr.proc.scans != scans {
+		t.Errorf("%d /proc/net scans once netlink worked again, want none", tr.proc.scans-scans)
+	}
+}
+
+// TestPassingNetlinkFailure: a netlink failure that is no refusal is
+// retried on a fresh socket and the count goes through netlink; a second
+// failure in a row sends that count (only) through /proc/net; a refusal
+// leaves netlink for good. TCP and unix counts alike.
+func TestPassingNetlinkFailure(t *testing.T) {
+	srv := startServer(t, 0, "127.0.0.1:0")
+	dial(t, srv.addrs[0], 2)
+	for srv.held() != 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	usrv := startUnixServer(t, filepath.Join(t.TempDir(), "fpm.sock"))
+	c, err := net.Dial("unix", usrv.addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for usrv.held() != 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	pids := append(slices.Clone(srv.pids), usrv.pids...)
+	want := Counts{Established: 3}
+	for _, errno := range []unix.Errno{unix.ENOBUFS, unix.EMFILE, unix.ENOMEM} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			tr := NewTracker(Options{})
+			if _, err := tr.Observe(pids); err != nil {
+				t.Fatal(err)
+			}
+			count := func() Counts {
+				t.Helper()
+				c, err := tr.Count(context.Background(), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			// One failure: retried over netlink.
+			failOpens(tr, 1, errno)
+			if got := count(); got != want {
+				t.Fatalf("count %+v, want %+v", got, want)
+			}
+			if tr.proc.scans != 0 {
+				t.Errorf("%d /proc/net scans after one %v, want a netlink retry", tr.proc.scans, errno)
+			}
+			// Every try fails: this count through /proc/net.
+			failOpens(tr, 1<<30, errno)
+			if got := count(); got != want {
+				t.Fatalf("count through /proc/net %+v, want %+v", got, want)
+			}
+			if tr.proc.scans != 2 { // /proc/net/tcp and /proc/net/unix
+				t.Errorf("%d /proc/net scans when netlink keeps failing, want 2", tr.proc.scans)
+			}
+			if name, why := tr.Source(); name != SourceNetlink || why != nil {
+				t.Errorf("Source() = %q, %v; want netlink still", name, why)
+			}
+			// Netlink works again: the next count uses it.
+			opens := failOpens(tr, 0, errno)
+			if got := count(); got != want {
+				t.Fatalf("count %+v, want %+v", got, want)
+			}
+			if tr.proc.scans != 2 || *opens != 2 {
+				t.Errorf("%d /proc/net scans, %d netlink dumps once netlink works again, want 2 and 2", tr.proc.scans, *opens)
+			}
+		})
+	}
+	t.Run("refused", func(t *testing.T) {
+		tr := NewTracker(Options{})
+		if _, err := tr.Observe(pids); err != nil {
+			t.Fatal(err)
+		}
+		opens := failOpens(tr, 1, unix.EPERM)
+		if got, err := tr.Count(context.Background(), nil); err != nil || got != want {
+			t.Fatalf("count %+v, %v, want %+v", got, err, want)
+		}
+		if name, why := tr.Source(); name != SourceProc || !errors.Is(why, unix.EPERM) {
+			t.Errorf("Source() = %q, %v; want proc for good because of EPERM", name, why)
+		}
+		if _, err := tr.Count(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if *opens != 1 {
+			t.Errorf("%d netlink opens, want only the refused one", *opens)
+		}
+	})
 }
 
 // TestDrainAll: ModeAll counts every connection the given processes hold,
