@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -547,4 +548,96 @@ func TestDrainFirstDumpThroughProc(t *testing.T) {
 	}
 	cs[0].Close()
 	fallTo(t, d, 1)
+}
+
+// TestDrainLateWakeUp: the callback that wakes a waiting drain when its
+// context ends runs on a goroutine of its own and may run late, after
+// Next returned for another reason and the drain was closed. It must then
+// write nowhere: not to the closed eventfd, not to a descriptor that
+// reused its number, and without a data race on it (go test -race).
+func TestDrainLateWakeUp(t *testing.T) {
+	needEvents(t)
+	srv := startServer(t, 0, "127.0.0.1:0")
+	cs := dial(t, srv.addrs[0], 2)
+	for srv.held() != 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tr := NewTracker(Options{})
+	d := startDrain(t, tr, srv.pids, srv.pids)
+	next(t, d)
+
+	// The callback is held until the test lets it go. The pipe is read
+	// and written with raw system calls, which the race detector does not
+	// take for synchronisation: only the Drain's own can order the
+	// callback's use of the eventfd after Close.
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	started, finished := make(chan struct{}), make(chan struct{})
+	tr.hooks.wake = func() {
+		close(started)
+		var b [1]byte
+		unix.RawSyscall(unix.SYS_READ, uintptr(p[0]), uintptr(unsafe.Pointer(&b[0])), 1)
+	}
+	tr.hooks.woke = func() { close(finished) }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the callback runs as soon as Next waits
+	type result struct {
+		c   Counts
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		c, err := d.Next(ctx)
+		got <- result{c, err}
+	}()
+	select {
+	case <-started:
+	case <-time.After(countTimeout):
+		t.Fatal("the wake-up callback did not run")
+	}
+	// A close wakes Next before the held callback can.
+	cs[0].Close()
+	var r result
+	select {
+	case r = <-got:
+	case <-time.After(countTimeout):
+		t.Fatal("Next did not return on a destroy message")
+	}
+	if r.err != nil || r.c.Total() != 1 {
+		t.Fatalf("Next = %+v, %v; want 1 left", r.c, r.err)
+	}
+	wakeFd := d.wakeFd
+	d.Close()
+	// An eventfd that takes the closed eventfd's number, as the next
+	// descriptor the process opens may: open them until one does.
+	reused := -1
+	for i := 0; i < 1024 && reused < 0; i++ {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		if fd == wakeFd {
+			reused = fd
+		}
+	}
+	if reused < 0 {
+		t.Fatalf("descriptor %d not reused", wakeFd)
+	}
+	one := []byte{1}
+	unix.RawSyscall(unix.SYS_WRITE, uintptr(p[1]), uintptr(unsafe.Pointer(&one[0])), 1)
+	select {
+	case <-finished:
+	case <-time.After(countTimeout):
+		t.Fatal("the wake-up callback did not finish")
+	}
+	var b [8]byte
+	if n, err := unix.Read(reused, b[:]); err != unix.EAGAIN {
+		t.Errorf("read of descriptor %d, opened after Close: %d, %v; want EAGAIN: the late callback wrote to it", reused, n, err)
+	}
 }
