@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -172,5 +173,58 @@ func TestWatchSleepsPastTheReadyBound(t *testing.T) {
 	<-reply
 	if n := len(w.calls); n != 1 {
 		t.Fatalf("learning on demand made %d Learn calls, want 1", n)
+	}
+}
+
+// failingWatcher fails to start the first drains, then starts them.
+type failingWatcher struct {
+	fails  int // Drain calls left to fail
+	drains int
+}
+
+func (w *failingWatcher) Learn(int) ([]string, error) { return []string{"tcp4 127.0.0.1:1"}, nil }
+
+func (w *failingWatcher) Drain(context.Context, int) (DrainCounter, error) {
+	w.drains++
+	if w.fails > 0 {
+		w.fails--
+		return nil, errors.New("cannot list sockets of pid 7: too many open files")
+	}
+	return &scriptedDrain{release: make(chan struct{})}, nil
+}
+
+// TestWatchRetriesTheDrainStart: a drain whose start fails (a passing
+// error) is reported as a failed count, and started again countRetry
+// later: the rest of the stop is counted, and stall detection comes back.
+func TestWatchRetriesTheDrainStart(t *testing.T) {
+	w := &failingWatcher{fails: 2}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmds := make(chan watchCmd, 1)
+	out := make(chan watchEvent, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watch(ctx, w, 1, time.Time{}, cmds, out)
+	}()
+	defer func() { cancel(); <-done }()
+	cmds <- watchCmd{drain: true}
+	guard := time.After(30 * time.Second) // a hang guard only
+	for fails := 0; ; {
+		select {
+		case ev := <-out:
+			switch {
+			case ev.err != nil:
+				fails++
+			case ev.counted && ev.count == 1:
+				if fails != 2 {
+					t.Fatalf("counted after %d failed starts, want 2", fails)
+				}
+				return
+			default:
+				t.Fatalf("unexpected event %+v", ev)
+			}
+		case <-guard:
+			t.Fatalf("no count after %d failed drain starts: the start is not retried", fails)
+		}
 	}
 }
