@@ -323,11 +323,13 @@ func (s *stopper) next() time.Time {
 // kernel announces a freed socket from a workqueue some milliseconds
 // later (package conns), and a polling count is up to a poll old. So
 // when the count was still changing within countSettle of the end, the
-// line only says how many were open at the last count: the server may
-// well have finished them. Only a count that had stood still for
-// countSettle is evidence that the server (or the escalation) closed them
-// as it exited. (In an nginx stop whose 20 downloads all completed, the
-// last count, taken a few milliseconds before the exit, still showed 9.)
+// line says how many were open at the last count and claims nothing
+// about them: in an nginx stop whose 20 downloads all completed, the last
+// count, a few milliseconds before the exit, still showed 9; in one where
+// nginx's worker_shutdown_timeout cut 16 downloads, the count fell just
+// as fast while nginx closed them. The counts cannot tell the two apart.
+// Only a count that had stood still for countSettle is evidence that the
+// server (or the SIGKILL) closed them as it exited.
 func (s *stopper) summary(now time.Time, exit string) string {
 	took := now.Sub(s.began).Round(time.Millisecond)
 	how := "no escalation"
@@ -342,7 +344,7 @@ func (s *stopper) summary(now time.Time, exit string) string {
 		switch {
 		case s.conns == 0:
 		case still < countSettle:
-			conns += fmt.Sprintf(", %d open at the last count %s before the end, the count still changing (it trails the closes by a few ms)", s.conns, ago)
+			conns += fmt.Sprintf(", %d open at the last count %s before the end, the count still changing (it trails the closes by a few ms): finished, or cut by the server as it exited", s.conns, ago)
 		case s.phase == phaseKilled:
 			conns += fmt.Sprintf(", %d still open at the last count %s before the end, unchanged for %s: cut by the SIGKILL", s.conns, ago, still.Round(time.Millisecond))
 		default:

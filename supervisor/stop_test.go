@@ -298,7 +298,7 @@ func TestStopSummaryCountTrails(t *testing.T) {
 	s.observe(t0.Add(2*time.Second), 15)
 	s.observe(t0.Add(3*time.Second), 9)
 	got := s.summary(t0.Add(3005*time.Millisecond), "nginx exited with status 0")
-	want := "stop took 3.005s (no escalation); 11 connections closed while draining, 9 open at the last count 5ms before the end, the count still changing (it trails the closes by a few ms); nginx exited with status 0"
+	want := "stop took 3.005s (no escalation); 11 connections closed while draining, 9 open at the last count 5ms before the end, the count still changing (it trails the closes by a few ms): finished, or cut by the server as it exited; nginx exited with status 0"
 	if got != want {
 		t.Errorf("summary\n got %q\nwant %q", got, want)
 	}
