@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -226,5 +227,49 @@ func TestWatchRetriesTheDrainStart(t *testing.T) {
 		case <-guard:
 			t.Fatalf("no count after %d failed drain starts: the start is not retried", fails)
 		}
+	}
+}
+
+// busyWatcher records Learn calls made while one of its drains runs.
+type busyWatcher struct {
+	draining       atomic.Bool
+	learnsDuringIt atomic.Int32
+}
+
+func (w *busyWatcher) Learn(int) ([]string, error) {
+	if w.draining.Load() {
+		w.learnsDuringIt.Add(1)
+	}
+	return []string{"tcp4 127.0.0.1:1"}, nil
+}
+
+func (w *busyWatcher) Drain(context.Context, int) (DrainCounter, error) {
+	w.draining.Store(true)
+	return &scriptedDrain{release: make(chan struct{})}, nil
+}
+
+// TestWatchLeavesTheWatcherToTheDrain: a learn asked for during a drain
+// (a reload that ends during the stop) does not use the Watcher, whose
+// state the drain's follower is using on another goroutine.
+func TestWatchLeavesTheWatcherToTheDrain(t *testing.T) {
+	w := &busyWatcher{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmds := make(chan watchCmd, 1)
+	out := make(chan watchEvent, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watch(ctx, w, 1, time.Time{}, cmds, out)
+	}()
+	defer func() { cancel(); <-done }()
+	cmds <- watchCmd{drain: true}
+	if ev := <-out; !ev.counted {
+		t.Fatalf("first event %+v, want a count", ev)
+	}
+	reply := make(chan []string, 1)
+	cmds <- watchCmd{learn: reply}
+	<-reply
+	if n := w.learnsDuringIt.Load(); n != 0 {
+		t.Fatalf("%d Learn calls during the drain, want none", n)
 	}
 }

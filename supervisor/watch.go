@@ -91,6 +91,10 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 	retry := time.NewTimer(0)
 	retry.Stop()
 	defer retry.Stop()
+	// counting: a follower has the Watcher's drain, which shares the
+	// Watcher's state (a conns.Tracker is for one goroutine): the actor
+	// leaves the Watcher alone from then on.
+	counting := false
 	startDrain := func() {
 		d, err := w.Drain(ctx, main)
 		if err != nil {
@@ -104,6 +108,7 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 			return
 		}
 		following = make(chan struct{})
+		counting = true
 		go func() {
 			defer close(following)
 			defer d.Close()
@@ -125,6 +130,12 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 			case c.learn != nil:
 				if c.main != 0 {
 					main = c.main
+				}
+				if counting {
+					// A reload that ended during the drain: its new
+					// listeners are not the drain's business.
+					c.learn <- nil
+					break
 				}
 				known, _ := w.Learn(main)
 				c.learn <- known
