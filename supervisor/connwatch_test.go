@@ -2,9 +2,11 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -172,5 +174,102 @@ func TestWatchSleepsPastTheReadyBound(t *testing.T) {
 	<-reply
 	if n := len(w.calls); n != 1 {
 		t.Fatalf("learning on demand made %d Learn calls, want 1", n)
+	}
+}
+
+// failingWatcher fails to start the first drains, then starts them.
+type failingWatcher struct {
+	fails  int // Drain calls left to fail
+	drains int
+}
+
+func (w *failingWatcher) Learn(int) ([]string, error) { return []string{"tcp4 127.0.0.1:1"}, nil }
+
+func (w *failingWatcher) Drain(context.Context, int) (DrainCounter, error) {
+	w.drains++
+	if w.fails > 0 {
+		w.fails--
+		return nil, errors.New("cannot list sockets of pid 7: too many open files")
+	}
+	return &scriptedDrain{release: make(chan struct{})}, nil
+}
+
+// TestWatchRetriesTheDrainStart: a drain whose start fails (a passing
+// error) is reported as a failed count, and started again countRetry
+// later: the rest of the stop is counted, and stall detection comes back.
+func TestWatchRetriesTheDrainStart(t *testing.T) {
+	w := &failingWatcher{fails: 2}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmds := make(chan watchCmd, 1)
+	out := make(chan watchEvent, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watch(ctx, w, 1, time.Time{}, cmds, out)
+	}()
+	defer func() { cancel(); <-done }()
+	cmds <- watchCmd{drain: true}
+	guard := time.After(30 * time.Second) // a hang guard only
+	for fails := 0; ; {
+		select {
+		case ev := <-out:
+			switch {
+			case ev.err != nil:
+				fails++
+			case ev.counted && ev.count == 1:
+				if fails != 2 {
+					t.Fatalf("counted after %d failed starts, want 2", fails)
+				}
+				return
+			default:
+				t.Fatalf("unexpected event %+v", ev)
+			}
+		case <-guard:
+			t.Fatalf("no count after %d failed drain starts: the start is not retried", fails)
+		}
+	}
+}
+
+// busyWatcher records Learn calls made while one of its drains runs.
+type busyWatcher struct {
+	draining       atomic.Bool
+	learnsDuringIt atomic.Int32
+}
+
+func (w *busyWatcher) Learn(int) ([]string, error) {
+	if w.draining.Load() {
+		w.learnsDuringIt.Add(1)
+	}
+	return []string{"tcp4 127.0.0.1:1"}, nil
+}
+
+func (w *busyWatcher) Drain(context.Context, int) (DrainCounter, error) {
+	w.draining.Store(true)
+	return &scriptedDrain{release: make(chan struct{})}, nil
+}
+
+// TestWatchLeavesTheWatcherToTheDrain: a learn asked for during a drain
+// (a reload that ends during the stop) does not use the Watcher, whose
+// state the drain's follower is using on another goroutine.
+func TestWatchLeavesTheWatcherToTheDrain(t *testing.T) {
+	w := &busyWatcher{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmds := make(chan watchCmd, 1)
+	out := make(chan watchEvent, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watch(ctx, w, 1, time.Time{}, cmds, out)
+	}()
+	defer func() { cancel(); <-done }()
+	cmds <- watchCmd{drain: true}
+	if ev := <-out; !ev.counted {
+		t.Fatalf("first event %+v, want a count", ev)
+	}
+	reply := make(chan []string, 1)
+	cmds <- watchCmd{learn: reply}
+	<-reply
+	if n := w.learnsDuringIt.Load(); n != 0 {
+		t.Fatalf("%d Learn calls during the drain, want none", n)
 	}
 }

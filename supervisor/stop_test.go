@@ -275,13 +275,42 @@ func TestStopSummary(t *testing.T) {
 	if got != want {
 		t.Errorf("summary\n got %q\nwant %q", got, want)
 	}
-	// A server that cuts its own connections is reported as such.
+	// A server that exits holding connections the count saw stand still
+	// closed them itself (finished or cut them), as nginx's
+	// worker_shutdown_timeout does (e2e TestE2ERunWorkerShutdownTimeout).
 	s = newStopper(cfg())
 	s.begin(t0)
 	s.observe(t0.Add(time.Second), 12)
-	got = s.summary(t0.Add(1100*time.Millisecond), "nginx exited with status 0")
-	if !strings.Contains(got, "12 still open at the last count 100ms before the end: the server closed them itself") {
-		t.Errorf("summary does not report the cut connections: %q", got)
+	got = s.summary(t0.Add(4*time.Second), "nginx exited with status 0")
+	if !strings.Contains(got, "12 still open at the last count 3s before the end, unchanged for 3s: the server closed them itself") {
+		t.Errorf("summary does not report the connections the server closed: %q", got)
+	}
+}
+
+// TestStopSummaryCountTrails: the count was still falling when the
+// server exited (the last close announced a few ms after the exit): the
+// summary says how many were open at the last count, and does not claim
+// the server closed or cut them.
+func TestStopSummaryCountTrails(t *testing.T) {
+	s := newStopper(cfg())
+	s.begin(t0)
+	s.observe(t0.Add(100*time.Millisecond), 20)
+	s.observe(t0.Add(2*time.Second), 15)
+	s.observe(t0.Add(3*time.Second), 9)
+	got := s.summary(t0.Add(3005*time.Millisecond), "nginx exited with status 0")
+	want := "stop took 3.005s (no escalation); 11 connections closed while draining, 9 open at the last count 5ms before the end, the count still changing (it trails the closes by a few ms): finished, or cut by the server as it exited; nginx exited with status 0"
+	if got != want {
+		t.Errorf("summary\n got %q\nwant %q", got, want)
+	}
+	// Killed with a count that stood still: the SIGKILL cut them.
+	s = newStopper(cfg())
+	s.begin(t0)
+	s.observe(t0.Add(100*time.Millisecond), 4)
+	s.escalate(t0.Add(time.Second), "received TERM")
+	s.escalate(t0.Add(2*time.Second), "received TERM")
+	got = s.summary(t0.Add(2100*time.Millisecond), "nginx killed by SIGKILL")
+	if !strings.Contains(got, "4 still open at the last count 2s before the end, unchanged for 2s: cut by the SIGKILL") {
+		t.Errorf("summary after SIGKILL: %q", got)
 	}
 }
 

@@ -83,15 +83,59 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 		timer.Stop()
 	}
 	defer timer.Stop()
+	// A drain whose start failed (descriptors short, a /proc read cut
+	// short) is started again countRetry later, here rather than in a
+	// goroutine: the Watcher is this actor's alone. Giving up after one
+	// failure would leave the rest of the stop uncounted, and the stall
+	// timer off with it.
+	retry := time.NewTimer(0)
+	retry.Stop()
+	defer retry.Stop()
+	// counting: a follower has the Watcher's drain, which shares the
+	// Watcher's state (a conns.Tracker is for one goroutine): the actor
+	// leaves the Watcher alone from then on.
+	counting := false
+	startDrain := func() {
+		d, err := w.Drain(ctx, main)
+		if err != nil {
+			if errors.Is(err, errNothingToCount) {
+				following = make(chan struct{})
+				close(following)
+				return
+			}
+			send(watchEvent{err: err, at: time.Now()})
+			retry.Reset(countRetry)
+			return
+		}
+		following = make(chan struct{})
+		counting = true
+		go func() {
+			defer close(following)
+			defer d.Close()
+			follow(ctx, d, send)
+		}()
+	}
+	draining := false // asked to drain
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-retry.C:
+			if following == nil {
+				startDrain()
+			}
+			continue
 		case c := <-cmds:
 			switch {
 			case c.learn != nil:
 				if c.main != 0 {
 					main = c.main
+				}
+				if counting {
+					// A reload that ended during the drain: its new
+					// listeners are not the drain's business.
+					c.learn <- nil
+					break
 				}
 				known, _ := w.Learn(main)
 				c.learn <- known
@@ -99,28 +143,15 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 				// A new master (daemonized, upgraded) may listen on
 				// sockets the old one did not.
 				main = c.main
-				if following == nil && !waitReady {
+				if !draining && !waitReady {
 					_, _ = w.Learn(main)
 				}
 			}
-			if c.drain && following == nil {
+			if c.drain && !draining {
+				draining = true
 				waitReady = false
 				timer.Stop()
-				d, err := w.Drain(ctx, main)
-				if err != nil {
-					if !errors.Is(err, errNothingToCount) {
-						send(watchEvent{err: err, at: time.Now()})
-					}
-					following = make(chan struct{})
-					close(following)
-					continue
-				}
-				following = make(chan struct{})
-				go func() {
-					defer close(following)
-					defer d.Close()
-					follow(ctx, d, send)
-				}()
+				startDrain()
 			}
 			continue
 		case <-timer.C:

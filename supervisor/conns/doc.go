@@ -25,7 +25,8 @@
 // cookie. A re-dump every few seconds catches what no message announces
 // (a socket the server closed first, orphaned in FIN_WAIT2 towards a
 // silent client), and one follows any overrun. Where the subscription is
-// refused (no CAP_NET_ADMIN, an old kernel, a sandbox) Drain polls,
+// refused (no CAP_NET_ADMIN, an old kernel, a sandbox), or the first dump
+// had to go through /proc/net (which has no cookies), Drain polls,
 // backing off from 20 ms to 250 ms, and says so. Unix connections have no
 // destroy message: they are polled on the same schedule, cheaply.
 //
@@ -49,7 +50,9 @@
 // sends only the server's inbound sockets. It reads them on a raw socket
 // into one reused buffer. When netlink is refused (EPERM, no inet_diag
 // support, ...) the Tracker falls back to parsing /proc/net/tcp and
-// /proc/net/tcp6 and Tracker.Source says why.
+// /proc/net/tcp6 for good and Tracker.Source says why. Any other failure
+// (ENOBUFS, ENOMEM, EMFILE) is retried once; if the retry fails too, that
+// one count goes through /proc/net and the next tries netlink again.
 //
 // Measured on this project's reference machine (master + 8 workers holding
 // 50,000 loopback connections, one count): gopsutil v3 net.ConnectionsPid

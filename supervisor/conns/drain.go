@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -111,7 +112,13 @@ type Drain struct {
 	// batch window would wake the runtime (measured: 0.3 s of CPU in
 	// epoll_wait over a 50k-connection drain). The drain blocks in
 	// poll(2) on it and on wakeFd, an eventfd that ctx's end writes.
-	events    int
+	events int
+	// wakeFd is written by the context.AfterFunc callback of wait, which
+	// runs on a goroutine of its own and may still be running when wait
+	// has returned and Close is called: wakeMu guards wakeFd, so that
+	// the callback writes only to the eventfd while the Drain holds it,
+	// never to a closed one or to whatever reused its number.
+	wakeMu    sync.Mutex
 	wakeFd    int
 	eventsErr error // why not, when polling
 	recv      *mmsgReader
@@ -133,6 +140,8 @@ type drainHooks struct {
 	rcvBuf    int                 // the subscription's receive buffer; 0: eventRcvBuf
 	subscribe func() (int, error) // the subscription socket; nil: openDestroySocket
 	reconcile time.Duration       // the least time between re-dumps; 0: reconcileMin
+	wake      func()              // called first by the wake-up callback of wait
+	woke      func()              // called last by it
 }
 
 // Drain starts following the connections of pids. It subscribes to the
@@ -204,8 +213,11 @@ func (d *Drain) Close() error {
 		return nil
 	}
 	err := unix.Close(d.events)
+	d.wakeMu.Lock()
 	unix.Close(d.wakeFd)
-	d.events, d.wakeFd = -1, -1
+	d.wakeFd = -1
+	d.wakeMu.Unlock()
+	d.events = -1
 	d.recv = nil
 	return err
 }
@@ -343,10 +355,21 @@ func (d *Drain) wait(ctx context.Context, deadline time.Time) error {
 	if got, err := d.readAll(); got || err != nil {
 		return err
 	}
+	hooks := d.t.hooks
 	stop := context.AfterFunc(ctx, func() {
+		if hooks.woke != nil {
+			defer hooks.woke()
+		}
+		if hooks.wake != nil {
+			hooks.wake()
+		}
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1) // eventfd(2) takes a u64
-		unix.Write(d.wakeFd, one[:])
+		d.wakeMu.Lock()
+		defer d.wakeMu.Unlock()
+		if d.wakeFd >= 0 {
+			unix.Write(d.wakeFd, one[:])
+		}
 	})
 	defer stop()
 	fds := []unix.PollFd{{Fd: int32(d.events), Events: unix.POLLIN}, {Fd: int32(d.wakeFd), Events: unix.POLLIN}}
@@ -453,6 +476,7 @@ func (d *Drain) dump(ctx context.Context, first bool) error {
 		next[ino] = member{state: st, cookie: cookie}
 		c.add(st, true)
 	}
+	d.t.tcpPass.begin()
 	for i := 0; i < len(d.fams); i++ {
 		fam := d.fams[i]
 		prog := d.progs[fam]
@@ -479,12 +503,19 @@ func (d *Drain) dump(ctx context.Context, first bool) error {
 			})
 		if errors.Is(err, errFellBack) {
 			clear(next)
-			c, i = Counts{}, -1 // again from the start, through /proc/net
+			c, i = Counts{}, -1 // again from the start (see Tracker.each)
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("cannot count connections: %w", err)
 		}
+	}
+	if proc, why := d.t.viaProc(); first && proc && d.events >= 0 {
+		// The set came from /proc/net, which has no socket cookies:
+		// no destroy message can name a member, and the closes would
+		// be seen only at the next re-dump, many seconds away. Poll.
+		d.eventsErr = fmt.Errorf("the first count went through /proc/net (%w), which has no socket cookies to follow destroy messages by", why)
+		d.Close()
 	}
 	d.set, d.counts = next, c
 	clear(d.byCook)

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -225,28 +227,124 @@ func TestDrainPollsWhenRefused(t *testing.T) {
 	}
 }
 
-// TestDrainNetlinkFailsMidDrain: a netlink dump that fails during a drain
-// is not taken for a count: the Tracker falls back to /proc/net, says why,
-// and the count goes on.
+// TestDrainNetlinkFailsMidDrain: netlink dumps that fail during a drain
+// (ENOBUFS, not a refusal) are not taken for counts: each count tries
+// netlink twice, then goes through /proc/net, and the count goes on. The
+// Tracker does not leave netlink for good: once it works again, the
+// counts go through it.
 func TestDrainNetlinkFailsMidDrain(t *testing.T) {
 	srv := startServer(t, 0, "127.0.0.1:0")
-	cs := dial(t, srv.addrs[0], 2)
-	for srv.held() != 2 {
+	cs := dial(t, srv.addrs[0], 3)
+	for srv.held() != 3 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	tr := NewTracker(Options{})
 	tr.hooks.subscribe = func() (int, error) { return -1, unix.EPERM } // poll: every count dumps
 	d := startDrain(t, tr, srv.pids, srv.pids)
-	if got := next(t, d).Total(); got != 2 {
-		t.Fatalf("first count %d, want 2", got)
+	if got := next(t, d).Total(); got != 3 {
+		t.Fatalf("first count %d, want 3", got)
 	}
-	tr.diag.open = func() (int, error) { return -1, unix.ENOBUFS }
+	failOpens(tr, 1<<30, unix.ENOBUFS)
 	cs[0].Close()
-	for next(t, d).Total() != 1 {
+	fallTo(t, d, 2)
+	if tr.proc.scans == 0 {
+		t.Errorf("no /proc/net scan: the count after netlink failed did not go through it")
 	}
-	if name, why := tr.Source(); name != SourceProc || !errors.Is(why, unix.ENOBUFS) {
-		t.Errorf("Source() = %q, %v; want proc because of ENOBUFS", name, why)
+	if name, why := tr.Source(); name != SourceNetlink || why != nil {
+		t.Errorf("Source() = %q, %v; want netlink still: ENOBUFS passes", name, why)
 	}
+	tr.diag.open = nil // netlink works again
+	scans := tr.proc.scans
+	cs[1].Close()
+	fallTo(t, d, 1)
+	if tr.proc.scans != scans {
+		t.Errorf("%d /proc/net scans once netlink worked again, want none", tr.proc.scans-scans)
+	}
+}
+
+// TestPassingNetlinkFailure: a netlink failure that is no refusal is
+// retried on a fresh socket and the count goes through netlink; a second
+// failure in a row sends that count (only) through /proc/net; a refusal
+// leaves netlink for good. TCP and unix counts alike.
+func TestPassingNetlinkFailure(t *testing.T) {
+	srv := startServer(t, 0, "127.0.0.1:0")
+	dial(t, srv.addrs[0], 2)
+	for srv.held() != 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	usrv := startUnixServer(t, filepath.Join(t.TempDir(), "fpm.sock"))
+	c, err := net.Dial("unix", usrv.addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for usrv.held() != 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	pids := append(slices.Clone(srv.pids), usrv.pids...)
+	want := Counts{Established: 3}
+	for _, errno := range []unix.Errno{unix.ENOBUFS, unix.EMFILE, unix.ENOMEM} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			tr := NewTracker(Options{})
+			if _, err := tr.Observe(pids); err != nil {
+				t.Fatal(err)
+			}
+			count := func() Counts {
+				t.Helper()
+				c, err := tr.Count(context.Background(), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			// One failure: retried over netlink.
+			failOpens(tr, 1, errno)
+			if got := count(); got != want {
+				t.Fatalf("count %+v, want %+v", got, want)
+			}
+			if tr.proc.scans != 0 {
+				t.Errorf("%d /proc/net scans after one %v, want a netlink retry", tr.proc.scans, errno)
+			}
+			// Every try fails: this count through /proc/net.
+			failOpens(tr, 1<<30, errno)
+			if got := count(); got != want {
+				t.Fatalf("count through /proc/net %+v, want %+v", got, want)
+			}
+			if tr.proc.scans != 2 { // /proc/net/tcp and /proc/net/unix
+				t.Errorf("%d /proc/net scans when netlink keeps failing, want 2", tr.proc.scans)
+			}
+			if name, why := tr.Source(); name != SourceNetlink || why != nil {
+				t.Errorf("Source() = %q, %v; want netlink still", name, why)
+			}
+			// Netlink works again: the next count uses it.
+			opens := failOpens(tr, 0, errno)
+			if got := count(); got != want {
+				t.Fatalf("count %+v, want %+v", got, want)
+			}
+			if tr.proc.scans != 2 || *opens != 2 {
+				t.Errorf("%d /proc/net scans, %d netlink dumps once netlink works again, want 2 and 2", tr.proc.scans, *opens)
+			}
+		})
+	}
+	t.Run("refused", func(t *testing.T) {
+		tr := NewTracker(Options{})
+		if _, err := tr.Observe(pids); err != nil {
+			t.Fatal(err)
+		}
+		opens := failOpens(tr, 1, unix.EPERM)
+		if got, err := tr.Count(context.Background(), nil); err != nil || got != want {
+			t.Fatalf("count %+v, %v, want %+v", got, err, want)
+		}
+		if name, why := tr.Source(); name != SourceProc || !errors.Is(why, unix.EPERM) {
+			t.Errorf("Source() = %q, %v; want proc for good because of EPERM", name, why)
+		}
+		if _, err := tr.Count(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if *opens != 1 {
+			t.Errorf("%d netlink opens, want only the refused one", *opens)
+		}
+	})
 }
 
 // TestDrainAll: ModeAll counts every connection the given processes hold,
@@ -403,5 +501,143 @@ func TestManyListeners(t *testing.T) {
 			t.Errorf("%s: drain counts %d, want 3", src, got)
 		}
 		d.Close()
+	}
+}
+
+// failOpens makes the next n netlink dump sockets fail with err, then
+// opens real ones again. It returns how many opens were made.
+func failOpens(tr *Tracker, n int, err error) *int {
+	opens := new(int)
+	tr.diag.open = func() (int, error) {
+		*opens++
+		if *opens <= n {
+			return -1, err
+		}
+		return openSockDiag()
+	}
+	return opens
+}
+
+// TestDrainFirstDumpThroughProc: when the subscription works but the
+// first dump goes through /proc/net (netlink failed), the set has no
+// socket cookies, so no destroy message can name a member: the drain
+// must poll (and say why) rather than wait for the next re-dump.
+func TestDrainFirstDumpThroughProc(t *testing.T) {
+	needEvents(t)
+	srv := startServer(t, 0, "127.0.0.1:0")
+	cs := dial(t, srv.addrs[0], 2)
+	for srv.held() != 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tr := NewTracker(Options{})
+	tr.hooks.reconcile = time.Hour // a re-dump would hide the bug
+	if _, err := tr.Observe(srv.pids); err != nil {
+		t.Fatal(err)
+	}
+	failOpens(tr, 2, unix.ENOBUFS) // the first try and its retry
+	d, err := tr.Drain(context.Background(), srv.pids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if ok, why := d.Events(); ok || why == nil {
+		t.Fatalf("Events() = %v, %v; want polling, with the reason", ok, why)
+	}
+	if got := next(t, d).Total(); got != 2 {
+		t.Fatalf("first count %d, want 2", got)
+	}
+	cs[0].Close()
+	fallTo(t, d, 1)
+}
+
+// TestDrainLateWakeUp: the callback that wakes a waiting drain when its
+// context ends runs on a goroutine of its own and may run late, after
+// Next returned for another reason and the drain was closed. It must then
+// write nowhere: not to the closed eventfd, not to a descriptor that
+// reused its number, and without a data race on it (go test -race).
+func TestDrainLateWakeUp(t *testing.T) {
+	needEvents(t)
+	srv := startServer(t, 0, "127.0.0.1:0")
+	cs := dial(t, srv.addrs[0], 2)
+	for srv.held() != 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tr := NewTracker(Options{})
+	d := startDrain(t, tr, srv.pids, srv.pids)
+	next(t, d)
+
+	// The callback is held until the test lets it go. The pipe is read
+	// and written with raw system calls, which the race detector does not
+	// take for synchronisation: only the Drain's own can order the
+	// callback's use of the eventfd after Close.
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	started, finished := make(chan struct{}), make(chan struct{})
+	tr.hooks.wake = func() {
+		close(started)
+		var b [1]byte
+		unix.RawSyscall(unix.SYS_READ, uintptr(p[0]), uintptr(unsafe.Pointer(&b[0])), 1)
+	}
+	tr.hooks.woke = func() { close(finished) }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the callback runs as soon as Next waits
+	type result struct {
+		c   Counts
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		c, err := d.Next(ctx)
+		got <- result{c, err}
+	}()
+	select {
+	case <-started:
+	case <-time.After(countTimeout):
+		t.Fatal("the wake-up callback did not run")
+	}
+	// A close wakes Next before the held callback can.
+	cs[0].Close()
+	var r result
+	select {
+	case r = <-got:
+	case <-time.After(countTimeout):
+		t.Fatal("Next did not return on a destroy message")
+	}
+	if r.err != nil || r.c.Total() != 1 {
+		t.Fatalf("Next = %+v, %v; want 1 left", r.c, r.err)
+	}
+	wakeFd := d.wakeFd
+	d.Close()
+	// An eventfd that takes the closed eventfd's number, as the next
+	// descriptor the process opens may: open them until one does.
+	reused := -1
+	for i := 0; i < 1024 && reused < 0; i++ {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		if fd == wakeFd {
+			reused = fd
+		}
+	}
+	if reused < 0 {
+		t.Fatalf("descriptor %d not reused", wakeFd)
+	}
+	one := []byte{1}
+	unix.RawSyscall(unix.SYS_WRITE, uintptr(p[1]), uintptr(unsafe.Pointer(&one[0])), 1)
+	select {
+	case <-finished:
+	case <-time.After(countTimeout):
+		t.Fatal("the wake-up callback did not finish")
+	}
+	var b [8]byte
+	if n, err := unix.Read(reused, b[:]); err != unix.EAGAIN {
+		t.Errorf("read of descriptor %d, opened after Close: %d, %v; want EAGAIN: the late callback wrote to it", reused, n, err)
 	}
 }

@@ -62,12 +62,19 @@ const (
 )
 
 // refusedErrnos are the answers that mean sock_diag is not available to
-// us (no permission, no netlink, no inet_diag handler), as opposed to a
-// failure worth reporting. Any of them makes an automatic Tracker fall
-// back to /proc/net.
+// us and will not be on the next try, as opposed to a passing failure
+// (ENOBUFS, ENOMEM, EMFILE: retried). Any of them makes an automatic
+// Tracker fall back to /proc/net for good. Where the kernel gives them:
+// socket(2) of an unknown netlink protocol, EPROTONOSUPPORT, and no
+// netlink at all, EAFNOSUPPORT (netlink_create, __sock_create); a family
+// or protocol with no diag handler, ENOENT (__sock_diag_cmd in
+// net/core/sock_diag.c, inet_diag_lock_handler in net/ipv4/inet_diag.c);
+// a filter the kernel will not run, EINVAL (inet_diag_bc_audit), the
+// same on every try; a sandbox's seccomp filter, EPERM, EACCES or ENOSYS
+// (Docker's default profile answers EPERM); an LSM, EACCES.
 var refusedErrnos = []unix.Errno{
 	unix.EPERM, unix.EACCES, unix.EPROTONOSUPPORT, unix.EAFNOSUPPORT,
-	unix.ESOCKTNOSUPPORT, unix.EOPNOTSUPP, unix.ENOENT,
+	unix.ESOCKTNOSUPPORT, unix.EOPNOTSUPP, unix.ENOENT, unix.EINVAL, unix.ENOSYS,
 }
 
 func refused(err error) bool {

@@ -40,6 +40,9 @@ type Tracker struct {
 	// where inet_diag is not).
 	unixFallback error
 	badOpts      error // invalid Options, returned by every call
+	// tcp and unix are the backend choices of the count under way when
+	// netlink fails without refusing (see each).
+	tcpPass, unixPass pass
 
 	endpoints []Endpoint
 	// listenOwned places each listener inode of the last descriptor
@@ -189,6 +192,7 @@ func (t *Tracker) listeners() ([]listener, error) {
 	}
 	ctx := context.Background()
 	fams := []uint8{afInet, afInet6}
+	t.tcpPass.begin()
 	for i := 0; i < len(fams); i++ {
 		fam := fams[i]
 		network := "tcp4"
@@ -206,7 +210,7 @@ func (t *Tracker) listeners() ([]listener, error) {
 				}
 			})
 		if errors.Is(err, errFellBack) {
-			ls, i = nil, -1 // again from the start, through /proc/net
+			ls, i = nil, -1 // again from the start (see each)
 			continue
 		}
 		if err != nil {
@@ -219,8 +223,9 @@ func (t *Tracker) listeners() ([]listener, error) {
 			ls = append(ls, listener{Endpoint{Network: "unix", Path: string(e.name)}, e.inode})
 		}
 	}
+	t.unixPass.begin()
 	err := t.eachUnix(ctx, true, unixListeners)
-	if errors.Is(err, errFellBack) {
+	for errors.Is(err, errFellBack) {
 		ls = ls[:n]
 		err = t.eachUnix(ctx, true, unixListeners)
 	}
@@ -313,6 +318,7 @@ func (t *Tracker) Count(ctx context.Context, pids []int) (Counts, error) {
 		return t.countAll(ctx, pids)
 	}
 	fams := []uint8{afInet, afInet6}
+	t.tcpPass.begin()
 	for i := 0; i < len(fams); i++ {
 		fam := fams[i]
 		n := 0
@@ -351,7 +357,7 @@ func (t *Tracker) Count(ctx context.Context, pids []int) (Counts, error) {
 				}
 			})
 		if errors.Is(err, errFellBack) {
-			c, i = Counts{}, -1 // again from the start, through /proc/net
+			c, i = Counts{}, -1 // again from the start (see each)
 			continue
 		}
 		if err != nil {
@@ -398,8 +404,9 @@ func (t *Tracker) countUnix(ctx context.Context, into map[uint64]struct{}) (int,
 			}
 		}
 	}
+	t.unixPass.begin()
 	err := t.eachUnix(ctx, false, each)
-	if errors.Is(err, errFellBack) {
+	for errors.Is(err, errFellBack) {
 		n = 0
 		clear(into)
 		err = t.eachUnix(ctx, false, each)
@@ -419,6 +426,7 @@ func (t *Tracker) countAll(ctx context.Context, pids []int) (Counts, error) {
 		return c, nil
 	}
 	fams := []uint8{afInet, afInet6}
+	t.tcpPass.begin()
 	for i := 0; i < len(fams); i++ {
 		fam := fams[i]
 		err := t.each(ctx, fam, allStates, nil,
@@ -436,7 +444,7 @@ func (t *Tracker) countAll(ctx context.Context, pids []int) (Counts, error) {
 				}
 			})
 		if errors.Is(err, errFellBack) {
-			c, i = Counts{}, -1 // again from the start, through /proc/net
+			c, i = Counts{}, -1 // again from the start (see each)
 			continue
 		}
 		if err != nil {
@@ -460,24 +468,70 @@ func (t *Tracker) ownedSockets(pids []int) error {
 // each runs one pass over the TCP sockets of a family with the backend in
 // use: a sock_diag dump (states and bytecode applied in the kernel; nl
 // sees each inet_diag_msg) or a scan of /proc/net/tcp{,6} (pr sees every
-// line and filters itself). An automatic Tracker whose netlink request
-// fails, refused or broken mid-dump, switches to /proc/net for good and
-// records why: a failed count during a drain would otherwise look like a
-// drain that stalled. A dump cut short has visited some sockets already,
-// so the /proc/net pass starts from the caller's reset.
+// line and filters itself).
+//
+// When the netlink request of an automatic Tracker fails, each returns
+// errFellBack: a dump cut short has visited some sockets already, so the
+// caller throws away what the pass saw and runs it again from its first
+// family, and each decides how. A refusal (see refused) switches to
+// /proc/net for good and records why. Any other failure (ENOBUFS, ENOMEM,
+// EMFILE: passing) is tried once more over netlink, on a fresh socket as
+// every dump is; if that fails too, the rest of this count goes through
+// /proc/net, and the next one tries netlink again: a failed count during
+// a drain would otherwise look like a drain that stalled, and one passing
+// failure must not cost every later count /proc/net's price (six times
+// netlink's) and later drains their destroy messages. The caller starts
+// each count with t.tcpPass.begin().
 func (t *Tracker) each(ctx context.Context, fam uint8, states uint32, bytecode []byte, nl func([]byte), pr func(*procEntry)) error {
-	if t.source == SourceNetlink {
+	if t.source == SourceNetlink && !t.tcpPass.proc {
 		err := t.diag.dump(ctx, fam, states, bytecode, nl)
 		if err == nil || t.forced || ctx.Err() != nil {
 			return err
 		}
-		t.source, t.fallback = SourceProc, err
+		if refused(err) {
+			t.source, t.fallback = SourceProc, err
+		} else {
+			t.tcpPass.failed(err)
+		}
 		return errFellBack
 	}
 	return t.proc.scan(ctx, fam, pr)
 }
 
-// errFellBack tells a caller of each that the netlink pass failed and the
-// Tracker switched to /proc/net: what the pass visited must be thrown
-// away and the pass run again.
-var errFellBack = errors.New("fell back to /proc/net")
+// errFellBack tells a caller of each or eachUnix that the netlink pass
+// failed: what the pass visited must be thrown away and the pass run
+// again from the start, over netlink once more or through /proc/net.
+var errFellBack = errors.New("netlink pass failed, run it again")
+
+// pass is the backend choice of one count, for TCP or for unix sockets,
+// when netlink fails without refusing.
+type pass struct {
+	retried bool  // netlink failed once in this count and is being tried again
+	proc    bool  // it failed again: the rest of the count reads /proc/net
+	err     error // the last failure, kept for Drain to report
+}
+
+// begin starts a count: netlink again, whatever the last count met.
+func (p *pass) begin() { p.retried, p.proc = false, false }
+
+// failed records a passing netlink failure: the first one of a count is
+// retried, the second sends the count to /proc/net.
+func (p *pass) failed(err error) {
+	p.err = err
+	if p.retried {
+		p.proc = true
+	}
+	p.retried = true
+}
+
+// viaProc reports whether the count just made went (partly) through
+// /proc/net, and why.
+func (t *Tracker) viaProc() (bool, error) {
+	if t.source != SourceNetlink {
+		return true, t.fallback
+	}
+	if t.tcpPass.proc {
+		return true, t.tcpPass.err
+	}
+	return false, nil
+}

@@ -133,6 +133,7 @@ func unixName(b []byte) []byte {
 // (unix_seq_show in net/unix/af_unix.c).
 func (p *procNet) scanUnix(ctx context.Context, visit func(e *unixEntry)) error {
 	const path = "/proc/net/unix"
+	p.scans++
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("cannot open %s: %w", path, err)
@@ -220,17 +221,23 @@ func parseDec(b []byte) (uint64, bool) {
 }
 
 // eachUnix lists unix stream sockets with the Tracker's backend: netlink
-// until it fails once, /proc/net/unix from then on (the unix_diag module
-// may be missing where inet_diag is not, so this is decided apart from
-// the TCP backend). listening chooses listeners or the rest; /proc/net/unix
-// lists both and is filtered here.
+// until it is refused once, /proc/net/unix from then on (the unix_diag
+// module may be missing where inet_diag is not, so this is decided apart
+// from the TCP backend). A failure that is no refusal is handled as each
+// handles it, for the unix count under way (t.unixPass): tried once more,
+// then /proc/net/unix for this count. listening chooses listeners or the
+// rest; /proc/net/unix lists both and is filtered here.
 func (t *Tracker) eachUnix(ctx context.Context, listening bool, visit func(e *unixEntry)) error {
-	if t.source == SourceNetlink && t.unixFallback == nil {
+	if t.source == SourceNetlink && t.unixFallback == nil && !t.unixPass.proc {
 		err := t.diag.dumpUnix(ctx, listening, visit)
 		if err == nil || t.forced || ctx.Err() != nil {
 			return err
 		}
-		t.unixFallback = err
+		if refused(err) {
+			t.unixFallback = err
+		} else {
+			t.unixPass.failed(err)
+		}
 		return errFellBack
 	}
 	return t.proc.scanUnix(ctx, func(e *unixEntry) {
