@@ -20,6 +20,7 @@ import (
 	"github.com/graceshim/graceshim/signals"
 	"github.com/graceshim/graceshim/supervisor"
 	"github.com/graceshim/graceshim/supervisor/conns"
+	"github.com/graceshim/graceshim/supervisor/early"
 )
 
 // Exit codes of graceshim's own errors. When graceshim runs a command, it
@@ -103,8 +104,12 @@ func main() {
 	if runsCommand(app, os.Args) {
 		// Before anything else: a TERM sent the moment graceshim runs
 		// (a container runtime, graceshim as PID 1) is a stop, not the
-		// Go runtime's exit 2.
+		// Go runtime's exit 2. Package early did it already, before the
+		// other packages' initialisation, when the command line has "--".
 		supervisor.CatchEarly()
+	} else {
+		// A subcommand: what early caught has its usual effect.
+		early.Release()
 	}
 	err := app.Run(os.Args)
 	code := exitCode(err)

@@ -9,6 +9,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -250,9 +251,41 @@ while (1) { sleep 1 }
 	if err := os.WriteFile(child, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := startShim(t, nil, "--ready=exec", "--", child)
+	// A reload ends with READY=1 (sd_notify(3)): graceshim coalesces a
+	// HUP that comes while one is under way, so each waits for the last.
+	sock := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	readies := make(chan struct{}, 2048)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(buf[:n]), "\n") {
+				if line == "READY=1" {
+					readies <- struct{}{}
+				}
+			}
+		}
+	}()
+	var s *shim
+	waitReady := func(what string) {
+		select {
+		case <-readies:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no READY=1 after %s within 20s:\n%s", what, s.out)
+		}
+	}
+	s = startShim(t, []string{"env", "NOTIFY_SOCKET=" + sock}, "--ready=exec", "--", child)
 	pid := s.cmd.Process.Pid
 	waitFileHolds(t, count+".ready", "")
+	waitReady("the start")
 	reload := func(i int) {
 		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 			t.Fatal(err)
@@ -264,6 +297,7 @@ while (1) { sleep 1 }
 			b, _ := os.ReadFile(count)
 			t.Fatalf("reload %d not seen by the child (count %q):\n%s", i, b, s.out)
 		}
+		waitReady(fmt.Sprintf("reload %d", i))
 	}
 	const warm, total = 100, 1000
 	for i := 1; i <= warm; i++ {

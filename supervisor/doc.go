@@ -61,7 +61,7 @@
 //
 // # Signals
 //
-// graceshim catches the signals in forwarded (signals_unix.go) and passes
+// graceshim catches the signals in early.Forwarded (package early) and passes
 // them on to the master, translated; never SIGURG, SIGPROF or SIGCHLD,
 // which belong to the Go runtime and the reaper. Fault signals (ABRT, SEGV,
 // ...) sent with kill are passed on too; a real fault of graceshim's own

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/graceshim/graceshim/signals"
+	"github.com/graceshim/graceshim/supervisor/early"
 )
 
 // TestRunPassesStraySignals: fault signals sent with kill, ALRM and PWR
@@ -92,10 +93,7 @@ func TestRunStopBeforeStart(t *testing.T) {
 	// Delivery to the channel is asynchronous: wait for it.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		early.mu.Lock()
-		n := len(early.ch)
-		early.mu.Unlock()
-		if n > 0 {
+		if early.Queued() > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
