@@ -230,13 +230,26 @@ func TestE2EFaultThousandReloads(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	count := filepath.Join(dir, "count")
-	child := writeScript(t, dir, "reloadable.sh", fmt.Sprintf(`
-n=0
-trap 'n=$((n+1)); echo $n >%[1]s.tmp; mv %[1]s.tmp %[1]s' HUP
-trap 'exit 0' TERM
-: >%[1]s.ready
-while :; do sleep 0.005; done
-`, count))
+	// perl, not sh: dash can lose a HUP that arrives while its trap for
+	// the previous one still runs; perl's deferred signals count every
+	// delivery.
+	perl := needCmd(t, "perl")
+	child := filepath.Join(dir, "reloadable.pl")
+	script := fmt.Sprintf(`#!%[2]s
+use strict;
+my $n = 0;
+$SIG{HUP} = sub {
+	$n++;
+	open(my $f, ">", "%[1]s.tmp") or die; print $f "$n\n"; close($f);
+	rename("%[1]s.tmp", "%[1]s") or die;
+};
+$SIG{TERM} = sub { exit 0 };
+open(my $r, ">", "%[1]s.ready") or die; close($r);
+while (1) { sleep 1 }
+`, count, perl)
+	if err := os.WriteFile(child, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	s := startShim(t, nil, "--ready=exec", "--", child)
 	pid := s.cmd.Process.Pid
 	waitFileHolds(t, count+".ready", "")
@@ -276,5 +289,59 @@ while :; do sleep 0.005; done
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	if code := s.wait(t); code != 0 {
 		t.Errorf("graceshim exited %d, want 0", code)
+	}
+}
+
+// TestE2EUnitSettingsWarning: graceshim finds the unit it runs in and warns,
+// in its log and in STATUS (systemctl status), when the unit's settings
+// defeat it: KillMode=control-group (systemd's TERM reaches the server
+// directly, every download cut: FACTS.md section 2) or Type=simple (no
+// READY=1, no stop extensions). A unit as the README asks for gets no
+// warning.
+func TestE2EUnitSettingsWarning(t *testing.T) {
+	bin := needGraceshim(t)
+	u := userManager(t)
+	for _, tt := range []struct {
+		name, settings string
+		want           []string // in the log; nil: no warning at all
+		status         string   // in StatusText, "" when not checked
+	}{
+		{"default-killmode", "Type=notify\n", []string{"KillMode=control-group", "set KillMode=mixed"}, "WARNING: KillMode=control-group"},
+		{"process-killmode", "Type=notify\nKillMode=process\n", []string{"KillMode=process"}, "WARNING: KillMode=process"},
+		{"simple", "Type=simple\nKillMode=mixed\n", []string{"Type=simple", "set Type=notify"}, ""},
+		{"right", "Type=notify\nNotifyAccess=main\nKillMode=mixed\n", nil, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			name := unitName("settings-" + tt.name)
+			u.InstallUnit(t, name, fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test: the unit's settings checked at start
+
+[Service]
+%sTimeoutStopSec=10
+ExecStart=%s --ready=exec -- sleep 1000
+`, tt.settings, bin))
+			u.Start(t, name)
+			if !waitFor(20*time.Second, 50*time.Millisecond, func() bool {
+				return strings.Contains(u.UnitLog(t, name), "started sleep")
+			}) {
+				t.Fatalf("graceshim did not start:\n%s", u.UnitLog(t, name))
+			}
+			if tt.status != "" {
+				// READY=1 carries the warning in its STATUS.
+				if st := u.Show(t, name, "StatusText"); !strings.Contains(st, tt.status) {
+					t.Errorf("StatusText %q, want %q in it", st, tt.status)
+				}
+			}
+			u.Stop(t, name)
+			log := u.UnitLog(t, name)
+			if tt.want == nil && strings.Contains(log, "KillMode=") || tt.want == nil && strings.Contains(log, "Type=") {
+				t.Errorf("a warning for a right unit:\n%s", log)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(log, w) {
+					t.Errorf("the log does not say %q:\n%s", w, log)
+				}
+			}
+		})
 	}
 }

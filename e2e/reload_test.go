@@ -250,3 +250,39 @@ func TestE2EReloadNoGraceshim(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EReloadPIDNamespace: graceshim as PID 1 of a pid namespace (a
+// container's entrypoint) is reached by graceshim reload from outside it,
+// with the pid seen from outside: the control socket is found from that
+// pid's sockets, not from a name holding graceshim's own idea of its pid
+// (1). A good config applies; a broken one is refused with exit 6.
+func TestE2EReloadPIDNamespace(t *testing.T) {
+	t.Parallel()
+	needPresetData(t, "nginx", func(p signals.Preset) bool { return p.ConfigTest != nil }, "a config test")
+	site := newVersionSite(t)
+	p := startPID1(t, "--preset", "nginx", "--", "/usr/sbin/nginx", "-c", site.Conf)
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		code, err := site.Get("/small")
+		return err == nil && code == 200
+	}) {
+		t.Fatalf("nginx under graceshim as PID 1 did not answer:\n%s", p.out)
+	}
+	site.setVersion(t, "v2")
+	if code, stderr := runReload(t, strconv.Itoa(p.shim)); code != 0 {
+		t.Fatalf("graceshim reload %d (PID 1 inside): exit %d: %s\n%s", p.shim, code, stderr, p.out)
+	}
+	if got := site.version(t); got != "v2" {
+		t.Errorf("version %q after the reload, want v2", got)
+	}
+	site.write(t, "bogus_directive on;\n")
+	code, stderr := runReload(t, strconv.Itoa(p.shim))
+	if code != 6 || !strings.Contains(stderr, `unknown directive "bogus_directive"`) {
+		t.Errorf("reload with a broken config: exit %d, want 6 with nginx -t's message; stderr:\n%s", code, stderr)
+	}
+	if got := site.version(t); got != "v2" {
+		t.Errorf("version %q after the refused reload, want v2", got)
+	}
+	if n := site.hups(t); n != 1 {
+		t.Errorf("nginx got %d HUPs, want 1", n)
+	}
+}

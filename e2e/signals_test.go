@@ -293,3 +293,35 @@ func TestE2EClosedLogPipe(t *testing.T) {
 		t.Errorf("graceshim killed by %v", ws.Signal())
 	}
 }
+
+// TestE2EStopBounds: --drain-timeout=-5s is refused as --kill-timeout=-5s
+// is (it once meant "no bound"); with the generic preset (TERM graceful
+// and fast) --kill-timeout alone bounds the whole stop, as docker stop's
+// timeout does, instead of the 5-minute drain timeout first.
+func TestE2EStopBounds(t *testing.T) {
+	t.Parallel()
+	bin := needGraceshim(t)
+	marker := filepath.Join(t.TempDir(), "started")
+	out, err := exec.Command(bin, "--drain-timeout=-5s", "--", "sh", "-c", ": >"+marker).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--drain-timeout must not be negative") {
+		t.Errorf("--drain-timeout=-5s: %v, want exit 2 saying why:\n%s", err, out)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("--drain-timeout=-5s: the command was started")
+	}
+
+	dir := t.TempDir()
+	child := writeScript(t, dir, "deaf.sh", "trap '' TERM\n: >"+dir+"/ready\nwhile :; do sleep 0.05; done\n")
+	s := startShim(t, nil, "--ready=exec", "--kill-timeout=1s", "--", child)
+	waitFileHolds(t, filepath.Join(dir, "ready"), "")
+	began := time.Now()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if code := s.wait(t); code != 137 {
+		t.Errorf("graceshim exited %d, want 137 (SIGKILL after the kill timeout):\n%s", code, s.out)
+	}
+	t.Logf("figures: a TERM-deaf child stopped in %s with --kill-timeout=1s", time.Since(began).Round(10*time.Millisecond))
+	if !strings.Contains(s.out.String(), "drain timeout 1s reached") || !strings.Contains(s.out.String(), "SIGKILL follows after the drain timeout (1s)") {
+		t.Errorf("graceshim did not say the stop's bound:\n%s", s.out)
+	}
+}

@@ -233,3 +233,27 @@ func TestE2ETerminalResize(t *testing.T) {
 		t.Errorf("graceshim exited %d, want 0 (the master's TERM trap):\n%s", code, p.output())
 	}
 }
+
+// TestE2ETerminalTostop: with stty tostop, a process outside the
+// terminal's foreground group that writes to it gets SIGTTOU. graceshim
+// hands the foreground to the child and then writes its log lines: they
+// must reach the terminal, and TERM must still stop the child. (Caught,
+// TTOU made every such write restart for good, graceshim spinning with
+// TERM unhandled.)
+func TestE2ETerminalTostop(t *testing.T) {
+	t.Parallel()
+	bin := needGraceshim(t)
+	p, slave := openPTY(t)
+	if err := exec.Command("stty", "-F", slave.Name(), "tostop").Run(); err != nil {
+		t.Skipf("stty tostop: %v", err)
+	}
+	cmd := p.start(t, slave, nil, bin, "--ready=exec", "--", "sh", "-c", "echo child-up; exec sleep 60")
+	at := p.waitOutput(t, 0, "child-up")
+	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitOutput(t, at, "received TERM: stopping")
+	if code := waitExit(t, cmd, p); code != 143 {
+		t.Errorf("graceshim exited %d, want 143 (sleep killed by TERM):\n%s", code, p.output())
+	}
+}

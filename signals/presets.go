@@ -50,6 +50,10 @@ type Preset struct {
 	// the same -c, -p and -g), without touching the running daemon. A
 	// reload runs it first and is refused when it fails.
 	ConfigTest func(argv []string) []string
+	// Caveat, when set, reads the configuration the daemon started with
+	// argv loads (through read) and says what keeps its graceful stop
+	// from being graceful, "" when nothing does or it cannot tell.
+	Caveat func(argv []string, read ReadFunc) string
 	// ReloadCommand, when set, returns the command that reloads the daemon
 	// started with argv, for daemons whose reload is not a signal (caddy
 	// reload, through its admin API). It takes the place of Reload.
@@ -172,6 +176,7 @@ var presets = []Preset{
 		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload: syscall.SIGUSR2, NativeNotify: true,
 		ConfigTest: phpFPMConfigTest,
+		Caveat:     phpFPMCaveat,
 		Bound:      "process_control_timeout",
 		Notes:      "QUIT drains only when the global process_control_timeout is above 0: its default 0 (Debian's too) makes QUIT cut every request; set e.g. process_control_timeout = 30s; USR2 reload re-executes php-fpm in the same pid",
 	},

@@ -1,6 +1,7 @@
 package signals
 
 import (
+	"io/fs"
 	"reflect"
 	"strings"
 	"syscall"
@@ -232,6 +233,36 @@ func TestPresetRuns(t *testing.T) {
 	} {
 		if got := tc.p.Runs(tc.path); got != tc.want {
 			t.Errorf("%s.Runs(%q) = %v, want %v", tc.p.Name, tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestPHPFPMCaveat(t *testing.T) {
+	p, _ := Lookup("php-fpm")
+	files := map[string]string{
+		"/etc/php/8.2/fpm/php-fpm.conf": "[global]\npid = /run/php/php8.2-fpm.pid\n;process_control_timeout = 0\n",
+		"/srv/fpm-30s.conf":             "[global]\nprocess_control_timeout = 30s\n",
+		"/srv/fpm-0.conf":               "[global]\nprocess_control_timeout = 0\n",
+	}
+	read := func(path string) ([]byte, error) {
+		if s, ok := files[path]; ok {
+			return []byte(s), nil
+		}
+		return nil, fs.ErrNotExist
+	}
+	for _, tc := range []struct {
+		argv []string
+		want string // in the caveat; "" for none
+	}{
+		{[]string{"/usr/sbin/php-fpm8.2", "--nodaemonize", "--fpm-config", "/etc/php/8.2/fpm/php-fpm.conf"}, "/etc/php/8.2/fpm/php-fpm.conf (the default)"},
+		{[]string{"/usr/sbin/php-fpm8.2", "--nodaemonize"}, "process_control_timeout is 0"},
+		{[]string{"/usr/sbin/php-fpm8.2", "-y", "/srv/fpm-30s.conf"}, ""},
+		{[]string{"/usr/sbin/php-fpm8.2", "--fpm-config=/srv/fpm-0.conf"}, "/srv/fpm-0.conf"},
+		{[]string{"/usr/sbin/php-fpm", "-F"}, ""}, // /etc/php-fpm.conf cannot be read: nothing said
+	} {
+		got := p.Caveat(tc.argv, read)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("Caveat(%q) = %q, want %q", tc.argv, got, tc.want)
 		}
 	}
 }

@@ -280,10 +280,11 @@ func (l *loop) refuseReload(cmdline string, r checkResult) {
 
 // sendReload tells systemd RELOADING=1 (with MONOTONIC_USEC, which systemd
 // 253+ requires) and sends the reload: the signal, or the reload command.
-// A daemon that speaks sd_notify ends it with its READY=1; otherwise a
-// new child of the master shows it (nginx starts new workers and lets the
-// old ones drain). A master without children reloads in place and
-// nothing shows when it is done: the reload ends at once.
+// It ends on the daemon's READY=1 when it speaks sd_notify, or once a new
+// child of the master runs and no old one accepts (nginx starts new
+// workers and lets the old ones drain). A master without children that
+// does not speak sd_notify reloads in place and nothing shows when it is
+// done: the reload ends at once.
 func (l *loop) sendReload(now time.Time) {
 	l.reloadOld = map[int]bool{}
 	if table, err := proctab.Read(); err == nil {

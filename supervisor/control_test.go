@@ -222,7 +222,7 @@ func TestReloadNotConfirmed(t *testing.T) {
 	ev.wait("notifier ready")
 	ns.waitLine(t, "READY=1")
 	r, err := control(t, "reload")
-	if !errors.Is(err, ErrRefused) || !strings.Contains(r.Message, "no READY=1 from") {
+	if !errors.Is(err, ErrRefused) || !strings.Contains(r.Message, "no READY=1 nor new worker from") {
 		t.Fatalf("reload of a silent daemon: %v (%q), want it not confirmed", err, r.Message)
 	}
 	ev.wait("got HUP")
@@ -249,7 +249,7 @@ func TestReloadDaemonDies(t *testing.T) {
 // runs it instead of a signal; its failure is the reload's.
 func TestReloadCommand(t *testing.T) {
 	fail := filepath.Join(t.TempDir(), "fail")
-	p, _ := signals.Lookup("nginx")
+	p := testBinaryAs("nginx")
 	p.Reload = 0
 	p.ConfigTest = nil // nginx -t would be the test binary here
 	p.ReloadCommand = func([]string) []string {
@@ -391,5 +391,50 @@ func TestFirstLine(t *testing.T) {
 		if got := firstLine(tt.in); got != tt.want {
 			t.Errorf("firstLine(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestReloadMappedHUPTested: a HUP that --map translates to another
+// signal is a reload too, and its config test runs first: with a broken
+// config nothing is sent.
+func TestReloadMappedHUPTested(t *testing.T) {
+	ns := newNotifySocket(t)
+	bad := filepath.Join(t.TempDir(), "bad")
+	p := configTestPreset(bad)
+	ev, _, _ := start(t, "server:workers", func(o *Options) {
+		o.Preset = p
+		o.Map = signals.Map{syscall.SIGTERM: p.Graceful, syscall.SIGHUP: syscall.SIGUSR1}
+	})
+	ev.wait("worker")
+	ev.wait("ready")
+	ns.waitLine(t, "READY=1")
+	ns.waitLine(t, "STATUS=") // sent with READY=1
+	if err := os.WriteFile(bad, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	selfSignal(t, syscall.SIGHUP)
+	st, _ := ns.waitLine(t, "STATUS=")
+	if !strings.Contains(st, "reload refused") {
+		t.Errorf("status after a mapped HUP %q, want the refusal", st)
+	}
+	ev.none("got USR1", 500*time.Millisecond)
+}
+
+// TestReloadNotifyDaemonNewWorkers: a daemon that speaks sd_notify but
+// says nothing after a reload (gunicorn says READY=1 only when it boots)
+// is seen reloaded by its new worker.
+func TestReloadNotifyDaemonNewWorkers(t *testing.T) {
+	ev, ns, _ := notifierRun(t, "workers", nil)
+	ev.wait("worker")
+	selfSignal(t, syscall.SIGUSR1)
+	ev.wait("notifier ready")
+	ns.waitLine(t, "READY=1")
+	r, err := control(t, "reload")
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	_, worker := ev.wait("worker")
+	if !strings.Contains(r.Message, "new worker pid "+worker) {
+		t.Errorf("reply %q, want it to name the new worker %s", r.Message, worker)
 	}
 }

@@ -70,7 +70,11 @@
 // daemonized master and workers rely on systemd's cgroup). SIGPIPE is
 // caught and dropped, so that a closed log pipe never ends graceshim.
 // Signals the caller left ignored stay ignored where the Go runtime lets
-// graceshim see it (HUP, INT, CONT, TSTP, TTIN, TTOU); the caller's
+// graceshim see it (HUP, INT, CONT, TSTP, TTIN, TTOU); TTIN and TTOU are
+// not caught at all but ignored once the child runs, so that graceshim's
+// own log lines reach a terminal whose foreground it handed to the child
+// (with stty tostop a caught TTOU would restart every write for good);
+// the caller's
 // blocked signals reach the child blocked, but for those the Go runtime
 // unblocks at start (HUP, INT, TERM, QUIT and the fault signals).
 //

@@ -72,6 +72,14 @@ func child(role string) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		os.Exit(0)
+	case "linger":
+		// A worker that drains on after its master exits, as nginx's
+		// old workers finish their requests during an upgrade: it goes
+		// on QUIT or TERM.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGTERM)
+		<-sigs
+		os.Exit(0)
 	case "daemon":
 		// Fork a server in a new session and exit 0, as a daemonizing
 		// master does; the server writes the pid file itself.
@@ -132,11 +140,14 @@ func server(mode string) {
 	}
 	var workers []*exec.Cmd
 	spawnWorker := func() {
-		if mode != "workers" && mode != "upgradable" {
+		if mode != "workers" && mode != "upgradable" && mode != "upgradable-linger" {
 			return
 		}
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=worker")
+		if mode == "upgradable-linger" {
+			cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=linger")
+		}
 		if err := cmd.Start(); err == nil {
 			report("worker %d", cmd.Process.Pid)
 			workers = append(workers, cmd)
@@ -204,11 +215,11 @@ func server(mode string) {
 				ln.Close()
 				draining = true
 				continue
-			case s == syscall.SIGUSR2 && mode == "upgradable":
+			case s == syscall.SIGUSR2 && (mode == "upgradable" || mode == "upgradable-linger"):
 				// A binary upgrade: a new master with a worker of its
 				// own, as this master's child.
 				cmd := exec.Command(os.Args[0])
-				cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=server:upgradable")
+				cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=server:"+mode)
 				if err := cmd.Start(); err == nil {
 					report("new master %d", cmd.Process.Pid)
 				}
@@ -392,17 +403,26 @@ func newNotifySocket(t *testing.T) *notifySocket {
 	return n
 }
 
-// drain returns every line received so far.
+// drain returns every line sent to the socket so far. A marker datagram
+// sent behind them makes sure the reader has taken them all: a unix
+// datagram socket keeps order, and a datagram sent before drain (the last
+// STATUS= of a Run that returned) may still wait in the kernel's queue.
 func (n *notifySocket) drain() []string {
+	const marker = "graceshim-test-drain-marker"
+	if c, err := net.DialUnix("unixgram", nil, n.conn.LocalAddr().(*net.UnixAddr)); err == nil {
+		c.Write([]byte(marker))
+		c.Close()
+	}
 	var out []string
+	timeout := time.After(10 * time.Second) // a hang guard only
 	for {
 		select {
 		case m, ok := <-n.msgs:
-			if !ok {
+			if !ok || m == marker {
 				return out
 			}
 			out = append(out, m)
-		default:
+		case <-timeout:
 			return out
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,18 +64,23 @@ func ParseNotifyMode(s string) (NotifyMode, error) {
 //   - MAINPID= is dropped (graceshim stays the main process) and
 //     STOPPING=1 only logged (graceshim tells systemd when it stops).
 //
-// The socket is abstract ("@graceshim/..."), which sd_notify(3) accepts
-// and which needs no directory: it works the same under the system
-// manager, a user manager and in a container, and nothing is left on disk.
-// libsystemd (php-fpm, HAProxy, redis), gunicorn (gunicorn/systemd.py),
-// uwsgi (core/notify.c), puma (lib/puma/sd_notify.rb) and Caddy
-// (notify/notify_linux.go) all turn a leading "@" into the abstract
-// namespace. Any process of the network namespace may send to it, so each
+// The socket is a file in a directory of graceshim's own (mode 0711, a
+// random name: a daemon that dropped its privileges can still send, and
+// nobody can list it; in
+// $RUNTIME_DIRECTORY, $XDG_RUNTIME_DIR or the temporary directory, in
+// that order), removed when graceshim ends. sd_notify(3) also allows an
+// abstract socket ("@name"), and libsystemd (php-fpm, HAProxy, redis),
+// gunicorn, uwsgi and Caddy accept one, but not every client does:
+// Debian 12's puma (5.6 with the sd_notify gem 0.1.1) fails to start with
+// "Errno::ENOENT connect(2) for UNIX @graceshim/...". A path works with
+// every client; the abstract name is the fallback where no directory can
+// be made. Any process that can reach the socket may send to it, so each
 // datagram's sender is checked (SO_PASSCRED: the kernel attaches the
 // sender's pid) to be one of graceshim's descendants.
 type relay struct {
 	conn *net.UnixConn
-	addr string // NOTIFY_SOCKET as the child sees it ("@graceshim/...")
+	addr string // NOTIFY_SOCKET as the child sees it
+	dir  string // the directory holding the socket, "" for an abstract one
 	// watchdog is WATCHDOG_USEC systemd gave graceshim, 0 when off: the
 	// child gets the same, so that a daemon that feeds the watchdog itself
 	// (php-fpm, puma) does.
@@ -87,20 +93,46 @@ const maxNotifyDatagram = 4096
 
 // openRelay makes the child's notify socket.
 func openRelay() (*relay, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, fmt.Errorf("cannot name the notify socket: %w", err)
+	dir, addr := "", ""
+	for _, base := range []string{os.Getenv("RUNTIME_DIRECTORY"), os.Getenv("XDG_RUNTIME_DIR"), os.TempDir()} {
+		// RUNTIME_DIRECTORY may list several, separated by colons
+		// (systemd.exec(5)); the first will do.
+		base, _, _ = strings.Cut(base, ":")
+		if base == "" {
+			continue
+		}
+		if d, err := os.MkdirTemp(base, "graceshim-notify-"); err == nil {
+			dir, addr = d, filepath.Join(d, "notify")
+			break
+		}
 	}
-	addr := fmt.Sprintf("@graceshim/%d/notify/%s", os.Getpid(), hex.EncodeToString(b[:]))
+	if addr == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("cannot name the notify socket: %w", err)
+		}
+		addr = fmt.Sprintf("@graceshim/%d/notify/%s", os.Getpid(), hex.EncodeToString(b[:]))
+	}
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: addr, Net: "unixgram"})
 	if err != nil {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 		return nil, fmt.Errorf("cannot listen on notify socket %s: %w", addr, err)
 	}
-	if err := setSockopts(conn); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("cannot ask for the senders' credentials on %s: %w", addr, err)
+	r := &relay{conn: conn, addr: addr, dir: dir}
+	if dir != "" {
+		// The socket's own mode follows the umask; the sender check
+		// below is what keeps strangers out.
+		err = errors.Join(os.Chmod(dir, 0o711), os.Chmod(addr, 0o666))
 	}
-	r := &relay{conn: conn, addr: addr}
+	if err == nil {
+		err = setSockopts(conn)
+	}
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("cannot set up notify socket %s: %w", addr, err)
+	}
 	if every, err := daemon.SdWatchdogEnabled(false); err == nil && every > 0 {
 		r.watchdog = every
 	}
@@ -151,7 +183,16 @@ func (r *relay) prepare(cmd *exec.Cmd) {
 	cmd.Env = env
 }
 
-func (r *relay) Close() error { return r.conn.Close() }
+func (r *relay) Close() error {
+	err := r.conn.Close()
+	if r.dir != "" {
+		// The child may run as another user (User= is graceshim's too,
+		// but a daemon may drop privileges): the directory is graceshim's
+		// and removing it never depends on the child.
+		os.RemoveAll(r.dir)
+	}
+	return err
+}
 
 // childNote is one datagram from the child's tree.
 type childNote struct {

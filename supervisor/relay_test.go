@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +26,8 @@ import (
 // in mode "watchdog" it pings WATCHDOG=1 every 50ms while ready, after
 // reporting whether the watchdog variables were meant for it. In mode
 // "silent" it says nothing on HUP; in mode "dieonhup" HUP makes it exit 78;
-// in mode "status" it says STATUS=starting at once.
+// in mode "status" it says STATUS=starting at once; in mode "workers" it
+// runs a worker and replaces it on HUP, saying nothing (as gunicorn).
 func notifier(mode string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,6 +50,22 @@ func notifier(mode string) {
 		notify("STATUS=starting")
 		report("notifier said starting")
 	}
+	var worker *exec.Cmd
+	spawn := func() {
+		old := worker
+		worker = exec.Command(os.Args[0])
+		worker.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=worker")
+		if err := worker.Start(); err == nil {
+			report("worker %d", worker.Process.Pid)
+		}
+		if old != nil {
+			old.Process.Kill()
+			old.Wait()
+		}
+	}
+	if mode == "workers" {
+		spawn()
+	}
 	ready := false
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -61,6 +79,10 @@ func notifier(mode string) {
 				report("notifier ready")
 			case syscall.SIGHUP:
 				report("got HUP")
+				if mode == "workers" {
+					spawn() // a new worker, and nothing said
+					continue
+				}
 				if mode == "dieonhup" {
 					// A daemon that re-executes itself into a config
 					// it cannot load.
@@ -109,8 +131,9 @@ func notifierRunAddr(t *testing.T, mode string, tweak func(*Options)) (*events, 
 	})
 	pid, rest := ev.wait("notifier listening")
 	f := strings.Fields(rest)
-	if len(f) != 2 || !strings.HasPrefix(f[1], "@graceshim/") {
-		t.Fatalf("the child's NOTIFY_SOCKET is %q, want graceshim's abstract socket", rest)
+	// A path, not an abstract name: Debian 12's puma cannot send to one.
+	if len(f) != 2 || !strings.HasPrefix(filepath.Base(filepath.Dir(f[1])), "graceshim-notify-") {
+		t.Fatalf("the child's NOTIFY_SOCKET is %q, want a socket in a directory of graceshim's", rest)
 	}
 	return ev, ns, pid, f[1]
 }

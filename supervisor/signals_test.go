@@ -158,3 +158,36 @@ func TestRunSameSignalBound(t *testing.T) {
 		t.Errorf("the server got %s too; want one TERM, then SIGKILL", rest)
 	}
 }
+
+// TestRunUpgradeFollowsNewMaster: the old master's workers drain on after
+// it exits and are reparented to graceshim with the new master; graceshim
+// follows the new master the upgrade found, not the first child it sees.
+func TestRunUpgradeFollowsNewMaster(t *testing.T) {
+	log := &syncWriter{b: &strings.Builder{}}
+	ev, done, cancel := start(t, "server:upgradable-linger", func(o *Options) {
+		o.Log = NewLogger(log, LevelDebug)
+	})
+	ev.wait("worker ") // the old master's, which lingers
+	old, _ := ev.wait("ready ")
+	selfSignal(t, syscall.SIGUSR2)
+	_, next := ev.wait("new master ")
+	if pid, _ := ev.wait("got QUIT"); pid != old {
+		t.Fatalf("QUIT went to %d, want the old master %d", pid, old)
+	}
+	waitGone(t, old)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(log.String(), "upgrade of supervisor.test done") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the upgrade did not end:\n%s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	out := log.String()
+	if !strings.Contains(out, "following supervisor.test master pid "+next) || strings.Contains(out, "expected the new master") {
+		t.Errorf("want the new master %s followed:\n%s", next, out)
+	}
+}

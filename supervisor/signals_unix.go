@@ -33,9 +33,26 @@ import (
 var forwarded = []syscall.Signal{
 	syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
 	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGALRM, syscall.SIGPWR,
-	syscall.SIGTSTP, syscall.SIGCONT, syscall.SIGTTIN, syscall.SIGTTOU,
+	syscall.SIGTSTP, syscall.SIGCONT,
 	syscall.SIGABRT, syscall.SIGILL, syscall.SIGTRAP, syscall.SIGBUS, syscall.SIGFPE,
 	syscall.SIGSEGV, syscall.SIGSTKFLT, syscall.SIGSYS,
+}
+
+// ttyStops are SIGTTIN and SIGTTOU, which the kernel sends a process that
+// reads, or (with stty tostop) writes, a terminal it does not own the
+// foreground of, restarting the call once the signal is handled. Caught,
+// they would make every log line graceshim writes after it handed the
+// foreground to the child (or while it runs in the background) spin in
+// write(2) for good, TERM unhandled. So they are not caught: once the
+// child runs, graceshim ignores them (signal.Ignore, after the fork, so
+// the child starts with them at their default, as tini keeps them away
+// from its parent only), and its writes go through.
+var ttyStops = []syscall.Signal{syscall.SIGTTIN, syscall.SIGTTOU}
+
+// ignoreTTYStops lets graceshim write to a terminal it does not own the
+// foreground of. Called once the child runs (see ttyStops).
+func ignoreTTYStops() {
+	signal.Ignore(syscall.SIGTTIN, syscall.SIGTTOU)
 }
 
 // Catches reports whether graceshim catches sig and passes it on to the
@@ -73,9 +90,12 @@ func Catches(sig syscall.Signal) bool {
 // with SIGPIPE at its default as it would without graceshim.
 func caught() (sigs []os.Signal, ignored []syscall.Signal) {
 	ignoredNow := ignoredSignals()
-	for _, s := range forwarded {
+	for _, s := range append(slices.Clone(forwarded), ttyStops...) {
 		if ignoredNow[s] {
 			ignored = append(ignored, s)
+			continue
+		}
+		if slices.Contains(ttyStops, s) {
 			continue
 		}
 		sigs = append(sigs, s)

@@ -105,6 +105,14 @@ func Run(ctx context.Context, opts Options) error {
 		cmd.SysProcAttr.Ctty = term.fd
 	}
 	sockets := passSockets(cmd)
+	advice := checkUnit(ctx, opts.Log, filepath.Base(opts.Argv[0]))
+	if c := opts.Preset.Caveat; c != nil && opts.Preset.Runs(opts.Argv[0]) {
+		// What graceshim cannot fix but must say: shown with the unit's
+		// advice, at start and in STATUS while the server runs.
+		if caveat := c(opts.Argv, os.ReadFile); caveat != "" {
+			advice = strings.TrimPrefix(advice+"; "+caveat, "; ")
+		}
+	}
 	rel := startRelay(&opts, cmd)
 	if rel != nil {
 		defer rel.Close()
@@ -122,6 +130,7 @@ func Run(ctx context.Context, opts Options) error {
 		return startError(opts.Argv[0], err)
 	}
 	pid := cmd.Process.Pid
+	ignoreTTYStops()
 	if cmd.SysProcAttr.Foreground {
 		term.child = pid
 	}
@@ -185,6 +194,7 @@ func Run(ctx context.Context, opts Options) error {
 		child:        pid,
 		exe:          executablePath(path),
 		pending:      pending,
+		unitAdvice:   advice,
 		ignored:      ignored,
 		watchCmds:    watchCmds,
 		probeTargets: probeTargets,
@@ -303,7 +313,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 	log := l.opts.Log
 	log.Infof("started %s (pid %d), preset %s, TERM becomes %s", strings.Join(l.opts.Argv, " "), l.main, l.opts.Preset.Name, signals.Name(l.graceful))
 	l.logStart()
-	if l.unitAdvice = l.checkUnit(ctx); l.unitAdvice != "" {
+	if l.unitAdvice != "" {
 		log.Warnf("%s", l.unitAdvice)
 	}
 	if l.opts.Ready == ReadyExec && l.opts.HealthCheck == nil {
@@ -473,8 +483,10 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 		l.do(now, l.stop.gracefulNow(now))
 	case to == l.graceful || to == l.fast:
 		l.do(now, l.stop.escalate(now, "received "+signals.Name(sig)))
-	case sig == syscall.SIGHUP && to == l.opts.Preset.Reload && !l.stop.stopping():
-		l.beginReload(now, to)
+	case sig == syscall.SIGHUP && !l.stop.stopping() && (to != 0 && to == l.reloadSignal() || l.opts.Preset.ReloadCommand != nil):
+		// systemd's and a user's HUP is a reload, tested first, whether
+		// the preset's signal, the one --map gives, or a command (caddy).
+		l.beginReload(now)
 	case to == l.opts.Preset.Upgrade && to != 0 && !l.stop.stopping():
 		l.beginUpgrade(now)
 	default:
@@ -492,15 +504,15 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 // first, then the reload signal sig (see requestReload). A reload asked
 // for by a signal has no one to answer: its outcome goes to the log and
 // STATUS.
-func (l *loop) beginReload(now time.Time, sig syscall.Signal) {
-	l.opts.Log.Infof("received HUP: reloading %s (pid %d) with %s", l.name, l.main, signals.Name(sig))
+func (l *loop) beginReload(now time.Time) {
+	l.opts.Log.Infof("received HUP: reloading %s (pid %d)", l.name, l.main)
 	l.requestReload(now, "HUP", nil)
 }
 
 // pollReload checks whether a reload whose signal was sent is done: the
-// master died (failed), a new worker came (done; a daemon that speaks
-// sd_notify ends it with its READY=1 instead, in onChildNote), or the
-// bound passed (not confirmed: failed).
+// master died (failed), a new worker came and no old one accepts (done; a
+// daemon that speaks sd_notify may end it first with its READY=1, in
+// onChildNote), or the bound passed (not confirmed: failed).
 func (l *loop) pollReload(now time.Time) {
 	if l.mainGone {
 		l.failReload(fmt.Sprintf("%s (pid %d) %s during the reload", l.name, l.main, describe(l.lastStatus)), "")
@@ -509,8 +521,10 @@ func (l *loop) pollReload(now time.Time) {
 	if l.reload != nil && l.reload.command {
 		return // the reload command's end decides
 	}
-	if !l.childReady && l.reloadOld != nil {
-		// Done once a new worker runs and no old one accepts any more:
+	if l.reloadOld != nil {
+		// Done once a new worker runs and no old one accepts any more,
+		// whether or not the daemon speaks sd_notify (gunicorn says
+		// READY=1 only when it boots, not after a HUP: gunicorn/arbiter.py):
 		// nginx starts the new workers, then tells the old ones to close
 		// their listening sockets and drain; until then a request may
 		// still meet the old configuration.
@@ -539,8 +553,11 @@ func (l *loop) pollReload(now time.Time) {
 	}
 	if !now.Before(l.reloadUntil) {
 		what := fmt.Sprintf("no new worker of %s within %s of the reload signal", l.name, reloadTimeout)
-		if l.childReady || l.reloadOld == nil {
+		switch {
+		case l.reloadOld == nil:
 			what = fmt.Sprintf("no READY=1 from %s within %s of the reload", l.name, reloadTimeout)
+		case l.childReady:
+			what = fmt.Sprintf("no READY=1 nor new worker from %s within %s of the reload", l.name, reloadTimeout)
 		}
 		l.failReload(what+": not confirmed", "")
 	}

@@ -171,7 +171,9 @@ func TestRunGracefulStop(t *testing.T) {
 	if err := result(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	msgs := ns.drain()
+	// The socket is read asynchronously: wait for the last line rather
+	// than take what has been read so far.
+	msgs := collectUntil(t, ns, "STATUS=stopped:")
 	order := []string{"STOPPING=1", "EXTEND_TIMEOUT_USEC=5000000", "STATUS=draining: 1 connection left", "STATUS=stopped:"}
 	i := 0
 	for _, m := range msgs {
@@ -726,6 +728,12 @@ func TestRunLeftoverSleepIsStopped(t *testing.T) {
 type syncWriter struct {
 	mu sync.Mutex
 	b  *strings.Builder
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 func (w *syncWriter) Write(p []byte) (int, error) {

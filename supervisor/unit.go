@@ -106,13 +106,17 @@ func unitAdvice(show, name string) string {
 // read. It asks `systemctl show`, which reaches the manager over its
 // private socket where D-Bus is absent; anything that fails is logged at
 // debug level and never stops graceshim.
-func (l *loop) checkUnit(ctx context.Context) string {
+//
+// Run calls it before the child starts: exec's Wait on systemctl would
+// race the reaper's wait4(-1) once that runs, and lose (the advice
+// silently dropped, systemctl's exit taken for an orphan's).
+func checkUnit(ctx context.Context, log *Logger, name string) string {
 	if os.Getenv("INVOCATION_ID") == "" {
 		return ""
 	}
 	cg, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
-		l.opts.Log.Debugf("cannot check the unit's settings: %v", err)
+		log.Debugf("cannot check the unit's settings: %v", err)
 		return ""
 	}
 	svc, ok := serviceOf(string(cg))
@@ -127,10 +131,10 @@ func (l *loop) checkUnit(ctx context.Context) string {
 	}
 	out, err := exec.CommandContext(ctx, "systemctl", args...).Output()
 	if err != nil {
-		l.opts.Log.Debugf("cannot check the settings of %s: systemctl %s: %v", svc.name, strings.Join(args, " "), err)
+		log.Debugf("cannot check the settings of %s: systemctl %s: %v", svc.name, strings.Join(args, " "), err)
 		return ""
 	}
-	return unitAdvice(string(out), l.name)
+	return unitAdvice(string(out), name)
 }
 
 // withUnitAdvice adds the advice on the unit's settings to a STATUS line

@@ -53,8 +53,10 @@ type converter struct {
 	keepStop, keepStart bool
 	// execPaths is an ExecPaths= to add for graceshim ("" for none).
 	execPaths string
-	// watchdog says WatchdogSec= is dropped from the unit.
+	// dropWatchdog says WatchdogSec= is dropped from the unit.
 	dropWatchdog bool
+	// relay says graceshim relays the daemon's sd_notify messages.
+	relay bool
 }
 
 func (c *converter) note(format string, a ...any) {
@@ -168,6 +170,19 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		o.MapOver, _ = signals.ParseMap(m)
 		c.note("%s", why)
 	}
+	// A unit of Type=notify says its daemon speaks sd_notify: graceshim
+	// relays what it tells systemd (--notify=relay) when its preset does
+	// not already say so (squid, varnish, a daemon without a preset).
+	if (typ.Value == "notify" || typ.Value == "notify-reload") && wrapper != "graceshim" && !o.Preset.NativeNotify && !has("notify") {
+		runFlags = append(runFlags, "--notify=relay")
+		c.relay = true
+		c.note("Type=%s: %s tells systemd itself when it is ready, so graceshim relays its notifications with --notify=relay", typ.Value, c.name)
+	}
+	if has("notify=relay") || has("notify=off") {
+		c.relay = has("notify=relay")
+	} else if o.Preset.NativeNotify {
+		c.relay = true
+	}
 	// The reload signal of a daemon without a preset comes from the
 	// unit's own reload: kill -USR1 $MAINPID for lighttpd becomes
 	// --map=HUP:USR1, kill -HUP for squid keeps HUP.
@@ -244,7 +259,7 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		o.keptStop = c.o.keptStop
 		c.note("kept %s=%s: the unit gives a stop more time than graceshim's own bound (or no bound at all), and that stays the admin's choice; graceshim still escalates after its --drain-timeout", d.Name, d.Value)
 	}
-	c.convertNotify(typ)
+	c.convertNotify()
 	c.sandbox()
 	c.mainPIDUses(keptStops)
 
@@ -432,11 +447,12 @@ func (c *converter) longerStop() bool {
 // convertNotify keeps what a daemon that speaks sd_notify tells systemd.
 // Its own notify flags stay in its command line (redis --supervised
 // systemd, haproxy -Ws); WatchdogSec= stays when graceshim relays the
-// daemon's own WATCHDOG=1 (presets that speak sd_notify); otherwise it is
-// dropped, because graceshim would feed the watchdog whether or not the
-// daemon hangs (measured: puma stopped with SIGSTOP kept the unit
-// healthy).
-func (c *converter) convertNotify(typ Directive) {
+// daemon's own WATCHDOG=1 (supervisor/relay.go: from the daemon's first
+// WATCHDOG=1 on graceshim stops feeding the watchdog itself, so a hung
+// daemon starves it); otherwise it is dropped, because graceshim alone
+// would feed the watchdog whether or not the daemon hangs (measured: puma
+// stopped with SIGSTOP kept the unit healthy).
+func (c *converter) convertNotify() {
 	wd, ok := c.u.Get("Service", "WatchdogSec")
 	if !ok {
 		return
@@ -444,13 +460,13 @@ func (c *converter) convertNotify(typ Directive) {
 	if _, inf, parsed := parseSpan(wd.Value); parsed && inf {
 		return // WatchdogSec=0: no watchdog
 	}
-	if c.o.Preset.NativeNotify {
-		c.note("kept WatchdogSec=%s: %s speaks sd_notify, and graceshim passes its WATCHDOG=1 on to systemd, so a hung %s still trips the watchdog", wd.Value, c.name, c.name)
+	if c.relay {
+		c.note("kept WatchdogSec=%s: %s speaks sd_notify and graceshim relays its WATCHDOG=1 to systemd, feeding the watchdog no more itself once the daemon does, so a hung %s still trips it", wd.Value, c.name, c.name)
 		return
 	}
 	c.dropWatchdog = true
-	c.note("dropped WatchdogSec=%s: graceshim cannot tell whether %s hangs, and would feed the watchdog for it", wd.Value, c.name)
-	c.warn(wd.Line, "WatchdogSec=%s dropped: %s has no preset that speaks sd_notify, so graceshim would feed the watchdog for a hung daemon; pass --preset if it is one that does", wd.Value, c.name)
+	c.note("dropped WatchdogSec=%s: %s does not tell systemd it is alive, and graceshim would feed the watchdog for it, hung or not", wd.Value, c.name)
+	c.warn(wd.Line, "WatchdogSec=%s dropped: %s is not known to speak sd_notify, so graceshim would feed the watchdog for a hung daemon; pass --notify=relay if it does", wd.Value, c.name)
 }
 
 // sandbox extends what would stop graceshim from running: NoExecPaths= /

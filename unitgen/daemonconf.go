@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/graceshim/graceshim/signals"
 )
 
 // Reading the settings of Apache, Caddy and php-fpm that decide how a
@@ -115,40 +117,11 @@ func caddyDuration(s string) (time.Duration, error) {
 	return time.ParseDuration(s)
 }
 
-var (
-	fpmTimeoutRe = regexp.MustCompile(`(?m)^\s*process_control_timeout\s*=\s*"?([0-9]+)([smhd]?)"?\s*$`)
-	fpmVersion   = regexp.MustCompile(`^php-fpm(\d+\.\d+)$`)
-)
-
 // phpFPMControlTimeout reads process_control_timeout from the
-// configuration a php-fpm command line names (--fpm-config or -y), else
-// the distribution's: Debian's /etc/php/X.Y/fpm/php-fpm.conf for
-// php-fpmX.Y, Fedora's /etc/php-fpm.conf for php-fpm. It is a [global]
-// setting, 0 by default (php-fpm.conf(5)).
+// configuration a php-fpm command line names, under root
+// (signals.PHPFPMControlTimeout).
 func phpFPMControlTimeout(root string, cmd []string) (path string, d time.Duration, err error) {
-	path = flagValue(cmd[1:], "--fpm-config", "-y")
-	if path == "" {
-		if m := fpmVersion.FindStringSubmatch(filepath.Base(cmd[0])); m != nil {
-			path = "/etc/php/" + m[1] + "/fpm/php-fpm.conf"
-		} else {
-			path = "/etc/php-fpm.conf"
-		}
-	}
-	if !filepath.IsAbs(path) {
-		return path, 0, errors.New("relative --fpm-config")
-	}
-	data, err := readUnder(root, path)
-	if err != nil {
-		return path, 0, err
-	}
-	m := fpmTimeoutRe.FindAllStringSubmatch(string(data), -1)
-	if m == nil {
-		return path, 0, nil
-	}
-	last := m[len(m)-1]
-	n, _ := strconv.Atoi(last[1])
-	unit := map[string]time.Duration{"": time.Second, "s": time.Second, "m": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[last[2]]
-	return path, time.Duration(n) * unit, nil
+	return signals.PHPFPMControlTimeout(cmd, func(p string) ([]byte, error) { return readUnder(root, p) })
 }
 
 // lintPHPFPM: php-fpm's QUIT drains only when process_control_timeout is

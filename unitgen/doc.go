@@ -13,6 +13,14 @@
 //
 // Arguments are quoted so that they reach the daemon byte for byte
 // through systemd's command line parser, specifier and variable
-// expansion (QuoteArg, SplitExec). Units are read with go-systemd's
-// tolerant parser; line numbers come from a scan of their own.
+// expansion (QuoteArg, SplitExec). Units are read by a parser of its own
+// that follows systemd's config_parse(): what systemd accepts (long lines,
+// comments inside continuations, lines without '=' warned about) is read,
+// what it refuses (an empty file, a broken section header) is an error.
+//
+// A generated or converted unit reloads through `graceshim reload
+// $MAINPID` for every daemon that can reload, keeps a reload command of
+// the daemon's own, and never drops a working reload; it keeps what a
+// daemon that speaks sd_notify tells systemd (through graceshim's relay)
+// and the unit's own sandbox, extended with graceshim's path.
 package unitgen

@@ -377,6 +377,13 @@ func header(o Options, dropin bool) string {
 	if o.reloads() {
 		lines = append(lines, fmt.Sprintf("ExecReload= runs graceshim reload: graceshim tests %s's configuration first where the preset knows how, then reloads it and waits for the outcome; a failed reload leaves %s serving the old configuration and fails systemctl reload.", name, name))
 	}
+	if o.Preset.Caveat != nil {
+		// A setting of the daemon's own can defeat its graceful stop
+		// (php-fpm's process_control_timeout): graceshim says so at start
+		// when it reads it; the unit says it always, whatever this host's
+		// configuration is.
+		lines = append(lines, fmt.Sprintf("%s's stop: %s.", name, o.Preset.Notes))
+	}
 	if o.Hardening {
 		lines = append(lines, "Hardening: sandboxing that leaves /var, /run and the network writable; ProtectSystem=full makes /usr, /boot and /etc read-only. Add ReadWritePaths= for anything else the daemon writes.")
 	}
@@ -392,8 +399,10 @@ func wrapComment(lines []string) []string {
 	var out []string
 	for _, l := range lines {
 		for len(l) > 74 {
+			// A word longer than the line (a long path) stays whole; a
+			// cut inside the continuation indent would loop forever.
 			cut := strings.LastIndexByte(l[:74], ' ')
-			if cut <= 0 {
+			if cut <= 2 {
 				break
 			}
 			out = append(out, l[:cut])

@@ -85,6 +85,16 @@ func TestParseWhatSystemdAccepts(t *testing.T) {
 	}
 }
 
+// TestWrapCommentLongWord: a word longer than a comment line (a long
+// path) is kept whole, and wrapping ends.
+func TestWrapCommentLongWord(t *testing.T) {
+	long := "/var/lib/graceshim-e2e-717694967/TestE2EConvertedDebianRedis75043891/002/graceshim"
+	got := wrapComment([]string{"added ExecPaths=" + long + ": the unit limits what may be executed " + long + " end"})
+	if joined := strings.Join(got, "\n"); !strings.Contains(joined, long) || !strings.HasSuffix(joined, "end") {
+		t.Errorf("wrapComment lost text:\n%s", joined)
+	}
+}
+
 func TestListReset(t *testing.T) {
 	u, _, err := Parse("x", []byte("[Service]\nExecStop=/a\nExecStop=\nExecStop=/b\n"))
 	if err != nil {
@@ -228,6 +238,38 @@ func TestConvertReload(t *testing.T) {
 			if !strings.Contains(string(r.Unit), w) {
 				t.Errorf("%s: want %q in:\n%s", tt.name, w, r.Unit)
 			}
+		}
+	}
+}
+
+// TestDaemonArgv: env(1) and a shell that execs the daemon are looked
+// through; a shell that does not exec stays the command.
+func TestDaemonArgv(t *testing.T) {
+	tests := []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"/usr/bin/env", "A=1", "-u", "B", "gunicorn", "app:app"}, "gunicorn"},
+		{[]string{"/bin/sh", "-c", `exec /usr/sbin/nginx -g "daemon off;"`}, "/usr/sbin/nginx"},
+		{[]string{"/bin/bash", "-lc", `ulimit -n 4096; X=1 exec -a web /usr/sbin/nginx -g 'daemon off;'`}, "/usr/sbin/nginx"},
+		{[]string{"/bin/sh", "-c", "exec env PORT=80 /usr/bin/gunicorn app"}, "/usr/bin/gunicorn"},
+		{[]string{"/bin/sh", "-c", "/usr/sbin/nginx; echo done"}, "/bin/sh"},
+		{[]string{"/usr/sbin/nginx"}, "/usr/sbin/nginx"},
+	}
+	for _, tc := range tests {
+		got := daemonArgv(tc.argv)
+		if len(got) == 0 || got[0] != tc.want {
+			t.Errorf("daemonArgv(%q) = %q, want the daemon %s", tc.argv, got, tc.want)
+		}
+	}
+}
+
+// TestCannotStop: SIGCONT and the job-control and ignored signals stop
+// nothing; WINCH (httpd's graceful stop) and TERM do.
+func TestCannotStop(t *testing.T) {
+	for sig, want := range map[syscall.Signal]bool{syscall.SIGCONT: true, syscall.SIGTSTP: true, syscall.SIGCHLD: true, syscall.SIGWINCH: false, syscall.SIGTERM: false, syscall.SIGQUIT: false} {
+		if got := cannotStop(sig); got != want {
+			t.Errorf("cannotStop(%v) = %v, want %v", sig, got, want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,22 @@ func next(t *testing.T, d *Drain) Counts {
 	return c
 }
 
+// fallTo waits until the drain counts want, and fails if it counts fewer
+// on the way: the count must fall one close at a time. (A count may come
+// unchanged: a re-dump after an overrun returns one.)
+func fallTo(t *testing.T, d *Drain, want int) {
+	t.Helper()
+	for {
+		got := next(t, d).Total()
+		if got < want {
+			t.Fatalf("count fell to %d, want %d", got, want)
+		}
+		if got == want {
+			return
+		}
+	}
+}
+
 // TestDrainEvents: the count falls with each close, announced by the
 // kernel's destroy messages, with no dump after the first; closes on
 // another server's port change nothing.
@@ -85,12 +102,13 @@ func TestDrainEvents(t *testing.T) {
 					os[i].Close()
 				}
 				c.Close()
-				if got, want := next(t, d).Total(), len(cs)-i-1; got != want {
-					t.Fatalf("after %d closes: %d left, want %d", i+1, got, want)
-				}
+				fallTo(t, d, len(cs)-i-1)
 			}
-			if d.dumps != 1 {
-				t.Errorf("%d dumps, want only the first: the count must follow destroy messages", d.dumps)
+			// An overrun re-dumps, and other tests on the machine may
+			// cause one (every socket freed after TIME_WAIT passes the
+			// port filter): those dumps are not polls.
+			if d.dumps-d.overruns != 1 {
+				t.Errorf("%d dumps (%d after overruns), want only the first: the count must follow destroy messages", d.dumps, d.overruns)
 			}
 
 			// The server closes first: its socket is freed when it
@@ -112,8 +130,8 @@ func TestDrainEvents(t *testing.T) {
 			}
 			for next(t, d).Total() != 0 {
 			}
-			if d.dumps != 1 {
-				t.Errorf("%d dumps, want only the first: server-side closes must be seen by destroy messages", d.dumps)
+			if d.dumps-d.overruns != 1 {
+				t.Errorf("%d dumps (%d after overruns), want only the first: server-side closes must be seen by destroy messages", d.dumps, d.overruns)
 			}
 		})
 	}
@@ -250,9 +268,7 @@ func TestDrainAll(t *testing.T) {
 		t.Fatalf("first count %d, want 3 (2 inbound, 1 outbound)", got)
 	}
 	cs[0].Close()
-	if got := next(t, d).Total(); got != 2 {
-		t.Fatalf("after a close: %d, want 2", got)
-	}
+	fallTo(t, d, 2)
 }
 
 // TestEndpointsBounded: a server that keeps replacing its listener does
@@ -311,5 +327,81 @@ func TestDrainCanceled(t *testing.T) {
 		}
 	case <-time.After(countTimeout):
 		t.Fatal("Next did not return after its context ended")
+	}
+}
+
+// TestObserveReadsDescriptorsOnlyWhenNeeded: learning again with nothing
+// new listening does not read the tree's descriptors (0.2 s at 50,000
+// connections, at the graceful signal); a new listener, or a new process
+// in the tree, does.
+func TestObserveReadsDescriptorsOnlyWhenNeeded(t *testing.T) {
+	srv := startServer(t, 0, "127.0.0.1:0")
+	// Another server, outside the tree for now: its listener is placed
+	// as another process's.
+	other := startServer(t, 0, "127.0.0.1:0")
+	tr := NewTracker(Options{})
+	observe := func(pids []int) {
+		t.Helper()
+		if _, err := tr.Observe(pids); err != nil {
+			t.Fatal(err)
+		}
+	}
+	observe(srv.pids)
+	observe(srv.pids)
+	if tr.scans != 1 {
+		t.Fatalf("%d descriptor readings for two Observes with nothing new, want 1", tr.scans)
+	}
+	r := srv.do("relisten")
+	addr, ok := strings.CutPrefix(r, "ok ")
+	if !ok {
+		t.Fatalf("relisten: %s", r)
+	}
+	observe(srv.pids)
+	if tr.scans != 2 {
+		t.Fatalf("%d descriptor readings after a new listener, want 2", tr.scans)
+	}
+	if eps := tr.Endpoints(); eps[len(eps)-1].Addr.String() != addr {
+		t.Fatalf("endpoints %v, want the new listener %s last", eps, addr)
+	}
+	observe(append(slices.Clone(srv.pids), other.pids...))
+	if tr.scans != 3 {
+		t.Fatalf("%d descriptor readings after the tree changed, want 3", tr.scans)
+	}
+	if eps := tr.Endpoints(); eps[len(eps)-1].Addr.String() != other.addrs[0] {
+		t.Fatalf("endpoints %v, want the new process's listener %s last", eps, other.addrs[0])
+	}
+}
+
+// TestManyListeners: a tree with more live listeners than one inet_diag
+// filter may hold is matched here rather than refused by the kernel.
+func TestManyListeners(t *testing.T) {
+	addrs := make([]string, maxBytecodeEndpoints+10)
+	for i := range addrs {
+		addrs[i] = "127.0.0.1:0"
+	}
+	srv := startServer(t, 0, addrs...)
+	other := startServer(t, 0, "127.0.0.1:0")
+	dial(t, srv.addrs[0], 1)
+	dial(t, srv.addrs[len(srv.addrs)-1], 2)
+	dial(t, other.addrs[0], 4)
+	for srv.held() != 3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	trs := trackers(t, ModeListen, srv.pids)
+	for src, tr := range trs {
+		if n := len(tr.Endpoints()); n != len(addrs) {
+			t.Fatalf("%s: %d endpoints, want %d", src, n, len(addrs))
+		}
+	}
+	waitCounts(t, trs, nil, Counts{Established: 3})
+	for src, tr := range trs {
+		d, err := tr.Drain(context.Background(), srv.pids)
+		if err != nil {
+			t.Fatalf("%s: Drain: %v", src, err)
+		}
+		if got := d.Counts().Total(); got != 3 {
+			t.Errorf("%s: drain counts %d, want 3", src, got)
+		}
+		d.Close()
 	}
 }
