@@ -361,10 +361,10 @@ ExecReload=%s reload $MAINPID
 	if got := version(); got != "v2" {
 		t.Errorf("version %q right after systemctl reload returned, want v2", got)
 	}
-	// haproxy's READY=1 and its new worker both confirm the reload,
-	// whichever graceshim sees first.
-	if st := u.Show(t, name, "StatusText"); !strings.Contains(st, "reloaded: haproxy said READY=1") && !strings.Contains(st, "reloaded: new worker") {
-		t.Errorf("StatusText %q, want the reload confirmed by haproxy's READY=1 or its new worker", st)
+	// haproxy's READY=1 or its new worker with the old one no longer
+	// accepting, whichever graceshim saw first, ended the reload.
+	if st := u.Show(t, name, "StatusText"); !strings.Contains(st, "reloaded: haproxy said READY=1") && !strings.Contains(st, "reloaded: new worker pid") {
+		t.Errorf("StatusText %q, want the reload ended by haproxy's READY=1 or its new worker", st)
 	}
 
 	write("    bogus_keyword here\n")

@@ -255,12 +255,21 @@ func TestReloadCommand(t *testing.T) {
 	p.ReloadCommand = func([]string) []string {
 		return []string{"sh", "-c", `if [ -e "$0" ]; then echo "reload: admin endpoint refused the config" >&2; exit 1; fi`, fail}
 	}
+	ns := newNotifySocket(t)
 	ev, _, _ := start(t, "server:workers", func(o *Options) { o.Preset = p })
 	ev.wait("worker")
 	ev.wait("ready")
+	ns.waitLine(t, "READY=1")
+	ns.waitLine(t, "STATUS=") // sent with READY=1
 	r, err := control(t, "reload")
 	if err != nil || !strings.Contains(r.Message, "reloaded by sh -c") {
 		t.Errorf("reload by command: %v (%q), want done", err, r.Message)
+	}
+	ns.waitLine(t, "STATUS=running:") // the reload's end
+	// HUP reloads the same way: the daemon gets no HUP.
+	selfSignal(t, syscall.SIGHUP)
+	if st, _ := ns.waitLine(t, "STATUS=running:"); !strings.Contains(st, "reloaded by sh -c") {
+		t.Errorf("status after HUP %q, want the reload command's", st)
 	}
 	os.WriteFile(fail, nil, 0o644)
 	r, err = control(t, "reload")

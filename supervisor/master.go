@@ -37,7 +37,7 @@ func masterSign(table []proctab.Entry, pid int, exe string) string {
 	switch {
 	case len(proctab.Children(table, pid)) > 0:
 		return "it has processes of its own"
-	case holdsListener(pid, listeningInodes(pid)):
+	case holdsListener(pid, listeningInodes()):
 		return "it holds a listening socket"
 	case ownSession(pid):
 		return "it runs in a session of its own"

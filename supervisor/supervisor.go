@@ -536,7 +536,7 @@ func (l *loop) pollReload(now time.Time) {
 				}
 			}
 			if next != 0 {
-				listening := listeningInodes(l.main)
+				listening := listeningInodes()
 				old := false
 				for pid := range l.reloadOld {
 					if proctab.Has(table, pid) && holdsListener(pid, listening) {
