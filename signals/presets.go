@@ -133,7 +133,9 @@ var presets = []Preset{
 	// (TERM "stop now", HUP "restart now", USR1 "graceful restart", WINCH
 	// "graceful-stop"; "GracefulShutdownTimeout ... 0 ... wait
 	// indefinitely"); INT is handled as TERM (server/mpm/event/event.c
-	// set_signals: sig_term for SIGTERM and SIGINT). A graceful restart
+	// set_signals: sig_term for SIGTERM and SIGINT; measured with 2.4 from
+	// Debian 12: INT logs "caught SIGTERM, shutting down" and cuts a
+	// download in flight). A graceful restart
 	// with a broken config makes the parent exit (stopping.html: "the
 	// server will ... exit with an error"; apachectl graceful runs -t
 	// first for that reason, see Debian's apache2ctl). Debian's apache2
@@ -221,7 +223,9 @@ var presets = []Preset{
 	// master; lib/puma/launcher.rb restart! (Kernel.exec). docs/systemd.md
 	// and launcher.rb integrate_with_systemd: puma (5.1+) speaks sd_notify
 	// and the watchdog when NOTIFY_SOCKET is set and the sd_notify gem is
-	// installed (Debian: ruby-sd-notify). puma has no config test mode;
+	// installed (Debian: ruby-sd-notify; measured: its 0.1.1 cannot reach
+	// an abstract NOTIFY_SOCKET "@...", and puma exits). INT measured
+	// graceful with 5.6.5. puma has no config test mode;
 	// the config and rackup are Ruby, so ruby -c is the check.
 	{
 		Name: "puma", Commands: []string{"puma"},
