@@ -106,7 +106,10 @@ func TestReaperSIGCHLDAlone(t *testing.T) {
 		t.Fatalf("after the last child: %q, want none", l)
 	}
 	time.Sleep(3500 * time.Millisecond)
-	if k := len(lines); k > 0 {
+	// One late wake-up is a SIGCHLD that arrived after the loop had
+	// already reaped its child (signals coalesce and lag); a one-second
+	// backstop would wake three times or more.
+	if k := len(lines); k > 1 {
 		t.Errorf("an idle reaper woke %d times in 3.5s with no SIGCHLD", k)
 	}
 }

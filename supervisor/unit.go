@@ -123,6 +123,12 @@ func checkUnit(ctx context.Context, log *Logger, name string) string {
 	if !ok {
 		return ""
 	}
+	if os.Getenv("MANAGERPID") != "" {
+		// Set only for processes a user manager spawns (systemd.exec(5));
+		// its units need not sit below a user@UID.service cgroup (a user
+		// manager in a container owns the cgroup root).
+		svc.user = true
+	}
 	ctx, cancel := context.WithTimeout(ctx, unitCheckTimeout)
 	defer cancel()
 	args := []string{"show", "--property=KillMode,Type,NotifyAccess", "--", svc.name}
