@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,27 +22,9 @@ import (
 // shim is the built graceshim running a command, with its output.
 type shim struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *syncBuffer
 	exited chan struct{}
 	err    error
-}
-
-// lockedBuffer collects output written from another goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startShim starts graceshim with args (the launcher, when given, runs
@@ -52,7 +33,7 @@ func startShim(t *testing.T, launcher []string, args ...string) *shim {
 	t.Helper()
 	bin := needGraceshim(t)
 	argv := append(append(append([]string(nil), launcher...), bin), args...)
-	s := &shim{out: &lockedBuffer{}, exited: make(chan struct{})}
+	s := &shim{out: &syncBuffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	// A child that outlives graceshim (the failure some tests look for)
