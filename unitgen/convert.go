@@ -573,6 +573,10 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 			}
 			continue
 		}
+		startLine := -1
+		if starts := u.List("Service", "ExecStart"); len(starts) > 0 {
+			startLine = starts[len(starts)-1].Line
+		}
 		opts = append(opts,
 			unit.NewUnitOption("Service", "Type", "notify"),
 			unit.NewUnitOption("Service", "NotifyAccess", "main"))
@@ -585,7 +589,12 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 				opts = append(opts, unit.NewUnitOption("Service", d.Name, d.Value))
 			case dropped[d.Name] != "":
 			case d.Name == "ExecStart":
-				if d.Value != "" {
+				// One ExecStart=, where the command in force was: the
+				// last after the last reset (an empty ExecStart=, as
+				// `systemctl cat` output has when a drop-in overrides
+				// it). A second one makes systemd refuse the unit
+				// ("more than one ExecStart= setting", systemd.service(5)).
+				if d.Line == startLine {
 					opts = append(opts, unit.NewUnitOption("Service", "ExecStart", exec))
 				}
 			case d.Name == "ExecStop" || d.Name == "ExecReload":
