@@ -99,7 +99,10 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		return nil, fmt.Errorf("%s:%d: empty ExecStart=", u.File, start.Line)
 	}
 	argv := line.Argv()
-	cmd, wrapper, at := inner(argv)
+	cmd, wrapper, at, err := inner(argv)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d: ExecStart=: %w", u.File, start.Line, err)
+	}
 	if len(cmd) == 0 {
 		return nil, fmt.Errorf("%s:%d: ExecStart= runs %s without a command", u.File, start.Line, wrapper)
 	}

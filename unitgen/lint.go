@@ -101,7 +101,12 @@ func Lint(u *Unit, o LintOptions) []Finding {
 		return c.findings
 	}
 	c.argv = line.Argv()
-	c.cmd, c.wrapper, _ = inner(c.argv)
+	var wrapErr error
+	c.cmd, c.wrapper, _, wrapErr = inner(c.argv)
+	if wrapErr != nil {
+		c.add(c.start, "ExecStart", SeverityWarning, fmt.Sprintf("cannot read the command: %v", wrapErr), "put -- between the wrapper's flags and the command")
+		return c.findings
+	}
 	// env and `sh -c 'exec ...'` become the daemon they run.
 	c.cmd = daemonArgv(c.cmd)
 	if len(c.cmd) > 0 {

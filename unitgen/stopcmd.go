@@ -1,6 +1,7 @@
 package unitgen
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -37,35 +38,99 @@ type signalCmd struct {
 // graceshim is one; tini and dumb-init pass signals on unchanged.
 var wrappers = map[string]bool{"graceshim": true, "tini": true, "tini-static": true, "dumb-init": true, "catatonit": true}
 
+// wrapperFlags are each wrapper's flags: true for the ones that take a
+// value (in the next word, or glued on: -pSIGTERM, --rewrite=15:3), false
+// for the ones that take none. A flag not listed makes inner fail rather
+// than guess where the command starts.
+// The lists are the help texts of Debian 12's packages:
+//   - tini 0.19.0 (`tini -h`): only -p SIGNAL and -e EXIT_CODE take a
+//     value; -h -s -v -w -g -l and --version take none.
+//   - dumb-init 1.2.5 (`dumb-init --help`): -r/--rewrite s:r takes one;
+//     -c/--single-child, -v/--verbose, -h/--help, -V/--version none.
+//   - catatonit 0.1.7 (`catatonit -h`): -g -h -L -P -V/--version, none
+//     with a value.
+//   - graceshim: the run flags of main.go (runFlags); every one of them
+//     takes a value. Keep this list in step with that one.
+var wrapperFlags = map[string]map[string]bool{
+	"tini":        tiniFlags,
+	"tini-static": tiniFlags,
+	"dumb-init": {"-r": true, "--rewrite": true,
+		"-c": false, "--single-child": false, "-v": false, "--verbose": false,
+		"-V": false, "--version": false, "-h": false, "--help": false},
+	"catatonit": {"-g": false, "-h": false, "-L": false, "-P": false, "-V": false, "--version": false},
+	"graceshim": {"--preset": true, "--map": true, "--pidfile": true, "--ready": true,
+		"--ready-timeout": true, "--drain-timeout": true, "--stop-timeout": true,
+		"--stall-timeout": true, "--kill-timeout": true, "--drain-delay": true,
+		"--count": true, "--health-listen": true, "--health-check": true,
+		"--notify": true, "--log-level": true},
+}
+
+var tiniFlags = map[string]bool{"-p": true, "-e": true,
+	"-h": false, "-v": false, "-w": false, "-g": false, "-l": false, "-s": false, "--version": false}
+
 // inner returns the command a wrapper runs, the wrapper's name ("" when
-// argv is not a wrapper) and the index of the inner command in argv.
-func inner(argv []string) (cmd []string, wrapper string, at int) {
+// argv is not a wrapper) and the index of the inner command in argv. It
+// fails on a wrapper flag it does not know: the word after it may be the
+// flag's value or the command.
+func inner(argv []string) (cmd []string, wrapper string, at int, err error) {
 	if len(argv) == 0 {
-		return nil, "", 0
+		return nil, "", 0, nil
 	}
 	base := filepath.Base(argv[0])
 	if !wrappers[base] {
-		return argv, "", 0
+		return argv, "", 0, nil
 	}
+	flags := wrapperFlags[base]
 	for i := 1; i < len(argv); i++ {
 		a := argv[i]
 		if a == "--" {
-			return argv[i+1:], base, i + 1
+			return argv[i+1:], base, i + 1, nil
 		}
-		if strings.HasPrefix(a, "-") {
-			// Flags of the wrapper; tini's -s/-p/-e take a value.
-			if base != "graceshim" && len(a) == 2 && strings.Contains("peg", a[1:]) {
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			if base == "graceshim" {
+				// A graceshim subcommand is not a wrapped command.
+				return nil, base, len(argv), nil
+			}
+			return argv[i:], base, i, nil
+		}
+		if strings.HasPrefix(a, "--") {
+			name, _, glued := strings.Cut(a, "=")
+			value, known := flags[name]
+			if !known {
+				return nil, base, len(argv), fmt.Errorf("%s flag %s is unknown to graceshim unit: cannot tell where its command starts (put -- before the command)", base, name)
+			}
+			if value && !glued {
 				i++
 			}
 			continue
 		}
 		if base == "graceshim" {
-			// A graceshim subcommand is not a wrapped command.
-			return nil, base, len(argv)
+			// Single-dash long flags (-pidfile) as Go's flag syntax allows.
+			name, _, glued := strings.Cut(a, "=")
+			if value, known := flags["-"+name]; known {
+				if value && !glued {
+					i++
+				}
+				continue
+			}
+			return nil, base, len(argv), fmt.Errorf("graceshim flag %s is unknown to graceshim unit: cannot tell where its command starts (put -- before the command)", name)
 		}
-		return argv[i:], base, i
+		// getopt short flags, possibly grouped (-sg) or with the value
+		// glued on (-pSIGTERM).
+		for j := 1; j < len(a); j++ {
+			value, known := flags["-"+a[j:j+1]]
+			if !known {
+				return nil, base, len(argv), fmt.Errorf("%s flag -%s is unknown to graceshim unit: cannot tell where its command starts (put -- before the command)", base, a[j:j+1])
+			}
+			if value {
+				if j == len(a)-1 {
+					i++
+				}
+				break
+			}
+		}
 	}
-	return nil, base, len(argv)
+	return nil, base, len(argv), nil
 }
 
 // classifySignalCmd reads an ExecStop=/ExecReload= command.
