@@ -241,8 +241,13 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	if err := c.convertReload(); err != nil {
 		return nil, err
 	}
+	c.keepStart = keptTimeoutStart(u, o)
 	for _, d := range u.Directives {
 		if d.Section != "Service" {
+			continue
+		}
+		if d.Name == "TimeoutSec" && c.keepStart && !c.longerStop() {
+			c.note("replaced TimeoutSec=%s as the stop timeout: derived from graceshim's drain bounds and the systemd version", d.Value)
 			continue
 		}
 		if why, ok := dropped[d.Name]; ok && !(d.Name == "KillMode" && d.Value == "mixed") && !(d.Name == "Type" && d.Value == "notify") {
@@ -252,9 +257,12 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 			c.note("replaced %s=%s: %s", d.Name, d.Value, why)
 		}
 	}
-	c.keepStart = keptTimeoutStart(u, o)
-	if ts, ok := u.Get("Service", "TimeoutStartSec"); ok && c.keepStart {
-		c.note("kept TimeoutStartSec=%s: longer than graceshim needs", ts.Value)
+	if ts, ok := u.LastOf("Service", "TimeoutStartSec", "TimeoutSec"); ok && c.keepStart {
+		if ts.Name == "TimeoutSec" {
+			c.note("kept TimeoutSec=%s as TimeoutStartSec=: longer than graceshim needs", ts.Value)
+		} else {
+			c.note("kept TimeoutStartSec=%s: longer than graceshim needs", ts.Value)
+		}
 	}
 	if d, ok := c.stopTimeoutDirective(); ok && c.longerStop() {
 		c.keepStop = true
@@ -423,12 +431,10 @@ func (c *converter) reloadWhat() string {
 	return signals.Name(c.o.Preset.Reload)
 }
 
-// stopTimeoutDirective is the unit's TimeoutStopSec= (or TimeoutSec=).
+// stopTimeoutDirective is the unit's stop timeout in force: the last of
+// TimeoutStopSec= and TimeoutSec=, which sets it too (systemd.service(5)).
 func (c *converter) stopTimeoutDirective() (Directive, bool) {
-	if d, ok := c.u.Get("Service", "TimeoutStopSec"); ok {
-		return d, true
-	}
-	return c.u.Get("Service", "TimeoutSec")
+	return c.u.LastOf("Service", "TimeoutStopSec", "TimeoutSec")
 }
 
 // longerStop says the unit asked for no stop timeout (0 or infinity,
@@ -532,9 +538,11 @@ func commandOf(d Directive) signalCmd {
 	return classifySignalCmd(line.Argv())
 }
 
-// keptTimeoutStart says whether the unit's own TimeoutStartSec= is kept.
+// keptTimeoutStart says whether the unit's own start timeout is kept: the
+// last of TimeoutStartSec= and TimeoutSec=, which sets it too
+// (systemd.service(5)).
 func keptTimeoutStart(u *Unit, o Options) bool {
-	ts, ok := u.Get("Service", "TimeoutStartSec")
+	ts, ok := u.LastOf("Service", "TimeoutStartSec", "TimeoutSec")
 	if !ok {
 		return false
 	}
@@ -588,8 +596,8 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 				continue
 			}
 			switch {
-			case (d.Name == "TimeoutStopSec" || d.Name == "TimeoutSec") && c.keepStop:
-				opts = append(opts, unit.NewUnitOption("Service", d.Name, d.Value))
+			case d.Name == "TimeoutStartSec" || d.Name == "TimeoutStopSec" || d.Name == "TimeoutSec":
+				// Written below: the timeouts in force, kept or derived.
 			case dropped[d.Name] != "":
 			case d.Name == "ExecStart":
 				// One ExecStart=, where the command in force was: the
@@ -602,7 +610,6 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 				}
 			case d.Name == "ExecStop" || d.Name == "ExecReload":
 				// Written below, from the kept lists.
-			case d.Name == "TimeoutStartSec" && !c.keepStart:
 			case d.Name == "WatchdogSec" && c.dropWatchdog:
 			default:
 				opts = append(opts, unit.NewUnitOption("Service", d.Name, d.Value))
@@ -618,6 +625,14 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 			opts = append(opts, unit.NewUnitOption("Service", "ExecStop", d.Value))
 		}
 		opts = append(opts, timeoutOptions(o, c.keepStart, c.keepStop)...)
+		// The kept ones are written by their own names: a TimeoutSec=
+		// kept for one of them must not set the other.
+		if d, ok := u.LastOf("Service", "TimeoutStartSec", "TimeoutSec"); ok && c.keepStart {
+			opts = append(opts, unit.NewUnitOption("Service", "TimeoutStartSec", d.Value))
+		}
+		if d, ok := c.stopTimeoutDirective(); ok && c.keepStop {
+			opts = append(opts, unit.NewUnitOption("Service", "TimeoutStopSec", d.Value))
+		}
 		if _, ok := u.Get("Service", "Restart"); !ok {
 			opts = append(opts, unit.NewUnitOption("Service", "Restart", "on-failure"))
 		}

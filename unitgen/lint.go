@@ -273,12 +273,10 @@ type stopTimeout struct {
 	dir Directive
 }
 
-// stopTimeout is the TimeoutStopSec= in force (TimeoutSec= sets it too).
+// stopTimeout is the stop timeout in force: the last of TimeoutStopSec=
+// and TimeoutSec=, which sets it too (systemd.service(5)).
 func (c *lintCtx) stopTimeout() (stopTimeout, bool) {
-	d, ok := c.u.Get("Service", "TimeoutStopSec")
-	if !ok {
-		d, ok = c.u.Get("Service", "TimeoutSec")
-	}
+	d, ok := c.u.LastOf("Service", "TimeoutStopSec", "TimeoutSec")
 	if !ok {
 		return stopTimeout{d: defaultTimeoutStop, dir: Directive{Section: "Service", Name: "TimeoutStopSec"}}, false
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -49,6 +50,21 @@ func (u *Unit) Get(section, name string) (Directive, bool) {
 	found := false
 	for _, x := range u.Directives {
 		if x.Section == section && x.Name == name {
+			d, found = x, true
+		}
+	}
+	return d, found
+}
+
+// LastOf returns the last assignment of any of names in section: the one
+// in force when several directives set the same thing (TimeoutSec= sets
+// both TimeoutStartSec= and TimeoutStopSec=, systemd.service(5), and the
+// later assignment wins).
+func (u *Unit) LastOf(section string, names ...string) (Directive, bool) {
+	var d Directive
+	found := false
+	for _, x := range u.Directives {
+		if x.Section == section && slices.Contains(names, x.Name) {
 			d, found = x, true
 		}
 	}
