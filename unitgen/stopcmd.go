@@ -285,23 +285,35 @@ func classifySSD(args []string) signalCmd {
 }
 
 // parseSpan reads a systemd time span ("5", "90s", "1min 30s", "5min",
-// "infinity"). ok is false for what it cannot read; inf for "infinity"
-// and "0" (no timeout).
+// "infinity"), with the units of systemd.time(7). ok is false for what it
+// cannot read; inf for "infinity" and any zero span ("0", "0s", "0min"):
+// systemd disables a timeout set to zero, whatever its unit
+// (systemd.service(5), TimeoutStartSec=).
 func parseSpan(s string) (d time.Duration, inf, ok bool) {
 	s = strings.TrimSpace(s)
-	if s == "infinity" || s == "0" {
+	if s == "infinity" {
 		return 0, true, true
 	}
+	if s == "" {
+		return 0, false, true // an empty assignment resets the setting; it is not a zero span
+	}
+	// systemd's USEC_PER_MONTH and USEC_PER_YEAR (src/basic/time-util.h):
+	// 30.44 and 365.25 days.
+	const day = 24 * time.Hour
 	units := []struct {
 		names []string
 		d     time.Duration
 	}{
-		{[]string{"usec", "us", "µs"}, time.Microsecond},
+		{[]string{"nsec", "ns"}, time.Nanosecond},
+		{[]string{"usec", "us", "µs", "μs"}, time.Microsecond},
 		{[]string{"msec", "ms"}, time.Millisecond},
 		{[]string{"seconds", "second", "sec", "s"}, time.Second},
 		{[]string{"minutes", "minute", "min", "m"}, time.Minute},
 		{[]string{"hours", "hour", "hr", "h"}, time.Hour},
-		{[]string{"days", "day", "d"}, 24 * time.Hour},
+		{[]string{"days", "day", "d"}, day},
+		{[]string{"weeks", "week", "w"}, 7 * day},
+		{[]string{"months", "month", "M"}, 2629800 * time.Second},
+		{[]string{"years", "year", "y"}, 31557600 * time.Second},
 	}
 	rest := s
 	for rest != "" {
@@ -320,7 +332,8 @@ func parseSpan(s string) (d time.Duration, inf, ok bool) {
 		rest = strings.TrimLeft(rest[i:], " ")
 		unit := time.Second
 		j := 0
-		for j < len(rest) && (rest[j] >= 'a' && rest[j] <= 'z' || rest[j] == 0xc2 || rest[j] == 0xb5) {
+		// Letters, and the bytes of µ and μ.
+		for j < len(rest) && (rest[j] >= 'a' && rest[j] <= 'z' || rest[j] >= 'A' && rest[j] <= 'Z' || rest[j] >= 0x80) {
 			j++
 		}
 		if j > 0 {
@@ -338,6 +351,9 @@ func parseSpan(s string) (d time.Duration, inf, ok bool) {
 		}
 		d += time.Duration(n * float64(unit))
 		rest = rest[j:]
+	}
+	if d == 0 {
+		return 0, true, true
 	}
 	return d, false, true
 }

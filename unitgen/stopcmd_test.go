@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestInnerWrapperFlags reads the command out of wrapper command lines:
@@ -56,6 +57,30 @@ func TestInnerWrapperFlags(t *testing.T) {
 		}
 		if !slices.Equal(cmd, strings.Fields(tc.cmd)) || at != tc.at {
 			t.Errorf("inner(%s) = %q at %d, want %q at %d", tc.argv, cmd, at, tc.cmd, tc.at)
+		}
+	}
+}
+
+// TestParseSpan reads systemd time spans (systemd.time(7)); any zero span
+// means no timeout, as "0" does.
+func TestParseSpan(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		d       time.Duration
+		inf, ok bool
+	}{
+		{"0", 0, true, true}, {"0s", 0, true, true}, {"0min", 0, true, true}, {"0 ms", 0, true, true},
+		{"infinity", 0, true, true},
+		{"90", 90 * time.Second, false, true}, {"1min 30s", 90 * time.Second, false, true},
+		{"2w", 14 * 24 * time.Hour, false, true}, {"1 week", 7 * 24 * time.Hour, false, true},
+		{"1M", 2629800 * time.Second, false, true}, {"1y", 31557600 * time.Second, false, true},
+		{"5000000ns", 5 * time.Millisecond, false, true}, {"3μs", 3 * time.Microsecond, false, true},
+		{"3µs", 3 * time.Microsecond, false, true}, {"1h 1s", time.Hour + time.Second, false, true},
+		{"5 parsecs", 0, false, false}, {"abc", 0, false, false},
+	} {
+		d, inf, ok := parseSpan(tc.in)
+		if d != tc.d || inf != tc.inf || ok != tc.ok {
+			t.Errorf("parseSpan(%q) = %s, %v, %v; want %s, %v, %v", tc.in, d, inf, ok, tc.d, tc.inf, tc.ok)
 		}
 	}
 }
