@@ -151,6 +151,15 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 
 	typ, _ := u.Get("Service", "Type")
 	if pf, ok := u.Get("Service", "PIDFile"); ok && typ.Value == "forking" && !has("pidfile") {
+		if rel := pf.Value; rel != "" && !filepath.IsAbs(rel) && !strings.HasPrefix(rel, "%") {
+			// systemd prefixes a relative PIDFile= with /run/
+			// (systemd.service(5), PIDFile=); graceshim would resolve
+			// it against its working directory. A user manager uses
+			// its runtime directory instead, which this unit alone
+			// does not tell.
+			pf.Value = "/run/" + rel
+			c.note("PIDFile=%s is relative: systemd reads it under /run/, so --pidfile=%s (a user unit's is %%t/%s)", rel, pf.Value, rel)
+		}
 		if strings.Contains(pf.Value, "%") && !strings.ContainsAny(pf.Value, " \t\"'\\$;") {
 			// PIDFile= expands specifiers (%t/app.pid); so does ExecStart=
 			// when the word is written as it is.

@@ -485,6 +485,12 @@ func (c *lintCtx) lintPIDFile() {
 		// A specifier (%t/app.pid) expands to an absolute path.
 		return
 	}
+	if !filepath.IsAbs(path) && what == "PIDFile" {
+		// systemd prefixes a relative PIDFile= with /run/
+		// (systemd.service(5), PIDFile=), or a user manager's runtime
+		// directory: not an error.
+		path = "/run/" + path
+	}
 	switch {
 	case !filepath.IsAbs(path):
 		c.add(pf, what, SeverityError, fmt.Sprintf("pid file %q is not an absolute path: systemd refuses it and the main process is never found", path), "use an absolute path under /run")
