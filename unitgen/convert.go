@@ -279,6 +279,11 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		o.keptStop = c.o.keptStop
 		c.note("kept %s=%s: the unit gives a stop more time than graceshim's own bound (or no bound at all), and that stays the admin's choice; graceshim still escalates after its --drain-timeout", d.Name, d.Value)
 	}
+	if _, ok := u.Get("Service", "Restart"); !ok {
+		// Written below (unitOptions, dropinOptions), as graceshim's own
+		// units have it: said here, so that no change goes unmentioned.
+		c.note("added Restart=on-failure: the unit had no Restart= (systemd's default is no); set Restart=no to keep that")
+	}
 	c.convertNotify()
 	c.sandbox()
 	c.mainPIDUses(keptStops)
