@@ -26,6 +26,7 @@ var dropped = map[string]string{
 	"SendSIGKILL":     "graceshim escalates itself; systemd's SIGKILL stays as the last resort",
 	"RemainAfterExit": "meaningless for Type=notify",
 	"GuessMainPID":    "meaningless for Type=notify",
+	"ReloadSignal":    "only Type=notify-reload sends it; ExecReload=graceshim reload $MAINPID reloads the daemon now",
 }
 
 // ConvertResult is a converted unit and what was changed.
@@ -214,6 +215,44 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 				}
 				break
 			}
+		}
+	}
+	// Type=notify-reload (systemd 253): systemctl reload sends the main
+	// process ReloadSignal= (SIGHUP by default) and waits for the
+	// daemon's RELOADING=1 and READY=1 (systemd.service(5)). graceshim is
+	// the main process now and Type=notify: the reload becomes
+	// ExecReload=graceshim reload $MAINPID (convertReload), which sends
+	// the daemon its signal, HUP mapped to ReloadSignal= when that is
+	// another one.
+	if typ.Value == "notify-reload" && wrapper != "graceshim" && len(u.List("Service", "ExecReload")) == 0 && !has("map") && !has("preset") {
+		sig := syscall.SIGHUP
+		if rs, ok := u.Get("Service", "ReloadSignal"); ok {
+			s, err := signals.Parse(rs.Value)
+			if err != nil {
+				c.warn(rs.Line, "ReloadSignal=%s: %v", rs.Value, err)
+			} else {
+				sig = s
+			}
+		}
+		ours := syscall.SIGHUP
+		if o.Preset.Name != "generic" && o.Preset.Reload != 0 {
+			ours = o.Preset.Reload
+		}
+		if o.Preset.Name == "generic" {
+			o.Reloads = true
+		}
+		if sig != ours && o.Preset.ReloadCommand == nil && !cannotStop(sig) {
+			m := "HUP:" + signals.Name(sig)
+			if i := slices.IndexFunc(runFlags, func(f string) bool { return strings.HasPrefix(f, "--map=") }); i >= 0 {
+				runFlags[i] += "," + m
+			} else {
+				runFlags = append(runFlags, "--map="+m)
+			}
+			over, _ := signals.ParseMap(m)
+			o.MapOver = o.MapOver.Merge(over)
+			c.note("Type=notify-reload reloaded %s with SIG%s: graceshim reload sends it with --map=%s", c.name, signals.Name(sig), m)
+		} else {
+			c.note("Type=notify-reload reloaded %s with SIG%s: graceshim reload sends it", c.name, signals.Name(sig))
 		}
 	}
 	o.RunFlags = runFlags
