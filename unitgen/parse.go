@@ -143,7 +143,7 @@ func Parse(file string, data []byte) (*Unit, []Warning, error) {
 			continue
 		}
 		// Join the continuation lines, skipping comments between them.
-		for strings.HasSuffix(t, `\`) && i+1 < len(lines) {
+		for continued(t) && i+1 < len(lines) {
 			next := strings.TrimRight(lines[i+1], "\r")
 			i++
 			if nt := strings.TrimSpace(next); nt != "" && (nt[0] == '#' || nt[0] == ';') {
@@ -154,7 +154,9 @@ func Parse(file string, data []byte) (*Unit, []Warning, error) {
 				return nil, nil, fmt.Errorf("%s:%d: %w: continued line longer than systemd's limit of %d bytes", file, n, ErrMalformed, maxLine)
 			}
 		}
-		t = strings.TrimSuffix(t, `\`) // a continuation at the end of the file
+		if continued(t) {
+			t = t[:len(t)-1] // a continuation at the end of the file
+		}
 		eq := strings.IndexByte(t, '=')
 		if eq < 0 {
 			warns = append(warns, Warning{file, n, fmt.Sprintf("missing '=', line ignored (as systemd does): %q", shorten(t))})
@@ -184,4 +186,13 @@ func shorten(s string) string {
 		return s[:77] + "..."
 	}
 	return s
+}
+
+// continued says whether a line goes on on the next one: it ends in a
+// backslash that is not itself escaped, an odd number of them (systemd's
+// conf-parser; systemd-analyze verify 252 reads "Description=a b\\" as
+// one line).
+func continued(line string) bool {
+	n := len(line) - len(strings.TrimRight(line, `\`))
+	return n%2 == 1
 }

@@ -61,6 +61,9 @@ func TestParseWhatSystemdAccepts(t *testing.T) {
 		{"assignment before a section", "ExecStart=/bin/false\n[Service]\nExecStart=/bin/true\n", "ExecStart", "/bin/true", 3, "x.service:1: assignment outside"},
 		{"byte order mark", "\xef\xbb\xbf[Service]\nExecStart=/bin/true\n", "ExecStart", "/bin/true", 2, ""},
 		{"continuation at the end", "[Service]\nExecStart=/bin/true \\", "ExecStart", "/bin/true", 2, ""},
+		// An escaped backslash ends the line (systemd-analyze verify 252).
+		{"escaped backslash at the end", "[Service]\nExecStart=/bin/echo a\\\\\nExecStartPre=/bin/true\n", "ExecStart", "/bin/echo a\\\\", 2, ""},
+		{"escaped backslash then a continuation", "[Service]\nExecStart=/bin/echo a\\\\\\\n  b\n", "ExecStart", "/bin/echo a\\\\   b", 2, ""},
 	}
 	for _, tc := range tests {
 		u, warns, err := Parse("x.service", []byte(tc.in))
