@@ -178,6 +178,11 @@ func (c *lintCtx) lintStop() {
 	if !c.known {
 		return
 	}
+	if km, ok := c.u.Get("Service", "KillMode"); ok && km.Value == "none" {
+		// systemd sends no KillSignal= at all then (systemd.kill(5),
+		// KillMode=none): lintKillModeNone says what that means.
+		return
+	}
 	p := c.preset
 	ks, ksSet := c.value("KillSignal", "SIGTERM")
 	killSig, err := signals.Parse(ks.Value)
