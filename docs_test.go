@@ -17,6 +17,8 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/graceshim/graceshim/unitgen"
 )
 
 var updateREADME = flag.Bool("update-readme", false, "rewrite README.md's generated tables (flags, exit codes)")
@@ -278,6 +280,24 @@ func TestDocsExamples(t *testing.T) {
 		for _, f := range files {
 			if f.Name() != "README.md" && !f.IsDir() && !strings.Contains(string(data), f.Name()) {
 				t.Errorf("%s/README.md does not mention %s", dir, f.Name())
+			}
+		}
+	}
+}
+
+// TestConversionKnowsRunFlags: unit conversion reads graceshim's own run
+// flags in an ExecStart= it converts again; its list must be the CLI's.
+func TestConversionKnowsRunFlags(t *testing.T) {
+	for _, f := range runFlags() {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			name := "--" + n
+			if len(n) == 1 {
+				name = "-" + n
+			}
+			takes, known := unitgen.GraceshimFlag(name)
+			if !known || takes == isBool {
+				t.Errorf("unitgen's list of graceshim flags: %s known=%v takes a value=%v, the CLI says takes a value=%v", name, known, takes, !isBool)
 			}
 		}
 	}

@@ -515,3 +515,11 @@ func cannotStop(sig syscall.Signal) bool {
 	}
 	return false
 }
+
+// GraceshimFlag reports whether the conversion knows graceshim's run flag
+// name ("--pidfile") and that it takes a value: main's tests hold the
+// list above to the CLI's own.
+func GraceshimFlag(name string) (takesValue, known bool) {
+	takesValue, known = wrapperFlags["graceshim"][name]
+	return takesValue, known
+}
