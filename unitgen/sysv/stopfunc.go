@@ -17,8 +17,14 @@ package sysv
 // whose parent runs the same binary is a worker), saying so on stderr.
 // Like killproc without -p, that fallback finds every instance of the
 // binary on the host; "only" turns it off where several instances are the
-// rule (generated scripts that run the daemon under graceshim). A zombie
-// has no exe, so it counts as gone.
+// rule (generated scripts that run the daemon under graceshim). A pid is
+// alive while /proc/PID/stat exists and its state is not Z (zombie) or X.
+// /proc/PID/exe of a process under another uid is unreadable without
+// CAP_SYS_PTRACE (proc(5), "ptrace access mode"; Docker drops that
+// capability), so argv[0] from /proc/PID/cmdline, which anyone may read,
+// decides then; a live pid from the pid file that neither confirms is
+// reported, not signalled, and the stop fails keeping the pid file, since
+// it cannot be told from a daemon still running.
 //
 // The bound is wall-clock time (date +%s), not a count of polls, so a
 // loaded machine does not stretch it; whole seconds, so a wait lasts at
@@ -33,20 +39,25 @@ const StopFunc = `# graceshim_stop PIDFILE BINARY SIGNAL TIMEOUT [only] (added b
 # send SIGNAL to BINARY's masters (every pid in PIDFILE that runs BINARY; if
 # none and no "only", pidof BINARY without its workers), wait up to TIMEOUT
 # (N, Ns, Nm, Nh), then TERM and 5 s, then KILL. 0 once all are gone, else 1.
-graceshim_is() { # PID BINARY: PID runs BINARY, by exe or argv[0] (a zombie does not)
-	_gs_exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
-	_gs_exe=${_gs_exe% (deleted)}
-	[ "${_gs_exe##*/}" != "${2##*/}" ] || return 0
+graceshim_is() { # PID BINARY: 0 runs BINARY (by exe or argv[0]), 1 gone, a zombie or another program, 2 runs but exe unreadable
+	_gs_exe=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	case ${_gs_exe##*) } in Z* | X*) return 1 ;; esac
+	if _gs_exe=$(readlink "/proc/$1/exe" 2>/dev/null); then
+		_gs_exe=${_gs_exe% (deleted)} _gs_ok=1
+		[ "${_gs_exe##*/}" != "${2##*/}" ] || return 0
+	else _gs_ok=2; fi
 	_gs_exe=$(tr '\000' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-	_gs_exe=${_gs_exe%% *}
-	[ "${_gs_exe##*/}" = "${2##*/}" ]
+	_gs_exe=${_gs_exe%% *} # argv[0]; nginx and php-fpm write "nginx: master process"
+	_gs_exe=${_gs_exe%:}
+	[ "${_gs_exe##*/}" != "${2##*/}" ] || return 0
+	return $_gs_ok
 }
 graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
 	_gs_end=$(($(date +%s) + $1))
 	while :; do
 		_gs_left=
 		for _gs_p in $_gs_pids; do
-			if graceshim_is "$_gs_p" "$_gs_bin"; then _gs_left="$_gs_left $_gs_p"; fi
+			if graceshim_is "$_gs_p" "$_gs_bin" || [ $? = 2 ]; then _gs_left="$_gs_left $_gs_p"; fi
 		done
 		_gs_pids=$_gs_left
 		[ -n "$_gs_pids" ] || return 0
@@ -55,7 +66,7 @@ graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
 	done
 }
 graceshim_stop() {
-	_gs_bin=$2 _gs_t=${4%[smhd]} _gs_pids=
+	_gs_bin=$2 _gs_t=${4%[smhd]} _gs_pids='' _gs_unsure=''
 	case $_gs_t in '' | *[!0-9]*)
 		echo "graceshim_stop: timeout '$4' is not N, Ns, Nm, Nh or Nd: not stopping ${2##*/}" >&2
 		return 1 ;;
@@ -63,9 +74,12 @@ graceshim_stop() {
 	case $4 in *m) _gs_t=$((_gs_t * 60)) ;; *h) _gs_t=$((_gs_t * 3600)) ;; *d) _gs_t=$((_gs_t * 86400)) ;; esac
 	# shellcheck disable=SC2013 # pids, one a line or several on one
 	[ ! -r "$1" ] || for _gs_p in $(cat "$1"); do
-		if graceshim_is "$_gs_p" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
+		if graceshim_is "$_gs_p" "$2"; then _gs_pids="$_gs_pids $_gs_p"; elif [ $? = 2 ]; then
+			echo "pid $_gs_p in $1 runs, but /proc/$_gs_p/exe is unreadable and argv[0] is not ${2##*/}: not signalling it" >&2
+			_gs_unsure=1
+		fi
 	done
-	if [ -z "$_gs_pids" ] && [ "${5:-}" != only ]; then
+	if [ -z "$_gs_pids$_gs_unsure" ] && [ "${5:-}" != only ]; then
 		for _gs_p in $(pidof "$2" || :); do
 			_gs_pp=$(ps -o ppid= -p "$_gs_p" || :)
 			if graceshim_is "$_gs_p" "$2" && ! graceshim_is "$((_gs_pp + 0))" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
@@ -85,6 +99,7 @@ graceshim_stop() {
 			fi
 		fi
 	fi
+	[ -z "$_gs_unsure" ] || return 1
 	rm -f "$1"
 }
 `

@@ -324,3 +324,59 @@ func TestStopFuncReportsFailure(t *testing.T) {
 		t.Errorf("the pid file of a process still running was removed: %v", err)
 	}
 }
+
+// TestStopFuncExeUnreadable: a daemon under another uid, stopped by a
+// caller without CAP_SYS_PTRACE (as in a container with Docker's default
+// capabilities), has an unreadable /proc/PID/exe. graceshim_stop must not
+// take it for gone: it identifies the daemon by argv[0] and stops it, or,
+// when argv[0] does not confirm it either, says so, fails and keeps the
+// pid file.
+func TestStopFuncExeUnreadable(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and setpriv (util-linux)")
+	}
+	for _, tc := range []struct {
+		name, binary string
+		wantRC       string
+		wantAlive    bool
+		wantPidfile  bool
+		want         string
+	}{
+		{"argv[0] confirms", "/usr/bin/sleep", "rc=0", false, false, ""},
+		{"nothing confirms", "/usr/sbin/graceshim-test-none", "rc=1", true, true, "/exe is unreadable and argv[0] is not graceshim-test-none: not signalling it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "300")
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { d.Process.Kill(); d.Wait() }()
+			pid := strconv.Itoa(d.Process.Pid)
+			if !waitUntil(5*time.Second, func() bool {
+				b, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+				return strings.HasPrefix(string(b), "sleep\x00")
+			}) {
+				t.Fatal("the test daemon did not start")
+			}
+			pidfile := filepath.Join(t.TempDir(), "d.pid")
+			if err := os.WriteFile(pidfile, []byte(pid+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(setpriv, "--inh-caps=-sys_ptrace", "--bounding-set=-sys_ptrace", "dash", "-c",
+				StopFunc+`graceshim_stop "$1" "$2" TERM 2; echo "rc=$?"`, "dash", pidfile, tc.binary).CombinedOutput()
+			if err != nil {
+				t.Fatalf("graceshim_stop: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.wantRC) || !strings.Contains(string(out), tc.want) {
+				t.Errorf("output lacks %q or %q:\n%s", tc.wantRC, tc.want, out)
+			}
+			if procAlive(d.Process.Pid) != tc.wantAlive {
+				t.Errorf("daemon alive=%v, want %v:\n%s", procAlive(d.Process.Pid), tc.wantAlive, out)
+			}
+			if _, err := os.Stat(pidfile); (err == nil) != tc.wantPidfile {
+				t.Errorf("pid file kept=%v, want %v:\n%s", err == nil, tc.wantPidfile, out)
+			}
+		})
+	}
+}
