@@ -29,7 +29,8 @@
 // bash and coreutils, not graceshim.
 //
 // graceshim_stop finds the daemon the way killproc does (every pid on
-// every line of the pid file, else pidof of the binary) but signals only
+// every line of the pid file; pidof of the binary only where the original
+// stop was killproc without -p, which used pidof itself) but signals only
 // pids that run the binary, and from pidof only masters; it fails when the
 // daemon is still running. Red Hat stops keep killproc's [  OK  ] and
 // [FAILED]; Debian stops keep start-stop-daemon and log_end_msg.

@@ -180,9 +180,9 @@ func TestFixUnsure(t *testing.T) {
 // command stands.
 func TestFixShapes(t *testing.T) {
 	for _, tc := range []struct{ name, stop, want string }{
-		{"assignment prefix", "LSB=1 killproc -p $pidfile $prog", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
-		{"in a condition", "if killproc -p $pidfile $prog; then rm -f $lockfile; fi", `    if if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi; then rm -f $lockfile; fi`},
-		{"in a list", "killproc -p $pidfile $prog && rm -f $lockfile", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi && rm -f $lockfile`},
+		{"assignment prefix", "LSB=1 killproc -p $pidfile $prog", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT" only; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
+		{"in a condition", "if killproc -p $pidfile $prog; then rm -f $lockfile; fi", `    if if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT" only; then success "$prog shutdown"; else failure "$prog shutdown"; fi; then rm -f $lockfile; fi`},
+		{"in a list", "killproc -p $pidfile $prog && rm -f $lockfile", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT" only; then success "$prog shutdown"; else failure "$prog shutdown"; fi && rm -f $lockfile`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := "#!/bin/sh\n. /etc/rc.d/init.d/functions\nnginx=/usr/sbin/nginx\nprog=nginx\npidfile=/run/nginx.pid\nlockfile=/var/lock/subsys/nginx\nstop() {\n    " + tc.stop + "\n}\n"
@@ -213,7 +213,7 @@ func TestFixPresetOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := string(r.Output)
-	for _, want := range []string{`if graceshim_stop "$pidfile" myproxy USR1 "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
+	for _, want := range []string{`if graceshim_stop "$pidfile" myproxy USR1 "$STOP_TIMEOUT" only; then success "$prog shutdown"; else failure "$prog shutdown"; fi`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("fixed script lacks %q:\n%s", want, out)
 		}
@@ -296,5 +296,48 @@ func TestFixFollowsFunctions(t *testing.T) {
 	var unsure *UnsureError
 	if !errors.As(err, &unsure) || !strings.Contains(err.Error(), "kill on line 3 in halt_it()") {
 		t.Errorf("got %v, want an *UnsureError naming kill on line 3 in halt_it()", err)
+	}
+}
+
+// TestFixPidofOnlyWithoutPidfile: a rewritten stop falls back to pidof
+// only where the original did (killproc without -p). A stop that named a
+// pid file (killproc -p, kill $(cat F), unicorn's sig) never used pidof,
+// which matches every instance of the binary on the host, so its call
+// passes "only".
+func TestFixPidofOnlyWithoutPidfile(t *testing.T) {
+	for name, wantOnly := range map[string]bool{
+		"nginx-redhat-killproc":    true,
+		"nginx-redhat-kill-cat":    true,
+		"unicorn-sig-wrapper":      true,
+		"php-fpm-redhat":           true,
+		"nginx-redhat-quit-nowait": false,
+		"haproxy-redhat":           false,
+	} {
+		src, err := os.ReadFile(filepath.Join(corpusDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Fix(name, src, FixOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		calls := 0
+		for _, l := range strings.Split(string(r.Output), "\n") {
+			i := strings.Index(l, "graceshim_stop ")
+			if i < 0 || strings.HasPrefix(strings.TrimSpace(l), "#") {
+				continue
+			}
+			calls++
+			call := l[i:]
+			if j := strings.IndexAny(call, ";&|"); j >= 0 {
+				call = call[:j]
+			}
+			if got := strings.HasSuffix(strings.TrimSpace(call), " only"); got != wantOnly {
+				t.Errorf("%s: %q passes only=%v, want %v", name, call, got, wantOnly)
+			}
+		}
+		if calls == 0 {
+			t.Errorf("%s: no graceshim_stop call in the fixed script", name)
+		}
 	}
 }

@@ -15,9 +15,14 @@ package sysv
 // as unicorn runs as ruby; a stale pid file's pid, since given to another
 // process, is never signalled) and, from pidof, only masters (a process
 // whose parent runs the same binary is a worker), saying so on stderr.
-// Like killproc without -p, that fallback finds every instance of the
-// binary on the host; "only" turns it off where several instances are the
-// rule (generated scripts that run the daemon under graceshim). A pid is
+// That fallback finds every instance of the binary on the host, as
+// killproc without -p does, so it is for rewriting such a killproc only:
+// every call whose original stop named a pid file passes "only" (killproc
+// -p with a missing or stale pid file returns failure without pidof), as
+// generated scripts do. pidof -c keeps processes with the caller's root
+// and -o omits the script and its parent (sysvinit's pidof(8), which
+// CentOS 6 and Debian ship; busybox's pidof lacks -c and finds nothing
+// here, so the fallback does nothing). A pid is
 // alive while /proc/PID/stat exists and its state is not Z (zombie) or X.
 // /proc/PID/exe of a process under another uid is unreadable without
 // CAP_SYS_PTRACE (proc(5), "ptrace access mode"; Docker drops that
@@ -80,7 +85,7 @@ graceshim_stop() {
 		fi
 	done
 	if [ -z "$_gs_pids$_gs_unsure" ] && [ "${5:-}" != only ]; then
-		for _gs_p in $(pidof "$2" || :); do
+		for _gs_p in $(pidof -c -o $$ -o "$PPID" "$2" 2>/dev/null || :); do
 			_gs_pp=$(ps -o ppid= -p "$_gs_p" || :)
 			if graceshim_is "$_gs_p" "$2" && ! graceshim_is "$((_gs_pp + 0))" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
 		done
