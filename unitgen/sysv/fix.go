@@ -694,7 +694,7 @@ func (f *fixer) wrapper(li int, kind ctxKind, call command, fn string) error {
 	}
 	start, end := call.span()
 	// The daemon's own stop command reads its pid file; it never used pidof.
-	f.edits[li] = append(f.edits[li], edit{start, end, f.stopCall(quoteWord(pidfile), false, TimeoutVar)})
+	f.edits[li] = append(f.edits[li], edit{start, end, f.failStop(li, call, f.stopCall(quoteWord(pidfile), false, TimeoutVar))})
 	what := "sends " + f.describe(sig)
 	if sig == 0 {
 		what = "sends " + f.describe(syscall.SIGTERM) + " and KILLs after 3 s"
@@ -803,6 +803,26 @@ func (f *fixer) stopCall(pidWord string, pidof bool, bound string) string {
 		only = ""
 	}
 	return fmt.Sprintf(`graceshim_stop %s %s %s "$%s"%s`, pidWord, f.binWord(), signals.Name(f.preset.Graceful), bound, only)
+}
+
+// failStop makes a stop call that stands first on its line, followed by
+// nothing, ';' or '&&', end the script with 1 when graceshim_stop fails
+// (it has said why on stderr): the original kill's status was thrown
+// away (kill $(cat F); rm -f F; echo) or read as "not running" (unicorn's
+// "sig QUIT && exit 0; echo Not running"), so a daemon that survived the
+// stop was reported stopped. Elsewhere (in a condition, after || ) the
+// script already reads the status and the call is left bare.
+func (f *fixer) failStop(li int, c command, call string) string {
+	text := f.s.ll[li].text
+	start, end := c.span()
+	if c.lead != "" || len(c.assign) > 0 || strings.TrimSpace(text[:start]) != "" {
+		return call
+	}
+	rest := strings.TrimSpace(text[end:])
+	if rest == "" || strings.HasPrefix(rest, ";") && !strings.HasPrefix(rest, ";;") || strings.HasPrefix(rest, "&&") {
+		return call + " || exit 1"
+	}
+	return call
 }
 
 // reported wraps a stop call in the Red Hat functions' success and failure,
@@ -1579,7 +1599,7 @@ func (f *fixer) kill(li int, kind ctxKind, c command) error {
 		f.change(li, "%s: %s sends %s; the script waits for %s to go itself (lines %s), so only the signal changes: now kill %s", s.ctx[li], text, f.describe(sig), f.daemon, lineList(own), g)
 		return nil
 	}
-	f.edits[li] = append(f.edits[li], edit{start, end, f.stopCall(pidWord, false, TimeoutVar)})
+	f.edits[li] = append(f.edits[li], edit{start, end, f.failStop(li, c, f.stopCall(pidWord, false, TimeoutVar))})
 	f.change(li, "%s: %s sends %s and does not wait for the process to go; now %s, wait up to $%s s, then TERM, then KILL",
 		s.ctx[li], text, f.describe(sig), signals.Name(f.preset.Graceful), TimeoutVar)
 	f.keptSignalNote()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -338,6 +339,53 @@ func TestFixPidofOnlyWithoutPidfile(t *testing.T) {
 		}
 		if calls == 0 {
 			t.Errorf("%s: no graceshim_stop call in the fixed script", name)
+		}
+	}
+}
+
+// TestFixKillCatFailsStop runs the stop of a fixed "kill $(cat F); rm -f
+// F" script for real against a process that does not go (kill is a shell
+// function that sends nothing, standing in for a process that survives
+// KILL): the stop must exit 1 and leave the lock and pid files, not go on
+// to remove them and report the daemon stopped.
+func TestFixKillCatFailsStop(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash")
+	}
+	dir := t.TempDir()
+	pidfile, lockfile := filepath.Join(dir, "nginx.pid"), filepath.Join(dir, "nginx.lock")
+	src, err := os.ReadFile(filepath.Join(corpusDir, "nginx-redhat-kill-cat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src = []byte(strings.NewReplacer("/var/run/nginx.pid", pidfile, "/var/lock/subsys/nginx", lockfile).Replace(string(src)))
+	r, err := Fix("nginx", src, FixOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No Red Hat functions library here (the stop does not use it), and a
+	// sleep stands in for nginx.
+	script := strings.NewReplacer(". /etc/rc.d/init.d/functions", "kill() { :; }", "/usr/sbin/nginx QUIT", "/usr/bin/sleep QUIT").Replace(string(r.Output))
+	d := exec.Command("sleep", "300")
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.Process.Kill(); d.Wait() }()
+	for _, f := range []string{pidfile, lockfile} {
+		if err := os.WriteFile(f, []byte(strconv.Itoa(d.Process.Pid)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(bash, "-c", script, "nginx", "stop")
+	cmd.Env = append(os.Environ(), "STOP_TIMEOUT=1")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("stop of a daemon that did not go: %v, want exit 1:\n%s", err, out)
+	}
+	for _, f := range []string{pidfile, lockfile} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s removed although the daemon runs: %v\n%s", f, err, out)
 		}
 	}
 }
