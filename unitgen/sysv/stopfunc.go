@@ -33,9 +33,12 @@ package sysv
 //
 // The bound is wall-clock time (date +%s), not a count of polls, so a
 // loaded machine does not stretch it; whole seconds, so a wait lasts at
-// least TIMEOUT and less than a second more. The timeout reads as killproc -d does: N, or N with s, m, h or d. One it
-// cannot read is refused: nothing is signalled and the stop fails, rather
-// than waiting for a bound nobody chose.
+// least TIMEOUT and less than a second more. The timeout reads as killproc
+// -d does: N or N.M (rounded up to whole seconds), with s, m, h or d;
+// leading zeros are dropped, since the shell reads 08 as bad octal and 010
+// as 8. One it cannot read (or of 9 digits and more, which would overflow
+// once multiplied) gets a warning and DefaultStopTimeout's 60 s: refusing
+// it would leave the daemon running, a worse stop than a default bound.
 //
 // Variables are prefixed rather than local, because local is not POSIX;
 // every command that may fail is guarded, because scripts run under set -e
@@ -71,12 +74,19 @@ graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
 	done
 }
 graceshim_stop() {
-	_gs_bin=$2 _gs_t=${4%[smhd]} _gs_pids='' _gs_unsure=''
-	case $_gs_t in '' | *[!0-9]*)
-		echo "graceshim_stop: timeout '$4' is not N, Ns, Nm, Nh or Nd: not stopping ${2##*/}" >&2
-		return 1 ;;
+	_gs_bin=$2 _gs_t=${4%[smhd]} _gs_pids='' _gs_unsure='' _gs_up=0
+	_gs_u=${4#"$_gs_t"}
+	case $_gs_t in *.*[1-9]*) _gs_up=1 ;; esac # killproc -d 1.5: round up
+	_gs_t=${_gs_t%%.*}
+	while case $_gs_t in 0?*) ;; *) false ;; esac; do _gs_t=${_gs_t#0}; done # 08 is not octal
+	case $_gs_t in *[!0-9]* | ?????????* | '') # 9+ digits would overflow
+		[ "$_gs_t$_gs_up" = 1 ] || {
+			echo "graceshim_stop: timeout '$4' is not N, N.N, Ns, Nm, Nh or Nd: waiting 60 s" >&2
+			_gs_t=60 _gs_u='' _gs_up=0
+		} ;;
 	esac
-	case $4 in *m) _gs_t=$((_gs_t * 60)) ;; *h) _gs_t=$((_gs_t * 3600)) ;; *d) _gs_t=$((_gs_t * 86400)) ;; esac
+	_gs_t=$((${_gs_t:-0} + _gs_up))
+	case $_gs_u in m) _gs_t=$((_gs_t * 60)) ;; h) _gs_t=$((_gs_t * 3600)) ;; d) _gs_t=$((_gs_t * 86400)) ;; esac
 	# shellcheck disable=SC2013 # pids, one a line or several on one
 	[ ! -r "$1" ] || for _gs_p in $(cat "$1"); do
 		if graceshim_is "$_gs_p" "$2"; then _gs_pids="$_gs_pids $_gs_p"; elif [ $? = 2 ]; then

@@ -219,24 +219,39 @@ func TestStopFuncSeveralPids(t *testing.T) {
 	}
 }
 
-// TestStopFuncTimeouts: a timeout killproc -d would not read is refused
-// loudly, and nothing is signalled.
+// TestStopFuncTimeouts: every timeout stops the daemon. Leading zeros
+// are decimal (dash's arithmetic fails on 08 and reads 010 as 8), N.M is
+// rounded up as killproc -d accepts decimals, and a timeout it cannot
+// read, or one that would overflow, gets a warning and the default bound
+// rather than leaving the daemon running.
 func TestStopFuncTimeouts(t *testing.T) {
-	d := exec.Command("sleep", "300")
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { d.Process.Kill(); d.Wait() }()
-	pidfile := filepath.Join(t.TempDir(), "d.pid")
-	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" sleep TERM 1min`, "sh", pidfile).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "timeout '1min' is not N, Ns, Nm, Nh or Nd: not stopping sleep") {
-		t.Errorf("a bad timeout: %v, want a refusal:\n%s", err, out)
-	}
-	if !procAlive(d.Process.Pid) {
-		t.Error("the daemon was stopped although the timeout was refused")
+	for _, tc := range []struct{ timeout, warn string }{
+		{"08", ""}, {"010", ""}, {"1.5", ""}, {"09s", ""},
+		{"1min", "timeout '1min' is not N, N.N, Ns, Nm, Nh or Nd: waiting 60 s"},
+		{"999999999999d", "timeout '999999999999d' is not N, N.N, Ns, Nm, Nh or Nd: waiting 60 s"},
+	} {
+		t.Run(tc.timeout, func(t *testing.T) {
+			t.Parallel()
+			d := exec.Command("sleep", "300")
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { d.Process.Kill(); d.Wait() }()
+			pidfile := filepath.Join(t.TempDir(), "d.pid")
+			if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("dash", "-c", "set -eu\n"+StopFunc+`graceshim_stop "$1" sleep TERM "$2"; echo "rc=$?"`, "dash", pidfile, tc.timeout).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "rc=0") || !strings.Contains(string(out), tc.warn) {
+				t.Errorf("timeout %q: %v, want rc=0 and %q:\n%s", tc.timeout, err, tc.warn, out)
+			}
+			if tc.warn == "" && strings.Contains(string(out), "waiting 60 s") {
+				t.Errorf("timeout %q read as unreadable:\n%s", tc.timeout, out)
+			}
+			if procAlive(d.Process.Pid) {
+				t.Errorf("timeout %q: the daemon still runs:\n%s", tc.timeout, out)
+			}
+		})
 	}
 }
 
