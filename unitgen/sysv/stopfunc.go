@@ -109,6 +109,10 @@ graceshim_stop() {
 			kill -TERM $_gs_pids 2>/dev/null || :
 			if ! graceshim_wait 5; then
 				echo "${2##*/} (pid$_gs_pids) still running 5s after TERM: sending KILL" >&2
+				# workers a KILLed master leaves behind keep its listening sockets
+				for _gs_p in $(ps -o pid= --ppid "${_gs_pids# }" 2>/dev/null || :); do
+					if graceshim_is "$_gs_p" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
+				done
 				kill -KILL $_gs_pids 2>/dev/null || :
 				graceshim_wait 5 || return 1
 			fi

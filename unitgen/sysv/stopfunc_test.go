@@ -395,3 +395,53 @@ func TestStopFuncExeUnreadable(t *testing.T) {
 		})
 	}
 }
+
+// TestStopFuncKillsWorkers: a master that ignores the graceful signal and
+// TERM is KILLed; its worker (the same binary, here ignoring TERM too)
+// would be orphaned still holding the master's listening sockets, so it
+// is KILLed with the master and waited for.
+func TestStopFuncKillsWorkers(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gs-test-daemon")
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash")
+	}
+	src, err := os.ReadFile(bash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(dir, "worker.pid")
+	master := exec.Command(bin, "-c", `trap "" QUIT TERM; "$0" -c 'trap "" QUIT TERM; while :; do sleep 0.1; done' & echo $! >"$1.tmp"; mv "$1.tmp" "$1"; while :; do sleep 0.1; done`, bin, ready)
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { master.Process.Kill(); master.Wait() }()
+	var worker int
+	if !waitUntil(10*time.Second, func() bool {
+		b, err := os.ReadFile(ready)
+		if err != nil {
+			return false
+		}
+		worker, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(worker) + "/exe")
+		return worker > 0 && exe == bin
+	}) {
+		t.Fatal("the test master did not start its worker")
+	}
+	defer syscall.Kill(worker, syscall.SIGKILL)
+	pidfile := filepath.Join(dir, "d.pid")
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(master.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" "$2" QUIT 1 only; echo "rc=$?"`, "sh", pidfile, bin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rc=0") || !strings.Contains(string(out), "sending KILL") {
+		t.Fatalf("graceshim_stop: %v\n%s", err, out)
+	}
+	if procAlive(worker) {
+		t.Errorf("the worker of the KILLed master still runs:\n%s", out)
+	}
+}
