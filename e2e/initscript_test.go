@@ -555,7 +555,7 @@ func TestE2EInitscriptCLI(t *testing.T) {
 		code int
 		out  string // in stdout or stderr
 	}{
-		{"diff", []string{"fix", broken}, 0, `+    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
+		{"diff", []string{"fix", broken}, 0, `+    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT" only; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
 		{"template", []string{"fix", "--check", template}, 4, "--preset NAME"},
 		{"template with --preset", []string{"fix", "--preset", "nginx", template}, 0, `graceshim_stop "${pidfile}" "$nginx" QUIT "$STOP_TIMEOUT"`},
 		{"unknown daemon", []string{"fix", "--check", unknown}, 4, "varnishd is no known daemon"},

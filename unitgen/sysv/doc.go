@@ -25,11 +25,13 @@
 // in /etc/sysconfig/NAME or /etc/default/NAME), escalates with TERM and then
 // KILL, and only then lets the script remove its lock and pid files. For
 // Red Hat style scripts the wait is a small self-contained shell function,
-// graceshim_stop, inserted into the script: the fixed script needs only
-// bash and coreutils, not graceshim.
+// graceshim_stop, inserted into the script: the fixed script needs only a
+// POSIX shell, coreutils, procps's ps (ps -o ppid=, ps --ppid) and
+// sysvinit's pidof (pidof -c -o), not graceshim.
 //
 // graceshim_stop finds the daemon the way killproc does (every pid on
-// every line of the pid file, else pidof of the binary) but signals only
+// every line of the pid file; pidof of the binary only where the original
+// stop was killproc without -p, which used pidof itself) but signals only
 // pids that run the binary, and from pidof only masters; it fails when the
 // daemon is still running. Red Hat stops keep killproc's [  OK  ] and
 // [FAILED]; Debian stops keep start-stop-daemon and log_end_msg.

@@ -693,7 +693,8 @@ func (f *fixer) wrapper(li int, kind ctxKind, call command, fn string) error {
 		return nil
 	}
 	start, end := call.span()
-	f.edits[li] = append(f.edits[li], edit{start, end, f.stopCall(quoteWord(pidfile))})
+	// The daemon's own stop command reads its pid file; it never used pidof.
+	f.edits[li] = append(f.edits[li], edit{start, end, f.failStop(li, call, f.stopCall(quoteWord(pidfile), false, TimeoutVar))})
 	what := "sends " + f.describe(sig)
 	if sig == 0 {
 		what = "sends " + f.describe(syscall.SIGTERM) + " and KILLs after 3 s"
@@ -782,12 +783,46 @@ func (f *fixer) shimStop(li int, kind ctxKind, c command) error {
 	return nil
 }
 
-// stopCall is the replacement for a stop command. It names the daemon's
-// binary when the script keeps it in a variable, so that a stale pid file
-// (a pid since given to another process) is not acted on.
-func (f *fixer) stopCall(pidWord string) string {
-	f.needFunc, f.needTimeout = true, true
-	return fmt.Sprintf(`graceshim_stop %s %s %s "$%s"`, pidWord, f.binWord(), signals.Name(f.preset.Graceful), TimeoutVar)
+// stopCall is the replacement for a stop command, bounded by the variable
+// bound. It names the daemon's binary when the script keeps it in a
+// variable, so that a stale pid file (a pid since given to another
+// process) is not acted on. pidof is true only where the original stop
+// fell back to pidof itself (killproc without -p): a stop that named a pid
+// file gets "only", because with the pid file missing or stale
+// killproc -p returns failure without pidof (CentOS 6
+// /etc/rc.d/init.d/functions, __pids_var_run returns 4), and pidof
+// matches every process with the binary's base name on the host,
+// other instances and other containers' daemons included.
+func (f *fixer) stopCall(pidWord string, pidof bool, bound string) string {
+	f.needFunc = true
+	if bound == TimeoutVar {
+		f.needTimeout = true
+	}
+	only := " only"
+	if pidof {
+		only = ""
+	}
+	return fmt.Sprintf(`graceshim_stop %s %s %s "$%s"%s`, pidWord, f.binWord(), signals.Name(f.preset.Graceful), bound, only)
+}
+
+// failStop makes a stop call that stands first on its line, followed by
+// nothing, ';' or '&&', end the script with 1 when graceshim_stop fails
+// (it has said why on stderr): the original kill's status was thrown
+// away (kill $(cat F); rm -f F; echo) or read as "not running" (unicorn's
+// "sig QUIT && exit 0; echo Not running"), so a daemon that survived the
+// stop was reported stopped. Elsewhere (in a condition, after || ) the
+// script already reads the status and the call is left bare.
+func (f *fixer) failStop(li int, c command, call string) string {
+	text := f.s.ll[li].text
+	start, end := c.span()
+	if c.lead != "" || len(c.assign) > 0 || strings.TrimSpace(text[:start]) != "" {
+		return call
+	}
+	rest := strings.TrimSpace(text[end:])
+	if rest == "" || strings.HasPrefix(rest, ";") && !strings.HasPrefix(rest, ";;") || strings.HasPrefix(rest, "&&") {
+		return call + " || exit 1"
+	}
+	return call
 }
 
 // reported wraps a stop call in the Red Hat functions' success and failure,
@@ -1032,29 +1067,30 @@ func (f *fixer) killproc(li int, kind ctxKind, c command) error {
 		if loose.pidfile == "" {
 			why = append(why, "without -p it falls back to pidof, which matches workers")
 		}
-		prior := f.needTimeout
 		if len(c.assign) > 0 {
 			// LSB=1 killproc ...: the prefix only changes killproc's
 			// exit codes; it cannot stand before an if.
 			start = c.assign[0].start
 		}
-		call := f.stopCall(pidWord)
 		bound := TimeoutVar
 		if v := refersTo(loose.delay); v != "" && f.settable(v) && ordered {
 			// killproc -d ${STOP_DELAY}, which /etc/sysconfig/NAME sets:
 			// the admin's bound keeps working, now for the graceful stop.
-			f.needTimeout = prior
 			bound = v
-			call = fmt.Sprintf(`graceshim_stop %s %s %s "$%s"`, pidWord, f.binWord(), signals.Name(f.preset.Graceful), v)
 			if err := f.judgeDelay(li, v); err != nil {
 				return err
 			}
 		}
+		call := f.stopCall(pidWord, loose.pidfile == "", bound)
 		if f.style == StyleRedHat {
 			call = f.reported(call, loose.prog)
 		}
 		f.edits[li] = append(f.edits[li], edit{start, end, call})
-		f.change(li, "%s: %s %s; now %s to %s's masters (every pid in %s that runs it, else pidof), wait up to $%s, then TERM, then KILL, and report [  OK  ] or [FAILED] as killproc did",
+		found := "every pid in %s that runs it"
+		if loose.pidfile == "" {
+			found += ", else pidof as before"
+		}
+		f.change(li, "%s: %s %s; now %s to %s's masters ("+found+"), wait up to $%s, then TERM, then KILL, and report [  OK  ] or [FAILED] as killproc did",
 			ctx, text, strings.Join(why, "; "), signals.Name(f.preset.Graceful), f.daemon, unquote(pidWord), bound)
 		f.keptSignalNote()
 		return nil
@@ -1563,7 +1599,7 @@ func (f *fixer) kill(li int, kind ctxKind, c command) error {
 		f.change(li, "%s: %s sends %s; the script waits for %s to go itself (lines %s), so only the signal changes: now kill %s", s.ctx[li], text, f.describe(sig), f.daemon, lineList(own), g)
 		return nil
 	}
-	f.edits[li] = append(f.edits[li], edit{start, end, f.stopCall(pidWord)})
+	f.edits[li] = append(f.edits[li], edit{start, end, f.failStop(li, c, f.stopCall(pidWord, false, TimeoutVar))})
 	f.change(li, "%s: %s sends %s and does not wait for the process to go; now %s, wait up to $%s s, then TERM, then KILL",
 		s.ctx[li], text, f.describe(sig), signals.Name(f.preset.Graceful), TimeoutVar)
 	f.keptSignalNote()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -180,9 +181,9 @@ func TestFixUnsure(t *testing.T) {
 // command stands.
 func TestFixShapes(t *testing.T) {
 	for _, tc := range []struct{ name, stop, want string }{
-		{"assignment prefix", "LSB=1 killproc -p $pidfile $prog", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
-		{"in a condition", "if killproc -p $pidfile $prog; then rm -f $lockfile; fi", `    if if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi; then rm -f $lockfile; fi`},
-		{"in a list", "killproc -p $pidfile $prog && rm -f $lockfile", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi && rm -f $lockfile`},
+		{"assignment prefix", "LSB=1 killproc -p $pidfile $prog", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT" only; then success "$prog shutdown"; else failure "$prog shutdown"; fi`},
+		{"in a condition", "if killproc -p $pidfile $prog; then rm -f $lockfile; fi", `    if if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT" only; then success "$prog shutdown"; else failure "$prog shutdown"; fi; then rm -f $lockfile; fi`},
+		{"in a list", "killproc -p $pidfile $prog && rm -f $lockfile", `    if graceshim_stop "$pidfile" "$nginx" QUIT "$STOP_TIMEOUT" only; then success "$prog shutdown"; else failure "$prog shutdown"; fi && rm -f $lockfile`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := "#!/bin/sh\n. /etc/rc.d/init.d/functions\nnginx=/usr/sbin/nginx\nprog=nginx\npidfile=/run/nginx.pid\nlockfile=/var/lock/subsys/nginx\nstop() {\n    " + tc.stop + "\n}\n"
@@ -213,7 +214,7 @@ func TestFixPresetOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := string(r.Output)
-	for _, want := range []string{`if graceshim_stop "$pidfile" myproxy USR1 "$STOP_TIMEOUT"; then success "$prog shutdown"; else failure "$prog shutdown"; fi`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
+	for _, want := range []string{`if graceshim_stop "$pidfile" myproxy USR1 "$STOP_TIMEOUT" only; then success "$prog shutdown"; else failure "$prog shutdown"; fi`, "STOP_TIMEOUT=${STOP_TIMEOUT:-60}", "[ -f /etc/sysconfig/myproxy ] && . /etc/sysconfig/myproxy"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("fixed script lacks %q:\n%s", want, out)
 		}
@@ -296,5 +297,95 @@ func TestFixFollowsFunctions(t *testing.T) {
 	var unsure *UnsureError
 	if !errors.As(err, &unsure) || !strings.Contains(err.Error(), "kill on line 3 in halt_it()") {
 		t.Errorf("got %v, want an *UnsureError naming kill on line 3 in halt_it()", err)
+	}
+}
+
+// TestFixPidofOnlyWithoutPidfile: a rewritten stop falls back to pidof
+// only where the original did (killproc without -p). A stop that named a
+// pid file (killproc -p, kill $(cat F), unicorn's sig) never used pidof,
+// which matches every instance of the binary on the host, so its call
+// passes "only".
+func TestFixPidofOnlyWithoutPidfile(t *testing.T) {
+	for name, wantOnly := range map[string]bool{
+		"nginx-redhat-killproc":    true,
+		"nginx-redhat-kill-cat":    true,
+		"unicorn-sig-wrapper":      true,
+		"php-fpm-redhat":           true,
+		"nginx-redhat-quit-nowait": false,
+		"haproxy-redhat":           false,
+	} {
+		src, err := os.ReadFile(filepath.Join(corpusDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Fix(name, src, FixOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		calls := 0
+		for _, l := range strings.Split(string(r.Output), "\n") {
+			i := strings.Index(l, "graceshim_stop ")
+			if i < 0 || strings.HasPrefix(strings.TrimSpace(l), "#") {
+				continue
+			}
+			calls++
+			call := l[i:]
+			if j := strings.IndexAny(call, ";&|"); j >= 0 {
+				call = call[:j]
+			}
+			if got := strings.HasSuffix(strings.TrimSpace(call), " only"); got != wantOnly {
+				t.Errorf("%s: %q passes only=%v, want %v", name, call, got, wantOnly)
+			}
+		}
+		if calls == 0 {
+			t.Errorf("%s: no graceshim_stop call in the fixed script", name)
+		}
+	}
+}
+
+// TestFixKillCatFailsStop runs the stop of a fixed "kill $(cat F); rm -f
+// F" script for real against a process that does not go (kill is a shell
+// function that sends nothing, standing in for a process that survives
+// KILL): the stop must exit 1 and leave the lock and pid files, not go on
+// to remove them and report the daemon stopped.
+func TestFixKillCatFailsStop(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash")
+	}
+	dir := t.TempDir()
+	pidfile, lockfile := filepath.Join(dir, "nginx.pid"), filepath.Join(dir, "nginx.lock")
+	src, err := os.ReadFile(filepath.Join(corpusDir, "nginx-redhat-kill-cat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src = []byte(strings.NewReplacer("/var/run/nginx.pid", pidfile, "/var/lock/subsys/nginx", lockfile).Replace(string(src)))
+	r, err := Fix("nginx", src, FixOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No Red Hat functions library here (the stop does not use it), and a
+	// sleep stands in for nginx.
+	script := strings.NewReplacer(". /etc/rc.d/init.d/functions", "kill() { :; }", "/usr/sbin/nginx QUIT", "/usr/bin/sleep QUIT").Replace(string(r.Output))
+	d := exec.Command("sleep", "300")
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.Process.Kill(); d.Wait() }()
+	for _, f := range []string{pidfile, lockfile} {
+		if err := os.WriteFile(f, []byte(strconv.Itoa(d.Process.Pid)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(bash, "-c", script, "nginx", "stop")
+	cmd.Env = append(os.Environ(), "STOP_TIMEOUT=1")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("stop of a daemon that did not go: %v, want exit 1:\n%s", err, out)
+	}
+	for _, f := range []string{pidfile, lockfile} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s removed although the daemon runs: %v\n%s", f, err, out)
+		}
 	}
 }

@@ -289,7 +289,7 @@ stop() {
 	# file tells this one apart, never pidof.
 	graceshim_stop "$pidfile" "$graceshim" TERM "$((STOP_TIMEOUT + {{.KillTimeout}} + {{.Margin}}))" only
 {{- else}}
-	graceshim_stop "$pidfile" "$exec" {{.Graceful}} "$STOP_TIMEOUT"
+	graceshim_stop "$pidfile" "$exec" {{.Graceful}} "$STOP_TIMEOUT" only
 {{- end}}
 	retval=$?
 	if [ $retval -eq 0 ]; then

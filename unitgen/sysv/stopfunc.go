@@ -15,16 +15,30 @@ package sysv
 // as unicorn runs as ruby; a stale pid file's pid, since given to another
 // process, is never signalled) and, from pidof, only masters (a process
 // whose parent runs the same binary is a worker), saying so on stderr.
-// Like killproc without -p, that fallback finds every instance of the
-// binary on the host; "only" turns it off where several instances are the
-// rule (generated scripts that run the daemon under graceshim). A zombie
-// has no exe, so it counts as gone.
+// That fallback finds every instance of the binary on the host, as
+// killproc without -p does, so it is for rewriting such a killproc only:
+// every call whose original stop named a pid file passes "only" (killproc
+// -p with a missing or stale pid file returns failure without pidof), as
+// generated scripts do. pidof -c keeps processes with the caller's root
+// and -o omits the script and its parent (sysvinit's pidof(8), which
+// CentOS 6 and Debian ship; busybox's pidof lacks -c and finds nothing
+// here, so the fallback does nothing). A pid is
+// alive while /proc/PID/stat exists and its state is not Z (zombie) or X.
+// /proc/PID/exe of a process under another uid is unreadable without
+// CAP_SYS_PTRACE (proc(5), "ptrace access mode"; Docker drops that
+// capability), so argv[0] from /proc/PID/cmdline, which anyone may read,
+// decides then; a live pid from the pid file that neither confirms is
+// reported, not signalled, and the stop fails keeping the pid file, since
+// it cannot be told from a daemon still running.
 //
 // The bound is wall-clock time (date +%s), not a count of polls, so a
 // loaded machine does not stretch it; whole seconds, so a wait lasts at
-// least TIMEOUT and less than a second more. The timeout reads as killproc -d does: N, or N with s, m, h or d. One it
-// cannot read is refused: nothing is signalled and the stop fails, rather
-// than waiting for a bound nobody chose.
+// least TIMEOUT and less than a second more. The timeout reads as killproc
+// -d does: N or N.M (rounded up to whole seconds), with s, m, h or d;
+// leading zeros are dropped, since the shell reads 08 as bad octal and 010
+// as 8. One it cannot read (or of 9 digits and more, which would overflow
+// once multiplied) gets a warning and DefaultStopTimeout's 60 s: refusing
+// it would leave the daemon running, a worse stop than a default bound.
 //
 // Variables are prefixed rather than local, because local is not POSIX;
 // every command that may fail is guarded, because scripts run under set -e
@@ -33,20 +47,25 @@ const StopFunc = `# graceshim_stop PIDFILE BINARY SIGNAL TIMEOUT [only] (added b
 # send SIGNAL to BINARY's masters (every pid in PIDFILE that runs BINARY; if
 # none and no "only", pidof BINARY without its workers), wait up to TIMEOUT
 # (N, Ns, Nm, Nh), then TERM and 5 s, then KILL. 0 once all are gone, else 1.
-graceshim_is() { # PID BINARY: PID runs BINARY, by exe or argv[0] (a zombie does not)
-	_gs_exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
-	_gs_exe=${_gs_exe% (deleted)}
-	[ "${_gs_exe##*/}" != "${2##*/}" ] || return 0
+graceshim_is() { # PID BINARY: 0 runs BINARY (by exe or argv[0]), 1 gone, a zombie or another program, 2 runs but exe unreadable
+	_gs_exe=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	case ${_gs_exe##*) } in Z* | X*) return 1 ;; esac
+	if _gs_exe=$(readlink "/proc/$1/exe" 2>/dev/null); then
+		_gs_exe=${_gs_exe% (deleted)} _gs_ok=1
+		[ "${_gs_exe##*/}" != "${2##*/}" ] || return 0
+	else _gs_ok=2; fi
 	_gs_exe=$(tr '\000' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-	_gs_exe=${_gs_exe%% *}
-	[ "${_gs_exe##*/}" = "${2##*/}" ]
+	_gs_exe=${_gs_exe%% *} # argv[0]; nginx and php-fpm write "nginx: master process"
+	_gs_exe=${_gs_exe%:}
+	[ "${_gs_exe##*/}" != "${2##*/}" ] || return 0
+	return $_gs_ok
 }
 graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
 	_gs_end=$(($(date +%s) + $1))
 	while :; do
 		_gs_left=
 		for _gs_p in $_gs_pids; do
-			if graceshim_is "$_gs_p" "$_gs_bin"; then _gs_left="$_gs_left $_gs_p"; fi
+			if graceshim_is "$_gs_p" "$_gs_bin" || [ $? = 2 ]; then _gs_left="$_gs_left $_gs_p"; fi
 		done
 		_gs_pids=$_gs_left
 		[ -n "$_gs_pids" ] || return 0
@@ -55,18 +74,28 @@ graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
 	done
 }
 graceshim_stop() {
-	_gs_bin=$2 _gs_t=${4%[smhd]} _gs_pids=
-	case $_gs_t in '' | *[!0-9]*)
-		echo "graceshim_stop: timeout '$4' is not N, Ns, Nm, Nh or Nd: not stopping ${2##*/}" >&2
-		return 1 ;;
+	_gs_bin=$2 _gs_t=${4%[smhd]} _gs_pids='' _gs_unsure='' _gs_up=0
+	_gs_u=${4#"$_gs_t"}
+	case $_gs_t in *.*[1-9]*) _gs_up=1 ;; esac # killproc -d 1.5: round up
+	_gs_t=${_gs_t%%.*}
+	while case $_gs_t in 0?*) ;; *) false ;; esac; do _gs_t=${_gs_t#0}; done # 08 is not octal
+	case $_gs_t in *[!0-9]* | ?????????* | '') # 9+ digits would overflow
+		[ "$_gs_t$_gs_up" = 1 ] || {
+			echo "graceshim_stop: timeout '$4' is not N, N.N, Ns, Nm, Nh or Nd: waiting 60 s" >&2
+			_gs_t=60 _gs_u='' _gs_up=0
+		} ;;
 	esac
-	case $4 in *m) _gs_t=$((_gs_t * 60)) ;; *h) _gs_t=$((_gs_t * 3600)) ;; *d) _gs_t=$((_gs_t * 86400)) ;; esac
+	_gs_t=$((${_gs_t:-0} + _gs_up))
+	case $_gs_u in m) _gs_t=$((_gs_t * 60)) ;; h) _gs_t=$((_gs_t * 3600)) ;; d) _gs_t=$((_gs_t * 86400)) ;; esac
 	# shellcheck disable=SC2013 # pids, one a line or several on one
 	[ ! -r "$1" ] || for _gs_p in $(cat "$1"); do
-		if graceshim_is "$_gs_p" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
+		if graceshim_is "$_gs_p" "$2"; then _gs_pids="$_gs_pids $_gs_p"; elif [ $? = 2 ]; then
+			echo "pid $_gs_p in $1 runs, but /proc/$_gs_p/exe is unreadable and argv[0] is not ${2##*/}: not signalling it" >&2
+			_gs_unsure=1
+		fi
 	done
-	if [ -z "$_gs_pids" ] && [ "${5:-}" != only ]; then
-		for _gs_p in $(pidof "$2" || :); do
+	if [ -z "$_gs_pids$_gs_unsure" ] && [ "${5:-}" != only ]; then
+		for _gs_p in $(pidof -c -o $$ -o "$PPID" "$2" 2>/dev/null || :); do
 			_gs_pp=$(ps -o ppid= -p "$_gs_p" || :)
 			if graceshim_is "$_gs_p" "$2" && ! graceshim_is "$((_gs_pp + 0))" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
 		done
@@ -80,11 +109,16 @@ graceshim_stop() {
 			kill -TERM $_gs_pids 2>/dev/null || :
 			if ! graceshim_wait 5; then
 				echo "${2##*/} (pid$_gs_pids) still running 5s after TERM: sending KILL" >&2
+				# workers a KILLed master leaves behind keep its listening sockets
+				for _gs_p in $(ps -o pid= --ppid "${_gs_pids# }" 2>/dev/null || :); do
+					if graceshim_is "$_gs_p" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
+				done
 				kill -KILL $_gs_pids 2>/dev/null || :
 				graceshim_wait 5 || return 1
 			fi
 		fi
 	fi
+	[ -z "$_gs_unsure" ] || return 1
 	rm -f "$1"
 }
 `

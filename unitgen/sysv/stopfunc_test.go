@@ -219,24 +219,39 @@ func TestStopFuncSeveralPids(t *testing.T) {
 	}
 }
 
-// TestStopFuncTimeouts: a timeout killproc -d would not read is refused
-// loudly, and nothing is signalled.
+// TestStopFuncTimeouts: every timeout stops the daemon. Leading zeros
+// are decimal (dash's arithmetic fails on 08 and reads 010 as 8), N.M is
+// rounded up as killproc -d accepts decimals, and a timeout it cannot
+// read, or one that would overflow, gets a warning and the default bound
+// rather than leaving the daemon running.
 func TestStopFuncTimeouts(t *testing.T) {
-	d := exec.Command("sleep", "300")
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { d.Process.Kill(); d.Wait() }()
-	pidfile := filepath.Join(t.TempDir(), "d.pid")
-	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" sleep TERM 1min`, "sh", pidfile).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "timeout '1min' is not N, Ns, Nm, Nh or Nd: not stopping sleep") {
-		t.Errorf("a bad timeout: %v, want a refusal:\n%s", err, out)
-	}
-	if !procAlive(d.Process.Pid) {
-		t.Error("the daemon was stopped although the timeout was refused")
+	for _, tc := range []struct{ timeout, warn string }{
+		{"08", ""}, {"010", ""}, {"1.5", ""}, {"09s", ""},
+		{"1min", "timeout '1min' is not N, N.N, Ns, Nm, Nh or Nd: waiting 60 s"},
+		{"999999999999d", "timeout '999999999999d' is not N, N.N, Ns, Nm, Nh or Nd: waiting 60 s"},
+	} {
+		t.Run(tc.timeout, func(t *testing.T) {
+			t.Parallel()
+			d := exec.Command("sleep", "300")
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { d.Process.Kill(); d.Wait() }()
+			pidfile := filepath.Join(t.TempDir(), "d.pid")
+			if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("dash", "-c", "set -eu\n"+StopFunc+`graceshim_stop "$1" sleep TERM "$2"; echo "rc=$?"`, "dash", pidfile, tc.timeout).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "rc=0") || !strings.Contains(string(out), tc.warn) {
+				t.Errorf("timeout %q: %v, want rc=0 and %q:\n%s", tc.timeout, err, tc.warn, out)
+			}
+			if tc.warn == "" && strings.Contains(string(out), "waiting 60 s") {
+				t.Errorf("timeout %q read as unreadable:\n%s", tc.timeout, out)
+			}
+			if procAlive(d.Process.Pid) {
+				t.Errorf("timeout %q: the daemon still runs:\n%s", tc.timeout, out)
+			}
+		})
 	}
 }
 
@@ -322,5 +337,111 @@ func TestStopFuncReportsFailure(t *testing.T) {
 	}
 	if _, err := os.Stat(pidfile); err != nil {
 		t.Errorf("the pid file of a process still running was removed: %v", err)
+	}
+}
+
+// TestStopFuncExeUnreadable: a daemon under another uid, stopped by a
+// caller without CAP_SYS_PTRACE (as in a container with Docker's default
+// capabilities), has an unreadable /proc/PID/exe. graceshim_stop must not
+// take it for gone: it identifies the daemon by argv[0] and stops it, or,
+// when argv[0] does not confirm it either, says so, fails and keeps the
+// pid file.
+func TestStopFuncExeUnreadable(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and setpriv (util-linux)")
+	}
+	for _, tc := range []struct {
+		name, binary string
+		wantRC       string
+		wantAlive    bool
+		wantPidfile  bool
+		want         string
+	}{
+		{"argv[0] confirms", "/usr/bin/sleep", "rc=0", false, false, ""},
+		{"nothing confirms", "/usr/sbin/graceshim-test-none", "rc=1", true, true, "/exe is unreadable and argv[0] is not graceshim-test-none: not signalling it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "300")
+			if err := d.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { d.Process.Kill(); d.Wait() }()
+			pid := strconv.Itoa(d.Process.Pid)
+			if !waitUntil(5*time.Second, func() bool {
+				b, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+				return strings.HasPrefix(string(b), "sleep\x00")
+			}) {
+				t.Fatal("the test daemon did not start")
+			}
+			pidfile := filepath.Join(t.TempDir(), "d.pid")
+			if err := os.WriteFile(pidfile, []byte(pid+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(setpriv, "--inh-caps=-sys_ptrace", "--bounding-set=-sys_ptrace", "dash", "-c",
+				StopFunc+`graceshim_stop "$1" "$2" TERM 2; echo "rc=$?"`, "dash", pidfile, tc.binary).CombinedOutput()
+			if err != nil {
+				t.Fatalf("graceshim_stop: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.wantRC) || !strings.Contains(string(out), tc.want) {
+				t.Errorf("output lacks %q or %q:\n%s", tc.wantRC, tc.want, out)
+			}
+			if procAlive(d.Process.Pid) != tc.wantAlive {
+				t.Errorf("daemon alive=%v, want %v:\n%s", procAlive(d.Process.Pid), tc.wantAlive, out)
+			}
+			if _, err := os.Stat(pidfile); (err == nil) != tc.wantPidfile {
+				t.Errorf("pid file kept=%v, want %v:\n%s", err == nil, tc.wantPidfile, out)
+			}
+		})
+	}
+}
+
+// TestStopFuncKillsWorkers: a master that ignores the graceful signal and
+// TERM is KILLed; its worker (the same binary, here ignoring TERM too)
+// would be orphaned still holding the master's listening sockets, so it
+// is KILLed with the master and waited for.
+func TestStopFuncKillsWorkers(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gs-test-daemon")
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash")
+	}
+	src, err := os.ReadFile(bash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(dir, "worker.pid")
+	master := exec.Command(bin, "-c", `trap "" QUIT TERM; "$0" -c 'trap "" QUIT TERM; while :; do sleep 0.1; done' & echo $! >"$1.tmp"; mv "$1.tmp" "$1"; while :; do sleep 0.1; done`, bin, ready)
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { master.Process.Kill(); master.Wait() }()
+	var worker int
+	if !waitUntil(10*time.Second, func() bool {
+		b, err := os.ReadFile(ready)
+		if err != nil {
+			return false
+		}
+		worker, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(worker) + "/exe")
+		return worker > 0 && exe == bin
+	}) {
+		t.Fatal("the test master did not start its worker")
+	}
+	defer syscall.Kill(worker, syscall.SIGKILL)
+	pidfile := filepath.Join(dir, "d.pid")
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(master.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" "$2" QUIT 1 only; echo "rc=$?"`, "sh", pidfile, bin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rc=0") || !strings.Contains(string(out), "sending KILL") {
+		t.Fatalf("graceshim_stop: %v\n%s", err, out)
+	}
+	if procAlive(worker) {
+		t.Errorf("the worker of the KILLed master still runs:\n%s", out)
 	}
 }
