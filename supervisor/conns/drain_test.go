@@ -567,9 +567,12 @@ func TestDrainLateWakeUp(t *testing.T) {
 	next(t, d)
 
 	// The callback is held until the test lets it go. The pipe is read
-	// and written with raw system calls, which the race detector does not
-	// take for synchronisation: only the Drain's own can order the
-	// callback's use of the eventfd after Close.
+	// and written with bare system calls (unix.Syscall, not unix.Read),
+	// which the race detector does not take for synchronisation: only the
+	// Drain's own can order the callback's use of the eventfd after Close.
+	// Not RawSyscall: a goroutine blocked in a raw read never tells the
+	// scheduler, and a garbage collection waiting to stop the world then
+	// waits for it for good (a CI run hung 10 minutes so).
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
@@ -580,7 +583,7 @@ func TestDrainLateWakeUp(t *testing.T) {
 	tr.hooks.wake = func() {
 		close(started)
 		var b [1]byte
-		unix.RawSyscall(unix.SYS_READ, uintptr(p[0]), uintptr(unsafe.Pointer(&b[0])), 1)
+		unix.Syscall(unix.SYS_READ, uintptr(p[0]), uintptr(unsafe.Pointer(&b[0])), 1)
 	}
 	tr.hooks.woke = func() { close(finished) }
 
@@ -630,7 +633,7 @@ func TestDrainLateWakeUp(t *testing.T) {
 		t.Fatalf("descriptor %d not reused", wakeFd)
 	}
 	one := []byte{1}
-	unix.RawSyscall(unix.SYS_WRITE, uintptr(p[1]), uintptr(unsafe.Pointer(&one[0])), 1)
+	unix.Syscall(unix.SYS_WRITE, uintptr(p[1]), uintptr(unsafe.Pointer(&one[0])), 1)
 	select {
 	case <-finished:
 	case <-time.After(countTimeout):
