@@ -43,6 +43,26 @@ func (p *procNet) scan(ctx context.Context, family uint8, visit func(e *procEntr
 	if family == afInet6 {
 		path = "/proc/net/tcp6"
 	}
+	var e procEntry
+	return p.lines(ctx, path, func(line []byte) error {
+		if !parseProcLine(line, family, &e) {
+			return fmt.Errorf("cannot parse %s line %q", path, line)
+		}
+		if e.inode != 0 {
+			if _, dup := p.seen[e.inode]; dup {
+				return nil
+			}
+			p.seen[e.inode] = struct{}{}
+		}
+		visit(&e)
+		return nil
+	})
+}
+
+// lines reads the /proc/net table at path through one reused buffer and
+// passes each line but the header to line, stopping at its first error.
+// p.seen is emptied first, for line's duplicate check.
+func (p *procNet) lines(ctx context.Context, path string, line func([]byte) error) error {
 	p.scans++
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -56,7 +76,6 @@ func (p *procNet) scan(ctx context.Context, family uint8, visit func(e *procEntr
 		p.seen = map[uint64]struct{}{}
 	}
 	clear(p.seen)
-	var e procEntry
 	have := 0 // bytes of an unfinished line kept at the start of buf
 	header := true
 	for {
@@ -79,22 +98,15 @@ func (p *procNet) scan(ctx context.Context, family uint8, visit func(e *procEntr
 			if i < 0 {
 				break
 			}
-			line := b[:i]
+			l := b[:i]
 			b = b[i+1:]
 			if header {
 				header = false
 				continue
 			}
-			if !parseProcLine(line, family, &e) {
-				return fmt.Errorf("cannot parse %s line %q", path, line)
+			if err := line(l); err != nil {
+				return err
 			}
-			if e.inode != 0 {
-				if _, dup := p.seen[e.inode]; dup {
-					continue
-				}
-				p.seen[e.inode] = struct{}{}
-			}
-			visit(&e)
 		}
 		have = copy(p.buf, b)
 		if have == len(p.buf) {

@@ -133,77 +133,33 @@ func unixName(b []byte) []byte {
 // (unix_seq_show in net/unix/af_unix.c).
 func (p *procNet) scanUnix(ctx context.Context, visit func(e *unixEntry)) error {
 	const path = "/proc/net/unix"
-	p.scans++
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("cannot open %s: %w", path, err)
-	}
-	defer unix.Close(fd)
-	if p.buf == nil {
-		p.buf = make([]byte, 256<<10)
-	}
-	if p.seen == nil {
-		p.seen = map[uint64]struct{}{}
-	}
-	clear(p.seen) // an entry may show twice, as in /proc/net/tcp (see scan)
 	var e unixEntry
-	have := 0
-	header := true
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
+	return p.lines(ctx, path, func(line []byte) error {
+		f := bytes.Fields(line)
+		if len(f) < 7 {
+			return fmt.Errorf("cannot parse %s line %q", path, line)
 		}
-		n, err := unix.Read(fd, p.buf[have:])
-		if err == unix.EINTR {
-			continue
+		flags, ok1 := parseHex(f[3])
+		typ, ok2 := parseHex(f[4])
+		ino, ok3 := parseDec(f[6])
+		if !ok1 || !ok2 || !ok3 {
+			return fmt.Errorf("cannot parse %s line %q", path, line)
 		}
-		if err != nil {
-			return fmt.Errorf("cannot read %s: %w", path, err)
-		}
-		if n == 0 {
+		if !unixStream(uint8(typ)) {
 			return nil
 		}
-		b := p.buf[:have+n]
-		for {
-			i := bytes.IndexByte(b, '\n')
-			if i < 0 {
-				break
-			}
-			line := b[:i]
-			b = b[i+1:]
-			if header {
-				header = false
-				continue
-			}
-			f := bytes.Fields(line)
-			if len(f) < 7 {
-				return fmt.Errorf("cannot parse %s line %q", path, line)
-			}
-			flags, ok1 := parseHex(f[3])
-			typ, ok2 := parseHex(f[4])
-			ino, ok3 := parseDec(f[6])
-			if !ok1 || !ok2 || !ok3 {
-				return fmt.Errorf("cannot parse %s line %q", path, line)
-			}
-			if !unixStream(uint8(typ)) {
-				continue
-			}
-			if _, dup := p.seen[ino]; dup {
-				continue
-			}
-			p.seen[ino] = struct{}{}
-			e = unixEntry{inode: ino, listen: flags&soAcceptCon != 0}
-			if len(f) > 7 {
-				// A path may hold spaces: everything after the inode.
-				e.name = line[bytes.Index(line, f[7]):]
-			}
-			visit(&e)
+		if _, dup := p.seen[ino]; dup {
+			return nil
 		}
-		have = copy(p.buf, b)
-		if have == len(p.buf) {
-			return fmt.Errorf("cannot parse %s: line longer than %d bytes", path, len(p.buf))
+		p.seen[ino] = struct{}{}
+		e = unixEntry{inode: ino, listen: flags&soAcceptCon != 0}
+		if len(f) > 7 {
+			// A path may hold spaces: everything after the inode.
+			e.name = line[bytes.Index(line, f[7]):]
 		}
-	}
+		visit(&e)
+		return nil
+	})
 }
 
 func parseDec(b []byte) (uint64, bool) {
