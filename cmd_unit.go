@@ -47,8 +47,11 @@ func unitCommand() *cli.Command {
 		Name:      "unit",
 		Usage:     "print a systemd unit that runs a command under graceshim, or convert an existing one",
 		UsageText: "graceshim unit [flags] [--socket] -- COMMAND [ARGS...]\ngraceshim unit [flags] --from FILE [--dropin] [--socket]",
-		Flags:     flags,
-		Action:    unitAction,
+		Description: "exit status: 2 bad flags or input, 3 an output file exists (without --force) or cannot be written,\n" +
+			"7 --socket refused: the daemon cannot take systemd's sockets as configured (the message says what to change).\n" +
+			"Nothing is written on any error.",
+		Flags:  flags,
+		Action: unitAction,
 	}
 }
 

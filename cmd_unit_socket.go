@@ -83,7 +83,7 @@ func (p *socketPair) socket(c *cli.Context, daemon []string, o unitgen.Options) 
 	var se *unitgen.SocketError
 	switch {
 	case errors.As(err, &se):
-		return withCode(exitSocket, err)
+		return withCode(exitSockets, err)
 	case err != nil:
 		return withCode(exitUsage, err)
 	}
@@ -94,7 +94,7 @@ func (p *socketPair) socket(c *cli.Context, daemon []string, o unitgen.Options) 
 		SystemdVersion: o.SystemdVersion,
 	})
 	if errors.As(err, &se) {
-		return withCode(exitSocket, err)
+		return withCode(exitSockets, err)
 	}
 	return withCode(exitUsage, err)
 }
