@@ -306,12 +306,12 @@ func family(addr string) string {
 // the N being 3, 4, ... for the ListenStream= lines in order, and the
 // addresses come from --listen: fd@N does not say which.
 func haproxyListens(root string, argv []string, given []Listen) ([]Listen, error) {
-	binds, err := haproxyBinds(root, argv)
+	binds, files, err := haproxyBinds(root, argv)
 	if err != nil {
 		return nil, err
 	}
 	if len(binds) == 0 {
-		return nil, socketErrorf("--socket: HAProxy's configuration has no bind line in a frontend or listen section: nothing for a socket unit to hold")
+		return nil, socketErrorf("--socket: HAProxy's configuration (%s) has no bind line in a frontend or listen section: nothing for a socket unit to hold", strings.Join(files, ", "))
 	}
 	var own []string
 	var addrs []string
@@ -377,7 +377,7 @@ var haproxySections = map[string]bool{
 	"cache": true, "ring": true, "http-errors": true, "crt-store": true, "log-forward": true,
 }
 
-func haproxyBinds(root string, argv []string) ([]haproxyBind, error) {
+func haproxyBinds(root string, argv []string) (binds []haproxyBind, read []string, err error) {
 	var files []string
 	for i := 1; i < len(argv); i++ {
 		a := argv[i]
@@ -391,12 +391,12 @@ func haproxyBinds(root string, argv []string) ([]haproxyBind, error) {
 		}
 	}
 	if len(files) == 0 {
-		return nil, socketErrorf("--socket: the HAProxy command has no -f FILE: cannot read its bind lines")
+		return nil, nil, socketErrorf("--socket: the HAProxy command has no -f FILE: cannot read its bind lines")
 	}
 	var out []haproxyBind
 	for _, f := range files {
 		if strings.ContainsAny(f, "$%") {
-			return nil, socketErrorf("--socket: HAProxy's -f %s is only known at run time: cannot read its bind lines", f)
+			return nil, nil, socketErrorf("--socket: HAProxy's -f %s is only known at run time: cannot read its bind lines", f)
 		}
 		paths := []string{f}
 		full := f
@@ -415,12 +415,13 @@ func haproxyBinds(root string, argv []string) ([]haproxyBind, error) {
 		for _, p := range paths {
 			data, err := readUnder(root, p)
 			if err != nil {
-				return nil, fmt.Errorf("--socket: cannot read HAProxy's configuration %s: %w", p, UnwrapPath(err))
+				return nil, nil, fmt.Errorf("--socket: cannot read HAProxy's configuration %s: %w", p, UnwrapPath(err))
 			}
 			out = append(out, haproxyFileBinds(p, string(data))...)
+			read = append(read, p)
 		}
 	}
-	return out, nil
+	return out, read, nil
 }
 
 func haproxyFileBinds(path, data string) []haproxyBind {

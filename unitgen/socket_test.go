@@ -59,6 +59,7 @@ var socketErrors = []struct {
 	{"haproxy-fd-no-listen", []string{"/usr/sbin/haproxy", "-Ws", "-f", "/etc/haproxy/fd.cfg"}, nil, true},
 	{"haproxy-fd-one-listen", []string{"/usr/sbin/haproxy", "-Ws", "-f", "/etc/haproxy/fd.cfg"}, []string{"0.0.0.0:80"}, true},
 	{"haproxy-no-config", []string{"/usr/sbin/haproxy", "-Ws"}, nil, true},
+	{"haproxy-no-bind", []string{"/usr/sbin/haproxy", "-Ws", "-f", "/etc/haproxy/debian.cfg"}, nil, true},
 	{"gunicorn-listen-mismatch", []string{"/usr/bin/gunicorn", "-b", "127.0.0.1:8000", "app:app"}, []string{"127.0.0.1:9000"}, true},
 	{"gunicorn-fd", []string{"/usr/bin/gunicorn", "-b", "fd://3", "app:app"}, nil, true},
 	{"puma-ssl", []string{"/usr/bin/puma", "-b", "ssl://0.0.0.0:9293?key=k.pem&cert=c.pem"}, nil, true},
