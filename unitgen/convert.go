@@ -676,7 +676,7 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 				}
 			}
 			if s == "Unit" {
-				opts = append(opts, socketDeps(o)...)
+				opts = append(opts, newSocketDeps(u, o)...)
 			}
 			continue
 		}
@@ -751,7 +751,7 @@ func (c *converter) dropinOptions(exec string, stops []Directive) []*unit.UnitOp
 	u, o := c.u, c.o
 	svc := func(name, value string) *unit.UnitOption { return unit.NewUnitOption("Service", name, value) }
 	// [Unit] first: go-systemd writes sections in first-seen order.
-	opts := append(socketDeps(o), svc("Type", "notify"), svc("NotifyAccess", "main"))
+	opts := append(newSocketDeps(u, o), svc("Type", "notify"), svc("NotifyAccess", "main"))
 	if _, ok := u.Get("Service", "PIDFile"); ok {
 		opts = append(opts, svc("PIDFile", ""))
 	}

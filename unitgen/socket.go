@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -428,6 +429,24 @@ func splitEnvWords(s string) []string {
 	}
 	if in {
 		out = append(out, b.String())
+	}
+	return out
+}
+
+// newSocketDeps are the socketDeps u does not have yet: converting a
+// converted unit again adds nothing.
+func newSocketDeps(u *Unit, o Options) []*unit.UnitOption {
+	var out []*unit.UnitOption
+	for _, d := range socketDeps(o) {
+		have := false
+		for _, x := range u.List("Unit", d.Name) {
+			if slices.Contains(strings.Fields(x.Value), d.Value) {
+				have = true
+			}
+		}
+		if !have {
+			out = append(out, d)
+		}
 	}
 	return out
 }

@@ -297,3 +297,36 @@ func TestExpandUnitEnv(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestSocketConvertTwice: a unit converted with --socket and converted
+// again with --socket is the same unit (comments aside).
+func TestSocketConvertTwice(t *testing.T) {
+	u := readTestUnit(t, "gunicorn-docs.service")
+	once, _, err := convertSocket(u, "gunicorn-docs", false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2, _, err := Parse("once.service", once)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice, _, err := convertSocket(u2, "gunicorn-docs", false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	strip := func(b []byte) string {
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(l, "#") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	if strip(once) != strip(twice) {
+		t.Errorf("converting again changed the unit:\n--- once\n%s\n--- twice\n%s", once, twice)
+	}
+	if n := strings.Count(string(twice), "Requires=gunicorn-docs.socket"); n != 1 {
+		t.Errorf("Requires=gunicorn-docs.socket %d times", n)
+	}
+}
