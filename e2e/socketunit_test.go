@@ -532,3 +532,96 @@ func TestE2ESocketUnitFromShipped(t *testing.T) {
 		})
 	}
 }
+
+// TestE2ESocketUnitQueuedDuringDrain: a client that connects while the
+// old server drains is queued by the socket (its connect succeeds), not
+// refused, and answered once the in-flight request is done and a server
+// accepts again; the in-flight request completes. One sync worker holds
+// the slow request, so nothing can answer the queued client before the
+// test releases it. Who answers is logged, not judged: mostly the next
+// gunicorn, but measured once in four runs the old worker, which took the
+// queued client before gunicorn's TERM reached it (graceshim signals the
+// master, which passes TERM on to its workers).
+func TestE2ESocketUnitQueuedDuringDrain(t *testing.T) {
+	u := userManager(t)
+	gunicorn := needCmd(t, "gunicorn")
+	dir := t.TempDir()
+	began := filepath.Join(dir, "began")
+	release := filepath.Join(dir, "release")
+	writeFile(t, filepath.Join(dir, "app.py"), fmt.Sprintf(`import os, time
+
+def app(environ, start_response):
+    if environ.get("PATH_INFO") == "/slow":
+        open(%q, "w").close()
+        for _ in range(1200):
+            if os.path.exists(%q):
+                break
+            time.sleep(0.05)
+    body = ("ok %%d\n" %% os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`, began, release))
+	port := freePort(t)
+	p := installSocketPair(t, u, "sock-queued", port,
+		"--", gunicorn, "--chdir", dir, "--workers", "1", "--graceful-timeout", "90", "--bind", fmt.Sprintf("127.0.0.1:%d", port), "app:app")
+	if _, err := u.systemctl("start", p.socket()); err != nil {
+		t.Fatal(err)
+	}
+	first := p.get(t)
+	p.waitActive(t, "after the first connection")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	slow := make(chan error, 1)
+	go func() {
+		body, err := httpGet(ctx, p.url+"slow", nil)
+		if err == nil && !strings.HasPrefix(string(body), "ok "+first) {
+			err = fmt.Errorf("slow request answered %q, want the old worker %s", body, first)
+		}
+		slow <- err
+	}()
+	if !waitFor(60*time.Second, 20*time.Millisecond, func() bool { _, err := os.Stat(began); return err == nil }) {
+		t.Fatal("the slow request never reached the app")
+	}
+	if _, err := u.systemctl("restart", "--no-block", p.service()); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(60*time.Second, 20*time.Millisecond, func() bool {
+		return strings.HasPrefix(u.Show(t, p.service(), "StatusText"), "draining")
+	}) {
+		t.Fatalf("graceshim never said it drains\n%s", u.Status(t, p.service()))
+	}
+	// The old server drains; the socket still accepts into its queue.
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	if err != nil {
+		t.Fatalf("connect during the drain: %v, want it queued", err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET / HTTP/1.0\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-slow:
+		t.Fatalf("the slow request ended before it was released: %v", err)
+	default:
+	}
+	writeFile(t, release, "")
+	if err := <-slow; err != nil {
+		t.Fatalf("the in-flight request: %v", err)
+	}
+	c.SetReadDeadline(time.Now().Add(90 * time.Second)) // a hang guard
+	buf := make([]byte, 4096)
+	var resp []byte
+	for {
+		n, err := c.Read(buf)
+		resp = append(resp, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if !strings.HasPrefix(string(resp), "HTTP/1.") || !strings.Contains(string(resp), " 200 ") || !strings.Contains(string(resp), "\r\n\r\nok ") {
+		t.Fatalf("the queued client got %q", resp)
+	}
+	_, served, _ := strings.Cut(string(resp), "\r\n\r\nok ")
+	t.Logf("queued during the drain, answered after it by pid %s (the old worker was %s)", strings.TrimSpace(served), first)
+}
