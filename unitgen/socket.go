@@ -1,6 +1,7 @@
 package unitgen
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -54,12 +55,23 @@ const DefaultBacklog = 4096
 // is configured: it cannot take the sockets systemd passes, or its
 // configuration must change first. The message says what to do; nothing
 // is written.
-type SocketError struct{ Msg string }
+type SocketError struct {
+	Msg string
+	// unread says the addresses are in a file graceshim does not read:
+	// --listen gives them instead.
+	unread bool
+}
 
 func (e *SocketError) Error() string { return e.Msg }
 
 func socketErrorf(format string, a ...any) error {
 	return &SocketError{Msg: fmt.Sprintf(format, a...)}
+}
+
+// unreadf is a SocketError for addresses graceshim cannot read, which
+// --listen may give.
+func unreadf(format string, a ...any) error {
+	return &SocketError{Msg: fmt.Sprintf(format, a...), unread: true}
 }
 
 // Listen is one socket of a socket unit.
@@ -111,7 +123,7 @@ func SocketListens(argv []string, p signals.Preset, so SocketOptions) ([]Listen,
 	case "puma":
 		found, err = pumaListens(so.Root, argv)
 	case "uwsgi":
-		found, err = uwsgiListens(argv)
+		found, err = uwsgiListens(so.Root, argv)
 	case "generic":
 		if len(given) == 0 {
 			return nil, socketErrorf("--socket: %s has no preset, so graceshim cannot read where it listens: pass --listen ADDR (once per socket) if it takes sockets from systemd (sd_listen_fds(3), LISTEN_FDS), or run it without --socket", filepath.Base(argv[0]))
@@ -119,6 +131,10 @@ func SocketListens(argv []string, p signals.Preset, so SocketOptions) ([]Listen,
 		return given, nil
 	default:
 		return nil, socketErrorf("--socket: graceshim cannot pass systemd's listening sockets to %s (preset %s): only %s take them; run it without --socket", filepath.Base(argv[0]), p.Name, strings.Join(SocketDaemons, ", "))
+	}
+	var se *SocketError
+	if errors.As(err, &se) && se.unread && len(given) > 0 {
+		return given, nil
 	}
 	if err != nil {
 		return nil, err

@@ -534,7 +534,7 @@ func gunicornListens(root string, argv []string) ([]Listen, error) {
 	}
 	if len(binds) == 0 && conf != "" {
 		if strings.HasPrefix(conf, "python:") || !filepath.IsAbs(conf) {
-			return nil, socketErrorf("--socket: gunicorn's -c %s is not an absolute file: cannot read its bind; pass --bind on the command line or --listen ADDR", conf)
+			return nil, unreadf("--socket: gunicorn's -c %s is not an absolute file: cannot read its bind; pass --bind on the command line or --listen ADDR", conf)
 		}
 		data, err := readUnder(root, conf)
 		if err != nil {
@@ -545,7 +545,7 @@ func gunicornListens(root string, argv []string) ([]Listen, error) {
 				binds = append(binds, Listen{Addr: q[2], From: conf + ": bind"})
 			}
 			if len(binds) == 0 {
-				return nil, socketErrorf("--socket: %s: bind = %s is not a quoted address or a list of them: pass --listen ADDR", conf, m[1])
+				return nil, unreadf("--socket: %s: bind = %s is not a quoted address or a list of them: pass --listen ADDR", conf, m[1])
 			}
 		}
 		if m := gunicornBacklogRe.FindStringSubmatch(string(data)); m != nil {
@@ -626,7 +626,7 @@ func pumaListens(root string, argv []string) ([]Listen, error) {
 			binds = append(binds, Listen{Addr: "tcp://0.0.0.0:" + m[1], From: conf + ": port"})
 		}
 	} else if len(binds) == 0 && conf != "" {
-		return nil, socketErrorf("--socket: puma's -C %s is not an absolute path: cannot read its binds; pass --listen ADDR", conf)
+		return nil, unreadf("--socket: puma's -C %s is not an absolute path: cannot read its binds; pass --listen ADDR", conf)
 	}
 	if len(binds) == 0 {
 		binds = []Listen{{Addr: "tcp://0.0.0.0:9292", From: "puma's default bind"}}
@@ -657,54 +657,98 @@ func pumaListens(root string, argv []string) ([]Listen, error) {
 }
 
 // uwsgiListens reads uWSGI's --http-socket, --socket (-s) and
-// --uwsgi-socket, and its backlog --listen (-l, 100 by default). uWSGI
-// takes systemd's sockets and matches them to these by address
-// (core/socket.c uwsgi_setup_systemd). --http runs uWSGI's HTTP router, a
-// process of its own that binds itself, and an ini file is not read.
-func uwsgiListens(argv []string) ([]Listen, error) {
-	var out []Listen
-	backlog := 0
+// --uwsgi-socket, its backlog --listen (-l, 100 by default) and
+// --protocol, from the command line and from the [uwsgi] section of --ini
+// files. uWSGI adds each socket systemd passes as a socket of its default
+// protocol, uwsgi (core/socket.c uwsgi_setup_systemd: "uwsgi socket 1
+// attached to INET address ... fd 3"), whatever --http-socket says:
+// measured here with uWSGI 2.0.21, an HTTP client of such a socket gets an
+// empty reply unless --protocol=http is given. So HTTP needs
+// --protocol=http, and HTTP and uwsgi sockets cannot be mixed. --http
+// runs uWSGI's HTTP router, a process of its own that binds itself.
+func uwsgiListens(root string, argv []string) ([]Listen, error) {
+	type opt struct{ name, val, from string }
+	var opts []opt
 	for i := 1; i < len(argv); i++ {
 		name, val, glued := strings.Cut(argv[i], "=")
-		if !glued && i+1 < len(argv) {
+		if !strings.HasPrefix(name, "-") {
+			continue
+		}
+		if !glued && i+1 < len(argv) && !strings.HasPrefix(argv[i+1], "-") {
 			val = argv[i+1]
+			i++
 		}
-		switch name {
-		case "--http-socket", "--socket", "-s", "--uwsgi-socket", "--listen", "-l":
-			if !glued {
-				i++
+		opts = append(opts, opt{strings.TrimLeft(name, "-"), val, name + " " + val})
+		if name == "--ini" {
+			if !filepath.IsAbs(val) || strings.Contains(val, ":") {
+				return nil, unreadf("--socket: uWSGI's --ini %s is not an absolute file: cannot read its sockets; pass --listen ADDR", val)
 			}
-		case "--http", "--https":
-			return nil, socketErrorf("--socket: uWSGI's %s runs its HTTP router, a process that binds its own socket: use --http-socket %s to serve HTTP from the socket systemd passes", name, val)
-		case "--ini", "--yaml", "--xml", "--json":
-			return nil, socketErrorf("--socket: uWSGI reads its sockets from %s %s, which graceshim does not read: give --http-socket/--socket on the command line, or --listen ADDR", name, val)
-		default:
-			continue
-		}
-		if name == "--listen" || name == "-l" {
-			backlog, _ = strconv.Atoi(val)
-			continue
-		}
-		l := Listen{From: name + " " + val}
-		switch {
-		case strings.HasPrefix(val, "/"):
-			l.Addr = val
-		case strings.HasPrefix(val, "@"):
-			return nil, socketErrorf("--socket: %s: an abstract unix socket; a socket unit here holds TCP and unix path sockets", l.From)
-		default:
-			addr, err := hostPort(val, 0)
+			data, err := readUnder(root, val)
 			if err != nil {
-				return nil, socketErrorf("--socket: %s: %v", l.From, err)
+				return nil, fmt.Errorf("--socket: cannot read uWSGI's configuration %s: %w", val, UnwrapPath(err))
 			}
-			l.Addr = addr
+			section := ""
+			for n, line := range strings.Split(string(data), "\n") {
+				line = strings.TrimSpace(line)
+				if strings.HasPrefix(line, "[") {
+					section = strings.Trim(line, "[]")
+					continue
+				}
+				k, v, ok := strings.Cut(line, "=")
+				if !ok || section != "uwsgi" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
+					continue
+				}
+				k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+				opts = append(opts, opt{k, v, fmt.Sprintf("%s:%d", val, n+1)})
+			}
 		}
-		out = append(out, l)
+	}
+	var out []Listen
+	backlog, protocol := 0, ""
+	var httpFrom, uwsgiFrom string
+	for _, o := range opts {
+		switch o.name {
+		case "yaml", "xml", "json":
+			return nil, unreadf("--socket: uWSGI reads its sockets from --%s %s, which graceshim does not read: give --http-socket/--socket on the command line, or --listen ADDR", o.name, o.val)
+		case "http", "https":
+			return nil, socketErrorf("--socket: %s: uWSGI's %s option runs its HTTP router, a process that binds its own socket: use http-socket to serve HTTP from the socket systemd passes", o.from, o.name)
+		case "listen", "l":
+			backlog, _ = strconv.Atoi(o.val)
+		case "protocol":
+			protocol = o.val
+		case "http-socket", "socket", "s", "uwsgi-socket":
+			if o.name == "http-socket" {
+				httpFrom = o.from
+			} else {
+				uwsgiFrom = o.from
+			}
+			l := Listen{From: o.from}
+			switch {
+			case strings.HasPrefix(o.val, "/"):
+				l.Addr = o.val
+			case strings.HasPrefix(o.val, "@"):
+				return nil, socketErrorf("--socket: %s: an abstract unix socket; a socket unit here holds TCP and unix path sockets", o.from)
+			default:
+				addr, err := hostPort(o.val, 0)
+				if err != nil {
+					return nil, socketErrorf("--socket: %s: %v", o.from, err)
+				}
+				l.Addr = addr
+			}
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		return nil, socketErrorf("--socket: the uWSGI command has no http-socket or socket: cannot tell where it listens")
+	}
+	switch {
+	case httpFrom != "" && uwsgiFrom != "":
+		return nil, socketErrorf("--socket: uWSGI gives every socket systemd passes one protocol (--protocol), so %s (HTTP) and %s (uwsgi) cannot both come from the socket unit: use one kind", httpFrom, uwsgiFrom)
+	case httpFrom != "" && protocol != "http":
+		return nil, socketErrorf("--socket: %s: uWSGI speaks its default protocol, uwsgi, on the sockets systemd passes, not HTTP: add --protocol=http (protocol = http in an ini file)", httpFrom)
 	}
 	for i := range out {
 		out[i].Backlog = backlog
-	}
-	if len(out) == 0 {
-		return nil, socketErrorf("--socket: the uWSGI command has no --http-socket or --socket: cannot tell where it listens")
 	}
 	return dedupe(out), nil
 }

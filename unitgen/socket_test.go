@@ -35,7 +35,10 @@ var socketUnits = []struct {
 	{"gunicorn-default", []string{"/usr/bin/gunicorn", "app:app"}, nil},
 	{"puma-conf", []string{"/usr/bin/puma", "-C", "/srv/app/config/puma.rb"}, nil},
 	{"puma-flags", []string{"/usr/bin/puma", "-b", "tcp://127.0.0.1:9292?backlog=8192", "-p", "3001"}, nil},
-	{"uwsgi", []string{"/usr/bin/uwsgi", "--http-socket", "127.0.0.1:9090", "--socket=/run/uwsgi/app.sock", "--listen", "128", "--wsgi-file", "/srv/app/app.py"}, nil},
+	{"uwsgi", []string{"/usr/bin/uwsgi", "--master", "--socket", "127.0.0.1:3031", "--socket=/run/uwsgi/app.sock", "--listen", "128", "--wsgi-file", "/srv/app/app.py"}, nil},
+	{"uwsgi-http", []string{"/usr/bin/uwsgi", "--http-socket", "127.0.0.1:9090", "--protocol=http", "--wsgi-file", "/srv/app/app.py"}, nil},
+	{"uwsgi-ini", []string{"/usr/bin/uwsgi", "--ini", "/etc/uwsgi/app.ini"}, nil},
+	{"uwsgi-yaml-listen", []string{"/usr/bin/uwsgi", "--yaml", "/etc/uwsgi/app.yaml"}, []string{"127.0.0.1:3031"}},
 	{"generic-listen", []string{"/usr/local/bin/appserver", "--port", "7000"}, []string{"127.0.0.1:7000"}},
 }
 
@@ -64,7 +67,9 @@ var socketErrors = []struct {
 	{"gunicorn-fd", []string{"/usr/bin/gunicorn", "-b", "fd://3", "app:app"}, nil, true},
 	{"puma-ssl", []string{"/usr/bin/puma", "-b", "ssl://0.0.0.0:9293?key=k.pem&cert=c.pem"}, nil, true},
 	{"uwsgi-http-router", []string{"/usr/bin/uwsgi", "--http", ":9090", "--wsgi-file", "app.py"}, nil, true},
-	{"uwsgi-ini", []string{"/usr/bin/uwsgi", "--ini", "/etc/uwsgi/app.ini"}, nil, true},
+	{"uwsgi-http-without-protocol", []string{"/usr/bin/uwsgi", "--http-socket", "127.0.0.1:9090", "--wsgi-file", "app.py"}, nil, true},
+	{"uwsgi-mixed", []string{"/usr/bin/uwsgi", "--http-socket", "127.0.0.1:9090", "--socket", "/run/uwsgi.sock", "--protocol", "http"}, nil, true},
+	{"uwsgi-yaml", []string{"/usr/bin/uwsgi", "--yaml", "/etc/uwsgi/app.yaml"}, nil, true},
 	{"bad-listen", []string{"/usr/bin/gunicorn", "app:app"}, []string{"localhost:8000"}, false},
 }
 
