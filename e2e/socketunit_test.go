@@ -625,3 +625,47 @@ def app(environ, start_response):
 	_, served, _ := strings.Cut(string(resp), "\r\n\r\nok ")
 	t.Logf("queued during the drain, answered after it by pid %s (the old worker was %s)", strings.TrimSpace(served), first)
 }
+
+// TestE2ESocketUnitPuma: puma takes systemd's sockets natively and
+// matches them to its binds (docs/systemd.md, "Activated tcp://..." in its
+// log); in cluster mode a reload brings new workers.
+func TestE2ESocketUnitPuma(t *testing.T) {
+	u := userManager(t)
+	puma := needCmd(t, "puma")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "config.ru"), `run lambda { |env| [200, {"Content-Type" => "text/plain"}, ["ok #{Process.pid}\n"]] }
+`)
+	// Measured here (puma 5.6.5, cluster mode): with the default
+	// queue_requests true, 1 or 2 of about 200 back-to-back connections
+	// ended in EOF, accepted and closed unanswered, during a restart in 3
+	// of 4 runs; with queue_requests false, none in 4 runs. The socket
+	// unit says so (unitgen/socket.go).
+	writeFile(t, filepath.Join(dir, "puma.rb"), "queue_requests false\n")
+	port := freePort(t)
+	p := installSocketPair(t, u, "sock-puma", port,
+		"--", puma, "--dir", dir, "--workers", "2", "--config", filepath.Join(dir, "puma.rb"), "--bind", fmt.Sprintf("tcp://127.0.0.1:%d", port), filepath.Join(dir, "config.ru"))
+	exerciseSocketPair(t, p)
+}
+
+// TestE2ESocketUnitUWSGI: uWSGI takes systemd's sockets natively, with
+// its own protocol unless --protocol=http (unitgen/socket_daemons.go).
+func TestE2ESocketUnitUWSGI(t *testing.T) {
+	u := userManager(t)
+	uwsgi := needCmd(t, "uwsgi")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "app.py"), `import os
+
+def app(environ, start_response):
+    body = ("ok %d\n" % os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`)
+	port := freePort(t)
+	p := installSocketPair(t, u, "sock-uwsgi", port,
+		"--", uwsgi, "--plugins", "python3", "--master", "--processes", "2", "--disable-logging", "--chdir", dir, "--wsgi-file", "app.py", "--callable", "app",
+		"--http-socket", fmt.Sprintf("127.0.0.1:%d", port), "--protocol=http",
+		// TERM reloads uWSGI by default (the preset's Notes); this hook,
+		// as in the matrix, makes it the graceful stop.
+		"--hook-master-start", "unix_signal:15 gracefully_kill_them_all")
+	exerciseSocketPair(t, p)
+}
