@@ -65,6 +65,8 @@ func child(role string) {
 		sendNotify(arg) // relay_test.go
 	case "controlclient":
 		controlClient() // control_test.go
+	case "controlserver":
+		controlServer() // control_dial_test.go
 	case "worker":
 		// Live until the parent is gone.
 		parent := os.Getppid()
