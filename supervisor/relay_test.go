@@ -28,6 +28,12 @@ import (
 // "silent" it says nothing on HUP; in mode "dieonhup" HUP makes it exit 78;
 // in mode "status" it says STATUS=starting at once; in mode "workers" it
 // runs a worker and replaces it on HUP, saying nothing (as gunicorn).
+// In modes "heartbeat" and "heartbeat-reloading" it repeats READY=1 with
+// a STATUS= every 50ms while ready, as php-fpm's heartbeat does
+// (sapi/fpm/fpm/fpm_systemd.c); on HUP it sends a heartbeat and then
+// WATCHDOG=1, reports "got HUP" and finishes the reload only on WINCH:
+// with php-fpm's restart announcement (READY=1 with MAINPID=) in mode
+// "heartbeat", with RELOADING=1 then READY=1 in "heartbeat-reloading".
 func notifier(mode string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,6 +73,10 @@ func notifier(mode string) {
 		spawn()
 	}
 	ready := false
+	heartbeat := strings.HasPrefix(mode, "heartbeat")
+	beat := func() {
+		notify("READY=1\nSTATUS=Processes active: 0, idle: 1, Requests: 0, slow: 0, Traffic: 0req/sec")
+	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -78,6 +88,13 @@ func notifier(mode string) {
 				notify("READY=1\nSTATUS=serving from the child\nMAINPID=" + strconv.Itoa(os.Getpid()))
 				report("notifier ready")
 			case syscall.SIGHUP:
+				if heartbeat {
+					// A heartbeat after the signal, before the reload.
+					beat()
+					notify("WATCHDOG=1")
+					report("got HUP")
+					continue
+				}
 				report("got HUP")
 				if mode == "workers" {
 					spawn() // a new worker, and nothing said
@@ -94,6 +111,18 @@ func notifier(mode string) {
 					report("notifier reloaded")
 				}
 			case syscall.SIGWINCH:
+				if mode == "heartbeat" {
+					// php-fpm's re-executed master starting up.
+					notify("READY=1\nSTATUS=Ready to handle connections\nMAINPID=" + strconv.Itoa(os.Getpid()))
+					report("notifier reloaded")
+					continue
+				}
+				if mode == "heartbeat-reloading" {
+					notify("RELOADING=1\nMONOTONIC_USEC=1")
+					notify("READY=1\nSTATUS=reloaded by the child")
+					report("notifier reloaded")
+					continue
+				}
 				// A reload of its own accord (as HAProxy's master
 				// announces one).
 				notify("RELOADING=1\nMONOTONIC_USEC=1")
@@ -106,6 +135,9 @@ func notifier(mode string) {
 		case <-tick.C:
 			if mode == "watchdog" && ready {
 				notify("WATCHDOG=1")
+			}
+			if heartbeat && ready {
+				beat()
 			}
 		}
 	}
@@ -534,6 +566,65 @@ func BenchmarkInTree(b *testing.B) {
 				if !bm.f(self, grandchild) {
 					b.Fatal("not in tree")
 				}
+			}
+		})
+	}
+}
+
+// TestRelayHeartbeatNotReload: a daemon that repeats READY=1 as a
+// heartbeat (php-fpm) and sends one after the reload signal, before its
+// reload is done: that READY=1 does not end the reload; the daemon's
+// restart announcement (READY=1 with MAINPID=) or RELOADING=1 then
+// READY=1 does.
+func TestRelayHeartbeatNotReload(t *testing.T) {
+	for _, mode := range []string{"heartbeat", "heartbeat-reloading"} {
+		t.Run(mode, func(t *testing.T) {
+			ev, ns, _ := notifierRun(t, mode, nil)
+			selfSignal(t, syscall.SIGUSR1)
+			ev.wait("notifier ready")
+			ns.waitLine(t, "READY=1")
+			// A heartbeat while nothing reloads: its STATUS= is shown.
+			for {
+				st, _ := ns.waitLine(t, "STATUS=")
+				if strings.Contains(st, "Processes active") {
+					break
+				}
+			}
+			type result struct {
+				r   ControlReply
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				r, err := Control(ctx, os.Getpid(), "reload")
+				done <- result{r, err}
+			}()
+			ev.wait("got HUP")
+			// The child sent a heartbeat, then WATCHDOG=1: graceshim
+			// relays the WATCHDOG=1 after acting on the heartbeat.
+			_, before := ns.waitLine(t, "WATCHDOG=1")
+			for _, l := range before {
+				if strings.HasPrefix(l, "READY=1") {
+					t.Fatalf("a heartbeat READY=1 after the reload signal ended the reload: %q", before)
+				}
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("reload answered before the child finished it: %+v", r)
+			default:
+			}
+			selfSignal(t, syscall.SIGWINCH)
+			ev.wait("notifier reloaded")
+			ns.waitLine(t, "READY=1")
+			select {
+			case r := <-done:
+				if r.err != nil || !strings.Contains(r.r.Message, "said READY=1") {
+					t.Errorf("reload: %+v, %v; want it done by the child's READY=1", r.r, r.err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("no answer to the reload")
 			}
 		})
 	}
