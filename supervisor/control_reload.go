@@ -328,7 +328,7 @@ func (l *loop) childReloads(now, at time.Time) {
 	l.reload = &reloadRun{by: l.name}
 	l.reloadSent = at
 	// Its own RELOADING=1 starts it: what follows is after it.
-	l.seq = reloadSeq{past: true, reloading: true, heartbeats: l.seq.heartbeats, last: l.seq.last}
+	l.seq = reloadSeq{past: true, reloading: true, heartbeats: l.seq.heartbeats, announces: l.seq.announces, last: l.seq.last}
 	if l.ready {
 		l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading: " + l.name)
 	}

@@ -222,7 +222,10 @@ type childNote struct {
 // nothing reloads is taken as one that heartbeats; for it a reload is
 // done only on RELOADING=1 then READY=1, on a READY=1 that announces a
 // start (with MAINPID=), or on its new workers (pollReload), all after
-// the marker.
+// the marker. So is a daemon whose first READY=1 came with MAINPID=, as
+// php-fpm's does: its restarts announce themselves the same way, and its
+// first heartbeat may come only after the first reload (10 s after its
+// start).
 
 // markerKey starts graceshim's marker datagram.
 const markerKey = "GRACESHIM_RELOAD_MARK="
@@ -233,6 +236,7 @@ type reloadSeq struct {
 	past       bool   // the marker was read back: later datagrams came after the signal
 	reloading  bool   // RELOADING=1 came after the marker
 	heartbeats bool   // the daemon repeats READY=1 while nothing reloads
+	announces  bool   // the daemon's first READY=1 came with MAINPID=: its (re)starts say so
 	last       uint64 // the last marker's number
 }
 
@@ -463,6 +467,9 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 			l.seq.heartbeats = true
 			log.Infof("%s repeats READY=1 while nothing reloads (a heartbeat, as php-fpm's): its reloads are done on RELOADING=1 then READY=1, a READY=1 with MAINPID= (a restart), or new workers", l.name)
 		}
+		if !l.childReady && mainpid {
+			l.seq.announces = true
+		}
 		l.childReady = true
 		if l.reload != nil && !l.reloadUntil.IsZero() && l.reloadDoneBy(n, mainpid) {
 			l.endReload(fmt.Sprintf("reloaded: %s said READY=1", l.name))
@@ -573,15 +580,14 @@ func (l *loop) reloadDoneBy(n childNote, mainpid bool) bool {
 	if !after {
 		return false
 	}
-	return !l.seq.heartbeats || l.seq.reloading || mainpid
+	return !(l.seq.heartbeats || l.seq.announces) || l.seq.reloading || mainpid
 }
 
 // markReload starts the notify socket's part of a reload: the marker
 // goes out before the reload's signal, so every datagram read after it
 // was sent after the signal.
 func (l *loop) markReload() {
-	heartbeats := l.seq.heartbeats
-	l.seq = reloadSeq{heartbeats: heartbeats, last: l.seq.last + 1}
+	l.seq = reloadSeq{heartbeats: l.seq.heartbeats, announces: l.seq.announces, last: l.seq.last + 1}
 	if l.rel == nil {
 		return
 	}

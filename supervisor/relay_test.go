@@ -34,6 +34,8 @@ import (
 // WATCHDOG=1, reports "got HUP" and finishes the reload only on WINCH:
 // with php-fpm's restart announcement (READY=1 with MAINPID=) in mode
 // "heartbeat", with RELOADING=1 then READY=1 in "heartbeat-reloading".
+// Mode "announce" is "heartbeat" without the periodic heartbeats: its
+// first after the start comes after the reload signal.
 func notifier(mode string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,7 +75,7 @@ func notifier(mode string) {
 		spawn()
 	}
 	ready := false
-	heartbeat := strings.HasPrefix(mode, "heartbeat")
+	heartbeat := strings.HasPrefix(mode, "heartbeat") || mode == "announce"
 	beat := func() {
 		notify("READY=1\nSTATUS=Processes active: 0, idle: 1, Requests: 0, slow: 0, Traffic: 0req/sec")
 	}
@@ -111,7 +113,7 @@ func notifier(mode string) {
 					report("notifier reloaded")
 				}
 			case syscall.SIGWINCH:
-				if mode == "heartbeat" {
+				if mode == "heartbeat" || mode == "announce" {
 					// php-fpm's re-executed master starting up.
 					notify("READY=1\nSTATUS=Ready to handle connections\nMAINPID=" + strconv.Itoa(os.Getpid()))
 					report("notifier reloaded")
@@ -136,7 +138,7 @@ func notifier(mode string) {
 			if mode == "watchdog" && ready {
 				notify("WATCHDOG=1")
 			}
-			if heartbeat && ready {
+			if heartbeat && ready && mode != "announce" {
 				beat()
 			}
 		}
@@ -575,16 +577,18 @@ func BenchmarkInTree(b *testing.B) {
 // heartbeat (php-fpm) and sends one after the reload signal, before its
 // reload is done: that READY=1 does not end the reload; the daemon's
 // restart announcement (READY=1 with MAINPID=) or RELOADING=1 then
-// READY=1 does.
+// READY=1 does. In mode "announce" no heartbeat came before the reload:
+// the daemon's start announcement (MAINPID=, as php-fpm's) says how it
+// announces a restart.
 func TestRelayHeartbeatNotReload(t *testing.T) {
-	for _, mode := range []string{"heartbeat", "heartbeat-reloading"} {
+	for _, mode := range []string{"heartbeat", "heartbeat-reloading", "announce"} {
 		t.Run(mode, func(t *testing.T) {
 			ev, ns, _ := notifierRun(t, mode, nil)
 			selfSignal(t, syscall.SIGUSR1)
 			ev.wait("notifier ready")
 			ns.waitLine(t, "READY=1")
 			// A heartbeat while nothing reloads: its STATUS= is shown.
-			for {
+			for mode != "announce" {
 				st, _ := ns.waitLine(t, "STATUS=")
 				if strings.Contains(st, "Processes active") {
 					break
