@@ -161,13 +161,29 @@ func setSockopts(c *net.UnixConn) error {
 }
 
 // prepare gives the command its notify socket and, when systemd's
-// watchdog is on, the watchdog variables. WATCHDOG_PID must be the
-// daemon's own pid (sd_watchdog_enabled(3) ignores the variables in any
-// other process, which keeps workers that inherit them from pinging), and
-// that pid is known only once it runs: a shell sets it and execs the
-// command, as passSockets does for LISTEN_PID. php-fpm reads WATCHDOG_USEC
-// alone (sapi/fpm/fpm/fpm_systemd.c) and pings only when it is above 2 s.
-func (r *relay) prepare(cmd *exec.Cmd) {
+// watchdog is on, the watchdog variables.
+//
+// The watchdog is per process: sd_watchdog_enabled(3) returns 0 in any
+// process whose pid is not WATCHDOG_PID, and treats an unset WATCHDOG_PID
+// as "for whoever reads it" (src/libsystemd/sd-daemon/sd-daemon.c), which
+// keeps workers that inherit the variables from pinging. So WATCHDOG_PID
+// must be the master's pid:
+//
+//   - a daemon that stays in the foreground is its own master, known once
+//     it runs: a shell sets WATCHDOG_PID and execs the command, as
+//     passSockets does for LISTEN_PID;
+//   - a daemon graceshim is told daemonizes (daemonizes: --pidfile) forks
+//     its master and the process started exits, so no pid known at exec
+//     is the master's (naming the first one, as systemd does for
+//     Type=forking, makes the master's sd_watchdog_enabled return 0 and
+//     its watchdog silently off). It gets no WATCHDOG_PID, and graceshim
+//     applies the per-process rule itself: it relays WATCHDOG=1 from the
+//     master it follows only (onChildNote), as systemd accepts only the
+//     main pid's under NotifyAccess=main.
+//
+// php-fpm reads WATCHDOG_USEC alone (sapi/fpm/fpm/fpm_systemd.c) and
+// pings only when it is above 2 s.
+func (r *relay) prepare(cmd *exec.Cmd, daemonizes bool) {
 	env := make([]string, 0, len(cmd.Env)+2)
 	for _, kv := range cmd.Env {
 		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
@@ -177,8 +193,10 @@ func (r *relay) prepare(cmd *exec.Cmd) {
 	env = append(env, "NOTIFY_SOCKET="+r.addr)
 	if r.watchdog > 0 {
 		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(r.watchdog.Microseconds(), 10))
-		cmd.Args = append([]string{"sh", "-c", `WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@"`, cmd.Path}, cmd.Args[1:]...)
-		cmd.Path = "/bin/sh"
+		if !daemonizes {
+			cmd.Args = append([]string{"sh", "-c", `WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@"`, cmd.Path}, cmd.Args[1:]...)
+			cmd.Path = "/bin/sh"
+		}
 	}
 	cmd.Env = env
 }
@@ -410,7 +428,11 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 		case "STATUS":
 			status, hasStatus = val, true
 		case "WATCHDOG":
-			if val == "1" {
+			if val == "1" && n.pid != l.main {
+				// The watchdog is the master's (prepare): a worker's
+				// ping would keep a hung master's service alive.
+				log.Debugf("ignoring WATCHDOG=1 from pid %d: only the master (pid %d) feeds the watchdog", n.pid, l.main)
+			} else if val == "1" {
 				watchdog = true
 			} else {
 				pass = append(pass, line) // WATCHDOG=trigger: the daemon asks for the watchdog action
@@ -519,7 +541,7 @@ func startRelay(opts *Options, cmd *exec.Cmd) *relay {
 		opts.Log.Warnf("%v; %s gets no notify socket and readiness is guessed from its listening sockets", err, cmd.Args[0])
 		return nil
 	}
-	r.prepare(cmd)
+	r.prepare(cmd, opts.PIDFile != "")
 	if opts.Ready == ReadyListen && opts.Notify == NotifyRelay {
 		// Asked for: the daemon's word alone.
 		opts.Ready = ReadyNotify

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -430,6 +431,9 @@ func sendNotify(mode string) {
 	if mode == "marker" {
 		state = "STATUS=marker"
 	}
+	if mode == "watchdog" {
+		state = "WATCHDOG=1"
+	}
 	if ok, err := daemon.SdNotify(false, state); !ok || err != nil {
 		os.Exit(1)
 	}
@@ -631,5 +635,98 @@ func TestRelayHeartbeatNotReload(t *testing.T) {
 				t.Fatal("no answer to the reload")
 			}
 		})
+	}
+}
+
+// wdaemon daemonizes as a forking daemon does: it starts its master
+// (wmaster) in a session of its own and exits 0.
+func wdaemon() {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=wmaster")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		report("error %v", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// wmaster is a daemonized master: it writes its pid file, reports whether
+// the watchdog variables are its own by sd_watchdog_enabled(3)'s rule
+// (WATCHDOG_USEC set, WATCHDOG_PID unset or its pid), and on USR1 has a
+// worker ping (a descendant that is not the master), says
+// STATUS=worker pinged, pings itself and says STATUS=master pinged.
+func wmaster() {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGQUIT, syscall.SIGTERM)
+	wpid := os.Getenv("WATCHDOG_PID")
+	mine := os.Getenv("WATCHDOG_USEC") != "" && (wpid == "" || wpid == strconv.Itoa(os.Getpid()))
+	pf := os.Getenv("GRACESHIM_TEST_PIDFILE")
+	os.WriteFile(pf+".tmp", []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	os.Rename(pf+".tmp", pf)
+	report("wmaster watchdog mine=%v", mine)
+	notify := func(state string) {
+		if ok, err := daemon.SdNotify(false, state); !ok || err != nil {
+			report("error notify %q: %v %v", state, ok, err)
+		}
+	}
+	for sig := range sigs {
+		if sig != syscall.SIGUSR1 {
+			os.Exit(0)
+		}
+		worker := exec.Command(os.Args[0])
+		worker.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=sendnotify:watchdog")
+		if err := worker.Run(); err != nil {
+			report("error worker %v", err)
+		}
+		notify("STATUS=worker pinged")
+		notify("WATCHDOG=1")
+		notify("STATUS=master pinged")
+		report("master pinged")
+	}
+}
+
+// TestRelayWatchdogDaemonized: a daemon that forks its master (--pidfile)
+// gets no WATCHDOG_PID naming the process that exits, so the master's
+// sd_watchdog_enabled(3) finds the watchdog its own; graceshim relays the
+// master's pings and drops a worker's, as systemd drops any but the main
+// pid's.
+func TestRelayWatchdogDaemonized(t *testing.T) {
+	// An hour: graceshim's own feeding (every half of it) never comes
+	// during the test, so every WATCHDOG=1 seen is a relayed one.
+	t.Setenv("WATCHDOG_USEC", "3600000000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	pidfile := filepath.Join(t.TempDir(), "master.pid")
+	t.Setenv("GRACESHIM_TEST_PIDFILE", pidfile)
+	following := make(chan struct{}, 1)
+	ns := newNotifySocket(t)
+	ev, _, _ := start(t, "wdaemon", func(o *Options) {
+		o.Notify = NotifyRelay
+		o.Ready = ReadyExec
+		o.PIDFile = pidfile
+		o.Log = NewLogger(io.MultiWriter(testWriter{t}, lineWatch{"following", following}), LevelDebug)
+	})
+	if _, rest := ev.wait("wmaster watchdog"); rest != "mine=true" {
+		t.Errorf("the daemonized master's watchdog: %s, want mine=true (WATCHDOG_PID=%s names another process)", rest, os.Getenv("WATCHDOG_PID"))
+	}
+	select {
+	case <-following:
+	case <-time.After(20 * time.Second):
+		t.Fatal("graceshim did not follow the daemonized master")
+	}
+	selfSignal(t, syscall.SIGUSR1)
+	ev.wait("master pinged")
+	st, before := ns.waitLine(t, "STATUS=running")
+	for !strings.HasSuffix(st, "worker pinged") {
+		st, before = ns.waitLine(t, "STATUS=running")
+	}
+	for _, l := range before {
+		if l == "WATCHDOG=1" {
+			t.Errorf("a worker's WATCHDOG=1 was relayed: %q", before)
+		}
+	}
+	ns.waitLine(t, "WATCHDOG=1")
+	if st, _ := ns.waitLine(t, "STATUS=running"); !strings.HasSuffix(st, "master pinged") {
+		t.Errorf("status %q after the master's ping, want master pinged", st)
 	}
 }
