@@ -296,6 +296,7 @@ func (l *loop) sendReload(now time.Time) {
 			l.reloadOld[pid] = true
 		}
 	}
+	l.markReload()
 	l.reloadSent = time.Now()
 	if l.ready {
 		// Only a service that was ready is told it reloads: READY=1 ends
@@ -326,6 +327,8 @@ func (l *loop) childReloads(now, at time.Time) {
 	l.opts.Log.Infof("%s says it is reloading", l.name)
 	l.reload = &reloadRun{by: l.name}
 	l.reloadSent = at
+	// Its own RELOADING=1 starts it: what follows is after it.
+	l.seq = reloadSeq{past: true, reloading: true, heartbeats: l.seq.heartbeats, announces: l.seq.announces, last: l.seq.last}
 	if l.ready {
 		l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading: " + l.name)
 	}

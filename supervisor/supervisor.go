@@ -200,6 +200,7 @@ func Run(ctx context.Context, opts Options) error {
 		probeTargets: probeTargets,
 		bg:           loopCtx,
 		notes:        notes,
+		rel:          rel,
 		controls:     controls,
 		checks:       make(chan checkOutput, 1),
 		stop: newStopper(stopConfig{
@@ -299,6 +300,8 @@ type loop struct {
 	graceC      <-chan time.Time  // graceTimer's channel while it runs
 	childFeeds  bool              // the child feeds the watchdog itself
 	childStatus string            // the child's last STATUS=
+	rel         *relay            // the child's notify socket, or nil
+	seq         reloadSeq         // a reload's evidence on the notify socket (relay.go)
 	upgrade     *upgrade          // a binary upgrade under way, or nil
 
 	startedAt    time.Time          // the command was started
