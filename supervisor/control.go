@@ -52,6 +52,8 @@ type ControlReply struct {
 	Message string `json:"message"`
 	// Output is the output of a config test that failed.
 	Output string `json:"output,omitempty"`
+	// Status answers a status request (control_status.go).
+	Status *Status `json:"status,omitempty"`
 }
 
 // controlReq is one request passed to the event loop, which answers on
@@ -120,12 +122,17 @@ func handleControl(ctx context.Context, c *net.UnixConn, log *Logger, reqs chan<
 	}
 	cmd := strings.TrimSpace(line)
 	switch cmd {
-	case "reload":
+	case "reload", "status":
 	default:
-		answer(ControlReply{Message: fmt.Sprintf("unknown request %q (known: reload)", cmd)})
+		answer(ControlReply{Message: fmt.Sprintf("unknown request %q (known: reload, status)", cmd)})
 		return
 	}
-	log.Infof("control socket: %s asked by pid %d (uid %d)", cmd, pid, uid)
+	if cmd == "status" {
+		// Asked often by scripts: not worth a line each time.
+		log.Debugf("control socket: %s asked by pid %d (uid %d)", cmd, pid, uid)
+	} else {
+		log.Infof("control socket: %s asked by pid %d (uid %d)", cmd, pid, uid)
+	}
 	req := controlReq{cmd: cmd, reply: make(chan ControlReply, 1)}
 	select {
 	case reqs <- req:
