@@ -215,6 +215,9 @@ func (l *loop) stateName() (string, time.Time) {
 	case l.upgrade != nil:
 		return "upgrading", time.Time{}
 	case l.reload != nil:
+		if l.reloadUntil.IsZero() {
+			return "reloading", time.Time{} // its config test runs
+		}
 		return "reloading", l.reloadSent
 	case !l.ready:
 		return "starting", l.startedAt

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 	"unsafe"
@@ -202,6 +203,23 @@ func TestPerEndpoint(t *testing.T) {
 			defer s.Close()
 		}
 	}
+	// A unix listener with one connection.
+	sock := filepath.Join(t.TempDir(), "fpm.sock")
+	uln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uln.Close()
+	uc, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	us, err := uln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer us.Close()
 	// One more on the first, still in the backlog: not counted.
 	c, err := net.Dial("tcp", lns[0].Addr().String())
 	if err != nil {
@@ -218,7 +236,7 @@ func TestPerEndpoint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := map[string]int{"tcp4 " + lns[0].Addr().String(): 1, "tcp4 " + lns[1].Addr().String(): 2}
+			want := map[string]int{"tcp4 " + lns[0].Addr().String(): 1, "tcp4 " + lns[1].Addr().String(): 2, "unix " + sock: 1}
 			if len(got) != len(want) {
 				t.Fatalf("PerEndpoint = %v, want %v", got, want)
 			}
