@@ -17,8 +17,8 @@ import (
 )
 
 // The control socket lets commands talk to a running graceshim:
-// `graceshim reload PID` today (systemd's ExecReload=), `graceshim status`
-// later. It is an abstract unix stream socket named
+// `graceshim reload PID` (systemd's ExecReload=) and `graceshim status`
+// (control_status.go). It is an abstract unix stream socket named
 // "@graceshim/<pid>/control/<random>":
 //
 //   - abstract, so it needs no directory that works under the system
@@ -36,7 +36,9 @@ import (
 //     clearly for anyone else.
 //
 // The protocol is one line each way: the request is a command word
-// ("reload"), the response one JSON object (ControlReply).
+// ("reload", "status"), the response one JSON object (ControlReply).
+// Each client is served by a goroutine of its own, so status clients at
+// once are all answered.
 
 // controlPrefix starts the names of graceshim's control sockets.
 const controlPrefix = "@graceshim/"
