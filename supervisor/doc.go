@@ -104,5 +104,8 @@
 //
 // A reload tests the configuration first and answers whoever asked
 // (control_reload.go); commands reach a running graceshim through its
-// control socket (control.go).
+// control socket (control.go). During a drain graceshim names the
+// connections it waits for, in its log, STATUS= and the answer to a
+// status request (control_status.go, conns.Drain.Details); the health
+// endpoint serves the figures at /metrics (health.go).
 package supervisor

@@ -83,6 +83,7 @@ type stopper struct {
 	progressAt time.Time
 	blind      bool   // the last count failed: no stall can be seen until one succeeds
 	status     string // the last STATUS text sent
+	who        string // which connections hold the drain, short, "" when unknown
 }
 
 func newStopper(cfg stopConfig) *stopper {
@@ -278,13 +279,30 @@ func (s *stopper) statusText(now time.Time) string {
 		if s.conns == 0 {
 			return fmt.Sprintf("draining: no connections left (%d closed), waiting for the server to exit, %s elapsed", s.closed, elapsed)
 		}
-		return fmt.Sprintf("draining: %d %s left (%d closed), %s elapsed", s.conns, plural(s.conns, "connection", "connections"), s.closed, elapsed)
+		return fmt.Sprintf("draining: %d %s left (%d closed), %s elapsed%s", s.conns, plural(s.conns, "connection", "connections"), s.closed, elapsed, s.whoText())
 	case phaseFast:
-		return fmt.Sprintf("fast stop: %s; %d %s left, %s elapsed", s.reason, s.conns, plural(s.conns, "connection", "connections"), elapsed)
+		return fmt.Sprintf("fast stop: %s; %d %s left, %s elapsed%s", s.reason, s.conns, plural(s.conns, "connection", "connections"), elapsed, s.whoText())
 	case phaseKilled:
 		return fmt.Sprintf("killed: %s, %s elapsed", s.reason, elapsed)
 	}
 	return ""
+}
+
+// holders records which connections hold the drain (see
+// control_status.go) and returns the STATUS action when the text changed.
+func (s *stopper) holders(now time.Time, who string) []action {
+	s.who = who
+	if s.phase != phaseGraceful && s.phase != phaseFast {
+		return nil
+	}
+	return s.setStatus(now)
+}
+
+func (s *stopper) whoText() string {
+	if s.who == "" || s.conns == 0 {
+		return ""
+	}
+	return "; " + s.who
 }
 
 // next returns when tick must run next, or the zero time when nothing is

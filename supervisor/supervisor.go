@@ -310,6 +310,8 @@ type loop struct {
 
 	healthy     bool // the last health check passed
 	probeFailed bool // a failing health check was logged since the last pass
+
+	who whoWait // for status, the drain's log lines and /metrics (control_status.go)
 }
 
 func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent, probes <-chan probeResult) error {
@@ -411,7 +413,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 		case n := <-l.notes:
 			l.onChildNote(time.Now(), n)
 		case req := <-l.controls:
-			l.onControl(time.Now(), req)
+			l.onControlRequest(time.Now(), req)
 		case o := <-l.checks:
 			l.onCheckOutput(o)
 		case <-watchdog:
@@ -438,6 +440,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 		if next := l.stop.next(); !next.IsZero() {
 			resetTimer(stopTimer, time.Until(next))
 		}
+		l.publishMetrics(time.Now())
 	}
 }
 
@@ -446,6 +449,7 @@ func (l *loop) markReady(format string, a ...any) {
 		return
 	}
 	l.ready = true
+	l.who.readyAt = time.Now()
 	l.health.setReady()
 	l.notify("READY=1\nSTATUS=" + fmt.Sprintf(format, a...))
 }
@@ -760,6 +764,9 @@ func (l *loop) pollPIDFile(now time.Time) {
 }
 
 func (l *loop) onWatch(now time.Time, ev watchEvent) {
+	if ev.report != nil {
+		l.onDrainReport(now, ev.report)
+	}
 	switch {
 	case ev.ready != nil && l.stop.stopping():
 		// A listener found late, when a stop has begun: not ready.
