@@ -113,6 +113,11 @@ func Run(ctx context.Context, opts Options) error {
 			advice = strings.TrimPrefix(advice+"; "+caveat, "; ")
 		}
 	}
+	if lim := opts.Preset.ConfigTestLimit; lim != "" && opts.Preset.ConfigTest != nil {
+		// Reloads are tested, but not for everything: said once here
+		// and in the answer to each reload the test lets through.
+		opts.Log.Warnf("%s", lim)
+	}
 	rel := startRelay(&opts, cmd)
 	if rel != nil {
 		defer rel.Close()
