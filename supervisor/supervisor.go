@@ -216,6 +216,7 @@ func Run(ctx context.Context, opts Options) error {
 			ExtendBy:     DefaultExtendBy,
 			PreStop:      opts.Preset.PreStop != 0,
 			SameSignal:   opts.Map.Translate(syscall.SIGTERM) == opts.Preset.Fast,
+			NoGraceful:   opts.Preset.NoGracefulStop,
 		}),
 	}
 	err = l.run(ctx, sigs, exits, watchEvents, probes)
@@ -479,7 +480,11 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 	to := l.opts.Map.Translate(sig)
 	switch {
 	case to == l.graceful && !l.stop.stopping():
-		l.opts.Log.Infof("received %s: stopping %s gracefully with %s", signals.Name(sig), l.name, signals.Name(to))
+		if l.opts.Preset.NoGracefulStop {
+			l.opts.Log.Infof("received %s: stopping %s with %s (%s has no graceful stop: its connections close at once)", signals.Name(sig), l.name, signals.Name(to), l.name)
+		} else {
+			l.opts.Log.Infof("received %s: stopping %s gracefully with %s", signals.Name(sig), l.name, signals.Name(to))
+		}
 		l.do(now, l.stop.begin(now))
 	case sig == l.graceful && l.stop.phase == phaseDelay:
 		// The graceful signal itself, sent to graceshim during the drain

@@ -142,6 +142,13 @@ func (c *lintCtx) lintWrapper() {
 	if !set {
 		problem = "KillMode is not set, so control-group,"
 	}
+	if c.known && c.preset.NoGracefulStop {
+		// Nothing to drain whoever sends TERM (memcached).
+		c.add(km, "KillMode", SeverityNote,
+			fmt.Sprintf("%s sends SIGTERM to every process of the unit, not only through %s; %s has no graceful stop, so every stop closes its connections at once either way", problem, c.wrapper, c.name),
+			fmt.Sprintf("KillMode=mixed makes %s the only one systemd signals until the final SIGKILL", c.wrapper))
+		return
+	}
 	if c.known && c.preset.StopsGracefully(syscall.SIGTERM) {
 		// The wrapper passes TERM on, and TERM is this daemon's graceful
 		// stop anyway: what reaches the daemon is right either way.
@@ -260,6 +267,8 @@ func (c *lintCtx) lintStop() {
 
 func fastOrNot(sig syscall.Signal, p signals.Preset) string {
 	switch {
+	case p.NoGracefulStop && p.StopsGracefully(sig):
+		return "its stop, which is never graceful"
 	case p.StopsGracefully(sig):
 		return "its graceful stop"
 	case sig == syscall.SIGKILL:
