@@ -1525,6 +1525,8 @@ func memcachedMatrix(t *testing.T, dir string) *daemonSite {
 		},
 		noReload:   "memcached has no config to reload",
 		noGraceful: "memcached closes every connection at any stop signal",
+		// And graceshim must not call its stop graceful.
+		mustSay: "no graceful stop",
 		slow: func(ctx context.Context, i int, began func()) error {
 			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
