@@ -211,9 +211,13 @@ func (c *lintCtx) lintStop() {
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s sends %s, %s's fast stop: in-flight requests are cut at once", sc.What, signals.Name(sc.Signal), c.name),
 				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+		case sc.Waits && sc.Then != 0:
+			c.add(d, "ExecStop", SeverityError,
+				fmt.Sprintf("%s gives the graceful stop at most %s, then sends SIG%s itself (%s), cutting requests that take longer", sc.What, formatSpan(sc.Wait), signals.Name(sc.Then), fastOrNot(sc.Then, p)),
+				fmt.Sprintf("remove ExecStop=, set KillSignal=SIG%s and a TimeoutStopSec= that covers your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain", signals.Name(p.Graceful), c.name, c.u.File))
 		case sc.Waits:
 			c.add(d, "ExecStop", SeverityError,
-				fmt.Sprintf("%s gives the graceful stop at most %s, then returns; systemd then sends KillSignal=%s (%s) to what is left, cutting requests that take longer", sc.What, formatSpan(sc.Wait), ks.Value, fastOrNot(killSig, p)),
+				fmt.Sprintf("%s gives the graceful stop at most %s, then gives up and returns; systemd then sends KillSignal=%s (%s) to what is left, cutting requests that take longer", sc.What, formatSpan(sc.Wait), ks.Value, fastOrNot(killSig, p)),
 				fmt.Sprintf("remove ExecStop=, set KillSignal=SIG%s and a TimeoutStopSec= that covers your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain", signals.Name(p.Graceful), c.name, c.u.File))
 		case p.StopsGracefully(sc.Signal) && (p.StopsGracefully(killSig) || cannotStop(killSig)):
 			// The graceful signal, then one that does not cut it: the
