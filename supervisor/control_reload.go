@@ -39,6 +39,7 @@ type reloadRun struct {
 	waiters []chan ControlReply // control clients waiting for the outcome
 	testing bool                // the config test runs
 	command bool                // the reload is a command (ReloadCommand), running
+	limit   string              // what the passed config test could not see (Preset.ConfigTestLimit)
 }
 
 // checkResult is the end of a command run for a reload: the config test,
@@ -257,6 +258,10 @@ func (l *loop) onCheck(now time.Time, r checkResult) {
 			return
 		}
 		l.opts.Log.Infof("config test %s passed", cmdline)
+		if lim := l.opts.Preset.ConfigTestLimit; lim != "" {
+			l.opts.Log.Warnf("%s", lim)
+			run.limit = lim
+		}
 		l.sendReload(now)
 		return
 	}
@@ -363,6 +368,11 @@ func (l *loop) abandonReload(why string) {
 func (l *loop) answerReload(r ControlReply) {
 	if l.reload == nil {
 		return
+	}
+	if r.OK && l.reload.limit != "" {
+		// The test passed, yet it is not the whole story: say so to
+		// whoever asked (Preset.ConfigTestLimit).
+		r.Message += "; note: " + l.reload.limit
 	}
 	for _, w := range l.reload.waiters {
 		w <- r

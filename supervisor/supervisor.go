@@ -113,6 +113,11 @@ func Run(ctx context.Context, opts Options) error {
 			advice = strings.TrimPrefix(advice+"; "+caveat, "; ")
 		}
 	}
+	if lim := opts.Preset.ConfigTestLimit; lim != "" && opts.Preset.ConfigTest != nil {
+		// Reloads are tested, but not for everything: said once here
+		// and in the answer to each reload the test lets through.
+		opts.Log.Warnf("%s", lim)
+	}
 	rel := startRelay(&opts, cmd)
 	if rel != nil {
 		defer rel.Close()
@@ -212,6 +217,7 @@ func Run(ctx context.Context, opts Options) error {
 			ExtendBy:     DefaultExtendBy,
 			PreStop:      opts.Preset.PreStop != 0,
 			SameSignal:   opts.Map.Translate(syscall.SIGTERM) == opts.Preset.Fast,
+			NoGraceful:   opts.Preset.NoGracefulStop,
 		}),
 	}
 	err = l.run(ctx, sigs, exits, watchEvents, probes)
@@ -481,7 +487,11 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 	to := l.opts.Map.Translate(sig)
 	switch {
 	case to == l.graceful && !l.stop.stopping():
-		l.opts.Log.Infof("received %s: stopping %s gracefully with %s", signals.Name(sig), l.name, signals.Name(to))
+		if l.opts.Preset.NoGracefulStop {
+			l.opts.Log.Infof("received %s: stopping %s with %s (%s has no graceful stop: its connections close at once)", signals.Name(sig), l.name, signals.Name(to), l.name)
+		} else {
+			l.opts.Log.Infof("received %s: stopping %s gracefully with %s", signals.Name(sig), l.name, signals.Name(to))
+		}
 		l.do(now, l.stop.begin(now))
 	case sig == l.graceful && l.stop.phase == phaseDelay:
 		// The graceful signal itself, sent to graceshim during the drain
