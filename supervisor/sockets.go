@@ -89,6 +89,7 @@ func (a sockAddr) conflicts(b sockAddr) bool {
 // inherited is one socket passed to graceshim.
 type inherited struct {
 	file *os.File
+	fd   int      // its number: graceshim's, then the server's once passed
 	name string   // its LISTEN_FDNAMES entry ("" when none)
 	addr sockAddr // where it listens
 	err  error    // why addr is unknown (not a socket)
@@ -118,6 +119,7 @@ func takeInherited() []inherited {
 		// which gets them through ExtraFiles.
 		unix.CloseOnExec(fd)
 		out[i].file = os.NewFile(uintptr(fd), "LISTEN_FD_"+strconv.Itoa(fd))
+		out[i].fd = fd
 		if i < len(names) {
 			out[i].name = names[i]
 		}
@@ -224,8 +226,9 @@ func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited,
 		cmd.Path = "/bin/sh"
 	}
 	files := make([]*os.File, len(keep))
-	for i, s := range keep {
-		files[i] = s.file
+	for i := range keep {
+		files[i] = keep[i].file
+		keep[i].fd = 3 + i
 	}
 	cmd.ExtraFiles = files
 	if len(keep) > 0 {
@@ -261,7 +264,7 @@ func withoutListenEnv(env []string) []string {
 // resets only a mode it set itself.
 func nonBlocking(socks []inherited) error {
 	for _, s := range socks {
-		if err := unix.SetNonblock(int(s.file.Fd()), true); err != nil {
+		if err := unix.SetNonblock(s.fd, true); err != nil {
 			return fmt.Errorf("%w: cannot make socket %s non-blocking: %v", ErrSetup, s.addr, err)
 		}
 	}
@@ -278,7 +281,7 @@ func closeAll(socks []inherited) {
 func describeSockets(socks []inherited) string {
 	parts := make([]string, len(socks))
 	for i, s := range socks {
-		fd := int(s.file.Fd())
+		fd := s.fd
 		if s.err != nil {
 			parts[i] = fmt.Sprintf("fd %d (not a socket)", fd)
 			continue
@@ -296,4 +299,134 @@ func notSockets(socks []inherited) error {
 		}
 	}
 	return nil
+}
+
+// socketCheck holds what a reload needs to keep the inherited sockets the
+// server took: their addresses, and for HAProxy copies of them, since its
+// config test (haproxy -c) opens every fd@N the config binds (measured with
+// 2.6.12: without them "cannot use file descriptor '3' : Socket operation
+// on non-socket", and the reload was refused). HAProxy's sockets come from
+// a .socket unit, which holds them anyway, so the copies keep nothing
+// open that would be closed otherwise.
+type socketCheck struct {
+	preset signals.Preset
+	argv   []string
+	socks  []inherited // as the server has them (fd is its number)
+	files  []*os.File  // copies for HAProxy's config test, at fd 3, 4, ...
+}
+
+// newSocketCheck returns the check for the sockets passed, nil when none
+// were or the preset picks nothing by config.
+func newSocketCheck(opts Options, passed []inherited) *socketCheck {
+	if len(passed) == 0 || !opts.Preset.Runs(opts.Argv[0]) {
+		return nil
+	}
+	c := &socketCheck{preset: opts.Preset, argv: opts.Argv}
+	switch opts.Preset.Sockets {
+	case signals.SocketsNginxEnv:
+	case signals.SocketsFDBind:
+		for _, s := range passed {
+			fd, err := unix.FcntlInt(uintptr(s.fd), unix.F_DUPFD_CLOEXEC, 3)
+			if err != nil {
+				opts.Log.Warnf("cannot keep a copy of %s for haproxy's config test: %v", s.addr, err)
+				c.closeFiles()
+				return nil
+			}
+			c.files = append(c.files, os.NewFile(uintptr(fd), "config-test-"+s.addr.String()))
+		}
+	default:
+		return nil
+	}
+	for _, s := range passed {
+		c.socks = append(c.socks, inherited{fd: s.fd, name: s.name, addr: s.addr})
+	}
+	return c
+}
+
+func (c *socketCheck) closeFiles() {
+	for _, f := range c.files {
+		f.Close()
+	}
+	c.files = nil
+}
+
+// Close releases the copies.
+func (c *socketCheck) Close() {
+	if c != nil {
+		c.closeFiles()
+	}
+}
+
+// testArgv returns the config test a reload runs: nginx -T (test and
+// dump) in place of -t, so that the listen directives can be read from
+// its output.
+func (c *socketCheck) testArgv(test []string) []string {
+	if c == nil || c.preset.Sockets != signals.SocketsNginxEnv {
+		return test
+	}
+	out := make([]string, len(test))
+	for i, a := range test {
+		if a == "-t" {
+			a = "-T"
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// testFiles are the files the config test gets from fd 3 on.
+func (c *socketCheck) testFiles() []*os.File {
+	if c == nil {
+		return nil
+	}
+	return c.files
+}
+
+// refuse says why the configuration a reload would load does not fit the
+// sockets the server took ("" when it does): nginx would close a socket no
+// listen directive names (its clients would then wait for nothing), or
+// fail to bind a directive beside one; HAProxy would lose a socket no
+// "bind fd@N" names. out is the config test's output (nginx -T's dump);
+// truncated is true when it was cut short, and then nginx's is not judged.
+func (c *socketCheck) refuse(ctx context.Context, out string, truncated bool, log *Logger) string {
+	if c == nil {
+		return ""
+	}
+	var errs, warns []string
+	switch c.preset.Sockets {
+	case signals.SocketsNginxEnv:
+		if truncated {
+			log.Warnf("nginx -T's output is longer than graceshim reads: the reload's listen directives are not checked against the inherited sockets")
+			return ""
+		}
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		listens, err := parseNginxListens(ctx, out, os.Geteuid() == 0)
+		if err != nil {
+			return fmt.Sprintf("cannot read nginx's listen directives: %v", err)
+		}
+		var keep, drop []inherited
+		keep, drop, errs, warns = matchNginx(c.socks, listens)
+		_ = keep
+		for _, s := range drop {
+			// At a reload nginx closes it, but the store keeps it: its
+			// clients would wait for nothing until the next restart.
+			errs = append(errs, fmt.Sprintf("the kept socket %s (fd %d) is on no listen directive of nginx's: nginx would close it", s.addr, s.fd))
+		}
+	case signals.SocketsFDBind:
+		var text strings.Builder
+		for _, f := range haproxyConfigFiles(c.argv) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Sprintf("cannot read haproxy's config %s: %v", f, err)
+			}
+			text.Write(b)
+			text.WriteByte('\n')
+		}
+		errs, warns = matchHAProxy(c.socks, haproxyBinds(text.String()))
+	}
+	for _, w := range warns {
+		log.Warnf("%s", w)
+	}
+	return strings.Join(errs, "; ")
 }

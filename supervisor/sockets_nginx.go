@@ -122,7 +122,7 @@ func matchNginx(socks []inherited, listens []nginxListen) (keep, drop []inherite
 			}
 		}
 		if conflict >= 0 {
-			errs = append(errs, fmt.Sprintf("nginx's %q cannot be bound beside the inherited socket %s (fd %d): make the two the same address", "listen "+w.text, socks[conflict].addr, socks[conflict].file.Fd()))
+			errs = append(errs, fmt.Sprintf("nginx's %q cannot be bound beside the inherited socket %s (fd %d): make the two the same address", "listen "+w.text, socks[conflict].addr, socks[conflict].fd))
 			continue
 		}
 		warns = append(warns, fmt.Sprintf("nginx's %q is not among the inherited sockets: nginx binds it itself, and it refuses connections while nginx restarts", "listen "+w.text))
@@ -138,7 +138,7 @@ func matchNginx(socks []inherited, listens []nginxListen) (keep, drop []inherite
 		case s.stored():
 			drop = append(drop, s)
 		default:
-			errs = append(errs, fmt.Sprintf("the inherited socket %s (fd %d) is on no listen directive of nginx's (it listens on %s): nginx would close it and clients would wait on it for nothing", s.addr, s.file.Fd(), strings.Join(texts, ", ")))
+			errs = append(errs, fmt.Sprintf("the inherited socket %s (fd %d) is on no listen directive of nginx's (it listens on %s): nginx would close it and clients would wait on it for nothing", s.addr, s.fd, strings.Join(texts, ", ")))
 		}
 	}
 	return keep, drop, errs, warns
@@ -245,7 +245,13 @@ type nginxFile struct {
 func splitNginxDump(dump string) []nginxFile {
 	const mark = "# configuration file "
 	var files []nginxFile
-	for _, part := range strings.Split("\n"+dump, "\n"+mark) {
+	parts := strings.Split("\n"+dump, "\n"+mark)
+	if len(parts) > 1 {
+		// What comes before the first file is nginx's warnings (a
+		// config test's stderr, read with its stdout).
+		parts = parts[1:]
+	}
+	for _, part := range parts {
 		if strings.TrimSpace(part) == "" {
 			continue
 		}

@@ -23,7 +23,7 @@ func fakeInherited(t *testing.T, specs ...string) []inherited {
 		}
 		w.Close()
 		t.Cleanup(func() { r.Close() })
-		s := inherited{file: r}
+		s := inherited{file: r, fd: 3 + len(out)}
 		switch kind {
 		case "unix":
 			s.addr = sockAddr{stream: true, unix: addr}

@@ -109,6 +109,8 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	store.inherit(sockets)
+	sockCheck := newSocketCheck(opts, sockets)
+	defer sockCheck.Close()
 	advice := checkUnit(ctx, opts.Log, filepath.Base(opts.Argv[0]))
 	if c := opts.Preset.Caveat; c != nil && opts.Preset.Runs(opts.Argv[0]) {
 		// What graceshim cannot fix but must say: shown with the unit's
@@ -207,6 +209,7 @@ func Run(ctx context.Context, opts Options) error {
 		controls:     controls,
 		checks:       make(chan checkOutput, 1),
 		store:        store,
+		sockCheck:    sockCheck,
 		stop: newStopper(stopConfig{
 			DrainDelay:   opts.DrainDelay,
 			DrainTimeout: opts.DrainTimeout,
@@ -282,6 +285,7 @@ type loop struct {
 	childStatus string            // the child's last STATUS=
 	upgrade     *upgrade          // a binary upgrade under way, or nil
 	store       *fdStore          // systemd's fd store for the listening sockets, or nil
+	sockCheck   *socketCheck      // the inherited sockets a reload's config must keep, or nil
 
 	startedAt    time.Time          // the command was started
 	orphanExited bool               // a process other than the master was reaped
