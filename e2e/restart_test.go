@@ -610,3 +610,71 @@ frontend web
 		})
 	}
 }
+
+// TestRestartFDStore follows systemd's own count of the fd store
+// (NFileDescriptorStore) through what changes nginx's listeners: the
+// first start stores its socket, a reload that adds a listen stores that
+// one too and a reload that drops one takes it out, a restart keeps them
+// (the port a reload added refuses no one), and a plain stop empties the
+// store.
+func TestRestartFDStore(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	name := unitName("fdstore")
+	// ExecStartPre= makes each start take a second, so that clients
+	// arrive while no nginx runs.
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8\nExecStartPre=/bin/sleep 1"))
+	u.Start(t, name)
+	waitServing(t, u, name, site)
+	stored := func(want string) {
+		t.Helper()
+		var got string
+		if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { got = u.Show(t, name, "NFileDescriptorStore"); return got == want }) {
+			t.Fatalf("NFileDescriptorStore=%s, want %s\nlog:\n%s", got, want, u.UnitLog(t, name))
+		}
+	}
+	stored("1")
+	conf, err := os.ReadFile(site.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := fmt.Sprintf("listen 127.0.0.1:%d;", site.Port)
+	other := freePort(t)
+	second := fmt.Sprintf("listen 127.0.0.1:%d;", other)
+	reload := func(content string) {
+		t.Helper()
+		writeFile(t, site.Conf, content)
+		before := strings.Count(u.UnitLog(t, name), "nginx reloaded")
+		if _, err := u.systemctl("reload", name); err != nil {
+			t.Fatal(err)
+		}
+		if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return strings.Count(u.UnitLog(t, name), "nginx reloaded") > before }) {
+			t.Fatalf("the reload did not show\nlog:\n%s", u.UnitLog(t, name))
+		}
+	}
+	reload(strings.Replace(string(conf), first, first+"\n        "+second, 1))
+	stored("2")
+	reload(strings.Replace(string(conf), first, second, 1))
+	stored("1")
+	addr := fmt.Sprintf("127.0.0.1:%d", other)
+	stop := startArrivals(addr)
+	u.restart(t, name)
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		code, err := (&httpClient{timeout: 5 * time.Second}).status(addr, "/small")
+		return err == nil && code == 200
+	}) {
+		t.Fatalf("nginx does not answer on %s after the restart\nlog:\n%s", addr, u.UnitLog(t, name))
+	}
+	got := stop()
+	t.Logf("figures: the fd store, a port a reload added, systemctl restart: clients %s", got)
+	if got.failed() != 0 || got.total < 25 {
+		t.Errorf("restart: clients %s, want none failed of at least 25 (a second without nginx)\nlog:\n%s", got, u.UnitLog(t, name))
+	}
+	stored("1")
+	u.Stop(t, name)
+	stored("0")
+	if c := connectOnce(other); c != "refused" {
+		t.Errorf("after a plain stop %s met %q, want refused", addr, c)
+	}
+}

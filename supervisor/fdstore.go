@@ -110,8 +110,10 @@ func openFDStore(ctx context.Context, p signals.Preset, log *Logger) *fdStore {
 }
 
 // keep stores the listening sockets the server's process tree (below
-// self) holds and the store has not got yet. It logs what it did; a
-// failure is logged once and the store is left alone from then on.
+// self) holds and the store has not got yet, and removes those it no
+// longer holds. It runs when the server is ready and after each reload.
+// It logs what it did; a failure is logged once and the store is left
+// alone from then on.
 func (s *fdStore) keep(self int) {
 	if s == nil || s.failed {
 		return
@@ -141,12 +143,14 @@ func (s *fdStore) keepListeners(self int) error {
 			unix.Close(fd)
 		}
 	}()
+	held := map[uint64]bool{}
 	for _, pid := range proctab.Descendants(table, self)[1:] {
-		held, err := listeningFDs(pid, listening)
+		fdInodes, err := listeningFDs(pid, listening)
 		if err != nil {
 			continue // gone, or not ours to read
 		}
-		for fd, ino := range held {
+		for fd, ino := range fdInodes {
+			held[ino] = true
 			if s.stored[ino] || s.held[ino] || containsInode(inodes, ino) {
 				continue
 			}
@@ -157,6 +161,18 @@ func (s *fdStore) keepListeners(self int) error {
 			fds = append(fds, got)
 			names = append(names, fdStoreName+strconv.FormatUint(ino, 10))
 			inodes = append(inodes, ino)
+		}
+	}
+	if len(held) > 0 {
+		// A socket the server no longer listens on (a reload dropped its
+		// listen directive) leaves the store: kept, it would queue its
+		// clients for nothing until the next restart.
+		for ino := range s.stored {
+			if !held[ino] {
+				removeStored(fdStoreName+strconv.FormatUint(ino, 10), s.log)
+				delete(s.stored, ino)
+				s.log.Infof("a listening socket the server closed left systemd's fd store")
+			}
 		}
 	}
 	if len(fds) == 0 {

@@ -558,6 +558,7 @@ func (l *loop) endReload(what string) {
 	l.readyAgain(fmt.Sprintf("running: %s (pid %d), %s", l.name, l.main, what))
 	// New listeners may have come with the new configuration.
 	l.watchCmds <- watchCmd{learn: make(chan []string, 1)}
+	l.store.keep(l.self)
 	l.answerReload(ControlReply{OK: true, Message: fmt.Sprintf("%s (pid %d) %s", l.name, l.main, what)})
 }
 
