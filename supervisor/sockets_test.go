@@ -2,11 +2,15 @@ package supervisor
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/graceshim/graceshim/signals"
 )
 
 // fakeInherited makes inherited sockets with the given addresses ("tcp
@@ -253,5 +257,50 @@ func TestSocketAddr(t *testing.T) {
 	defer w.Close()
 	if _, err := socketAddr(int(r.Fd())); err == nil {
 		t.Errorf("socketAddr of a pipe: no error")
+	}
+}
+
+// A reload's config test becomes nginx -T, and its dump is judged against
+// the sockets nginx took: a socket no listen names refuses the reload.
+func TestSocketCheckNginxReload(t *testing.T) {
+	socks := fakeInherited(t, "tcp 127.0.0.1:8080")
+	c := &socketCheck{preset: signals.Preset{Name: "nginx", Sockets: signals.SocketsNginxEnv}, socks: socks}
+	if got := strings.Join(c.testArgv([]string{"/usr/sbin/nginx", "-t", "-q", "-c", "/x.conf"}), " "); got != "/usr/sbin/nginx -T -q -c /x.conf" {
+		t.Errorf("testArgv = %q, want nginx -T", got)
+	}
+	log := NewLogger(io.Discard, LevelInfo)
+	dump := func(listen string) string {
+		return "nginx: [warn] a warning before the dump\n# configuration file /x.conf:\nhttp { server { listen " + listen + "; } }\n"
+	}
+	if why := c.refuse(context.Background(), dump("127.0.0.1:8080"), false, log); why != "" {
+		t.Errorf("same listen: refused: %s", why)
+	}
+	if why := c.refuse(context.Background(), dump("127.0.0.1:8081"), false, log); !strings.Contains(why, "the inherited socket 127.0.0.1:8080 (fd 3) is on no listen directive") {
+		t.Errorf("another listen: refuse = %q, want the socket named", why)
+	}
+	if why := c.refuse(context.Background(), dump("127.0.0.1:8081"), true, log); why != "" {
+		t.Errorf("a cut dump is not judged, got %q", why)
+	}
+	var none *socketCheck
+	if got := none.testArgv([]string{"nginx", "-t"}); strings.Join(got, " ") != "nginx -t" || none.refuse(context.Background(), "", false, log) != "" || none.testFiles() != nil {
+		t.Errorf("a nil check changes something")
+	}
+}
+
+func TestSocketCheckHAProxyReload(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "h.cfg")
+	c := &socketCheck{preset: signals.Preset{Name: "haproxy", Sockets: signals.SocketsFDBind}, argv: []string{"haproxy", "-Ws", "-f", cfg}, socks: fakeInherited(t, "tcp 127.0.0.1:80")}
+	log := NewLogger(io.Discard, LevelInfo)
+	for _, tt := range []struct{ config, want string }{
+		{"frontend f\n    bind fd@3\n", ""},
+		{"frontend f\n    bind 127.0.0.1:80\n", "is bound nowhere in haproxy's config"},
+	} {
+		if err := os.WriteFile(cfg, []byte(tt.config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got := c.refuse(context.Background(), "", false, log)
+		if tt.want == "" && got != "" || tt.want != "" && !strings.Contains(got, tt.want) {
+			t.Errorf("config %q: refuse = %q, want %q", tt.config, got, tt.want)
+		}
 	}
 }
