@@ -374,6 +374,15 @@ func (c *socketCheck) testArgv(test []string) []string {
 	return out
 }
 
+// nginx reports whether the server is nginx on inherited sockets, which
+// does not daemonize and so ignores USR2: src/core/nginx.c skips
+// ngx_daemon when ngx_inherited, and src/os/unix/ngx_process.c ignores
+// the changing binary signal while the parent is the one it started with
+// (measured: "the changing binary signal is ignored").
+func (c *socketCheck) nginx() bool {
+	return c != nil && c.preset.Sockets == signals.SocketsNginxEnv
+}
+
 // testFiles are the files the config test gets from fd 3 on.
 func (c *socketCheck) testFiles() []*os.File {
 	if c == nil {
