@@ -136,7 +136,7 @@ func (l *loop) requestReload(now time.Time, by string, reply chan ControlReply) 
 	// daemon itself (Preset.Runs): on a wrapper they would run it again.
 	var test []string
 	if l.opts.Preset.ConfigTest != nil {
-		test = l.opts.Preset.ConfigTest(l.opts.Argv)
+		test = l.sockCheck.testArgv(l.opts.Preset.ConfigTest(l.opts.Argv))
 	}
 	if len(test) == 0 {
 		l.opts.Log.Infof("reload of %s asked by %s; no config test for preset %s", l.name, by, l.opts.Preset.Name)
@@ -161,6 +161,9 @@ func (l *loop) runCheck(argv []string, reload bool) {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = childEnv(l.opts.Env)
+	if !reload {
+		cmd.ExtraFiles = l.sockCheck.testFiles() // the sockets haproxy's fd@N binds name
+	}
 	// Files, not writers: exec starts no copying goroutine that only
 	// Wait would end.
 	cmd.Stdout, cmd.Stderr = w, w
@@ -254,6 +257,12 @@ func (l *loop) onCheck(now time.Time, r checkResult) {
 	if !r.reload {
 		run.testing = false
 		if r.err != nil {
+			l.refuseReload(cmdline, r)
+			return
+		}
+		if why := l.sockCheck.refuse(l.bg, r.out, len(r.out) >= maxCheckOutput, l.opts.Log); why != "" {
+			r.err = errors.New("its config does not fit the inherited sockets")
+			r.out = why
 			l.refuseReload(cmdline, r)
 			return
 		}
