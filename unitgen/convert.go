@@ -675,6 +675,9 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 					opts = append(opts, unit.NewUnitOption(s, d.Name, d.Value))
 				}
 			}
+			if s == "Unit" {
+				opts = append(opts, newSocketDeps(u, o)...)
+			}
 			continue
 		}
 		startLine := -1
@@ -747,7 +750,8 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 func (c *converter) dropinOptions(exec string, stops []Directive) []*unit.UnitOption {
 	u, o := c.u, c.o
 	svc := func(name, value string) *unit.UnitOption { return unit.NewUnitOption("Service", name, value) }
-	opts := []*unit.UnitOption{svc("Type", "notify"), svc("NotifyAccess", "main")}
+	// [Unit] first: go-systemd writes sections in first-seen order.
+	opts := append(newSocketDeps(u, o), svc("Type", "notify"), svc("NotifyAccess", "main"))
 	if _, ok := u.Get("Service", "PIDFile"); ok {
 		opts = append(opts, svc("PIDFile", ""))
 	}

@@ -88,6 +88,9 @@ type Options struct {
 	// Hardening adds the sandboxing directives that SystemdVersion knows
 	// and that leave a web server working.
 	Hardening bool
+	// Socket is the socket unit (nginx.socket) whose sockets the service
+	// takes, "" for none: the service then Requires= and is After= it.
+	Socket string
 }
 
 func (o *Options) setDefaults() {
@@ -207,6 +210,7 @@ func Generate(o Options) ([]byte, error) {
 		unit.NewUnitOption("Unit", "After", "network-online.target"),
 		unit.NewUnitOption("Unit", "Wants", "network-online.target"),
 	}
+	opts = append(opts, socketDeps(o)...)
 	svc, err := serviceOptions(o, exec)
 	if err != nil {
 		return nil, err
@@ -384,6 +388,9 @@ func header(o Options, dropin bool) string {
 	}
 	if o.reloads() {
 		lines = append(lines, fmt.Sprintf("ExecReload= runs graceshim reload: graceshim tests %s's configuration first where the preset knows how, then reloads it and waits for the outcome; a failed reload leaves %s serving the old configuration and fails systemctl reload.", name, name))
+	}
+	if o.Socket != "" {
+		lines = append(lines, socketHeader(o))
 	}
 	if o.Preset.Caveat != nil || o.Preset.NoGracefulStop {
 		// A setting of the daemon's own can defeat its graceful stop
