@@ -93,6 +93,8 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.Is(err, os.ErrPermission):
 		return exitNoExec
+	case errors.Is(err, supervisor.ErrSockets):
+		return exitSockets
 	case errors.Is(err, supervisor.ErrSetup):
 		return exitShim
 	case errors.Is(err, supervisor.ErrBadOption):

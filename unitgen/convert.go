@@ -667,7 +667,7 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 		if s != "Service" {
 			if s == "Unit" {
 				if _, ok := u.Get("Unit", "Description"); !ok {
-					opts = append(opts, unit.NewUnitOption("Unit", "Description", filepath.Base(o.Argv[0])+" under graceshim (graceful stop)"))
+					opts = append(opts, unit.NewUnitOption("Unit", "Description", filepath.Base(o.Argv[0])+" under graceshim ("+stopKind(o.Preset)+")"))
 				}
 			}
 			for _, d := range u.Directives {
