@@ -98,12 +98,27 @@ type SocketOptions struct {
 	Listen []string
 }
 
-// SocketDaemons are the presets graceshim passes systemd's sockets to.
-var SocketDaemons = []string{"nginx", "openresty", "haproxy", "gunicorn", "puma", "uwsgi"}
+// socketPresets lists the presets whose daemons take inherited sockets
+// (signals.Preset.Sockets), for the refusal message.
+func socketPresets() string {
+	var names []string
+	for _, p := range signals.Presets() {
+		if p.Sockets != signals.SocketsNone && p.Sockets != signals.SocketsUnknown {
+			names = append(names, p.Name)
+		}
+	}
+	return strings.Join(names, ", ")
+}
 
 // SocketListens returns the sockets for the daemon argv runs (its preset
 // p), read from its configuration or flags. A *SocketError says the
 // daemon cannot take them as it is.
+//
+// How the daemon takes them is its preset's Sockets (signals): nginx's
+// listen directives and HAProxy's bind fd@N lines are read; gunicorn,
+// puma and uWSGI's binds too. Other daemons that read LISTEN_FDS, and
+// daemons graceshim knows nothing about, need --listen; a daemon that
+// cannot take them is refused.
 func SocketListens(argv []string, p signals.Preset, so SocketOptions) ([]Listen, error) {
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("missing command")
@@ -113,24 +128,26 @@ func SocketListens(argv []string, p signals.Preset, so SocketOptions) ([]Listen,
 		return nil, err
 	}
 	var found []Listen
-	switch p.Name {
-	case "nginx", "openresty":
+	name := filepath.Base(argv[0])
+	switch {
+	case p.Sockets == signals.SocketsNone:
+		return nil, socketErrorf("--socket: %s (preset %s) cannot take listening sockets from systemd, it binds its own; run it without --socket (the presets that can: %s)", name, p.Name, socketPresets())
+	case p.Sockets == signals.SocketsNginxEnv:
 		found, err = nginxListens(so.Root, argv)
-	case "haproxy":
+	case p.Sockets == signals.SocketsFDBind:
 		return haproxyListens(so.Root, argv, given)
-	case "gunicorn":
+	case p.Name == "gunicorn":
 		found, err = gunicornListens(so.Root, argv)
-	case "puma":
+	case p.Name == "puma":
 		found, err = pumaListens(so.Root, argv)
-	case "uwsgi":
+	case p.Name == "uwsgi":
 		found, err = uwsgiListens(so.Root, argv)
-	case "generic":
-		if len(given) == 0 {
-			return nil, socketErrorf("--socket: %s has no preset, so graceshim cannot read where it listens: pass --listen ADDR (once per socket) if it takes sockets from systemd (sd_listen_fds(3), LISTEN_FDS), or run it without --socket", filepath.Base(argv[0]))
-		}
+	case len(given) > 0:
 		return given, nil
+	case p.Sockets == signals.SocketsListenFDs:
+		return nil, socketErrorf("--socket: graceshim does not read where %s listens: pass --listen ADDR once per socket, in the order %s should get them", name, name)
 	default:
-		return nil, socketErrorf("--socket: graceshim cannot pass systemd's listening sockets to %s (preset %s): only %s take them; run it without --socket", filepath.Base(argv[0]), p.Name, strings.Join(SocketDaemons, ", "))
+		return nil, socketErrorf("--socket: graceshim does not know whether %s (preset %s) takes sockets from systemd: pass --listen ADDR (once per socket) if it does (sd_listen_fds(3), LISTEN_FDS), or run it without --socket", name, p.Name)
 	}
 	var se *SocketError
 	if errors.As(err, &se) && se.unread && len(given) > 0 {

@@ -39,6 +39,7 @@ var socketUnits = []struct {
 	{"uwsgi-http", []string{"/usr/bin/uwsgi", "--http-socket", "127.0.0.1:9090", "--protocol=http", "--wsgi-file", "/srv/app/app.py"}, nil},
 	{"uwsgi-ini", []string{"/usr/bin/uwsgi", "--ini", "/etc/uwsgi/app.ini"}, nil},
 	{"uwsgi-yaml-listen", []string{"/usr/bin/uwsgi", "--yaml", "/etc/uwsgi/app.yaml"}, []string{"127.0.0.1:3031"}},
+	{"unicorn-listen", []string{"/usr/bin/unicorn", "-c", "/srv/app/config/unicorn.rb"}, []string{"127.0.0.1:8080"}},
 	{"generic-listen", []string{"/usr/local/bin/appserver", "--port", "7000"}, []string{"127.0.0.1:7000"}},
 }
 
@@ -53,6 +54,8 @@ var socketErrors = []struct {
 }{
 	{"redis-cannot", []string{"/usr/bin/redis-server", "/etc/redis/redis.conf"}, nil, true},
 	{"memcached-cannot", []string{"/usr/bin/memcached", "-p", "11211"}, nil, true},
+	{"unicorn-no-listen", []string{"/usr/bin/unicorn", "-c", "/srv/app/config/unicorn.rb"}, nil, true},
+	{"apache-cannot", []string{"/usr/sbin/apache2ctl", "-D", "FOREGROUND"}, nil, true},
 	{"generic-no-listen", []string{"/usr/local/bin/appserver"}, nil, true},
 	{"nginx-quic", []string{"/usr/sbin/nginx", "-c", "/etc/nginx/quic.conf"}, nil, true},
 	{"nginx-hostname", []string{"/usr/sbin/nginx", "-c", "/etc/nginx/hostname.conf"}, nil, true},
