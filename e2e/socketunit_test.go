@@ -56,8 +56,25 @@ func installSocketPair(t *testing.T, u *userSystemd, base string, port int, args
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(sock), fmt.Sprintf("ListenStream=127.0.0.1:%d\n", port)) {
+	return installPair(t, u, name, port, string(svc), string(sock), "")
+}
+
+// installPair installs NAME.socket and NAME.service (svc; or, with
+// dropin, svc as the unit and dropin as its drop-in).
+func installPair(t *testing.T, u *userSystemd, name string, port int, svc, sock, dropin string) *socketPair {
+	t.Helper()
+	if !strings.Contains(sock, fmt.Sprintf("ListenStream=127.0.0.1:%d\n", port)) {
 		t.Fatalf("the socket unit does not listen on 127.0.0.1:%d:\n%s", port, sock)
+	}
+	if dropin != "" {
+		// Before the unit: the manager reads the drop-in when it first
+		// loads the unit, so no daemon-reload is needed.
+		d := filepath.Join(u.unitDir, name+".service.d")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		writeFile(t, filepath.Join(d, "graceshim.conf"), dropin)
 	}
 	sockPath := filepath.Join(u.unitDir, name+".socket")
 	t.Cleanup(func() {
@@ -67,13 +84,8 @@ func installSocketPair(t *testing.T, u *userSystemd, base string, port int, args
 		u.systemctl("reset-failed", name+".socket")
 		os.Remove(sockPath)
 	})
-	if err := os.WriteFile(sockPath+".tmp", sock, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(sockPath+".tmp", sockPath); err != nil {
-		t.Fatal(err)
-	}
-	u.InstallUnit(t, name+".service", string(svc))
+	writeFile(t, sockPath, sock)
+	u.InstallUnit(t, name+".service", svc)
 	return &socketPair{u: u, name: name, port: port, url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
 }
 
@@ -693,4 +705,114 @@ http {
 	if log := u.UnitLog(t, p.service()); !strings.Contains(log, `using inherited sockets from "3;"`) {
 		t.Errorf("nginx never said it used the inherited socket:\n%s", tail(log, 2000))
 	}
+}
+
+// TestE2ESocketUnitConvertedDebianNginx converts the nginx unit Debian
+// ships with --socket, as a whole unit and as a drop-in over it, changing
+// only what points it at the system's own nginx (configuration and pid
+// file, as TestE2EConvertedDebianNginx does): the converted unit keeps
+// its daemon on and pid file, and nginx, given the socket through
+// NGINX="3;", serves on it across reload and restart.
+func TestE2ESocketUnitConvertedDebianNginx(t *testing.T) {
+	orig := shippedUnit(t, "nginx", "/usr/sbin/nginx")
+	bin := needGraceshim(t)
+	u := userManager(t)
+	for _, dropin := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dropin=%v", dropin), func(t *testing.T) {
+			dir := t.TempDir()
+			port := freePort(t)
+			conf, pidFile := filepath.Join(dir, "nginx.conf"), filepath.Join(dir, "nginx.pid")
+			writeFile(t, conf, fmt.Sprintf(`pid %s;
+error_log %s/error.log;
+worker_processes 2;
+events {}
+http {
+	access_log off;
+	server {
+		listen 127.0.0.1:%d;
+		location / { default_type text/plain; return 200 "ok $pid\n"; }
+	}
+}
+`, pidFile, dir, port))
+			unit := replaceAll(t, orig, "/usr/sbin/nginx ", "/usr/sbin/nginx -c "+conf+" ")
+			unit = replaceAll(t, unit, "/run/nginx.pid", pidFile)
+			name := strings.TrimSuffix(unitName(fmt.Sprintf("sock-deb-nginx-%v", dropin)), ".service")
+			src := filepath.Join(t.TempDir(), name+".service")
+			writeFile(t, src, unit)
+			out := filepath.Join(t.TempDir(), name)
+			args := []string{"unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket"}
+			if dropin {
+				if err := os.Mkdir(out+".service.d", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--dropin", "--output", filepath.Join(out+".service.d", "graceshim.conf"))
+			} else {
+				args = append(args, "--output", out)
+			}
+			if stdout, stderr, code := graceshimCmd(t, args...); code != 0 {
+				t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
+			}
+			sock, err := os.ReadFile(out + ".socket")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var p *socketPair
+			if dropin {
+				conv, err := os.ReadFile(filepath.Join(out+".service.d", "graceshim.conf"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				p = installPair(t, u, name, port, unit, string(sock), string(conv))
+			} else {
+				conv, err := os.ReadFile(out + ".service")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(string(conv), "--pidfile="+pidFile+" -- /usr/sbin/nginx") {
+					t.Fatalf("the converted unit does not follow nginx's pid file:\n%s", conv)
+				}
+				p = installPair(t, u, name, port, string(conv), string(sock), "")
+			}
+			exerciseSocketPair(t, p)
+			if log := u.UnitLog(t, p.service()); !strings.Contains(log, `using inherited sockets from "3;"`) {
+				t.Errorf("nginx never said it used the inherited socket:\n%s", tail(log, 2000))
+			}
+		})
+	}
+}
+
+// TestE2ESocketUnitConvertedDebianHAProxy converts Debian's
+// haproxy.service with --socket: its -f $CONFIG is read through the
+// unit's Environment=, the configuration binds fd@3, and --listen says
+// where. Changes to the shipped unit as TestE2EConvertedDebianHAProxy.
+func TestE2ESocketUnitConvertedDebianHAProxy(t *testing.T) {
+	orig := shippedUnit(t, "haproxy", "/usr/sbin/haproxy")
+	bin := needGraceshim(t)
+	u := userManager(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	writeFile(t, cfg, "defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind fd@3\n  http-request return status 200 content-type text/plain lf-string \"ok %pid\\n\"\n")
+	unit := replaceAll(t, orig, "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG="+cfg)
+	unit = replaceAll(t, unit, "PIDFILE=/run/haproxy.pid", "PIDFILE="+filepath.Join(dir, "haproxy.pid"))
+	unit = replaceAll(t, unit, "-S /run/haproxy-master.sock", "-S "+filepath.Join(dir, "master.sock"))
+	unit = replaceAll(t, unit, "BindReadOnlyPaths=/dev/log", "BindReadOnlyPaths=-/dev/log")
+	name := strings.TrimSuffix(unitName("sock-deb-haproxy"), ".service")
+	src := filepath.Join(t.TempDir(), name+".service")
+	writeFile(t, src, unit)
+	out := filepath.Join(t.TempDir(), name)
+	if stdout, stderr, code := graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket",
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--output", out); code != 0 {
+		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
+	}
+	conv, err := os.ReadFile(out + ".service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := os.ReadFile(out + ".socket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := installPair(t, u, name, port, string(conv), string(sock), "")
+	exerciseSocketPair(t, p)
 }

@@ -462,6 +462,10 @@ func (c *converter) convertReload() error {
 			continue
 		}
 		sc := commandOf(d)
+		if !sc.Sends && c.fdBindTest(d) {
+			dropped = true
+			continue
+		}
 		if !sc.Sends {
 			c.reloads = append(c.reloads, d.Value)
 			continue

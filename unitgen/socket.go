@@ -486,3 +486,25 @@ func newSocketDeps(u *Unit, o Options) []*unit.UnitOption {
 	}
 	return out
 }
+
+// fdBindTest says d is HAProxy's own config test (haproxy -c) in a unit
+// converted with a socket, and drops it with a note. systemd runs
+// ExecReload= without the socket unit's sockets, so HAProxy's check of
+// "bind fd@3" fails ("cannot use file descriptor '3' : Socket operation
+// on non-socket", measured with Debian's haproxy.service converted this
+// way); graceshim reload runs the same test with the sockets.
+func (c *converter) fdBindTest(d Directive) bool {
+	if c.o.Socket == "" || c.o.Preset.Sockets != signals.SocketsFDBind {
+		return false
+	}
+	line, err := SplitExec(d.Value)
+	if err != nil {
+		return false
+	}
+	argv := line.Argv()
+	if len(argv) == 0 || !c.o.Preset.Runs(argv[0]) || !slices.Contains(argv[1:], "-c") {
+		return false
+	}
+	c.note("dropped ExecReload=%s: systemd runs it without %s's sockets, so HAProxy's check of bind fd@N fails; graceshim reload tests the configuration with them", d.Value, c.o.Socket)
+	return true
+}

@@ -338,3 +338,45 @@ func TestSocketConvertTwice(t *testing.T) {
 		t.Errorf("Requires=gunicorn-docs.socket %d times", n)
 	}
 }
+
+// TestSocketConvertHAProxyFD converts Debian's haproxy.service pointed at
+// a configuration that binds fd@3 and fd@4: the addresses come from
+// --listen, and the unit's own config test (haproxy -c), which systemd
+// would run without the sockets, is dropped for graceshim reload's.
+func TestSocketConvertHAProxyFD(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testdata, "units", "debian-haproxy.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(data), "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG=/etc/haproxy/fd.cfg", 1)
+	for _, dropin := range []bool{false, true} {
+		u, _, err := Parse("debian-haproxy.service", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Convert(u, Options{SystemdVersion: 252, Socket: "haproxy.socket"}, dropin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		daemon := ExpandUnitEnv(u, DaemonArgv(res.Options.Argv))
+		ls, err := SocketListens(daemon, res.Options.Preset, SocketOptions{Root: socketRoot, Listen: []string{"0.0.0.0:80", "[::]:443"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sock, err := GenerateSocket(SocketUnitOptions{Service: "haproxy.service", Daemon: "haproxy", Listens: ls, SystemdVersion: 252})
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, ext := "from-debian-haproxy-fd", ".service"
+		if dropin {
+			name, ext = "dropin-debian-haproxy-fd", ".conf"
+		}
+		for _, l := range strings.Split(string(res.Unit), "\n") {
+			if strings.HasPrefix(l, "ExecReload=") && strings.Contains(l, " -c ") {
+				t.Errorf("%s kept the config test systemd runs without the sockets: %s", name, l)
+			}
+		}
+		checkFile(t, filepath.Join(socketGolden, name+ext), res.Unit, name+ext+" differs from the golden file (go test -update rewrites it)")
+		checkFile(t, filepath.Join(socketGolden, name+".socket"), sock, name+".socket differs from the golden file (go test -update rewrites it)")
+	}
+}
