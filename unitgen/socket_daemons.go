@@ -79,7 +79,7 @@ func nginxTokens(data string) []nginxToken {
 			out = append(out, nginxToken{s: string(c), line: line, punct: c})
 			i++
 		case c == '"' || c == '\'':
-			start, l := i+1, line
+			l := line
 			i++
 			var b strings.Builder
 			for i < len(data) && data[i] != c {
@@ -92,7 +92,6 @@ func nginxTokens(data string) []nginxToken {
 				b.WriteByte(data[i])
 				i++
 			}
-			_ = start
 			i++
 			out = append(out, nginxToken{s: b.String(), line: l})
 		default:
