@@ -102,7 +102,7 @@ func (p *socketPair) socket(c *cli.Context, daemon []string, o unitgen.Options) 
 func (p *socketPair) write(c *cli.Context, svc []byte) error {
 	svcName := p.name + ".service"
 	if c.Bool("dropin") {
-		svcName = p.name + ".service.d/ (drop-in)"
+		svcName = p.name + ".service.d/graceshim.conf"
 	}
 	if p.svcPath == "" {
 		text := "# ==> " + svcName + " <==\n" + string(svc) + "\n# ==> " + p.name + ".socket <==\n" + string(p.sock)
