@@ -349,6 +349,14 @@ func GenerateSocket(o SocketUnitOptions) ([]byte, error) {
 		// socket of the same port, as nginx's default ipv6only=on needs.
 		opts = append(opts, unit.NewUnitOption("Socket", "BindIPv6Only", map[string]string{"only": "ipv6-only", "both": "both"}[v6]))
 	}
+	if addr := specificAddr(o.Listens); addr != "" {
+		// sockets.target comes early at boot, before the network is up:
+		// systemd.socket(5), ListenStream=: "If an IP address is used
+		// here, it is often desirable to listen on it before the
+		// interface it is configured on is up and running ... it is
+		// recommended to set the FreeBind= option".
+		opts = append(opts, unit.NewUnitOption("Socket", "FreeBind", "yes"))
+	}
 	opts = append(opts, unit.NewUnitOption("Install", "WantedBy", "sockets.target"))
 
 	backlogWhy := fmt.Sprintf("Backlog=%d: clients wait in this queue while the old server drains and the next one starts; beyond it the kernel drops their SYNs and they retry after 1 s, 3 s, ...; the kernel caps it at net.core.somaxconn (4096 by default since Linux 5.4).", backlog)
@@ -362,6 +370,9 @@ func GenerateSocket(o SocketUnitOptions) ([]byte, error) {
 		backlogWhy,
 		fmt.Sprintf("While this socket is active, the next connection starts %s again after a stop: stop the socket too (systemctl stop %s) to refuse connections.", o.Service, strings.TrimSuffix(o.Service, ".service")+".socket"),
 		fmt.Sprintf("No PartOf=%s: it would pass a restart of the service on to the socket and close it for the restart it is kept for.", o.Service),
+	}
+	if addr := specificAddr(o.Listens); addr != "" {
+		lines = append(lines, fmt.Sprintf("FreeBind=yes: %s is an interface's address, and sockets.target starts before the network is up (systemd.socket(5) recommends it).", addr))
 	}
 	if o.Daemon == "puma" {
 		lines = append(lines, "puma: set queue_requests false in its config. Measured with puma 5.6.5 in cluster mode: with the default (true), 1 or 2 of about 200 connections made during a restart were accepted and closed unanswered (EOF) in 3 of 4 runs; with false, none.")
@@ -507,4 +518,16 @@ func (c *converter) fdBindTest(d Directive) bool {
 	}
 	c.note("dropped ExecReload=%s: systemd runs it without %s's sockets, so HAProxy's check of bind fd@N fails; graceshim reload tests the configuration with them", d.Value, c.o.Socket)
 	return true
+}
+
+// specificAddr returns the first address of ls that is an IP of an
+// interface (not a wildcard, not loopback), "" when there is none.
+func specificAddr(ls []Listen) string {
+	for _, l := range ls {
+		ap, err := netip.ParseAddrPort(l.Addr)
+		if err == nil && !ap.Addr().IsUnspecified() && !ap.Addr().IsLoopback() {
+			return l.Addr
+		}
+	}
+	return ""
 }

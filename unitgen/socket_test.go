@@ -33,6 +33,9 @@ var socketUnits = []struct {
 	{"gunicorn-conf", []string{"/usr/bin/gunicorn", "-c", "/srv/app/gunicorn.conf.py", "app:app"}, nil},
 	{"gunicorn-flags", []string{"/usr/bin/gunicorn", "--bind", "0.0.0.0:8000", "--bind=[::1]:8001", "-b", "unix:/run/gunicorn.sock", "--backlog", "8192", "app:app"}, nil},
 	{"gunicorn-default", []string{"/usr/bin/gunicorn", "app:app"}, nil},
+	// An interface's address: FreeBind=yes, so the socket binds at boot
+	// before the interface is up.
+	{"gunicorn-freebind", []string{"/usr/bin/gunicorn", "-b", "10.1.2.3:8000", "app:app"}, nil},
 	{"puma-conf", []string{"/usr/bin/puma", "-C", "/srv/app/config/puma.rb"}, nil},
 	{"puma-flags", []string{"/usr/bin/puma", "-b", "tcp://127.0.0.1:9292?backlog=8192", "-p", "3001"}, nil},
 	{"uwsgi", []string{"/usr/bin/uwsgi", "--master", "--socket", "127.0.0.1:3031", "--socket=/run/uwsgi/app.sock", "--listen", "128", "--wsgi-file", "/srv/app/app.py"}, nil},
