@@ -816,3 +816,48 @@ func TestE2ESocketUnitConvertedDebianHAProxy(t *testing.T) {
 	p := installPair(t, u, name, port, string(conv), string(sock), "")
 	exerciseSocketPair(t, p)
 }
+
+// TestE2ESocketUnitNginxTwoSockets: two listen directives, IPv4 and IPv6
+// loopback on one port, become two ListenStream= lines, which nginx gets
+// as NGINX="3;4;" and serves both across a restart.
+func TestE2ESocketUnitNginxTwoSockets(t *testing.T) {
+	u := userManager(t)
+	nginx := needCmd(t, "nginx")
+	if c, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		c.Close()
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := filepath.Join(dir, "nginx.conf")
+	writeFile(t, conf, fmt.Sprintf(`daemon off;
+pid %s/nginx.pid;
+error_log %s/error.log;
+events { worker_connections 512; }
+http {
+	access_log off;
+	server {
+		listen 127.0.0.1:%d;
+		listen [::1]:%d;
+		location / { default_type text/plain; return 200 "ok $pid\n"; }
+	}
+}
+`, dir, dir, port, port))
+	p := installSocketPair(t, u, "sock-nginx2", port, "--", nginx, "-c", conf)
+	if _, err := u.systemctl("start", p.socket()); err != nil {
+		t.Fatal(err)
+	}
+	v6 := &socketPair{u: u, name: p.name, port: port, url: fmt.Sprintf("http://[::1]:%d/", port)}
+	p.get(t)
+	v6.get(t)
+	p.waitActive(t, "after the first connections")
+	if _, err := u.systemctl("restart", p.service()); err != nil {
+		t.Fatalf("%v\n%s", err, u.UnitLog(t, p.service()))
+	}
+	p.get(t)
+	v6.get(t)
+	if log := u.UnitLog(t, p.service()); !strings.Contains(log, `using inherited sockets from "3;4;"`) {
+		t.Errorf("nginx never said it used both inherited sockets:\n%s", tail(log, 2000))
+	}
+}
