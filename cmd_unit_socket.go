@@ -92,6 +92,7 @@ func (p *socketPair) socket(c *cli.Context, daemon []string, o unitgen.Options) 
 		Daemon:         filepath.Base(daemon[0]),
 		Listens:        ls,
 		SystemdVersion: o.SystemdVersion,
+		Wait:           o.QueueWait(),
 	})
 	if errors.As(err, &se) {
 		return withCode(exitSockets, err)

@@ -305,6 +305,9 @@ type SocketUnitOptions struct {
 	Listens []Listen
 	// SystemdVersion is the systemd the unit is for.
 	SystemdVersion int
+	// Wait is how long a queued client may wait during a restart
+	// (Options.QueueWait), "" when not known.
+	Wait string
 }
 
 // GenerateSocket writes the socket unit that holds ls for the service.
@@ -368,6 +371,7 @@ func GenerateSocket(o SocketUnitOptions) ([]byte, error) {
 		fmt.Sprintf("systemd holds these sockets and passes them to %s (LISTEN_FDS, \"in the order of configuration\", systemd.socket(5): descriptor 3 is the first ListenStream=); graceshim passes them on to %s. While %s restarts they stay open: a client that connects meanwhile waits instead of being refused.", o.Service, o.Daemon, o.Daemon),
 		"Listening on " + strings.Join(srcs, ", ") + ".",
 		backlogWhy,
+		waitLine(o),
 		fmt.Sprintf("While this socket is active, the next connection starts %s again after a stop: stop the socket too (systemctl stop %s) to refuse connections.", o.Service, strings.TrimSuffix(o.Service, ".service")+".socket"),
 		fmt.Sprintf("No PartOf=%s: it would pass a restart of the service on to the socket and close it for the restart it is kept for.", o.Service),
 	}
@@ -530,4 +534,31 @@ func specificAddr(ls []Listen) string {
 		}
 	}
 	return ""
+}
+
+// QueueWait says how long a client queued on the socket may wait during
+// a restart: the service's stop timeout (the old server's drain, bounded
+// by graceshim's drain delay, --drain-timeout and kill timeout) plus its
+// start timeout, as the unit sets them, for the socket unit's comment.
+func (o Options) QueueWait() string {
+	o.setDefaults()
+	stop := "TimeoutStopSec=0 (no bound)"
+	if d, _, ok := o.StopTimeout(); ok {
+		stop = "TimeoutStopSec=" + formatSpan(d)
+	}
+	if o.keptStop != "" {
+		stop = o.keptStop
+	}
+	start := "TimeoutStartSec=" + formatSpan(o.StartTimeout())
+	if o.keptStart != "" {
+		start = o.keptStart
+	}
+	return stop + " + " + start
+}
+
+func waitLine(o SocketUnitOptions) string {
+	if o.Wait == "" {
+		return fmt.Sprintf("A client queued during a restart waits for the old %s's drain and the new one's start.", o.Daemon)
+	}
+	return fmt.Sprintf("A client queued during a restart waits for the old %s's drain and the new one's start: at most %s of %s; a lower --drain-timeout shortens it.", o.Daemon, o.Wait, o.Service)
 }

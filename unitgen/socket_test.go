@@ -91,7 +91,7 @@ func socketPair(argv, listen []string, name string, v int, graceshim string) (sv
 	if svc, err = Generate(o); err != nil {
 		return nil, nil, err
 	}
-	sock, err = GenerateSocket(SocketUnitOptions{Service: name + ".service", Daemon: filepath.Base(argv[0]), Listens: ls, SystemdVersion: v})
+	sock, err = GenerateSocket(SocketUnitOptions{Service: name + ".service", Daemon: filepath.Base(argv[0]), Listens: ls, SystemdVersion: v, Wait: o.QueueWait()})
 	return svc, sock, err
 }
 
@@ -176,7 +176,7 @@ func convertSocket(u *Unit, name string, dropin bool, graceshim string) (unitDat
 	if err != nil {
 		return nil, nil, err
 	}
-	sock, err = GenerateSocket(SocketUnitOptions{Service: name + ".service", Daemon: filepath.Base(daemon[0]), Listens: ls, SystemdVersion: 252})
+	sock, err = GenerateSocket(SocketUnitOptions{Service: name + ".service", Daemon: filepath.Base(daemon[0]), Listens: ls, SystemdVersion: 252, Wait: res.Options.QueueWait()})
 	return res.Unit, sock, err
 }
 
@@ -366,7 +366,7 @@ func TestSocketConvertHAProxyFD(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sock, err := GenerateSocket(SocketUnitOptions{Service: "haproxy.service", Daemon: "haproxy", Listens: ls, SystemdVersion: 252})
+		sock, err := GenerateSocket(SocketUnitOptions{Service: "haproxy.service", Daemon: "haproxy", Listens: ls, SystemdVersion: 252, Wait: res.Options.QueueWait()})
 		if err != nil {
 			t.Fatal(err)
 		}
