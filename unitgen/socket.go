@@ -22,15 +22,19 @@ import (
 // sd_listen_fds(3)); each daemon takes them its own way:
 //   - nginx and OpenResty: from graceshim, through NGINX="3;4;", the
 //     variable of nginx's binary upgrade; the listen directives must name
-//     the same addresses (nginx matches inherited sockets to them by
-//     address, src/core/ngx_connection.c ngx_set_inherited_sockets).
+//     the same addresses (ngx_add_inherited_sockets in src/core/nginx.c
+//     reads them, ngx_init_cycle in src/core/ngx_cycle.c matches them to
+//     the directives by address; supervisor/sockets_nginx.go checks it).
 //   - HAProxy: only the sockets its configuration names with `bind fd@N`
 //     (configuration.txt, "5.1. Bind options", address prefix fd@); a
 //     `bind :80` binds its own socket and ignores systemd's.
 //   - gunicorn, puma, uWSGI: natively (gunicorn's docs/source/deploy.rst
 //     and gunicorn/systemd.py; puma's docs/systemd.md; uWSGI's
 //     core/socket.c uwsgi_setup_systemd), checking LISTEN_PID, which
-//     graceshim sets to the server's own pid.
+//     graceshim sets to the server's own pid. uWSGI speaks its own
+//     protocol on them unless --protocol=http (measured, see
+//     uwsgiListens); puma drops a connection or two per restart unless
+//     queue_requests is false (measured, e2e/socketunit_test.go).
 //
 // The socket unit has no PartOf= on the service, unlike Docker's
 // docker.socket (moby contrib/init/systemd/docker.socket: PartOf=
@@ -48,7 +52,8 @@ import (
 // because older systemd defaults to SOMAXCONN, 128 (systemd 219's
 // systemd.socket(5)), while 252's default (4294967295) is the sysctl's
 // cap. A daemon may listen() again with its own backlog (gunicorn's
-// sock.py does, 2048 by default).
+// sock.py does: ss showed a gunicorn socket unit's socket at 2048, its
+// default).
 const DefaultBacklog = 4096
 
 // SocketError says a socket unit cannot be generated for the daemon as it
