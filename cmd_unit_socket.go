@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/graceshim/graceshim/signals"
 	"github.com/graceshim/graceshim/unitgen"
 )
 
@@ -76,8 +77,10 @@ func newSocketPair(c *cli.Context, from string, argv []string) (*socketPair, err
 // daemon that cannot take them is exit 7, nothing written.
 func (p *socketPair) socket(c *cli.Context, daemon []string, o unitgen.Options) error {
 	preset := o.Preset
-	if preset.Graceful == 0 {
-		return usageErrorf("--socket: no preset for %s", daemon[0])
+	if (preset.Graceful == 0 || preset.Name == "generic") && !c.IsSet("preset") {
+		// The command may wrap the daemon (env X=1 gunicorn ...): the
+		// daemon's own preset says how it takes the sockets.
+		preset, _ = signals.ForCommand(daemon[0])
 	}
 	ls, err := unitgen.SocketListens(daemon, preset, unitgen.SocketOptions{Root: c.String("root"), Listen: c.StringSlice("listen")})
 	var se *unitgen.SocketError

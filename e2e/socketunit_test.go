@@ -433,6 +433,12 @@ func TestE2ESocketUnitOutput(t *testing.T) {
 		t.Fatalf("want the service, then the socket, each after its separator:\n%s", stdout)
 	}
 
+	// Through env: the daemon's own preset reads its --bind.
+	stdout, stderr, code = graceshimCmd(t, "unit", "--graceshim", bin, "--socket", "--", "/usr/bin/env", "A=1", "/usr/bin/gunicorn", "-b", "127.0.0.1:8123", "app:app")
+	if code != 0 || !strings.Contains(stdout, "# ==> gunicorn.socket <==\n") || !strings.Contains(stdout, "ListenStream=127.0.0.1:8123\n") {
+		t.Fatalf("through env: exit %d: %s\n%s", code, stderr, stdout)
+	}
+
 	dir := t.TempDir()
 	out := filepath.Join(dir, "web.service") // names the pair web
 	args := append([]string{"unit", "--graceshim", bin, "--socket", "--output", out}, cmd...)
