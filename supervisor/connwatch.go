@@ -107,6 +107,7 @@ const detailsKeep = 20
 // count: the count by state, and now and then the details.
 type drainReport struct {
 	counts  conns.Counts
+	cut     int // connections freed with data their peer never acknowledged
 	began   time.Time
 	details *conns.Details // nil when not looked at this time
 	err     error          // why details could not be had
@@ -118,7 +119,7 @@ func (c *connDrain) Next(ctx context.Context) (int, error) {
 	if err != nil {
 		return n.Total(), err
 	}
-	r := &drainReport{counts: n, began: c.began}
+	r := &drainReport{counts: n, began: c.began, cut: c.d.Cut()}
 	if now := time.Now(); n.Total() > 0 && !c.noMore && (c.looked.IsZero() || now.Sub(c.looked) >= detailsEvery) {
 		c.looked = now
 		det, derr := c.d.Details(ctx, detailsKeep)
