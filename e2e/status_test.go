@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,6 +178,13 @@ func TestStatusE2E(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics during the drain has no %q:\n%s", want, metrics)
 		}
+	}
+	// The download by its peer, with the bytes sent so far.
+	sent := regexp.MustCompile(`(?m)^graceshim_drain_oldest_connection_sent_bytes\{peer="` + regexp.QuoteMeta(peer) + `",local="127\.0\.0\.1:` + strconv.Itoa(site.Port) + `"\} (\d+)$`).FindStringSubmatch(metrics)
+	if sent == nil {
+		t.Errorf("/metrics names no %s:\n%s", peer, metrics)
+	} else if n, _ := strconv.Atoi(sent[1]); n == 0 || n > site.FileSize+1024 {
+		t.Errorf("/metrics: %s sent %d bytes, want some of %d", peer, n, site.FileSize)
 	}
 
 	// Bad input while the service drains: nothing there is a graceshim.

@@ -326,6 +326,9 @@ func (l *loop) publishMetrics(now time.Time) {
 	}
 	if l.who.counted && s.phase >= phaseGraceful {
 		m.counted, m.counts = true, l.who.counts
+		if det := l.who.details; det != nil && s.conns > 0 {
+			m.oldest = det.Conns[:min(len(det.Conns), metricsKeep)]
+		}
 	}
 	l.health.publish(m)
 }

@@ -166,6 +166,7 @@ func TestStatusNamesTheConnection(t *testing.T) {
 		`graceshim_stop_outcome{outcome="graceful"} 1`,
 		"graceshim_stop_escalations_total 0",
 		"# TYPE graceshim_drain_closed_connections_total counter",
+		`graceshim_drain_oldest_connection_sent_bytes{peer="` + peer + `",local="127.0.0.1:` + port + `"} 0`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics during the drain has no %q:\n%s", want, m)
