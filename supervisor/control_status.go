@@ -281,7 +281,8 @@ func (l *loop) onControlRequest(now time.Time, req controlReq) {
 // comes from a goroutine of its own, so that the loop never waits for it.
 func (l *loop) answerStatus(req controlReq) {
 	st := l.status()
-	if l.stop.stopping() {
+	if l.stop.phase >= phaseGraceful {
+		// The watch actor has handed the Watcher to the drain.
 		req.reply <- ControlReply{OK: true, Message: st.State, Status: &st}
 		return
 	}
