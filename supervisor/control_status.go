@@ -42,10 +42,14 @@ func (l *loop) onDrainReport(now time.Time, r *drainReport) {
 		return
 	}
 	l.who.details = r.details
-	if line := holdersText(r.details, r.began, logKeep, false); line != "" {
+	if line := holdersText(r.details, r.began, logKeep, false); line != "" && r.fresh {
 		l.opts.Log.Infof("waiting for %s", line)
 	}
-	l.do(now, l.stop.holders(now, "waiting for "+holdersText(r.details, r.began, statusKeep, true)))
+	// Shown with the count that came with it (onWatch observes it next).
+	l.stop.who = ""
+	if who := holdersText(r.details, r.began, statusKeep, true); who != "" {
+		l.stop.who = "waiting for " + who
+	}
 }
 
 // holdersText names up to keep of det's connections, oldest first, then
