@@ -250,6 +250,9 @@ func TestStatusE2EBadInput(t *testing.T) {
 		{"no such pid", []string{strconv.Itoa(gone.Process.Pid)}, 10, "no process"},
 		{"not a graceshim", []string{strconv.Itoa(os.Getpid())}, 11, "no graceshim control socket"},
 		{"unknown unit", []string{"--user", unitName("status-none")}, 13, "no unit"},
+		// The system manager: not running here (systemd is not PID 1),
+		// where it is the unit is unknown; 13 either way.
+		{"unknown system unit", []string{unitName("status-none")}, 13, unitName("status-none")},
 		{"no argument", nil, 2, "want one UNIT or PID"},
 		{"bad format", []string{"--format", "xml", "1"}, 2, "bad --format"},
 	} {
