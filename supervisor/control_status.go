@@ -11,13 +11,13 @@ import (
 // Who a stop waits for. During a drain the follower looks at the
 // connections left every few seconds (connwatch.go); the event loop logs
 // them, puts the oldest in STATUS= (systemctl status shows one line of
-// it, so only a couple), keeps the last look for `graceshim status`, and
+// it, so that one alone), keeps the last look for `graceshim status`, and
 // publishes the figures for the health endpoint's /metrics.
 
 // How many connections each place names; the rest are "and N more".
 const (
 	logKeep    = 5
-	statusKeep = 2
+	statusKeep = 1
 )
 
 // whoWait is what the event loop knows of the connections and of its own
