@@ -143,6 +143,10 @@ func TestStatusE2E(t *testing.T) {
 	if len(st.Listeners) != 1 || st.Listeners[0].Connections != 1 {
 		t.Errorf("status with the download in flight: %+v, want 1 connection on %s", st.Listeners, listener)
 	}
+	if text, errs, code := runStatus(t, u, "--user", name); code != 0 || !strings.Contains(text, ": serving since") ||
+		!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(listener)+` +1$`).MatchString(text) {
+		t.Errorf("status as text while serving: exit %d %s\n%s", code, errs, text)
+	}
 
 	watch := u.WatchStatus(t, name)
 	stopped := make(chan error, 1)
