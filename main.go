@@ -33,6 +33,7 @@ const (
 	exitUnsure   = 4   // initscript: a stop path graceshim cannot understand; nothing rewritten
 	exitUpgrade  = 5   // upgrade: it did not happen; the running service is untouched or rolled back
 	exitReload   = 6   // reload: refused (config test failed) or failed; the running service is kept
+	exitSockets  = 7   // the inherited listening sockets do not fit the server (its preset or config); nothing started
 	exitShim     = 125 // graceshim failed while supervising (no pid file in time, a broken setup)
 	exitNoExec   = 126 // the command exists but cannot be run
 	exitNotFound = 127 // the command does not exist
@@ -46,6 +47,7 @@ const exitCodesHelp = `EXIT STATUS:
    4    initscript: a stop path graceshim cannot understand; nothing rewritten
    5    upgrade: it did not happen; the running service is untouched or rolled back
    6    reload: refused (the config test failed) or not confirmed; the server keeps serving
+   7    the listening sockets systemd passed do not fit the server's preset or config; it was not started
    125  graceshim failed while supervising (e.g. the pid file never appeared)
    126  the command is not executable
    127  the command was not found
@@ -91,6 +93,8 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.Is(err, os.ErrPermission):
 		return exitNoExec
+	case errors.Is(err, supervisor.ErrSockets):
+		return exitSockets
 	case errors.Is(err, supervisor.ErrSetup):
 		return exitShim
 	case errors.Is(err, supervisor.ErrBadOption):

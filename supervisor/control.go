@@ -218,16 +218,16 @@ func ControlAddr(pid int) (string, error) {
 }
 
 // Control sends cmd to the graceshim running as pid and waits for its
-// reply, until ctx ends.
+// reply, until ctx ends. It connects from pid's network namespace and
+// talks only to pid itself (control_dial.go).
 func Control(ctx context.Context, pid int, cmd string) (ControlReply, error) {
 	addr, err := ControlAddr(pid)
 	if err != nil {
 		return ControlReply{}, err
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", addr)
+	c, err := dialControl(pid, addr)
 	if err != nil {
-		return ControlReply{}, fmt.Errorf("%w: cannot connect to graceshim pid %d (%s): %v", ErrNoControl, pid, addr, err)
+		return ControlReply{}, err
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {

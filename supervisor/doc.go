@@ -45,6 +45,12 @@
 //     on). The CONT of fg or bg resumes graceshim, which gives the
 //     foreground back to the child's group when graceshim has it (fg) and
 //     continues that group.
+//   - As PID 1 of a pid namespace (docker run -it) graceshim cannot stop
+//     (the kernel drops init's own SIGSTOP) and no shell above it waits
+//     for the job: a child stopped by Ctrl-Z (TSTP) is continued at once
+//     and keeps the terminal, so Ctrl-Z does nothing rather than hang the
+//     session (tini and dumb-init leave the child stopped there). A
+//     SIGSTOP sent on purpose is left alone.
 //   - When the process graceshim started exits (a daemonizing server's
 //     first process, or the child itself), graceshim takes the foreground
 //     back if the child's group still holds it, so that Ctrl-C reaches
