@@ -89,7 +89,7 @@ type stopper struct {
 	progressAt time.Time
 	blind      bool   // the last count failed: no stall can be seen until one succeeds
 	status     string // the last STATUS text sent
-	who        string // which connections hold the drain, short, "" when unknown
+	who        string // which connections hold the drain, short, "" when unknown; set with each count (control_status.go)
 }
 
 func newStopper(cfg stopConfig) *stopper {
@@ -300,16 +300,6 @@ func (s *stopper) statusText(now time.Time) string {
 		return fmt.Sprintf("killed: %s, %s elapsed", s.reason, elapsed)
 	}
 	return ""
-}
-
-// holders records which connections hold the drain (see
-// control_status.go) and returns the STATUS action when the text changed.
-func (s *stopper) holders(now time.Time, who string) []action {
-	s.who = who
-	if s.phase != phaseGraceful && s.phase != phaseFast {
-		return nil
-	}
-	return s.setStatus(now)
 }
 
 func (s *stopper) whoText() string {
