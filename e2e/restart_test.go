@@ -618,10 +618,19 @@ frontend web
 // (the port a reload added refuses no one), and a plain stop empties the
 // store.
 func TestRestartFDStore(t *testing.T) {
+	// With "daemon on" the first nginx daemonizes and graceshim takes
+	// the sockets of the master it adopted; nginx on inherited sockets
+	// does not daemonize.
+	for _, daemon := range []bool{false, true} {
+		t.Run(map[bool]string{false: "daemon off", true: "daemon on"}[daemon], func(t *testing.T) { testFDStore(t, daemon) })
+	}
+}
+
+func testFDStore(t *testing.T, daemon bool) {
 	u := userManager(t)
 	bin := needGraceshim(t)
-	site := newNginxSite(t, nginxOpts{})
-	name := unitName("fdstore")
+	site := newNginxSite(t, nginxOpts{Daemon: daemon})
+	name := unitName(map[bool]string{false: "fdstore", true: "fdstore-daemon"}[daemon])
 	// ExecStartPre= makes each start take a second, so that clients
 	// arrive while no nginx runs.
 	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8\nExecStartPre=/bin/sleep 1"))
