@@ -528,7 +528,8 @@ ExecReload=/bin/kill -HUP $MAINPID
 `, bin, exec)
 }
 
-// TestRestartSocketDaemons: HAProxy (bind fd@3) and gunicorn (LISTEN_FDS)
+// TestRestartSocketDaemons: nginx (NGINX=3;), HAProxy (bind fd@3) and
+// gunicorn (LISTEN_FDS)
 // started by systemd with a .socket unit under graceshim serve on the
 // socket, keep it through a reload, and a restart under a steady stream of
 // new clients refuses none.
@@ -538,9 +539,20 @@ func TestRestartSocketDaemons(t *testing.T) {
 	cases := []struct {
 		name  string
 		cmd   string
-		setup func(t *testing.T, dir string, port int) string // writes the config, returns the command line
+		setup func(t *testing.T, dir string, port int) string // writes the config for port, returns the command line
 		says  string                                          // graceshim's word that the daemon took the socket
 	}{
+		{name: "nginx", cmd: "nginx", says: "nginx takes 1 inherited listening sockets through the NGINX environment variable",
+			setup: func(t *testing.T, dir string, port int) string {
+				site := newNginxSite(t, nginxOpts{})
+				conf, err := os.ReadFile(site.Conf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, site.Conf, strings.Replace(string(conf), fmt.Sprintf("listen 127.0.0.1:%d;", site.Port), fmt.Sprintf("listen 127.0.0.1:%d;", port), 1))
+				writeFile(t, filepath.Join(site.Dir, "www", "index.html"), "ok\n")
+				return "/usr/sbin/nginx -c " + site.Conf
+			}},
 		{name: "haproxy", cmd: "haproxy", says: "haproxy takes 1 inherited listening sockets through bind fd@N in its config",
 			setup: func(t *testing.T, dir string, port int) string {
 				cfg := filepath.Join(dir, "haproxy.cfg")

@@ -197,7 +197,11 @@ func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited,
 		for i := range keep {
 			fmt.Fprintf(&v, "%d;", 3+i)
 		}
-		cmd.Env = append(cmd.Env, "NGINX="+v.String())
+		if len(keep) > 0 {
+			// Even an empty NGINX= would make nginx take itself for a
+			// new binary (ngx_inherited) and not daemonize.
+			cmd.Env = append(cmd.Env, "NGINX="+v.String())
+		}
 	case signals.SocketsFDBind:
 		if err := checkHAProxy(socks, opts); err != nil {
 			closeAll(socks)
