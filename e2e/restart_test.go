@@ -529,10 +529,9 @@ ExecReload=/bin/kill -HUP $MAINPID
 }
 
 // TestRestartSocketDaemons: nginx (NGINX=3;), HAProxy (bind fd@3) and
-// gunicorn (LISTEN_FDS)
-// started by systemd with a .socket unit under graceshim serve on the
-// socket, keep it through a reload, and a restart under a steady stream of
-// new clients refuses none.
+// gunicorn (LISTEN_FDS) started by systemd with a .socket unit under
+// graceshim serve on the socket, keep it through a reload, and a restart
+// under a steady stream of new clients refuses none.
 func TestRestartSocketDaemons(t *testing.T) {
 	u := userManager(t)
 	bin := needGraceshim(t)
