@@ -216,6 +216,11 @@ func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited,
 		keep = socks
 	default:
 		keep = socks
+		if c := p.SocketsCaveat; c != nil && p.Runs(opts.Argv[0]) {
+			if caveat := c(opts.Argv); caveat != "" {
+				opts.Log.Warnf("%s", caveat)
+			}
+		}
 		if p.Sockets == signals.SocketsUnknown {
 			opts.Log.Infof("passing %d listening sockets on as LISTEN_FDS (%s); graceshim does not know whether %s takes them", len(socks), describeSockets(socks), opts.Argv[0])
 		}
