@@ -225,10 +225,17 @@ func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited,
 			opts.Log.Infof("passing %d listening sockets on as LISTEN_FDS (%s); graceshim does not know whether %s takes them", len(socks), describeSockets(socks), opts.Argv[0])
 		}
 		names := make([]string, len(keep))
+		named := false
 		for i, s := range keep {
 			names[i] = s.name
+			named = named || s.name != ""
 		}
-		cmd.Env = append(cmd.Env, "LISTEN_FDS="+strconv.Itoa(len(keep)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+		cmd.Env = append(cmd.Env, "LISTEN_FDS="+strconv.Itoa(len(keep)))
+		if named {
+			// systemd always names them (the socket unit's name by
+			// default); a passer that does not leaves the variable out.
+			cmd.Env = append(cmd.Env, "LISTEN_FDNAMES="+strings.Join(names, ":"))
+		}
 		// sd_listen_fds checks LISTEN_PID against the server's own pid,
 		// known only once it runs: a shell sets it and execs the server.
 		cmd.Args = append([]string{"sh", "-c", `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`, cmd.Path}, cmd.Args[1:]...)
