@@ -22,6 +22,12 @@ package supervisor
 // A plain stop should refuse at once (a stopped server is one a load
 // balancer must see gone), but the store keeps the sockets until the stop
 // job ends, so clients would queue for the whole drain and then be reset.
+// Measured with systemd 252 and a service that stores its listener and
+// drains 3 s after TERM: through `systemctl restart` a client that came
+// during the drain was served by the next process (LISTEN_FDS=1,
+// LISTEN_FDNAMES=its FDNAME); through `systemctl stop` it was queued, then
+// reset (ECONNRESET) when the stop ended, and NFileDescriptorStore went
+// to 0.
 // So at the graceful signal graceshim asks systemd, over D-Bus, which job
 // the unit runs: for anything but a restart it removes the sockets from
 // the store (FDSTOREREMOVE=1), and the server's closing of its listeners
