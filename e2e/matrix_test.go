@@ -1133,14 +1133,17 @@ strict = true
 ExecStart=%s --ini %s
 KillSignal=SIGQUIT
 `, uwsgi, ini)
+	p, _ := signals.Lookup("uwsgi")
 	return &daemonSite{
 		argv: argv, plain: plain, plainLoses: true,
-		serve:        func() error { _, err := quickGet(base + "/version"); return err },
-		version:      func() (string, error) { return quickGet(base + "/version") },
-		setVersion:   func(v string) { write(v, "") },
-		breakConfig:  func() { write("v3", "this-is-not-an-option = 1") },
-		noConfigTest: "uWSGI has no config test mode",
-		slow:         appSlow(dir, base+"/slow"),
+		serve:       func() error { _, err := quickGet(base + "/version"); return err },
+		version:     func() (string, error) { return quickGet(base + "/version") },
+		setVersion:  func(v string) { write(v, "") },
+		breakConfig: func() { write("v3", "this-is-not-an-option = 1") },
+		slow:        appSlow(dir, base+"/slow"),
+		configTest:  p.ConfigTest(argv),
+		// What the test cannot see (a broken app) graceshim must say.
+		mustSay: "loads no application",
 	}
 }
 
@@ -1198,7 +1201,7 @@ Restart=on-abort
 		serve:       func() error { _, err := quickGet(base + "/version"); return err },
 		version:     func() (string, error) { return quickGet(base + "/version") },
 		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "this is not ruby (") },
+		breakConfig: func() { write("v3", "this_is_not_a_directive 1") }, // valid Ruby
 		slow:        appSlow(dir, base+"/slow"),
 		configTest:  p.ConfigTest(argv),
 	}
@@ -1235,7 +1238,7 @@ Restart=always
 		serve:       func() error { _, err := quickGet(base + "/version"); return err },
 		version:     func() (string, error) { return quickGet(base + "/version") },
 		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "this is not ruby (") },
+		breakConfig: func() { write("v3", "this_is_not_a_directive 1") }, // valid Ruby
 		slow:        appSlow(dir, base+"/slow"),
 		configTest:  p.ConfigTest(argv),
 	}
@@ -1522,6 +1525,8 @@ func memcachedMatrix(t *testing.T, dir string) *daemonSite {
 		},
 		noReload:   "memcached has no config to reload",
 		noGraceful: "memcached closes every connection at any stop signal",
+		// And graceshim must not call its stop graceful.
+		mustSay: "no graceful stop",
 		slow: func(ctx context.Context, i int, began func()) error {
 			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {

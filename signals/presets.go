@@ -64,6 +64,10 @@ type Preset struct {
 	// argv loads (through read) and says what keeps its graceful stop
 	// from being graceful, "" when nothing does or it cannot tell.
 	Caveat func(argv []string, read ReadFunc) string
+	// ConfigTestLimit, when set, says what ConfigTest cannot see (a
+	// broken application behind a config that parses). graceshim says it
+	// at start and in the answer to every reload the test lets through.
+	ConfigTestLimit string
 	// ReloadCommand, when set, returns the command that reloads the daemon
 	// started with argv, for daemons whose reload is not a signal (caddy
 	// reload, through its admin API). It takes the place of Reload.
@@ -260,14 +264,22 @@ var presets = []Preset{
 	// --hook-master-start "unix_signal:15 gracefully_kill_them_all"
 	// (unbit/uwsgi issue #849), bounded by --worker-reload-mercy (60 s).
 	// uWSGI speaks sd_notify (core/notify.c; Systemd.html: "uWSGI is a
-	// new-style daemon for systemd"). It has no config test mode.
+	// new-style daemon for systemd"). It has no config test mode; its
+	// reload (HUP) re-executes the master, so a config the new uWSGI
+	// cannot start with ends the service. The nearest to a test is
+	// --get (uwsgi --help: "print the specified option value and exit"):
+	// it reads every config file and option as a start does, loads the
+	// plugins they name, and exits before binding a socket or loading
+	// the app (see uwsgiConfigTest).
 	{
 		Name: "uwsgi", Commands: []string{"uwsgi", "uwsgi-core", "uwsgi_python"},
 		Sockets: SocketsListenFDs, SocketsCaveat: uwsgiSocketsCaveat,
 		Graceful: syscall.SIGTERM, Fast: syscall.SIGINT, FastAlso: []syscall.Signal{syscall.SIGQUIT},
 		Reload: syscall.SIGHUP, NativeNotify: true,
-		Bound: "worker-reload-mercy",
-		Notes: "TERM is a brutal reload by default and an immediate stop with --die-on-term: start uwsgi with --master --hook-master-start \"unix_signal:15 gracefully_kill_them_all\" so that TERM is a graceful stop; INT and QUIT kill at once; no config test exists, so a reload with a broken ini or app is not refused",
+		ConfigTest:      uwsgiConfigTest,
+		ConfigTestLimit: uwsgiConfigTestLimit,
+		Bound:           "worker-reload-mercy",
+		Notes:           "TERM is a brutal reload by default and an immediate stop with --die-on-term: start uwsgi with --master --hook-master-start \"unix_signal:15 gracefully_kill_them_all\" so that TERM is a graceful stop; INT and QUIT kill at once; uWSGI has no config test: graceshim's (uwsgi --get) reads the options but loads no app, and refuses an unknown option only under strict = true",
 	},
 	// Caddy 2: sigtrap.go and sigtrap_posix.go (v2.6): INT and TERM are a
 	// graceful exit ("shutting down ... gracefully"; a second INT forces
@@ -589,24 +601,62 @@ func gunicornConfigTest(argv []string) []string {
 	return cmd(argv[0], append([]string{"--check-config"}, argv[1:]...)...)
 }
 
-// rubySyntax checks Ruby files with ruby -c (ruby(1): "Causes Ruby to
-// check the syntax of the script and exit without executing"), one at a
-// time since ruby -c reads only its first file. Files after the word
-// "--optional" are the daemon's defaults and are checked only when they
-// exist.
-func rubySyntax(required, optional []string) []string {
-	const script = `req=1; for f; do if [ "$f" = --optional ]; then req=; continue; fi; ` +
-		`if [ -z "$req" ] && [ ! -e "$f" ]; then continue; fi; ruby -c "$f" >/dev/null || exit 1; done`
-	out := []string{"sh", "-c", script, "ruby-syntax"}
-	out = append(out, required...)
-	if len(optional) > 0 {
-		out = append(append(out, "--optional"), optional...)
-	}
-	return out
+// rubyCheck is the script behind the unicorn and puma config tests. Its
+// arguments are the server's library ("unicorn" or "puma") and pairs of
+// a kind and a file: "config" is the server's config file, evaluated by
+// the server's own loader as a reload evaluates it (unicorn's
+// Unicorn::Configurator, lib/unicorn/configurator.rb reload:
+// instance_eval of the file; puma's Puma::Configuration#load,
+// lib/puma/dsl.rb _load_from: instance_eval too), so a directive the
+// server does not know fails it, not only a syntax error; "ruby" is a file
+// that is syntax-checked only (the rackup, which loads the application:
+// running it would boot the app). A kind ending in "?" is the server's
+// default file, checked only when it exists. When the library cannot be
+// loaded (another Ruby than the server's), the config file is
+// syntax-checked and a warning says so. One line per error:
+// "FILE:LINE: error: ...", without the receiver dump Ruby 3.1 puts in a
+// NoMethodError's message.
+const rubyCheck = `lib = ARGV.shift
+status = 0
+ARGV.each_slice(2) do |kind, f|
+  next if kind.end_with?("?") && !File.exist?(f)
+  begin
+    if kind.start_with?("config")
+      begin
+        require lib
+        require "puma/configuration" if lib == "puma"
+      rescue LoadError => e
+        warn "#{f}: warning: #{lib} cannot be loaded (#{e.message}): syntax checked only"
+        RubyVM::InstructionSequence.compile_file(f)
+        next
+      end
+      if lib == "puma"
+        Puma::Configuration.new(config_files: [f]).load
+      else
+        Unicorn::Configurator.new(config_file: f)
+      end
+    else
+      RubyVM::InstructionSequence.compile_file(f)
+    end
+  rescue ScriptError, StandardError => e
+    at = (e.backtrace || []).map { |l| l[/\A(.+?:\d+)/, 1] }.find { |l| l && l.start_with?(f + ":") } || f
+    msg = e.is_a?(NameError) ? "undefined directive or name '#{e.name}'" : e.message.lines.first.to_s.strip
+    warn "#{at}: error: #{msg}"
+    status = 1
+  end
+end
+exit status
+`
+
+// rubyConfigTest runs rubyCheck for lib on files, given as kind, path
+// pairs.
+func rubyConfigTest(lib string, files ...string) []string {
+	return append([]string{"ruby", "-e", rubyCheck, "--", lib}, files...)
 }
 
-// unicornConfigTest checks the syntax of unicorn's -c config file and its
-// rackup file (the first argument, config.ru by default: unicorn(1)).
+// unicornConfigTest loads unicorn's -c config file with unicorn's own
+// Configurator and syntax-checks its rackup file (the first argument,
+// config.ru by default: unicorn(1)).
 func unicornConfigTest(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
@@ -617,23 +667,24 @@ func unicornConfigTest(argv []string) []string {
 		dropValue: set("-E", "--env", "-o", "--host", "-p", "--port", "-l", "--listen", "-I", "--include", "-r", "--require"),
 	}
 	p := spec.parse(argv[1:])
-	var req, opt []string
+	var files []string
 	for _, k := range []string{"-c", "--config-file"} {
 		if v := p.values[k]; v != "" {
-			req = append(req, v)
+			files = append(files, "config", v)
 		}
 	}
 	if len(p.positionals) > 0 {
-		req = append(req, p.positionals[0])
+		files = append(files, "ruby", p.positionals[0])
 	} else {
-		opt = append(opt, "config.ru")
+		files = append(files, "ruby?", "config.ru")
 	}
-	return rubySyntax(req, opt)
+	return rubyConfigTest("unicorn", files...)
 }
 
-// pumaConfigTest checks the syntax of puma's -C config file (by default
-// config/puma.rb when it exists) and its rackup file (config.ru by
-// default): puma --help, docs/configuration.md.
+// pumaConfigTest loads puma's -C config file (by default config/puma.rb
+// when it exists) with puma's own Puma::Configuration and syntax-checks
+// its rackup file (config.ru by default): puma --help,
+// docs/configuration.md.
 func pumaConfigTest(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
@@ -648,21 +699,21 @@ func pumaConfigTest(argv []string) []string {
 			"--fork-worker", "--idle-timeout"),
 	}
 	p := spec.parse(argv[1:])
-	var req, opt []string
+	var files []string
 	switch c := p.values["-C"] + p.values["--config"]; {
 	case c == "-":
 		// -C - : no config file at all.
 	case c != "":
-		req = append(req, c)
+		files = append(files, "config", c)
 	default:
-		opt = append(opt, "config/puma.rb")
+		files = append(files, "config?", "config/puma.rb")
 	}
 	if len(p.positionals) > 0 {
-		req = append(req, p.positionals[0])
+		files = append(files, "ruby", p.positionals[0])
 	} else {
-		opt = append(opt, "config.ru")
+		files = append(files, "ruby?", "config.ru")
 	}
-	return rubySyntax(req, opt)
+	return rubyConfigTest("puma", files...)
 }
 
 // caddyFlags are the caddy run flags that choose the config; Caddy's
@@ -716,4 +767,28 @@ func lighttpdConfigTest(argv []string) []string {
 	}
 	spec := flagSpec{short: true, keepValue: set("-f", "-m")}
 	return cmd(argv[0], append([]string{"-tt"}, spec.parse(argv[1:]).kept...)...)
+}
+
+// uwsgiConfigTestLimit is what uwsgi --get does not see. Measured with
+// uWSGI 2.0.21 from Debian 12: after a HUP with an app.py that fails to
+// compile, uWSGI logs "no app loaded. going in full dynamic mode" and
+// answers every request with 500; with need-app = true it logs "no app
+// loaded. GAME OVER" and exits.
+const uwsgiConfigTestLimit = "uwsgi's config test (uwsgi --get) reads the options but loads no application: " +
+	"a reload whose app fails to import makes uWSGI answer 500 (or exit, with need-app); " +
+	"and without strict = true uWSGI ignores an option it does not know, so no test refuses one"
+
+// uwsgiConfigTest is the daemon's own command line with --get strict
+// appended: uWSGI then parses every config file and option as a start
+// does (core/uwsgi.c: under strict mode an unknown option is "[strict-mode]
+// unknown config directive" and exit 1; a missing --ini file fails too),
+// prints the value and exits. Measured with 2.0.21: it binds no socket,
+// writes no pidfile or logto file, and loads no app, but it does run
+// the config's exec-asap and hook-asap commands, as every start and
+// reload does.
+func uwsgiConfigTest(argv []string) []string {
+	if len(argv) == 0 {
+		return nil
+	}
+	return append(append([]string(nil), argv...), "--get", "strict")
 }

@@ -40,16 +40,20 @@ func TestConfigTest(t *testing.T) {
 		{"gunicorn", "/usr/bin/gunicorn -w 4 -b 127.0.0.1:8000 myapp.wsgi:application", "/usr/bin/gunicorn --check-config -w 4 -b 127.0.0.1:8000 myapp.wsgi:application"},
 		{"gunicorn", "gunicorn -c /etc/gunicorn.conf.py app:app", "gunicorn --check-config -c /etc/gunicorn.conf.py app:app"},
 		// Debian's unicorn.service; a rackup given.
-		{"unicorn", "/usr/bin/unicorn -c /etc/unicorn/app.rb -E production", "RUBY /etc/unicorn/app.rb --optional config.ru"},
-		{"unicorn", "unicorn -E production -c config/unicorn.rb -l 0.0.0.0:8080 site.ru", "RUBY config/unicorn.rb site.ru"},
+		{"unicorn", "/usr/bin/unicorn -c /etc/unicorn/app.rb -E production", "RUBY:unicorn config /etc/unicorn/app.rb ruby? config.ru"},
+		{"unicorn", "unicorn -E production -c config/unicorn.rb -l 0.0.0.0:8080 site.ru", "RUBY:unicorn config config/unicorn.rb ruby site.ru"},
+		{"unicorn", "unicorn_rails --config-file=/srv/u.rb", "RUBY:unicorn config /srv/u.rb ruby? config.ru"},
 		// puma's systemd.md, a bare run, -C -.
-		{"puma", "/usr/bin/puma -C /srv/app/config/puma.rb", "RUBY /srv/app/config/puma.rb --optional config.ru"},
-		{"puma", "puma -b tcp://127.0.0.1:9292 -t 2:4 -w 2 app.ru", "RUBY app.ru --optional config/puma.rb"},
-		{"puma", "puma -C - --bind unix:///run/p.sock", "RUBY --optional config.ru"},
+		{"puma", "/usr/bin/puma -C /srv/app/config/puma.rb", "RUBY:puma config /srv/app/config/puma.rb ruby? config.ru"},
+		{"puma", "puma -b tcp://127.0.0.1:9292 -t 2:4 -w 2 app.ru", "RUBY:puma config? config/puma.rb ruby app.ru"},
+		{"puma", "puma -C - --bind unix:///run/p.sock", "RUBY:puma ruby? config.ru"},
 		// Debian's caddy.service; Go-style single dash; the default Caddyfile.
 		{"caddy", "/usr/bin/caddy run --environ --config /etc/caddy/Caddyfile", "/usr/bin/caddy validate --config /etc/caddy/Caddyfile"},
 		{"caddy", "caddy run -config=/etc/caddy/caddy.json -adapter json --resume", "caddy validate --config /etc/caddy/caddy.json --adapter json"},
 		{"caddy", "caddy run", "caddy validate"},
+		// Debian's uwsgi-app@.service runs --ini; a command-line app.
+		{"uwsgi", "/usr/bin/uwsgi --ini /etc/uwsgi/apps-enabled/app.ini", "/usr/bin/uwsgi --ini /etc/uwsgi/apps-enabled/app.ini --get strict"},
+		{"uwsgi", "uwsgi --strict --http-socket :8000 --wsgi-file app.py --master", "uwsgi --strict --http-socket :8000 --wsgi-file app.py --master --get strict"},
 		// Debian's lighttpd.service.
 		{"lighttpd", "/usr/sbin/lighttpd -D -f /etc/lighttpd/lighttpd.conf", "/usr/sbin/lighttpd -tt -f /etc/lighttpd/lighttpd.conf"},
 		{"lighttpd", "lighttpd -D -f /srv/l.conf -m /usr/lib/lighttpd -i 30", "lighttpd -tt -f /srv/l.conf -m /usr/lib/lighttpd"},
@@ -71,14 +75,14 @@ func TestConfigTest(t *testing.T) {
 }
 
 // words splits s on spaces and turns '|' back into spaces; a first word
-// RUBY stands for the sh -c ... ruby-syntax words of rubySyntax.
+// RUBY:LIB stands for the ruby -e ... LIB words of rubyConfigTest.
 func words(s string) []string {
 	f := strings.Fields(s)
 	for i := range f {
 		f[i] = strings.ReplaceAll(f[i], "|", " ")
 	}
-	if len(f) > 0 && f[0] == "RUBY" {
-		f = append(rubySyntax(nil, nil), f[1:]...)
+	if len(f) > 0 && strings.HasPrefix(f[0], "RUBY:") {
+		f = append(rubyConfigTest(strings.TrimPrefix(f[0], "RUBY:")), f[1:]...)
 	}
 	return f
 }
@@ -127,7 +131,7 @@ func TestPresetDocumentedFacts(t *testing.T) {
 		"gunicorn":  {syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2, true, true},
 		"unicorn":   {syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR2, false, true},
 		"puma":      {syscall.SIGTERM, syscall.SIGKILL, syscall.SIGUSR2, 0, true, true},
-		"uwsgi":     {syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, 0, true, false},
+		"uwsgi":     {syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, 0, true, true},
 		"caddy":     {syscall.SIGTERM, syscall.SIGQUIT, 0, 0, true, true},
 		"lighttpd":  {syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, 0, false, true},
 		"redis":     {syscall.SIGTERM, syscall.SIGINT, 0, 0, true, false},
@@ -157,6 +161,22 @@ func TestPresetDocumentedFacts(t *testing.T) {
 	} {
 		if p, _ := Lookup(name); !strings.Contains(p.Notes, phrase) {
 			t.Errorf("%s Notes %q do not say %q", name, p.Notes, phrase)
+		}
+	}
+}
+
+// TestConfigTestLimit: a preset whose config test cannot see a broken
+// application says so (graceshim repeats it at start and on reload).
+func TestConfigTestLimit(t *testing.T) {
+	for _, p := range Presets() {
+		if p.ConfigTestLimit != "" && p.ConfigTest == nil {
+			t.Errorf("%s: ConfigTestLimit without a ConfigTest", p.Name)
+		}
+	}
+	p, _ := Lookup("uwsgi")
+	for _, phrase := range []string{"loads no application", "strict = true"} {
+		if !strings.Contains(p.ConfigTestLimit, phrase) {
+			t.Errorf("uwsgi ConfigTestLimit %q does not say %q", p.ConfigTestLimit, phrase)
 		}
 	}
 }

@@ -39,6 +39,7 @@ type reloadRun struct {
 	waiters []chan ControlReply // control clients waiting for the outcome
 	testing bool                // the config test runs
 	command bool                // the reload is a command (ReloadCommand), running
+	limit   string              // what the passed config test could not see (Preset.ConfigTestLimit)
 }
 
 // checkResult is the end of a command run for a reload: the config test,
@@ -266,6 +267,10 @@ func (l *loop) onCheck(now time.Time, r checkResult) {
 			return
 		}
 		l.opts.Log.Infof("config test %s passed", cmdline)
+		if lim := l.opts.Preset.ConfigTestLimit; lim != "" {
+			l.opts.Log.Warnf("%s", lim)
+			run.limit = lim
+		}
 		l.sendReload(now)
 		return
 	}
@@ -305,6 +310,7 @@ func (l *loop) sendReload(now time.Time) {
 			l.reloadOld[pid] = true
 		}
 	}
+	l.markReload()
 	l.reloadSent = time.Now()
 	if l.ready {
 		// Only a service that was ready is told it reloads: READY=1 ends
@@ -335,6 +341,8 @@ func (l *loop) childReloads(now, at time.Time) {
 	l.opts.Log.Infof("%s says it is reloading", l.name)
 	l.reload = &reloadRun{by: l.name}
 	l.reloadSent = at
+	// Its own RELOADING=1 starts it: what follows is after it.
+	l.seq = reloadSeq{past: true, reloading: true, heartbeats: l.seq.heartbeats, announces: l.seq.announces, last: l.seq.last}
 	if l.ready {
 		l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading: " + l.name)
 	}
@@ -369,6 +377,11 @@ func (l *loop) abandonReload(why string) {
 func (l *loop) answerReload(r ControlReply) {
 	if l.reload == nil {
 		return
+	}
+	if r.OK && l.reload.limit != "" {
+		// The test passed, yet it is not the whole story: say so to
+		// whoever asked (Preset.ConfigTestLimit).
+		r.Message += "; note: " + l.reload.limit
 	}
 	for _, w := range l.reload.waiters {
 		w <- r

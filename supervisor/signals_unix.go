@@ -69,6 +69,10 @@ func (l *loop) logStart() {
 		if l.opts.DrainTimeout > 0 {
 			bound = l.opts.DrainTimeout.String()
 		}
-		l.opts.Log.Infof("graceful and fast signal are both %s: a stop sends it once and SIGKILL follows after the drain timeout (%s)", signals.Name(l.graceful), bound)
+		if l.opts.Preset.NoGracefulStop {
+			l.opts.Log.Infof("%s has no graceful stop: a stop sends %s once and SIGKILL follows after the drain timeout (%s)", l.name, signals.Name(l.graceful), bound)
+		} else {
+			l.opts.Log.Infof("graceful and fast signal are both %s: a stop sends it once and SIGKILL follows after the drain timeout (%s)", signals.Name(l.graceful), bound)
+		}
 	}
 }

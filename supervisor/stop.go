@@ -54,6 +54,10 @@ type stopConfig struct {
 	// escalates straight to SIGKILL: the drain timeout is the stop's
 	// bound, as docker stop's timeout is.
 	SameSignal bool
+	// NoGraceful: the daemon has no graceful stop (memcached): the log
+	// and STATUS say "stop signal" and "stopping", never "graceful" or
+	// "draining".
+	NoGraceful bool
 }
 
 // killSweepEvery is how often SIGKILL is sent again to what is left of
@@ -83,6 +87,7 @@ type stopper struct {
 	progressAt time.Time
 	blind      bool   // the last count failed: no stall can be seen until one succeeds
 	status     string // the last STATUS text sent
+	who        string // which connections hold the drain, short, "" when unknown
 }
 
 func newStopper(cfg stopConfig) *stopper {
@@ -100,7 +105,7 @@ func (s *stopper) begin(now time.Time) []action {
 	acts := s.start(now)
 	if s.cfg.DrainDelay > 0 {
 		s.phase = phaseDelay
-		acts = append(acts, action{kind: actLog, text: fmt.Sprintf("stop asked: serving %s more before the graceful signal (drain delay)", s.cfg.DrainDelay)})
+		acts = append(acts, action{kind: actLog, text: fmt.Sprintf("stop asked: serving %s more before the %s (drain delay)", s.cfg.DrainDelay, s.signalWord())})
 		acts = append(acts, s.tick(now)...)
 		return acts
 	}
@@ -270,21 +275,42 @@ func (s *stopper) statusText(now time.Time) string {
 	elapsed := now.Sub(s.began).Truncate(time.Second)
 	switch s.phase {
 	case phaseDelay:
-		return fmt.Sprintf("stopping: still serving for load balancers, graceful signal in %s", s.began.Add(s.cfg.DrainDelay).Sub(now).Round(time.Second))
+		return fmt.Sprintf("stopping: still serving for load balancers, %s in %s", s.signalWord(), s.began.Add(s.cfg.DrainDelay).Sub(now).Round(time.Second))
 	case phaseGraceful:
+		what := "draining"
+		if s.cfg.NoGraceful {
+			what = "stopping (no graceful stop)"
+		}
 		if !s.counted {
-			return fmt.Sprintf("draining: waiting for the server to exit, %s elapsed", elapsed)
+			return fmt.Sprintf("%s: waiting for the server to exit, %s elapsed", what, elapsed)
 		}
 		if s.conns == 0 {
-			return fmt.Sprintf("draining: no connections left (%d closed), waiting for the server to exit, %s elapsed", s.closed, elapsed)
+			return fmt.Sprintf("%s: no connections left (%d closed), waiting for the server to exit, %s elapsed", what, s.closed, elapsed)
 		}
-		return fmt.Sprintf("draining: %d %s left (%d closed), %s elapsed", s.conns, plural(s.conns, "connection", "connections"), s.closed, elapsed)
+		return fmt.Sprintf("%s: %d %s left (%d closed), %s elapsed%s", what, s.conns, plural(s.conns, "connection", "connections"), s.closed, elapsed, s.whoText())
 	case phaseFast:
-		return fmt.Sprintf("fast stop: %s; %d %s left, %s elapsed", s.reason, s.conns, plural(s.conns, "connection", "connections"), elapsed)
+		return fmt.Sprintf("fast stop: %s; %d %s left, %s elapsed%s", s.reason, s.conns, plural(s.conns, "connection", "connections"), elapsed, s.whoText())
 	case phaseKilled:
 		return fmt.Sprintf("killed: %s, %s elapsed", s.reason, elapsed)
 	}
 	return ""
+}
+
+// holders records which connections hold the drain (see
+// control_status.go) and returns the STATUS action when the text changed.
+func (s *stopper) holders(now time.Time, who string) []action {
+	s.who = who
+	if s.phase != phaseGraceful && s.phase != phaseFast {
+		return nil
+	}
+	return s.setStatus(now)
+}
+
+func (s *stopper) whoText() string {
+	if s.who == "" || s.conns == 0 {
+		return ""
+	}
+	return "; " + s.who
 }
 
 // next returns when tick must run next, or the zero time when nothing is
@@ -366,4 +392,12 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// signalWord names the signal a stop begins with, for the log and STATUS.
+func (s *stopper) signalWord() string {
+	if s.cfg.NoGraceful {
+		return "stop signal"
+	}
+	return "graceful signal"
 }

@@ -354,3 +354,32 @@ func TestStopFailedCountIsNoStall(t *testing.T) {
 		t.Fatal("no escalation 2s after the recovered count")
 	}
 }
+
+// TestStopStatusNoGracefulStop: for a daemon without a graceful stop
+// (memcached), the log and STATUS never say "graceful" or "draining".
+func TestStopStatusNoGracefulStop(t *testing.T) {
+	c := cfg()
+	c.NoGraceful = true
+	c.DrainDelay = 3 * time.Second
+	s := newStopper(c)
+	var texts []string
+	for _, a := range s.begin(t0) {
+		texts = append(texts, a.text)
+	}
+	texts = append(texts, s.statusText(t0.Add(time.Second)))
+	for _, ta := range drive(s, 4*time.Second, nil) {
+		texts = append(texts, ta.a.text)
+	}
+	texts = append(texts, statusOf(s.observe(t0.Add(5*time.Second), 6)))
+	joined := strings.Join(texts, "\n")
+	for _, want := range []string{"before the stop signal", "stop signal in 2s", "stopping (no graceful stop): 6 connections left"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("texts do not say %q:\n%s", want, joined)
+		}
+	}
+	for _, bad := range []string{"graceful signal", "draining"} {
+		if strings.Contains(joined, bad) {
+			t.Errorf("texts say %q for a daemon without a graceful stop:\n%s", bad, joined)
+		}
+	}
+}

@@ -119,6 +119,11 @@ func Run(ctx context.Context, opts Options) error {
 			advice = strings.TrimPrefix(advice+"; "+caveat, "; ")
 		}
 	}
+	if lim := opts.Preset.ConfigTestLimit; lim != "" && opts.Preset.ConfigTest != nil {
+		// Reloads are tested, but not for everything: said once here
+		// and in the answer to each reload the test lets through.
+		opts.Log.Warnf("%s", lim)
+	}
 	rel := startRelay(&opts, cmd)
 	if rel != nil {
 		defer rel.Close()
@@ -206,6 +211,7 @@ func Run(ctx context.Context, opts Options) error {
 		probeTargets: probeTargets,
 		bg:           loopCtx,
 		notes:        notes,
+		rel:          rel,
 		controls:     controls,
 		checks:       make(chan checkOutput, 1),
 		store:        store,
@@ -219,6 +225,7 @@ func Run(ctx context.Context, opts Options) error {
 			ExtendBy:     DefaultExtendBy,
 			PreStop:      opts.Preset.PreStop != 0,
 			SameSignal:   opts.Map.Translate(syscall.SIGTERM) == opts.Preset.Fast,
+			NoGraceful:   opts.Preset.NoGracefulStop,
 		}),
 	}
 	err = l.run(ctx, sigs, exits, watchEvents, probes)
@@ -283,6 +290,8 @@ type loop struct {
 	graceC      <-chan time.Time  // graceTimer's channel while it runs
 	childFeeds  bool              // the child feeds the watchdog itself
 	childStatus string            // the child's last STATUS=
+	rel         *relay            // the child's notify socket, or nil
+	seq         reloadSeq         // a reload's evidence on the notify socket (relay.go)
 	upgrade     *upgrade          // a binary upgrade under way, or nil
 	store       *fdStore          // systemd's fd store for the listening sockets, or nil
 	sockCheck   *socketCheck      // the inherited sockets a reload's config must keep, or nil
@@ -293,6 +302,8 @@ type loop struct {
 
 	healthy     bool // the last health check passed
 	probeFailed bool // a failing health check was logged since the last pass
+
+	who whoWait // for status, the drain's log lines and /metrics (control_status.go)
 }
 
 func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent, probes <-chan probeResult) error {
@@ -394,7 +405,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 		case n := <-l.notes:
 			l.onChildNote(time.Now(), n)
 		case req := <-l.controls:
-			l.onControl(time.Now(), req)
+			l.onControlRequest(time.Now(), req)
 		case o := <-l.checks:
 			l.onCheckOutput(o)
 		case <-watchdog:
@@ -421,6 +432,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 		if next := l.stop.next(); !next.IsZero() {
 			resetTimer(stopTimer, time.Until(next))
 		}
+		l.publishMetrics(time.Now())
 	}
 }
 
@@ -429,6 +441,7 @@ func (l *loop) markReady(format string, a ...any) {
 		return
 	}
 	l.ready = true
+	l.who.readyAt = time.Now()
 	l.health.setReady()
 	l.notify("READY=1\nSTATUS=" + fmt.Sprintf(format, a...))
 	l.store.keep(l.self)
@@ -461,7 +474,11 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 	to := l.opts.Map.Translate(sig)
 	switch {
 	case to == l.graceful && !l.stop.stopping():
-		l.opts.Log.Infof("received %s: stopping %s gracefully with %s", signals.Name(sig), l.name, signals.Name(to))
+		if l.opts.Preset.NoGracefulStop {
+			l.opts.Log.Infof("received %s: stopping %s with %s (%s has no graceful stop: its connections close at once)", signals.Name(sig), l.name, signals.Name(to), l.name)
+		} else {
+			l.opts.Log.Infof("received %s: stopping %s gracefully with %s", signals.Name(sig), l.name, signals.Name(to))
+		}
 		l.do(now, l.stop.begin(now))
 	case sig == l.graceful && l.stop.phase == phaseDelay:
 		// The graceful signal itself, sent to graceshim during the drain
@@ -745,6 +762,9 @@ func (l *loop) pollPIDFile(now time.Time) {
 }
 
 func (l *loop) onWatch(now time.Time, ev watchEvent) {
+	if ev.report != nil {
+		l.onDrainReport(now, ev.report)
+	}
 	switch {
 	case ev.ready != nil && l.stop.stopping():
 		// A listener found late, when a stop has begun: not ready.

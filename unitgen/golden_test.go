@@ -35,6 +35,19 @@ var presetUnits = []struct {
 		User: "www-data", Group: "www-data"}},
 	{"unicorn", Options{Argv: []string{"/usr/local/bin/unicorn", "-c", "/srv/app/config/unicorn.rb", "-E", "production"},
 		RunFlags: []string{"--drain-delay=5s"}, DrainDelay: 5 * time.Second, Env: []string{"RAILS_ENV=production"}}},
+	// The presets added with the daemon matrix (e2e/matrix_test.go), as
+	// Debian 12 installs them; each README gives the graceshim unit
+	// command, which e2e/examples_test.go runs against the file.
+	{"apache2", Options{Argv: []string{"/usr/sbin/apache2", "-DFOREGROUND"}, Env: []string{
+		"APACHE_RUN_USER=www-data", "APACHE_RUN_GROUP=www-data", "APACHE_RUN_DIR=/run/apache2",
+		"APACHE_PID_FILE=/run/apache2/apache2.pid", "APACHE_LOCK_DIR=/run/lock/apache2", "APACHE_LOG_DIR=/var/log/apache2"}}},
+	{"caddy", Options{Argv: []string{"/usr/bin/caddy", "run", "--environ", "--config", "/etc/caddy/Caddyfile"}, User: "caddy", Group: "caddy"}},
+	{"lighttpd", Options{Argv: []string{"/usr/sbin/lighttpd", "-D", "-f", "/etc/lighttpd/lighttpd.conf"}}},
+	{"uwsgi", Options{Argv: []string{"/usr/bin/uwsgi", "--ini", "/etc/uwsgi/app.ini", "--master", "--hook-master-start", "unix_signal:15 gracefully_kill_them_all"},
+		User: "www-data", Group: "www-data"}},
+	{"puma", Options{Argv: []string{"/usr/bin/puma", "-C", "/srv/app/config/puma.rb"}, User: "www-data", Group: "www-data"}},
+	{"redis", Options{Argv: []string{"/usr/bin/redis-server", "/etc/redis/redis.conf", "--supervised", "systemd", "--daemonize", "no"}, User: "redis", Group: "redis"}},
+	{"memcached", Options{Argv: []string{"/usr/bin/memcached", "-l", "127.0.0.1", "-p", "11211", "-m", "64"}, User: "memcache", Group: "memcache"}},
 }
 
 // variantUnits exercise the options beyond the presets.
@@ -152,10 +165,38 @@ func TestConvertGolden(t *testing.T) {
 						t.Fatal(err)
 					}
 					checkGolden(t, name, res.Unit)
+					if dropin {
+						return
+					}
+					// Converting the result again changes nothing but
+					// the comments: its flags, bounds, reload and exit
+					// codes are graceshim's already.
+					again, _, err := Parse(name, res.Unit)
+					if err != nil {
+						t.Fatal(err)
+					}
+					res2, err := Convert(again, Options{SystemdVersion: v}, false)
+					if err != nil {
+						t.Fatalf("converting %s again: %v", name, err)
+					}
+					if a, b := body(res.Unit), body(res2.Unit); a != b {
+						t.Errorf("converting %s again changed it:\n--- first\n%s\n--- again\n%s", name, a, b)
+					}
 				})
 			}
 		}
 	}
+}
+
+// body is a unit without its comment lines.
+func body(unit []byte) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(string(unit), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
 }
 
 // TestLintGolden keeps lint's verdict on every test unit, as JSON and as

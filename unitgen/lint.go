@@ -142,6 +142,13 @@ func (c *lintCtx) lintWrapper() {
 	if !set {
 		problem = "KillMode is not set, so control-group,"
 	}
+	if c.known && c.preset.NoGracefulStop {
+		// Nothing to drain whoever sends TERM (memcached).
+		c.add(km, "KillMode", SeverityNote,
+			fmt.Sprintf("%s sends SIGTERM to every process of the unit, not only through %s; %s has no graceful stop, so every stop closes its connections at once either way", problem, c.wrapper, c.name),
+			fmt.Sprintf("KillMode=mixed makes %s the only one systemd signals until the final SIGKILL", c.wrapper))
+		return
+	}
 	if c.known && c.preset.StopsGracefully(syscall.SIGTERM) {
 		// The wrapper passes TERM on, and TERM is this daemon's graceful
 		// stop anyway: what reaches the daemon is right either way.
@@ -204,9 +211,13 @@ func (c *lintCtx) lintStop() {
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s sends %s, %s's fast stop: in-flight requests are cut at once", sc.What, signals.Name(sc.Signal), c.name),
 				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+		case sc.Waits && sc.Then != 0:
+			c.add(d, "ExecStop", SeverityError,
+				fmt.Sprintf("%s gives the graceful stop at most %s, then sends SIG%s itself (%s), cutting requests that take longer", sc.What, formatSpan(sc.Wait), signals.Name(sc.Then), fastOrNot(sc.Then, p)),
+				fmt.Sprintf("remove ExecStop=, set KillSignal=SIG%s and a TimeoutStopSec= that covers your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain", signals.Name(p.Graceful), c.name, c.u.File))
 		case sc.Waits:
 			c.add(d, "ExecStop", SeverityError,
-				fmt.Sprintf("%s gives the graceful stop at most %s, then returns; systemd then sends KillSignal=%s (%s) to what is left, cutting requests that take longer", sc.What, formatSpan(sc.Wait), ks.Value, fastOrNot(killSig, p)),
+				fmt.Sprintf("%s gives the graceful stop at most %s, then gives up and returns; systemd then sends KillSignal=%s (%s) to what is left, cutting requests that take longer", sc.What, formatSpan(sc.Wait), ks.Value, fastOrNot(killSig, p)),
 				fmt.Sprintf("remove ExecStop=, set KillSignal=SIG%s and a TimeoutStopSec= that covers your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain", signals.Name(p.Graceful), c.name, c.u.File))
 		case p.StopsGracefully(sc.Signal) && (p.StopsGracefully(killSig) || cannotStop(killSig)):
 			// The graceful signal, then one that does not cut it: the
@@ -260,6 +271,8 @@ func (c *lintCtx) lintStop() {
 
 func fastOrNot(sig syscall.Signal, p signals.Preset) string {
 	switch {
+	case p.NoGracefulStop && p.StopsGracefully(sig):
+		return "its stop, which is never graceful"
 	case p.StopsGracefully(sig):
 		return "its graceful stop"
 	case sig == syscall.SIGKILL:

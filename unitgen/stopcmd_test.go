@@ -3,6 +3,7 @@ package unitgen
 import (
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -81,6 +82,52 @@ func TestParseSpan(t *testing.T) {
 		d, inf, ok := parseSpan(tc.in)
 		if d != tc.d || inf != tc.inf || ok != tc.ok {
 			t.Errorf("parseSpan(%q) = %s, %v, %v; want %s, %v, %v", tc.in, d, inf, ok, tc.d, tc.inf, tc.ok)
+		}
+	}
+}
+
+// TestSSDEscalation: what start-stop-daemon --retry sends once its first
+// wait is over (start-stop-daemon(8); measured with dpkg 1.21.22: a
+// schedule ends without a KILL of its own, a bare timeout ends in KILL).
+func TestSSDEscalation(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		sig  syscall.Signal
+		wait time.Duration
+		then syscall.Signal
+	}{
+		{"--stop --retry QUIT/5 --pidfile /run/nginx.pid", syscall.SIGQUIT, 5 * time.Second, 0},
+		{"--stop --retry QUIT/5/TERM/5/KILL/5 --pidfile /run/nginx.pid", syscall.SIGQUIT, 5 * time.Second, syscall.SIGTERM},
+		{"--stop --retry=TERM/30/KILL/5 --pidfile /run/x.pid", syscall.SIGTERM, 30 * time.Second, syscall.SIGKILL},
+		{"--stop --signal QUIT --retry 5 --pidfile /run/x.pid", syscall.SIGQUIT, 5 * time.Second, syscall.SIGKILL},
+		{"--stop --retry 10 --pidfile /run/x.pid", syscall.SIGTERM, 10 * time.Second, syscall.SIGKILL},
+		{"--stop --retry -QUIT/20/forever/-KILL/5", syscall.SIGQUIT, 20 * time.Second, syscall.SIGKILL},
+	} {
+		c := classifySSD(strings.Fields(tc.args))
+		if !c.Sends || !c.Waits || c.Signal != tc.sig || c.Wait != tc.wait || c.Then != tc.then {
+			t.Errorf("%s: signal %v wait %s then %v, want %v %s %v", tc.args, c.Signal, c.Wait, c.Then, tc.sig, tc.wait, tc.then)
+		}
+	}
+}
+
+// TestLintSSDSaysWhoKills: lint names the SIGKILL start-stop-daemon
+// sends itself after a bare --retry N, and says a schedule gives up.
+func TestLintSSDSaysWhoKills(t *testing.T) {
+	for _, tc := range []struct{ retry, want string }{
+		{"QUIT/5", "then gives up and returns; systemd then sends KillSignal=SIGTERM"},
+		{"5 --signal QUIT", "then sends SIGKILL itself (an immediate kill)"},
+	} {
+		unit := "[Service]\nExecStart=/usr/sbin/nginx -g 'daemon off;'\nExecStop=/sbin/start-stop-daemon --stop --retry " + tc.retry + " --pidfile /run/nginx.pid\n"
+		u, _, err := Parse("nginx.service", []byte(unit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+			all = append(all, f.Problem)
+		}
+		if got := strings.Join(all, "\n"); !strings.Contains(got, tc.want) {
+			t.Errorf("--retry %s: lint says\n%s\nwant %q", tc.retry, got, tc.want)
 		}
 	}
 }
