@@ -27,7 +27,7 @@ const (
 	exitStatusNoProcess  = 10 // no process has that pid
 	exitStatusNotShim    = 11 // the process is not a graceshim (no control socket)
 	exitStatusDenied     = 12 // not root nor graceshim's user
-	exitStatusNotRunning = 13 // the unit has no main process
+	exitStatusNotRunning = 13 // the unit has no main process, or systemd cannot be asked
 	exitStatusNoAnswer   = 14 // graceshim did not answer (ending, or hung)
 )
 
@@ -48,7 +48,8 @@ func statusCommand() *cli.Command {
 			"graceshim first sees them when the drain begins), bytes sent and received and the\n" +
 			"time since the last data (the kernel's tcp_info). Root or graceshim's own user only.\n" +
 			"Exit status: 0 answered; 2 bad arguments; 10 no such process; 11 the process is not\n" +
-			"a graceshim; 12 permission denied; 13 the unit is not running; 14 no answer.",
+			"a graceshim; 12 permission denied; 13 the unit is not running (or systemd cannot be\n" +
+			"asked); 14 no answer.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "user", Usage: "UNIT is the user manager's (systemctl --user)"},
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "text, or json for scripts"},
@@ -103,7 +104,10 @@ func statusUnitPID(unit string, user bool) (int, error) {
 	out, err := exec.Command("systemctl", args...).CombinedOutput()
 	if err != nil {
 		// No manager to ask (no systemd, no user manager for --user).
-		return 0, withCode(exitStatusNotRunning, fmt.Errorf("cannot ask systemd about %s: %w: %s", unit, err, strings.TrimSpace(string(out))))
+		// systemctl's message may take two lines ("System has not been
+		// booted with systemd ...", "Failed to connect to bus ..."): one.
+		msg := strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; ")), " ")
+		return 0, withCode(exitStatusNotRunning, fmt.Errorf("cannot ask %s about %s: %w: %s", map[bool]string{true: "systemctl --user", false: "systemctl"}[user], unit, err, msg))
 	}
 	props := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {

@@ -528,19 +528,30 @@ ExecReload=/bin/kill -HUP $MAINPID
 `, bin, exec)
 }
 
-// TestRestartSocketDaemons: HAProxy (bind fd@3) and gunicorn (LISTEN_FDS)
-// started by systemd with a .socket unit under graceshim serve on the
-// socket, keep it through a reload, and a restart under a steady stream of
-// new clients refuses none.
+// TestRestartSocketDaemons: nginx (NGINX=3;), HAProxy (bind fd@3) and
+// gunicorn (LISTEN_FDS) started by systemd with a .socket unit under
+// graceshim serve on the socket, keep it through a reload, and a restart
+// under a steady stream of new clients refuses none.
 func TestRestartSocketDaemons(t *testing.T) {
 	u := userManager(t)
 	bin := needGraceshim(t)
 	cases := []struct {
 		name  string
 		cmd   string
-		setup func(t *testing.T, dir string, port int) string // writes the config, returns the command line
+		setup func(t *testing.T, dir string, port int) string // writes the config for port, returns the command line
 		says  string                                          // graceshim's word that the daemon took the socket
 	}{
+		{name: "nginx", cmd: "nginx", says: "nginx takes 1 inherited listening sockets through the NGINX environment variable",
+			setup: func(t *testing.T, dir string, port int) string {
+				site := newNginxSite(t, nginxOpts{})
+				conf, err := os.ReadFile(site.Conf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, site.Conf, strings.Replace(string(conf), fmt.Sprintf("listen 127.0.0.1:%d;", site.Port), fmt.Sprintf("listen 127.0.0.1:%d;", port), 1))
+				writeFile(t, filepath.Join(site.Dir, "www", "index.html"), "ok\n")
+				return "/usr/sbin/nginx -c " + site.Conf
+			}},
 		{name: "haproxy", cmd: "haproxy", says: "haproxy takes 1 inherited listening sockets through bind fd@N in its config",
 			setup: func(t *testing.T, dir string, port int) string {
 				cfg := filepath.Join(dir, "haproxy.cfg")
@@ -618,10 +629,19 @@ frontend web
 // (the port a reload added refuses no one), and a plain stop empties the
 // store.
 func TestRestartFDStore(t *testing.T) {
+	// With "daemon on" the first nginx daemonizes and graceshim takes
+	// the sockets of the master it adopted; nginx on inherited sockets
+	// does not daemonize.
+	for _, daemon := range []bool{false, true} {
+		t.Run(map[bool]string{false: "daemon off", true: "daemon on"}[daemon], func(t *testing.T) { testFDStore(t, daemon) })
+	}
+}
+
+func testFDStore(t *testing.T, daemon bool) {
 	u := userManager(t)
 	bin := needGraceshim(t)
-	site := newNginxSite(t, nginxOpts{})
-	name := unitName("fdstore")
+	site := newNginxSite(t, nginxOpts{Daemon: daemon})
+	name := unitName(map[bool]string{false: "fdstore", true: "fdstore-daemon"}[daemon])
 	// ExecStartPre= makes each start take a second, so that clients
 	// arrive while no nginx runs.
 	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8\nExecStartPre=/bin/sleep 1"))

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,6 +104,19 @@ func TestStatusE2E(t *testing.T) {
 		t.Errorf("status while serving: %+v, want serving on %s, graceshim pid %d", st, listener, u.MainPID(t, name))
 	}
 
+	// Another user may not ask: the kernel says so before graceshim is
+	// reached (another user's process cannot be signalled or looked at),
+	// and graceshim would refuse too (SO_PEERCRED).
+	setpriv := needCmd(t, "setpriv")
+	asNobody := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin, "status", strconv.Itoa(u.MainPID(t, name)))
+	var nobodyErr bytes.Buffer
+	asNobody.Stderr = &nobodyErr
+	err := asNobody.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 12 || !strings.Contains(nobodyErr.String(), "permission denied") {
+		t.Errorf("status as nobody: %v %q, want exit 12, permission denied", err, nobodyErr.String())
+	}
+
 	// A slow download from a known source port (12 s at nginx's
 	// limit_rate), in flight once its first bytes arrived.
 	src := freePort(t)
@@ -128,6 +142,10 @@ func TestStatusE2E(t *testing.T) {
 	st = statusJSON(t, u, name)
 	if len(st.Listeners) != 1 || st.Listeners[0].Connections != 1 {
 		t.Errorf("status with the download in flight: %+v, want 1 connection on %s", st.Listeners, listener)
+	}
+	if text, errs, code := runStatus(t, u, "--user", name); code != 0 || !strings.Contains(text, ": serving since") ||
+		!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(listener)+` +1$`).MatchString(text) {
+		t.Errorf("status as text while serving: exit %d %s\n%s", code, errs, text)
 	}
 
 	watch := u.WatchStatus(t, name)
@@ -177,6 +195,13 @@ func TestStatusE2E(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics during the drain has no %q:\n%s", want, metrics)
 		}
+	}
+	// The download by its peer, with the bytes sent so far.
+	sent := regexp.MustCompile(`(?m)^graceshim_drain_oldest_connection_sent_bytes\{peer="` + regexp.QuoteMeta(peer) + `",local="127\.0\.0\.1:` + strconv.Itoa(site.Port) + `"\} (\d+)$`).FindStringSubmatch(metrics)
+	if sent == nil {
+		t.Errorf("/metrics names no %s:\n%s", peer, metrics)
+	} else if n, _ := strconv.Atoi(sent[1]); n == 0 || n > site.FileSize+1024 {
+		t.Errorf("/metrics: %s sent %d bytes, want some of %d", peer, n, site.FileSize)
 	}
 
 	// Bad input while the service drains: nothing there is a graceshim.
@@ -229,6 +254,9 @@ func TestStatusE2EBadInput(t *testing.T) {
 		{"no such pid", []string{strconv.Itoa(gone.Process.Pid)}, 10, "no process"},
 		{"not a graceshim", []string{strconv.Itoa(os.Getpid())}, 11, "no graceshim control socket"},
 		{"unknown unit", []string{"--user", unitName("status-none")}, 13, "no unit"},
+		// The system manager: not running here (systemd is not PID 1),
+		// where it is the unit is unknown; 13 either way.
+		{"unknown system unit", []string{unitName("status-none")}, 13, unitName("status-none")},
 		{"no argument", nil, 2, "want one UNIT or PID"},
 		{"bad format", []string{"--format", "xml", "1"}, 2, "bad --format"},
 	} {
@@ -238,18 +266,6 @@ func TestStatusE2EBadInput(t *testing.T) {
 				t.Errorf("status %v: exit %d, stdout %q, stderr %q; want exit %d and one line with %q", tt.args, code, out, errs, tt.code, tt.msg)
 			}
 		})
-	}
-	// Another user may not ask: the kernel says so before graceshim is
-	// reached (a process of another user cannot be signalled or looked
-	// at), and graceshim would refuse too (SO_PEERCRED).
-	setpriv := needCmd(t, "setpriv")
-	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", needGraceshim(t), "status", "1")
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 12 || !strings.Contains(errb.String(), "permission denied") {
-		t.Errorf("status as nobody: %v %q, want exit 12, permission denied", err, errb.String())
 	}
 }
 

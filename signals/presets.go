@@ -51,6 +51,10 @@ type Preset struct {
 	// Sockets says how the daemon takes the listening sockets it inherits
 	// (systemd socket activation, graceshim's fd store).
 	Sockets Sockets
+	// SocketsCaveat, when set, reads the daemon's argv and says what keeps
+	// it from serving inherited sockets as its flags suggest, "" when
+	// nothing does.
+	SocketsCaveat func(argv []string) string
 	// ConfigTest, when set, returns the command that checks the
 	// configuration the daemon started with argv would load (nginx -t with
 	// the same -c, -p and -g), without touching the running daemon. A
@@ -269,7 +273,7 @@ var presets = []Preset{
 	// the app (see uwsgiConfigTest).
 	{
 		Name: "uwsgi", Commands: []string{"uwsgi", "uwsgi-core", "uwsgi_python"},
-		Sockets:  SocketsListenFDs,
+		Sockets: SocketsListenFDs, SocketsCaveat: uwsgiSocketsCaveat,
 		Graceful: syscall.SIGTERM, Fast: syscall.SIGINT, FastAlso: []syscall.Signal{syscall.SIGQUIT},
 		Reload: syscall.SIGHUP, NativeNotify: true,
 		ConfigTest:      uwsgiConfigTest,

@@ -1,5 +1,7 @@
 package signals
 
+import "strings"
+
 // Sockets says how a daemon takes listening sockets it inherits: the
 // sockets of a systemd .socket unit (LISTEN_FDS, sd_listen_fds(3)), or the
 // ones graceshim kept in systemd's file descriptor store across a restart.
@@ -70,4 +72,28 @@ func (s Sockets) String() string {
 		return "none"
 	}
 	return "unknown"
+}
+
+// uwsgiSocketsCaveat: uWSGI serves the sockets it inherits with its own
+// uwsgi protocol, whatever --http-socket says (core/socket.c
+// uwsgi_setup_systemd adds them as new sockets, and the configured socket
+// 0 is then not bound); --protocol http makes them speak HTTP. Measured
+// with 2.0.21: with --http-socket on the inherited address, curl got an
+// empty reply and uwsgi logged "invalid request block size".
+func uwsgiSocketsCaveat(argv []string) string {
+	http, proto := false, false
+	for _, a := range argv[1:] {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case !strings.HasPrefix(a, "-"):
+		case name == "http-socket" || name == "https-socket":
+			http = true
+		case name == "protocol" || name == "socket-protocol":
+			proto = true
+		}
+	}
+	if http && !proto {
+		return "uwsgi speaks its uwsgi protocol on inherited sockets, whatever --http-socket says: add --protocol http if HTTP clients connect to them"
+	}
+	return ""
 }

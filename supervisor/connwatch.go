@@ -86,10 +86,11 @@ func (w *connWatcher) logSource() {
 type connDrain struct {
 	w       *connWatcher
 	d       *conns.Drain
-	began   time.Time    // the drain's start: when its connections were first seen
-	looked  time.Time    // the last details
-	pending *drainReport // for the next event, taken by report
-	noMore  bool         // details failed for good: not tried again
+	began   time.Time      // the drain's start: when its connections were first seen
+	looked  time.Time      // the last details
+	last    *conns.Details // what they said
+	pending *drainReport   // for the next event, taken by report
+	noMore  bool           // details failed for good: not tried again
 }
 
 // detailsEvery spaces the looks at which connections hold a drain: a
@@ -104,11 +105,14 @@ const detailsEvery = 5 * time.Second
 const detailsKeep = 20
 
 // drainReport is what the drain's follower tells the event loop with a
-// count: the count by state, and now and then the details.
+// count: the count by state, and the connections left as the last look
+// saw them, less those closed since.
 type drainReport struct {
 	counts  conns.Counts
+	cut     int // connections freed with data their peer never acknowledged
 	began   time.Time
-	details *conns.Details // nil when not looked at this time
+	details *conns.Details // nil before the first look
+	fresh   bool           // details is a new look, not the last one pruned
 	err     error          // why details could not be had
 }
 
@@ -118,19 +122,23 @@ func (c *connDrain) Next(ctx context.Context) (int, error) {
 	if err != nil {
 		return n.Total(), err
 	}
-	r := &drainReport{counts: n, began: c.began}
+	r := &drainReport{counts: n, began: c.began, cut: c.d.Cut()}
 	if now := time.Now(); n.Total() > 0 && !c.noMore && (c.looked.IsZero() || now.Sub(c.looked) >= detailsEvery) {
 		c.looked = now
 		det, derr := c.d.Details(ctx, detailsKeep)
 		switch {
 		case derr == nil:
-			r.details = &det
+			c.last, r.details, r.fresh = &det, &det, true
 		case errors.Is(derr, conns.ErrNoDetails):
 			c.noMore = true
 			r.err = derr
 		case ctx.Err() == nil:
 			r.err = derr
 		}
+	}
+	if !r.fresh && c.last != nil {
+		det := c.d.Prune(*c.last)
+		r.details = &det
 	}
 	c.pending = r
 	return n.Total(), nil

@@ -11,13 +11,13 @@ import (
 // Who a stop waits for. During a drain the follower looks at the
 // connections left every few seconds (connwatch.go); the event loop logs
 // them, puts the oldest in STATUS= (systemctl status shows one line of
-// it, so only a couple), keeps the last look for `graceshim status`, and
+// it, so that one alone), keeps the last look for `graceshim status`, and
 // publishes the figures for the health endpoint's /metrics.
 
 // How many connections each place names; the rest are "and N more".
 const (
 	logKeep    = 5
-	statusKeep = 2
+	statusKeep = 1
 )
 
 // whoWait is what the event loop knows of the connections and of its own
@@ -42,10 +42,14 @@ func (l *loop) onDrainReport(now time.Time, r *drainReport) {
 		return
 	}
 	l.who.details = r.details
-	if line := holdersText(r.details, r.began, logKeep, false); line != "" {
+	if line := holdersText(r.details, r.began, logKeep, false); line != "" && r.fresh {
 		l.opts.Log.Infof("waiting for %s", line)
 	}
-	l.do(now, l.stop.holders(now, "waiting for "+holdersText(r.details, r.began, statusKeep, true)))
+	// Shown with the count that came with it (onWatch observes it next).
+	l.stop.who = ""
+	if who := holdersText(r.details, r.began, statusKeep, true); who != "" {
+		l.stop.who = "waiting for " + who
+	}
 }
 
 // holdersText names up to keep of det's connections, oldest first, then
@@ -281,7 +285,8 @@ func (l *loop) onControlRequest(now time.Time, req controlReq) {
 // comes from a goroutine of its own, so that the loop never waits for it.
 func (l *loop) answerStatus(req controlReq) {
 	st := l.status()
-	if l.stop.stopping() {
+	if l.stop.phase >= phaseGraceful {
+		// The watch actor has handed the Watcher to the drain.
 		req.reply <- ControlReply{OK: true, Message: st.State, Status: &st}
 		return
 	}
@@ -326,6 +331,9 @@ func (l *loop) publishMetrics(now time.Time) {
 	}
 	if l.who.counted && s.phase >= phaseGraceful {
 		m.counted, m.counts = true, l.who.counts
+		if det := l.who.details; det != nil && s.conns > 0 {
+			m.oldest = det.Conns[:min(len(det.Conns), metricsKeep)]
+		}
 	}
 	l.health.publish(m)
 }

@@ -166,6 +166,7 @@ func TestStatusNamesTheConnection(t *testing.T) {
 		`graceshim_stop_outcome{outcome="graceful"} 1`,
 		"graceshim_stop_escalations_total 0",
 		"# TYPE graceshim_drain_closed_connections_total counter",
+		`graceshim_drain_oldest_connection_sent_bytes{peer="` + peer + `",local="127.0.0.1:` + port + `"} 0`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics during the drain has no %q:\n%s", want, m)
@@ -246,4 +247,29 @@ func TestStatusWhileStarting(t *testing.T) {
 		t.Fatalf("status while starting: %+v, %v", r, err)
 	}
 	cancel()
+}
+
+// TestStatusDuringDrainDelay: while the drain delay keeps the server
+// serving, status says "stopping" and still counts per listener.
+func TestStatusDuringDrainDelay(t *testing.T) {
+	ns := newNotifySocket(t)
+	ev, done, _ := start(t, "server", func(o *Options) { o.DrainDelay = time.Hour })
+	_, port := ev.wait("ready ")
+	c := dial(t, ev, port)
+	defer c.Close()
+	waitNotify(t, ns, "READY=1")
+	selfSignal(t, syscall.SIGTERM)
+	waitStatus(t, ns, "stopping: still serving")
+	st := askStatus(t)
+	if st.State != "stopping" || st.Since.IsZero() || len(st.Listeners) != 1 || st.Listeners[0].Connections != 1 || st.Drain != nil {
+		t.Errorf("status during the drain delay: %+v, want stopping with 1 connection on its listener", st)
+	}
+	// The graceful signal itself ends the delay (see onSignal).
+	selfSignal(t, syscall.SIGQUIT)
+	ev.wait("got QUIT")
+	c.Close()
+	ev.wait("exit drained")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
 }

@@ -45,7 +45,14 @@ type metricsSnap struct {
 	closed      int
 	escalations int
 	reason      string
+	// oldest are the oldest connections of the drain's last look, at
+	// most metricsKeep: named by peer, a handful of series that exist
+	// only during a drain.
+	oldest []conns.Conn
 }
+
+// metricsKeep bounds the connections /metrics names.
+const metricsKeep = 5
 
 func startHealth(addr string) (*healthServer, error) {
 	ln, err := net.Listen("tcp", addr)
@@ -163,6 +170,24 @@ func (h *healthServer) writeMetrics(w io.Writer, now time.Time) {
 	if !m.drainBegan.IsZero() {
 		began = float64(m.drainBegan.UnixMilli()) / 1000
 		took = now.Sub(m.drainBegan).Seconds()
+	}
+	family("graceshim_drain_oldest_connection_sent_bytes", "gauge", "Bytes sent and acknowledged on the oldest connections the drain waits for (at most 5, by peer), from the kernel's tcp_info.")
+	for _, c := range m.oldest {
+		if c.Info != nil && c.Info.HaveBytes {
+			fmt.Fprintf(w, "graceshim_drain_oldest_connection_sent_bytes{peer=%q,local=%q} %d\n", c.Peer.String(), c.Local.String(), c.Info.BytesAcked)
+		}
+	}
+	family("graceshim_drain_oldest_connection_received_bytes", "gauge", "Bytes received on the oldest connections the drain waits for.")
+	for _, c := range m.oldest {
+		if c.Info != nil && c.Info.HaveBytes {
+			fmt.Fprintf(w, "graceshim_drain_oldest_connection_received_bytes{peer=%q,local=%q} %d\n", c.Peer.String(), c.Local.String(), c.Info.BytesReceived)
+		}
+	}
+	family("graceshim_drain_oldest_connection_idle_seconds", "gauge", "Time since data last went either way on the oldest connections the drain waits for, at the drain's last look.")
+	for _, c := range m.oldest {
+		if c.Info != nil {
+			fmt.Fprintf(w, "graceshim_drain_oldest_connection_idle_seconds{peer=%q,local=%q} %s\n", c.Peer.String(), c.Local.String(), num(c.Info.Idle().Seconds()))
+		}
 	}
 	family("graceshim_drain_start_time_seconds", "gauge", "When the graceful signal was sent, as a Unix time; 0 before a drain.")
 	fmt.Fprintf(w, "graceshim_drain_start_time_seconds %s\n", num(began))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -78,7 +79,12 @@ func TestMetricsText(t *testing.T) {
 			"graceshim_drain_start_time_seconds 0\n", `graceshim_reloads_total{result="ok"} 2`, `graceshim_reloads_total{result="refused"} 1`,
 		}},
 		{"escalated", metricsSnap{state: "killed", stopping: true, drainBegan: began, counted: true,
-			counts: conns.Counts{Established: 3, CloseWait: 1}, closed: 17, escalations: 2}, []string{
+			counts: conns.Counts{Established: 3, CloseWait: 1}, closed: 17, escalations: 2,
+			oldest: []conns.Conn{{Peer: netip.MustParseAddrPort("[2001:db8::7]:40000"), Local: netip.MustParseAddrPort("[2001:db8::1]:443"),
+				Info: &conns.TCPInfo{HaveBytes: true, BytesAcked: 12345, BytesReceived: 85, LastDataSent: 1500 * time.Millisecond, LastDataRecv: 3 * time.Second}}}}, []string{
+			`graceshim_drain_oldest_connection_sent_bytes{peer="[2001:db8::7]:40000",local="[2001:db8::1]:443"} 12345`,
+			`graceshim_drain_oldest_connection_received_bytes{peer="[2001:db8::7]:40000",local="[2001:db8::1]:443"} 85`,
+			`graceshim_drain_oldest_connection_idle_seconds{peer="[2001:db8::7]:40000",local="[2001:db8::1]:443"} 1.5`,
 			`graceshim_state{state="killed"} 1`, `graceshim_drain_connections{state="established"} 3`,
 			`graceshim_drain_connections{state="close_wait"} 1`, "graceshim_drain_closed_connections_total 17",
 			"graceshim_stop_escalations_total 2", `graceshim_stop_outcome{outcome="escalated"} 1`,

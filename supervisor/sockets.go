@@ -197,7 +197,11 @@ func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited,
 		for i := range keep {
 			fmt.Fprintf(&v, "%d;", 3+i)
 		}
-		cmd.Env = append(cmd.Env, "NGINX="+v.String())
+		if len(keep) > 0 {
+			// Even an empty NGINX= would make nginx take itself for a
+			// new binary (ngx_inherited) and not daemonize.
+			cmd.Env = append(cmd.Env, "NGINX="+v.String())
+		}
 	case signals.SocketsFDBind:
 		if err := checkHAProxy(socks, opts); err != nil {
 			closeAll(socks)
@@ -212,14 +216,26 @@ func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited,
 		keep = socks
 	default:
 		keep = socks
+		if c := p.SocketsCaveat; c != nil && p.Runs(opts.Argv[0]) {
+			if caveat := c(opts.Argv); caveat != "" {
+				opts.Log.Warnf("%s", caveat)
+			}
+		}
 		if p.Sockets == signals.SocketsUnknown {
 			opts.Log.Infof("passing %d listening sockets on as LISTEN_FDS (%s); graceshim does not know whether %s takes them", len(socks), describeSockets(socks), opts.Argv[0])
 		}
 		names := make([]string, len(keep))
+		named := false
 		for i, s := range keep {
 			names[i] = s.name
+			named = named || s.name != ""
 		}
-		cmd.Env = append(cmd.Env, "LISTEN_FDS="+strconv.Itoa(len(keep)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+		cmd.Env = append(cmd.Env, "LISTEN_FDS="+strconv.Itoa(len(keep)))
+		if named {
+			// systemd always names them (the socket unit's name by
+			// default); a passer that does not leaves the variable out.
+			cmd.Env = append(cmd.Env, "LISTEN_FDNAMES="+strings.Join(names, ":"))
+		}
 		// sd_listen_fds checks LISTEN_PID against the server's own pid,
 		// known only once it runs: a shell sets it and execs the server.
 		cmd.Args = append([]string{"sh", "-c", `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`, cmd.Path}, cmd.Args[1:]...)

@@ -763,6 +763,7 @@ func (l *loop) pollPIDFile(now time.Time) {
 
 func (l *loop) onWatch(now time.Time, ev watchEvent) {
 	if ev.report != nil {
+		l.stop.cut = ev.report.cut
 		l.onDrainReport(now, ev.report)
 	}
 	switch {

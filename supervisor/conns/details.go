@@ -309,3 +309,19 @@ func (t *Tracker) PerEndpoint(ctx context.Context) ([]ListenerCount, error) {
 	}
 	return out, nil
 }
+
+// Prune returns det without the connections the drain no longer waits
+// for, and with the drain's counts of now: between two looks, the
+// connections named stay true as they close. The times and byte counts
+// are still those of det.At.
+func (d *Drain) Prune(det Details) Details {
+	out := det
+	out.Conns = make([]Conn, 0, len(det.Conns))
+	for _, c := range det.Conns {
+		if _, ok := d.set[c.Inode]; ok {
+			out.Conns = append(out.Conns, c)
+		}
+	}
+	out.TCP, out.Unix = len(d.set), len(d.unixSet)
+	return out
+}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 	"unsafe"
@@ -73,7 +74,19 @@ func TestParseTCPInfo(t *testing.T) {
 // way: the details name the two oldest with the bytes, and count the
 // third.
 func TestDetails(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for _, tt := range []struct{ name, listen, client, local string }{
+		{"ipv4", "127.0.0.1:0", "127.0.0.1", "127.0.0.1"},
+		{"ipv6", "[::1]:0", "::1", "::1"},
+		// A dual-stack listener's IPv4 clients come as v4-mapped
+		// addresses: they are named as IPv4.
+		{"ipv4 on a dual-stack listener", "[::]:0", "127.0.0.1", "127.0.0.1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testDetails(t, tt.listen, tt.client, tt.local) })
+	}
+}
+
+func testDetails(t *testing.T, listen, client, local string) {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +96,8 @@ func TestDetails(t *testing.T) {
 	var ports []uint16
 	for i := 0; i < 3; i++ {
 		// The client binds first, so its source port is known.
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
-		c, err := d.Dial("tcp", ln.Addr().String())
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(client)}}
+		c, err := d.Dial("tcp", net.JoinHostPort(client, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +142,7 @@ func TestDetails(t *testing.T) {
 	if det.TCP != 3 || det.Unix != 0 || len(det.Conns) != 3 {
 		t.Fatalf("details: %d TCP, %d unix, %d listed; want 3, 0, 3: %+v", det.TCP, det.Unix, len(det.Conns), det)
 	}
-	local := netip.MustParseAddrPort(ln.Addr().String())
+	wantLocal := netip.AddrPortFrom(netip.MustParseAddr(local), uint16(ln.Addr().(*net.TCPAddr).Port))
 	byPort := map[uint16]Conn{}
 	for i, c := range det.Conns {
 		if i > 0 && c.Inode <= det.Conns[i-1].Inode {
@@ -143,8 +156,8 @@ func TestDetails(t *testing.T) {
 			t.Errorf("client on port %d not named: %+v", p, det.Conns)
 			continue
 		}
-		if c.Peer.Addr() != netip.MustParseAddr("127.0.0.1") || c.Local != local || c.State != "ESTAB" {
-			t.Errorf("conn %d: %s -> %s %s, want 127.0.0.1:%d -> %s ESTAB", i, c.Peer, c.Local, c.State, p, local)
+		if c.Peer.Addr() != netip.MustParseAddr(client) || c.Local != wantLocal || c.State != "ESTAB" {
+			t.Errorf("conn %d: %s -> %s %s, want %s port %d -> %s ESTAB", i, c.Peer, c.Local, c.State, client, p, wantLocal)
 		}
 		if c.Info == nil || !c.Info.HaveBytes {
 			t.Fatalf("conn %d: no tcp_info byte counts: %+v", i, c.Info)
