@@ -2,9 +2,12 @@ package e2e
 
 // The signal relay's latency, side by side with tini (Debian's tini
 // package): the time from kill(2) of the supervisor until the child's
-// handler has run, p50 and p99 over b.N signals to each, sent to the two
-// in turn so that the load of a shared machine weighs on both alike.
-// Issue 14's goal: graceshim within 1.5x of tini. Run as
+// handler has run, p50 and p99 over b.N signals to each, sent to each in
+// turn so that the load of a shared machine weighs on all alike. Issue
+// 14's goal: graceshim within 1.5x of tini. The third, "minGo", is the
+// least a Go relay does (signal.Notify, then Process.Signal): the floor
+// of Go's signal path (runtime handler, the os/signal goroutine, a
+// channel), which graceshim cannot go below. Run as
 //
 //	go test -run '^$' -bench BenchmarkRelayLatency -benchtime 2000x ./e2e/
 
@@ -18,6 +21,53 @@ import (
 	"testing"
 	"time"
 )
+
+// minRelay is the least a Go relay does.
+const minRelay = `package main
+
+import (
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ch := make(chan os.Signal, 32)
+	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGTERM)
+	cmd := exec.Command(os.Args[1], os.Args[2:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		os.Exit(1)
+	}
+	for s := range ch {
+		cmd.Process.Signal(s)
+		if s == syscall.SIGTERM {
+			cmd.Wait()
+			os.Exit(0)
+		}
+	}
+}
+`
+
+// buildMinRelay builds minRelay and returns the binary's path.
+func buildMinRelay(b *testing.B) string {
+	b.Helper()
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(minRelay), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module minrelay\n\ngo 1.22\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	build := exec.Command(goTool(), "build", "-o", "minrelay", ".")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "GOFLAGS=")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build minrelay: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "minrelay")
+}
 
 // sigEcho is a child that writes one byte to the FIFO $ARGV[0] once its
 // USR1 handler is in place and one more each time USR1 comes. Perl, which
@@ -104,13 +154,16 @@ func BenchmarkRelayLatency(b *testing.B) {
 	// -s: a subreaper, as graceshim is, without being PID 1.
 	tini := startEchoed(b, perl, needCmd(b, "tini"), "-s", "--")
 	shim := startEchoed(b, perl, needGraceshim(b), "--ready=exec", "--notify=off", "--")
+	floor := startEchoed(b, perl, buildMinRelay(b))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		tini.once(b)
 		shim.once(b)
+		floor.once(b)
 	}
 	b.StopTimer()
 	t50, _ := tini.report(b, "tini")
 	g50, _ := shim.report(b, "graceshim")
+	floor.report(b, "minGo")
 	b.ReportMetric(float64(g50)/float64(t50), "p50-ratio")
 }
