@@ -399,6 +399,54 @@ while :; do sleep 0.05; done
 	}
 }
 
+// TestE2EPID1ReloadFromHost: `graceshim reload PID` run on the host reaches
+// a graceshim that is PID 1 of a container with a network of its own
+// (unshare --net --pid), though its control socket, abstract, lives in the
+// container's network namespace: graceshim answers (the generic preset's
+// reload is a HUP, which the child ignores: done, exit 0), where a client
+// dialling in the host's namespace found nothing there (exit 2).
+func TestE2EPID1ReloadFromHost(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	unshare := needCmd(t, "unshare")
+	bin := needGraceshim(t)
+	var out syncBuffer
+	cmd := exec.Command(unshare, "--net", "--pid", "--fork", "--mount-proc", bin, "--ready=exec", "--", "sh", "-c", "trap '' HUP; exec sleep 60")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	shim := 0
+	if !waitFor(30*time.Second, 10*time.Millisecond, func() bool {
+		for _, pid := range childPIDs(cmd.Process.Pid) {
+			if procField(pid, "Name") == "graceshim" {
+				shim = pid
+			}
+		}
+		return shim != 0 && strings.Contains(out.String(), "started sh")
+	}) {
+		t.Fatalf("graceshim did not start in its namespaces:\n%s", out.String())
+	}
+	defer syscall.Kill(shim, syscall.SIGKILL)
+	// The control socket is listed in the container's network namespace
+	// only.
+	netns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", shim))
+	own, _ := os.Readlink("/proc/self/ns/net")
+	if netns == own {
+		t.Fatalf("graceshim runs in the test's network namespace (%s)", own)
+	}
+	rel := exec.Command(bin, "reload", strconv.Itoa(shim))
+	reply, err := rel.CombinedOutput()
+	code := 0
+	if err != nil {
+		code = rel.ProcessState.ExitCode()
+	}
+	if code != 0 || !strings.Contains(string(reply), "reloaded: signal sent") {
+		t.Errorf("graceshim reload %d from the host: exit %d, %q; want graceshim's answer (exit 0, reloaded)\n%s", shim, code, reply, out.String())
+	}
+}
+
 // --- the examples -----------------------------------------------------------
 
 // dockerfileExec returns the exec-form (JSON array) argument of the

@@ -494,13 +494,16 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 	case to == l.opts.Preset.Upgrade && to != 0 && !l.stop.stopping():
 		l.beginUpgrade(now)
 	default:
+		// The signal first, the log line after it: a write to the
+		// journal's stream is not on the signal's way (issue 14: relay
+		// latency).
+		l.signalMaster(to)
 		if sig == syscall.SIGCONT {
 			// systemd sends CONT right after TERM on every stop.
-			l.opts.Log.Debugf("passing CONT to %s (pid %d)", l.name, l.main)
+			l.opts.Log.Debugf("passed CONT to %s (pid %d)", l.name, l.main)
 		} else {
-			l.opts.Log.Infof("passing %s to %s (pid %d) as %s", signals.Name(sig), l.name, l.main, signals.Name(to))
+			l.opts.Log.Infof("passed %s to %s (pid %d) as %s", signals.Name(sig), l.name, l.main, signals.Name(to))
 		}
-		l.signalMaster(to)
 	}
 }
 
