@@ -139,6 +139,11 @@ type Drain struct {
 	interval      time.Duration // polling
 	nextReconcile time.Time
 
+	// anyOwner says the first dump takes every socket a process holds on
+	// the endpoints, without reading the tree's descriptors: no other
+	// process listens on their ports (Tracker.listenersExclusive).
+	anyOwner bool
+
 	dumps    int // full dumps, the first included
 	overruns int // ENOBUFS on the subscription
 	cut      int // sockets of the set freed with data the peer never acknowledged
@@ -151,6 +156,7 @@ type drainHooks struct {
 	reconcile time.Duration       // the least time between re-dumps; 0: reconcileMin
 	wake      func()              // called first by the wake-up callback of wait
 	woke      func()              // called last by it
+	readFds   bool                // a drain always reads the tree's descriptors
 }
 
 // Drain starts following the connections of pids. It subscribes to the
@@ -187,9 +193,11 @@ func (t *Tracker) Drain(ctx context.Context, pids []int) (*Drain, error) {
 	if len(d.fams) > 0 {
 		d.subscribe()
 	}
-	if err := t.ownedSockets(pids); err != nil {
-		d.Close()
-		return nil, err
+	if d.anyOwner = t.listenersExclusive(); !d.anyOwner {
+		if err := t.ownedSockets(pids); err != nil {
+			d.Close()
+			return nil, err
+		}
 	}
 	err := d.dump(ctx, true)
 	if err == nil && t.mode == ModeListen {
@@ -483,7 +491,7 @@ func (d *Drain) dump(ctx context.Context, first bool) error {
 			return // orphaned: the server closed it
 		}
 		if first {
-			if _, ok := d.t.owned[ino]; !ok {
+			if _, ok := d.t.owned[ino]; !ok && !d.anyOwner {
 				return
 			}
 		} else if _, ok := d.set[ino]; !ok {

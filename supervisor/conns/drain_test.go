@@ -3,6 +3,7 @@ package conns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -171,7 +172,10 @@ func TestDrainCut(t *testing.T) {
 // (SO_REUSEPORT, as in a handover to a new instance) holds connections on
 // the same endpoint; they are not the tree's and do not count.
 func TestDrainCountsTheTreeOnly(t *testing.T) {
-	a := startServerEnv(t, 1, []string{reuseEnv + "=1"}, "127.0.0.1:0")
+	// On a port outside the ephemeral range, where a drain would take
+	// every connection on the port for the tree's were b not listening
+	// there too.
+	a := startServerEnv(t, 1, []string{reuseEnv + "=1"}, lowPortAddr(t))
 	b := startServerEnv(t, 0, []string{reuseEnv + "=1"}, a.addrs[0])
 	// The kernel spreads connections over both by a hash of the client's
 	// address and port: dial until each holds some.
@@ -192,8 +196,67 @@ func TestDrainCountsTheTreeOnly(t *testing.T) {
 			if got, want := next(t, d).Total(), a.held(); got != want {
 				t.Errorf("drain of server a counts %d, want the %d it holds (b holds %d)", got, want, b.held())
 			}
+			if d.anyOwner {
+				t.Error("the drain took every connection on the port though b listens there too")
+			}
 		})
 	}
+}
+
+// TestDrainWithoutDescriptors: a server alone on its port (outside the
+// ephemeral range) is drained without reading its descriptors; its
+// connections count, another server's do not, and the count falls with
+// each close.
+func TestDrainWithoutDescriptors(t *testing.T) {
+	needEvents(t)
+	srv := startServer(t, 2, lowPortAddr(t))
+	other := startServer(t, 0, "127.0.0.1:0")
+	cs := dial(t, srv.addrs[0], 4)
+	dial(t, other.addrs[0], 3)
+	for srv.held() != 4 || other.held() != 3 {
+		time.Sleep(10 * time.Millisecond) // accepted soon
+	}
+	tr := NewTracker(Options{})
+	d := startDrain(t, tr, srv.pids, srv.pids)
+	if !d.anyOwner {
+		t.Fatal("the drain read the descriptors of a server alone on its port")
+	}
+	if got := next(t, d); got != (Counts{Established: 4}) {
+		t.Fatalf("first count %+v, want 4 established", got)
+	}
+	cs[0].Close()
+	cs[1].Close()
+	fallTo(t, d, 2)
+
+	// The same with the descriptors read: the same count.
+	tr = NewTracker(Options{})
+	tr.hooks.readFds = true
+	d = startDrain(t, tr, srv.pids, srv.pids)
+	if d.anyOwner {
+		t.Fatal("readFds hook ignored")
+	}
+	if got := next(t, d).Total(); got != 2 {
+		t.Fatalf("count with descriptors read: %d, want 2", got)
+	}
+}
+
+// lowPortAddr is a free loopback address on a port below the kernel's
+// ephemeral range, where a drain may skip reading descriptors.
+func lowPortAddr(t testing.TB) string {
+	t.Helper()
+	lo, _, err := ephemeralPorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := 20000 + os.Getpid()%5000; p < lo; p += 7 {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			l.Close()
+			return l.Addr().String()
+		}
+	}
+	t.Fatalf("no free port below %d", lo)
+	return ""
 }
 
 // TestDrainOverrun: destroy messages that overflow the subscription's

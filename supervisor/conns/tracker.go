@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 )
 
@@ -455,6 +456,68 @@ func (t *Tracker) countAll(ctx context.Context, pids []int) (Counts, error) {
 }
 
 // ownedSockets fills t.owned with the socket inodes held by pids.
+// listenersExclusive says whether a drain may take every connection a
+// process holds on the endpoints for the tree's, without reading the
+// tree's descriptors (about 3 us each: 130 ms of CPU for a tree holding
+// 50,000 connections, most of a drain's cost). That holds when nothing
+// but the tree can hold such a connection:
+//   - no listener of another process on an endpoint's port, checked by a
+//     dump of the listeners now (a few sockets): a connection on a local
+//     port was accepted from a listener on it, and the tree's are those
+//     the last Observe placed as its own (a SO_REUSEPORT neighbour, a new
+//     instance taking over, is another's);
+//   - no port in the ephemeral range, where an outgoing connection of any
+//     process may take the port once the server's listener has closed
+//     (the kernel does not give out a port a listener holds);
+//   - only TCP endpoints: unix connections are placed by descriptors;
+//   - ModeListen: ModeAll counts outgoing connections too.
+//
+// Connections in a listener's backlog have no inode and are left out
+// either way. Any doubt, or a failure, takes the descriptors.
+func (t *Tracker) listenersExclusive() bool {
+	if t.mode != ModeListen || t.hooks.readFds || len(t.endpoints) == 0 || t.listenOwned == nil {
+		return false
+	}
+	lo, hi, err := ephemeralPorts()
+	if err != nil {
+		return false
+	}
+	ports := map[uint16]bool{}
+	for _, e := range t.endpoints {
+		if e.Network == "unix" {
+			return false
+		}
+		p := e.Addr.Port()
+		if int(p) >= lo && int(p) <= hi {
+			return false
+		}
+		ports[p] = true
+	}
+	ls, err := t.listeners()
+	if err != nil {
+		return false
+	}
+	for _, l := range ls {
+		if l.ep.Network != "unix" && ports[l.ep.Addr.Port()] && !t.listenOwned[l.inode] {
+			return false
+		}
+	}
+	return true
+}
+
+// ephemeralPorts reads the range the kernel picks local ports of outgoing
+// connections from (ip(7), ip_local_port_range; IPv6 shares it).
+func ephemeralPorts() (lo, hi int, err error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		return 0, 0, fmt.Errorf("ip_local_port_range %q: %w", b, err)
+	}
+	return lo, hi, nil
+}
+
 func (t *Tracker) ownedSockets(pids []int) error {
 	clear(t.owned)
 	for _, pid := range pids {
