@@ -209,14 +209,13 @@ var presets = []Preset{
 	// gracefully restart all workers", "INT/TERM - quick shutdown", "QUIT
 	// - graceful shutdown", "USR2 - reexecute the running binary" (the new
 	// master is a child of the old one). unicorn has no config test mode
-	// and no sd_notify; the config file and rackup are Ruby, so ruby -c
-	// (ruby(1): "check syntax only") is the check.
+	// and no sd_notify; see rubyCheck for the check graceshim runs.
 	{
 		Name: "unicorn", Commands: []string{"unicorn", "unicorn_rails"},
 		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload: syscall.SIGHUP, Upgrade: syscall.SIGUSR2,
 		ConfigTest: unicornConfigTest,
-		Notes:      "TERM and INT are fast; USR2 starts the new master as a child of the old one; the config test is a Ruby syntax check of the config file and rackup",
+		Notes:      "TERM and INT are fast; USR2 starts the new master as a child of the old one; the config test loads the config file with unicorn's own Configurator and checks the rackup's Ruby syntax",
 	},
 	// puma: docs/signals.md ("TERM ... attempt to finish then exit", "INT
 	// ... attempt to finish then exit", "USR2 restart workers. This also
@@ -229,8 +228,8 @@ var presets = []Preset{
 	// and the watchdog when NOTIFY_SOCKET is set and the sd_notify gem is
 	// installed (Debian: ruby-sd-notify; measured: its 0.1.1 cannot reach
 	// an abstract NOTIFY_SOCKET "@...", and puma exits). INT measured
-	// graceful with 5.6.5. puma has no config test mode;
-	// the config and rackup are Ruby, so ruby -c is the check.
+	// graceful with 5.6.5. puma has no config test mode; see rubyCheck
+	// for the check graceshim runs.
 	{
 		Name: "puma", Commands: []string{"puma"},
 		Graceful: syscall.SIGTERM, GracefulAlso: []syscall.Signal{syscall.SIGINT}, Fast: syscall.SIGKILL,
