@@ -93,6 +93,10 @@ type daemonSite struct {
 	// with a syntax error. nil when the daemon has no reload.
 	setVersion  func(v string)
 	breakConfig func()
+	// breakApp breaks the application behind a config that is fine, and
+	// fixApp mends it, for daemons whose config test loads the app: the
+	// reload with the broken app must be refused too. nil otherwise.
+	breakApp, fixApp func()
 	// noReload says why the daemon has no reload, when it has none.
 	noReload string
 
@@ -372,8 +376,20 @@ func reloadSteps(t *testing.T, u *userSystemd, name string, site *daemonSite, fa
 		reload = "ok, same MainPID"
 	}
 
-	site.breakConfig()
-	pid = u.MainPID(t, name)
+	broken = brokenReload(t, u, name, site, "config", site.breakConfig, func() { site.setVersion("v2") }, fail)
+	if site.breakApp != nil {
+		broken += "; app: " + brokenReload(t, u, name, site, "app", site.breakApp, site.fixApp, fail)
+	}
+	return reload, broken
+}
+
+// brokenReload breaks the site (its config, or its app), reloads, and
+// says whether the reload was refused with the daemon serving v2 on;
+// restore puts the site back.
+func brokenReload(t *testing.T, u *userSystemd, name string, site *daemonSite, what string, breakIt, restore func(), fail func(string, ...any)) (broken string) {
+	defer restore()
+	breakIt()
+	pid := u.MainPID(t, name)
 	_, berr := u.systemctl("reload", name)
 	settle(t, u, name)
 	// The daemon must go on serving v2. A daemon that a broken reload
@@ -391,19 +407,16 @@ func reloadSteps(t *testing.T, u *userSystemd, name string, site *daemonSite, fa
 	})
 	switch {
 	case berr == nil && alive:
-		broken = "no: reload reported success, old config kept"
-		fail("systemctl reload with a broken config succeeded (the daemon still serves v2)\n%s", u.UnitLog(t, name))
+		fail("systemctl reload with a broken %s succeeded (the daemon still serves v2)\n%s", what, u.UnitLog(t, name))
+		return "no: reload reported success, old config kept"
 	case berr == nil:
-		broken = "no: reload reported success and took the daemon down"
-		fail("systemctl reload with a broken config succeeded and the daemon stopped serving v2 (serves %q, %s)\n%s", still, u.Show(t, name, "ActiveState"), u.UnitLog(t, name))
+		fail("systemctl reload with a broken %s succeeded and the daemon stopped serving v2 (serves %q, %s)\n%s", what, still, u.Show(t, name, "ActiveState"), u.UnitLog(t, name))
+		return "no: reload reported success and took the daemon down"
 	case !alive:
-		broken = "failed, but the daemon went down"
-		fail("systemctl reload failed but the daemon stopped serving v2 (serves %q, %s)\n%s", still, u.Show(t, name, "ActiveState"), u.UnitLog(t, name))
-	default:
-		broken = "yes"
+		fail("systemctl reload with a broken %s failed but the daemon stopped serving v2 (serves %q, %s)\n%s", what, still, u.Show(t, name, "ActiveState"), u.UnitLog(t, name))
+		return "failed, but the daemon went down"
 	}
-	site.setVersion("v2")
-	return reload, broken
+	return "yes"
 }
 
 // settle waits until the unit is no longer reloading: systemctl reload
@@ -436,6 +449,13 @@ func checkConfigTest(t *testing.T, site *daemonSite) {
 		t.Errorf("config test %q passes the broken config:\n%s", site.configTest, out)
 	}
 	site.setVersion("v1")
+	if site.breakApp != nil {
+		site.breakApp()
+		if out, err := run(); err == nil {
+			t.Errorf("config test %q passes the broken app:\n%s", site.configTest, out)
+		}
+		site.fixApp()
+	}
 }
 
 // --- slow requests ----------------------------------------------------------
@@ -1050,8 +1070,17 @@ KillSignal=SIGQUIT
 	site := httpSite("uwsgi", base, argv, write, "this-is-not-an-option = 1")
 	site.plain, site.plainLoses = plain, true
 	site.slow = appSlow(dir, base+"/slow")
-	// What the test cannot see (a broken app) graceshim must say.
-	site.mustSay = "loads no application"
+	// graceshim's test loads the app (uwsgi --no-server): an app.py that
+	// does not compile is refused as a broken ini is.
+	app := filepath.Join(dir, "app.py")
+	good, err := os.ReadFile(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site.breakApp = func() { writeFile(t, app, string(good)+"\nthis is not python(\n") }
+	site.fixApp = func() { writeFile(t, app, string(good)) }
+	// What the test cannot see (the app under lazy-apps) graceshim must say.
+	site.mustSay = "lazy-apps"
 	return site
 }
 

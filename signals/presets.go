@@ -250,11 +250,9 @@ var presets = []Preset{
 	// uWSGI speaks sd_notify (core/notify.c; Systemd.html: "uWSGI is a
 	// new-style daemon for systemd"). It has no config test mode; its
 	// reload (HUP) re-executes the master, so a config the new uWSGI
-	// cannot start with ends the service. The nearest to a test is
-	// --get (uwsgi --help: "print the specified option value and exit"):
-	// it reads every config file and option as a start does, loads the
-	// plugins they name, and exits before binding a socket or loading
-	// the app (see uwsgiConfigTest).
+	// cannot start with ends the service. graceshim's test reads the
+	// options with --get and loads the app with --no-server (see
+	// uwsgiCheck).
 	{
 		Name: "uwsgi", Commands: []string{"uwsgi", "uwsgi-core", "uwsgi_python"},
 		Graceful: syscall.SIGTERM, Fast: syscall.SIGINT, FastAlso: []syscall.Signal{syscall.SIGQUIT},
@@ -262,7 +260,7 @@ var presets = []Preset{
 		ConfigTest:      uwsgiConfigTest,
 		ConfigTestLimit: uwsgiConfigTestLimit,
 		Bound:           "worker-reload-mercy",
-		Notes:           "TERM is a brutal reload by default and an immediate stop with --die-on-term: start uwsgi with --master --hook-master-start \"unix_signal:15 gracefully_kill_them_all\" so that TERM is a graceful stop; INT and QUIT kill at once; uWSGI has no config test: graceshim's (uwsgi --get) reads the options but loads no app, and refuses an unknown option only under strict = true",
+		Notes:           "TERM is a brutal reload by default and an immediate stop with --die-on-term: start uwsgi with --master --hook-master-start \"unix_signal:15 gracefully_kill_them_all\" so that TERM is a graceful stop; INT and QUIT kill at once; uWSGI has no config test: graceshim's reads the options (uwsgi --get) and loads the app without binding (--no-server), except under lazy-apps, and refuses an unknown option only under strict = true",
 	},
 	// Caddy 2: sigtrap.go and sigtrap_posix.go (v2.6): INT and TERM are a
 	// graceful exit ("shutting down ... gracefully"; a second INT forces
@@ -745,26 +743,47 @@ func lighttpdConfigTest(argv []string) []string {
 	return cmd(argv[0], append([]string{"-tt"}, spec.parse(argv[1:]).kept...)...)
 }
 
-// uwsgiConfigTestLimit is what uwsgi --get does not see. Measured with
-// uWSGI 2.0.21 from Debian 12: after a HUP with an app.py that fails to
-// compile, uWSGI logs "no app loaded. going in full dynamic mode" and
-// answers every request with 500; with need-app = true it logs "no app
-// loaded. GAME OVER" and exits.
-const uwsgiConfigTestLimit = "uwsgi's config test (uwsgi --get) reads the options but loads no application: " +
-	"a reload whose app fails to import makes uWSGI answer 500 (or exit, with need-app); " +
+// uwsgiConfigTestLimit is what uwsgiConfigTest does not see.
+const uwsgiConfigTestLimit = "uwsgi's config test loads the app in a uWSGI that binds nothing (--no-server), " +
+	"but not under lazy-apps (the workers load it) nor when safe-pidfile or daemonize is set (then it only reads the options); " +
 	"and without strict = true uWSGI ignores an option it does not know, so no test refuses one"
 
-// uwsgiConfigTest is the daemon's own command line with --get strict
-// appended: uWSGI then parses every config file and option as a start
-// does (core/uwsgi.c: under strict mode an unknown option is "[strict-mode]
-// unknown config directive" and exit 1; a missing --ini file fails too),
-// prints the value and exits. Measured with 2.0.21: it binds no socket,
-// writes no pidfile or logto file, and loads no app, but it does run
-// the config's exec-asap and hook-asap commands, as every start and
-// reload does.
+// uwsgiCheck is the script behind uwsgiConfigTest; its arguments are the
+// daemon's command line. Step 1 is that command with --get (uwsgi --help:
+// "print the specified option value and exit"): uWSGI reads every config
+// file and option as a start does, loads the plugins they name, and exits
+// before binding or loading the app; under strict mode an unknown option
+// is "[strict-mode] unknown config directive" and exit 1 (core/uwsgi.c,
+// uwsgi_opt_get), and a missing --ini file fails too. Step 2 is the
+// command with --no-server --need-app: uWSGI loads the app as a start
+// does in the master (not under lazy-apps), then logs "no-server mode
+// requested. Goodbye." and exits 0, or, with an app that fails to import,
+// "no app loaded. GAME OVER" and exit 22. Measured with 2.0.21 from
+// Debian 12, with another process listening on the config's port: step 2
+// binds no socket, runs no master hook and creates no master-fifo or
+// stats socket, but it does write the pid files (hence --pidfile and
+// --pidfile2 /dev/null after the daemon's own, the last of which wins),
+// appends to logto, and runs the exec-asap, hook-asap and pre-app hooks,
+// as every start and reload does. safe-pidfile (a rename onto the path)
+// and daemonize (the test would go to the background) cannot be
+// overridden that way: with either set, step 2 is skipped and a line on
+// stderr says so.
+const uwsgiCheck = `out=$("$@" --get safe-pidfile --get safe-pidfile2 --get daemonize --get daemonize2) || exit 1
+if [ -n "$out" ]; then
+	echo "uwsgi config test: options read; the app is not loaded, since safe-pidfile or daemonize is set" >&2
+	exit 0
+fi
+exec "$@" --pidfile /dev/null --pidfile2 /dev/null --no-server --need-app
+`
+
+// uwsgiConfigTest runs uwsgiCheck on the daemon's own command line. A
+// reload re-executes uWSGI's master, so a config or an app it cannot
+// start with ends the service; uWSGI 2.0.21 after a HUP with an app.py
+// that fails to compile logs "no app loaded. going in full dynamic mode"
+// and answers every request with 500, or with need-app exits (measured).
 func uwsgiConfigTest(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
 	}
-	return append(append([]string(nil), argv...), "--get", "strict")
+	return append([]string{"sh", "-c", uwsgiCheck, "uwsgi-config-test"}, argv...)
 }

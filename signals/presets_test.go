@@ -52,8 +52,8 @@ func TestConfigTest(t *testing.T) {
 		{"caddy", "caddy run -config=/etc/caddy/caddy.json -adapter json --resume", "caddy validate --config /etc/caddy/caddy.json --adapter json"},
 		{"caddy", "caddy run", "caddy validate"},
 		// Debian's uwsgi-app@.service runs --ini; a command-line app.
-		{"uwsgi", "/usr/bin/uwsgi --ini /etc/uwsgi/apps-enabled/app.ini", "/usr/bin/uwsgi --ini /etc/uwsgi/apps-enabled/app.ini --get strict"},
-		{"uwsgi", "uwsgi --strict --http-socket :8000 --wsgi-file app.py --master", "uwsgi --strict --http-socket :8000 --wsgi-file app.py --master --get strict"},
+		{"uwsgi", "/usr/bin/uwsgi --ini /etc/uwsgi/apps-enabled/app.ini", "UWSGI /usr/bin/uwsgi --ini /etc/uwsgi/apps-enabled/app.ini"},
+		{"uwsgi", "uwsgi --strict --http-socket :8000 --wsgi-file app.py --master", "UWSGI uwsgi --strict --http-socket :8000 --wsgi-file app.py --master"},
 		// Debian's lighttpd.service.
 		{"lighttpd", "/usr/sbin/lighttpd -D -f /etc/lighttpd/lighttpd.conf", "/usr/sbin/lighttpd -tt -f /etc/lighttpd/lighttpd.conf"},
 		{"lighttpd", "lighttpd -D -f /srv/l.conf -m /usr/lib/lighttpd -i 30", "lighttpd -tt -f /srv/l.conf -m /usr/lib/lighttpd"},
@@ -75,11 +75,15 @@ func TestConfigTest(t *testing.T) {
 }
 
 // words splits s on spaces and turns '|' back into spaces; a first word
-// RUBY:LIB stands for the ruby -e ... LIB words of rubyConfigTest.
+// RUBY:LIB stands for the ruby -e ... LIB words of rubyConfigTest, and
+// UWSGI for the sh -c words of uwsgiConfigTest.
 func words(s string) []string {
 	f := strings.Fields(s)
 	for i := range f {
 		f[i] = strings.ReplaceAll(f[i], "|", " ")
+	}
+	if len(f) > 0 && f[0] == "UWSGI" {
+		f = append([]string{"sh", "-c", uwsgiCheck, "uwsgi-config-test"}, f[1:]...)
 	}
 	if len(f) > 0 && strings.HasPrefix(f[0], "RUBY:") {
 		f = append(rubyConfigTest(strings.TrimPrefix(f[0], "RUBY:")), f[1:]...)
@@ -174,7 +178,7 @@ func TestConfigTestLimit(t *testing.T) {
 		}
 	}
 	p, _ := Lookup("uwsgi")
-	for _, phrase := range []string{"loads no application", "strict = true"} {
+	for _, phrase := range []string{"lazy-apps", "strict = true"} {
 		if !strings.Contains(p.ConfigTestLimit, phrase) {
 			t.Errorf("uwsgi ConfigTestLimit %q does not say %q", p.ConfigTestLimit, phrase)
 		}
