@@ -1108,6 +1108,17 @@ func rackApp(t *testing.T, dir string) string {
 	return ru
 }
 
+// breakRackup returns functions that make the rackup ru valid Ruby that
+// fails when loaded, and that put it back.
+func breakRackup(t *testing.T, ru string) (breakIt, fix func()) {
+	good, err := os.ReadFile(ru)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() { writeFile(t, ru, "NoSuchConstant.boom\n"+string(good)) },
+		func() { writeFile(t, ru, string(good)) }
+}
+
 func unicornMatrix(t *testing.T, dir string) *daemonSite {
 	unicorn := needCmd(t, "unicorn")
 	ru := rackApp(t, dir)
@@ -1135,6 +1146,8 @@ Restart=on-abort
 	site := httpSite("unicorn", base, argv, write, "this_is_not_a_directive 1") // valid Ruby
 	site.plain, site.plainLoses = plain, true
 	site.slow = appSlow(dir, base+"/slow")
+	// The rackup is only syntax-checked: graceshim must say so.
+	site.mustSay = "only syntax-checks the rackup"
 	return site
 }
 
@@ -1167,6 +1180,10 @@ Restart=always
 	// TERM is puma's graceful stop: its plain unit keeps the requests.
 	site.plain, site.plainLoses = plain, false
 	site.slow = appSlow(dir, base+"/slow")
+	// graceshim's test loads the app with puma's own code: a config.ru
+	// that parses but names an undefined constant (which ends puma on
+	// USR2) is refused.
+	site.breakApp, site.fixApp = breakRackup(t, ru)
 	return site
 }
 

@@ -214,8 +214,9 @@ var presets = []Preset{
 		Name: "unicorn", Commands: []string{"unicorn", "unicorn_rails"},
 		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload: syscall.SIGHUP, Upgrade: syscall.SIGUSR2,
-		ConfigTest: unicornConfigTest,
-		Notes:      "TERM and INT are fast; USR2 starts the new master as a child of the old one; the config test loads the config file with unicorn's own Configurator and checks the rackup's Ruby syntax",
+		ConfigTest:      unicornConfigTest,
+		ConfigTestLimit: "unicorn's config test loads the config file with unicorn's own Configurator but only syntax-checks the rackup: an app that fails to load is not seen",
+		Notes:           "TERM and INT are fast; USR2 starts the new master as a child of the old one; the config test loads the config file with unicorn's own Configurator and checks the rackup's Ruby syntax",
 	},
 	// puma: docs/signals.md ("TERM ... attempt to finish then exit", "INT
 	// ... attempt to finish then exit", "USR2 restart workers. This also
@@ -235,7 +236,7 @@ var presets = []Preset{
 		Graceful: syscall.SIGTERM, GracefulAlso: []syscall.Signal{syscall.SIGINT}, Fast: syscall.SIGKILL,
 		Reload: syscall.SIGUSR2, NativeNotify: true,
 		ConfigTest: pumaConfigTest,
-		Notes:      "TERM and INT are graceful and there is no fast stop but KILL; USR2 is a hot restart in the same pid that re-reads the config; USR1 a phased restart (cluster mode) that does not; sd_notify needs the sd_notify gem (ruby-sd-notify)",
+		Notes:      "TERM and INT are graceful and there is no fast stop but KILL; the config test loads the config file and the app with puma's own code; USR2 is a hot restart in the same pid that re-reads the config; USR1 a phased restart (cluster mode) that does not; sd_notify needs the sd_notify gem (ruby-sd-notify)",
 	},
 	// uWSGI: https://uwsgi-docs.readthedocs.io/en/latest/Management.html
 	// ("SIGHUP gracefully reload all the workers and the master process;
@@ -575,13 +576,12 @@ func gunicornConfigTest(argv []string) []string {
 	return cmd(argv[0], append([]string{"--check-config"}, argv[1:]...)...)
 }
 
-// rubyCheck is the script behind the unicorn and puma config tests. Its
-// arguments are the server's library ("unicorn" or "puma") and pairs of
+// rubyCheck is the script behind the unicorn config test. Its
+// arguments are the server's library ("unicorn") and pairs of
 // a kind and a file: "config" is the server's config file, evaluated by
 // the server's own loader as a reload evaluates it (unicorn's
 // Unicorn::Configurator, lib/unicorn/configurator.rb reload:
-// instance_eval of the file; puma's Puma::Configuration#load,
-// lib/puma/dsl.rb _load_from: instance_eval too), so a directive the
+// instance_eval of the file), so a directive the
 // server does not know fails it, not only a syntax error; "ruby" is a file
 // that is syntax-checked only (the rackup, which loads the application:
 // running it would boot the app). A kind ending in "?" is the server's
@@ -598,17 +598,12 @@ ARGV.each_slice(2) do |kind, f|
     if kind.start_with?("config")
       begin
         require lib
-        require "puma/configuration" if lib == "puma"
       rescue LoadError => e
         warn "#{f}: warning: #{lib} cannot be loaded (#{e.message}): syntax checked only"
         RubyVM::InstructionSequence.compile_file(f)
         next
       end
-      if lib == "puma"
-        Puma::Configuration.new(config_files: [f]).load
-      else
-        Unicorn::Configurator.new(config_file: f)
-      end
+      Unicorn::Configurator.new(config_file: f)
     else
       RubyVM::InstructionSequence.compile_file(f)
     end
@@ -655,10 +650,54 @@ func unicornConfigTest(argv []string) []string {
 	return rubyConfigTest("unicorn", files...)
 }
 
-// pumaConfigTest loads puma's -C config file (by default config/puma.rb
-// when it exists) with puma's own Puma::Configuration and syntax-checks
-// its rackup file (config.ru by default): puma --help,
-// docs/configuration.md.
+// pumaCheck is the script behind pumaConfigTest. Its arguments are "-C
+// FILE" when the command names a config file ("-C -" for none) and the
+// rackup file when it names one. It does what puma does at boot, with
+// puma's own code: Puma::Configuration reads the config file (by default
+// config/puma/ENV.rb or config/puma.rb, docs/configuration.md) with
+// Puma::DSL, where a directive puma does not know fails, then #app loads
+// the rackup the config names (lib/puma/configuration.rb load_rackup),
+// running the application's own code as a boot does. That matters because
+// puma's reload (USR2) re-executes puma: measured with 5.6.5 from Debian
+// 12, a USR2 with a config.ru that parses but names an undefined constant
+// ends puma. When puma cannot be loaded (another Ruby than the server's),
+// the files are syntax-checked and a warning says so. One line per error,
+// as rubyCheck writes it.
+const pumaCheck = `files = []
+opts = {}
+if ARGV[0] == "-C"
+  ARGV.shift
+  opts[:config_files] = [ARGV.shift]
+  files << opts[:config_files][0]
+end
+if ARGV[0]
+  opts[:rackup] = ARGV.shift
+  files << opts[:rackup]
+end
+begin
+  require "puma"
+  require "puma/configuration"
+rescue LoadError => e
+  warn "warning: puma cannot be loaded (#{e.message}): syntax checked only"
+  files.each { |f| RubyVM::InstructionSequence.compile_file(f) if f != "-" && File.exist?(f) }
+  exit 0
+end
+begin
+  c = Puma::Configuration.new(opts)
+  c.load
+  files << c.options[:rackup].to_s
+  c.app
+rescue ScriptError, StandardError => e
+  locs = (e.backtrace || []).map { |l| l[/\A(.+?:\d+)/, 1] }.compact
+  at = locs.find { |l| files.any? { |f| l.start_with?(f + ":") } } || "puma"
+  msg = e.is_a?(NameError) ? "undefined directive or name '#{e.name}'" : e.message.lines.first.to_s.strip
+  warn "#{at}: error: #{msg}"
+  exit 1
+end
+`
+
+// pumaConfigTest runs pumaCheck with the command's -C and rackup (puma
+// --help).
 func pumaConfigTest(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
@@ -673,21 +712,14 @@ func pumaConfigTest(argv []string) []string {
 			"--fork-worker", "--idle-timeout"),
 	}
 	p := spec.parse(argv[1:])
-	var files []string
-	switch c := p.values["-C"] + p.values["--config"]; {
-	case c == "-":
-		// -C - : no config file at all.
-	case c != "":
-		files = append(files, "config", c)
-	default:
-		files = append(files, "config?", "config/puma.rb")
+	out := []string{"ruby", "-e", pumaCheck, "--"}
+	if c := p.values["-C"] + p.values["--config"]; c != "" {
+		out = append(out, "-C", c)
 	}
 	if len(p.positionals) > 0 {
-		files = append(files, "ruby", p.positionals[0])
-	} else {
-		files = append(files, "ruby?", "config.ru")
+		out = append(out, p.positionals[0])
 	}
-	return rubyConfigTest("puma", files...)
+	return out
 }
 
 // caddyFlags are the caddy run flags that choose the config; Caddy's

@@ -44,9 +44,10 @@ func TestConfigTest(t *testing.T) {
 		{"unicorn", "unicorn -E production -c config/unicorn.rb -l 0.0.0.0:8080 site.ru", "RUBY:unicorn config config/unicorn.rb ruby site.ru"},
 		{"unicorn", "unicorn_rails --config-file=/srv/u.rb", "RUBY:unicorn config /srv/u.rb ruby? config.ru"},
 		// puma's systemd.md, a bare run, -C -.
-		{"puma", "/usr/bin/puma -C /srv/app/config/puma.rb", "RUBY:puma config /srv/app/config/puma.rb ruby? config.ru"},
-		{"puma", "puma -b tcp://127.0.0.1:9292 -t 2:4 -w 2 app.ru", "RUBY:puma config? config/puma.rb ruby app.ru"},
-		{"puma", "puma -C - --bind unix:///run/p.sock", "RUBY:puma ruby? config.ru"},
+		{"puma", "/usr/bin/puma -C /srv/app/config/puma.rb", "PUMA -C /srv/app/config/puma.rb"},
+		{"puma", "puma -b tcp://127.0.0.1:9292 -t 2:4 -w 2 app.ru", "PUMA app.ru"},
+		{"puma", "puma -C - --bind unix:///run/p.sock", "PUMA -C -"},
+		{"puma", "puma --config=/srv/p.rb -e production", "PUMA -C /srv/p.rb"},
 		// Debian's caddy.service; Go-style single dash; the default Caddyfile.
 		{"caddy", "/usr/bin/caddy run --environ --config /etc/caddy/Caddyfile", "/usr/bin/caddy validate --config /etc/caddy/Caddyfile"},
 		{"caddy", "caddy run -config=/etc/caddy/caddy.json -adapter json --resume", "caddy validate --config /etc/caddy/caddy.json --adapter json"},
@@ -76,11 +77,15 @@ func TestConfigTest(t *testing.T) {
 
 // words splits s on spaces and turns '|' back into spaces; a first word
 // RUBY:LIB stands for the ruby -e ... LIB words of rubyConfigTest, and
-// UWSGI for the sh -c words of uwsgiConfigTest.
+// UWSGI for the sh -c words of uwsgiConfigTest, PUMA for the ruby -e
+// words of pumaConfigTest.
 func words(s string) []string {
 	f := strings.Fields(s)
 	for i := range f {
 		f[i] = strings.ReplaceAll(f[i], "|", " ")
+	}
+	if len(f) > 0 && f[0] == "PUMA" {
+		f = append([]string{"ruby", "-e", pumaCheck, "--"}, f[1:]...)
 	}
 	if len(f) > 0 && f[0] == "UWSGI" {
 		f = append([]string{"sh", "-c", uwsgiCheck, "uwsgi-config-test"}, f[1:]...)
