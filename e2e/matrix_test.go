@@ -1146,8 +1146,10 @@ Restart=on-abort
 	site := httpSite("unicorn", base, argv, write, "this_is_not_a_directive 1") // valid Ruby
 	site.plain, site.plainLoses = plain, true
 	site.slow = appSlow(dir, base+"/slow")
-	// The rackup is only syntax-checked: graceshim must say so.
-	site.mustSay = "only syntax-checks the rackup"
+	// graceshim's test loads the app with unicorn's own builder: a
+	// config.ru that parses but names an undefined constant (which
+	// leaves a HUPed unicorn's workers failing to boot) is refused.
+	site.breakApp, site.fixApp = breakRackup(t, ru)
 	return site
 }
 

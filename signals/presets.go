@@ -209,14 +209,13 @@ var presets = []Preset{
 	// gracefully restart all workers", "INT/TERM - quick shutdown", "QUIT
 	// - graceful shutdown", "USR2 - reexecute the running binary" (the new
 	// master is a child of the old one). unicorn has no config test mode
-	// and no sd_notify; see rubyCheck for the check graceshim runs.
+	// and no sd_notify; see unicornCheck for the check graceshim runs.
 	{
 		Name: "unicorn", Commands: []string{"unicorn", "unicorn_rails"},
 		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload: syscall.SIGHUP, Upgrade: syscall.SIGUSR2,
-		ConfigTest:      unicornConfigTest,
-		ConfigTestLimit: "unicorn's config test loads the config file with unicorn's own Configurator but only syntax-checks the rackup: an app that fails to load is not seen",
-		Notes:           "TERM and INT are fast; USR2 starts the new master as a child of the old one; the config test loads the config file with unicorn's own Configurator and checks the rackup's Ruby syntax",
+		ConfigTest: unicornConfigTest,
+		Notes:      "TERM and INT are fast; USR2 starts the new master as a child of the old one; the config test loads the config file and the app with unicorn's own code",
 	},
 	// puma: docs/signals.md ("TERM ... attempt to finish then exit", "INT
 	// ... attempt to finish then exit", "USR2 restart workers. This also
@@ -229,7 +228,7 @@ var presets = []Preset{
 	// and the watchdog when NOTIFY_SOCKET is set and the sd_notify gem is
 	// installed (Debian: ruby-sd-notify; measured: its 0.1.1 cannot reach
 	// an abstract NOTIFY_SOCKET "@...", and puma exits). INT measured
-	// graceful with 5.6.5. puma has no config test mode; see rubyCheck
+	// graceful with 5.6.5. puma has no config test mode; see pumaCheck
 	// for the check graceshim runs.
 	{
 		Name: "puma", Commands: []string{"puma"},
@@ -576,36 +575,39 @@ func gunicornConfigTest(argv []string) []string {
 	return cmd(argv[0], append([]string{"--check-config"}, argv[1:]...)...)
 }
 
-// rubyCheck is the script behind the unicorn config test. Its
-// arguments are the server's library ("unicorn") and pairs of
-// a kind and a file: "config" is the server's config file, evaluated by
-// the server's own loader as a reload evaluates it (unicorn's
-// Unicorn::Configurator, lib/unicorn/configurator.rb reload:
-// instance_eval of the file), so a directive the
-// server does not know fails it, not only a syntax error; "ruby" is a file
-// that is syntax-checked only (the rackup, which loads the application:
-// running it would boot the app). A kind ending in "?" is the server's
-// default file, checked only when it exists. When the library cannot be
-// loaded (another Ruby than the server's), the config file is
-// syntax-checked and a warning says so. One line per error:
+// unicornCheck is the script behind unicornConfigTest. Its arguments
+// are pairs of a kind and a file, in the order unicorn loads them:
+// "config" is the -c file, evaluated by unicorn's own
+// Unicorn::Configurator as a reload evaluates it
+// (lib/unicorn/configurator.rb reload: instance_eval of the file), so a
+// directive unicorn does not know fails it, not only a syntax error;
+// "app" is the rackup, loaded with unicorn's own Unicorn.builder
+// (lib/unicorn.rb), which runs the application's code as a worker's boot
+// does. That matters because a HUP makes every new worker load the app:
+// measured with unicorn 6.0.0 from Debian 12, a HUP with a config.ru that
+// parses but names an undefined constant leaves the master up and its
+// workers failing to boot in a loop, serving nothing. A kind ending in
+// "?" is unicorn's default file, checked only when it exists. When
+// unicorn cannot be loaded (another Ruby than the server's), the files
+// are syntax-checked and a warning says so. One line per error:
 // "FILE:LINE: error: ...", without the receiver dump Ruby 3.1 puts in a
 // NoMethodError's message.
-const rubyCheck = `lib = ARGV.shift
-status = 0
+const unicornCheck = `status = 0
 ARGV.each_slice(2) do |kind, f|
   next if kind.end_with?("?") && !File.exist?(f)
   begin
+    begin
+      require "unicorn"
+      require "rack" if kind.start_with?("app") && f.end_with?(".ru")
+    rescue LoadError => e
+      warn "#{f}: warning: unicorn cannot be loaded (#{e.message}): syntax checked only"
+      RubyVM::InstructionSequence.compile_file(f)
+      next
+    end
     if kind.start_with?("config")
-      begin
-        require lib
-      rescue LoadError => e
-        warn "#{f}: warning: #{lib} cannot be loaded (#{e.message}): syntax checked only"
-        RubyVM::InstructionSequence.compile_file(f)
-        next
-      end
       Unicorn::Configurator.new(config_file: f)
     else
-      RubyVM::InstructionSequence.compile_file(f)
+      Unicorn.builder(f, nil).call(nil, Struct.new(:default_middleware).new(false))
     end
   rescue ScriptError, StandardError => e
     at = (e.backtrace || []).map { |l| l[/\A(.+?:\d+)/, 1] }.find { |l| l && l.start_with?(f + ":") } || f
@@ -617,15 +619,8 @@ end
 exit status
 `
 
-// rubyConfigTest runs rubyCheck for lib on files, given as kind, path
-// pairs.
-func rubyConfigTest(lib string, files ...string) []string {
-	return append([]string{"ruby", "-e", rubyCheck, "--", lib}, files...)
-}
-
-// unicornConfigTest loads unicorn's -c config file with unicorn's own
-// Configurator and syntax-checks its rackup file (the first argument,
-// config.ru by default: unicorn(1)).
+// unicornConfigTest runs unicornCheck on unicorn's -c config file and
+// its rackup file (the first argument, config.ru by default: unicorn(1)).
 func unicornConfigTest(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
@@ -643,11 +638,11 @@ func unicornConfigTest(argv []string) []string {
 		}
 	}
 	if len(p.positionals) > 0 {
-		files = append(files, "ruby", p.positionals[0])
+		files = append(files, "app", p.positionals[0])
 	} else {
-		files = append(files, "ruby?", "config.ru")
+		files = append(files, "app?", "config.ru")
 	}
-	return rubyConfigTest("unicorn", files...)
+	return append([]string{"ruby", "-e", unicornCheck, "--"}, files...)
 }
 
 // pumaCheck is the script behind pumaConfigTest. Its arguments are "-C
@@ -662,7 +657,7 @@ func unicornConfigTest(argv []string) []string {
 // 12, a USR2 with a config.ru that parses but names an undefined constant
 // ends puma. When puma cannot be loaded (another Ruby than the server's),
 // the files are syntax-checked and a warning says so. One line per error,
-// as rubyCheck writes it.
+// as unicornCheck writes it.
 const pumaCheck = `files = []
 opts = {}
 if ARGV[0] == "-C"

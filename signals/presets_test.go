@@ -40,9 +40,9 @@ func TestConfigTest(t *testing.T) {
 		{"gunicorn", "/usr/bin/gunicorn -w 4 -b 127.0.0.1:8000 myapp.wsgi:application", "/usr/bin/gunicorn --check-config -w 4 -b 127.0.0.1:8000 myapp.wsgi:application"},
 		{"gunicorn", "gunicorn -c /etc/gunicorn.conf.py app:app", "gunicorn --check-config -c /etc/gunicorn.conf.py app:app"},
 		// Debian's unicorn.service; a rackup given.
-		{"unicorn", "/usr/bin/unicorn -c /etc/unicorn/app.rb -E production", "RUBY:unicorn config /etc/unicorn/app.rb ruby? config.ru"},
-		{"unicorn", "unicorn -E production -c config/unicorn.rb -l 0.0.0.0:8080 site.ru", "RUBY:unicorn config config/unicorn.rb ruby site.ru"},
-		{"unicorn", "unicorn_rails --config-file=/srv/u.rb", "RUBY:unicorn config /srv/u.rb ruby? config.ru"},
+		{"unicorn", "/usr/bin/unicorn -c /etc/unicorn/app.rb -E production", "UNICORN config /etc/unicorn/app.rb app? config.ru"},
+		{"unicorn", "unicorn -E production -c config/unicorn.rb -l 0.0.0.0:8080 site.ru", "UNICORN config config/unicorn.rb app site.ru"},
+		{"unicorn", "unicorn_rails --config-file=/srv/u.rb", "UNICORN config /srv/u.rb app? config.ru"},
 		// puma's systemd.md, a bare run, -C -.
 		{"puma", "/usr/bin/puma -C /srv/app/config/puma.rb", "PUMA -C /srv/app/config/puma.rb"},
 		{"puma", "puma -b tcp://127.0.0.1:9292 -t 2:4 -w 2 app.ru", "PUMA app.ru"},
@@ -76,9 +76,8 @@ func TestConfigTest(t *testing.T) {
 }
 
 // words splits s on spaces and turns '|' back into spaces; a first word
-// RUBY:LIB stands for the ruby -e ... LIB words of rubyConfigTest, and
-// UWSGI for the sh -c words of uwsgiConfigTest, PUMA for the ruby -e
-// words of pumaConfigTest.
+// UNICORN, PUMA and UWSGI stand for the interpreter words of
+// unicornConfigTest, pumaConfigTest and uwsgiConfigTest.
 func words(s string) []string {
 	f := strings.Fields(s)
 	for i := range f {
@@ -90,8 +89,8 @@ func words(s string) []string {
 	if len(f) > 0 && f[0] == "UWSGI" {
 		f = append([]string{"sh", "-c", uwsgiCheck, "uwsgi-config-test"}, f[1:]...)
 	}
-	if len(f) > 0 && strings.HasPrefix(f[0], "RUBY:") {
-		f = append(rubyConfigTest(strings.TrimPrefix(f[0], "RUBY:")), f[1:]...)
+	if len(f) > 0 && f[0] == "UNICORN" {
+		f = append([]string{"ruby", "-e", unicornCheck, "--"}, f[1:]...)
 	}
 	return f
 }
