@@ -772,7 +772,7 @@ func lighttpdConfigTest(argv []string) []string {
 
 // uwsgiConfigTestLimit is what uwsgiConfigTest does not see.
 const uwsgiConfigTestLimit = "uwsgi's config test loads the app in a uWSGI that binds nothing (--no-server), " +
-	"but not under lazy-apps (the workers load it) nor when safe-pidfile or daemonize is set (then it only reads the options); " +
+	"but not under lazy-apps (the workers load it) nor with safe-pidfile, daemonize, emperor or a router such as http = (then it only reads the options); " +
 	"and without strict = true uWSGI ignores an option it does not know, so no test refuses one"
 
 // uwsgiCheck is the script behind uwsgiConfigTest; its arguments are the
@@ -791,13 +791,18 @@ const uwsgiConfigTestLimit = "uwsgi's config test loads the app in a uWSGI that 
 // stats socket, but it does write the pid files (hence --pidfile and
 // --pidfile2 /dev/null after the daemon's own, the last of which wins),
 // appends to logto, and runs the exec-asap, hook-asap and pre-app hooks,
-// as every start and reload does. safe-pidfile (a rename onto the path)
-// and daemonize (the test would go to the background) cannot be
-// overridden that way: with either set, step 2 is skipped and a line on
-// stderr says so.
-const uwsgiCheck = `out=$("$@" --get safe-pidfile --get safe-pidfile2 --get daemonize --get daemonize2) || exit 1
+// as every start and reload does. What step 2 would act on is left out:
+// safe-pidfile (a rename onto the path), daemonize (the test would go to
+// the background), the emperor (measured: it starts and never exits, and
+// would start the vassals), and the routers and other sockets uWSGI binds
+// before the app loads (measured: "http = 127.0.0.1:P" binds P in step 2
+// and fails with "Address already in use" while the daemon holds it).
+// With any of them set, step 2 is skipped and a line on stderr says so.
+const uwsgiCheck = `out=$("$@" --get safe-pidfile --get safe-pidfile2 --get daemonize --get daemonize2 --get emperor \
+	--get http --get https --get fastrouter --get rawrouter --get sslrouter --get forkptyrouter \
+	--get shared-socket --get zerg-server --get cache-udp-server --get legion --get snmp --get udp) || exit 1
 if [ -n "$out" ]; then
-	echo "uwsgi config test: options read; the app is not loaded, since safe-pidfile or daemonize is set" >&2
+	echo "uwsgi config test: options read; the app is not loaded (safe-pidfile, daemonize, emperor or a router is set)" >&2
 	exit 0
 fi
 exec "$@" --pidfile /dev/null --pidfile2 /dev/null --no-server --need-app
