@@ -14,7 +14,9 @@ package e2e
 //  2. reload: a changed config is served after systemctl reload, by the
 //     same MainPID;
 //  3. broken reload: with a syntax error in the config, systemctl reload
-//     must fail and the daemon must go on serving the old config;
+//     must fail and the daemon must go on serving the old config; where
+//     the preset's config test loads the app (uwsgi, unicorn, puma), the
+//     same with an app that fails to load;
 //  4. stop: 6 slow requests in flight at systemctl stop must all complete,
 //     Result=success.
 //
