@@ -39,13 +39,19 @@ func unitCommand() *cli.Command {
 		&cli.BoolFlag{Name: "hardening", Usage: "add sandboxing (NoNewPrivileges, ProtectSystem=full, PrivateTmp, ...) that leaves the daemon working"},
 		&cli.StringFlag{Name: "from", Usage: "convert the existing unit `FILE` instead of taking a command"},
 		&cli.BoolFlag{Name: "dropin", Usage: "with --from: write a drop-in for /etc/systemd/system/NAME.service.d/ instead of a whole unit"},
+		&cli.BoolFlag{Name: "socket", Usage: "also write NAME.socket, whose listening sockets systemd holds across restarts (ListenStream= from the daemon's config or flags); --output NAME writes NAME.service and NAME.socket"},
+		&cli.StringSliceFlag{Name: "listen", Usage: "with --socket: listen on `ADDR` (IP:PORT, [IPv6]:PORT or /path), once per socket in descriptor order; needed where the config cannot tell (HAProxy's bind fd@N), checked against it elsewhere"},
+		&cli.StringFlag{Name: "root", Usage: "with --socket: read the daemon's configuration under `DIR`, for a unit of another system"},
 	)
 	return &cli.Command{
 		Name:      "unit",
 		Usage:     "print a systemd unit that runs a command under graceshim, or convert an existing one",
-		UsageText: "graceshim unit [flags] -- COMMAND [ARGS...]\ngraceshim unit [flags] --from FILE [--dropin]",
-		Flags:     flags,
-		Action:    unitAction,
+		UsageText: "graceshim unit [flags] [--socket] -- COMMAND [ARGS...]\ngraceshim unit [flags] --from FILE [--dropin] [--socket]",
+		Description: "exit status: 2 bad flags or input, 3 an output file exists (without --force) or cannot be written,\n" +
+			"7 --socket refused: the daemon cannot take systemd's sockets as configured (the message says what to change).\n" +
+			"Nothing is written on any error.",
+		Flags:  flags,
+		Action: unitAction,
 	}
 }
 
@@ -59,6 +65,8 @@ func unitAction(c *cli.Context) error {
 		return usageErrorf("--from takes the command from %s: give no command after it", from)
 	case c.Bool("dropin") && from == "":
 		return usageErrorf("--dropin needs --from FILE (the unit the drop-in changes)")
+	case !c.Bool("socket") && (c.IsSet("listen") || c.IsSet("root")):
+		return usageErrorf("--listen and --root go with --socket")
 	}
 	probe := argv
 	if from != "" {
@@ -107,6 +115,14 @@ func unitAction(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "graceshim: the unit runs %s (%s)\n", o.Graceshim, why)
 	}
 
+	var pair *socketPair
+	if c.Bool("socket") {
+		if pair, err = newSocketPair(c, from, argv); err != nil {
+			return err
+		}
+		o.Socket = pair.name + ".socket"
+	}
+
 	var out []byte
 	var warns []unitgen.Warning
 	name := "command line"
@@ -124,7 +140,18 @@ func unitAction(c *cli.Context) error {
 		out = res.Unit
 		warns = append(warns, res.Warnings...)
 		o = res.Options
+		if pair != nil {
+			daemon := unitgen.ExpandUnitEnv(u.unit, unitgen.DaemonArgv(o.Argv))
+			if err := pair.socket(c, daemon, o); err != nil {
+				return err
+			}
+		}
 	} else {
+		if pair != nil {
+			if err := pair.socket(c, unitgen.DaemonArgv(o.Argv), o); err != nil {
+				return err
+			}
+		}
 		out, err = unitgen.Generate(o)
 		if err != nil {
 			return withCode(exitUsage, err)
@@ -133,6 +160,9 @@ func unitAction(c *cli.Context) error {
 	warns = append(warns, unitgen.CommandWarnings(name, o.Argv[0], o.Graceshim)...)
 	for _, w := range warns {
 		fmt.Fprintf(c.App.ErrWriter, "graceshim: warning: %s\n", w)
+	}
+	if pair != nil {
+		return pair.write(c, out)
 	}
 	if path := c.String("output"); path != "" {
 		return writeOutput(c.App.ErrWriter, path, out, c.Bool("force"))

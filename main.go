@@ -33,6 +33,7 @@ const (
 	exitUnsure   = 4   // initscript: a stop path graceshim cannot understand; nothing rewritten
 	exitUpgrade  = 5   // upgrade: it did not happen; the running service is untouched or rolled back
 	exitReload   = 6   // reload: refused (config test failed) or failed; the running service is kept
+	exitSockets  = 7   // the inherited listening sockets do not fit the server (its preset or config); nothing started
 	exitShim     = 125 // graceshim failed while supervising (no pid file in time, a broken setup)
 	exitNoExec   = 126 // the command exists but cannot be run
 	exitNotFound = 127 // the command does not exist
@@ -46,6 +47,12 @@ const exitCodesHelp = `EXIT STATUS:
    4    initscript: a stop path graceshim cannot understand; nothing rewritten
    5    upgrade: it did not happen; the running service is untouched or rolled back
    6    reload: refused (the config test failed) or not confirmed; the server keeps serving
+   7    sockets: the listening sockets systemd passes do not fit the server's preset or config; nothing started or written
+   10   status: no process has that pid
+   11   status: the process is not a graceshim
+   12   status: permission denied (root and graceshim's own user only)
+   13   status: the unit is not running, or systemd cannot be asked
+   14   status: graceshim did not answer
    125  graceshim failed while supervising (e.g. the pid file never appeared)
    126  the command is not executable
    127  the command was not found
@@ -91,6 +98,8 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.Is(err, os.ErrPermission):
 		return exitNoExec
+	case errors.Is(err, supervisor.ErrSockets):
+		return exitSockets
 	case errors.Is(err, supervisor.ErrSetup):
 		return exitShim
 	case errors.Is(err, supervisor.ErrBadOption):

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -383,4 +384,157 @@ ExecReload=%s reload $MAINPID
 	write(serve("v2"))
 	u.Stop(t, name)
 	requireResult(t, u, name, "success")
+}
+
+// fpmChildren lists the pids of the processes whose parent is master.
+func fpmChildren(t *testing.T, master int) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces, not ')'.
+		rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+		f := strings.Fields(rest)
+		if len(f) > 1 {
+			if ppid, _ := strconv.Atoi(f[1]); ppid == master {
+				kids = append(kids, pid)
+			}
+		}
+	}
+	return kids
+}
+
+// TestE2EReloadPHPFPMHeartbeat: php-fpm repeats READY=1 in a heartbeat
+// (systemd_interval, here 1 s) and its USR2 reload first waits for busy
+// workers up to process_control_timeout (here 3 s, with one worker in a
+// slow request), then re-executes the master (sapi/fpm/fpm/fpm_process_ctl.c).
+// The heartbeats during that wait are not the reload's end: `graceshim
+// reload` answers only once the new generation runs, when no worker of
+// the old one is left.
+func TestE2EReloadPHPFPMHeartbeat(t *testing.T) {
+	t.Parallel()
+	needPresetData(t, "php-fpm", func(p signals.Preset) bool { return p.NativeNotify }, "NativeNotify")
+	fpm := needCmd(t, "php-fpm8.2")
+	bin := needGraceshim(t)
+	site := newFPMSite(t)
+	// php-fpm.conf(5): systemd_interval is the heartbeat's period,
+	// process_control_timeout how long a reload waits for workers.
+	conf, err := os.ReadFile(site.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = bytes.Replace(conf, []byte("daemonize = no\n"), []byte("daemonize = no\nsystemd_interval = 1\nprocess_control_timeout = 3\n"), 1)
+	if err := os.WriteFile(site.Conf, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	started := filepath.Join(site.Dir, "slow.started")
+	slow := filepath.Join(site.Dir, "slow.php")
+	// usleep in a loop: php-fpm's QUIT to its workers cuts one usleep
+	// short, not the request.
+	script := fmt.Sprintf(`<?php
+file_put_contents(%q, "1");
+$end = microtime(true) + 20;
+while (microtime(true) < $end) { usleep(100000); }
+echo "slow done";
+`, started)
+	if err := os.WriteFile(slow, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// graceshim's own NOTIFY_SOCKET, as systemd would give it: its
+	// READY=1 says php-fpm's start-up is over.
+	nsPath := filepath.Join(site.Dir, "notify")
+	ns, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: nsPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	readyc := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		once := false
+		for {
+			n, err := ns.Read(buf)
+			if err != nil {
+				return
+			}
+			if !once && strings.HasPrefix(string(buf[:n]), "READY=1") {
+				once = true
+				close(readyc)
+			}
+		}
+	}()
+	var out syncBuffer
+	cmd := exec.Command(bin, "--log-level=debug", "--", fpm, "-R", "--nodaemonize", "--fpm-config", site.Conf)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+nsPath)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("graceshim's log:\n%s", out.String())
+		}
+	}()
+	select {
+	case <-readyc:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("graceshim never said READY=1:\n%s", out.String())
+	}
+	master, err := site.masterPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go fcgiGet(site.Socket, slow)
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { _, err := os.Stat(started); return err == nil }) {
+		t.Fatal("the slow request never started")
+	}
+	old := fpmChildren(t, master)
+	if len(old) == 0 {
+		t.Fatal("php-fpm has no workers")
+	}
+
+	began := time.Now()
+	rel := exec.Command(bin, "reload", strconv.Itoa(cmd.Process.Pid))
+	reply, err := rel.CombinedOutput()
+	took := time.Since(began)
+	if err != nil {
+		t.Fatalf("graceshim reload: %v: %s", err, reply)
+	}
+	var left []int
+	for _, pid := range old {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			left = append(left, pid)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("graceshim reload answered %q while old workers %v of %v still ran: a heartbeat ended the reload", strings.TrimSpace(string(reply)), left, old)
+	}
+	// php-fpm's heartbeats while the reload waited for the busy worker
+	// (graceshim's debug log has every datagram): without one, this test
+	// proves nothing.
+	log := out.String()
+	during := log[strings.Index(log, "reloading php-fpm8.2"):]
+	if i := strings.Index(during, "reloaded:"); i >= 0 {
+		during = during[:i]
+	}
+	beats := strings.Count(during, "Processes active")
+	if beats == 0 {
+		t.Errorf("no heartbeat of php-fpm's came during the reload (systemd_interval = 1):\n%s", log)
+	}
+	t.Logf("figures: graceshim reload of php-fpm with a busy worker took %s, %d heartbeat(s) with READY=1 during it; answer %q", took.Round(time.Millisecond), beats, strings.TrimSpace(string(reply)))
+	requirePong(t, site, "after the reload")
 }

@@ -185,6 +185,38 @@ func TestE2ETerminalCtrlZ(t *testing.T) {
 	waitExit(t, cmd, p)
 }
 
+// TestE2ETerminalCtrlZPID1: graceshim as PID 1 of a new pid namespace with
+// a terminal (docker run -it). It cannot stop itself there (the kernel
+// drops init's own SIGSTOP) and nothing above it would resume it: Ctrl-Z
+// stops the child, graceshim continues it at once, and the child reads
+// the terminal as before instead of the session hanging.
+func TestE2ETerminalCtrlZPID1(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	unshare := needCmd(t, "unshare")
+	bin := needGraceshim(t)
+	p, slave := openPTY(t)
+	cmd := p.start(t, slave, nil, unshare, "--pid", "--fork", "--mount-proc", bin, "--ready=exec", "--", "sh", "-c", "echo reading && read x; echo got:$x")
+	at := p.waitOutput(t, 0, "reading")
+	shim := childNamed(t, cmd.Process.Pid, "graceshim")
+	if nspid := strings.Fields(procField(shim, "NSpid")); len(nspid) < 2 || nspid[len(nspid)-1] != "1" {
+		t.Fatalf("graceshim (pid %d) is not PID 1 of a namespace: NSpid %v", shim, nspid)
+	}
+	child := childNamed(t, shim, "sh")
+	p.type_(t, "\x1a") // Ctrl-Z (VSUSP)
+	at = p.waitOutput(t, at, "stopped by TSTP")
+	at = p.waitOutput(t, at, "continuing sh")
+	if st := procField(shim, "State"); strings.HasPrefix(st, "T") {
+		t.Errorf("graceshim is %q as PID 1 after Ctrl-Z", st)
+	}
+	p.type_(t, "hello\n")
+	p.waitOutput(t, at, "got:hello")
+	if code := waitExit(t, cmd, p); code != 0 {
+		t.Errorf("unshare exited %d, want 0:\n%s", code, p.output())
+	}
+	t.Logf("the child was pid %d outside the namespace", child)
+}
+
 // childNamed waits for a child of parent with the given name.
 func childNamed(t *testing.T, parent int, name string) int {
 	t.Helper()

@@ -513,3 +513,90 @@ func TestE2EUnitLint(t *testing.T) {
 		}
 	})
 }
+
+// TestE2EUnitReconvert converts a unit that already runs graceshim, as an
+// operator does after changing a flag: the unit's own flags stay and set
+// the timeouts, the command line's win, graceshim's reload is rewritten
+// with the unit's path and not warned about, and converting the result
+// again changes nothing.
+func TestE2EUnitReconvert(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "web.service")
+	const unitText = `[Unit]
+Description=web
+
+[Service]
+Type=notify
+ExecStart=/usr/local/bin/graceshim --drain-timeout=20m --health-listen=127.0.0.1:9000 -- /usr/sbin/nginx -g "daemon off;"
+ExecReload=/usr/local/bin/graceshim reload $MAINPID
+KillMode=mixed
+TimeoutStopSec=5
+SuccessExitStatus=143
+`
+	if err := os.WriteFile(path, []byte(unitText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const g = "/usr/bin/graceshim"
+	lines := func(unit string, prefix string) []string {
+		var out []string
+		for _, l := range strings.Split(unit, "\n") {
+			if strings.HasPrefix(l, prefix) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	out, errOut, code := graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim="+g, "--from", path)
+	if code != 0 {
+		t.Fatalf("unit --from: exit %d: %s", code, errOut)
+	}
+	want := map[string][]string{
+		"ExecStart=":         {"ExecStart=" + g + ` --drain-timeout=20m --health-listen=127.0.0.1:9000 -- /usr/sbin/nginx -g "daemon off;"`},
+		"ExecReload=":        {"ExecReload=" + g + " reload $MAINPID"},
+		"TimeoutStopSec=":    {"TimeoutStopSec=20min 25s"},
+		"SuccessExitStatus=": {"SuccessExitStatus=143"},
+	}
+	for prefix, w := range want {
+		if got := lines(out, prefix); strings.Join(got, "|") != strings.Join(w, "|") {
+			t.Errorf("%s lines: got %q, want %q\n%s", prefix, got, w, out)
+		}
+	}
+	if strings.Contains(errOut, "MAINPID") {
+		t.Errorf("graceshim's own reload warned about as if $MAINPID were the daemon's:\n%s", errOut)
+	}
+
+	// The command line's flag wins and is written once.
+	out2, errOut, code := graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim="+g, "--drain-timeout=1m", "--from", path)
+	if code != 0 {
+		t.Fatalf("unit --drain-timeout=1m --from: exit %d: %s", code, errOut)
+	}
+	if got := lines(out2, "ExecStart="); len(got) != 1 || strings.Count(got[0], "--drain-timeout") != 1 || !strings.Contains(got[0], "--drain-timeout=1m ") {
+		t.Errorf("ExecStart= with --drain-timeout=1m given: %q", got)
+	}
+	if got := lines(out2, "TimeoutStopSec="); len(got) != 1 || got[0] != "TimeoutStopSec=1min 25s" {
+		t.Errorf("TimeoutStopSec= with --drain-timeout=1m given: %q", got)
+	}
+
+	// A fixed point: converting the converted unit changes no directive.
+	again := filepath.Join(dir, "again.service")
+	if err := os.WriteFile(again, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out3, errOut, code := graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim="+g, "--from", again)
+	if code != 0 {
+		t.Fatalf("converting again: exit %d: %s", code, errOut)
+	}
+	if a, b := lines(out, ""), lines(out3, ""); strings.Join(filterComments(a), "\n") != strings.Join(filterComments(b), "\n") {
+		t.Errorf("converting the converted unit changed it:\n--- first\n%s\n--- again\n%s", out, out3)
+	}
+}
+
+func filterComments(ls []string) []string {
+	var out []string
+	for _, l := range ls {
+		if !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -48,6 +48,13 @@ type Preset struct {
 	Group bool
 	// NativeNotify says the daemon speaks sd_notify itself.
 	NativeNotify bool
+	// Sockets says how the daemon takes the listening sockets it inherits
+	// (systemd socket activation, graceshim's fd store).
+	Sockets Sockets
+	// SocketsCaveat, when set, reads the daemon's argv and says what keeps
+	// it from serving inherited sockets as its flags suggest, "" when
+	// nothing does.
+	SocketsCaveat func(argv []string) string
 	// ConfigTest, when set, returns the command that checks the
 	// configuration the daemon started with argv would load (nginx -t with
 	// the same -c, -p and -g), without touching the running daemon. A
@@ -117,6 +124,7 @@ var presets = []Preset{
 	// speak sd_notify (Debian's nginx.service is Type=forking).
 	{
 		Name: "nginx", Commands: []string{"nginx"},
+		Sockets:  SocketsNginxEnv,
 		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload: syscall.SIGHUP, Upgrade: syscall.SIGUSR2,
 		ConfigTest: nginxConfigTest,
@@ -127,6 +135,7 @@ var presets = []Preset{
 	// openresty -t is nginx -t.
 	{
 		Name: "openresty", Commands: []string{"openresty"},
+		Sockets:  SocketsNginxEnv,
 		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload: syscall.SIGHUP, Upgrade: syscall.SIGUSR2,
 		ConfigTest: nginxConfigTest,
@@ -147,6 +156,7 @@ var presets = []Preset{
 	// Fedora's httpd is, so there it speaks sd_notify.
 	{
 		Name: "httpd", Commands: []string{"httpd", "apache2", "apachectl", "apache2ctl"},
+		Sockets:  SocketsNone,
 		Graceful: syscall.SIGWINCH, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload:     syscall.SIGUSR1,
 		ConfigTest: httpdConfigTest,
@@ -163,6 +173,7 @@ var presets = []Preset{
 	// hard-stop-after bounds the soft stop.
 	{
 		Name: "haproxy", Commands: []string{"haproxy"},
+		Sockets:  SocketsFDBind,
 		Graceful: syscall.SIGUSR1, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload: syscall.SIGUSR2, NativeNotify: true,
 		ConfigTest: haproxyConfigTest,
@@ -180,6 +191,7 @@ var presets = []Preset{
 	// speaks sd_notify (Debian's php8.2-fpm.service is Type=notify).
 	{
 		Name: "php-fpm", Commands: []string{"php-fpm"},
+		Sockets:  SocketsNone,
 		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload: syscall.SIGUSR2, NativeNotify: true,
 		ConfigTest: phpFPMConfigTest,
@@ -198,6 +210,7 @@ var presets = []Preset{
 	// gunicorn/systemd.py since 20.0.
 	{
 		Name: "gunicorn", Commands: []string{"gunicorn"},
+		Sockets:  SocketsListenFDs,
 		Graceful: syscall.SIGTERM, Fast: syscall.SIGINT, FastAlso: []syscall.Signal{syscall.SIGQUIT},
 		Reload: syscall.SIGHUP, Upgrade: syscall.SIGUSR2, NativeNotify: true,
 		ConfigTest: gunicornConfigTest,
@@ -212,6 +225,7 @@ var presets = []Preset{
 	// and no sd_notify; see unicornCheck for the check graceshim runs.
 	{
 		Name: "unicorn", Commands: []string{"unicorn", "unicorn_rails"},
+		Sockets:  SocketsListenFDs,
 		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload: syscall.SIGHUP, Upgrade: syscall.SIGUSR2,
 		ConfigTest: unicornConfigTest,
@@ -232,6 +246,7 @@ var presets = []Preset{
 	// for the check graceshim runs.
 	{
 		Name: "puma", Commands: []string{"puma"},
+		Sockets:  SocketsListenFDs,
 		Graceful: syscall.SIGTERM, GracefulAlso: []syscall.Signal{syscall.SIGINT}, Fast: syscall.SIGKILL,
 		Reload: syscall.SIGUSR2, NativeNotify: true,
 		ConfigTest: pumaConfigTest,
@@ -255,6 +270,7 @@ var presets = []Preset{
 	// uwsgiCheck).
 	{
 		Name: "uwsgi", Commands: []string{"uwsgi", "uwsgi-core", "uwsgi_python"},
+		Sockets: SocketsListenFDs, SocketsCaveat: uwsgiSocketsCaveat,
 		Graceful: syscall.SIGTERM, Fast: syscall.SIGINT, FastAlso: []syscall.Signal{syscall.SIGQUIT},
 		Reload: syscall.SIGHUP, NativeNotify: true,
 		ConfigTest:      uwsgiConfigTest,
@@ -273,6 +289,7 @@ var presets = []Preset{
 	// Type=notify). grace_period (global option) bounds the graceful stop.
 	{
 		Name: "caddy", Commands: []string{"caddy"},
+		Sockets:  SocketsNone,
 		Graceful: syscall.SIGTERM, GracefulAlso: []syscall.Signal{syscall.SIGINT}, Fast: syscall.SIGQUIT,
 		NativeNotify:  true,
 		ConfigTest:    caddyConfigTest,
@@ -294,6 +311,7 @@ var presets = []Preset{
 	// limit; on USR1 with a broken config it exits (status 255).
 	{
 		Name: "lighttpd", Commands: []string{"lighttpd"},
+		Sockets:  SocketsListenFDs,
 		Graceful: syscall.SIGINT, Fast: syscall.SIGTERM,
 		Reload:     syscall.SIGUSR1,
 		ConfigTest: lighttpdConfigTest,
@@ -314,6 +332,7 @@ var presets = []Preset{
 	// postgresql.conf.
 	{
 		Name: "postgres", Commands: []string{"postgres", "postmaster"},
+		Sockets:  SocketsNone,
 		Graceful: syscall.SIGTERM, Fast: syscall.SIGINT, FastAlso: []syscall.Signal{syscall.SIGQUIT},
 		Reload: syscall.SIGHUP,
 		Notes:  "TERM is smart shutdown, INT fast; QUIT is immediate (crash recovery on start); never signal the group",
@@ -328,6 +347,7 @@ var presets = []Preset{
 	// and no config test.
 	{
 		Name: "redis", Commands: []string{"redis-server"},
+		Sockets:  SocketsNone,
 		Graceful: syscall.SIGTERM, GracefulAlso: []syscall.Signal{syscall.SIGINT}, Fast: syscall.SIGINT, NativeNotify: true,
 		Bound: "shutdown-timeout",
 		Notes: "TERM saves and exits; an INT after it exits at once; speaks sd_notify with --supervised systemd (or auto)",
@@ -344,6 +364,7 @@ var presets = []Preset{
 	// file (flags only).
 	{
 		Name: "memcached", Commands: []string{"memcached"},
+		Sockets:  SocketsNone,
 		Graceful: syscall.SIGTERM, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT}, NoGracefulStop: true,
 		Notes: "memcached has no graceful stop: TERM, INT and USR1 all close every connection at once (TERM is kept); a stop loses the cache unless memcached runs with -e and is stopped with USR1 (--map TERM:USR1), which saves it for a warm restart",
 	},
@@ -351,6 +372,7 @@ var presets = []Preset{
 	// "quiet", TERM shuts down within -t seconds).
 	{
 		Name: "sidekiq", Commands: []string{"sidekiq"},
+		Sockets:  SocketsNone,
 		Graceful: syscall.SIGTERM, PreStop: syscall.SIGTSTP, Fast: syscall.SIGTERM,
 		Notes: "TSTP stops fetching jobs, then TERM finishes them within sidekiq's -t timeout",
 	},
@@ -358,6 +380,7 @@ var presets = []Preset{
 	// ("TERM ... warm shutdown", QUIT cold shutdown, HUP restart).
 	{
 		Name: "celery", Commands: []string{"celery"},
+		Sockets:  SocketsNone,
 		Graceful: syscall.SIGTERM, Fast: syscall.SIGQUIT, Reload: syscall.SIGHUP,
 		Notes: "TERM is a warm shutdown, QUIT a cold one",
 	},

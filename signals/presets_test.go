@@ -294,3 +294,25 @@ func TestPHPFPMCaveat(t *testing.T) {
 		}
 	}
 }
+
+func TestUwsgiSocketsCaveat(t *testing.T) {
+	p, err := Lookup("uwsgi")
+	if err != nil || p.SocketsCaveat == nil {
+		t.Fatalf("uwsgi preset has no SocketsCaveat (%v)", err)
+	}
+	for _, tt := range []struct {
+		argv []string
+		want bool
+	}{
+		{[]string{"uwsgi", "--master", "--http-socket", "127.0.0.1:80", "--wsgi-file", "app.py"}, true},
+		{[]string{"uwsgi", "--http-socket=127.0.0.1:80"}, true},
+		{[]string{"uwsgi", "--http-socket", "127.0.0.1:80", "--protocol", "http"}, false},
+		{[]string{"uwsgi", "--http-socket", ":80", "--protocol=http"}, false},
+		{[]string{"uwsgi", "--socket", "/run/app.sock"}, false},
+		{[]string{"uwsgi", "--ini", "app.ini"}, false},
+	} {
+		if got := p.SocketsCaveat(tt.argv) != ""; got != tt.want {
+			t.Errorf("SocketsCaveat(%q) says something: %v, want %v", tt.argv, got, tt.want)
+		}
+	}
+}

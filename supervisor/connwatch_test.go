@@ -3,8 +3,11 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
+	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -271,5 +274,84 @@ func TestWatchLeavesTheWatcherToTheDrain(t *testing.T) {
 	<-reply
 	if n := w.learnsDuringIt.Load(); n != 0 {
 		t.Fatalf("%d Learn calls during the drain, want none", n)
+	}
+}
+
+// TestConnDrainDetailsCadence: the first count of a drain comes with the
+// connections named; counts within detailsEvery of that look come
+// without; the next one after it names those left.
+func TestConnDrainDetailsCadence(t *testing.T) {
+	ev := newEvents(t)
+	srv := exec.Command(os.Args[0])
+	srv.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=server", "GRACESHIM_TEST_EVENTS="+ev.path)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	_, port := ev.wait("ready ")
+	var clients []net.Conn
+	for i := 0; i < 3; i++ {
+		c := dial(t, ev, port)
+		defer c.Close()
+		clients = append(clients, c)
+	}
+	w := newConnWatcher(conns.ModeListen, NewLogger(testWriter{t}, LevelDebug))
+	if _, err := w.Learn(srv.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dc, err := w.Drain(ctx, srv.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	d := dc.(*connDrain)
+	// next returns the report of the count that reached want, and
+	// whether any count on the way (a count may come unchanged: a
+	// re-dump) came with a new look.
+	next := func(want int) (*drainReport, bool) {
+		t.Helper()
+		looked := false
+		for {
+			n, err := d.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := d.report()
+			looked = looked || r.fresh
+			if n == want {
+				return r, looked
+			}
+		}
+	}
+	peers := func(r *drainReport) []string {
+		var out []string
+		for _, c := range r.details.Conns {
+			out = append(out, c.Peer.String())
+		}
+		sort.Strings(out)
+		return out
+	}
+	local := func(c net.Conn) string { return c.LocalAddr().String() }
+	r, looked := next(3)
+	if !looked || r.details == nil || r.details.TCP != 3 || r.counts.Total() != 3 {
+		t.Fatalf("first count: %+v, want the 3 connections named", r)
+	}
+	want := []string{local(clients[0]), local(clients[1]), local(clients[2])}
+	sort.Strings(want)
+	if got := peers(r); !slices.Equal(got, want) {
+		t.Errorf("named %v, want %v", got, want)
+	}
+	clients[0].Close()
+	r, looked = next(2)
+	if looked || r.details == nil || r.details.TCP != 2 || len(r.details.Conns) != 2 || slices.Contains(peers(r), local(clients[0])) {
+		t.Errorf("a count right after a look: %+v (new look: %v), want the last look without %s", r.details, looked, local(clients[0]))
+	}
+	d.looked = d.looked.Add(-detailsEvery) // as if detailsEvery had passed
+	clients[1].Close()
+	r, looked = next(1)
+	if !looked || r.details == nil || r.details.TCP != 1 || !slices.Equal(peers(r), []string{local(clients[2])}) {
+		t.Errorf("a count detailsEvery after the look: %+v (new look: %v), want %s named", r.details, looked, local(clients[2]))
 	}
 }

@@ -17,8 +17,8 @@ import (
 )
 
 // The control socket lets commands talk to a running graceshim:
-// `graceshim reload PID` today (systemd's ExecReload=), `graceshim status`
-// later. It is an abstract unix stream socket named
+// `graceshim reload PID` (systemd's ExecReload=) and `graceshim status`
+// (control_status.go). It is an abstract unix stream socket named
 // "@graceshim/<pid>/control/<random>":
 //
 //   - abstract, so it needs no directory that works under the system
@@ -36,7 +36,9 @@ import (
 //     clearly for anyone else.
 //
 // The protocol is one line each way: the request is a command word
-// ("reload"), the response one JSON object (ControlReply).
+// ("reload", "status"), the response one JSON object (ControlReply).
+// Each client is served by a goroutine of its own, so status clients at
+// once are all answered.
 
 // controlPrefix starts the names of graceshim's control sockets.
 const controlPrefix = "@graceshim/"
@@ -52,6 +54,8 @@ type ControlReply struct {
 	Message string `json:"message"`
 	// Output is the output of a config test that failed.
 	Output string `json:"output,omitempty"`
+	// Status answers a status request (control_status.go).
+	Status *Status `json:"status,omitempty"`
 }
 
 // controlReq is one request passed to the event loop, which answers on
@@ -120,12 +124,17 @@ func handleControl(ctx context.Context, c *net.UnixConn, log *Logger, reqs chan<
 	}
 	cmd := strings.TrimSpace(line)
 	switch cmd {
-	case "reload":
+	case "reload", "status":
 	default:
-		answer(ControlReply{Message: fmt.Sprintf("unknown request %q (known: reload)", cmd)})
+		answer(ControlReply{Message: fmt.Sprintf("unknown request %q (known: reload, status)", cmd)})
 		return
 	}
-	log.Infof("control socket: %s asked by pid %d (uid %d)", cmd, pid, uid)
+	if cmd == "status" {
+		// Asked often by scripts: not worth a line each time.
+		log.Debugf("control socket: %s asked by pid %d (uid %d)", cmd, pid, uid)
+	} else {
+		log.Infof("control socket: %s asked by pid %d (uid %d)", cmd, pid, uid)
+	}
 	req := controlReq{cmd: cmd, reply: make(chan ControlReply, 1)}
 	select {
 	case reqs <- req:
@@ -209,16 +218,16 @@ func ControlAddr(pid int) (string, error) {
 }
 
 // Control sends cmd to the graceshim running as pid and waits for its
-// reply, until ctx ends.
+// reply, until ctx ends. It connects from pid's network namespace and
+// talks only to pid itself (control_dial.go).
 func Control(ctx context.Context, pid int, cmd string) (ControlReply, error) {
 	addr, err := ControlAddr(pid)
 	if err != nil {
 		return ControlReply{}, err
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", addr)
+	c, err := dialControl(pid, addr)
 	if err != nil {
-		return ControlReply{}, fmt.Errorf("%w: cannot connect to graceshim pid %d (%s): %v", ErrNoControl, pid, addr, err)
+		return ControlReply{}, err
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {

@@ -136,7 +136,7 @@ func (l *loop) requestReload(now time.Time, by string, reply chan ControlReply) 
 	// daemon itself (Preset.Runs): on a wrapper they would run it again.
 	var test []string
 	if l.opts.Preset.ConfigTest != nil {
-		test = l.opts.Preset.ConfigTest(l.opts.Argv)
+		test = l.sockCheck.testArgv(l.opts.Preset.ConfigTest(l.opts.Argv))
 	}
 	if len(test) == 0 {
 		l.opts.Log.Infof("reload of %s asked by %s; no config test for preset %s", l.name, by, l.opts.Preset.Name)
@@ -161,6 +161,9 @@ func (l *loop) runCheck(argv []string, reload bool) {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = childEnv(l.opts.Env)
+	if !reload {
+		cmd.ExtraFiles = l.sockCheck.testFiles() // the sockets haproxy's fd@N binds name
+	}
 	// Files, not writers: exec starts no copying goroutine that only
 	// Wait would end.
 	cmd.Stdout, cmd.Stderr = w, w
@@ -257,6 +260,12 @@ func (l *loop) onCheck(now time.Time, r checkResult) {
 			l.refuseReload(cmdline, r)
 			return
 		}
+		if why := l.sockCheck.refuse(l.bg, r.out, len(r.out) >= maxCheckOutput, l.opts.Log); why != "" {
+			r.err = errors.New("its config does not fit the inherited sockets")
+			r.out = why
+			l.refuseReload(cmdline, r)
+			return
+		}
 		l.opts.Log.Infof("config test %s passed", cmdline)
 		if lim := l.opts.Preset.ConfigTestLimit; lim != "" {
 			l.opts.Log.Warnf("%s", lim)
@@ -301,6 +310,7 @@ func (l *loop) sendReload(now time.Time) {
 			l.reloadOld[pid] = true
 		}
 	}
+	l.markReload()
 	l.reloadSent = time.Now()
 	if l.ready {
 		// Only a service that was ready is told it reloads: READY=1 ends
@@ -331,6 +341,8 @@ func (l *loop) childReloads(now, at time.Time) {
 	l.opts.Log.Infof("%s says it is reloading", l.name)
 	l.reload = &reloadRun{by: l.name}
 	l.reloadSent = at
+	// Its own RELOADING=1 starts it: what follows is after it.
+	l.seq = reloadSeq{past: true, reloading: true, heartbeats: l.seq.heartbeats, announces: l.seq.announces, last: l.seq.last}
 	if l.ready {
 		l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading: " + l.name)
 	}

@@ -45,6 +45,12 @@
 //     on). The CONT of fg or bg resumes graceshim, which gives the
 //     foreground back to the child's group when graceshim has it (fg) and
 //     continues that group.
+//   - As PID 1 of a pid namespace (docker run -it) graceshim cannot stop
+//     (the kernel drops init's own SIGSTOP) and no shell above it waits
+//     for the job: a child stopped by Ctrl-Z (TSTP) is continued at once
+//     and keeps the terminal, so Ctrl-Z does nothing rather than hang the
+//     session (tini and dumb-init leave the child stopped there). A
+//     SIGSTOP sent on purpose is left alone.
 //   - When the process graceshim started exits (a daemonizing server's
 //     first process, or the child itself), graceshim takes the foreground
 //     back if the child's group still holds it, so that Ctrl-C reaches
@@ -98,5 +104,8 @@
 //
 // A reload tests the configuration first and answers whoever asked
 // (control_reload.go); commands reach a running graceshim through its
-// control socket (control.go).
+// control socket (control.go). During a drain graceshim names the
+// connections it waits for, in its log, STATUS= and the answer to a
+// status request (control_status.go, conns.Drain.Details); the health
+// endpoint serves the figures at /metrics (health.go).
 package supervisor

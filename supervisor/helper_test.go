@@ -65,6 +65,12 @@ func child(role string) {
 		sendNotify(arg) // relay_test.go
 	case "controlclient":
 		controlClient() // control_test.go
+	case "controlserver":
+		controlServer() // control_dial_test.go
+	case "wdaemon":
+		wdaemon() // relay_test.go
+	case "wmaster":
+		wmaster() // relay_test.go
 	case "worker":
 		// Live until the parent is gone.
 		parent := os.Getppid()

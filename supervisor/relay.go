@@ -161,13 +161,29 @@ func setSockopts(c *net.UnixConn) error {
 }
 
 // prepare gives the command its notify socket and, when systemd's
-// watchdog is on, the watchdog variables. WATCHDOG_PID must be the
-// daemon's own pid (sd_watchdog_enabled(3) ignores the variables in any
-// other process, which keeps workers that inherit them from pinging), and
-// that pid is known only once it runs: a shell sets it and execs the
-// command, as passSockets does for LISTEN_PID. php-fpm reads WATCHDOG_USEC
-// alone (sapi/fpm/fpm/fpm_systemd.c) and pings only when it is above 2 s.
-func (r *relay) prepare(cmd *exec.Cmd) {
+// watchdog is on, the watchdog variables.
+//
+// The watchdog is per process: sd_watchdog_enabled(3) returns 0 in any
+// process whose pid is not WATCHDOG_PID, and treats an unset WATCHDOG_PID
+// as "for whoever reads it" (src/libsystemd/sd-daemon/sd-daemon.c), which
+// keeps workers that inherit the variables from pinging. So WATCHDOG_PID
+// must be the master's pid:
+//
+//   - a daemon that stays in the foreground is its own master, known once
+//     it runs: a shell sets WATCHDOG_PID and execs the command, as
+//     passSockets does for LISTEN_PID;
+//   - a daemon graceshim is told daemonizes (daemonizes: --pidfile) forks
+//     its master and the process started exits, so no pid known at exec
+//     is the master's (naming the first one, as systemd does for
+//     Type=forking, makes the master's sd_watchdog_enabled return 0 and
+//     its watchdog silently off). It gets no WATCHDOG_PID, and graceshim
+//     applies the per-process rule itself: it relays WATCHDOG=1 from the
+//     master it follows only (onChildNote), as systemd accepts only the
+//     main pid's under NotifyAccess=main.
+//
+// php-fpm reads WATCHDOG_USEC alone (sapi/fpm/fpm/fpm_systemd.c) and
+// pings only when it is above 2 s.
+func (r *relay) prepare(cmd *exec.Cmd, daemonizes bool) {
 	env := make([]string, 0, len(cmd.Env)+2)
 	for _, kv := range cmd.Env {
 		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
@@ -177,8 +193,10 @@ func (r *relay) prepare(cmd *exec.Cmd) {
 	env = append(env, "NOTIFY_SOCKET="+r.addr)
 	if r.watchdog > 0 {
 		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(r.watchdog.Microseconds(), 10))
-		cmd.Args = append([]string{"sh", "-c", `WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@"`, cmd.Path}, cmd.Args[1:]...)
-		cmd.Path = "/bin/sh"
+		if !daemonizes {
+			cmd.Args = append([]string{"sh", "-c", `WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$0" "$@"`, cmd.Path}, cmd.Args[1:]...)
+			cmd.Path = "/bin/sh"
+		}
 	}
 	cmd.Env = env
 }
@@ -194,11 +212,68 @@ func (r *relay) Close() error {
 	return err
 }
 
-// childNote is one datagram from the child's tree.
+// childNote is one datagram from the child's tree, or graceshim's own
+// reload marker read back (mark != 0).
 type childNote struct {
 	pid   int       // the sender
 	at    time.Time // when the kernel queued it (zero: unknown)
 	lines []string  // its assignments, in order ("READY=1")
+	mark  uint64    // a reload marker of graceshim's (reloadSeq), 0 for the child's
+}
+
+// A datagram socket's queue is first in, first out, whoever the senders
+// are, and the relay hands datagrams to the event loop in the order it
+// reads them. So graceshim orders a reload's evidence against its signal
+// without clocks: just before the reload signal goes out it sends a
+// marker datagram to the notify socket itself; whatever the loop reads
+// after the marker was sent after it. (The kernel's SCM_TIMESTAMPNS is
+// wall-clock time, which may step; it is only the fallback for a marker
+// that could not be queued.)
+//
+// That alone does not make a READY=1 the end of a reload: php-fpm repeats
+// "READY=1\nSTATUS=Processes active: ..." as a heartbeat every
+// systemd_interval (10 s by default), and one can fire after the signal
+// and before the reload is done (sapi/fpm/fpm/fpm_systemd.c,
+// fpm_systemd_heartbeat; its USR2 reload re-executes the master, whose
+// start-up sends "READY=1\nSTATUS=Ready to handle connections\nMAINPID=",
+// and it never says RELOADING=1). A daemon seen repeating READY=1 while
+// nothing reloads is taken as one that heartbeats; for it a reload is
+// done only on RELOADING=1 then READY=1, on a READY=1 that announces a
+// start (with MAINPID=), or on its new workers (pollReload), all after
+// the marker. So is a daemon whose first READY=1 came with MAINPID=, as
+// php-fpm's does: its restarts announce themselves the same way, and its
+// first heartbeat may come only after the first reload (10 s after its
+// start).
+
+// markerKey starts graceshim's marker datagram.
+const markerKey = "GRACESHIM_RELOAD_MARK="
+
+// reloadSeq is what the notify socket showed of a reload under way.
+type reloadSeq struct {
+	mark       uint64 // the marker sent before the reload's signal, 0: none could be sent
+	past       bool   // the marker was read back: later datagrams came after the signal
+	reloading  bool   // RELOADING=1 came after the marker
+	heartbeats bool   // the daemon repeats READY=1 while nothing reloads
+	announces  bool   // the daemon's first READY=1 came with MAINPID=: its (re)starts say so
+	last       uint64 // the last marker's number
+}
+
+// sendMark queues marker n on the notify socket, without blocking: the
+// loop that sends it is the one that drains what the relay read, so a
+// full queue must fail rather than wait.
+func (r *relay) sendMark(n uint64) error {
+	raw, err := r.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	to := &unix.SockaddrUnix{Name: r.addr}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.Sendto(int(fd), []byte(markerKey+strconv.FormatUint(n, 10)), unix.MSG_DONTWAIT, to)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // serve reads datagrams until ctx ends and passes on those sent by a
@@ -222,6 +297,19 @@ func (r *relay) serve(ctx context.Context, self int, log *Logger, out chan<- chi
 		pid, at, ok := senderPID(oob[:oobn])
 		if !ok {
 			log.Debugf("notify socket: a datagram without credentials, dropped")
+			continue
+		}
+		if pid == self {
+			// graceshim's own reload marker.
+			if v, ok := strings.CutPrefix(string(buf[:n]), markerKey); ok {
+				if mark, err := strconv.ParseUint(v, 10, 64); err == nil && mark != 0 {
+					select {
+					case out <- childNote{pid: pid, at: at, mark: mark}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
 			continue
 		}
 		if !inTree(self, pid) {
@@ -321,8 +409,14 @@ func parseNotify(s string) []string {
 // onChildNote acts on one datagram of the child's.
 func (l *loop) onChildNote(now time.Time, n childNote) {
 	log := l.opts.Log
+	if n.mark != 0 {
+		if n.mark == l.seq.mark {
+			l.seq.past = true
+		}
+		return
+	}
 	var pass []string // relayed to systemd as they are
-	ready, reloading, watchdog := false, false, false
+	ready, reloading, watchdog, mainpid := false, false, false, false
 	status, hasStatus := "", false
 	for _, line := range n.lines {
 		key, val, _ := strings.Cut(line, "=")
@@ -334,7 +428,11 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 		case "STATUS":
 			status, hasStatus = val, true
 		case "WATCHDOG":
-			if val == "1" {
+			if val == "1" && n.pid != l.main {
+				// The watchdog is the master's (prepare): a worker's
+				// ping would keep a hung master's service alive.
+				log.Debugf("ignoring WATCHDOG=1 from pid %d: only the master (pid %d) feeds the watchdog", n.pid, l.main)
+			} else if val == "1" {
 				watchdog = true
 			} else {
 				pass = append(pass, line) // WATCHDOG=trigger: the daemon asks for the watchdog action
@@ -342,6 +440,7 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 		case "WATCHDOG_USEC", "EXTEND_TIMEOUT_USEC", "ERRNO", "BUSERROR":
 			pass = append(pass, line)
 		case "MAINPID":
+			mainpid = true
 			// graceshim stays the main process: systemd's signals and
 			// MAINPID must reach graceshim, which follows the master.
 			log.Debugf("ignoring %s from pid %d: graceshim stays the main process", line, n.pid)
@@ -380,13 +479,21 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 		log.Debugf("%s says RELOADING=1 while starting: ignored", l.name)
 	case l.reload == nil && !l.stop.stopping():
 		l.childReloads(now, n.at)
+	case l.seq.past || (l.seq.mark == 0 && !n.at.IsZero() && !n.at.Before(l.reloadSent)):
+		l.seq.reloading = true
 	}
 	statusSent := false
 	if ready && !l.stop.stopping() {
+		if l.ready && l.childReady && l.reload == nil && l.upgrade == nil && !reloading && !mainpid && !l.seq.heartbeats {
+			// READY=1 again while nothing reloads: a heartbeat.
+			l.seq.heartbeats = true
+			log.Infof("%s repeats READY=1 while nothing reloads (a heartbeat, as php-fpm's): its reloads are done on RELOADING=1 then READY=1, a READY=1 with MAINPID= (a restart), or new workers", l.name)
+		}
+		if !l.childReady && mainpid {
+			l.seq.announces = true
+		}
 		l.childReady = true
-		// Only a READY=1 queued after the reload began ends it: one
-		// queued before is stale (an earlier heartbeat).
-		if l.reload != nil && !l.reloadUntil.IsZero() && (n.at.IsZero() || !n.at.Before(l.reloadSent)) {
+		if l.reload != nil && !l.reloadUntil.IsZero() && l.reloadDoneBy(n, mainpid) {
 			l.endReload(fmt.Sprintf("reloaded: %s said READY=1", l.name))
 			statusSent = true
 		}
@@ -434,7 +541,7 @@ func startRelay(opts *Options, cmd *exec.Cmd) *relay {
 		opts.Log.Warnf("%v; %s gets no notify socket and readiness is guessed from its listening sockets", err, cmd.Args[0])
 		return nil
 	}
-	r.prepare(cmd)
+	r.prepare(cmd, opts.PIDFile != "")
 	if opts.Ready == ReadyListen && opts.Notify == NotifyRelay {
 		// Asked for: the daemon's word alone.
 		opts.Ready = ReadyNotify
@@ -480,4 +587,35 @@ func (l *loop) onNotifyGrace() {
 	}
 	l.opts.Log.Infof("%s said nothing on its notify socket within %s of listening: ready by its listening socket (start it with its sd_notify option, e.g. haproxy -Ws or redis --supervised systemd, for READY=1 on its own terms; --notify=off gives it no socket)", l.name, notifyGrace)
 	l.markReady("running: %s (pid %d), listening on %s", l.name, l.main, strings.Join(l.listening, ", "))
+}
+
+// reloadDoneBy reports whether READY=1 in n ends the reload under way.
+// It must have been sent after the reload's signal: after graceshim's
+// marker, or, when no marker could be queued, stamped by the kernel no
+// earlier than the signal. A daemon that heartbeats must also have said
+// RELOADING=1 since, or announce a restart (MAINPID=).
+func (l *loop) reloadDoneBy(n childNote, mainpid bool) bool {
+	after := l.seq.past
+	if l.seq.mark == 0 {
+		after = n.at.IsZero() || !n.at.Before(l.reloadSent)
+	}
+	if !after {
+		return false
+	}
+	return !(l.seq.heartbeats || l.seq.announces) || l.seq.reloading || mainpid
+}
+
+// markReload starts the notify socket's part of a reload: the marker
+// goes out before the reload's signal, so every datagram read after it
+// was sent after the signal.
+func (l *loop) markReload() {
+	l.seq = reloadSeq{heartbeats: l.seq.heartbeats, announces: l.seq.announces, last: l.seq.last + 1}
+	if l.rel == nil {
+		return
+	}
+	if err := l.rel.sendMark(l.seq.last); err != nil {
+		l.opts.Log.Warnf("cannot queue the reload marker on the notify socket (%v): the kernel's timestamps order the reload's READY=1 instead", err)
+		return
+	}
+	l.seq.mark = l.seq.last
 }

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -28,6 +29,14 @@ import (
 // "silent" it says nothing on HUP; in mode "dieonhup" HUP makes it exit 78;
 // in mode "status" it says STATUS=starting at once; in mode "workers" it
 // runs a worker and replaces it on HUP, saying nothing (as gunicorn).
+// In modes "heartbeat" and "heartbeat-reloading" it repeats READY=1 with
+// a STATUS= every 50ms while ready, as php-fpm's heartbeat does
+// (sapi/fpm/fpm/fpm_systemd.c); on HUP it sends a heartbeat and then
+// WATCHDOG=1, reports "got HUP" and finishes the reload only on WINCH:
+// with php-fpm's restart announcement (READY=1 with MAINPID=) in mode
+// "heartbeat", with RELOADING=1 then READY=1 in "heartbeat-reloading".
+// Mode "announce" is "heartbeat" without the periodic heartbeats: its
+// first after the start comes after the reload signal.
 func notifier(mode string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,6 +76,10 @@ func notifier(mode string) {
 		spawn()
 	}
 	ready := false
+	heartbeat := strings.HasPrefix(mode, "heartbeat") || mode == "announce"
+	beat := func() {
+		notify("READY=1\nSTATUS=Processes active: 0, idle: 1, Requests: 0, slow: 0, Traffic: 0req/sec")
+	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -78,6 +91,13 @@ func notifier(mode string) {
 				notify("READY=1\nSTATUS=serving from the child\nMAINPID=" + strconv.Itoa(os.Getpid()))
 				report("notifier ready")
 			case syscall.SIGHUP:
+				if heartbeat {
+					// A heartbeat after the signal, before the reload.
+					beat()
+					notify("WATCHDOG=1")
+					report("got HUP")
+					continue
+				}
 				report("got HUP")
 				if mode == "workers" {
 					spawn() // a new worker, and nothing said
@@ -94,6 +114,18 @@ func notifier(mode string) {
 					report("notifier reloaded")
 				}
 			case syscall.SIGWINCH:
+				if mode == "heartbeat" || mode == "announce" {
+					// php-fpm's re-executed master starting up.
+					notify("READY=1\nSTATUS=Ready to handle connections\nMAINPID=" + strconv.Itoa(os.Getpid()))
+					report("notifier reloaded")
+					continue
+				}
+				if mode == "heartbeat-reloading" {
+					notify("RELOADING=1\nMONOTONIC_USEC=1")
+					notify("READY=1\nSTATUS=reloaded by the child")
+					report("notifier reloaded")
+					continue
+				}
 				// A reload of its own accord (as HAProxy's master
 				// announces one).
 				notify("RELOADING=1\nMONOTONIC_USEC=1")
@@ -106,6 +138,9 @@ func notifier(mode string) {
 		case <-tick.C:
 			if mode == "watchdog" && ready {
 				notify("WATCHDOG=1")
+			}
+			if heartbeat && ready && mode != "announce" {
+				beat()
 			}
 		}
 	}
@@ -396,6 +431,9 @@ func sendNotify(mode string) {
 	if mode == "marker" {
 		state = "STATUS=marker"
 	}
+	if mode == "watchdog" {
+		state = "WATCHDOG=1"
+	}
 	if ok, err := daemon.SdNotify(false, state); !ok || err != nil {
 		os.Exit(1)
 	}
@@ -536,5 +574,159 @@ func BenchmarkInTree(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRelayHeartbeatNotReload: a daemon that repeats READY=1 as a
+// heartbeat (php-fpm) and sends one after the reload signal, before its
+// reload is done: that READY=1 does not end the reload; the daemon's
+// restart announcement (READY=1 with MAINPID=) or RELOADING=1 then
+// READY=1 does. In mode "announce" no heartbeat came before the reload:
+// the daemon's start announcement (MAINPID=, as php-fpm's) says how it
+// announces a restart.
+func TestRelayHeartbeatNotReload(t *testing.T) {
+	for _, mode := range []string{"heartbeat", "heartbeat-reloading", "announce"} {
+		t.Run(mode, func(t *testing.T) {
+			ev, ns, _ := notifierRun(t, mode, nil)
+			selfSignal(t, syscall.SIGUSR1)
+			ev.wait("notifier ready")
+			ns.waitLine(t, "READY=1")
+			// A heartbeat while nothing reloads: its STATUS= is shown.
+			for mode != "announce" {
+				st, _ := ns.waitLine(t, "STATUS=")
+				if strings.Contains(st, "Processes active") {
+					break
+				}
+			}
+			type result struct {
+				r   ControlReply
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				r, err := Control(ctx, os.Getpid(), "reload")
+				done <- result{r, err}
+			}()
+			ev.wait("got HUP")
+			// The child sent a heartbeat, then WATCHDOG=1: graceshim
+			// relays the WATCHDOG=1 after acting on the heartbeat.
+			_, before := ns.waitLine(t, "WATCHDOG=1")
+			for _, l := range before {
+				if strings.HasPrefix(l, "READY=1") {
+					t.Fatalf("a heartbeat READY=1 after the reload signal ended the reload: %q", before)
+				}
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("reload answered before the child finished it: %+v", r)
+			default:
+			}
+			selfSignal(t, syscall.SIGWINCH)
+			ev.wait("notifier reloaded")
+			ns.waitLine(t, "READY=1")
+			select {
+			case r := <-done:
+				if r.err != nil || !strings.Contains(r.r.Message, "said READY=1") {
+					t.Errorf("reload: %+v, %v; want it done by the child's READY=1", r.r, r.err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("no answer to the reload")
+			}
+		})
+	}
+}
+
+// wdaemon daemonizes as a forking daemon does: it starts its master
+// (wmaster) in a session of its own and exits 0.
+func wdaemon() {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=wmaster")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		report("error %v", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// wmaster is a daemonized master: it writes its pid file, reports whether
+// the watchdog variables are its own by sd_watchdog_enabled(3)'s rule
+// (WATCHDOG_USEC set, WATCHDOG_PID unset or its pid), and on USR1 has a
+// worker ping (a descendant that is not the master), says
+// STATUS=worker pinged, pings itself and says STATUS=master pinged.
+func wmaster() {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGQUIT, syscall.SIGTERM)
+	wpid := os.Getenv("WATCHDOG_PID")
+	mine := os.Getenv("WATCHDOG_USEC") != "" && (wpid == "" || wpid == strconv.Itoa(os.Getpid()))
+	pf := os.Getenv("GRACESHIM_TEST_PIDFILE")
+	os.WriteFile(pf+".tmp", []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	os.Rename(pf+".tmp", pf)
+	report("wmaster watchdog mine=%v", mine)
+	notify := func(state string) {
+		if ok, err := daemon.SdNotify(false, state); !ok || err != nil {
+			report("error notify %q: %v %v", state, ok, err)
+		}
+	}
+	for sig := range sigs {
+		if sig != syscall.SIGUSR1 {
+			os.Exit(0)
+		}
+		worker := exec.Command(os.Args[0])
+		worker.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=sendnotify:watchdog")
+		if err := worker.Run(); err != nil {
+			report("error worker %v", err)
+		}
+		notify("STATUS=worker pinged")
+		notify("WATCHDOG=1")
+		notify("STATUS=master pinged")
+		report("master pinged")
+	}
+}
+
+// TestRelayWatchdogDaemonized: a daemon that forks its master (--pidfile)
+// gets no WATCHDOG_PID naming the process that exits, so the master's
+// sd_watchdog_enabled(3) finds the watchdog its own; graceshim relays the
+// master's pings and drops a worker's, as systemd drops any but the main
+// pid's.
+func TestRelayWatchdogDaemonized(t *testing.T) {
+	// An hour: graceshim's own feeding (every half of it) never comes
+	// during the test, so every WATCHDOG=1 seen is a relayed one.
+	t.Setenv("WATCHDOG_USEC", "3600000000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	pidfile := filepath.Join(t.TempDir(), "master.pid")
+	t.Setenv("GRACESHIM_TEST_PIDFILE", pidfile)
+	following := make(chan struct{}, 1)
+	ns := newNotifySocket(t)
+	ev, _, _ := start(t, "wdaemon", func(o *Options) {
+		o.Notify = NotifyRelay
+		o.Ready = ReadyExec
+		o.PIDFile = pidfile
+		o.Log = NewLogger(io.MultiWriter(testWriter{t}, lineWatch{"following", following}), LevelDebug)
+	})
+	if _, rest := ev.wait("wmaster watchdog"); rest != "mine=true" {
+		t.Errorf("the daemonized master's watchdog: %s, want mine=true (WATCHDOG_PID=%s names another process)", rest, os.Getenv("WATCHDOG_PID"))
+	}
+	select {
+	case <-following:
+	case <-time.After(20 * time.Second):
+		t.Fatal("graceshim did not follow the daemonized master")
+	}
+	selfSignal(t, syscall.SIGUSR1)
+	ev.wait("master pinged")
+	st, before := ns.waitLine(t, "STATUS=running")
+	for !strings.HasSuffix(st, "worker pinged") {
+		st, before = ns.waitLine(t, "STATUS=running")
+	}
+	for _, l := range before {
+		if l == "WATCHDOG=1" {
+			t.Errorf("a worker's WATCHDOG=1 was relayed: %q", before)
+		}
+	}
+	ns.waitLine(t, "WATCHDOG=1")
+	if st, _ := ns.waitLine(t, "STATUS=running"); !strings.HasSuffix(st, "master pinged") {
+		t.Errorf("status %q after the master's ping, want master pinged", st)
 	}
 }

@@ -80,13 +80,16 @@ type stopper struct {
 	reason     string    // why the stop escalated, "" when it did not
 
 	// Drain progress, from the connection counts.
-	counted    bool      // at least one count arrived since the graceful signal
-	conns      int       // connections left at the last count
-	countAt    time.Time // when the last count was taken
-	closed     int       // connections seen to close since the graceful signal
+	counted    bool        // at least one count arrived since the graceful signal
+	conns      int         // connections left at the last count
+	countAt    time.Time   // when the last count was taken
+	closed     int         // connections seen to close since the graceful signal
+	cut        int         // of those, closed with data the peer never acknowledged
+	lastCloses []closeMark // the closes seen in the last countSettle
 	progressAt time.Time
 	blind      bool   // the last count failed: no stall can be seen until one succeeds
 	status     string // the last STATUS text sent
+	who        string // which connections hold the drain, short, "" when unknown; set with each count (control_status.go)
 }
 
 func newStopper(cfg stopConfig) *stopper {
@@ -191,6 +194,10 @@ func (s *stopper) observe(now time.Time, n int) []action {
 	case n < s.conns:
 		s.closed += s.conns - n
 		s.progressAt = now
+		s.lastCloses = append(s.lastCloses, closeMark{at: now, n: s.conns - n})
+		for len(s.lastCloses) > 0 && now.Sub(s.lastCloses[0].at) >= countSettle {
+			s.lastCloses = s.lastCloses[1:]
+		}
 	case n > s.conns:
 		// New connections during a drain (the server still accepts, or
 		// a count is noisy) are progress of a kind: the server is alive.
@@ -286,13 +293,20 @@ func (s *stopper) statusText(now time.Time) string {
 		if s.conns == 0 {
 			return fmt.Sprintf("%s: no connections left (%d closed), waiting for the server to exit, %s elapsed", what, s.closed, elapsed)
 		}
-		return fmt.Sprintf("%s: %d %s left (%d closed), %s elapsed", what, s.conns, plural(s.conns, "connection", "connections"), s.closed, elapsed)
+		return fmt.Sprintf("%s: %d %s left (%d closed), %s elapsed%s", what, s.conns, plural(s.conns, "connection", "connections"), s.closed, elapsed, s.whoText())
 	case phaseFast:
-		return fmt.Sprintf("fast stop: %s; %d %s left, %s elapsed", s.reason, s.conns, plural(s.conns, "connection", "connections"), elapsed)
+		return fmt.Sprintf("fast stop: %s; %d %s left, %s elapsed%s", s.reason, s.conns, plural(s.conns, "connection", "connections"), elapsed, s.whoText())
 	case phaseKilled:
 		return fmt.Sprintf("killed: %s, %s elapsed", s.reason, elapsed)
 	}
 	return ""
+}
+
+func (s *stopper) whoText() string {
+	if s.who == "" || s.conns == 0 {
+		return ""
+	}
+	return "; " + s.who
 }
 
 // next returns when tick must run next, or the zero time when nothing is
@@ -347,10 +361,27 @@ func (s *stopper) summary(now time.Time, exit string) string {
 	conns := "connections not counted"
 	if s.counted {
 		conns = fmt.Sprintf("%d %s closed while draining", s.closed, plural(s.closed, "connection", "connections"))
+		if s.cut > 0 {
+			conns += fmt.Sprintf(" (%d cut short: freed with data the client had not received)", s.cut)
+		}
 		ago := now.Sub(s.countAt).Round(time.Millisecond)
 		still := now.Sub(s.progressAt)
 		switch {
 		case s.conns == 0:
+			// The last closes may be the server's own as it exited (a
+			// shutdown timeout): a burst just before the end says so as
+			// much as a finish.
+			last := 0
+			for _, c := range s.lastCloses {
+				if now.Sub(c.at) < countSettle {
+					last += c.n
+				}
+			}
+			if last > 0 && last < s.closed {
+				conns += fmt.Sprintf(", %d of them in the last %s before the end: finished, or cut by the server as it exited", last, countSettle)
+			} else if last > 0 {
+				conns += fmt.Sprintf(", all in the last %s before the end: finished, or cut by the server as it exited", countSettle)
+			}
 		case still < countSettle:
 			conns += fmt.Sprintf(", %d open at the last count %s before the end, the count still changing (it trails the closes by a few ms): finished, or cut by the server as it exited", s.conns, ago)
 		case s.phase == phaseKilled:
@@ -360,6 +391,12 @@ func (s *stopper) summary(now time.Time, exit string) string {
 		}
 	}
 	return fmt.Sprintf("stop took %s (%s); %s; %s", took, how, conns, exit)
+}
+
+// closeMark is a count that fell by n at.
+type closeMark struct {
+	at time.Time
+	n  int
 }
 
 // countSettle is how long a count must have stood still before the end

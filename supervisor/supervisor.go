@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -104,7 +103,14 @@ func Run(ctx context.Context, opts Options) error {
 		cmd.SysProcAttr.Foreground = true
 		cmd.SysProcAttr.Ctty = term.fd
 	}
-	sockets := passSockets(cmd)
+	store := openFDStore(ctx, opts.Preset, opts.Log)
+	sockets, err := passSockets(ctx, cmd, opts)
+	if err != nil {
+		return err
+	}
+	store.inherit(sockets)
+	sockCheck := newSocketCheck(opts, sockets)
+	defer sockCheck.Close()
 	advice := checkUnit(ctx, opts.Log, filepath.Base(opts.Argv[0]))
 	if c := opts.Preset.Caveat; c != nil && opts.Preset.Runs(opts.Argv[0]) {
 		// What graceshim cannot fix but must say: shown with the unit's
@@ -139,10 +145,10 @@ func Run(ctx context.Context, opts Options) error {
 	if cmd.SysProcAttr.Foreground {
 		term.child = pid
 	}
-	for _, f := range sockets {
+	for _, s := range sockets {
 		// The server holds them now; a copy kept here would keep a
 		// listener open after the server closed it on a graceful stop.
-		f.Close()
+		s.file.Close()
 	}
 
 	loopCtx, cancel := context.WithCancel(context.Background())
@@ -205,8 +211,11 @@ func Run(ctx context.Context, opts Options) error {
 		probeTargets: probeTargets,
 		bg:           loopCtx,
 		notes:        notes,
+		rel:          rel,
 		controls:     controls,
 		checks:       make(chan checkOutput, 1),
+		store:        store,
+		sockCheck:    sockCheck,
 		stop: newStopper(stopConfig{
 			DrainDelay:   opts.DrainDelay,
 			DrainTimeout: opts.DrainTimeout,
@@ -222,30 +231,6 @@ func Run(ctx context.Context, opts Options) error {
 	err = l.run(ctx, sigs, exits, watchEvents, probes)
 	l.abandonReload("graceshim ended: " + l.name + " " + describe(l.lastStatus))
 	return err
-}
-
-// passSockets hands sockets systemd passed to graceshim (socket
-// activation, sd_listen_fds(3)) on to the server: the same descriptors from
-// 3 on, LISTEN_FDS and LISTEN_FDNAMES as they are, and LISTEN_PID set to
-// the server's own pid, which sd_listen_fds checks and which is known only
-// once it runs, so a shell sets it and execs the server. It returns
-// graceshim's copies of the sockets, to close once the server started.
-func passSockets(cmd *exec.Cmd) []*os.File {
-	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
-	if err != nil || n <= 0 || os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
-		return nil
-	}
-	files := make([]*os.File, n)
-	for i := range files {
-		files[i] = os.NewFile(uintptr(3+i), "LISTEN_FD_"+strconv.Itoa(3+i))
-	}
-	cmd.ExtraFiles = files
-	cmd.Args = append([]string{"sh", "-c", `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`, cmd.Path}, cmd.Args[1:]...)
-	cmd.Path = "/bin/sh"
-	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
-		os.Unsetenv(k) // passed on in cmd.Env; not for anything else graceshim starts
-	}
-	return files
 }
 
 // startError explains why the command could not be started, keeping the
@@ -305,7 +290,11 @@ type loop struct {
 	graceC      <-chan time.Time  // graceTimer's channel while it runs
 	childFeeds  bool              // the child feeds the watchdog itself
 	childStatus string            // the child's last STATUS=
+	rel         *relay            // the child's notify socket, or nil
+	seq         reloadSeq         // a reload's evidence on the notify socket (relay.go)
 	upgrade     *upgrade          // a binary upgrade under way, or nil
+	store       *fdStore          // systemd's fd store for the listening sockets, or nil
+	sockCheck   *socketCheck      // the inherited sockets a reload's config must keep, or nil
 
 	startedAt    time.Time          // the command was started
 	orphanExited bool               // a process other than the master was reaped
@@ -313,6 +302,8 @@ type loop struct {
 
 	healthy     bool // the last health check passed
 	probeFailed bool // a failing health check was logged since the last pass
+
+	who whoWait // for status, the drain's log lines and /metrics (control_status.go)
 }
 
 func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent, probes <-chan probeResult) error {
@@ -414,7 +405,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 		case n := <-l.notes:
 			l.onChildNote(time.Now(), n)
 		case req := <-l.controls:
-			l.onControl(time.Now(), req)
+			l.onControlRequest(time.Now(), req)
 		case o := <-l.checks:
 			l.onCheckOutput(o)
 		case <-watchdog:
@@ -441,6 +432,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 		if next := l.stop.next(); !next.IsZero() {
 			resetTimer(stopTimer, time.Until(next))
 		}
+		l.publishMetrics(time.Now())
 	}
 }
 
@@ -449,8 +441,10 @@ func (l *loop) markReady(format string, a ...any) {
 		return
 	}
 	l.ready = true
+	l.who.readyAt = time.Now()
 	l.health.setReady()
 	l.notify("READY=1\nSTATUS=" + fmt.Sprintf(format, a...))
+	l.store.keep(l.self)
 }
 
 func (l *loop) notify(state string) {
@@ -581,6 +575,7 @@ func (l *loop) endReload(what string) {
 	l.readyAgain(fmt.Sprintf("running: %s (pid %d), %s", l.name, l.main, what))
 	// New listeners may have come with the new configuration.
 	l.watchCmds <- watchCmd{learn: make(chan []string, 1)}
+	l.store.keep(l.self)
 	l.answerReload(ControlReply{OK: true, Message: fmt.Sprintf("%s (pid %d) %s", l.name, l.main, what)})
 }
 
@@ -767,6 +762,10 @@ func (l *loop) pollPIDFile(now time.Time) {
 }
 
 func (l *loop) onWatch(now time.Time, ev watchEvent) {
+	if ev.report != nil {
+		l.stop.cut = ev.report.cut
+		l.onDrainReport(now, ev.report)
+	}
 	switch {
 	case ev.ready != nil && l.stop.stopping():
 		// A listener found late, when a stop has begun: not ready.
@@ -828,6 +827,7 @@ func (l *loop) do(now time.Time, acts []action) {
 		case actStopping:
 			l.health.setStopping()
 			l.notify("STOPPING=1")
+			l.store.release(l.bg)
 			// A stop supersedes a reload or an upgrade under way: no
 			// READY=1 for them, and no more signals to their processes.
 			l.abandonReload("a stop began")

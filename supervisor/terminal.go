@@ -126,9 +126,38 @@ func (t *terminal) resized() bool {
 // and gets its prompt back, as a job-control-aware init does (dumb-init
 // suspends itself with SIGSTOP after the child). SIGSTOP, not the child's
 // own signal: graceshim catches TSTP, TTIN and TTOU.
+//
+// As PID 1 of a pid namespace (docker run -it) graceshim cannot stop: the
+// kernel drops a SIGSTOP that init sends itself or gets from inside its
+// namespace (kernel/signal.c, sig_task_ignored: SIGNAL_UNKILLABLE), and
+// no job-control shell above it would get a prompt back or send the CONT
+// anyway. dumb-init's self-SIGSTOP is a no-op there, and tini does not
+// look at stops (waitpid without WUNTRACED): with either, a child stopped
+// by Ctrl-Z stays stopped and the session hangs until someone sends CONT
+// from outside. graceshim, as PID 1, continues a master that Ctrl-Z (TSTP)
+// stopped at once and keeps the terminal with it: Ctrl-Z does nothing, as
+// in an interactive shell that is PID 1. A SIGSTOP sent on purpose
+// (kill -STOP, a debugger) is left alone, and so is a stop by TTIN or
+// TTOU, which a CONT would only repeat.
 func (l *loop) onMasterStopped(e exited) {
 	l.opts.Log.Infof("%s (pid %d) stopped by %s", l.name, e.pid, signals.Name(e.status.StopSignal()))
 	if l.term == nil || l.stop.stopping() {
+		return
+	}
+	if l.self == 1 {
+		if e.status.StopSignal() != syscall.SIGTSTP {
+			return
+		}
+		pgrp := l.term.child
+		if pgrp == 0 {
+			pgrp = e.pid
+		}
+		l.opts.Log.Infof("graceshim is PID 1: nothing above it can suspend the job or resume it; continuing %s (process group %d)", l.name, pgrp)
+		if l.term.child != 0 {
+			_ = syscall.Kill(-pgrp, syscall.SIGCONT)
+		} else {
+			l.signalMaster(syscall.SIGCONT)
+		}
 		return
 	}
 	l.opts.Log.Infof("suspending graceshim with %s until CONT", l.name)

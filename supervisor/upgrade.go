@@ -54,6 +54,9 @@ func (l *loop) beginUpgrade(now time.Time) {
 	}
 	l.upgrade = u
 	l.opts.Log.Infof("upgrading %s: %s to master pid %d", l.name, signals.Name(l.opts.Preset.Upgrade), l.main)
+	if l.sockCheck.nginx() {
+		l.opts.Log.Warnf("%s runs on inherited sockets (NGINX=): it did not daemonize and ignores %s; restart it instead, its socket keeps clients waiting", l.name, signals.Name(l.opts.Preset.Upgrade))
+	}
 	if l.ready {
 		// READY=1 ends it: never to a service still starting (issue 10).
 		l.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=upgrading: waiting for the new " + l.name + " master")
@@ -82,7 +85,7 @@ func (l *loop) pollUpgrade(now time.Time) {
 		}
 		if u.next == 0 {
 			if now.After(u.until) {
-				l.failUpgrade(fmt.Sprintf("no new master within %s (nginx needs 'daemon on' for a binary upgrade)", l.opts.ReadyTimeout), false)
+				l.failUpgrade(fmt.Sprintf("no new master within %s (nginx needs 'daemon on' for a binary upgrade, and ignores it on inherited sockets)", l.opts.ReadyTimeout), false)
 			}
 			return
 		}

@@ -121,7 +121,7 @@ func RequestUpgrade(ctx context.Context, r UpgradeRequest) error {
 			if seen != 0 {
 				return fmt.Errorf("%w: the old master pid %d still drains after %s; the new master pid %d serves", ErrUpgrade, old, r.Timeout, seen)
 			}
-			return fmt.Errorf("%w: no new master within %s (nginx needs 'daemon on' for a binary upgrade); see graceshim's log", ErrUpgrade, r.Timeout)
+			return fmt.Errorf("%w: no new master within %s (nginx needs 'daemon on' for a binary upgrade, and ignores it on inherited sockets); see graceshim's log", ErrUpgrade, r.Timeout)
 		}
 		select {
 		case <-ctx.Done():

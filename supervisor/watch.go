@@ -5,6 +5,8 @@ import (
 	"errors"
 	"runtime/debug"
 	"time"
+
+	"github.com/graceshim/graceshim/supervisor/conns"
 )
 
 // Watcher learns a process tree's listening sockets and counts its live
@@ -49,6 +51,9 @@ type watchCmd struct {
 	main  int           // the master's pid, when it changes (0: unchanged)
 	drain bool          // start counting
 	learn chan []string // learn now and reply (before the graceful signal)
+	// listeners: count the connections per listener and reply
+	// (graceshim status); not during a drain.
+	listeners chan<- listenersReply
 }
 
 // watchEvent is a report of the watch actor to the event loop.
@@ -58,6 +63,7 @@ type watchEvent struct {
 	counted bool
 	err     error
 	at      time.Time
+	report  *drainReport // what came with the count, from a drainReporter
 }
 
 // watch is the actor that owns the Watcher. It looks for the first
@@ -126,6 +132,10 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 			}
 			continue
 		case c := <-cmds:
+			if c.listeners != nil {
+				c.listeners <- perListener(ctx, w, counting || draining)
+				continue
+			}
 			switch {
 			case c.learn != nil:
 				if c.main != 0 {
@@ -192,7 +202,11 @@ func follow(ctx context.Context, d DrainCounter, send func(watchEvent)) {
 		if ctx.Err() != nil {
 			return
 		}
-		send(watchEvent{count: n, counted: err == nil, err: err, at: time.Now()})
+		ev := watchEvent{count: n, counted: err == nil, err: err, at: time.Now()}
+		if r, ok := d.(drainReporter); ok {
+			ev.report = r.report()
+		}
+		send(ev)
 		if err != nil {
 			select {
 			case <-ctx.Done():
@@ -210,4 +224,39 @@ func resetTimer(t *time.Timer, d time.Duration) {
 		}
 	}
 	t.Reset(d)
+}
+
+// drainReporter is a DrainCounter that has more to say with each count.
+type drainReporter interface {
+	report() *drainReport
+}
+
+// listenerCounter is a Watcher that counts connections per listener.
+type listenerCounter interface {
+	PerListener(ctx context.Context) ([]conns.ListenerCount, error)
+}
+
+// listenersReply answers a watchCmd's listeners request.
+type listenersReply struct {
+	counts []conns.ListenerCount
+	err    error
+}
+
+// perListenerTimeout bounds a count per listener asked by a status client.
+const perListenerTimeout = 5 * time.Second
+
+// perListener counts w's connections per listener, unless a drain has the
+// Watcher (its state is the drain's then).
+func perListener(ctx context.Context, w Watcher, draining bool) listenersReply {
+	if draining {
+		return listenersReply{err: errors.New("a drain is under way")}
+	}
+	lc, ok := w.(listenerCounter)
+	if !ok {
+		return listenersReply{err: errors.New("this watcher cannot count per listener")}
+	}
+	ctx, cancel := context.WithTimeout(ctx, perListenerTimeout)
+	defer cancel()
+	counts, err := lc.PerListener(ctx)
+	return listenersReply{counts: counts, err: err}
 }

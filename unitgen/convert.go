@@ -1,12 +1,14 @@
 package unitgen
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/unit"
 
@@ -58,6 +60,8 @@ type converter struct {
 	dropWatchdog bool
 	// relay says graceshim relays the daemon's sd_notify messages.
 	relay bool
+	// rewrapped says the unit ran graceshim already (converted before).
+	rewrapped bool
 }
 
 func (c *converter) note(format string, a ...any) {
@@ -115,12 +119,20 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	switch wrapper {
 	case "":
 	case "graceshim":
-		if len(runFlags) == 0 {
-			for _, w := range line.Words[1 : at-1] {
-				rawFlags = append(rawFlags, w.Raw)
+		// The unit's graceshim flags stay, but for those given again on
+		// the command line, which win; the bounds they set decide the
+		// unit's timeouts as they did before.
+		for _, f := range existingFlags(line.Words[1:at]) {
+			if setIn(runFlags, f.name) {
+				continue
+			}
+			rawFlags = append(rawFlags, f.raw...)
+			if err := c.keepFlag(&o, f, start.Line); err != nil {
+				return nil, err
 			}
 		}
-		c.note("ExecStart= already ran graceshim: its command is kept, its unit settings are made right")
+		c.rewrapped = true
+		c.note("ExecStart= already ran graceshim: its command and flags are kept, its unit settings are made right")
 	default:
 		c.note("ExecStart=: graceshim replaces %s (graceshim is a subreaper too, and translates signals rather than passing them on)", wrapper)
 	}
@@ -306,6 +318,8 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		}
 	}
 	if ts, ok := u.LastOf("Service", "TimeoutStartSec", "TimeoutSec"); ok && c.keepStart {
+		c.o.keptStart = ts.Name + "=" + ts.Value
+		o.keptStart = c.o.keptStart
 		if ts.Name == "TimeoutSec" {
 			c.note("kept TimeoutSec=%s as TimeoutStartSec=: longer than graceshim needs", ts.Value)
 		} else {
@@ -440,7 +454,18 @@ func (c *converter) convertReload() error {
 	rs := c.u.List("Service", "ExecReload")
 	dropped := false
 	for _, d := range rs {
+		if isGraceshimReload(d) {
+			// A unit converted before: its reload is graceshim's own,
+			// written again below with this unit's graceshim path.
+			dropped = true
+			o.Reloads = true
+			continue
+		}
 		sc := commandOf(d)
+		if !sc.Sends && c.fdBindTest(d) {
+			dropped = true
+			continue
+		}
 		if !sc.Sends {
 			c.reloads = append(c.reloads, d.Value)
 			continue
@@ -471,6 +496,17 @@ func (c *converter) convertReload() error {
 		c.reloads = append(c.reloads, rl)
 	}
 	return nil
+}
+
+// isGraceshimReload says d runs `graceshim reload`, whatever graceshim's
+// path: the ExecReload= of a unit graceshim generated or converted.
+func isGraceshimReload(d Directive) bool {
+	line, err := SplitExec(d.Value)
+	if err != nil {
+		return false
+	}
+	argv := line.Argv()
+	return len(argv) >= 2 && filepath.Base(argv[0]) == "graceshim" && argv[1] == "reload"
 }
 
 // reloadWhat names the reload graceshim does, for the notes.
@@ -540,6 +576,11 @@ func (c *converter) sandbox() {
 	g := c.o.Graceshim
 	if len(c.u.List("Service", "NoExecPaths")) > 0 || len(c.u.List("Service", "ExecPaths")) > 0 {
 		c.execPaths = g
+		for _, d := range c.u.List("Service", "ExecPaths") {
+			if slices.Contains(strings.Fields(d.Value), g) {
+				c.execPaths = "" // converted before: allowed already
+			}
+		}
 		c.note("added ExecPaths=%s: the unit limits what may be executed (NoExecPaths=/ExecPaths=), and graceshim runs ExecStart= and ExecReload= now", g)
 	}
 	if d, ok := c.u.Get("Service", "ProtectHome"); ok && (isYes(d.Value) || d.Value == "tmpfs") && (strings.HasPrefix(g, "/home/") || strings.HasPrefix(g, "/root/") || strings.HasPrefix(g, "/run/user/")) {
@@ -569,8 +610,11 @@ func (c *converter) mainPIDUses(keptStops []Directive) {
 		check = append(check, c.u.List("Service", name)...)
 	}
 	check = append(check, keptStops...)
+	if c.rewrapped {
+		return // $MAINPID was graceshim already
+	}
 	for _, d := range c.u.List("Service", "ExecReload") {
-		if !commandOf(d).Sends {
+		if !commandOf(d).Sends && !isGraceshimReload(d) {
 			check = append(check, d)
 		}
 	}
@@ -635,6 +679,9 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 					opts = append(opts, unit.NewUnitOption(s, d.Name, d.Value))
 				}
 			}
+			if s == "Unit" {
+				opts = append(opts, newSocketDeps(u, o)...)
+			}
 			continue
 		}
 		startLine := -1
@@ -663,6 +710,10 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 				}
 			case d.Name == "ExecStop" || d.Name == "ExecReload":
 				// Written below, from the kept lists.
+			case d.Name == "Restart" || d.Name == "SuccessExitStatus":
+				// Written below, after the timeouts, with graceshim's
+				// exit codes: where a conversion of the result puts
+				// them too.
 			case d.Name == "WatchdogSec" && c.dropWatchdog:
 			default:
 				opts = append(opts, unit.NewUnitOption("Service", d.Name, d.Value))
@@ -686,10 +737,13 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 		if d, ok := c.stopTimeoutDirective(); ok && c.keepStop {
 			opts = append(opts, unit.NewUnitOption("Service", "TimeoutStopSec", d.Value))
 		}
-		if _, ok := u.Get("Service", "Restart"); !ok {
-			opts = append(opts, unit.NewUnitOption("Service", "Restart", "on-failure"))
+		restart := "on-failure"
+		if d, ok := u.Get("Service", "Restart"); ok {
+			restart = d.Value
 		}
-		opts = append(opts, unit.NewUnitOption("Service", "SuccessExitStatus", successStatus(o)))
+		opts = append(opts,
+			unit.NewUnitOption("Service", "Restart", restart),
+			unit.NewUnitOption("Service", "SuccessExitStatus", c.successStatus()))
 	}
 	return opts
 }
@@ -700,7 +754,8 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 func (c *converter) dropinOptions(exec string, stops []Directive) []*unit.UnitOption {
 	u, o := c.u, c.o
 	svc := func(name, value string) *unit.UnitOption { return unit.NewUnitOption("Service", name, value) }
-	opts := []*unit.UnitOption{svc("Type", "notify"), svc("NotifyAccess", "main")}
+	// [Unit] first: go-systemd writes sections in first-seen order.
+	opts := append(newSocketDeps(u, o), svc("Type", "notify"), svc("NotifyAccess", "main"))
 	if _, ok := u.Get("Service", "PIDFile"); ok {
 		opts = append(opts, svc("PIDFile", ""))
 	}
@@ -736,7 +791,9 @@ func (c *converter) dropinOptions(exec string, stops []Directive) []*unit.UnitOp
 	if _, ok := u.Get("Service", "Restart"); !ok {
 		opts = append(opts, svc("Restart", "on-failure"))
 	}
-	opts = append(opts, svc("SuccessExitStatus", successStatus(o)))
+	if codes := c.successStatus(); !slices.Equal(strings.Fields(codes), successCodes(c.u)) {
+		opts = append(opts, svc("SuccessExitStatus", codes))
+	}
 	return opts
 }
 
@@ -776,4 +833,131 @@ func CommandWarnings(file string, paths ...string) []Warning {
 		}
 	}
 	return out
+}
+
+// flagWords is one graceshim flag of an ExecStart= with its value: one
+// word (--drain-timeout=10m) or two (--drain-timeout 10m).
+type flagWords struct {
+	name  string   // "drain-timeout"
+	value string   // its value as the command sees it
+	raw   []string // the words in unit syntax
+	// expands says systemd expands a variable or specifier in it.
+	expands bool
+}
+
+// existingFlags groups the graceshim flags among words (those before the
+// command, a "--" included or not).
+func existingFlags(words []Word) []flagWords {
+	var out []flagWords
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if w.Value == "--" || !strings.HasPrefix(w.Value, "-") {
+			break
+		}
+		key, value, glued := strings.Cut(w.Value, "=")
+		name := strings.TrimLeft(key, "-")
+		if name == "stop-timeout" {
+			name = "drain-timeout" // its alias
+		}
+		f := flagWords{name: name, value: value, raw: []string{w.Raw}, expands: w.Variable || w.Specifier}
+		if takes, _ := GraceshimFlag(key); takes && !glued && i+1 < len(words) {
+			i++
+			f.value = words[i].Value
+			f.raw = append(f.raw, words[i].Raw)
+			f.expands = f.expands || words[i].Variable || words[i].Specifier
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// setIn says flags (--name=value words) set the flag name.
+func setIn(flags []string, name string) bool {
+	for _, f := range flags {
+		if f == "--"+name || strings.HasPrefix(f, "--"+name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// keepFlag takes into o what a graceshim flag of the unit being converted
+// again sets: the bounds the timeouts are derived from, the preset and
+// the map. A value systemd expands at start is not known now: the
+// timeouts then assume the default, and a warning says so.
+func (c *converter) keepFlag(o *Options, f flagWords, line int) error {
+	bound := map[string]*time.Duration{
+		"drain-timeout": &o.DrainTimeout,
+		"kill-timeout":  &o.KillTimeout,
+		"ready-timeout": &o.ReadyTimeout,
+		"drain-delay":   &o.DrainDelay,
+	}[f.name]
+	if bound == nil && f.name != "preset" && f.name != "map" {
+		return nil
+	}
+	if f.expands {
+		c.warn(line, "ExecStart= runs graceshim with %s, known only when systemd starts it: the unit's timeouts assume its default", strings.Join(f.raw, " "))
+		return nil
+	}
+	bad := func(err error) error {
+		return fmt.Errorf("%s:%d: ExecStart= runs graceshim with --%s=%s: %w", c.u.File, line, f.name, f.value, err)
+	}
+	switch f.name {
+	case "preset":
+		p, err := signals.Lookup(f.value)
+		if err != nil {
+			return bad(err)
+		}
+		o.Preset = p
+	case "map":
+		m, err := signals.ParseMap(f.value)
+		if err != nil {
+			return bad(err)
+		}
+		o.MapOver = m
+	default:
+		d, err := time.ParseDuration(f.value)
+		switch {
+		case err != nil:
+			return bad(err)
+		case d < 0:
+			return bad(errors.New("must not be negative"))
+		case d == 0 && f.name == "drain-timeout":
+			d = -1 // no bound
+		}
+		*bound = d
+	}
+	return nil
+}
+
+// successStatus is the converted unit's SuccessExitStatus=: the unit's own
+// codes and graceshim's, each once. The directive is a list that
+// accumulates (systemd.service(5)), so a unit converted again must not
+// gain a second one.
+func (c *converter) successStatus() string {
+	codes := successCodes(c.u)
+	for _, code := range strings.Fields(successStatus(c.o)) {
+		if !slices.Contains(codes, code) {
+			codes = append(codes, code)
+		}
+	}
+	return strings.Join(codes, " ")
+}
+
+// successCodes are the codes of u's SuccessExitStatus= lines in force: an
+// empty assignment resets the list.
+func successCodes(u *Unit) []string {
+	var codes []string
+	for _, d := range u.List("Service", "SuccessExitStatus") {
+		if strings.TrimSpace(d.Value) == "" {
+			codes = nil
+			continue
+		}
+		for _, code := range strings.Fields(d.Value) {
+			if !slices.Contains(codes, code) {
+				codes = append(codes, code)
+			}
+		}
+	}
+	return codes
 }

@@ -9,7 +9,9 @@
 // Generate writes a unit that avoids them (Type=notify, KillMode=mixed, a
 // TimeoutStopSec= that fits the systemd version), Convert rewrites an
 // existing unit or writes a drop-in for it, and Lint explains each problem
-// with its fix.
+// with its fix. With a socket unit (SocketListens, GenerateSocket) the
+// listening sockets, read from the daemon's configuration or flags, stay
+// open in systemd across restarts.
 //
 // Arguments are quoted so that they reach the daemon byte for byte
 // through systemd's command line parser, specifier and variable

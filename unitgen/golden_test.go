@@ -165,10 +165,38 @@ func TestConvertGolden(t *testing.T) {
 						t.Fatal(err)
 					}
 					checkGolden(t, name, res.Unit)
+					if dropin {
+						return
+					}
+					// Converting the result again changes nothing but
+					// the comments: its flags, bounds, reload and exit
+					// codes are graceshim's already.
+					again, _, err := Parse(name, res.Unit)
+					if err != nil {
+						t.Fatal(err)
+					}
+					res2, err := Convert(again, Options{SystemdVersion: v}, false)
+					if err != nil {
+						t.Fatalf("converting %s again: %v", name, err)
+					}
+					if a, b := body(res.Unit), body(res2.Unit); a != b {
+						t.Errorf("converting %s again changed it:\n--- first\n%s\n--- again\n%s", name, a, b)
+					}
 				})
 			}
 		}
 	}
+}
+
+// body is a unit without its comment lines.
+func body(unit []byte) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(string(unit), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
 }
 
 // TestLintGolden keeps lint's verdict on every test unit, as JSON and as

@@ -2,6 +2,8 @@ package unitgen
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -274,5 +276,28 @@ func TestCannotStop(t *testing.T) {
 		if got := cannotStop(sig); got != want {
 			t.Errorf("cannotStop(%v) = %v, want %v", sig, got, want)
 		}
+	}
+}
+
+// TestParseKnowsSocketUnits: the socket units unit --socket writes parse
+// without a warning ([Socket] and its directives are systemd's own).
+func TestParseKnowsSocketUnits(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(testdata, "socket", "golden", "*.socket"))
+	if len(files) == 0 {
+		t.Fatal("no golden socket units")
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, warns, err := Parse(f, data)
+		if err != nil || len(warns) > 0 {
+			t.Errorf("%s: %v %v", f, err, warns)
+		}
+	}
+	_, warns, err := Parse("x.socket", []byte("[Socket]\nListenStream=80\nNoSuchThing=1\n"))
+	if err != nil || len(warns) != 1 || !strings.Contains(warns[0].String(), "NoSuchThing") {
+		t.Errorf("an unknown [Socket] directive: %v %v", err, warns)
 	}
 }

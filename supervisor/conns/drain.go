@@ -25,6 +25,14 @@ const (
 	sknlgrpInet6TCPDestroy = 3
 
 	msgCookie = 44 // idiag_cookie: two host-order u32s in inet_diag_sockid
+	// msgWqueue is idiag_wqueue: for a TCP socket, write_seq - snd_una,
+	// the bytes (and FIN) sent or queued that the peer has not
+	// acknowledged (tcp_diag_get_info, net/ipv4/tcp_diag.c). A destroy
+	// message carries it as the socket was freed (inet_diag_handler_get_info,
+	// net/ipv4/inet_diag.c): 0 after an orderly close, whoever closed
+	// first (the FIN was acknowledged), and more than 0 when the socket
+	// was reset or aborted with data the peer never got.
+	msgWqueue = 60
 )
 
 // Timing of a drain.
@@ -133,6 +141,7 @@ type Drain struct {
 
 	dumps    int // full dumps, the first included
 	overruns int // ENOBUFS on the subscription
+	cut      int // sockets of the set freed with data the peer never acknowledged
 }
 
 // drainHooks are seams for tests.
@@ -206,6 +215,13 @@ func (d *Drain) Counts() Counts {
 	c.Established += len(d.unixSet)
 	return c
 }
+
+// Cut is how many of the drain's connections the kernel freed with data
+// their peer had not acknowledged: cut short (by the server's own
+// shutdown timeout, a reset from either end), not finished. Only destroy
+// messages tell: a polling drain, and a socket seen gone by a re-dump,
+// count none.
+func (d *Drain) Cut() int { return d.cut }
 
 // Close ends the subscription.
 func (d *Drain) Close() error {
@@ -444,6 +460,9 @@ func (d *Drain) handle(b []byte) {
 		if m, ok := d.set[ino]; ok {
 			d.counts.sub(m.state)
 			delete(d.set, ino)
+			if binary.NativeEndian.Uint32(body[msgWqueue:]) > 0 {
+				d.cut++
+			}
 		}
 	}
 }

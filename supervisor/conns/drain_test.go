@@ -139,6 +139,34 @@ func TestDrainEvents(t *testing.T) {
 	}
 }
 
+// TestDrainCut: connections closed in order (the client's close, then the
+// server's) are not cut; connections the server resets with data the
+// client has not received are, as the destroy messages say.
+func TestDrainCut(t *testing.T) {
+	needEvents(t)
+	srv := startServer(t, 0, "127.0.0.1:0")
+	cs := dial(t, srv.addrs[0], 3)
+	for srv.held() != 3 {
+		time.Sleep(10 * time.Millisecond) // accepted soon
+	}
+	d := startDrain(t, NewTracker(Options{}), srv.pids, srv.pids)
+	if got := next(t, d).Total(); got != 3 {
+		t.Fatalf("first count %d, want 3", got)
+	}
+	cs[0].Close()
+	fallTo(t, d, 2)
+	if d.Cut() != 0 {
+		t.Errorf("an orderly close counted as cut (%d)", d.Cut())
+	}
+	if got := srv.do("cut-conns"); got != "ok" {
+		t.Fatalf("cut-conns: %s", got)
+	}
+	fallTo(t, d, 0)
+	if d.Cut() != 2 {
+		t.Errorf("%d connections counted as cut, want the 2 the server reset with data unread", d.Cut())
+	}
+}
+
 // TestDrainCountsTheTreeOnly: a second server on the same port
 // (SO_REUSEPORT, as in a handover to a new instance) holds connections on
 // the same endpoint; they are not the tree's and do not count.

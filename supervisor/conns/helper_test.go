@@ -155,6 +155,24 @@ func (h *holder) command(line string) string {
 			c.Close()
 		}
 		return "ok"
+	case "cut-conns":
+		// The server cuts its connections short, as a shutdown timeout
+		// does: data the client has not read is still queued, and the
+		// close resets (SO_LINGER 0). The write stops at its deadline
+		// once the client's receive buffer and ours are full: the client
+		// never reads.
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		big := make([]byte, 64<<20)
+		for c := range h.conns {
+			c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+			if n, err := c.Write(big); err == nil {
+				return "error the client read " + strconv.Itoa(n) + " bytes"
+			}
+			c.SetLinger(0)
+			c.Close()
+		}
+		return "ok"
 	case "relisten":
 		// A server that replaces its listener by a new one on another
 		// port (short-lived listeners).

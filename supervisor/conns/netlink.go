@@ -106,6 +106,13 @@ func openSockDiag() (int, error) {
 // accepts; visit sees each inet_diag_msg. The socket lives for one dump,
 // so a Tracker holds no descriptor between polls and needs no Close.
 func (d *diag) dump(ctx context.Context, family uint8, states uint32, bytecode []byte, visit func(msg []byte)) error {
+	return d.dumpExt(ctx, family, 0, states, bytecode, visit)
+}
+
+// dumpExt is dump asking for the idiag_ext extensions ext (a bit set of
+// 1 << (INET_DIAG_x - 1)), which the kernel appends to each record as
+// attributes after the inet_diag_msg (see details.go).
+func (d *diag) dumpExt(ctx context.Context, family, ext uint8, states uint32, bytecode []byte, visit func(msg []byte)) error {
 	if d.open == nil {
 		d.open = openSockDiag
 	}
@@ -131,7 +138,7 @@ func (d *diag) dump(ctx context.Context, family uint8, states uint32, bytecode [
 	req = binary.NativeEndian.AppendUint32(req, 0)
 	// struct inet_diag_req_v2: family, protocol, ext, pad, states, and a
 	// zero inet_diag_sockid (no exact-socket lookup).
-	req = append(req, family, unix.IPPROTO_TCP, 0, 0)
+	req = append(req, family, unix.IPPROTO_TCP, ext, 0)
 	req = binary.NativeEndian.AppendUint32(req, states)
 	req = append(req, make([]byte, 48)...)
 	if len(bytecode) > 0 {

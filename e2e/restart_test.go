@@ -1,0 +1,700 @@
+package e2e
+
+// Restarts that refuse no one: new connections during `systemctl restart`
+// and during a stop, a "deploy" pause and a start, under a real systemd
+// user manager with real nginx, counted by wrk, with slow downloads in
+// flight at the stop. The plain unit is the control: it must show errors.
+// graceshim without a socket drains every download but refuses new
+// connections while no nginx listens; with a .socket unit, or with the
+// listening sockets kept in systemd's fd store across a restart, the
+// clients wait in the backlog and the next nginx serves them.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// restartDownloads is how many slow downloads are in flight at the stop.
+const restartDownloads = 4
+
+// deployPause is the "deploy" between a stop and a start.
+const deployPause = 3 * time.Second
+
+// restartCase is one way of running nginx.
+type restartCase struct {
+	name   string
+	socket bool // a .socket unit holds the listening socket
+	daemon bool // nginx's "daemon on"
+	// units returns the service (and .socket, when socket) unit files.
+	service func(site *nginxSite) string
+}
+
+// restartFigures is what one action under load measured.
+type restartFigures struct {
+	load       wrkResult // wrk's count: a refused connect is retried at once, each try an error
+	clients    arrivals  // new clients arriving at a steady pace, each counted once
+	intact     int       // downloads complete and intact
+	took       time.Duration
+	refusedAt  string // what a connection right after a plain stop met (stop-deploy-start only)
+	duringStop string // what a connection during the stop's drain met
+}
+
+func (f restartFigures) String() string {
+	s := fmt.Sprintf("clients: %s; wrk: %d connection errors (connect %d, read %d, write %d, timeout %d), %d non-2xx of %d requests; %d/%d downloads intact; took %s",
+		f.clients, f.load.Connect+f.load.Read+f.load.Write+f.load.Timeout, f.load.Connect, f.load.Read, f.load.Write, f.load.Timeout,
+		f.load.Non2xx, f.load.Requests, f.intact, restartDownloads, f.took.Round(100*time.Millisecond))
+	if f.refusedAt != "" {
+		s += "; a connection during the stop's drain: " + f.duringStop + "; right after the stop: " + f.refusedAt
+	}
+	return s
+}
+
+// socketName is the .socket unit of a service unit name.
+func socketName(service string) string {
+	return strings.TrimSuffix(service, ".service") + ".socket"
+}
+
+// TestRestart measures the four ways through systemctl restart and
+// through stop, deployPause, start, and logs the figures. It asserts the
+// goal (no error with a socket, none through a restart with the fd store,
+// every download intact under graceshim) and that the control shows
+// errors, so that the scenario can fail.
+func TestRestart(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	needCmd(t, "wrk")
+	cases := []restartCase{
+		{name: "plain", daemon: true, service: func(site *nginxSite) string {
+			// In the style of Debian's nginx.service: forking, QUIT with
+			// 5 s before TERM (start-stop-daemon --retry QUIT/5).
+			return fmt.Sprintf(`[Unit]
+Description=plain nginx (control)
+
+[Service]
+Type=forking
+PIDFile=%[2]s
+ExecStart=/usr/sbin/nginx -c %[1]s
+ExecStop=-/sbin/start-stop-daemon --quiet --stop --retry QUIT/5 --pidfile %[2]s
+TimeoutStopSec=5
+KillMode=mixed
+`, site.Conf, site.PIDFile)
+		}},
+		{name: "graceshim", service: func(site *nginxSite) string {
+			return shimUnit(bin, nil, site, "60")
+		}},
+		{name: "graceshim+socket", socket: true, service: func(site *nginxSite) string {
+			return shimUnit(bin, nil, site, "60")
+		}},
+		{name: "graceshim+fdstore", service: func(site *nginxSite) string {
+			return addToSection(shimUnit(bin, nil, site, "60"), "Service", "FileDescriptorStoreMax=8")
+		}},
+	}
+	figures := map[string]map[string]restartFigures{}
+	for _, c := range cases {
+		figures[c.name] = map[string]restartFigures{}
+		t.Run(c.name, func(t *testing.T) {
+			site := newNginxSite(t, nginxOpts{Rate: "100k", FileSize: 400 * 1024, Daemon: c.daemon})
+			name := unitName("restart-" + strings.ReplaceAll(c.name, "+", "-"))
+			u.InstallUnit(t, name, c.service(site))
+			if c.socket {
+				u.InstallUnit(t, socketName(name), fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test socket (nginx on port %d)
+
+[Socket]
+ListenStream=127.0.0.1:%d
+Backlog=4096
+# InstallUnit adds these to a [Service] section otherwise.
+StandardOutput=null
+StandardError=null
+`, site.Port, site.Port))
+				u.Start(t, socketName(name))
+			}
+			u.Start(t, name)
+			waitServing(t, u, name, site)
+
+			restart := underLoad(t, u, name, site, func() {
+				u.restart(t, name)
+			})
+			figures[c.name]["restart"] = restart
+			t.Logf("figures: %s, systemctl restart: %s", c.name, restart)
+
+			var during, after string
+			deploy := underLoad(t, u, name, site, func() {
+				during = probeDuringStop(t, u, name, site.Port, c.name == "graceshim+fdstore")
+				after = connectOnce(site.Port)
+				time.Sleep(deployPause) // the deploy: the scenario, not a synchronisation
+				u.Start(t, name)
+			})
+			deploy.duringStop, deploy.refusedAt = during, after
+			figures[c.name]["stop-deploy-start"] = deploy
+			t.Logf("figures: %s, stop + %s + start: %s", c.name, deployPause, deploy)
+			log := u.UnitLog(t, name)
+
+			switch c.name {
+			case "plain":
+				if restart.clients.failed() == 0 || deploy.clients.failed() == 0 {
+					t.Errorf("the plain unit showed no error (restart: %s; stop-deploy-start: %s): the scenario no longer tells a refused connection from a kept one", restart, deploy)
+				}
+			case "graceshim":
+				requireIntact(t, "restart", restart, log)
+				requireIntact(t, "stop-deploy-start", deploy, log)
+			case "graceshim+socket":
+				requireIntact(t, "restart", restart, log)
+				requireIntact(t, "stop-deploy-start", deploy, log)
+				requireNoErrors(t, "restart", restart, log)
+				requireNoErrors(t, "stop-deploy-start", deploy, log)
+				if during != "accepted throughout the stop" {
+					t.Errorf("with a socket unit, connections during the stop's drain met %q, want them accepted (queued) throughout", during)
+				}
+				if !strings.Contains(log, "nginx takes 1 inherited listening sockets through the NGINX environment variable") {
+					t.Errorf("graceshim did not say it handed the socket to nginx\nlog:\n%s", log)
+				}
+			case "graceshim+fdstore":
+				requireIntact(t, "restart", restart, log)
+				requireIntact(t, "stop-deploy-start", deploy, log)
+				requireNoErrors(t, "restart", restart, log)
+				// A plain stop releases the store at the graceful
+				// signal: the stopping server refuses, so that a load
+				// balancer fails over at once (kept, the store would
+				// queue clients for the whole drain and then reset them).
+				if during != "refused" || after != "refused" {
+					t.Errorf("with the fd store, a connection during a plain stop's drain met %q and right after it %q, want both refused\nlog:\n%s", during, after, log)
+				}
+				for _, want := range []string{"kept 1 listening sockets in systemd's fd store", "the job is a restart", "the job is a stop, not a restart"} {
+					if !strings.Contains(log, want) {
+						t.Errorf("the log does not say %q\nlog:\n%s", want, log)
+					}
+				}
+			}
+		})
+	}
+	var table strings.Builder
+	table.WriteString("| unit | systemctl restart | stop, 3 s deploy, start |\n|---|---|---|\n")
+	for _, c := range cases {
+		f := figures[c.name]
+		if _, ok := f["restart"]; !ok {
+			continue
+		}
+		fmt.Fprintf(&table, "| %s | %s | %s |\n", c.name, short(f["restart"]), short(f["stop-deploy-start"]))
+	}
+	t.Logf("figures (connection errors / non-2xx of requests; downloads intact):\n%s", table.String())
+}
+
+func short(f restartFigures) string {
+	return fmt.Sprintf("clients %d/%d failed (%d refused); wrk %d errors, %d non-2xx of %d; %d/%d downloads",
+		f.clients.failed(), f.clients.total, f.clients.refused, f.load.errors()-f.load.Non2xx, f.load.Non2xx, f.load.Requests, f.intact, restartDownloads)
+}
+
+// underLoad runs wrk against /small and puts restartDownloads slow
+// downloads in flight, runs action, then waits until nginx serves again
+// and lets wrk see it before stopping it.
+func underLoad(t *testing.T, u *userSystemd, name string, site *nginxSite, action func()) restartFigures {
+	t.Helper()
+	small := fmt.Sprintf("http://127.0.0.1:%d/small", site.Port)
+	// A queued client waits for the old nginx's drain and the new start:
+	// wrk's default 2 s timeout would count that wait as an error.
+	w := startWrk(t, small, "--timeout", "30s")
+	d := startDownloads(t, site.URL, restartDownloads)
+	stopClients := startArrivals(fmt.Sprintf("127.0.0.1:%d", site.Port))
+	began := time.Now()
+	action()
+	took := time.Since(began)
+	waitServing(t, u, name, site)
+	// The load goes on a moment after the server is back, so that a late
+	// failure would show.
+	time.Sleep(500 * time.Millisecond)
+	clients := stopClients()
+	load := w.Stop(t)
+	return restartFigures{load: load, clients: clients, intact: d.Completed(site.FileSize, site.SHA256), took: took}
+}
+
+// arrivals counts how new clients fared: one arrives every arrivalEvery,
+// connects and GETs /small with a generous timeout (a queued client waits
+// for the old server's drain and the next start).
+type arrivals struct {
+	total, ok, refused, other, non2xx int
+	firstErr                          string
+}
+
+func (a arrivals) failed() int { return a.refused + a.other + a.non2xx }
+
+func (a arrivals) String() string {
+	s := fmt.Sprintf("%d/%d failed (%d refused, %d other errors, %d non-2xx)", a.failed(), a.total, a.refused, a.other, a.non2xx)
+	if a.firstErr != "" {
+		s += " first: " + a.firstErr
+	}
+	return s
+}
+
+const (
+	arrivalEvery   = 20 * time.Millisecond
+	arrivalTimeout = 30 * time.Second
+	maxArrivals    = 5000 // bounds the count whatever happens
+)
+
+// startArrivals starts the clients; the returned func stops new arrivals,
+// waits for those under way (each bounded by arrivalTimeout) and counts.
+func startArrivals(addr string) func() arrivals {
+	var (
+		mu      sync.Mutex
+		a       arrivals
+		wg      sync.WaitGroup
+		quit    = make(chan struct{})
+		stopped = make(chan struct{})
+	)
+	client := &httpClient{timeout: arrivalTimeout}
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(arrivalEvery)
+		defer tick.Stop()
+		for n := 0; n < maxArrivals; n++ {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, err := client.status(addr, "/small")
+				mu.Lock()
+				defer mu.Unlock()
+				a.total++
+				switch {
+				case errors.Is(err, syscall.ECONNREFUSED):
+					a.refused++
+				case err != nil:
+					a.other++
+				case code < 200 || code > 299:
+					a.non2xx++
+				default:
+					a.ok++
+				}
+				if err != nil && a.firstErr == "" {
+					a.firstErr = err.Error()
+				}
+			}()
+		}
+	}()
+	return func() arrivals {
+		close(quit)
+		<-stopped
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return a
+	}
+}
+
+// probeDuringStop runs systemctl stop and, once the unit is stopping
+// (and, when released is set, graceshim said it released the fd store),
+// connects again and again until a connection is refused or the stop
+// ends. It returns "refused" when one was refused while the unit was still
+// stopping (the drain of the downloads in flight), else what the last
+// connection met and "throughout the stop". Whether a stopping server
+// refuses is the question: nginx closes its listeners a moment after its
+// QUIT, so a single early try would race it.
+func probeDuringStop(t *testing.T, u *userSystemd, name string, port int, released bool) string {
+	t.Helper()
+	stopped := make(chan error, 1)
+	go func() { _, err := u.stop(name); stopped <- err }()
+	stopping := func() bool {
+		out, _ := u.systemctl("show", "-p", "ActiveState", "--value", name)
+		return strings.TrimSpace(out) == "deactivating"
+	}
+	ok := waitFor(30*time.Second, 10*time.Millisecond, func() bool {
+		if released {
+			return strings.Contains(u.UnitLog(t, name), "the listening sockets leave systemd's fd store")
+		}
+		return stopping()
+	})
+	got := "(the stop never showed)"
+	var stopErr error
+	done := false
+	if ok {
+	probe:
+		for {
+			select {
+			case stopErr = <-stopped:
+				done = true
+				got += " throughout the stop"
+				break probe
+			default:
+			}
+			got = connectOnce(port)
+			if got == "refused" {
+				if !stopping() {
+					got += " (only once the stop had ended)"
+				}
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // a pace for the tries, not a synchronisation
+		}
+	}
+	if !done {
+		stopErr = <-stopped
+	}
+	if stopErr != nil {
+		t.Fatalf("%v\nlog:\n%s", stopErr, u.UnitLog(t, name))
+	}
+	return got
+}
+
+// connectOnce says what one connection to the port meets: "accepted",
+// "refused", or the error.
+func connectOnce(port int) string {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second)
+	switch {
+	case err == nil:
+		c.Close()
+		return "accepted"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	}
+	return err.Error()
+}
+
+func requireIntact(t *testing.T, what string, f restartFigures, log string) {
+	t.Helper()
+	if f.intact != restartDownloads {
+		t.Errorf("%s: %d/%d downloads intact, want all\nlog:\n%s", what, f.intact, restartDownloads, log)
+	}
+}
+
+func requireNoErrors(t *testing.T, what string, f restartFigures, log string) {
+	t.Helper()
+	if f.load.errors() != 0 || f.clients.failed() != 0 {
+		t.Errorf("%s: %s, want no error\nwrk:\n%s\nlog:\n%s", what, f, f.load.Output, log)
+	}
+}
+
+// TestRestartBadSockets: sockets that do not fit the daemon are a clear
+// one-line error and exit status 7 before anything starts (no daemon
+// left running, nothing bound), and a reload whose config no longer fits
+// the sockets is refused while the server serves on.
+func TestRestartBadSockets(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	socketUnit := socketUnitFor
+	service := func(exec string) string { return socketService(bin, exec) }
+	// refused starts the socket and the service, which must fail with
+	// graceshim's exit status 7 and a log line containing want.
+	refused := func(t *testing.T, name string, port int, exec, want string) {
+		t.Helper()
+		u.InstallUnit(t, name, service(exec))
+		u.InstallUnit(t, socketName(name), socketUnit(port))
+		u.Start(t, socketName(name))
+		if _, err := u.systemctl("start", name); err == nil {
+			t.Fatalf("the service started, want it refused\nlog:\n%s", u.UnitLog(t, name))
+		}
+		log := u.UnitLog(t, name)
+		if got := u.Show(t, name, "ExecMainStatus"); got != "7" {
+			t.Errorf("ExecMainStatus=%s, want 7\nlog:\n%s", got, log)
+		}
+		var line string
+		for _, l := range strings.Split(log, "\n") {
+			if strings.Contains(l, want) {
+				line = l
+			}
+		}
+		if line == "" {
+			t.Errorf("no log line says %q\nlog:\n%s", want, log)
+		} else if !strings.HasPrefix(line, "graceshim: inherited sockets do not fit the server: ") {
+			t.Errorf("the error line is %q, want it to begin with graceshim's error", line)
+		}
+		if got := u.Show(t, name, "MainPID"); got != "0" {
+			t.Errorf("MainPID=%s after the refused start, want none", got)
+		}
+	}
+
+	t.Run("nginx listening elsewhere", func(t *testing.T) {
+		site := newNginxSite(t, nginxOpts{})
+		port := freePort(t)
+		name := unitName("badsock-nginx")
+		refused(t, name, port, "/usr/sbin/nginx -c "+site.Conf,
+			fmt.Sprintf("the inherited socket 127.0.0.1:%d (fd 3) is on no listen directive of nginx's (it listens on 127.0.0.1:%d)", port, site.Port))
+		if out, err := exec.Command("pgrep", "-f", site.Conf).Output(); err == nil {
+			t.Errorf("an nginx of the refused config runs: pids %s", out)
+		}
+		if got := connectOnce(site.Port); got != "refused" {
+			t.Errorf("nginx's own port %d: %s, want refused (nothing started)", site.Port, got)
+		}
+	})
+
+	t.Run("haproxy without fd@", func(t *testing.T) {
+		needCmd(t, "haproxy")
+		port := freePort(t)
+		cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend web
+    bind 127.0.0.1:%d
+    http-request return status 200
+`, port)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, unitName("badsock-haproxy"), port, "/usr/sbin/haproxy -Ws -f "+cfg,
+			fmt.Sprintf(`the inherited socket 127.0.0.1:%d (fd 3) is bound nowhere in haproxy's config: add "bind fd@3"`, port))
+	})
+
+	t.Run("memcached cannot take sockets", func(t *testing.T) {
+		memcached := needCmd(t, "memcached")
+		port := freePort(t)
+		refused(t, unitName("badsock-memcached"), port, fmt.Sprintf("%s -u root -l 127.0.0.1 -p %d -U 0", memcached, port),
+			"memcached cannot take the 1 listening sockets systemd passed")
+	})
+
+	t.Run("reload to a config listening elsewhere", func(t *testing.T) {
+		site := newNginxSite(t, nginxOpts{})
+		name := unitName("badsock-reload")
+		u.InstallUnit(t, name, service("/usr/sbin/nginx -c "+site.Conf))
+		u.InstallUnit(t, socketName(name), socketUnit(site.Port))
+		u.Start(t, socketName(name))
+		u.Start(t, name)
+		waitServing(t, u, name, site)
+		pid := u.MainPID(t, name)
+		conf, err := os.ReadFile(site.Conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := freePort(t)
+		bad := strings.Replace(string(conf), fmt.Sprintf("listen 127.0.0.1:%d;", site.Port), fmt.Sprintf("listen 127.0.0.1:%d;", other), 1)
+		if bad == string(conf) {
+			t.Fatalf("no listen directive to change in\n%s", conf)
+		}
+		if err := os.WriteFile(site.Conf, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.systemctl("reload", name); err != nil {
+			t.Fatal(err)
+		}
+		want := "reload of nginx refused: config test /usr/sbin/nginx -T -q -c " + site.Conf + " failed (its config does not fit the inherited sockets)"
+		if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return strings.Contains(u.UnitLog(t, name), want) }) {
+			t.Fatalf("graceshim did not refuse the reload (%q)\nlog:\n%s", want, u.UnitLog(t, name))
+		}
+		if code, err := site.Get("/small"); err != nil || code != 200 {
+			t.Errorf("after the refused reload nginx answers %d, %v; want 200", code, err)
+		}
+		if got := connectOnce(other); got != "refused" {
+			t.Errorf("the new config's port %d: %s, want refused (the config was not loaded)", other, got)
+		}
+		if got := u.MainPID(t, name); got != pid {
+			t.Errorf("MainPID %d after the refused reload, want %d", got, pid)
+		}
+		if got := u.Show(t, name, "ActiveState"); got != "active" {
+			t.Errorf("ActiveState=%s after the refused reload, want active", got)
+		}
+	})
+}
+
+// socketUnitFor is a .socket unit listening on 127.0.0.1:port.
+func socketUnitFor(port int) string {
+	return fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test socket (port %d)
+
+[Socket]
+ListenStream=127.0.0.1:%d
+# InstallUnit adds these to a [Service] section otherwise.
+StandardOutput=null
+StandardError=null
+`, port, port)
+}
+
+// socketService runs exec under graceshim, with a reload that is HUP.
+func socketService(bin, exec string) string {
+	return fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test (inherited sockets)
+
+[Service]
+Type=notify
+NotifyAccess=main
+KillMode=mixed
+TimeoutStartSec=60
+TimeoutStopSec=60
+ExecStart=%s -- %s
+ExecReload=/bin/kill -HUP $MAINPID
+`, bin, exec)
+}
+
+// TestRestartSocketDaemons: nginx (NGINX=3;), HAProxy (bind fd@3) and
+// gunicorn (LISTEN_FDS) started by systemd with a .socket unit under
+// graceshim serve on the socket, keep it through a reload, and a restart
+// under a steady stream of new clients refuses none.
+func TestRestartSocketDaemons(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	cases := []struct {
+		name  string
+		cmd   string
+		setup func(t *testing.T, dir string, port int) string // writes the config for port, returns the command line
+		says  string                                          // graceshim's word that the daemon took the socket
+	}{
+		{name: "nginx", cmd: "nginx", says: "nginx takes 1 inherited listening sockets through the NGINX environment variable",
+			setup: func(t *testing.T, dir string, port int) string {
+				site := newNginxSite(t, nginxOpts{})
+				conf, err := os.ReadFile(site.Conf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, site.Conf, strings.Replace(string(conf), fmt.Sprintf("listen 127.0.0.1:%d;", site.Port), fmt.Sprintf("listen 127.0.0.1:%d;", port), 1))
+				writeFile(t, filepath.Join(site.Dir, "www", "index.html"), "ok\n")
+				return "/usr/sbin/nginx -c " + site.Conf
+			}},
+		{name: "haproxy", cmd: "haproxy", says: "haproxy takes 1 inherited listening sockets through bind fd@N in its config",
+			setup: func(t *testing.T, dir string, port int) string {
+				cfg := filepath.Join(dir, "haproxy.cfg")
+				// HAProxy 2.6 answers by itself: http-request return
+				// (configuration.html 4.2).
+				writeFile(t, cfg, `defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend web
+    bind fd@3
+    http-request return status 200 content-type text/plain string ok
+`)
+				return "/usr/sbin/haproxy -Ws -f " + cfg
+			}},
+		{name: "gunicorn", cmd: "gunicorn", says: "gunicorn takes 1 inherited listening sockets through LISTEN_FDS",
+			setup: func(t *testing.T, dir string, port int) string {
+				writeFile(t, filepath.Join(dir, "app.py"), `def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok\n"]
+`)
+				// --bind names another port: gunicorn serves the
+				// inherited socket and ignores it (gunicorn/arbiter.py).
+				return fmt.Sprintf("/usr/bin/gunicorn --chdir %s --workers 2 --bind 127.0.0.1:1 app:app", dir)
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			needCmd(t, c.cmd)
+			port := freePort(t)
+			name := unitName("sockdaemon-" + c.name)
+			// A start that takes a second (ExecStartPre=), so that
+			// clients arrive while no daemon runs at all.
+			u.InstallUnit(t, name, addToSection(socketService(bin, c.setup(t, t.TempDir(), port)), "Service", "ExecStartPre=/bin/sleep 1"))
+			u.InstallUnit(t, socketName(name), socketUnitFor(port))
+			u.Start(t, socketName(name))
+			u.Start(t, name)
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			get := func() (int, error) { return (&httpClient{timeout: 10 * time.Second}).status(addr, "/") }
+			if code, err := get(); err != nil || code != 200 {
+				t.Fatalf("%s does not answer on the socket: %d, %v\nlog:\n%s", c.name, code, err, u.UnitLog(t, name))
+			}
+			if _, err := u.systemctl("reload", name); err != nil {
+				t.Fatal(err)
+			}
+			if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return strings.Contains(u.UnitLog(t, name), c.name+" reloaded") }) {
+				t.Fatalf("the reload did not show\nlog:\n%s", u.UnitLog(t, name))
+			}
+			if code, err := get(); err != nil || code != 200 {
+				t.Fatalf("%s does not answer after the reload: %d, %v\nlog:\n%s", c.name, code, err, u.UnitLog(t, name))
+			}
+			stop := startArrivals(addr)
+			u.restart(t, name)
+			if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { code, err := get(); return err == nil && code == 200 }) {
+				t.Fatalf("%s does not answer after the restart\nlog:\n%s", c.name, u.UnitLog(t, name))
+			}
+			got := stop()
+			log := u.UnitLog(t, name)
+			t.Logf("figures: %s with a .socket unit, systemctl restart: clients %s", c.name, got)
+			if got.failed() != 0 || got.total < 25 {
+				t.Errorf("restart: clients %s, want none failed of at least 25 (a second without a daemon)\nlog:\n%s", got, log)
+			}
+			if strings.Count(log, c.says) < 2 {
+				t.Errorf("graceshim did not say %q at both starts\nlog:\n%s", c.says, log)
+			}
+		})
+	}
+}
+
+// TestRestartFDStore follows systemd's own count of the fd store
+// (NFileDescriptorStore) through what changes nginx's listeners: the
+// first start stores its socket, a reload that adds a listen stores that
+// one too and a reload that drops one takes it out, a restart keeps them
+// (the port a reload added refuses no one), and a plain stop empties the
+// store.
+func TestRestartFDStore(t *testing.T) {
+	// With "daemon on" the first nginx daemonizes and graceshim takes
+	// the sockets of the master it adopted; nginx on inherited sockets
+	// does not daemonize.
+	for _, daemon := range []bool{false, true} {
+		t.Run(map[bool]string{false: "daemon off", true: "daemon on"}[daemon], func(t *testing.T) { testFDStore(t, daemon) })
+	}
+}
+
+func testFDStore(t *testing.T, daemon bool) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{Daemon: daemon})
+	name := unitName(map[bool]string{false: "fdstore", true: "fdstore-daemon"}[daemon])
+	// ExecStartPre= makes each start take a second, so that clients
+	// arrive while no nginx runs.
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8\nExecStartPre=/bin/sleep 1"))
+	u.Start(t, name)
+	waitServing(t, u, name, site)
+	stored := func(want string) {
+		t.Helper()
+		var got string
+		if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { got = u.Show(t, name, "NFileDescriptorStore"); return got == want }) {
+			t.Fatalf("NFileDescriptorStore=%s, want %s\nlog:\n%s", got, want, u.UnitLog(t, name))
+		}
+	}
+	stored("1")
+	conf, err := os.ReadFile(site.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := fmt.Sprintf("listen 127.0.0.1:%d;", site.Port)
+	other := freePort(t)
+	second := fmt.Sprintf("listen 127.0.0.1:%d;", other)
+	reload := func(content string) {
+		t.Helper()
+		writeFile(t, site.Conf, content)
+		before := strings.Count(u.UnitLog(t, name), "nginx reloaded")
+		if _, err := u.systemctl("reload", name); err != nil {
+			t.Fatal(err)
+		}
+		if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return strings.Count(u.UnitLog(t, name), "nginx reloaded") > before }) {
+			t.Fatalf("the reload did not show\nlog:\n%s", u.UnitLog(t, name))
+		}
+	}
+	reload(strings.Replace(string(conf), first, first+"\n        "+second, 1))
+	stored("2")
+	reload(strings.Replace(string(conf), first, second, 1))
+	stored("1")
+	addr := fmt.Sprintf("127.0.0.1:%d", other)
+	stop := startArrivals(addr)
+	u.restart(t, name)
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		code, err := (&httpClient{timeout: 5 * time.Second}).status(addr, "/small")
+		return err == nil && code == 200
+	}) {
+		t.Fatalf("nginx does not answer on %s after the restart\nlog:\n%s", addr, u.UnitLog(t, name))
+	}
+	got := stop()
+	t.Logf("figures: the fd store, a port a reload added, systemctl restart: clients %s", got)
+	if got.failed() != 0 || got.total < 25 {
+		t.Errorf("restart: clients %s, want none failed of at least 25 (a second without nginx)\nlog:\n%s", got, u.UnitLog(t, name))
+	}
+	stored("1")
+	u.Stop(t, name)
+	stored("0")
+	if c := connectOnce(other); c != "refused" {
+		t.Errorf("after a plain stop %s met %q, want refused", addr, c)
+	}
+}

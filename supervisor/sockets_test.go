@@ -1,0 +1,306 @@
+package supervisor
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/graceshim/graceshim/signals"
+)
+
+// fakeInherited makes inherited sockets with the given addresses ("tcp
+// 127.0.0.1:80", "tcp6only [::]:80", "udp 0.0.0.0:53", "unix /run/x");
+// the file is a pipe, read only for its number in messages.
+func fakeInherited(t *testing.T, specs ...string) []inherited {
+	t.Helper()
+	var out []inherited
+	for _, spec := range specs {
+		kind, addr, _ := strings.Cut(spec, " ")
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		t.Cleanup(func() { r.Close() })
+		s := inherited{file: r, fd: 3 + len(out)}
+		switch kind {
+		case "unix":
+			s.addr = sockAddr{stream: true, unix: addr}
+		default:
+			s.addr = sockAddr{stream: kind != "udp", ap: netip.MustParseAddrPort(addr), v6only: kind == "tcp6only"}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestParseNginxListens(t *testing.T) {
+	dump := `# configuration file /etc/nginx/nginx.conf:
+user www-data;
+events { worker_connections 768; }
+http {
+    upstream app { server 127.0.0.1:9000; }
+    server {
+        listen 127.0.0.1:8080 default_server; # a comment; listen 9.9.9.9:1;
+        listen "[::1]:8081";
+        location / { return 200 "listen 1.2.3.4:5;"; }
+    }
+    include /etc/nginx/sites-enabled/*;
+}
+stream {
+    server { listen 5353 udp; proxy_pass 127.0.0.1:53; }
+}
+
+# configuration file /etc/nginx/sites-enabled/default:
+server {
+    root /var/www/html;
+}
+server {
+    listen unix:/run/site.sock;
+    listen 8443 ssl bind;
+}
+`
+	got, err := parseNginxListens(context.Background(), dump, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, l := range got {
+		for _, a := range l.addrs {
+			s := a.String()
+			if l.bind {
+				s += " bind"
+			}
+			addrs = append(addrs, s)
+		}
+	}
+	want := []string{"127.0.0.1:8080", "[::1]:8081", "0.0.0.0:5353 (udp)", "unix:/run/site.sock", "0.0.0.0:8443 bind", "0.0.0.0:80"}
+	if strings.Join(addrs, ", ") != strings.Join(want, ", ") {
+		t.Errorf("got listens %q\nwant %q", addrs, want)
+	}
+	// Not root: a server without listen is on *:8000.
+	got, err = parseNginxListens(context.Background(), "http { server { } }", false)
+	if err != nil || len(got) != 1 || got[0].addrs[0].String() != "0.0.0.0:8000" {
+		t.Errorf("server without listen, not root: got %+v, %v; want 0.0.0.0:8000", got, err)
+	}
+}
+
+func TestParseNginxListensBad(t *testing.T) {
+	for _, dump := range []string{
+		"http { server { listen 127.0.0.1:99999; } }",
+		`http { server { listen "127.0.0.1:80; } }`,
+		"http { server { listen 80; } } }",
+	} {
+		if _, err := parseNginxListens(context.Background(), dump, true); err == nil {
+			t.Errorf("parseNginxListens(%q) = nil error, want one", dump)
+		}
+	}
+}
+
+func TestMatchNginx(t *testing.T) {
+	listen := func(t *testing.T, text string) nginxListen {
+		l, err := parseListen(context.Background(), strings.Fields(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	tests := []struct {
+		name      string
+		inherited []string
+		stored    []bool // which inherited sockets graceshim stored itself
+		listens   []string
+		keep      int
+		drop      int
+		errs      []string // substrings, one per error
+		warns     int
+	}{
+		{name: "same", inherited: []string{"tcp 127.0.0.1:8080"}, listens: []string{"127.0.0.1:8080"}, keep: 1},
+		{name: "two of two", inherited: []string{"tcp 127.0.0.1:8080", "tcp6only [::]:8443"}, listens: []string{"[::]:8443 ssl", "127.0.0.1:8080"}, keep: 2},
+		{name: "wildcard serves a specific address", inherited: []string{"tcp 0.0.0.0:80"}, listens: []string{"80", "127.0.0.1:80"}, keep: 1},
+		{name: "bind makes a socket of its own", inherited: []string{"tcp 0.0.0.0:80"}, listens: []string{"80", "127.0.0.1:80 bind"}, keep: 1,
+			errs: []string{`"listen 127.0.0.1:80 bind" cannot be bound beside the inherited socket 0.0.0.0:80`}},
+		{name: "socket on no directive", inherited: []string{"tcp 127.0.0.1:8080"}, listens: []string{"127.0.0.1:8081"}, warns: 1,
+			errs: []string{"the inherited socket 127.0.0.1:8080 (fd"}},
+		{name: "specific beside an inherited wildcard", inherited: []string{"tcp 0.0.0.0:8080"}, listens: []string{"127.0.0.1:8080"},
+			errs: []string{"cannot be bound beside", "is on no listen directive"}},
+		{name: "IPv4 beside a dual-stack IPv6 socket", inherited: []string{"tcp [::]:80"}, listens: []string{"80"},
+			errs: []string{`"listen 80" cannot be bound beside the inherited socket [::]:80`, "is on no listen directive"}},
+		{name: "IPv4 beside an IPv6-only socket", inherited: []string{"tcp6only [::]:80"}, listens: []string{"80", "[::]:80"}, keep: 1, warns: 1},
+		{name: "extra directive", inherited: []string{"tcp 127.0.0.1:8080"}, listens: []string{"127.0.0.1:8080", "127.0.0.1:9090"}, keep: 1, warns: 1},
+		{name: "stale stored socket dropped", inherited: []string{"tcp 127.0.0.1:8080", "tcp 127.0.0.1:8081"}, stored: []bool{false, true}, listens: []string{"127.0.0.1:8080"}, keep: 1, drop: 1},
+		{name: "udp is not tcp", inherited: []string{"tcp 0.0.0.0:53"}, listens: []string{"53 udp"},
+			errs: []string{"is on no listen directive"}, warns: 1},
+		{name: "unix", inherited: []string{"unix /run/site.sock"}, listens: []string{"unix:/run/site.sock"}, keep: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			socks := fakeInherited(t, tt.inherited...)
+			for i, s := range tt.stored {
+				if s {
+					socks[i].name = fdStoreName + "1"
+				}
+			}
+			var listens []nginxListen
+			for _, l := range tt.listens {
+				listens = append(listens, listen(t, l))
+			}
+			keep, drop, errs, warns := matchNginx(socks, listens)
+			if len(keep) != tt.keep || len(drop) != tt.drop || len(warns) != tt.warns || len(errs) != len(tt.errs) {
+				t.Fatalf("kept %d, dropped %d, %d warnings, errors %q; want %d, %d, %d, %d errors\nwarnings: %q",
+					len(keep), len(drop), len(warns), errs, tt.keep, tt.drop, tt.warns, len(tt.errs), warns)
+			}
+			for i, want := range tt.errs {
+				if !strings.Contains(errs[i], want) {
+					t.Errorf("error %d = %q, want it to contain %q", i, errs[i], want)
+				}
+			}
+		})
+	}
+}
+
+func TestHAProxyBinds(t *testing.T) {
+	cfg := `global
+    daemon
+frontend web
+    bind fd@3,fd@4 # comment bind fd@9
+    bind :8080
+    bind ipv6@:::8443 ssl crt /x.pem
+    bind unix@/run/h.sock
+    # bind fd@7
+`
+	var got []string
+	for _, b := range haproxyBinds(cfg) {
+		s := b.text
+		if b.fd >= 0 {
+			s += "=fd"
+		} else if b.ok {
+			s += "=" + b.addr.String()
+		}
+		got = append(got, s)
+	}
+	want := []string{"fd@3=fd", "fd@4=fd", ":8080=0.0.0.0:8080", "ipv6@:::8443=[::]:8443", "unix@/run/h.sock"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got binds %q, want %q", got, want)
+	}
+}
+
+func TestMatchHAProxy(t *testing.T) {
+	tests := []struct {
+		name      string
+		inherited []string
+		config    string
+		errs      []string
+		warns     int
+	}{
+		{name: "every fd bound", inherited: []string{"tcp 127.0.0.1:80", "tcp 127.0.0.1:443"}, config: "bind fd@3\nbind fd@4 ssl"},
+		{name: "fd not bound", inherited: []string{"tcp 127.0.0.1:80", "tcp 127.0.0.1:443"}, config: "bind fd@3",
+			errs: []string{`(fd 4) is bound nowhere in haproxy's config: add "bind fd@4"`}},
+		{name: "no fd@ at all", inherited: []string{"tcp 127.0.0.1:80"}, config: "bind 127.0.0.1:80",
+			errs: []string{"(fd 3) is bound nowhere", `"bind 127.0.0.1:80" takes the address of the inherited socket 127.0.0.1:80: bind fd@3 instead`}},
+		{name: "fd beyond those passed", inherited: []string{"tcp 127.0.0.1:80"}, config: "bind fd@3\nbind fd@5",
+			errs: []string{"binds fd@5, which is none of the 1 inherited sockets (fd@3 to fd@3)"}},
+		{name: "another port of its own", inherited: []string{"tcp 127.0.0.1:80"}, config: "bind fd@3\nbind 127.0.0.1:9000", warns: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs, warns := matchHAProxy(fakeInherited(t, tt.inherited...), haproxyBinds(tt.config))
+			if len(errs) != len(tt.errs) || len(warns) != tt.warns {
+				t.Fatalf("errors %q, warnings %q; want %d errors, %d warnings", errs, warns, len(tt.errs), tt.warns)
+			}
+			for i, want := range tt.errs {
+				if !strings.Contains(errs[i], want) {
+					t.Errorf("error %d = %q, want it to contain %q", i, errs[i], want)
+				}
+			}
+		})
+	}
+}
+
+func TestHAProxyConfigFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"b.cfg", "a.cfg", "notes.txt"} {
+		if err := os.WriteFile(dir+"/"+n, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := haproxyConfigFiles([]string{"haproxy", "-Ws", "-f", "/etc/h.cfg", "-f" + dir, "-p", "/run/h.pid", "--", "/x.cfg"})
+	want := []string{"/etc/h.cfg", dir + "/a.cfg", dir + "/b.cfg", "/x.cfg"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// socketAddr reads a real socket's address, type and IPV6_V6ONLY.
+func TestSocketAddr(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := socketAddr(int(f.Fd()))
+	if err != nil || got.String() != ln.Addr().String() || !got.stream {
+		t.Errorf("socketAddr = %v (stream %v), %v; want %s, a stream", got, got.stream, err, ln.Addr())
+	}
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	if _, err := socketAddr(int(r.Fd())); err == nil {
+		t.Errorf("socketAddr of a pipe: no error")
+	}
+}
+
+// A reload's config test becomes nginx -T, and its dump is judged against
+// the sockets nginx took: a socket no listen names refuses the reload.
+func TestSocketCheckNginxReload(t *testing.T) {
+	socks := fakeInherited(t, "tcp 127.0.0.1:8080")
+	c := &socketCheck{preset: signals.Preset{Name: "nginx", Sockets: signals.SocketsNginxEnv}, socks: socks}
+	if got := strings.Join(c.testArgv([]string{"/usr/sbin/nginx", "-t", "-q", "-c", "/x.conf"}), " "); got != "/usr/sbin/nginx -T -q -c /x.conf" {
+		t.Errorf("testArgv = %q, want nginx -T", got)
+	}
+	log := NewLogger(io.Discard, LevelInfo)
+	dump := func(listen string) string {
+		return "nginx: [warn] a warning before the dump\n# configuration file /x.conf:\nhttp { server { listen " + listen + "; } }\n"
+	}
+	if why := c.refuse(context.Background(), dump("127.0.0.1:8080"), false, log); why != "" {
+		t.Errorf("same listen: refused: %s", why)
+	}
+	if why := c.refuse(context.Background(), dump("127.0.0.1:8081"), false, log); !strings.Contains(why, "the inherited socket 127.0.0.1:8080 (fd 3) is on no listen directive") {
+		t.Errorf("another listen: refuse = %q, want the socket named", why)
+	}
+	if why := c.refuse(context.Background(), dump("127.0.0.1:8081"), true, log); why != "" {
+		t.Errorf("a cut dump is not judged, got %q", why)
+	}
+	var none *socketCheck
+	if got := none.testArgv([]string{"nginx", "-t"}); strings.Join(got, " ") != "nginx -t" || none.refuse(context.Background(), "", false, log) != "" || none.testFiles() != nil {
+		t.Errorf("a nil check changes something")
+	}
+}
+
+func TestSocketCheckHAProxyReload(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "h.cfg")
+	c := &socketCheck{preset: signals.Preset{Name: "haproxy", Sockets: signals.SocketsFDBind}, argv: []string{"haproxy", "-Ws", "-f", cfg}, socks: fakeInherited(t, "tcp 127.0.0.1:80")}
+	log := NewLogger(io.Discard, LevelInfo)
+	for _, tt := range []struct{ config, want string }{
+		{"frontend f\n    bind fd@3\n", ""},
+		{"frontend f\n    bind 127.0.0.1:80\n", "is bound nowhere in haproxy's config"},
+	} {
+		if err := os.WriteFile(cfg, []byte(tt.config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got := c.refuse(context.Background(), "", false, log)
+		if tt.want == "" && got != "" || tt.want != "" && !strings.Contains(got, tt.want) {
+			t.Errorf("config %q: refuse = %q, want %q", tt.config, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,753 @@
+package unitgen
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Where each daemon listens, read from its configuration or flags for
+// the socket unit's ListenStream= lines.
+
+// nginxListens reads the listen directives of every server block in the
+// http and stream contexts of the configuration an nginx command line
+// loads (nginxConfig finds it), following includes.
+func nginxListens(root string, argv []string) ([]Listen, error) {
+	conf := nginxConfig(root, argv)
+	if conf.err != nil {
+		return nil, fmt.Errorf("--socket: cannot read nginx's configuration %s: %w", conf.path, UnwrapPath(conf.err))
+	}
+	w := &nginxWalk{root: root, prefix: filepath.Dir(conf.path)}
+	if err := w.file(conf.path, 0); err != nil {
+		return nil, err
+	}
+	if w.err != nil {
+		return nil, w.err
+	}
+	return nginxBound(w.listens), nil
+}
+
+type nginxListen struct {
+	Listen
+	port     string
+	wildcard bool
+	// bind is set when nginx binds this address itself even beside a
+	// wildcard of its port: the bind parameter or one that implies it.
+	bind bool
+}
+
+type nginxWalk struct {
+	root, prefix string
+	stack        []string
+	// server is where the open server block starts, "" outside one.
+	server       string
+	serverListen bool
+	listens      []nginxListen
+	err          error
+}
+
+type nginxToken struct {
+	s    string
+	line int
+	// punct is ';', '{' or '}' for those, 0 for a word.
+	punct byte
+}
+
+// nginxTokens splits a configuration file as ngx_conf_read_token does:
+// words separated by blanks, ';', '{' and '}', quotes, '#' comments.
+func nginxTokens(data string) []nginxToken {
+	var out []nginxToken
+	line := 1
+	for i := 0; i < len(data); {
+		c := data[i]
+		switch {
+		case c == '\n':
+			line++
+			i++
+		case c == ' ' || c == '\t' || c == '\r':
+			i++
+		case c == '#':
+			for i < len(data) && data[i] != '\n' {
+				i++
+			}
+		case c == ';' || c == '{' || c == '}':
+			out = append(out, nginxToken{s: string(c), line: line, punct: c})
+			i++
+		case c == '"' || c == '\'':
+			l := line
+			i++
+			var b strings.Builder
+			for i < len(data) && data[i] != c {
+				if data[i] == '\\' && i+1 < len(data) {
+					i++
+				}
+				if data[i] == '\n' {
+					line++
+				}
+				b.WriteByte(data[i])
+				i++
+			}
+			i++
+			out = append(out, nginxToken{s: b.String(), line: l})
+		default:
+			start := i
+			for i < len(data) && !strings.ContainsRune(" \t\r\n;{}", rune(data[i])) {
+				i++
+			}
+			out = append(out, nginxToken{s: data[start:i], line: line})
+		}
+	}
+	return out
+}
+
+func (w *nginxWalk) file(path string, depth int) error {
+	if depth > 16 {
+		return fmt.Errorf("--socket: %s: includes nested more than 16 deep", path)
+	}
+	data, err := readUnder(w.root, path)
+	if err != nil {
+		return fmt.Errorf("--socket: cannot read %s: %w", path, UnwrapPath(err))
+	}
+	var words []nginxToken
+	for _, t := range nginxTokens(string(data)) {
+		switch t.punct {
+		case 0:
+			words = append(words, t)
+		case '{':
+			name := ""
+			if len(words) > 0 {
+				name = words[0].s
+			}
+			if name == "server" && w.in("http", "stream") {
+				w.server, w.serverListen = fmt.Sprintf("%s:%d", path, t.line), false
+			}
+			w.stack = append(w.stack, name)
+			words = nil
+		case '}':
+			if n := len(w.stack); n > 0 {
+				if w.stack[n-1] == "server" && w.server != "" {
+					if !w.serverListen && n >= 2 && w.stack[n-2] == "http" {
+						// ngx_http_core_module: "listen *:80 | *:8000"
+						// is the default of a server without listen
+						// (8000 when nginx does not run as root; under
+						// systemd the master does).
+						w.add(path, t.line, []string{"*:80"}, "the server block at "+w.server+" has no listen: nginx's default *:80")
+					}
+					w.server = ""
+				}
+				w.stack = w.stack[:n-1]
+			}
+			words = nil
+		case ';':
+			if len(words) == 0 {
+				continue
+			}
+			args := make([]string, 0, len(words)-1)
+			for _, a := range words[1:] {
+				args = append(args, a.s)
+			}
+			switch words[0].s {
+			case "include":
+				if len(args) == 1 {
+					if err := w.include(args[0], depth); err != nil {
+						return err
+					}
+				}
+			case "listen":
+				if w.server != "" && len(w.stack) >= 2 && w.stack[len(w.stack)-1] == "server" {
+					w.serverListen = true
+					w.add(path, words[0].line, args, "")
+				}
+			}
+			words = nil
+		}
+	}
+	return nil
+}
+
+// in says the innermost open block is one of names.
+func (w *nginxWalk) in(names ...string) bool {
+	return len(w.stack) > 0 && contains(names, w.stack[len(w.stack)-1])
+}
+
+// include reads the files an include names: a glob, relative to the
+// directory of the main configuration (ngx_conf_include uses the conf
+// prefix), in sorted order as glob(3) returns them.
+func (w *nginxWalk) include(pattern string, depth int) error {
+	if !filepath.IsAbs(pattern) {
+		pattern = filepath.Join(w.prefix, pattern)
+	}
+	full := pattern
+	if w.root != "" {
+		full = filepath.Join(w.root, pattern)
+	}
+	matches, err := filepath.Glob(full)
+	if err != nil {
+		return fmt.Errorf("--socket: include %s: %w", pattern, err)
+	}
+	if len(matches) == 0 && !strings.ContainsAny(pattern, "*?[") {
+		return fmt.Errorf("--socket: cannot read %s (included): %w", pattern, os.ErrNotExist)
+	}
+	sort.Strings(matches)
+	for _, m := range matches {
+		if w.root != "" {
+			m = "/" + strings.TrimPrefix(strings.TrimPrefix(m, filepath.Clean(w.root)), "/")
+		}
+		if err := w.file(m, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nginxImpliesBind are the listen parameters that make nginx bind the
+// address itself even beside a wildcard listen of the same port
+// (ngx_http_core_module, listen: "bind ... is implied by ipv6only,
+// reuseport, setfib, fastopen, backlog, rcvbuf, sndbuf, accept_filter,
+// deferred and so_keepalive").
+var nginxImpliesBind = []string{"bind", "ipv6only=", "reuseport", "setfib=", "fastopen=", "backlog=", "rcvbuf=", "sndbuf=", "accept_filter=", "deferred", "so_keepalive="}
+
+func (w *nginxWalk) add(path string, line int, args []string, why string) {
+	if w.err != nil || len(args) == 0 {
+		return
+	}
+	from := fmt.Sprintf("%s:%d", path, line)
+	if why != "" {
+		from = why
+	}
+	a := args[0]
+	l := nginxListen{Listen: Listen{From: from}}
+	for _, p := range args[1:] {
+		for _, b := range nginxImpliesBind {
+			if p == b || (strings.HasSuffix(b, "=") && strings.HasPrefix(p, b)) {
+				l.bind = true
+			}
+		}
+		switch {
+		case p == "quic":
+			w.err = socketErrorf("--socket: %s: listen %s quic is UDP: graceshim's socket unit holds TCP sockets (ListenStream=) only; serve QUIC from sockets nginx binds itself, or leave out --socket", from, a)
+			return
+		case strings.HasPrefix(p, "backlog="):
+			n, err := strconv.Atoi(strings.TrimPrefix(p, "backlog="))
+			if err == nil && n > 0 {
+				l.Backlog = n
+			}
+		case p == "ipv6only=on":
+			l.V6Only = "only"
+		case p == "ipv6only=off":
+			l.V6Only = "both"
+		}
+	}
+	if path, ok := strings.CutPrefix(a, "unix:"); ok {
+		if !filepath.IsAbs(path) {
+			w.err = socketErrorf("--socket: %s: listen %s: a socket unit needs an absolute path", from, a)
+			return
+		}
+		l.Addr, l.bind = path, true
+		w.listens = append(w.listens, l)
+		return
+	}
+	addr, err := hostPort(a, 80)
+	if err != nil {
+		w.err = socketErrorf("--socket: %s: listen %v", from, err)
+		return
+	}
+	ap := netip.MustParseAddrPort(addr)
+	l.Addr, l.port, l.wildcard = addr, strconv.Itoa(int(ap.Port())), ap.Addr().IsUnspecified()
+	if ap.Addr().Is6() && ap.Addr().IsUnspecified() && l.V6Only == "" {
+		// ipv6only=on is nginx's default since 1.3.4 (listen docs).
+		l.V6Only = "only"
+	}
+	if !ap.Addr().Is6() {
+		l.V6Only = ""
+	}
+	w.listens = append(w.listens, l)
+}
+
+// nginxBound keeps the sockets nginx binds: beside a wildcard listen of a
+// port, nginx binds a specific address of that port only when a listen
+// says bind or implies it (ngx_http.c ngx_http_init_listening: "if there
+// is a binding to an "*:port" then we need to bind() to the "*:port"
+// only and ignore other implicit bindings").
+func nginxBound(ls []nginxListen) []Listen {
+	wild := map[string]bool{}
+	for _, l := range ls {
+		if l.wildcard {
+			wild[family(l.Addr)+l.port] = true
+		}
+	}
+	var out []Listen
+	for _, l := range ls {
+		if l.port != "" && !l.wildcard && !l.bind && wild[family(l.Addr)+l.port] {
+			continue
+		}
+		out = append(out, l.Listen)
+	}
+	return dedupe(out)
+}
+
+func family(addr string) string {
+	if strings.HasPrefix(addr, "[") {
+		return "6:"
+	}
+	return "4:"
+}
+
+// haproxyListens reads the bind lines of an HAProxy configuration (-f
+// FILE or DIR, as many as given). HAProxy takes a socket from its parent
+// only where a bind line names it, fd@N; every other bind line makes it
+// bind its own socket, beside systemd's. So every bind must be fd@N, with
+// the N being 3, 4, ... for the ListenStream= lines in order, and the
+// addresses come from --listen: fd@N does not say which.
+func haproxyListens(root string, argv []string, given []Listen) ([]Listen, error) {
+	binds, files, err := haproxyBinds(root, argv)
+	if err != nil {
+		return nil, err
+	}
+	if len(binds) == 0 {
+		return nil, socketErrorf("--socket: HAProxy's configuration (%s) has no bind line in a frontend or listen section: nothing for a socket unit to hold", strings.Join(files, ", "))
+	}
+	var own []string
+	var addrs []string
+	fds := map[int]string{}
+	next := 3
+	for _, b := range binds {
+		if n, ok := strings.CutPrefix(b.addr, "fd@"); ok {
+			fd, err := strconv.Atoi(n)
+			if err != nil {
+				return nil, socketErrorf("--socket: %s: bind %s: fd@ needs a number", b.from, b.addr)
+			}
+			if prev, dup := fds[fd]; dup {
+				return nil, socketErrorf("--socket: %s: bind fd@%d again (first at %s): one socket serves one bind line", b.from, fd, prev)
+			}
+			fds[fd] = b.from
+			continue
+		}
+		addr, err := haproxyAddr(b.addr)
+		if err != nil {
+			return nil, socketErrorf("--socket: %s: bind %v", b.from, err)
+		}
+		own = append(own, fmt.Sprintf("%s \"bind %s\" to \"bind fd@%d%s\"", b.from, b.raw, next, b.rest))
+		addrs = append(addrs, "--listen "+addr)
+		next++
+	}
+	if len(own) > 0 {
+		if len(fds) > 0 {
+			return nil, socketErrorf("--socket: HAProxy binds its own sockets beside inherited ones (bind fd@N), so it would ignore systemd's: change %s, numbering after the fd@ lines already there, and run this again with one --listen per fd, in fd order; nothing written", strings.Join(own, ", "))
+		}
+		return nil, socketErrorf("--socket: HAProxy listens only on sockets its configuration names with bind fd@N and would ignore systemd's: change %s, then run this again with %s; nothing written", strings.Join(own, ", "), strings.Join(addrs, " "))
+	}
+	for i := 0; i < len(fds); i++ {
+		if _, ok := fds[3+i]; !ok {
+			return nil, socketErrorf("--socket: HAProxy's bind lines name fd@N for N other than 3 to %d: systemd passes a socket unit's sockets as descriptors 3, 4, ... in order (sd_listen_fds(3)); number them from 3", 2+len(fds))
+		}
+	}
+	if len(given) != len(fds) {
+		return nil, socketErrorf("--socket: HAProxy's configuration binds fd@3 to fd@%d, which do not say where to listen: pass --listen ADDR %d times, the address of fd@3 first (%d given)", 2+len(fds), len(fds), len(given))
+	}
+	out := make([]Listen, len(given))
+	for i, g := range given {
+		out[i] = Listen{Addr: g.Addr, From: fmt.Sprintf("--listen, for bind fd@%d at %s", 3+i, fds[3+i])}
+	}
+	for _, b := range binds {
+		if fd, err := strconv.Atoi(strings.TrimPrefix(b.addr, "fd@")); err == nil && b.backlog > 0 {
+			out[fd-3].Backlog = b.backlog
+		}
+	}
+	return out, nil
+}
+
+type haproxyBind struct {
+	addr, raw, rest, from string
+	backlog               int
+}
+
+// haproxySections are the keywords that start a section
+// (configuration.txt, "2.1. ... sections"); bind lines count in frontend
+// and listen sections.
+var haproxySections = map[string]bool{
+	"global": true, "defaults": true, "frontend": true, "backend": true, "listen": true,
+	"peers": true, "resolvers": true, "userlist": true, "program": true, "mailers": true,
+	"cache": true, "ring": true, "http-errors": true, "crt-store": true, "log-forward": true,
+}
+
+func haproxyBinds(root string, argv []string) (binds []haproxyBind, read []string, err error) {
+	var files []string
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		if (a == "-f" || a == "-C") && i+1 < len(argv) {
+			i++
+			if a == "-f" {
+				files = append(files, argv[i])
+			}
+		} else if v, ok := strings.CutPrefix(a, "-f"); ok && v != "" {
+			files = append(files, v)
+		}
+	}
+	if len(files) == 0 {
+		return nil, nil, socketErrorf("--socket: the HAProxy command has no -f FILE: cannot read its bind lines")
+	}
+	var out []haproxyBind
+	for _, f := range files {
+		if strings.ContainsAny(f, "$%") {
+			return nil, nil, socketErrorf("--socket: HAProxy's -f %s is only known at run time: cannot read its bind lines", f)
+		}
+		paths := []string{f}
+		full := f
+		if root != "" {
+			full = filepath.Join(root, f)
+		}
+		if st, err := os.Stat(full); err == nil && st.IsDir() {
+			// A directory: its *.cfg files in lexical order (haproxy(1), -f).
+			m, _ := filepath.Glob(filepath.Join(full, "*.cfg"))
+			sort.Strings(m)
+			paths = nil
+			for _, p := range m {
+				paths = append(paths, filepath.Join(f, filepath.Base(p)))
+			}
+		}
+		for _, p := range paths {
+			data, err := readUnder(root, p)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--socket: cannot read HAProxy's configuration %s: %w", p, UnwrapPath(err))
+			}
+			out = append(out, haproxyFileBinds(p, string(data))...)
+			read = append(read, p)
+		}
+	}
+	return out, read, nil
+}
+
+func haproxyFileBinds(path, data string) []haproxyBind {
+	var out []haproxyBind
+	section := ""
+	for i, line := range strings.Split(data, "\n") {
+		if c := strings.IndexByte(line, '#'); c >= 0 {
+			line = line[:c]
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		from := fmt.Sprintf("%s:%d", path, i+1)
+		if haproxySections[f[0]] {
+			section = f[0]
+			if f[0] == "listen" && len(f) > 2 {
+				// The old form "listen NAME ADDR" binds ADDR.
+				for _, a := range strings.Split(f[2], ",") {
+					out = append(out, haproxyBind{addr: a, raw: strings.Join(f[2:], " "), from: from})
+				}
+			}
+			continue
+		}
+		if f[0] != "bind" || (section != "frontend" && section != "listen") || len(f) < 2 {
+			continue
+		}
+		b := haproxyBind{raw: strings.Join(f[1:], " "), from: from}
+		if len(f) > 2 {
+			b.rest = " " + strings.Join(f[2:], " ")
+		}
+		for j := 2; j+1 < len(f); j++ {
+			if f[j] == "backlog" {
+				b.backlog, _ = strconv.Atoi(f[j+1])
+			}
+		}
+		for _, a := range strings.Split(strings.Trim(f[1], `"`), ",") {
+			b.addr = a
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// haproxyAddr reads a bind address (configuration.txt, "bind"): an
+// optional ipv4@/ipv6@/unix@ prefix, ":80", "*:80", "0.0.0.0:80",
+// ":::80", "[::]:80", or a path for a unix socket.
+func haproxyAddr(a string) (string, error) {
+	switch {
+	case strings.HasPrefix(a, "unix@"):
+		a = strings.TrimPrefix(a, "unix@")
+		fallthrough
+	case strings.HasPrefix(a, "/"):
+		return a, nil
+	case strings.HasPrefix(a, "ipv4@"), strings.HasPrefix(a, "tcp4@"), strings.HasPrefix(a, "tcp@"):
+		a = a[strings.IndexByte(a, '@')+1:]
+	case strings.HasPrefix(a, "ipv6@"), strings.HasPrefix(a, "tcp6@"):
+		a = a[strings.IndexByte(a, '@')+1:]
+	case strings.Contains(a, "@"):
+		return "", fmt.Errorf("%s: a socket unit holds TCP and unix stream sockets only", a)
+	}
+	if strings.Contains(a, "-") && !strings.HasPrefix(a, "[") {
+		return "", fmt.Errorf("%s: a port range; a socket unit listens on fixed ports", a)
+	}
+	if i := strings.LastIndexByte(a, ':'); i > 0 && strings.Count(a, ":") > 1 && !strings.HasPrefix(a, "[") {
+		// ":::80" and "::1:80": IPv6, the port after the last colon.
+		host := a[:i]
+		if host == "::" || host == "" {
+			host = "::"
+		}
+		a = "[" + host + "]:" + a[i+1:]
+	}
+	return hostPort(a, 0)
+}
+
+// gunicornListens reads gunicorn's -b/--bind flags, or bind = in the -c
+// configuration file; gunicorn's default is 127.0.0.1:8000 (docs,
+// settings "bind"). gunicorn serves every socket systemd passes, whatever
+// --bind says (gunicorn/arbiter.py), but --bind is where the operator
+// said it should listen.
+func gunicornListens(root string, argv []string) ([]Listen, error) {
+	var binds []Listen
+	backlog := 0
+	conf := ""
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		name, val, glued := strings.Cut(a, "=")
+		if !glued && i+1 < len(argv) {
+			val = argv[i+1]
+		}
+		if strings.HasPrefix(a, "-b") && len(a) > 2 && !strings.HasPrefix(a, "--") {
+			name, val, glued = "-b", a[2:], true
+		}
+		switch name {
+		case "-b", "--bind", "--backlog", "-c", "--config":
+			if !glued {
+				i++
+			}
+		default:
+			continue
+		}
+		switch name {
+		case "-b", "--bind":
+			binds = append(binds, Listen{Addr: val, From: name + " " + val})
+		case "--backlog":
+			backlog, _ = strconv.Atoi(val)
+		case "-c", "--config":
+			conf = val
+		}
+	}
+	if len(binds) == 0 && conf != "" {
+		if strings.HasPrefix(conf, "python:") || !filepath.IsAbs(conf) {
+			return nil, unreadf("--socket: gunicorn's -c %s is not an absolute file: cannot read its bind; pass --bind on the command line or --listen ADDR", conf)
+		}
+		data, err := readUnder(root, conf)
+		if err != nil {
+			return nil, fmt.Errorf("--socket: cannot read gunicorn's configuration %s: %w", conf, UnwrapPath(err))
+		}
+		if m := gunicornBindRe.FindStringSubmatch(string(data)); m != nil {
+			for _, q := range quotedRe.FindAllStringSubmatch(m[1], -1) {
+				binds = append(binds, Listen{Addr: q[2], From: conf + ": bind"})
+			}
+			if len(binds) == 0 {
+				return nil, unreadf("--socket: %s: bind = %s is not a quoted address or a list of them: pass --listen ADDR", conf, m[1])
+			}
+		}
+		if m := gunicornBacklogRe.FindStringSubmatch(string(data)); m != nil {
+			backlog, _ = strconv.Atoi(m[1])
+		}
+	}
+	if len(binds) == 0 {
+		binds = []Listen{{Addr: "127.0.0.1:8000", From: "gunicorn's default bind"}}
+	}
+	for i, b := range binds {
+		switch {
+		case strings.HasPrefix(b.Addr, "unix:"):
+			binds[i].Addr = strings.TrimPrefix(b.Addr, "unix:")
+			if !filepath.IsAbs(binds[i].Addr) {
+				return nil, socketErrorf("--socket: %s: a socket unit needs an absolute path", b.From)
+			}
+		case strings.HasPrefix(b.Addr, "fd://"):
+			return nil, socketErrorf("--socket: %s: gunicorn already takes that descriptor from its parent; give the address to listen on instead", b.From)
+		default:
+			addr, err := hostPort(strings.TrimPrefix(b.Addr, "tcp://"), 8000)
+			if err != nil {
+				return nil, socketErrorf("--socket: %s: %v", b.From, err)
+			}
+			binds[i].Addr = addr
+		}
+		binds[i].Backlog = backlog
+	}
+	return dedupe(binds), nil
+}
+
+var (
+	gunicornBindRe    = regexp.MustCompile(`(?m)^bind\s*=\s*(.+)$`)
+	gunicornBacklogRe = regexp.MustCompile(`(?m)^backlog\s*=\s*(\d+)`)
+	quotedRe          = regexp.MustCompile(`(["'])([^"']*)(["'])`)
+	pumaBindRe        = regexp.MustCompile(`(?m)^\s*bind\s*\(?\s*["']([^"']+)["']`)
+	pumaPortRe        = regexp.MustCompile(`(?m)^\s*port\s*\(?\s*(\d+)`)
+)
+
+// pumaListens reads puma's -b/--bind URIs and -p/--port, or bind and port
+// in the -C configuration; puma's default is tcp://0.0.0.0:9292. puma
+// matches systemd's sockets to its binds (lib/puma/binder.rb; docs/
+// systemd.md's puma.socket lists the same ports as the binds).
+func pumaListens(root string, argv []string) ([]Listen, error) {
+	var binds []Listen
+	backlog := 0
+	conf := ""
+	for i := 1; i < len(argv); i++ {
+		name, val, glued := strings.Cut(argv[i], "=")
+		if !glued && i+1 < len(argv) {
+			val = argv[i+1]
+		}
+		switch name {
+		case "-b", "--bind", "-p", "--port", "-C", "--config":
+			if !glued {
+				i++
+			}
+		default:
+			continue
+		}
+		switch name {
+		case "-b", "--bind":
+			binds = append(binds, Listen{Addr: val, From: name + " " + val})
+		case "-p", "--port":
+			binds = append(binds, Listen{Addr: "tcp://0.0.0.0:" + val, From: name + " " + val})
+		case "-C", "--config":
+			conf = val
+		}
+	}
+	if len(binds) == 0 && conf != "" && filepath.IsAbs(conf) {
+		data, err := readUnder(root, conf)
+		if err != nil {
+			return nil, fmt.Errorf("--socket: cannot read puma's configuration %s: %w", conf, UnwrapPath(err))
+		}
+		for _, m := range pumaBindRe.FindAllStringSubmatch(string(data), -1) {
+			binds = append(binds, Listen{Addr: m[1], From: conf + ": bind"})
+		}
+		for _, m := range pumaPortRe.FindAllStringSubmatch(string(data), -1) {
+			binds = append(binds, Listen{Addr: "tcp://0.0.0.0:" + m[1], From: conf + ": port"})
+		}
+	} else if len(binds) == 0 && conf != "" {
+		return nil, unreadf("--socket: puma's -C %s is not an absolute path: cannot read its binds; pass --listen ADDR", conf)
+	}
+	if len(binds) == 0 {
+		binds = []Listen{{Addr: "tcp://0.0.0.0:9292", From: "puma's default bind"}}
+	}
+	for i, b := range binds {
+		u, query, _ := strings.Cut(b.Addr, "?")
+		if v, ok := strings.CutPrefix(query, "backlog="); ok {
+			backlog, _ = strconv.Atoi(strings.SplitN(v, "&", 2)[0])
+		}
+		switch {
+		case strings.HasPrefix(u, "unix://"):
+			binds[i].Addr = strings.TrimPrefix(u, "unix://")
+			if !filepath.IsAbs(binds[i].Addr) {
+				return nil, socketErrorf("--socket: %s: a socket unit needs an absolute path", b.From)
+			}
+		case strings.HasPrefix(u, "tcp://"):
+			addr, err := hostPort(strings.TrimPrefix(u, "tcp://"), 9292)
+			if err != nil {
+				return nil, socketErrorf("--socket: %s: %v", b.From, err)
+			}
+			binds[i].Addr = addr
+		default:
+			return nil, socketErrorf("--socket: %s: graceshim passes puma plain tcp:// and unix:// sockets; an ssl:// bind matches none of them and puma would bind its own", b.From)
+		}
+		binds[i].Backlog = backlog
+	}
+	return dedupe(binds), nil
+}
+
+// uwsgiListens reads uWSGI's --http-socket, --socket (-s) and
+// --uwsgi-socket, its backlog --listen (-l, 100 by default) and
+// --protocol, from the command line and from the [uwsgi] section of --ini
+// files. uWSGI adds each socket systemd passes as a socket of its default
+// protocol, uwsgi (core/socket.c uwsgi_setup_systemd: "uwsgi socket 1
+// attached to INET address ... fd 3"), whatever --http-socket says:
+// measured here with uWSGI 2.0.21, an HTTP client of such a socket gets an
+// empty reply unless --protocol=http is given. So HTTP needs
+// --protocol=http, and HTTP and uwsgi sockets cannot be mixed. --http
+// runs uWSGI's HTTP router, a process of its own that binds itself.
+func uwsgiListens(root string, argv []string) ([]Listen, error) {
+	type opt struct{ name, val, from string }
+	var opts []opt
+	for i := 1; i < len(argv); i++ {
+		name, val, glued := strings.Cut(argv[i], "=")
+		if !strings.HasPrefix(name, "-") {
+			continue
+		}
+		if !glued && i+1 < len(argv) && !strings.HasPrefix(argv[i+1], "-") {
+			val = argv[i+1]
+			i++
+		}
+		opts = append(opts, opt{strings.TrimLeft(name, "-"), val, name + " " + val})
+		if name == "--ini" {
+			if !filepath.IsAbs(val) || strings.Contains(val, ":") {
+				return nil, unreadf("--socket: uWSGI's --ini %s is not an absolute file: cannot read its sockets; pass --listen ADDR", val)
+			}
+			data, err := readUnder(root, val)
+			if err != nil {
+				return nil, fmt.Errorf("--socket: cannot read uWSGI's configuration %s: %w", val, UnwrapPath(err))
+			}
+			section := ""
+			for n, line := range strings.Split(string(data), "\n") {
+				line = strings.TrimSpace(line)
+				if strings.HasPrefix(line, "[") {
+					section = strings.Trim(line, "[]")
+					continue
+				}
+				k, v, ok := strings.Cut(line, "=")
+				if !ok || section != "uwsgi" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
+					continue
+				}
+				k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+				opts = append(opts, opt{k, v, fmt.Sprintf("%s:%d", val, n+1)})
+			}
+		}
+	}
+	var out []Listen
+	backlog, protocol := 0, ""
+	var httpFrom, uwsgiFrom string
+	for _, o := range opts {
+		switch o.name {
+		case "yaml", "xml", "json":
+			return nil, unreadf("--socket: uWSGI reads its sockets from --%s %s, which graceshim does not read: give --http-socket/--socket on the command line, or --listen ADDR", o.name, o.val)
+		case "http", "https":
+			return nil, socketErrorf("--socket: %s: uWSGI's %s option runs its HTTP router, a process that binds its own socket: use http-socket to serve HTTP from the socket systemd passes", o.from, o.name)
+		case "listen", "l":
+			backlog, _ = strconv.Atoi(o.val)
+		case "protocol":
+			protocol = o.val
+		case "http-socket", "socket", "s", "uwsgi-socket":
+			if o.name == "http-socket" {
+				httpFrom = o.from
+			} else {
+				uwsgiFrom = o.from
+			}
+			l := Listen{From: o.from}
+			switch {
+			case strings.HasPrefix(o.val, "/"):
+				l.Addr = o.val
+			case strings.HasPrefix(o.val, "@"):
+				return nil, socketErrorf("--socket: %s: an abstract unix socket; a socket unit here holds TCP and unix path sockets", o.from)
+			default:
+				addr, err := hostPort(o.val, 0)
+				if err != nil {
+					return nil, socketErrorf("--socket: %s: %v", o.from, err)
+				}
+				l.Addr = addr
+			}
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		return nil, socketErrorf("--socket: the uWSGI command has no http-socket or socket: cannot tell where it listens")
+	}
+	switch {
+	case httpFrom != "" && uwsgiFrom != "":
+		return nil, socketErrorf("--socket: uWSGI gives every socket systemd passes one protocol (--protocol), so %s (HTTP) and %s (uwsgi) cannot both come from the socket unit: use one kind", httpFrom, uwsgiFrom)
+	case httpFrom != "" && protocol != "http":
+		return nil, socketErrorf("--socket: %s: uWSGI speaks its default protocol, uwsgi, on the sockets systemd passes, not HTTP: add --protocol=http (protocol = http in an ini file)", httpFrom)
+	}
+	for i := range out {
+		out[i].Backlog = backlog
+	}
+	return dedupe(out), nil
+}
