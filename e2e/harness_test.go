@@ -711,28 +711,7 @@ func newNginxSite(t testing.TB, o nginxOpts) *nginxSite {
 	if o.WorkerShutdownTimeout != "" {
 		fmt.Fprintf(&main, "worker_shutdown_timeout %s;\n", o.WorkerShutdownTimeout)
 	}
-	conf := main.String() + fmt.Sprintf(`events {
-    worker_connections 1024;
-}
-http {
-    access_log off;
-    default_type application/octet-stream;
-    client_body_temp_path %[1]s/client_temp;
-    proxy_temp_path %[1]s/proxy_temp;
-    fastcgi_temp_path %[1]s/fastcgi_temp;
-    uwsgi_temp_path %[1]s/uwsgi_temp;
-    scgi_temp_path %[1]s/scgi_temp;
-    keepalive_timeout 0;
-%[4]s
-    server {
-        listen 127.0.0.1:%[2]d;
-        root %[1]s/www;
-        location = /big {
-            limit_rate %[3]s;
-        }
-    }
-}
-`, dir, s.Port, o.Rate, o.ExtraHTTP)
+	conf := main.String() + nginxHTTPConf(dir, s.Port, o.Rate, o.ExtraHTTP, "")
 	if err := os.WriteFile(s.Conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -1006,4 +985,36 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// nginxHTTPConf is the events and http blocks of a test nginx serving
+// dir/www on 127.0.0.1:port, /big at rate (an nginx size); extraHTTP goes
+// into the http block, extraServer into the server block. Its temp paths
+// are under dir: t.TempDir is private to root.
+func nginxHTTPConf(dir string, port int, rate, extraHTTP, extraServer string) string {
+	if extraServer != "" {
+		extraServer = "        " + extraServer + "\n"
+	}
+	return fmt.Sprintf(`events {
+    worker_connections 1024;
+}
+http {
+    access_log off;
+    default_type application/octet-stream;
+    client_body_temp_path %[1]s/client_temp;
+    proxy_temp_path %[1]s/proxy_temp;
+    fastcgi_temp_path %[1]s/fastcgi_temp;
+    uwsgi_temp_path %[1]s/uwsgi_temp;
+    scgi_temp_path %[1]s/scgi_temp;
+    keepalive_timeout 0;
+%[4]s
+    server {
+        listen 127.0.0.1:%[2]d;
+        root %[1]s/www;
+        location = /big {
+            limit_rate %[3]s;
+        }
+%[5]s    }
+}
+`, dir, port, rate, extraHTTP, extraServer)
 }

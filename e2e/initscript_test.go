@@ -905,3 +905,27 @@ func TestE2EInitscriptCorpusExitCodes(t *testing.T) {
 		t.Errorf("exit-codes.txt lists %d scripts, the corpus has %d", len(want), seen)
 	}
 }
+
+// TestE2EInitscriptSigWrapperNotRunning: the fixed "sig QUIT && exit 0;
+// echo Not running" stop, with no nginx running, still says "Not running"
+// as the original does (the fix tests graceshim_stop's _gs_none so that
+// branch stays reachable); with nginx running it stops it and says
+// nothing of the kind.
+func TestE2EInitscriptSigWrapperNotRunning(t *testing.T) {
+	e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+	orig := e.install(t, "orig", readCorpus(t, "nginx-sig-wrapper"))
+	fixed := e.install(t, "fixed", fixWithCLI(t, "nginx-sig-wrapper"))
+	for _, script := range []string{orig, fixed} {
+		out, err := e.run(t, sysv.StyleLSB, script, "stop")
+		if err != nil || !strings.Contains(out, "Not running") {
+			t.Errorf("%s stop with nothing running: %v, want exit 0 and \"Not running\":\n%s", filepath.Base(script), err, out)
+		}
+	}
+	e.must(t, sysv.StyleLSB, fixed, "start")
+	e.requireOneMaster(t)
+	out := e.must(t, sysv.StyleLSB, fixed, "stop")
+	e.requireNoMaster(t, out)
+	if strings.Contains(out, "Not running") {
+		t.Errorf("the fixed stop of a running nginx says \"Not running\":\n%s", out)
+	}
+}

@@ -14,7 +14,9 @@ package e2e
 //  2. reload: a changed config is served after systemctl reload, by the
 //     same MainPID;
 //  3. broken reload: with a syntax error in the config, systemctl reload
-//     must fail and the daemon must go on serving the old config;
+//     must fail and the daemon must go on serving the old config; where
+//     the preset's config test loads the app (uwsgi, unicorn, puma), the
+//     same with an app that fails to load;
 //  4. stop: 6 slow requests in flight at systemctl stop must all complete,
 //     Result=success.
 //
@@ -93,17 +95,12 @@ type daemonSite struct {
 	// with a syntax error. nil when the daemon has no reload.
 	setVersion  func(v string)
 	breakConfig func()
+	// breakApp breaks the application behind a config that is fine, and
+	// fixApp mends it, for daemons whose config test loads the app: the
+	// reload with the broken app must be refused too. nil otherwise.
+	breakApp, fixApp func()
 	// noReload says why the daemon has no reload, when it has none.
 	noReload string
-	// noConfigTest says why a broken config cannot be refused before the
-	// reload signal; the broken reload is then measured, not asserted.
-	noConfigTest string
-	// pending names the steps ("start", "reload", "broken", "stop") that
-	// fail for want of work not yet in graceshim, with what that work is.
-	// A failure of such a step skips the subtest at its end, saying what
-	// was measured, instead of failing it; a pending step that passes is
-	// logged as a stale mark.
-	pending map[string]string
 
 	// slow runs slow request i to its end; began is called once the
 	// request is in flight. nil error: complete and intact.
@@ -225,37 +222,14 @@ func matrixDir(t *testing.T) string {
 // measured, and its stop must lose requests where plainLoses says.
 func runScenario(t *testing.T, u *userSystemd, daemon, kind, unit string, site *daemonSite, assert bool) {
 	row := matrixRow{daemon: daemon, unit: kind}
-	var pendingFails []string
-	failedSteps := map[string]bool{}
-	step := "start"
-	defer func() {
-		addRow(row)
-		if !assert {
-			return
-		}
-		for st, why := range site.pending {
-			if !failedSteps[st] && !t.Failed() {
-				// Logged, not an error: the work a mark waits for lands
-				// on main from other branches, and must not turn the
-				// matrix red the moment it does.
-				t.Logf("STALE MARK: step %s is marked pending (%s) but passed: remove the mark", st, why)
-			}
-		}
-		if len(pendingFails) > 0 && !t.Failed() {
-			t.Skipf("%s", strings.Join(pendingFails, "\n"))
-		}
-	}()
+	defer func() { addRow(row) }()
 	fail := func(format string, args ...any) {
 		t.Helper()
-		switch {
-		case !assert:
+		if !assert {
 			t.Logf("control: "+format, args...)
-		case site.pending[step] != "":
-			failedSteps[step] = true
-			pendingFails = append(pendingFails, fmt.Sprintf("needs %s: step %s: %s", site.pending[step], step, tail(fmt.Sprintf(format, args...), 1500)))
-		default:
-			t.Errorf(format, args...)
+			return
 		}
+		t.Errorf(format, args...)
 	}
 	name := unitName("matrix-" + daemon + "-" + kind)
 	u.InstallUnit(t, name, unit)
@@ -293,30 +267,13 @@ func runScenario(t *testing.T, u *userSystemd, daemon, kind, unit string, site *
 	}
 
 	// 2 and 3. reload, then a broken reload.
-	step = "reload"
 	if site.setVersion == nil {
 		row.reload, row.broken = "n/a: "+site.noReload, "n/a"
 	} else {
-		brokenFail := fail
-		if site.noConfigTest != "" {
-			brokenFail = func(format string, args ...any) {
-				t.Helper()
-				t.Logf("not refusable, "+site.noConfigTest+": "+format, args...)
-			}
-		}
-		row.reload, row.broken = reloadSteps(t, u, name, site, fail, func(format string, args ...any) {
-			t.Helper()
-			step = "broken"
-			brokenFail(format, args...)
-			step = "reload"
-		})
-		if site.noConfigTest != "" {
-			row.broken += " (" + site.noConfigTest + ")"
-		}
+		row.reload, row.broken = reloadSteps(t, u, name, site, fail)
 	}
 
 	// 4. stop with requests in flight.
-	step = "stop"
 	if active := u.Show(t, name, "ActiveState"); active != "active" {
 		// A broken reload took the daemon down and Restart= may be
 		// bringing it back: start from a clean stop.
@@ -373,11 +330,9 @@ func runScenario(t *testing.T, u *userSystemd, daemon, kind, unit string, site *
 		fail("Result=%s after the stop, want success\n%s", row.result, u.UnitLog(t, name))
 	}
 	if assert && site.mustSay != "" {
-		step = "say"
 		if !strings.Contains(unit, site.mustSay) && !strings.Contains(u.UnitLog(t, name), site.mustSay) {
 			fail("neither the unit nor graceshim's log mentions %s:\n%s\nlog:\n%s", site.mustSay, unit, u.UnitLog(t, name))
 		}
-		step = "stop"
 	}
 	if site.afterStop != nil {
 		u.systemctl("reset-failed", name)
@@ -398,7 +353,7 @@ func runScenario(t *testing.T, u *userSystemd, daemon, kind, unit string, site *
 
 // reloadSteps runs the reload and the broken reload and says how each
 // went, for the table.
-func reloadSteps(t *testing.T, u *userSystemd, name string, site *daemonSite, fail, brokenFail func(string, ...any)) (reload, broken string) {
+func reloadSteps(t *testing.T, u *userSystemd, name string, site *daemonSite, fail func(string, ...any)) (reload, broken string) {
 	pid := u.MainPID(t, name)
 	site.setVersion("v2")
 	_, err := u.systemctl("reload", name)
@@ -423,8 +378,20 @@ func reloadSteps(t *testing.T, u *userSystemd, name string, site *daemonSite, fa
 		reload = "ok, same MainPID"
 	}
 
-	site.breakConfig()
-	pid = u.MainPID(t, name)
+	broken = brokenReload(t, u, name, site, "config", site.breakConfig, func() { site.setVersion("v2") }, fail)
+	if site.breakApp != nil {
+		broken += "; app: " + brokenReload(t, u, name, site, "app", site.breakApp, site.fixApp, fail)
+	}
+	return reload, broken
+}
+
+// brokenReload breaks the site (its config, or its app), reloads, and
+// says whether the reload was refused with the daemon serving v2 on;
+// restore puts the site back.
+func brokenReload(t *testing.T, u *userSystemd, name string, site *daemonSite, what string, breakIt, restore func(), fail func(string, ...any)) (broken string) {
+	defer restore()
+	breakIt()
+	pid := u.MainPID(t, name)
 	_, berr := u.systemctl("reload", name)
 	settle(t, u, name)
 	// The daemon must go on serving v2. A daemon that a broken reload
@@ -442,19 +409,16 @@ func reloadSteps(t *testing.T, u *userSystemd, name string, site *daemonSite, fa
 	})
 	switch {
 	case berr == nil && alive:
-		broken = "no: reload reported success, old config kept"
-		brokenFail("systemctl reload with a broken config succeeded (the daemon still serves v2)\n%s", u.UnitLog(t, name))
+		fail("systemctl reload with a broken %s succeeded (the daemon still serves v2)\n%s", what, u.UnitLog(t, name))
+		return "no: reload reported success, old config kept"
 	case berr == nil:
-		broken = "no: reload reported success and took the daemon down"
-		brokenFail("systemctl reload with a broken config succeeded and the daemon stopped serving v2 (serves %q, %s)\n%s", still, u.Show(t, name, "ActiveState"), u.UnitLog(t, name))
+		fail("systemctl reload with a broken %s succeeded and the daemon stopped serving v2 (serves %q, %s)\n%s", what, still, u.Show(t, name, "ActiveState"), u.UnitLog(t, name))
+		return "no: reload reported success and took the daemon down"
 	case !alive:
-		broken = "failed, but the daemon went down"
-		brokenFail("systemctl reload failed but the daemon stopped serving v2 (serves %q, %s)\n%s", still, u.Show(t, name, "ActiveState"), u.UnitLog(t, name))
-	default:
-		broken = "yes"
+		fail("systemctl reload with a broken %s failed but the daemon stopped serving v2 (serves %q, %s)\n%s", what, still, u.Show(t, name, "ActiveState"), u.UnitLog(t, name))
+		return "failed, but the daemon went down"
 	}
-	site.setVersion("v2")
-	return reload, broken
+	return "yes"
 }
 
 // settle waits until the unit is no longer reloading: systemctl reload
@@ -487,6 +451,13 @@ func checkConfigTest(t *testing.T, site *daemonSite) {
 		t.Errorf("config test %q passes the broken config:\n%s", site.configTest, out)
 	}
 	site.setVersion("v1")
+	if site.breakApp != nil {
+		site.breakApp()
+		if out, err := run(); err == nil {
+			t.Errorf("config test %q passes the broken app:\n%s", site.configTest, out)
+		}
+		site.fixApp()
+	}
 }
 
 // --- slow requests ----------------------------------------------------------
@@ -740,28 +711,10 @@ func nginxMatrix(t *testing.T, dir string) *daemonSite {
 	conf := filepath.Join(dir, "nginx.conf")
 	pid := filepath.Join(dir, "nginx.pid")
 	write := func(v, extra string) {
-		writeFile(t, conf, fmt.Sprintf(`user root;
-worker_processes 2;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log notice;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path %[1]s/client_temp;
-    proxy_temp_path %[1]s/proxy_temp;
-    fastcgi_temp_path %[1]s/fastcgi_temp;
-    uwsgi_temp_path %[1]s/uwsgi_temp;
-    scgi_temp_path %[1]s/scgi_temp;
-    keepalive_timeout 0;
-    %[4]s
-    server {
-        listen 127.0.0.1:%[2]d;
-        root %[1]s/www;
-        location = /big { limit_rate %[5]d; }
-        location = /version { return 200 "%[3]s\n"; }
-    }
-}
-`, dir, port, v, extra, rate))
+		// The http block is the harness's (harness_test.go), with the
+		// config's version served at /version.
+		writeFile(t, conf, fmt.Sprintf("user root;\nworker_processes 2;\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log notice;\n", dir)+
+			nginxHTTPConf(dir, port, strconv.Itoa(rate), extra, fmt.Sprintf(`location = /version { return 200 "%s\n"; }`, v)))
 	}
 	write("v1", "")
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -778,16 +731,10 @@ ExecStop=-/sbin/start-stop-daemon --quiet --stop --retry QUIT/5 --pidfile %[1]s
 TimeoutStopSec=5
 KillMode=mixed
 `, pid, nginx, conf, g)
-	p, _ := signals.Lookup("nginx")
-	return &daemonSite{
-		argv: argv, plain: plain, plainLoses: true,
-		serve:       func() error { _, err := quickGet(base + "/version"); return err },
-		version:     func() (string, error) { return quickGet(base + "/version") },
-		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "this_is_not_a_directive on;") },
-		slow:        downloadSlow(base+"/big", size, sum),
-		configTest:  p.ConfigTest(argv),
-	}
+	site := httpSite("nginx", base, argv, write, "this_is_not_a_directive on;")
+	site.plain, site.plainLoses = plain, true
+	site.slow = downloadSlow(base+"/big", size, sum)
+	return site
 }
 
 // --- apache2 ----------------------------------------------------------------
@@ -842,19 +789,13 @@ ExecReload=%[2]s -f %[3]s -k graceful
 KillMode=mixed
 Restart=on-abort
 `, pid, apache, conf)
-	p, _ := signals.Lookup("httpd")
-	return &daemonSite{
-		// Measured: apache2 -k graceful-stop (WINCH) returns at once and
-		// systemd's TERM follows, yet the stopping parent lets its
-		// children finish: this unit keeps the requests.
-		argv: argv, plain: plain, plainLoses: false,
-		serve:       func() error { _, err := quickGet(base + "/version"); return err },
-		version:     func() (string, error) { return quickGet(base + "/version") },
-		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "ThisIsNotADirective on") },
-		slow:        downloadSlow(base+"/big", size, sum),
-		configTest:  p.ConfigTest(argv),
-	}
+	site := httpSite("httpd", base, argv, write, "ThisIsNotADirective on")
+	// Measured: apache2 -k graceful-stop (WINCH) returns at once and
+	// systemd's TERM follows, yet the stopping parent lets its
+	// children finish: this unit keeps the requests.
+	site.plain, site.plainLoses = plain, false
+	site.slow = downloadSlow(base+"/big", size, sum)
+	return site
 }
 
 // --- php-fpm ----------------------------------------------------------------
@@ -1087,16 +1028,11 @@ ExecReload=/bin/kill -s HUP $MAINPID
 KillMode=mixed
 TimeoutStopSec=5
 `, gunicorn, conf)
-	p, _ := signals.Lookup("gunicorn")
-	return &daemonSite{
-		argv: argv, env: env, plain: plain, plainLoses: true,
-		serve:       func() error { _, err := quickGet(base + "/version"); return err },
-		version:     func() (string, error) { return quickGet(base + "/version") },
-		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "this is not python(") },
-		slow:        appSlow(dir, base+"/slow"),
-		configTest:  p.ConfigTest(argv),
-	}
+	site := httpSite("gunicorn", base, argv, write, "this is not python(")
+	site.plain, site.plainLoses = plain, true
+	site.env = env
+	site.slow = appSlow(dir, base+"/slow")
+	return site
 }
 
 func uwsgiMatrix(t *testing.T, dir string) *daemonSite {
@@ -1133,18 +1069,21 @@ strict = true
 ExecStart=%s --ini %s
 KillSignal=SIGQUIT
 `, uwsgi, ini)
-	p, _ := signals.Lookup("uwsgi")
-	return &daemonSite{
-		argv: argv, plain: plain, plainLoses: true,
-		serve:       func() error { _, err := quickGet(base + "/version"); return err },
-		version:     func() (string, error) { return quickGet(base + "/version") },
-		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "this-is-not-an-option = 1") },
-		slow:        appSlow(dir, base+"/slow"),
-		configTest:  p.ConfigTest(argv),
-		// What the test cannot see (a broken app) graceshim must say.
-		mustSay: "loads no application",
+	site := httpSite("uwsgi", base, argv, write, "this-is-not-an-option = 1")
+	site.plain, site.plainLoses = plain, true
+	site.slow = appSlow(dir, base+"/slow")
+	// graceshim's test loads the app (uwsgi --no-server): an app.py that
+	// does not compile is refused as a broken ini is.
+	app := filepath.Join(dir, "app.py")
+	good, err := os.ReadFile(app)
+	if err != nil {
+		t.Fatal(err)
 	}
+	site.breakApp = func() { writeFile(t, app, string(good)+"\nthis is not python(\n") }
+	site.fixApp = func() { writeFile(t, app, string(good)) }
+	// What the test cannot see (the app under lazy-apps) graceshim must say.
+	site.mustSay = "lazy-apps"
+	return site
 }
 
 // --- Ruby Rack: unicorn, puma -----------------------------------------------
@@ -1171,6 +1110,17 @@ func rackApp(t *testing.T, dir string) string {
 	return ru
 }
 
+// breakRackup returns functions that make the rackup ru valid Ruby that
+// fails when loaded, and that put it back.
+func breakRackup(t *testing.T, ru string) (breakIt, fix func()) {
+	good, err := os.ReadFile(ru)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() { writeFile(t, ru, "NoSuchConstant.boom\n"+string(good)) },
+		func() { writeFile(t, ru, string(good)) }
+}
+
 func unicornMatrix(t *testing.T, dir string) *daemonSite {
 	unicorn := needCmd(t, "unicorn")
 	ru := rackApp(t, dir)
@@ -1195,16 +1145,14 @@ timeout 60
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-abort
 `, unicorn, conf, ru)
-	p, _ := signals.Lookup("unicorn")
-	return &daemonSite{
-		argv: argv, plain: plain, plainLoses: true,
-		serve:       func() error { _, err := quickGet(base + "/version"); return err },
-		version:     func() (string, error) { return quickGet(base + "/version") },
-		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "this_is_not_a_directive 1") }, // valid Ruby
-		slow:        appSlow(dir, base+"/slow"),
-		configTest:  p.ConfigTest(argv),
-	}
+	site := httpSite("unicorn", base, argv, write, "this_is_not_a_directive 1") // valid Ruby
+	site.plain, site.plainLoses = plain, true
+	site.slow = appSlow(dir, base+"/slow")
+	// graceshim's test loads the app with unicorn's own builder: a
+	// config.ru that parses but names an undefined constant (which
+	// leaves a HUPed unicorn's workers failing to boot) is refused.
+	site.breakApp, site.fixApp = breakRackup(t, ru)
+	return site
 }
 
 func pumaMatrix(t *testing.T, dir string) *daemonSite {
@@ -1232,16 +1180,15 @@ WatchdogSec=10
 ExecStart=%s -C %s
 Restart=always
 `, puma, conf)
-	p, _ := signals.Lookup("puma")
-	return &daemonSite{
-		argv: argv, plain: plain, plainLoses: false, // TERM is puma's graceful stop
-		serve:       func() error { _, err := quickGet(base + "/version"); return err },
-		version:     func() (string, error) { return quickGet(base + "/version") },
-		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "this_is_not_a_directive 1") }, // valid Ruby
-		slow:        appSlow(dir, base+"/slow"),
-		configTest:  p.ConfigTest(argv),
-	}
+	site := httpSite("puma", base, argv, write, "this_is_not_a_directive 1") // valid Ruby
+	// TERM is puma's graceful stop: its plain unit keeps the requests.
+	site.plain, site.plainLoses = plain, false
+	site.slow = appSlow(dir, base+"/slow")
+	// graceshim's test loads the app with puma's own code: a config.ru
+	// that parses but names an undefined constant (which ends puma on
+	// USR2) is refused.
+	site.breakApp, site.fixApp = breakRackup(t, ru)
+	return site
 }
 
 // --- caddy ------------------------------------------------------------------
@@ -1280,16 +1227,11 @@ ExecStart=%[1]s run --environ --config %[2]s --adapter caddyfile
 ExecReload=%[1]s reload --config %[2]s --adapter caddyfile --force
 TimeoutStopSec=5s
 `, caddy, conf)
-	p, _ := signals.Lookup("caddy")
-	return &daemonSite{
-		argv: argv, env: env, plain: plain, plainLoses: true,
-		serve:       func() error { _, err := quickGet(base + "/version"); return err },
-		version:     func() (string, error) { return quickGet(base + "/version") },
-		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "this_is_not_a_directive") },
-		slow:        appSlow(dir, base+"/slow"),
-		configTest:  p.ConfigTest(argv),
-	}
+	site := httpSite("caddy", base, argv, write, "this_is_not_a_directive")
+	site.plain, site.plainLoses = plain, true
+	site.env = env
+	site.slow = appSlow(dir, base+"/slow")
+	return site
 }
 
 // --- lighttpd ---------------------------------------------------------------
@@ -1322,16 +1264,10 @@ ExecStart=%[1]s -D -f %[2]s
 ExecReload=/bin/kill -USR1 $MAINPID
 Restart=on-failure
 `, lighttpd, conf)
-	p, _ := signals.Lookup("lighttpd")
-	return &daemonSite{
-		argv: argv, plain: plain, plainLoses: true,
-		serve:       func() error { _, err := quickGet(base + "/version"); return err },
-		version:     func() (string, error) { return quickGet(base + "/version") },
-		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "this is { not valid") },
-		slow:        downloadSlow(base+"/big", size, sum),
-		configTest:  p.ConfigTest(argv),
-	}
+	site := httpSite("lighttpd", base, argv, write, "this is { not valid")
+	site.plain, site.plainLoses = plain, true
+	site.slow = downloadSlow(base+"/big", size, sum)
+	return site
 }
 
 // --- haproxy ----------------------------------------------------------------
@@ -1372,16 +1308,10 @@ ExecReload=/bin/kill -USR2 $MAINPID
 KillMode=mixed
 SuccessExitStatus=143
 `, haproxy, conf, pid)
-	p, _ := signals.Lookup("haproxy")
-	return &daemonSite{
-		argv: argv, plain: plain, plainLoses: true,
-		serve:       func() error { _, err := quickGet(base + "/version"); return err },
-		version:     func() (string, error) { return quickGet(base + "/version") },
-		setVersion:  func(v string) { write(v, "") },
-		breakConfig: func() { write("v3", "this_is_not_a_keyword on") },
-		slow:        appSlow(dir, base+"/slow"),
-		configTest:  p.ConfigTest(argv),
-	}
+	site := httpSite("haproxy", base, argv, write, "this_is_not_a_keyword on")
+	site.plain, site.plainLoses = plain, true
+	site.slow = appSlow(dir, base+"/slow")
+	return site
 }
 
 // --- redis ------------------------------------------------------------------
@@ -1525,8 +1455,9 @@ func memcachedMatrix(t *testing.T, dir string) *daemonSite {
 		},
 		noReload:   "memcached has no config to reload",
 		noGraceful: "memcached closes every connection at any stop signal",
-		// And graceshim must not call its stop graceful.
-		mustSay: "no graceful stop",
+		// And graceshim must not call its stop graceful: its log says
+		// what the stop does (the unit's wording differs).
+		mustSay: "has no graceful stop: its connections close at once",
 		slow: func(ctx context.Context, i int, began func()) error {
 			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
@@ -1555,4 +1486,26 @@ func memcachedMatrix(t *testing.T, dir string) *daemonSite {
 			}
 		},
 	}
+}
+
+// httpSite is what the site of every HTTP daemon of the matrix shares: a
+// quick request and the served config version at base/version, the
+// config written by write(v, extra) (setVersion writes v, breakConfig v3
+// with the line broken), and the preset's config test for argv.
+func httpSite(preset, base string, argv []string, write func(v, extra string), broken string) *daemonSite {
+	p, err := signals.Lookup(preset)
+	if err != nil {
+		panic(err) // a name in this file, not input
+	}
+	site := &daemonSite{
+		argv:        argv,
+		serve:       func() error { _, err := quickGet(base + "/version"); return err },
+		version:     func() (string, error) { return quickGet(base + "/version") },
+		setVersion:  func(v string) { write(v, "") },
+		breakConfig: func() { write("v3", broken) },
+	}
+	if p.ConfigTest != nil {
+		site.configTest = p.ConfigTest(argv)
+	}
+	return site
 }

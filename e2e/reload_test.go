@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -284,5 +285,77 @@ func TestE2EReloadPIDNamespace(t *testing.T) {
 	}
 	if n := site.hups(t); n != 1 {
 		t.Errorf("nginx got %d HUPs, want 1", n)
+	}
+}
+
+// TestE2EUWSGIConfigTestModes runs the uwsgi preset's config test on the
+// real uWSGI with configurations whose app step (--no-server) would act
+// on something: an http router whose port the running daemon holds (the
+// router binds it before the app loads) and an emperor (which never
+// exits). The test must pass them after reading the options, saying the
+// app was not loaded, within its bound; and a plain http-socket config
+// with a broken app must still fail it.
+func TestE2EUWSGIConfigTestModes(t *testing.T) {
+	uwsgi := needCmd(t, "uwsgi")
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app.py")
+	if err := os.WriteFile(app, []byte("def application(e, start_response):\n    start_response('200 OK', [])\n    return [b'ok']\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	port := held.Addr().(*net.TCPAddr).Port
+	ini := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("[uwsgi]\nplugins = python3,http\nstrict = true\nmaster = true\nchdir = "+dir+"\nwsgi-file = app.py\n"+body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	vassals := filepath.Join(dir, "vassals")
+	os.Mkdir(vassals, 0o755)
+	p, _ := signals.Lookup("uwsgi")
+	for _, tc := range []struct {
+		name    string
+		argv    []string
+		pass    bool
+		skipped bool // the app step was left out, and said so
+		broken  bool // app.py does not compile
+	}{
+		{"http router on a held port", []string{uwsgi, "--ini", ini("router.ini", fmt.Sprintf("http = 127.0.0.1:%d\n", port))}, true, true, false},
+		{"emperor", []string{uwsgi, "--emperor", vassals}, true, true, false},
+		{"http-socket on a held port", []string{uwsgi, "--ini", ini("socket.ini", fmt.Sprintf("http-socket = 127.0.0.1:%d\n", port))}, true, false, false},
+		{"http-socket, broken app", []string{uwsgi, "--ini", ini("socket.ini", fmt.Sprintf("http-socket = 127.0.0.1:%d\n", port))}, false, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "def application(e, start_response):\n    start_response('200 OK', [])\n    return [b'ok']\n"
+			if tc.broken {
+				src += "this is not python(\n"
+			}
+			if err := os.WriteFile(app, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			test := p.ConfigTest(tc.argv)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, test[0], test[1:]...)
+			cmd.WaitDelay = 5 * time.Second
+			out, err := cmd.CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("the config test did not end within 30s:\n%s", out)
+			}
+			if (err == nil) != tc.pass {
+				t.Errorf("config test: %v, want pass=%v:\n%s", err, tc.pass, out)
+			}
+			if said := strings.Contains(string(out), "the app is not loaded"); said != tc.skipped {
+				t.Errorf("says the app is not loaded: %v, want %v:\n%s", said, tc.skipped, out)
+			}
+			if loaded := strings.Contains(string(out), "no-server mode requested"); loaded == tc.skipped && !tc.broken {
+				t.Errorf("the app step ran: %v, want %v:\n%s", loaded, !tc.skipped, out)
+			}
+		})
 	}
 }

@@ -222,15 +222,14 @@ var presets = []Preset{
 	// gracefully restart all workers", "INT/TERM - quick shutdown", "QUIT
 	// - graceful shutdown", "USR2 - reexecute the running binary" (the new
 	// master is a child of the old one). unicorn has no config test mode
-	// and no sd_notify; the config file and rackup are Ruby, so ruby -c
-	// (ruby(1): "check syntax only") is the check.
+	// and no sd_notify; see unicornCheck for the check graceshim runs.
 	{
 		Name: "unicorn", Commands: []string{"unicorn", "unicorn_rails"},
 		Sockets:  SocketsListenFDs,
 		Graceful: syscall.SIGQUIT, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload: syscall.SIGHUP, Upgrade: syscall.SIGUSR2,
 		ConfigTest: unicornConfigTest,
-		Notes:      "TERM and INT are fast; USR2 starts the new master as a child of the old one; the config test is a Ruby syntax check of the config file and rackup",
+		Notes:      "TERM and INT are fast; USR2 starts the new master as a child of the old one; the config test loads the config file and the app with unicorn's own code",
 	},
 	// puma: docs/signals.md ("TERM ... attempt to finish then exit", "INT
 	// ... attempt to finish then exit", "USR2 restart workers. This also
@@ -243,15 +242,15 @@ var presets = []Preset{
 	// and the watchdog when NOTIFY_SOCKET is set and the sd_notify gem is
 	// installed (Debian: ruby-sd-notify; measured: its 0.1.1 cannot reach
 	// an abstract NOTIFY_SOCKET "@...", and puma exits). INT measured
-	// graceful with 5.6.5. puma has no config test mode;
-	// the config and rackup are Ruby, so ruby -c is the check.
+	// graceful with 5.6.5. puma has no config test mode; see pumaCheck
+	// for the check graceshim runs.
 	{
 		Name: "puma", Commands: []string{"puma"},
 		Sockets:  SocketsListenFDs,
 		Graceful: syscall.SIGTERM, GracefulAlso: []syscall.Signal{syscall.SIGINT}, Fast: syscall.SIGKILL,
 		Reload: syscall.SIGUSR2, NativeNotify: true,
 		ConfigTest: pumaConfigTest,
-		Notes:      "TERM and INT are graceful and there is no fast stop but KILL; USR2 is a hot restart in the same pid that re-reads the config; USR1 a phased restart (cluster mode) that does not; sd_notify needs the sd_notify gem (ruby-sd-notify)",
+		Notes:      "TERM and INT are graceful and there is no fast stop but KILL; the config test loads the config file and the app with puma's own code; USR2 is a hot restart in the same pid that re-reads the config; USR1 a phased restart (cluster mode) that does not; sd_notify needs the sd_notify gem (ruby-sd-notify)",
 	},
 	// uWSGI: https://uwsgi-docs.readthedocs.io/en/latest/Management.html
 	// ("SIGHUP gracefully reload all the workers and the master process;
@@ -266,11 +265,9 @@ var presets = []Preset{
 	// uWSGI speaks sd_notify (core/notify.c; Systemd.html: "uWSGI is a
 	// new-style daemon for systemd"). It has no config test mode; its
 	// reload (HUP) re-executes the master, so a config the new uWSGI
-	// cannot start with ends the service. The nearest to a test is
-	// --get (uwsgi --help: "print the specified option value and exit"):
-	// it reads every config file and option as a start does, loads the
-	// plugins they name, and exits before binding a socket or loading
-	// the app (see uwsgiConfigTest).
+	// cannot start with ends the service. graceshim's test reads the
+	// options with --get and loads the app with --no-server (see
+	// uwsgiCheck).
 	{
 		Name: "uwsgi", Commands: []string{"uwsgi", "uwsgi-core", "uwsgi_python"},
 		Sockets: SocketsListenFDs, SocketsCaveat: uwsgiSocketsCaveat,
@@ -279,7 +276,7 @@ var presets = []Preset{
 		ConfigTest:      uwsgiConfigTest,
 		ConfigTestLimit: uwsgiConfigTestLimit,
 		Bound:           "worker-reload-mercy",
-		Notes:           "TERM is a brutal reload by default and an immediate stop with --die-on-term: start uwsgi with --master --hook-master-start \"unix_signal:15 gracefully_kill_them_all\" so that TERM is a graceful stop; INT and QUIT kill at once; uWSGI has no config test: graceshim's (uwsgi --get) reads the options but loads no app, and refuses an unknown option only under strict = true",
+		Notes:           "TERM is a brutal reload by default and an immediate stop with --die-on-term: start uwsgi with --master --hook-master-start \"unix_signal:15 gracefully_kill_them_all\" so that TERM is a graceful stop; INT and QUIT kill at once; uWSGI has no config test: graceshim's reads the options (uwsgi --get) and loads the app without binding (--no-server), except under lazy-apps, and refuses an unknown option only under strict = true",
 	},
 	// Caddy 2: sigtrap.go and sigtrap_posix.go (v2.6): INT and TERM are a
 	// graceful exit ("shutting down ... gracefully"; a second INT forces
@@ -601,42 +598,39 @@ func gunicornConfigTest(argv []string) []string {
 	return cmd(argv[0], append([]string{"--check-config"}, argv[1:]...)...)
 }
 
-// rubyCheck is the script behind the unicorn and puma config tests. Its
-// arguments are the server's library ("unicorn" or "puma") and pairs of
-// a kind and a file: "config" is the server's config file, evaluated by
-// the server's own loader as a reload evaluates it (unicorn's
-// Unicorn::Configurator, lib/unicorn/configurator.rb reload:
-// instance_eval of the file; puma's Puma::Configuration#load,
-// lib/puma/dsl.rb _load_from: instance_eval too), so a directive the
-// server does not know fails it, not only a syntax error; "ruby" is a file
-// that is syntax-checked only (the rackup, which loads the application:
-// running it would boot the app). A kind ending in "?" is the server's
-// default file, checked only when it exists. When the library cannot be
-// loaded (another Ruby than the server's), the config file is
-// syntax-checked and a warning says so. One line per error:
+// unicornCheck is the script behind unicornConfigTest. Its arguments
+// are pairs of a kind and a file, in the order unicorn loads them:
+// "config" is the -c file, evaluated by unicorn's own
+// Unicorn::Configurator as a reload evaluates it
+// (lib/unicorn/configurator.rb reload: instance_eval of the file), so a
+// directive unicorn does not know fails it, not only a syntax error;
+// "app" is the rackup, loaded with unicorn's own Unicorn.builder
+// (lib/unicorn.rb), which runs the application's code as a worker's boot
+// does. That matters because a HUP makes every new worker load the app:
+// measured with unicorn 6.0.0 from Debian 12, a HUP with a config.ru that
+// parses but names an undefined constant leaves the master up and its
+// workers failing to boot in a loop, serving nothing. A kind ending in
+// "?" is unicorn's default file, checked only when it exists. When
+// unicorn cannot be loaded (another Ruby than the server's), the files
+// are syntax-checked and a warning says so. One line per error:
 // "FILE:LINE: error: ...", without the receiver dump Ruby 3.1 puts in a
 // NoMethodError's message.
-const rubyCheck = `lib = ARGV.shift
-status = 0
+const unicornCheck = `status = 0
 ARGV.each_slice(2) do |kind, f|
   next if kind.end_with?("?") && !File.exist?(f)
   begin
-    if kind.start_with?("config")
-      begin
-        require lib
-        require "puma/configuration" if lib == "puma"
-      rescue LoadError => e
-        warn "#{f}: warning: #{lib} cannot be loaded (#{e.message}): syntax checked only"
-        RubyVM::InstructionSequence.compile_file(f)
-        next
-      end
-      if lib == "puma"
-        Puma::Configuration.new(config_files: [f]).load
-      else
-        Unicorn::Configurator.new(config_file: f)
-      end
-    else
+    begin
+      require "unicorn"
+      require "rack" if kind.start_with?("app") && f.end_with?(".ru")
+    rescue LoadError => e
+      warn "#{f}: warning: unicorn cannot be loaded (#{e.message}): syntax checked only"
       RubyVM::InstructionSequence.compile_file(f)
+      next
+    end
+    if kind.start_with?("config")
+      Unicorn::Configurator.new(config_file: f)
+    else
+      Unicorn.builder(f, nil).call(nil, Struct.new(:default_middleware).new(false))
     end
   rescue ScriptError, StandardError => e
     at = (e.backtrace || []).map { |l| l[/\A(.+?:\d+)/, 1] }.find { |l| l && l.start_with?(f + ":") } || f
@@ -648,15 +642,8 @@ end
 exit status
 `
 
-// rubyConfigTest runs rubyCheck for lib on files, given as kind, path
-// pairs.
-func rubyConfigTest(lib string, files ...string) []string {
-	return append([]string{"ruby", "-e", rubyCheck, "--", lib}, files...)
-}
-
-// unicornConfigTest loads unicorn's -c config file with unicorn's own
-// Configurator and syntax-checks its rackup file (the first argument,
-// config.ru by default: unicorn(1)).
+// unicornConfigTest runs unicornCheck on unicorn's -c config file and
+// its rackup file (the first argument, config.ru by default: unicorn(1)).
 func unicornConfigTest(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
@@ -674,17 +661,61 @@ func unicornConfigTest(argv []string) []string {
 		}
 	}
 	if len(p.positionals) > 0 {
-		files = append(files, "ruby", p.positionals[0])
+		files = append(files, "app", p.positionals[0])
 	} else {
-		files = append(files, "ruby?", "config.ru")
+		files = append(files, "app?", "config.ru")
 	}
-	return rubyConfigTest("unicorn", files...)
+	return append([]string{"ruby", "-e", unicornCheck, "--"}, files...)
 }
 
-// pumaConfigTest loads puma's -C config file (by default config/puma.rb
-// when it exists) with puma's own Puma::Configuration and syntax-checks
-// its rackup file (config.ru by default): puma --help,
-// docs/configuration.md.
+// pumaCheck is the script behind pumaConfigTest. Its arguments are "-C
+// FILE" when the command names a config file ("-C -" for none) and the
+// rackup file when it names one. It does what puma does at boot, with
+// puma's own code: Puma::Configuration reads the config file (by default
+// config/puma/ENV.rb or config/puma.rb, docs/configuration.md) with
+// Puma::DSL, where a directive puma does not know fails, then #app loads
+// the rackup the config names (lib/puma/configuration.rb load_rackup),
+// running the application's own code as a boot does. That matters because
+// puma's reload (USR2) re-executes puma: measured with 5.6.5 from Debian
+// 12, a USR2 with a config.ru that parses but names an undefined constant
+// ends puma. When puma cannot be loaded (another Ruby than the server's),
+// the files are syntax-checked and a warning says so. One line per error,
+// as unicornCheck writes it.
+const pumaCheck = `files = []
+opts = {}
+if ARGV[0] == "-C"
+  ARGV.shift
+  opts[:config_files] = [ARGV.shift]
+  files << opts[:config_files][0]
+end
+if ARGV[0]
+  opts[:rackup] = ARGV.shift
+  files << opts[:rackup]
+end
+begin
+  require "puma"
+  require "puma/configuration"
+rescue LoadError => e
+  warn "warning: puma cannot be loaded (#{e.message}): syntax checked only"
+  files.each { |f| RubyVM::InstructionSequence.compile_file(f) if f != "-" && File.exist?(f) }
+  exit 0
+end
+begin
+  c = Puma::Configuration.new(opts)
+  c.load
+  files << c.options[:rackup].to_s
+  c.app
+rescue ScriptError, StandardError => e
+  locs = (e.backtrace || []).map { |l| l[/\A(.+?:\d+)/, 1] }.compact
+  at = locs.find { |l| files.any? { |f| l.start_with?(f + ":") } } || "puma"
+  msg = e.is_a?(NameError) ? "undefined directive or name '#{e.name}'" : e.message.lines.first.to_s.strip
+  warn "#{at}: error: #{msg}"
+  exit 1
+end
+`
+
+// pumaConfigTest runs pumaCheck with the command's -C and rackup (puma
+// --help).
 func pumaConfigTest(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
@@ -699,21 +730,14 @@ func pumaConfigTest(argv []string) []string {
 			"--fork-worker", "--idle-timeout"),
 	}
 	p := spec.parse(argv[1:])
-	var files []string
-	switch c := p.values["-C"] + p.values["--config"]; {
-	case c == "-":
-		// -C - : no config file at all.
-	case c != "":
-		files = append(files, "config", c)
-	default:
-		files = append(files, "config?", "config/puma.rb")
+	out := []string{"ruby", "-e", pumaCheck, "--"}
+	if c := p.values["-C"] + p.values["--config"]; c != "" {
+		out = append(out, "-C", c)
 	}
 	if len(p.positionals) > 0 {
-		files = append(files, "ruby", p.positionals[0])
-	} else {
-		files = append(files, "ruby?", "config.ru")
+		out = append(out, p.positionals[0])
 	}
-	return rubyConfigTest("puma", files...)
+	return out
 }
 
 // caddyFlags are the caddy run flags that choose the config; Caddy's
@@ -769,26 +793,52 @@ func lighttpdConfigTest(argv []string) []string {
 	return cmd(argv[0], append([]string{"-tt"}, spec.parse(argv[1:]).kept...)...)
 }
 
-// uwsgiConfigTestLimit is what uwsgi --get does not see. Measured with
-// uWSGI 2.0.21 from Debian 12: after a HUP with an app.py that fails to
-// compile, uWSGI logs "no app loaded. going in full dynamic mode" and
-// answers every request with 500; with need-app = true it logs "no app
-// loaded. GAME OVER" and exits.
-const uwsgiConfigTestLimit = "uwsgi's config test (uwsgi --get) reads the options but loads no application: " +
-	"a reload whose app fails to import makes uWSGI answer 500 (or exit, with need-app); " +
+// uwsgiConfigTestLimit is what uwsgiConfigTest does not see.
+const uwsgiConfigTestLimit = "uwsgi's config test loads the app in a uWSGI that binds nothing (--no-server), " +
+	"but not under lazy-apps (the workers load it) nor with safe-pidfile, daemonize, emperor or a router such as http = (then it only reads the options); " +
 	"and without strict = true uWSGI ignores an option it does not know, so no test refuses one"
 
-// uwsgiConfigTest is the daemon's own command line with --get strict
-// appended: uWSGI then parses every config file and option as a start
-// does (core/uwsgi.c: under strict mode an unknown option is "[strict-mode]
-// unknown config directive" and exit 1; a missing --ini file fails too),
-// prints the value and exits. Measured with 2.0.21: it binds no socket,
-// writes no pidfile or logto file, and loads no app, but it does run
-// the config's exec-asap and hook-asap commands, as every start and
-// reload does.
+// uwsgiCheck is the script behind uwsgiConfigTest; its arguments are the
+// daemon's command line. Step 1 is that command with --get (uwsgi --help:
+// "print the specified option value and exit"): uWSGI reads every config
+// file and option as a start does, loads the plugins they name, and exits
+// before binding or loading the app; under strict mode an unknown option
+// is "[strict-mode] unknown config directive" and exit 1 (core/uwsgi.c,
+// uwsgi_opt_get), and a missing --ini file fails too. Step 2 is the
+// command with --no-server --need-app: uWSGI loads the app as a start
+// does in the master (not under lazy-apps), then logs "no-server mode
+// requested. Goodbye." and exits 0, or, with an app that fails to import,
+// "no app loaded. GAME OVER" and exit 22. Measured with 2.0.21 from
+// Debian 12, with another process listening on the config's port: step 2
+// binds no socket, runs no master hook and creates no master-fifo or
+// stats socket, but it does write the pid files (hence --pidfile and
+// --pidfile2 /dev/null after the daemon's own, the last of which wins),
+// appends to logto, and runs the exec-asap, hook-asap and pre-app hooks,
+// as every start and reload does. What step 2 would act on is left out:
+// safe-pidfile (a rename onto the path), daemonize (the test would go to
+// the background), the emperor (measured: it starts and never exits, and
+// would start the vassals), and the routers and other sockets uWSGI binds
+// before the app loads (measured: "http = 127.0.0.1:P" binds P in step 2
+// and fails with "Address already in use" while the daemon holds it).
+// With any of them set, step 2 is skipped and a line on stderr says so.
+const uwsgiCheck = `out=$("$@" --get safe-pidfile --get safe-pidfile2 --get daemonize --get daemonize2 --get emperor \
+	--get http --get https --get fastrouter --get rawrouter --get sslrouter --get forkptyrouter \
+	--get shared-socket --get zerg-server --get cache-udp-server --get legion --get snmp --get udp) || exit 1
+if [ -n "$out" ]; then
+	echo "uwsgi config test: options read; the app is not loaded (safe-pidfile, daemonize, emperor or a router is set)" >&2
+	exit 0
+fi
+exec "$@" --pidfile /dev/null --pidfile2 /dev/null --no-server --need-app
+`
+
+// uwsgiConfigTest runs uwsgiCheck on the daemon's own command line. A
+// reload re-executes uWSGI's master, so a config or an app it cannot
+// start with ends the service; uWSGI 2.0.21 after a HUP with an app.py
+// that fails to compile logs "no app loaded. going in full dynamic mode"
+// and answers every request with 500, or with need-app exits (measured).
 func uwsgiConfigTest(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
 	}
-	return append(append([]string(nil), argv...), "--get", "strict")
+	return append([]string{"sh", "-c", uwsgiCheck, "uwsgi-config-test"}, argv...)
 }

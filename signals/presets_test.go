@@ -40,20 +40,21 @@ func TestConfigTest(t *testing.T) {
 		{"gunicorn", "/usr/bin/gunicorn -w 4 -b 127.0.0.1:8000 myapp.wsgi:application", "/usr/bin/gunicorn --check-config -w 4 -b 127.0.0.1:8000 myapp.wsgi:application"},
 		{"gunicorn", "gunicorn -c /etc/gunicorn.conf.py app:app", "gunicorn --check-config -c /etc/gunicorn.conf.py app:app"},
 		// Debian's unicorn.service; a rackup given.
-		{"unicorn", "/usr/bin/unicorn -c /etc/unicorn/app.rb -E production", "RUBY:unicorn config /etc/unicorn/app.rb ruby? config.ru"},
-		{"unicorn", "unicorn -E production -c config/unicorn.rb -l 0.0.0.0:8080 site.ru", "RUBY:unicorn config config/unicorn.rb ruby site.ru"},
-		{"unicorn", "unicorn_rails --config-file=/srv/u.rb", "RUBY:unicorn config /srv/u.rb ruby? config.ru"},
+		{"unicorn", "/usr/bin/unicorn -c /etc/unicorn/app.rb -E production", "UNICORN config /etc/unicorn/app.rb app? config.ru"},
+		{"unicorn", "unicorn -E production -c config/unicorn.rb -l 0.0.0.0:8080 site.ru", "UNICORN config config/unicorn.rb app site.ru"},
+		{"unicorn", "unicorn_rails --config-file=/srv/u.rb", "UNICORN config /srv/u.rb app? config.ru"},
 		// puma's systemd.md, a bare run, -C -.
-		{"puma", "/usr/bin/puma -C /srv/app/config/puma.rb", "RUBY:puma config /srv/app/config/puma.rb ruby? config.ru"},
-		{"puma", "puma -b tcp://127.0.0.1:9292 -t 2:4 -w 2 app.ru", "RUBY:puma config? config/puma.rb ruby app.ru"},
-		{"puma", "puma -C - --bind unix:///run/p.sock", "RUBY:puma ruby? config.ru"},
+		{"puma", "/usr/bin/puma -C /srv/app/config/puma.rb", "PUMA -C /srv/app/config/puma.rb"},
+		{"puma", "puma -b tcp://127.0.0.1:9292 -t 2:4 -w 2 app.ru", "PUMA app.ru"},
+		{"puma", "puma -C - --bind unix:///run/p.sock", "PUMA -C -"},
+		{"puma", "puma --config=/srv/p.rb -e production", "PUMA -C /srv/p.rb"},
 		// Debian's caddy.service; Go-style single dash; the default Caddyfile.
 		{"caddy", "/usr/bin/caddy run --environ --config /etc/caddy/Caddyfile", "/usr/bin/caddy validate --config /etc/caddy/Caddyfile"},
 		{"caddy", "caddy run -config=/etc/caddy/caddy.json -adapter json --resume", "caddy validate --config /etc/caddy/caddy.json --adapter json"},
 		{"caddy", "caddy run", "caddy validate"},
 		// Debian's uwsgi-app@.service runs --ini; a command-line app.
-		{"uwsgi", "/usr/bin/uwsgi --ini /etc/uwsgi/apps-enabled/app.ini", "/usr/bin/uwsgi --ini /etc/uwsgi/apps-enabled/app.ini --get strict"},
-		{"uwsgi", "uwsgi --strict --http-socket :8000 --wsgi-file app.py --master", "uwsgi --strict --http-socket :8000 --wsgi-file app.py --master --get strict"},
+		{"uwsgi", "/usr/bin/uwsgi --ini /etc/uwsgi/apps-enabled/app.ini", "UWSGI /usr/bin/uwsgi --ini /etc/uwsgi/apps-enabled/app.ini"},
+		{"uwsgi", "uwsgi --strict --http-socket :8000 --wsgi-file app.py --master", "UWSGI uwsgi --strict --http-socket :8000 --wsgi-file app.py --master"},
 		// Debian's lighttpd.service.
 		{"lighttpd", "/usr/sbin/lighttpd -D -f /etc/lighttpd/lighttpd.conf", "/usr/sbin/lighttpd -tt -f /etc/lighttpd/lighttpd.conf"},
 		{"lighttpd", "lighttpd -D -f /srv/l.conf -m /usr/lib/lighttpd -i 30", "lighttpd -tt -f /srv/l.conf -m /usr/lib/lighttpd"},
@@ -75,14 +76,21 @@ func TestConfigTest(t *testing.T) {
 }
 
 // words splits s on spaces and turns '|' back into spaces; a first word
-// RUBY:LIB stands for the ruby -e ... LIB words of rubyConfigTest.
+// UNICORN, PUMA and UWSGI stand for the interpreter words of
+// unicornConfigTest, pumaConfigTest and uwsgiConfigTest.
 func words(s string) []string {
 	f := strings.Fields(s)
 	for i := range f {
 		f[i] = strings.ReplaceAll(f[i], "|", " ")
 	}
-	if len(f) > 0 && strings.HasPrefix(f[0], "RUBY:") {
-		f = append(rubyConfigTest(strings.TrimPrefix(f[0], "RUBY:")), f[1:]...)
+	if len(f) > 0 && f[0] == "PUMA" {
+		f = append([]string{"ruby", "-e", pumaCheck, "--"}, f[1:]...)
+	}
+	if len(f) > 0 && f[0] == "UWSGI" {
+		f = append([]string{"sh", "-c", uwsgiCheck, "uwsgi-config-test"}, f[1:]...)
+	}
+	if len(f) > 0 && f[0] == "UNICORN" {
+		f = append([]string{"ruby", "-e", unicornCheck, "--"}, f[1:]...)
 	}
 	return f
 }
@@ -174,7 +182,7 @@ func TestConfigTestLimit(t *testing.T) {
 		}
 	}
 	p, _ := Lookup("uwsgi")
-	for _, phrase := range []string{"loads no application", "strict = true"} {
+	for _, phrase := range []string{"lazy-apps", "strict = true"} {
 		if !strings.Contains(p.ConfigTestLimit, phrase) {
 			t.Errorf("uwsgi ConfigTestLimit %q does not say %q", p.ConfigTestLimit, phrase)
 		}

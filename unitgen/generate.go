@@ -392,11 +392,12 @@ func header(o Options, dropin bool) string {
 	if o.Socket != "" {
 		lines = append(lines, socketHeader(o))
 	}
-	if o.Preset.Caveat != nil || o.Preset.NoGracefulStop {
+	if o.Preset.Caveat != nil || o.Preset.NoGracefulStop || o.Preset.ConfigTestLimit != "" {
 		// A setting of the daemon's own can defeat its graceful stop
-		// (php-fpm's process_control_timeout): graceshim says so at start
-		// when it reads it; the unit says it always, whatever this host's
-		// configuration is.
+		// (php-fpm's process_control_timeout), the daemon may have none
+		// (memcached), or its config test may not see everything (uwsgi):
+		// graceshim says so at start; the unit says it always, whatever
+		// this host's configuration is.
 		lines = append(lines, fmt.Sprintf("%s's stop: %s.", name, o.Preset.Notes))
 	}
 	if o.Hardening {

@@ -26,8 +26,9 @@
 // KILL, and only then lets the script remove its lock and pid files. For
 // Red Hat style scripts the wait is a small self-contained shell function,
 // graceshim_stop, inserted into the script: the fixed script needs only a
-// POSIX shell, coreutils, procps's ps (ps -o ppid=, ps --ppid) and
-// sysvinit's pidof (pidof -c -o), not graceshim.
+// POSIX shell, coreutils (or BusyBox's applets), /proc and sysvinit's
+// pidof (pidof -c -o), not graceshim; parents and workers are read from
+// /proc/PID/stat, not with ps.
 //
 // graceshim_stop finds the daemon the way killproc does (every pid on
 // every line of the pid file; pidof of the binary only where the original

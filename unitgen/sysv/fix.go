@@ -810,8 +810,12 @@ func (f *fixer) stopCall(pidWord string, pidof bool, bound string) string {
 // (it has said why on stderr): the original kill's status was thrown
 // away (kill $(cat F); rm -f F; echo) or read as "not running" (unicorn's
 // "sig QUIT && exit 0; echo Not running"), so a daemon that survived the
-// stop was reported stopped. Elsewhere (in a condition, after || ) the
-// script already reads the status and the call is left bare.
+// stop was reported stopped. Before '&&' the rest of the line ran only
+// when the kill found a process: the call is followed by a test of
+// graceshim_stop's _gs_none, so that with nothing running the line still
+// stops there and the script's own "Not running" branch stays reachable.
+// Elsewhere (in a condition, after || ) the script already reads the
+// status and the call is left bare.
 func (f *fixer) failStop(li int, c command, call string) string {
 	text := f.s.ll[li].text
 	start, end := c.span()
@@ -819,7 +823,10 @@ func (f *fixer) failStop(li int, c command, call string) string {
 		return call
 	}
 	rest := strings.TrimSpace(text[end:])
-	if rest == "" || strings.HasPrefix(rest, ";") && !strings.HasPrefix(rest, ";;") || strings.HasPrefix(rest, "&&") {
+	if strings.HasPrefix(rest, "&&") {
+		return `{ ` + call + ` || exit 1; } && [ -z "$_gs_none" ]`
+	}
+	if rest == "" || strings.HasPrefix(rest, ";") && !strings.HasPrefix(rest, ";;") {
 		return call + " || exit 1"
 	}
 	return call

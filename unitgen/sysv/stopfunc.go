@@ -1,9 +1,12 @@
 package sysv
 
 // StopFunc is the shell function a fix inserts and generated scripts use.
-// It needs only a POSIX shell, kill, sleep (fractional, as GNU coreutils
-// and busybox have), readlink, ps and pidof, so a fixed script runs on a
-// CentOS 6 host without graceshim installed. It is kept short on purpose:
+// It needs only a POSIX shell, kill, sleep, cat, tr, readlink and pidof,
+// and /proc, so a fixed script runs on a CentOS 6 host without graceshim
+// installed, and with BusyBox's applets: it reads parents from
+// /proc/PID/stat rather than with ps (BusyBox's ps has neither -p nor
+// --ppid), and a sleep that refuses a fraction (BusyBox built without
+// FEATURE_FLOAT_SLEEP: "invalid number") makes it poll once a second. It is kept short on purpose:
 // whoever reviews the fix in a config-management diff reads it whole.
 //
 // It finds the daemon's processes the way CentOS 6's killproc does
@@ -31,9 +34,11 @@ package sysv
 // reported, not signalled, and the stop fails keeping the pid file, since
 // it cannot be told from a daemon still running.
 //
-// The bound is wall-clock time (date +%s), not a count of polls, so a
-// loaded machine does not stretch it; whole seconds, so a wait lasts at
-// least TIMEOUT and less than a second more. The timeout reads as killproc
+// The bound is time since boot (/proc/uptime, proc(5)), not a count of
+// polls, so a loaded machine does not stretch it, and not the wall clock
+// (date +%s), which an NTP step or an operator's date -s moves forward or
+// back mid-stop; whole seconds, so a wait lasts at least TIMEOUT and less
+// than a second more. The timeout reads as killproc
 // -d does: N or N.M (rounded up to whole seconds), with s, m, h or d;
 // leading zeros are dropped, since the shell reads 08 as bad octal and 010
 // as 8. One it cannot read (or of 9 digits and more, which would overflow
@@ -46,7 +51,8 @@ package sysv
 const StopFunc = `# graceshim_stop PIDFILE BINARY SIGNAL TIMEOUT [only] (added by graceshim initscript):
 # send SIGNAL to BINARY's masters (every pid in PIDFILE that runs BINARY; if
 # none and no "only", pidof BINARY without its workers), wait up to TIMEOUT
-# (N, Ns, Nm, Nh), then TERM and 5 s, then KILL. 0 once all are gone, else 1.
+# (N, Ns, Nm, Nh), then TERM and 5 s, then KILL. 0 once all are gone, else 1;
+# _gs_none is 1 when nothing was running.
 graceshim_is() { # PID BINARY: 0 runs BINARY (by exe or argv[0]), 1 gone, a zombie or another program, 2 runs but exe unreadable
 	_gs_exe=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
 	case ${_gs_exe##*) } in Z* | X*) return 1 ;; esac
@@ -60,8 +66,19 @@ graceshim_is() { # PID BINARY: 0 runs BINARY (by exe or argv[0]), 1 gone, a zomb
 	[ "${_gs_exe##*/}" != "${2##*/}" ] || return 0
 	return $_gs_ok
 }
+graceshim_uptime() { # whole seconds since boot into _gs_now (/proc/uptime: the wall clock may jump)
+	read -r _gs_now _gs_x </proc/uptime
+	_gs_now=${_gs_now%%.*}
+}
+graceshim_ppid() { # PID: its parent's pid into _gs_pp, 0 when gone (/proc/PID/stat: "PID (comm) S PPID ...")
+	_gs_pp=$(cat "/proc/$1/stat" 2>/dev/null) || _gs_pp='x) x 0'
+	_gs_pp=${_gs_pp##*) }
+	_gs_pp=${_gs_pp#* }
+	_gs_pp=${_gs_pp%% *}
+}
 graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
-	_gs_end=$(($(date +%s) + $1))
+	graceshim_uptime
+	_gs_end=$((_gs_now + $1))
 	while :; do
 		_gs_left=
 		for _gs_p in $_gs_pids; do
@@ -69,12 +86,13 @@ graceshim_wait() { # SECONDS: 0 once none of $_gs_pids runs $_gs_bin
 		done
 		_gs_pids=$_gs_left
 		[ -n "$_gs_pids" ] || return 0
-		[ "$(date +%s)" -le "$_gs_end" ] || return 1
-		sleep 0.2
+		graceshim_uptime
+		[ "$_gs_now" -le "$_gs_end" ] || return 1
+		sleep 0.2 2>/dev/null || sleep 1
 	done
 }
 graceshim_stop() {
-	_gs_bin=$2 _gs_t=${4%[smhd]} _gs_pids='' _gs_unsure='' _gs_up=0
+	_gs_bin=$2 _gs_t=${4%[smhd]} _gs_pids='' _gs_unsure='' _gs_up=0 _gs_none=
 	_gs_u=${4#"$_gs_t"}
 	case $_gs_t in *.*[1-9]*) _gs_up=1 ;; esac # killproc -d 1.5: round up
 	_gs_t=${_gs_t%%.*}
@@ -96,11 +114,12 @@ graceshim_stop() {
 	done
 	if [ -z "$_gs_pids$_gs_unsure" ] && [ "${5:-}" != only ]; then
 		for _gs_p in $(pidof -c -o $$ -o "$PPID" "$2" 2>/dev/null || :); do
-			_gs_pp=$(ps -o ppid= -p "$_gs_p" || :)
+			graceshim_ppid "$_gs_p"
 			if graceshim_is "$_gs_p" "$2" && ! graceshim_is "$((_gs_pp + 0))" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
 		done
 		[ -z "$_gs_pids" ] || echo "no ${2##*/} in $1: stopping the ${2##*/} masters pidof finds:$_gs_pids" >&2
 	fi
+	[ -n "$_gs_pids$_gs_unsure" ] || _gs_none=1 # nothing ran: a caller may still say "not running"
 	# shellcheck disable=SC2086 # a list of pids
 	if [ -n "$_gs_pids" ]; then
 		kill -"$3" $_gs_pids 2>/dev/null || :
@@ -110,8 +129,11 @@ graceshim_stop() {
 			if ! graceshim_wait 5; then
 				echo "${2##*/} (pid$_gs_pids) still running 5s after TERM: sending KILL" >&2
 				# workers a KILLed master leaves behind keep its listening sockets
-				for _gs_p in $(ps -o pid= --ppid "${_gs_pids# }" 2>/dev/null || :); do
-					if graceshim_is "$_gs_p" "$2"; then _gs_pids="$_gs_pids $_gs_p"; fi
+				for _gs_s in /proc/[0-9]*/stat; do
+					_gs_p=${_gs_s#/proc/}
+					_gs_p=${_gs_p%/stat}
+					graceshim_ppid "$_gs_p"
+					case " $_gs_pids " in *" $_gs_pp "*) graceshim_is "$_gs_p" "$2" && _gs_pids="$_gs_pids $_gs_p" ;; esac
 				done
 				kill -KILL $_gs_pids 2>/dev/null || :
 				graceshim_wait 5 || return 1

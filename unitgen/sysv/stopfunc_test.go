@@ -2,6 +2,7 @@ package sysv
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,9 +106,13 @@ func TestStopFuncNotRunning(t *testing.T) {
 	}
 	for _, f := range []string{stale, filepath.Join(dir, "missing.pid")} {
 		// No process runs this binary, so pidof finds nothing either.
-		out, err := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" /usr/sbin/graceshim-test-none QUIT 1`, "bash", f).CombinedOutput()
+		out, err := exec.Command(bash, "-c", StopFunc+`graceshim_stop "$1" /usr/sbin/graceshim-test-none QUIT 1; echo "none=$_gs_none"`, "bash", f).CombinedOutput()
 		if err != nil {
 			t.Errorf("graceshim_stop %s: %v\n%s", f, err, out)
+		}
+		// What a rewritten "sig QUIT && exit 0; echo Not running" reads.
+		if !strings.Contains(string(out), "none=1") {
+			t.Errorf("graceshim_stop %s: _gs_none not set with nothing running:\n%s", f, out)
 		}
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
@@ -401,6 +406,49 @@ func TestStopFuncExeUnreadable(t *testing.T) {
 // would be orphaned still holding the master's listening sockets, so it
 // is KILLed with the master and waited for.
 func TestStopFuncKillsWorkers(t *testing.T) {
+	killsWorkers(t, []string{"sh"}, nil)
+}
+
+// TestStopFuncBusyBox: the same stop, run by BusyBox's sh with nothing but
+// BusyBox's applets on PATH (no ps at all), and with a sleep that refuses
+// fractions as BusyBox built without FEATURE_FLOAT_SLEEP does: the stop
+// still escalates, finds the worker through /proc and ends.
+func TestStopFuncBusyBox(t *testing.T) {
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("needs busybox (Debian package busybox, in .ci/install-deps)")
+	}
+	for _, frac := range []bool{true, false} {
+		name := "fractional sleep"
+		if !frac {
+			name = "whole-second sleep"
+		}
+		t.Run(name, func(t *testing.T) {
+			bin := t.TempDir()
+			for _, applet := range []string{"sh", "cat", "tr", "readlink", "sleep", "pidof", "rm", "mv", "echo"} {
+				if err := os.Symlink(busybox, filepath.Join(bin, applet)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			refused := filepath.Join(t.TempDir(), "refused")
+			if !frac {
+				os.Remove(filepath.Join(bin, "sleep"))
+				sleep := "#!" + busybox + " sh\ncase $1 in *.*) echo \"sleep: invalid number '$1'\" >&2; : >" + refused + "; exit 1 ;; esac\nexec " + busybox + " sleep \"$1\"\n"
+				if err := os.WriteFile(filepath.Join(bin, "sleep"), []byte(sleep), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			killsWorkers(t, []string{busybox, "sh"}, []string{"PATH=" + bin})
+			if _, err := os.Stat(refused); !frac && err != nil {
+				t.Errorf("the stop never tried a fractional sleep, so the fallback was not exercised: %v", err)
+			}
+		})
+	}
+}
+
+// killsWorkers runs TestStopFuncKillsWorkers' stop with the shell sh and
+// the environment env (nil: the test's own).
+func killsWorkers(t *testing.T, sh []string, env []string) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "gs-test-daemon")
 	bash, err := exec.LookPath("bash")
@@ -437,11 +485,55 @@ func TestStopFuncKillsWorkers(t *testing.T) {
 	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(master.Process.Pid)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" "$2" QUIT 1 only; echo "rc=$?"`, "sh", pidfile, bin).CombinedOutput()
+	stop := exec.Command(sh[0], append(sh[1:], "-c", StopFunc+`graceshim_stop "$1" "$2" QUIT 1 only; echo "rc=$?"`, "sh", pidfile, bin)...)
+	stop.Env = env
+	out, err := stop.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "rc=0") || !strings.Contains(string(out), "sending KILL") {
 		t.Fatalf("graceshim_stop: %v\n%s", err, out)
 	}
 	if procAlive(worker) {
 		t.Errorf("the worker of the KILLed master still runs:\n%s", out)
+	}
+}
+
+// TestStopFuncWallClockStill: the wait is bounded by time since boot, not
+// by the wall clock: with a date that always prints the same second (a
+// clock set back mid-stop looks the same to a date +%s loop, which then
+// waits on), a daemon that ignores QUIT is still sent TERM after the
+// timeout; and _gs_none stays empty when something was stopped.
+func TestStopFuncWallClockStill(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash")
+	}
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "date"), []byte("#!/bin/sh\necho 1000000000\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := exec.Command(bash, "-c", "trap '' QUIT; exec sleep 300")
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.Process.Kill(); d.Wait() }()
+	if !waitUntil(5*time.Second, func() bool {
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(d.Process.Pid) + "/exe")
+		return strings.HasSuffix(exe, "/sleep")
+	}) {
+		t.Fatal("the test daemon did not start")
+	}
+	pidfile := filepath.Join(t.TempDir(), "d.pid")
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stop := exec.CommandContext(ctx, bash, "-c", StopFunc+`graceshim_stop "$1" /usr/bin/sleep QUIT 1 only; echo "rc=$? none=$_gs_none"`, "bash", pidfile)
+	stop.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	out, err := stop.CombinedOutput()
+	if err != nil {
+		t.Fatalf("graceshim_stop: %v (a wait bounded by date +%%s never ends here)\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "still running 1s after QUIT: sending TERM") || !strings.Contains(string(out), "rc=0 none=\n") {
+		t.Errorf("graceshim_stop did not escalate after its bound, or set _gs_none:\n%s", out)
 	}
 }
