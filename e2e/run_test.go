@@ -264,7 +264,10 @@ func TestE2ERunWorkerShutdownTimeout(t *testing.T) {
 	t.Parallel()
 	u := userManager(t)
 	bin := needGraceshim(t)
-	site := newNginxSite(t, nginxOpts{WorkerShutdownTimeout: "2s"})
+	// Downloads of a minute (at the default 100k/s), not the usual 12 s:
+	// on a loaded machine starting 20 of them has taken 10 s, and they
+	// must still be in flight when worker_shutdown_timeout cuts them.
+	site := newNginxSite(t, nginxOpts{WorkerShutdownTimeout: "2s", FileSize: 60 * 100 << 10})
 	name := unitName("run-wst")
 	u.InstallUnit(t, name, shimUnit(bin, nil, site, "5"))
 	u.Start(t, name)

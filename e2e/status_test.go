@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // statusConn and statusReply are what the test reads of
@@ -119,7 +121,7 @@ func TestStatusE2E(t *testing.T) {
 
 	// A slow download from a known source port (12 s at nginx's
 	// limit_rate), in flight once its first bytes arrived.
-	src := freePort(t)
+	src := freeSourcePort(t)
 	peer := fmt.Sprintf("127.0.0.1:%d", src)
 	out := filepath.Join(t.TempDir(), "big")
 	dl := exec.Command(curl, "-sS", "--no-keepalive", "--noproxy", "*", "--max-time", "90",
@@ -282,4 +284,33 @@ func getMetrics(t *testing.T, addr string) string {
 		t.Fatalf("/metrics: %d\n%s", resp.StatusCode, b)
 	}
 	return string(b)
+}
+
+// freeSourcePort is a port for a client to bind as its source port: below
+// the kernel's ephemeral range, so that no other connection takes it
+// between this check and the client's bind, and free for a bind without
+// SO_REUSEADDR (as curl's --local-port binds), which a socket in
+// TIME_WAIT on it would fail. freePort's net.Listen sets SO_REUSEADDR and
+// may name such a port.
+func freeSourcePort(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lo int
+	if _, err := fmt.Sscan(string(b), &lo); err != nil {
+		t.Fatal(err)
+	}
+	for p := 10000 + (os.Getpid()*7919+int(time.Now().UnixNano()/1000))%(lo-10000); ; p = 10000 + (p-10000+1)%(lo-10000) {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = unix.Bind(fd, &unix.SockaddrInet4{Port: p})
+		unix.Close(fd)
+		if err == nil {
+			return p
+		}
+	}
 }
