@@ -151,12 +151,12 @@ func TestWatchSleepsPastTheReadyBound(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watch(ctx, w, 1, time.Now().Add(3*readyPollEvery), cmds, make(chan watchEvent, 4))
+		watch(ctx, w, 1, time.Now().Add(300*time.Millisecond), cmds, make(chan watchEvent, 4))
 	}()
 	defer func() { cancel(); <-done }()
 	polls := 0
 	deadline := time.After(30 * time.Second)
-	for polls < 3 { // polled until the bound: at 0, 100 ms, 200 ms, maybe 300 ms
+	for polls < 3 { // polled until the bound: at 0, 10, 30, 70, 150 and 310 ms
 		select {
 		case <-w.calls:
 			polls++
@@ -164,12 +164,12 @@ func TestWatchSleepsPastTheReadyBound(t *testing.T) {
 			t.Fatalf("%d ready polls in 30s", polls)
 		}
 	}
-	time.Sleep(10 * readyPollEvery)
+	time.Sleep(4 * readyPollMax)
 	for len(w.calls) > 0 {
 		<-w.calls
 		polls++
 	}
-	if polls > 4 {
+	if polls > 7 {
 		t.Fatalf("%d Learn calls: the watch actor still polls past the ready bound", polls)
 	}
 	reply := make(chan []string, 1)

@@ -34,14 +34,21 @@ type DrainCounter interface {
 
 var errNothingToCount = errors.New("nothing to count")
 
-// readyPollEvery is how often the watch actor looks for the first
-// listener, until the ready bound. Outside a drain and once the ready
+// readyPollFirst and readyPollMax space the watch actor's looks for the
+// first listener, until the ready bound: soon after the start (most
+// servers listen within milliseconds), then twice as far apart each time,
+// up to readyPollMax. A look costs two socket dumps and a /proc reading;
+// at a fixed 100 ms a worker daemon that never listens cost about 200
+// context switches a second for the whole ready timeout. Outside a drain and once the ready
 // bound has passed it has no timer at all: listeners are re-learned when
 // something can have changed them (a reload, a new master, the graceful
 // signal), and a drain follows the kernel's destroy messages (or polls,
 // in package conns, where they are refused). An idle server costs
 // graceshim no wake-ups here.
-const readyPollEvery = 100 * time.Millisecond
+const (
+	readyPollFirst = 10 * time.Millisecond
+	readyPollMax   = 500 * time.Millisecond
+)
 
 // countRetry bounds how soon a drain's count is retried after it failed.
 const countRetry = time.Second
@@ -84,6 +91,7 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 		}
 	}()
 	waitReady := !readyUntil.IsZero()
+	readyEvery := readyPollFirst
 	timer := time.NewTimer(0)
 	if !waitReady {
 		timer.Stop()
@@ -184,7 +192,8 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 			settle()
 			continue
 		}
-		timer.Reset(readyPollEvery)
+		timer.Reset(readyEvery)
+		readyEvery = min(2*readyEvery, readyPollMax)
 	}
 }
 
