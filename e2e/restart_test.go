@@ -10,6 +10,7 @@ package e2e
 // clients wait in the backlog and the next nginx serves them.
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
@@ -696,5 +697,59 @@ func testFDStore(t *testing.T, daemon bool) {
 	stored("0")
 	if c := connectOnce(other); c != "refused" {
 		t.Errorf("after a plain stop %s met %q, want refused", addr, c)
+	}
+}
+
+// TestRestartFDStoreUnixListen: nginx with a "listen unix:PATH" beside
+// its TCP listen, under graceshim with FileDescriptorStoreMax=. nginx
+// deletes the file of a unix socket it bound itself when it exits
+// (src/core/ngx_connection.c ngx_close_listening_sockets), so a stored
+// unix socket would reach the next nginx with no path: graceshim keeps
+// only the TCP socket, and after systemctl restart (twice: the second
+// restart is the one a stored socket would break for good) the unix
+// path serves again.
+func TestRestartFDStoreUnixListen(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "site.sock")
+	site := newNginxSite(t, nginxOpts{ExtraHTTP: fmt.Sprintf("server { listen unix:%s; location / { return 200 \"ux\\n\"; } }", sock)})
+	name := unitName("fdstore-unix")
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8"))
+	u.Start(t, name)
+	defer u.Stop(t, name)
+	waitServing(t, u, name, site)
+	get := func() error {
+		c, err := net.DialTimeout("unix", sock, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(line, " 200 ") {
+			return fmt.Errorf("answer %q", line)
+		}
+		return nil
+	}
+	const kept = "stays out of systemd's fd store"
+	if !waitFor(10*time.Second, 50*time.Millisecond, func() bool {
+		return get() == nil && u.Show(t, name, "NFileDescriptorStore") == "1" && strings.Contains(u.UnitLog(t, name), kept)
+	}) {
+		t.Fatalf("before the restart: %v, NFileDescriptorStore=%s (want 1: the TCP socket only)\nlog:\n%s", get(), u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
+	}
+	for i := 1; i <= 2; i++ {
+		u.restart(t, name)
+		waitServing(t, u, name, site)
+		if !waitFor(10*time.Second, 50*time.Millisecond, func() bool { return get() == nil }) {
+			t.Fatalf("after systemctl restart %d, the unix listener %s: %v\nlog:\n%s", i, sock, get(), u.UnitLog(t, name))
+		}
+		if got := u.Show(t, name, "NFileDescriptorStore"); got != "1" {
+			t.Errorf("after systemctl restart %d, NFileDescriptorStore=%s, want 1 (the TCP socket)", i, got)
+		}
 	}
 }

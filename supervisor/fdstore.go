@@ -70,6 +70,7 @@ type fdStore struct {
 	max    int             // FileDescriptorStoreMax of the unit
 	stored map[uint64]bool // inodes sent to the store
 	held   map[uint64]bool // inodes a .socket unit holds: never stored
+	local  map[uint64]bool // inodes of AF_UNIX listeners: never stored (see keepListeners)
 	log    *Logger
 	failed bool // a failure was logged; the store is left alone since
 }
@@ -110,7 +111,7 @@ func openFDStore(ctx context.Context, p signals.Preset, log *Logger) *fdStore {
 	if max <= 0 {
 		return nil
 	}
-	return &fdStore{svc: svc, max: max, stored: map[uint64]bool{}, held: map[uint64]bool{}, log: log}
+	return &fdStore{svc: svc, max: max, stored: map[uint64]bool{}, held: map[uint64]bool{}, local: map[uint64]bool{}, log: log}
 }
 
 // keep stores the listening sockets the server's process tree (below
@@ -155,12 +156,31 @@ func (s *fdStore) keepListeners(self int) error {
 		}
 		for fd, ino := range fdInodes {
 			held[ino] = true
-			if s.stored[ino] || s.held[ino] || containsInode(inodes, ino) {
+			if s.stored[ino] || s.held[ino] || s.local[ino] || containsInode(inodes, ino) {
 				continue
 			}
 			got, err := takeFD(pid, fd)
 			if err != nil {
 				return err
+			}
+			if sa, err := unix.Getsockname(got); err == nil {
+				if ux, ok := sa.(*unix.SockaddrUnix); ok {
+					// A unix listener stays out of the store: nginx
+					// deletes the file of a unix socket it bound itself
+					// when it exits (src/core/ngx_connection.c
+					// ngx_close_listening_sockets: AF_UNIX, not
+					// inherited), so after a restart the stored socket
+					// would listen on a path nobody can reach, at every
+					// restart after that too. The next nginx binds the
+					// path again itself; clients of a unix socket are
+					// local, and a .socket unit (whose path systemd
+					// owns; an inherited socket's file nginx leaves
+					// alone while its parent lives) keeps them waiting.
+					unix.Close(got)
+					s.local[ino] = true
+					s.log.Infof("the unix listening socket %s stays out of systemd's fd store: nginx removes its file when it exits, so a restart refuses its clients (a .socket unit keeps them)", orUnnamed(ux.Name))
+					continue
+				}
 			}
 			fds = append(fds, got)
 			names = append(names, fdStoreName+strconv.FormatUint(ino, 10))
@@ -239,6 +259,13 @@ func (s *fdStore) release(ctx context.Context) {
 	}
 	s.log.Infof("the job is a %s, not a restart: the listening sockets leave systemd's fd store, so connections are refused once %d listening sockets close", orNone(job), len(s.stored))
 	s.stored = map[uint64]bool{}
+}
+
+func orUnnamed(path string) string {
+	if path == "" {
+		return "(unnamed)"
+	}
+	return path
 }
 
 func orNone(job string) string {
