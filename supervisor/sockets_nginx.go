@@ -103,19 +103,28 @@ func checkNginx(ctx context.Context, socks []inherited, opts Options) ([]inherit
 func matchNginx(socks []inherited, listens []nginxListen) (keep, drop []inherited, errs, warns []string) {
 	wants := nginxSockets(listens)
 	used := make([]bool, len(socks))
-	for _, w := range wants {
-		found := false
+	matched := make([]bool, len(wants))
+	for j, w := range wants {
 		for i, s := range socks {
 			if s.addr.same(w.addr) {
-				used[i], found = true, true
+				used[i], matched[j] = true, true
 				break
 			}
 		}
-		if found {
+	}
+	for j, w := range wants {
+		if matched[j] {
 			continue
 		}
 		conflict := -1
 		for i, s := range socks {
+			// graceshim's own stored sockets that no directive names
+			// are dropped below, before nginx binds: a directive that
+			// moved within its port (listen 80 -> listen
+			// 127.0.0.1:80) is bound beside nothing.
+			if s.stored() && !used[i] {
+				continue
+			}
 			if s.addr.conflicts(w.addr) {
 				conflict = i
 				break

@@ -134,6 +134,11 @@ func TestMatchNginx(t *testing.T) {
 		{name: "IPv4 beside an IPv6-only socket", inherited: []string{"tcp6only [::]:80"}, listens: []string{"80", "[::]:80"}, keep: 1, warns: 1},
 		{name: "extra directive", inherited: []string{"tcp 127.0.0.1:8080"}, listens: []string{"127.0.0.1:8080", "127.0.0.1:9090"}, keep: 1, warns: 1},
 		{name: "stale stored socket dropped", inherited: []string{"tcp 127.0.0.1:8080", "tcp 127.0.0.1:8081"}, stored: []bool{false, true}, listens: []string{"127.0.0.1:8080"}, keep: 1, drop: 1},
+		// A restart after a listen moved within its port: graceshim's
+		// own stored wildcard is dropped, nothing is in the way.
+		{name: "stored wildcard dropped for an address of its port", inherited: []string{"tcp 0.0.0.0:80"}, stored: []bool{true}, listens: []string{"127.0.0.1:80"}, drop: 1, warns: 1},
+		{name: "stored wildcard still in use conflicts", inherited: []string{"tcp 0.0.0.0:80"}, stored: []bool{true}, listens: []string{"80", "127.0.0.1:80 bind"}, keep: 1,
+			errs: []string{`"listen 127.0.0.1:80 bind" cannot be bound beside the inherited socket 0.0.0.0:80`}},
 		{name: "udp is not tcp", inherited: []string{"tcp 0.0.0.0:53"}, listens: []string{"53 udp"},
 			errs: []string{"is on no listen directive"}, warns: 1},
 		{name: "unix", inherited: []string{"unix /run/site.sock"}, listens: []string{"unix:/run/site.sock"}, keep: 1},
