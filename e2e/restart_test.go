@@ -766,3 +766,52 @@ func TestRestartFDStoreUnixListen(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartSocketNginxConfigShapes: nginx configs graceshim must read
+// as nginx does before it hands nginx a .socket unit's socket: the
+// listen in a snippet included inside the server block (nginx -T dumps
+// the snippet as a file of its own), and an apostrophe inside a word
+// (return 200 don't-panic;), which opens no quote. Either misread made
+// graceshim refuse to start nginx (exit 7).
+func TestRestartSocketNginxConfigShapes(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	conf, err := os.ReadFile(site.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("listen 127.0.0.1:%d;", site.Port)
+	if !strings.Contains(string(conf), listen) {
+		t.Fatalf("no %q in the site's config", listen)
+	}
+	// A relative include starts from the directory of the main file.
+	if err := os.MkdirAll(filepath.Join(filepath.Dir(site.Conf), "snippets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(filepath.Dir(site.Conf), "snippets", "listen.conf"), listen+"\n")
+	writeFile(t, site.Conf, strings.Replace(string(conf), listen, "include snippets/listen.conf;\n        location = /word { return 200 don't-panic; }", 1))
+	name := unitName("sock-nginx-shapes")
+	u.InstallUnit(t, name, socketService(bin, "/usr/sbin/nginx -c "+site.Conf))
+	u.InstallUnit(t, socketName(name), socketUnitFor(site.Port))
+	u.Start(t, socketName(name))
+	defer u.Stop(t, socketName(name))
+	u.Start(t, name)
+	defer u.Stop(t, name)
+	addr := fmt.Sprintf("127.0.0.1:%d", site.Port)
+	for i := 0; i < 2; i++ {
+		if code, err := (&httpClient{timeout: 10 * time.Second}).status(addr, "/word"); err != nil || code != 200 {
+			t.Fatalf("nginx does not answer on the socket (start %d): %d, %v\nlog:\n%s", i+1, code, err, u.UnitLog(t, name))
+		}
+		if i == 0 {
+			u.restart(t, name)
+		}
+	}
+	log := u.UnitLog(t, name)
+	if says := "nginx takes 1 inherited listening sockets through the NGINX environment variable"; strings.Count(log, says) < 2 {
+		t.Errorf("graceshim did not say %q at both starts\nlog:\n%s", says, log)
+	}
+	if strings.Contains(log, "is not among the inherited sockets") {
+		t.Errorf("graceshim missed the listen in the snippet\nlog:\n%s", log)
+	}
+}

@@ -79,7 +79,9 @@ server {
 			addrs = append(addrs, s)
 		}
 	}
-	want := []string{"127.0.0.1:8080", "[::1]:8081", "0.0.0.0:5353 (udp)", "unix:/run/site.sock", "0.0.0.0:8443 bind", "0.0.0.0:80"}
+	// In the order nginx reads them: the included sites come where the
+	// include is, before the stream block.
+	want := []string{"127.0.0.1:8080", "[::1]:8081", "0.0.0.0:80", "unix:/run/site.sock", "0.0.0.0:8443 bind", "0.0.0.0:5353 (udp)"}
 	if strings.Join(addrs, ", ") != strings.Join(want, ", ") {
 		t.Errorf("got listens %q\nwant %q", addrs, want)
 	}
@@ -87,6 +89,66 @@ server {
 	got, err = parseNginxListens(context.Background(), "http { server { } }", false)
 	if err != nil || len(got) != 1 || got[0].addrs[0].String() != "0.0.0.0:8000" {
 		t.Errorf("server without listen, not root: got %+v, %v; want 0.0.0.0:8000", got, err)
+	}
+}
+
+// A listen in a snippet included inside a server block is that
+// server's: nginx -T dumps the snippet as a file of its own, so only a
+// walk through the includes sees where it belongs. Relative includes
+// start from the main file's directory; a glob reads its files in
+// sorted order.
+func TestParseNginxListensIncludedInServer(t *testing.T) {
+	dump := `# configuration file /etc/nginx/nginx.conf:
+events {}
+http {
+  server {
+    include snippets/listen-*.conf;
+    location / { return 200 "ok\n"; }
+  }
+  server {
+    include /etc/nginx/snippets/none-*.conf;
+  }
+}
+
+# configuration file /etc/nginx/snippets/listen-b.conf:
+listen 127.0.0.1:18444;
+
+# configuration file /etc/nginx/snippets/listen-a.conf:
+listen 127.0.0.1:18443;
+`
+	got, err := parseNginxListens(context.Background(), dump, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, l := range got {
+		for _, a := range l.addrs {
+			addrs = append(addrs, a.String())
+		}
+	}
+	// The second server has no listen (its glob matches nothing): *:80.
+	want := []string{"127.0.0.1:18443", "127.0.0.1:18444", "0.0.0.0:80"}
+	if strings.Join(addrs, ", ") != strings.Join(want, ", ") {
+		t.Errorf("listens = %q, want %q", addrs, want)
+	}
+}
+
+// nginx opens a quote only at the start of a word (ngx_conf_read_token):
+// "return 200 don't-panic;" is valid (nginx -t: successful) and must not
+// be read as an unterminated quote.
+func TestParseNginxListensApostropheInWord(t *testing.T) {
+	dump := `# configuration file /etc/nginx/nginx.conf:
+events {}
+http {
+  server { listen 127.0.0.1:18449; location / { return 200 don't-panic; } }
+}
+`
+	got, err := parseNginxListens(context.Background(), dump, true)
+	if err != nil {
+		t.Fatalf("parseNginxListens: %v (nginx -t accepts this config)", err)
+	}
+	if len(got) != 1 || got[0].addrs[0].String() != "127.0.0.1:18449" {
+		t.Errorf("listens = %+v, want 127.0.0.1:18449", got)
 	}
 }
 
