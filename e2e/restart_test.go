@@ -630,7 +630,8 @@ frontend web
 // (NFileDescriptorStore) through what changes nginx's listeners: the
 // first start stores its socket, a reload that adds a listen stores that
 // one too and a reload that drops one takes it out, a restart keeps them
-// (the port a reload added refuses no one), and a plain stop empties the
+// (the port a reload added refuses no one), a reload after a restart
+// drops one of the sockets nginx inherited, and a plain stop empties the
 // store.
 func TestRestartFDStore(t *testing.T) {
 	// With "daemon on" the first nginx daemonizes and graceshim takes
@@ -696,6 +697,20 @@ func testFDStore(t *testing.T, daemon bool) {
 		t.Errorf("restart: clients %s, want none failed of at least 25 (a second without nginx)\nlog:\n%s", got, u.UnitLog(t, name))
 	}
 	stored("1")
+	// After a restart nginx holds the stored sockets as inherited ones: a
+	// reload that drops one of them is let through, and the dropped port
+	// leaves the store, so it refuses (kept, it would queue clients for
+	// nothing).
+	reload(strings.Replace(string(conf), first, first+"\n        "+second, 1))
+	stored("2")
+	u.restart(t, name)
+	waitServing(t, u, name, site)
+	stored("2")
+	reload(strings.Replace(string(conf), first, second, 1))
+	stored("1")
+	if c := connectOnce(site.Port); c != "refused" {
+		t.Errorf("after a reload dropped the listen on %d (restarted with it), a connection met %q, want refused\nlog:\n%s", site.Port, c, u.UnitLog(t, name))
+	}
 	u.Stop(t, name)
 	stored("0")
 	// The store empties at the end of any stop; whether a plain stop

@@ -430,13 +430,13 @@ func (c *socketCheck) refuse(ctx context.Context, out string, truncated bool, lo
 		if err != nil {
 			return fmt.Sprintf("cannot read nginx's listen directives: %v", err)
 		}
-		var keep, drop []inherited
-		keep, drop, errs, warns = matchNginx(c.socks, listens)
-		_ = keep
+		var drop []inherited
+		_, drop, errs, warns = matchNginx(c.socks, listens, true)
 		for _, s := range drop {
-			// At a reload nginx closes it, but the store keeps it: its
-			// clients would wait for nothing until the next restart.
-			errs = append(errs, fmt.Sprintf("the kept socket %s (fd %d) is on no listen directive of nginx's: nginx would close it", s.addr, s.fd))
+			// graceshim's own stored socket: nginx closes it at the
+			// reload and the fd store lets it go once the reload is done
+			// (fdStore.keep), so the port refuses, as the config says.
+			log.Infof("the reload drops the kept socket %s (fd %d): no listen directive of nginx's names it any more", s.addr, s.fd)
 		}
 	case signals.SocketsFDBind:
 		var text strings.Builder

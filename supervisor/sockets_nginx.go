@@ -85,7 +85,7 @@ func checkNginx(ctx context.Context, socks []inherited, opts Options) ([]inherit
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot read nginx's listen directives: %v", ErrSockets, err)
 	}
-	keep, drop, errs, warns := matchNginx(socks, listens)
+	keep, drop, errs, warns := matchNginx(socks, listens, false)
 	for _, w := range warns {
 		opts.Log.Warnf("%s", w)
 	}
@@ -103,8 +103,13 @@ func checkNginx(ctx context.Context, socks []inherited, opts Options) ([]inherit
 // matchNginx decides, for nginx's listen directives, which inherited
 // sockets nginx uses (keep), which graceshim's own stored ones to drop,
 // and what is wrong (errs) or worth a warning (warns). See the comment at
-// the top of this file for nginx's rules.
-func matchNginx(socks []inherited, listens []nginxListen) (keep, drop []inherited, errs, warns []string) {
+// the top of this file for nginx's rules. reload is set when nginx
+// already holds the sockets: it binds a reload's new listens before it
+// closes the old ones (src/core/ngx_cycle.c ngx_init_cycle opens the new
+// cycle's sockets, then closes the old cycle's unmatched ones), so a
+// dropped socket still conflicts; at a start graceshim closes the
+// dropped ones first.
+func matchNginx(socks []inherited, listens []nginxListen, reload bool) (keep, drop []inherited, errs, warns []string) {
 	wants := nginxSockets(listens)
 	used := make([]bool, len(socks))
 	matched := make([]bool, len(wants))
@@ -126,7 +131,7 @@ func matchNginx(socks []inherited, listens []nginxListen) (keep, drop []inherite
 			// are dropped below, before nginx binds: a directive that
 			// moved within its port (listen 80 -> listen
 			// 127.0.0.1:80) is bound beside nothing.
-			if s.stored() && !used[i] {
+			if s.stored() && !used[i] && !reload {
 				continue
 			}
 			if s.addr.conflicts(w.addr) {

@@ -176,6 +176,7 @@ func TestMatchNginx(t *testing.T) {
 		name      string
 		inherited []string
 		stored    []bool // which inherited sockets graceshim stored itself
+		reload    bool   // nginx holds the sockets already
 		listens   []string
 		keep      int
 		drop      int
@@ -199,6 +200,10 @@ func TestMatchNginx(t *testing.T) {
 		// A restart after a listen moved within its port: graceshim's
 		// own stored wildcard is dropped, nothing is in the way.
 		{name: "stored wildcard dropped for an address of its port", inherited: []string{"tcp 0.0.0.0:80"}, stored: []bool{true}, listens: []string{"127.0.0.1:80"}, drop: 1, warns: 1},
+		// At a reload nginx still holds the stored wildcard when it binds.
+		{name: "stored wildcard conflicts at a reload", inherited: []string{"tcp 0.0.0.0:80"}, stored: []bool{true}, reload: true, listens: []string{"127.0.0.1:80"}, drop: 1,
+			errs: []string{`"listen 127.0.0.1:80" cannot be bound beside the inherited socket 0.0.0.0:80`}},
+		{name: "stored socket dropped at a reload", inherited: []string{"tcp 127.0.0.1:8080", "tcp 127.0.0.1:8081"}, stored: []bool{true, true}, reload: true, listens: []string{"127.0.0.1:8081"}, keep: 1, drop: 1},
 		{name: "stored wildcard still in use conflicts", inherited: []string{"tcp 0.0.0.0:80"}, stored: []bool{true}, listens: []string{"80", "127.0.0.1:80 bind"}, keep: 1,
 			errs: []string{`"listen 127.0.0.1:80 bind" cannot be bound beside the inherited socket 0.0.0.0:80`}},
 		{name: "udp is not tcp", inherited: []string{"tcp 0.0.0.0:53"}, listens: []string{"53 udp"},
@@ -217,7 +222,7 @@ func TestMatchNginx(t *testing.T) {
 			for _, l := range tt.listens {
 				listens = append(listens, listen(t, l))
 			}
-			keep, drop, errs, warns := matchNginx(socks, listens)
+			keep, drop, errs, warns := matchNginx(socks, listens, tt.reload)
 			if len(keep) != tt.keep || len(drop) != tt.drop || len(warns) != tt.warns || len(errs) != len(tt.errs) {
 				t.Fatalf("kept %d, dropped %d, %d warnings, errors %q; want %d, %d, %d, %d errors\nwarnings: %q",
 					len(keep), len(drop), len(warns), errs, tt.keep, tt.drop, tt.warns, len(tt.errs), warns)
