@@ -830,3 +830,58 @@ func TestRestartSocketNginxConfigShapes(t *testing.T) {
 		t.Errorf("graceshim missed the listen in the snippet\nlog:\n%s", log)
 	}
 }
+
+// TestRestartSocketNotForGraceshim: a socket unit whose service runs
+// graceshim from a shell that forks it (sh -c 'graceshim ...; ...'):
+// systemd set LISTEN_PID to the shell's pid, so the socket is not
+// graceshim's to take. graceshim says so, naming the cause, and the
+// socket does not leak into nginx (it would hold the port inside nginx,
+// which then fails to bind it or never learns of it).
+func TestRestartSocketNotForGraceshim(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	other := freePort(t)
+	name := unitName("sock-forked")
+	u.InstallUnit(t, name, fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test (a shell forks graceshim)
+
+[Service]
+Type=simple
+KillMode=mixed
+TimeoutStopSec=30
+ExecStart=/bin/sh -c '%s -- /usr/sbin/nginx -c %s; exit $?'
+`, bin, site.Conf))
+	u.InstallUnit(t, socketName(name), socketUnitFor(other))
+	u.Start(t, socketName(name))
+	defer u.Stop(t, socketName(name))
+	u.Start(t, name)
+	defer u.Stop(t, name)
+	waitServing(t, u, name, site)
+	const says = "is not graceshim's pid"
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return strings.Contains(u.UnitLog(t, name), says) }) {
+		t.Fatalf("graceshim did not say the sockets were not its own (%q)\nlog:\n%s", says, u.UnitLog(t, name))
+	}
+	if log := u.UnitLog(t, name); !strings.Contains(log, "ExecStart= must exec graceshim") {
+		t.Errorf("the warning does not name the fix\nlog:\n%s", log)
+	}
+	// The shell (the unit's main process) got the socket at fd 3.
+	sock, err := os.Readlink(fmt.Sprintf("/proc/%s/fd/3", u.Show(t, name, "MainPID")))
+	if err != nil || !strings.HasPrefix(sock, "socket:[") {
+		t.Fatalf("the unit's main process has no socket at fd 3: %q, %v", sock, err)
+	}
+	master, err := site.MasterPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", master)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if link, _ := os.Readlink(filepath.Join(dir, e.Name())); link == sock {
+			t.Errorf("nginx (pid %d) holds the socket unit's %s at fd %s", master, sock, e.Name())
+		}
+	}
+}
