@@ -140,7 +140,17 @@ func matchNginx(socks []inherited, listens []nginxListen, reload bool) (keep, dr
 			}
 		}
 		if conflict >= 0 {
-			errs = append(errs, fmt.Sprintf("nginx's %q cannot be bound beside the inherited socket %s (fd %d): make the two the same address", "listen "+w.text, socks[conflict].addr, socks[conflict].fd))
+			c := socks[conflict]
+			fix := "make the two the same address"
+			if c.addr.wildcard() && c.addr.ap.Addr().Is6() && !c.addr.v6only && w.addr.ap.Addr().Is4() {
+				// A dual-stack socket ([::]:P, BindIPv6Only=both, or
+				// systemd-socket-activate -l P) takes IPv4 too; nginx
+				// listens IPv6-only (ipv6only=on), so its IPv4 listen
+				// needs a socket of its own.
+				p := c.addr.ap.Port()
+				fix = fmt.Sprintf("the inherited socket takes IPv4 too (dual-stack); hold one socket per family: BindIPv6Only=ipv6-only with ListenStream=0.0.0.0:%d and ListenStream=[::]:%d in the socket unit (what `graceshim unit --socket` generates)", p, p)
+			}
+			errs = append(errs, fmt.Sprintf("nginx's %q cannot be bound beside the inherited socket %s (fd %d): %s", "listen "+w.text, c.addr, c.fd, fix))
 			continue
 		}
 		warns = append(warns, fmt.Sprintf("nginx's %q is not among the inherited sockets: nginx binds it itself, and it refuses connections while nginx restarts", "listen "+w.text))

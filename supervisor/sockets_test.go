@@ -194,6 +194,9 @@ func TestMatchNginx(t *testing.T) {
 			errs: []string{"cannot be bound beside", "is on no listen directive"}},
 		{name: "IPv4 beside a dual-stack IPv6 socket", inherited: []string{"tcp [::]:80"}, listens: []string{"80"},
 			errs: []string{`"listen 80" cannot be bound beside the inherited socket [::]:80`, "is on no listen directive"}},
+		// systemd-socket-activate -l 80 with "listen 80; listen [::]:80;".
+		{name: "dual-stack socket for two listens", inherited: []string{"tcp [::]:80"}, listens: []string{"80", "[::]:80"}, keep: 1,
+			errs: []string{`"listen 80" cannot be bound beside the inherited socket [::]:80 (fd 3): the inherited socket takes IPv4 too (dual-stack); hold one socket per family: BindIPv6Only=ipv6-only with ListenStream=0.0.0.0:80 and ListenStream=[::]:80`}},
 		{name: "IPv4 beside an IPv6-only socket", inherited: []string{"tcp6only [::]:80"}, listens: []string{"80", "[::]:80"}, keep: 1, warns: 1},
 		{name: "extra directive", inherited: []string{"tcp 127.0.0.1:8080"}, listens: []string{"127.0.0.1:8080", "127.0.0.1:9090"}, keep: 1, warns: 1},
 		{name: "stale stored socket dropped", inherited: []string{"tcp 127.0.0.1:8080", "tcp 127.0.0.1:8081"}, stored: []bool{false, true}, listens: []string{"127.0.0.1:8080"}, keep: 1, drop: 1},
