@@ -885,3 +885,63 @@ ExecStart=/bin/sh -c '%s -- /usr/sbin/nginx -c %s; exit $?'
 		}
 	}
 }
+
+// TestRestartFDStoreFull: FileDescriptorStoreMax=1 with two listens.
+// graceshim stores the first (fd order, the order of the listen
+// directives) and says the other is left out; a reload that drops the
+// stored listen takes it out of the store (the dropped port refuses,
+// rather than queueing clients for nothing) and stores the other one,
+// which a restart then keeps refusing no one.
+func TestRestartFDStoreFull(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	conf, err := os.ReadFile(site.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := fmt.Sprintf("listen 127.0.0.1:%d;", site.Port)
+	other := freePort(t)
+	second := fmt.Sprintf("listen 127.0.0.1:%d;", other)
+	writeFile(t, site.Conf, strings.Replace(string(conf), first, first+"\n        "+second, 1))
+	name := unitName("fdstore-full")
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=1\nExecStartPre=/bin/sleep 1"))
+	u.Start(t, name)
+	defer u.Stop(t, name)
+	waitServing(t, u, name, site)
+	const full = "systemd's fd store is full (FileDescriptorStoreMax=1): 1 listening sockets left out: 127.0.0.1:"
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return strings.Contains(u.UnitLog(t, name), full) }) {
+		t.Fatalf("graceshim did not say the store is full (%q)\nlog:\n%s", full, u.UnitLog(t, name))
+	}
+	if got := u.Show(t, name, "NFileDescriptorStore"); got != "1" {
+		t.Fatalf("NFileDescriptorStore=%s, want 1 (what fits)\nlog:\n%s", got, u.UnitLog(t, name))
+	}
+	writeFile(t, site.Conf, strings.Replace(string(conf), first, second, 1))
+	before := strings.Count(u.UnitLog(t, name), "nginx reloaded")
+	if _, err := u.systemctl("reload", name); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		log := u.UnitLog(t, name)
+		return strings.Count(log, "nginx reloaded") > before && strings.Contains(log, "a listening socket the server closed left systemd's fd store") && strings.Count(log, "kept 1 listening sockets") >= 2
+	}) {
+		t.Fatalf("after the reload, the dropped socket did not leave the store and the other was not kept\nlog:\n%s", u.UnitLog(t, name))
+	}
+	if c := connectOnce(site.Port); c != "refused" {
+		t.Errorf("after the reload dropped the stored listen on %d, a connection met %q, want refused", site.Port, c)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", other)
+	stop := startArrivals(addr)
+	u.restart(t, name)
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		code, err := (&httpClient{timeout: 5 * time.Second}).status(addr, "/small")
+		return err == nil && code == 200
+	}) {
+		t.Fatalf("nginx does not answer on %s after the restart\nlog:\n%s", addr, u.UnitLog(t, name))
+	}
+	got := stop()
+	t.Logf("figures: FileDescriptorStoreMax=1, the socket stored after a reload, systemctl restart: clients %s", got)
+	if got.failed() != 0 || got.total < 25 {
+		t.Errorf("restart: clients %s, want none failed of at least 25 (a second without nginx)\nlog:\n%s", got, u.UnitLog(t, name))
+	}
+}

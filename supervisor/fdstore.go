@@ -43,11 +43,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,13 +75,13 @@ const fdStoreTimeout = 5 * time.Second
 // fdStore keeps the server's listening sockets in systemd's fd store. The
 // loop's goroutine owns it.
 type fdStore struct {
-	svc    service
-	max    int             // FileDescriptorStoreMax of the unit
-	stored map[uint64]bool // inodes sent to the store
-	held   map[uint64]bool // inodes a .socket unit holds: never stored
-	local  map[uint64]bool // inodes of AF_UNIX listeners: never stored (see keepListeners)
-	log    *Logger
-	failed bool // a failure was logged; the store is left alone since
+	svc     service
+	max     int             // FileDescriptorStoreMax of the unit
+	stored  map[uint64]bool // inodes sent to the store
+	held    map[uint64]bool // inodes a .socket unit holds: never stored
+	local   map[uint64]bool // inodes of AF_UNIX listeners: never stored (see keepListeners)
+	log     *Logger
+	lastErr string // the failure keep logged last, not logged again
 	// released is set at the graceful signal (release): the stop decides
 	// what stays stored, keep leaves the store alone.
 	released bool
@@ -129,15 +131,21 @@ func openFDStore(ctx context.Context, p signals.Preset, log *Logger) *fdStore {
 // keep stores the listening sockets the server's process tree (below
 // self) holds and the store has not got yet, and removes those it no
 // longer holds. It runs when the server is ready and after each reload.
-// It logs what it did; a failure is logged once and the store is left
-// alone from then on.
+// It logs what it did. A failure (a socket it cannot take, a store too
+// small) is logged, once while it stays the same, and the rest is done:
+// what fits is stored, and stale sockets keep leaving the store.
 func (s *fdStore) keep(self int) {
-	if s == nil || s.failed || s.released {
+	if s == nil || s.released {
 		return
 	}
-	if err := s.keepListeners(self); err != nil {
-		s.failed = true
-		s.log.Warnf("cannot keep the listening sockets in systemd's fd store, a restart refuses connections: %v", err)
+	err := s.keepListeners(self)
+	if err == nil {
+		s.lastErr = ""
+		return
+	}
+	if err.Error() != s.lastErr {
+		s.lastErr = err.Error()
+		s.log.Warnf("cannot keep every listening socket in systemd's fd store, a restart refuses connections on those left out: %v", err)
 	}
 }
 
@@ -151,9 +159,10 @@ func (s *fdStore) keepListeners(self int) error {
 		return err
 	}
 	var (
-		fds    []int
-		names  []string
-		inodes []uint64
+		fds     []int
+		names   []string
+		inodes  []uint64
+		failure error // the first socket that could not be taken
 	)
 	defer func() {
 		for _, fd := range fds {
@@ -166,14 +175,26 @@ func (s *fdStore) keepListeners(self int) error {
 		if err != nil {
 			continue // gone, or not ours to read
 		}
-		for fd, ino := range fdInodes {
+		// In fd order, which is nginx's order of its listen directives
+		// (ngx_open_listening_sockets): when the store is too small, the
+		// first ones are kept.
+		order := make([]int, 0, len(fdInodes))
+		for fd := range fdInodes {
+			order = append(order, fd)
+		}
+		slices.Sort(order)
+		for _, fd := range order {
+			ino := fdInodes[fd]
 			held[ino] = true
 			if s.stored[ino] || s.held[ino] || s.local[ino] || containsInode(inodes, ino) {
 				continue
 			}
 			got, err := takeFD(pid, fd)
 			if err != nil {
-				return err
+				if failure == nil {
+					failure = err
+				}
+				continue
 			}
 			if sa, err := unix.Getsockname(got); err == nil {
 				if ux, ok := sa.(*unix.SockaddrUnix); ok {
@@ -212,20 +233,39 @@ func (s *fdStore) keepListeners(self int) error {
 		}
 	}
 	if len(fds) == 0 {
-		return nil
+		return failure
 	}
-	if len(s.stored)+len(fds) > s.max {
-		return fmt.Errorf("%d listening sockets, FileDescriptorStoreMax=%d", len(s.stored)+len(fds), s.max)
+	if space := max(s.max-len(s.stored), 0); len(fds) > space {
+		var left []string
+		for _, fd := range fds[space:] {
+			a, err := socketAddr(fd)
+			if err != nil {
+				left = append(left, "?")
+				continue
+			}
+			left = append(left, a.String())
+		}
+		full := fmt.Errorf("systemd's fd store is full (FileDescriptorStoreMax=%d): %d listening sockets left out: %s", s.max, len(left), strings.Join(left, ", "))
+		failure = errors.Join(failure, full)
+		for _, fd := range fds[space:] {
+			unix.Close(fd)
+		}
+		fds, names, inodes = fds[:space], names[:space], inodes[:space]
 	}
 	// One message per socket: FDNAME= names every fd of its message.
+	kept := 0
 	for i, fd := range fds {
 		if err := notifyFDs("FDSTORE=1\nFDNAME="+names[i], fd); err != nil {
-			return err
+			failure = errors.Join(failure, err)
+			break
 		}
 		s.stored[inodes[i]] = true
+		kept++
 	}
-	s.log.Infof("kept %d listening sockets in systemd's fd store, for the next start after a restart", len(fds))
-	return nil
+	if kept > 0 {
+		s.log.Infof("kept %d listening sockets in systemd's fd store, for the next start after a restart", kept)
+	}
+	return failure
 }
 
 // inherit records the sockets graceshim was given at start: its own from
