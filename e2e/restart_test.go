@@ -945,3 +945,61 @@ func TestRestartFDStoreFull(t *testing.T) {
 		t.Errorf("restart: clients %s, want none failed of at least 25 (a second without nginx)\nlog:\n%s", got, u.UnitLog(t, name))
 	}
 }
+
+// TestRestartSocketUnixListen: a .socket unit with a unix ListenStream=
+// and nginx's "listen unix:PATH". Unlike a socket nginx bound itself
+// (TestRestartFDStoreUnixListen), nginx leaves the file of an inherited
+// unix socket alone while the parent it started with lives
+// (ngx_close_listening_sockets: "!ls[i].inherited || ngx_getppid() !=
+// ngx_parent"), and systemd owns the path: it still serves after two
+// restarts.
+func TestRestartSocketUnixListen(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	sock := filepath.Join(t.TempDir(), "site.sock")
+	site := newNginxSite(t, nginxOpts{ExtraHTTP: fmt.Sprintf("server { listen unix:%s; location / { return 200 \"ux\\n\"; } }", sock)})
+	name := unitName("sock-unix")
+	u.InstallUnit(t, name, socketService(bin, "/usr/sbin/nginx -c "+site.Conf))
+	u.InstallUnit(t, socketName(name), fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test socket (unix)
+
+[Socket]
+ListenStream=%s
+StandardOutput=null
+StandardError=null
+`, sock))
+	u.Start(t, socketName(name))
+	defer u.Stop(t, socketName(name))
+	u.Start(t, name)
+	defer u.Stop(t, name)
+	waitServing(t, u, name, site)
+	get := func() error {
+		c, err := net.DialTimeout("unix", sock, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(line, " 200 ") {
+			return fmt.Errorf("answer %q", line)
+		}
+		return nil
+	}
+	for i := 0; i <= 2; i++ {
+		if i > 0 {
+			u.restart(t, name)
+			waitServing(t, u, name, site)
+		}
+		if err := get(); err != nil {
+			t.Fatalf("after %d restarts, the socket unit's %s: %v\nlog:\n%s", i, sock, err, u.UnitLog(t, name))
+		}
+	}
+	if log := u.UnitLog(t, name); strings.Count(log, "nginx takes 1 inherited listening sockets") < 3 {
+		t.Errorf("graceshim did not hand nginx the unix socket at each start\nlog:\n%s", log)
+	}
+}
