@@ -447,13 +447,19 @@ func (c *socketCheck) refuse(ctx context.Context, out string, truncated bool, lo
 		if err != nil {
 			return fmt.Sprintf("cannot read nginx's listen directives: %v", err)
 		}
-		var drop []inherited
-		_, drop, errs, warns = matchNginx(c.socks, listens, true)
-		for _, s := range drop {
-			// graceshim's own stored socket: nginx closes it at the
-			// reload and the fd store lets it go once the reload is done
-			// (fdStore.keep), so the port refuses, as the config says.
-			log.Infof("the reload drops the kept socket %s (fd %d): no listen directive of nginx's names it any more", s.addr, s.fd)
+		var keep, drop []inherited
+		keep, drop, errs, warns = matchNginx(c.socks, listens, true)
+		if len(errs) == 0 && len(drop) > 0 {
+			for _, s := range drop {
+				// graceshim's own stored socket: nginx closes it at the
+				// reload and the fd store lets it go once the reload is
+				// done (fdStore.keep), so the port refuses, as the config
+				// says.
+				log.Infof("the reload drops the kept socket %s (fd %d): no listen directive of nginx's names it any more", s.addr, s.fd)
+			}
+			// Gone from nginx after this reload: a later reload's
+			// listen may take its address.
+			c.socks = keep
 		}
 	case signals.SocketsFDBind:
 		var text strings.Builder

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -355,6 +356,20 @@ func TestSocketCheckNginxReload(t *testing.T) {
 	}
 	if why := c.refuse(context.Background(), dump("127.0.0.1:8081"), true, log); why != "" {
 		t.Errorf("a cut dump is not judged, got %q", why)
+	}
+	// After a restart the sockets are graceshim's stored ones: a reload
+	// may drop one, and a later reload may then listen on an address
+	// of the same port.
+	stored := fakeInherited(t, "tcp 0.0.0.0:8090", "tcp 127.0.0.1:8091")
+	for i := range stored {
+		stored[i].name = fdStoreName + strconv.Itoa(i)
+	}
+	c = &socketCheck{preset: signals.Preset{Name: "nginx", Sockets: signals.SocketsNginxEnv}, socks: stored}
+	if why := c.refuse(context.Background(), dump("127.0.0.1:8091"), false, log); why != "" {
+		t.Errorf("a reload dropping a stored socket: refused: %s", why)
+	}
+	if why := c.refuse(context.Background(), dump("127.0.0.1:8090; listen 127.0.0.1:8091"), false, log); why != "" {
+		t.Errorf("a later reload on the dropped socket's port: refused: %s", why)
 	}
 	var none *socketCheck
 	if got := none.testArgv([]string{"nginx", "-t"}); strings.Join(got, " ") != "nginx -t" || none.refuse(context.Background(), "", false, log) != "" || none.testFiles() != nil {
