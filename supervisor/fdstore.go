@@ -291,17 +291,16 @@ func (s *fdStore) inherit(socks []inherited) {
 // release removes graceshim's sockets from the store unless the unit's job
 // is a restart, so that a stopped server refuses connections at once. It
 // is called at the graceful signal and returns at once: asking systemd
-// for the job takes a systemctl run (about 6 ms, see unitJob), which must
-// not delay the graceful signal, so the question and the removal run on
+// for the job is a round trip to the manager (1-12 ms measured, see
+// unitJob; seconds while it reloads its units), which must not delay
+// the graceful signal, so the question and the removal run on
 // a goroutine of their own with a copy of the names; the store is the
-// stop's from then on (keep does nothing). The returned channel closes
-// when that is done.
-func (s *fdStore) release(ctx context.Context) <-chan struct{} {
-	done := make(chan struct{})
+// stop's from then on (keep does nothing), and settle waits for it.
+func (s *fdStore) release(ctx context.Context) {
 	if s == nil || len(s.stored) == 0 || s.released {
-		close(done)
-		return done
+		return
 	}
+	done := make(chan struct{})
 	s.released = true
 	s.releasing = done
 	names := make([]string, 0, len(s.stored))
@@ -327,7 +326,6 @@ func (s *fdStore) release(ctx context.Context) <-chan struct{} {
 		}
 		log.Infof("the job is a %s, not a restart: the listening sockets leave systemd's fd store, so connections are refused once %d listening sockets close", orNone(job), len(names))
 	}()
-	return done
 }
 
 // settle waits for release to finish, so that graceshim says what became
