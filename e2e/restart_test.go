@@ -10,6 +10,7 @@ package e2e
 // clients wait in the backlog and the next nginx serves them.
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
@@ -173,6 +174,9 @@ StandardError=null
 					if !strings.Contains(log, want) {
 						t.Errorf("the log does not say %q\nlog:\n%s", want, log)
 					}
+				}
+				if strings.Contains(log, "cannot tell a restart from a stop") {
+					t.Errorf("graceshim could not ask systemd for the unit's job\nlog:\n%s", log)
 				}
 			}
 		})
@@ -626,7 +630,8 @@ frontend web
 // (NFileDescriptorStore) through what changes nginx's listeners: the
 // first start stores its socket, a reload that adds a listen stores that
 // one too and a reload that drops one takes it out, a restart keeps them
-// (the port a reload added refuses no one), and a plain stop empties the
+// (the port a reload added refuses no one), a reload after a restart
+// drops one of the sockets nginx inherited, and a plain stop empties the
 // store.
 func TestRestartFDStore(t *testing.T) {
 	// With "daemon on" the first nginx daemonizes and graceshim takes
@@ -692,9 +697,309 @@ func testFDStore(t *testing.T, daemon bool) {
 		t.Errorf("restart: clients %s, want none failed of at least 25 (a second without nginx)\nlog:\n%s", got, u.UnitLog(t, name))
 	}
 	stored("1")
+	// After a restart nginx holds the stored sockets as inherited ones: a
+	// reload that drops one of them is let through, and the dropped port
+	// leaves the store, so it refuses (kept, it would queue clients for
+	// nothing).
+	reload(strings.Replace(string(conf), first, first+"\n        "+second, 1))
+	stored("2")
+	u.restart(t, name)
+	waitServing(t, u, name, site)
+	stored("2")
+	reload(strings.Replace(string(conf), first, second, 1))
+	stored("1")
+	if c := connectOnce(site.Port); c != "refused" {
+		t.Errorf("after a reload dropped the listen on %d (restarted with it), a connection met %q, want refused\nlog:\n%s", site.Port, c, u.UnitLog(t, name))
+	}
 	u.Stop(t, name)
 	stored("0")
-	if c := connectOnce(other); c != "refused" {
-		t.Errorf("after a plain stop %s met %q, want refused", addr, c)
+	// The store empties at the end of any stop; whether a plain stop
+	// released it at the graceful signal (a client refused during the
+	// drain) is TestRestart's graceshim+fdstore case. Here: systemd was
+	// asked for the job each time, and answered.
+	log := u.UnitLog(t, name)
+	for _, want := range []string{"the job is a restart", "the job is a stop, not a restart"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log does not say %q\nlog:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "cannot tell a restart from a stop") {
+		t.Errorf("graceshim could not ask systemd for the unit's job\nlog:\n%s", log)
+	}
+}
+
+// TestRestartFDStoreUnixListen: nginx with a "listen unix:PATH" beside
+// its TCP listen, under graceshim with FileDescriptorStoreMax=. nginx
+// deletes the file of a unix socket it bound itself when it exits
+// (src/core/ngx_connection.c ngx_close_listening_sockets), so a stored
+// unix socket would reach the next nginx with no path: graceshim keeps
+// only the TCP socket, and after systemctl restart (twice: the second
+// restart is the one a stored socket would break for good) the unix
+// path serves again.
+func TestRestartFDStoreUnixListen(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "site.sock")
+	site := newNginxSite(t, nginxOpts{ExtraHTTP: fmt.Sprintf("server { listen unix:%s; location / { return 200 \"ux\\n\"; } }", sock)})
+	name := unitName("fdstore-unix")
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8"))
+	u.Start(t, name)
+	defer u.Stop(t, name)
+	waitServing(t, u, name, site)
+	get := func() error {
+		c, err := net.DialTimeout("unix", sock, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(line, " 200 ") {
+			return fmt.Errorf("answer %q", line)
+		}
+		return nil
+	}
+	const kept = "stays out of systemd's fd store"
+	if !waitFor(10*time.Second, 50*time.Millisecond, func() bool {
+		return get() == nil && u.Show(t, name, "NFileDescriptorStore") == "1" && strings.Contains(u.UnitLog(t, name), kept)
+	}) {
+		t.Fatalf("before the restart: %v, NFileDescriptorStore=%s (want 1: the TCP socket only)\nlog:\n%s", get(), u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
+	}
+	for i := 1; i <= 2; i++ {
+		u.restart(t, name)
+		waitServing(t, u, name, site)
+		if !waitFor(10*time.Second, 50*time.Millisecond, func() bool { return get() == nil }) {
+			t.Fatalf("after systemctl restart %d, the unix listener %s: %v\nlog:\n%s", i, sock, get(), u.UnitLog(t, name))
+		}
+		if got := u.Show(t, name, "NFileDescriptorStore"); got != "1" {
+			t.Errorf("after systemctl restart %d, NFileDescriptorStore=%s, want 1 (the TCP socket)", i, got)
+		}
+	}
+}
+
+// TestRestartSocketNginxConfigShapes: nginx configs graceshim must read
+// as nginx does before it hands nginx a .socket unit's socket: the
+// listen in a snippet included inside the server block (nginx -T dumps
+// the snippet as a file of its own), and an apostrophe inside a word
+// (return 200 don't-panic;), which opens no quote. Either misread made
+// graceshim refuse to start nginx (exit 7).
+func TestRestartSocketNginxConfigShapes(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	conf, err := os.ReadFile(site.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("listen 127.0.0.1:%d;", site.Port)
+	if !strings.Contains(string(conf), listen) {
+		t.Fatalf("no %q in the site's config", listen)
+	}
+	// A relative include starts from the directory of the main file.
+	if err := os.MkdirAll(filepath.Join(filepath.Dir(site.Conf), "snippets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(filepath.Dir(site.Conf), "snippets", "listen.conf"), listen+"\n")
+	writeFile(t, site.Conf, strings.Replace(string(conf), listen, "include snippets/listen.conf;\n        location = /word { return 200 don't-panic; }", 1))
+	name := unitName("sock-nginx-shapes")
+	u.InstallUnit(t, name, socketService(bin, "/usr/sbin/nginx -c "+site.Conf))
+	u.InstallUnit(t, socketName(name), socketUnitFor(site.Port))
+	u.Start(t, socketName(name))
+	defer u.Stop(t, socketName(name))
+	u.Start(t, name)
+	defer u.Stop(t, name)
+	addr := fmt.Sprintf("127.0.0.1:%d", site.Port)
+	for i := 0; i < 2; i++ {
+		if code, err := (&httpClient{timeout: 10 * time.Second}).status(addr, "/word"); err != nil || code != 200 {
+			t.Fatalf("nginx does not answer on the socket (start %d): %d, %v\nlog:\n%s", i+1, code, err, u.UnitLog(t, name))
+		}
+		if i == 0 {
+			u.restart(t, name)
+		}
+	}
+	log := u.UnitLog(t, name)
+	if says := "nginx takes 1 inherited listening sockets through the NGINX environment variable"; strings.Count(log, says) < 2 {
+		t.Errorf("graceshim did not say %q at both starts\nlog:\n%s", says, log)
+	}
+	if strings.Contains(log, "is not among the inherited sockets") {
+		t.Errorf("graceshim missed the listen in the snippet\nlog:\n%s", log)
+	}
+}
+
+// TestRestartSocketNotForGraceshim: a socket unit whose service runs
+// graceshim from a shell that forks it (sh -c 'graceshim ...; ...'):
+// systemd set LISTEN_PID to the shell's pid, so the socket is not
+// graceshim's to take. graceshim says so, naming the cause, and the
+// socket does not leak into nginx (it would hold the port inside nginx,
+// which then fails to bind it or never learns of it).
+func TestRestartSocketNotForGraceshim(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	other := freePort(t)
+	name := unitName("sock-forked")
+	u.InstallUnit(t, name, fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test (a shell forks graceshim)
+
+[Service]
+Type=simple
+KillMode=mixed
+TimeoutStopSec=30
+ExecStart=/bin/sh -c '%s -- /usr/sbin/nginx -c %s; exit $?'
+`, bin, site.Conf))
+	u.InstallUnit(t, socketName(name), socketUnitFor(other))
+	u.Start(t, socketName(name))
+	defer u.Stop(t, socketName(name))
+	u.Start(t, name)
+	defer u.Stop(t, name)
+	waitServing(t, u, name, site)
+	const says = "is not graceshim's pid"
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return strings.Contains(u.UnitLog(t, name), says) }) {
+		t.Fatalf("graceshim did not say the sockets were not its own (%q)\nlog:\n%s", says, u.UnitLog(t, name))
+	}
+	if log := u.UnitLog(t, name); !strings.Contains(log, "ExecStart= must exec graceshim") {
+		t.Errorf("the warning does not name the fix\nlog:\n%s", log)
+	}
+	// The shell (the unit's main process) got the socket at fd 3.
+	sock, err := os.Readlink(fmt.Sprintf("/proc/%s/fd/3", u.Show(t, name, "MainPID")))
+	if err != nil || !strings.HasPrefix(sock, "socket:[") {
+		t.Fatalf("the unit's main process has no socket at fd 3: %q, %v", sock, err)
+	}
+	master, err := site.MasterPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", master)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if link, _ := os.Readlink(filepath.Join(dir, e.Name())); link == sock {
+			t.Errorf("nginx (pid %d) holds the socket unit's %s at fd %s", master, sock, e.Name())
+		}
+	}
+}
+
+// TestRestartFDStoreFull: FileDescriptorStoreMax=1 with two listens.
+// graceshim stores the first (fd order, the order of the listen
+// directives) and says the other is left out; a reload that drops the
+// stored listen takes it out of the store (the dropped port refuses,
+// rather than queueing clients for nothing) and stores the other one,
+// which a restart then keeps refusing no one.
+func TestRestartFDStoreFull(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	conf, err := os.ReadFile(site.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := fmt.Sprintf("listen 127.0.0.1:%d;", site.Port)
+	other := freePort(t)
+	second := fmt.Sprintf("listen 127.0.0.1:%d;", other)
+	writeFile(t, site.Conf, strings.Replace(string(conf), first, first+"\n        "+second, 1))
+	name := unitName("fdstore-full")
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=1\nExecStartPre=/bin/sleep 1"))
+	u.Start(t, name)
+	defer u.Stop(t, name)
+	waitServing(t, u, name, site)
+	const full = "systemd's fd store is full (FileDescriptorStoreMax=1): 1 listening sockets left out: 127.0.0.1:"
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return strings.Contains(u.UnitLog(t, name), full) }) {
+		t.Fatalf("graceshim did not say the store is full (%q)\nlog:\n%s", full, u.UnitLog(t, name))
+	}
+	if got := u.Show(t, name, "NFileDescriptorStore"); got != "1" {
+		t.Fatalf("NFileDescriptorStore=%s, want 1 (what fits)\nlog:\n%s", got, u.UnitLog(t, name))
+	}
+	writeFile(t, site.Conf, strings.Replace(string(conf), first, second, 1))
+	before := strings.Count(u.UnitLog(t, name), "nginx reloaded")
+	if _, err := u.systemctl("reload", name); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		log := u.UnitLog(t, name)
+		return strings.Count(log, "nginx reloaded") > before && strings.Contains(log, "a listening socket the server closed left systemd's fd store") && strings.Count(log, "kept 1 listening sockets") >= 2
+	}) {
+		t.Fatalf("after the reload, the dropped socket did not leave the store and the other was not kept\nlog:\n%s", u.UnitLog(t, name))
+	}
+	if c := connectOnce(site.Port); c != "refused" {
+		t.Errorf("after the reload dropped the stored listen on %d, a connection met %q, want refused", site.Port, c)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", other)
+	stop := startArrivals(addr)
+	u.restart(t, name)
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		code, err := (&httpClient{timeout: 5 * time.Second}).status(addr, "/small")
+		return err == nil && code == 200
+	}) {
+		t.Fatalf("nginx does not answer on %s after the restart\nlog:\n%s", addr, u.UnitLog(t, name))
+	}
+	got := stop()
+	t.Logf("figures: FileDescriptorStoreMax=1, the socket stored after a reload, systemctl restart: clients %s", got)
+	if got.failed() != 0 || got.total < 25 {
+		t.Errorf("restart: clients %s, want none failed of at least 25 (a second without nginx)\nlog:\n%s", got, u.UnitLog(t, name))
+	}
+}
+
+// TestRestartSocketUnixListen: a .socket unit with a unix ListenStream=
+// and nginx's "listen unix:PATH". Unlike a socket nginx bound itself
+// (TestRestartFDStoreUnixListen), nginx leaves the file of an inherited
+// unix socket alone while the parent it started with lives
+// (ngx_close_listening_sockets: "!ls[i].inherited || ngx_getppid() !=
+// ngx_parent"), and systemd owns the path: it still serves after two
+// restarts.
+func TestRestartSocketUnixListen(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	sock := filepath.Join(t.TempDir(), "site.sock")
+	site := newNginxSite(t, nginxOpts{ExtraHTTP: fmt.Sprintf("server { listen unix:%s; location / { return 200 \"ux\\n\"; } }", sock)})
+	name := unitName("sock-unix")
+	u.InstallUnit(t, name, socketService(bin, "/usr/sbin/nginx -c "+site.Conf))
+	u.InstallUnit(t, socketName(name), fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test socket (unix)
+
+[Socket]
+ListenStream=%s
+StandardOutput=null
+StandardError=null
+`, sock))
+	u.Start(t, socketName(name))
+	defer u.Stop(t, socketName(name))
+	u.Start(t, name)
+	defer u.Stop(t, name)
+	waitServing(t, u, name, site)
+	get := func() error {
+		c, err := net.DialTimeout("unix", sock, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(line, " 200 ") {
+			return fmt.Errorf("answer %q", line)
+		}
+		return nil
+	}
+	for i := 0; i <= 2; i++ {
+		if i > 0 {
+			u.restart(t, name)
+			waitServing(t, u, name, site)
+		}
+		if err := get(); err != nil {
+			t.Fatalf("after %d restarts, the socket unit's %s: %v\nlog:\n%s", i, sock, err, u.UnitLog(t, name))
+		}
+	}
+	if log := u.UnitLog(t, name); strings.Count(log, "nginx takes 1 inherited listening sockets") < 3 {
+		t.Errorf("graceshim did not hand nginx the unix socket at each start\nlog:\n%s", log)
 	}
 }

@@ -1,13 +1,20 @@
 package supervisor
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	godbus "github.com/godbus/dbus/v5"
 	"golang.org/x/sys/unix"
 )
 
@@ -115,4 +122,102 @@ func TestListeningFDsAndTakeFD(t *testing.T) {
 			t.Errorf("the fd taken listens on %v, %v; want %s", a, err, ln.Addr())
 		}
 	}
+}
+
+// TestUnitJob runs unitJob against a stand-in for systemd's private
+// socket that behaves as systemd 252's does: it answers the
+// authentication with OK, sends signals (every private connection gets
+// them) before the reply, and takes a call only once it said OK. The
+// real manager is asked in e2e (TestRestartFDStore, TestRestart).
+func TestUnitJob(t *testing.T) {
+	type job struct {
+		ID                uint32
+		Unit, Type, State string
+		Path, UnitPath    godbus.ObjectPath
+	}
+	tests := []struct {
+		name string
+		jobs []job
+		want string
+	}{
+		{"restart", []job{{1, "other.service", "start", "waiting", "/j/1", "/u/o"}, {2, "web.service", "restart", "running", "/j/2", "/u/w"}}, "restart"},
+		{"stop", []job{{3, "web.service", "stop", "running", "/j/3", "/u/w"}}, "stop"},
+		{"none", []job{{1, "other.service", "start", "waiting", "/j/1", "/u/o"}}, ""},
+		{"no jobs", []job{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Setenv("XDG_RUNTIME_DIR", dir)
+			if err := os.Mkdir(filepath.Join(dir, "systemd"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("unix", filepath.Join(dir, "systemd", "private"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			served := make(chan error, 1)
+			go func() { served <- fakeSystemd(ln, tt.jobs) }()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			got, err := unitJob(ctx, service{name: "web.service", user: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("unitJob = %q, want %q", got, tt.want)
+			}
+			if err := <-served; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// fakeSystemd serves one ListJobs call on ln.
+func fakeSystemd(ln net.Listener, jobs any) error {
+	conn, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	auth, err := rd.ReadString('\n')
+	if err != nil || auth != "\x00AUTH EXTERNAL "+fmt.Sprintf("%x", strconv.Itoa(os.Getuid()))+"\r\n" {
+		return fmt.Errorf("authentication %q, %v", auth, err)
+	}
+	if begin, err := rd.ReadString('\n'); err != nil || begin != "BEGIN\r\n" {
+		return fmt.Errorf("after AUTH %q, %v; want BEGIN", begin, err)
+	}
+	if rd.Buffered() > 0 {
+		// systemd 252 never answers a call sent before its OK.
+		return fmt.Errorf("%d bytes sent before OK", rd.Buffered())
+	}
+	fmt.Fprintf(conn, "OK 0123456789abcdef0123456789abcdef\r\n")
+	call, err := godbus.DecodeMessage(rd)
+	if err != nil {
+		return fmt.Errorf("cannot read the call: %w", err)
+	}
+	if m := call.Headers[godbus.FieldMember].Value(); m != "ListJobs" || call.Serial() == 0 {
+		return fmt.Errorf("call %v, want ListJobs with a serial", call)
+	}
+	send := func(m *godbus.Message, serial uint32) {
+		var b bytes.Buffer
+		if err := m.EncodeTo(&b, binary.LittleEndian); err != nil {
+			panic(err)
+		}
+		binary.LittleEndian.PutUint32(b.Bytes()[8:], serial)
+		conn.Write(b.Bytes())
+	}
+	send(&godbus.Message{Type: godbus.TypeSignal, Headers: map[godbus.HeaderField]godbus.Variant{
+		godbus.FieldPath:      godbus.MakeVariant(godbus.ObjectPath("/org/freedesktop/systemd1")),
+		godbus.FieldInterface: godbus.MakeVariant("org.freedesktop.systemd1.Manager"),
+		godbus.FieldMember:    godbus.MakeVariant("UnitNew"),
+	}}, 7)
+	send(&godbus.Message{Type: godbus.TypeMethodReply, Headers: map[godbus.HeaderField]godbus.Variant{
+		godbus.FieldReplySerial: godbus.MakeVariant(call.Serial()),
+		godbus.FieldSignature:   godbus.MakeVariant(godbus.SignatureOf(jobs)),
+	}, Body: []any{jobs}}, 8)
+	return nil
 }

@@ -101,16 +101,30 @@ func (s inherited) stored() bool { return strings.HasPrefix(s.name, fdStoreName)
 // takeInherited takes the sockets systemd passed to graceshim (sd_listen_fds(3):
 // LISTEN_PID is graceshim's pid, LISTEN_FDS of them from fd 3 on, named
 // by LISTEN_FDNAMES) and unsets the variables, which were meant for
-// graceshim, not for whatever else it starts.
-func takeInherited() []inherited {
+// graceshim, not for whatever else it starts. When LISTEN_FDS is set for
+// another process (a shell in ExecStart= that forks graceshim rather than
+// exec it: systemd set LISTEN_PID to the shell's pid), it returns no
+// sockets and a warning, and marks those fds close-on-exec: passed on,
+// they would hold their ports inside the server (which then fails to
+// bind them, or listens on a socket it does not know of).
+func takeInherited() (socks []inherited, warning string) {
 	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
-	ok := err == nil && n > 0 && os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid())
+	pid := os.Getenv("LISTEN_PID")
+	ok := err == nil && n > 0 && pid == strconv.Itoa(os.Getpid())
 	names := strings.Split(os.Getenv("LISTEN_FDNAMES"), ":")
 	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
 		os.Unsetenv(k)
 	}
 	if !ok {
-		return nil
+		if err == nil && n > 0 {
+			for fd := 3; fd < 3+n; fd++ {
+				// Go opens its own fds close-on-exec: marking one that
+				// is not systemd's changes nothing.
+				unix.CloseOnExec(fd)
+			}
+			warning = fmt.Sprintf("LISTEN_FDS=%d is set, but LISTEN_PID=%q is not graceshim's pid %d: the sockets systemd passed are ignored and not handed to the server. ExecStart= must exec graceshim (\"exec graceshim ...\" in a shell), not run it as a child", n, pid, os.Getpid())
+		}
+		return nil, warning
 	}
 	out := make([]inherited, n)
 	for i := range out {
@@ -125,7 +139,7 @@ func takeInherited() []inherited {
 		}
 		out[i].addr, out[i].err = socketAddr(fd)
 	}
-	return out
+	return out, ""
 }
 
 // socketAddr reads where the socket fd listens.
@@ -165,7 +179,10 @@ func socketAddr(fd int) (sockAddr, error) {
 // copies) are closed once the server started; an error (ErrSockets) means
 // nothing may be started.
 func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited, error) {
-	socks := takeInherited()
+	socks, warning := takeInherited()
+	if warning != "" {
+		opts.Log.Warnf("%s", warning)
+	}
 	cmd.Env = withoutListenEnv(cmd.Env)
 	if len(socks) == 0 {
 		return nil, nil
@@ -431,12 +448,18 @@ func (c *socketCheck) refuse(ctx context.Context, out string, truncated bool, lo
 			return fmt.Sprintf("cannot read nginx's listen directives: %v", err)
 		}
 		var keep, drop []inherited
-		keep, drop, errs, warns = matchNginx(c.socks, listens)
-		_ = keep
-		for _, s := range drop {
-			// At a reload nginx closes it, but the store keeps it: its
-			// clients would wait for nothing until the next restart.
-			errs = append(errs, fmt.Sprintf("the kept socket %s (fd %d) is on no listen directive of nginx's: nginx would close it", s.addr, s.fd))
+		keep, drop, errs, warns = matchNginx(c.socks, listens, true)
+		if len(errs) == 0 && len(drop) > 0 {
+			for _, s := range drop {
+				// graceshim's own stored socket: nginx closes it at the
+				// reload and the fd store lets it go once the reload is
+				// done (fdStore.keep), so the port refuses, as the config
+				// says.
+				log.Infof("the reload drops the kept socket %s (fd %d): no listen directive of nginx's names it any more", s.addr, s.fd)
+			}
+			// Gone from nginx after this reload: a later reload's
+			// listen may take its address.
+			c.socks = keep
 		}
 	case signals.SocketsFDBind:
 		var text strings.Builder

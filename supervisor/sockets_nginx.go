@@ -3,13 +3,17 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/graceshim/graceshim/unitgen/nginxconf"
 )
 
 // nginx and inherited sockets, from its source (1.22, src/core/nginx.c
@@ -81,7 +85,7 @@ func checkNginx(ctx context.Context, socks []inherited, opts Options) ([]inherit
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot read nginx's listen directives: %v", ErrSockets, err)
 	}
-	keep, drop, errs, warns := matchNginx(socks, listens)
+	keep, drop, errs, warns := matchNginx(socks, listens, false)
 	for _, w := range warns {
 		opts.Log.Warnf("%s", w)
 	}
@@ -99,30 +103,54 @@ func checkNginx(ctx context.Context, socks []inherited, opts Options) ([]inherit
 // matchNginx decides, for nginx's listen directives, which inherited
 // sockets nginx uses (keep), which graceshim's own stored ones to drop,
 // and what is wrong (errs) or worth a warning (warns). See the comment at
-// the top of this file for nginx's rules.
-func matchNginx(socks []inherited, listens []nginxListen) (keep, drop []inherited, errs, warns []string) {
+// the top of this file for nginx's rules. reload is set when nginx
+// already holds the sockets: it binds a reload's new listens before it
+// closes the old ones (src/core/ngx_cycle.c ngx_init_cycle opens the new
+// cycle's sockets, then closes the old cycle's unmatched ones), so a
+// dropped socket still conflicts; at a start graceshim closes the
+// dropped ones first.
+func matchNginx(socks []inherited, listens []nginxListen, reload bool) (keep, drop []inherited, errs, warns []string) {
 	wants := nginxSockets(listens)
 	used := make([]bool, len(socks))
-	for _, w := range wants {
-		found := false
+	matched := make([]bool, len(wants))
+	for j, w := range wants {
 		for i, s := range socks {
 			if s.addr.same(w.addr) {
-				used[i], found = true, true
+				used[i], matched[j] = true, true
 				break
 			}
 		}
-		if found {
+	}
+	for j, w := range wants {
+		if matched[j] {
 			continue
 		}
 		conflict := -1
 		for i, s := range socks {
+			// graceshim's own stored sockets that no directive names
+			// are dropped below, before nginx binds: a directive that
+			// moved within its port (listen 80 -> listen
+			// 127.0.0.1:80) is bound beside nothing.
+			if s.stored() && !used[i] && !reload {
+				continue
+			}
 			if s.addr.conflicts(w.addr) {
 				conflict = i
 				break
 			}
 		}
 		if conflict >= 0 {
-			errs = append(errs, fmt.Sprintf("nginx's %q cannot be bound beside the inherited socket %s (fd %d): make the two the same address", "listen "+w.text, socks[conflict].addr, socks[conflict].fd))
+			c := socks[conflict]
+			fix := "make the two the same address"
+			if c.addr.wildcard() && c.addr.ap.Addr().Is6() && !c.addr.v6only && w.addr.ap.Addr().Is4() {
+				// A dual-stack socket ([::]:P, BindIPv6Only=both, or
+				// systemd-socket-activate -l P) takes IPv4 too; nginx
+				// listens IPv6-only (ipv6only=on), so its IPv4 listen
+				// needs a socket of its own.
+				p := c.addr.ap.Port()
+				fix = fmt.Sprintf("the inherited socket takes IPv4 too (dual-stack); hold one socket per family: BindIPv6Only=ipv6-only with ListenStream=0.0.0.0:%d and ListenStream=[::]:%d in the socket unit (what `graceshim unit --socket` generates)", p, p)
+			}
+			errs = append(errs, fmt.Sprintf("nginx's %q cannot be bound beside the inherited socket %s (fd %d): %s", "listen "+w.text, c.addr, c.fd, fix))
 			continue
 		}
 		warns = append(warns, fmt.Sprintf("nginx's %q is not among the inherited sockets: nginx binds it itself, and it refuses connections while nginx restarts", "listen "+w.text))
@@ -182,64 +210,105 @@ func nginxSockets(listens []nginxListen) []wantedSocket {
 	return out
 }
 
-// parseNginxListens reads the listen directives of nginx -T's output (every
-// file nginx read, each after a "# configuration file NAME:" line). An
-// http server without one listens on *:80, or *:8000 when nginx does not
-// run as root (ngx_http_core_module.html#listen). A file other than the
-// first is an include: its top-level server blocks are taken as http
-// ones, where sites are included.
+// parseNginxListens reads the listen directives of nginx -T's output
+// (every file nginx read, each after a "# configuration file NAME:"
+// line), walking the files from the first (the main one) through their
+// includes as nginx read them (nginxconf, the walker `graceshim unit
+// --socket` uses on the files themselves): a listen in a snippet
+// included inside a server block is that server's. An http server
+// without one listens on *:80, or *:8000 when nginx does not run as
+// root (ngx_http_core_module.html#listen).
 func parseNginxListens(ctx context.Context, dump string, root bool) ([]nginxListen, error) {
+	files := splitNginxDump(dump)
+	if len(files) == 0 {
+		return nil, nil
+	}
+	byName := map[string]string{}
+	for _, f := range files {
+		if _, ok := byName[f.name]; !ok {
+			byName[f.name] = f.text
+		}
+	}
+	src := nginxconf.Files{
+		Read: func(path string) ([]byte, error) {
+			text, ok := byName[path]
+			if !ok {
+				// nginx -T dumps every file it read: one it did not
+				// dump, it did not read either.
+				return nil, fs.ErrNotExist
+			}
+			return []byte(text), nil
+		},
+		Glob: func(pattern string) ([]string, error) {
+			var out []string
+			for name := range byName {
+				if ok, err := filepath.Match(pattern, name); err != nil {
+					return nil, err
+				} else if ok {
+					out = append(out, name)
+				}
+			}
+			return out, nil
+		},
+		Prefix: filepath.Dir(files[0].name),
+	}
+	type server struct{ listens bool }
+	var (
+		args    [][]string
+		servers []server
+	)
+	err := nginxconf.Walk(src, files[0].name, func(ev nginxconf.Event) error {
+		n := len(ev.Stack)
+		inServer := n > 0 && ev.Stack[n-1] == "server" && n >= 2 && slices.Contains([]string{"http", "stream", "mail"}, ev.Stack[n-2])
+		switch ev.Kind {
+		case nginxconf.Open:
+			if ev.Words[0].S == "server" && n > 0 && slices.Contains([]string{"http", "stream", "mail"}, ev.Stack[n-1]) {
+				servers = append(servers, server{})
+			}
+		case nginxconf.Close:
+			if ev.Words[0].S == "server" && n > 0 && slices.Contains([]string{"http", "stream", "mail"}, ev.Stack[n-1]) {
+				s := servers[len(servers)-1]
+				servers = servers[:len(servers)-1]
+				if !s.listens && ev.Stack[n-1] == "http" {
+					port := "80"
+					if !root {
+						port = "8000"
+					}
+					args = append(args, []string{port})
+				}
+			}
+		case nginxconf.Directive:
+			if inServer && ev.Words[0].S == "listen" {
+				if len(ev.Words) < 2 {
+					return fmt.Errorf("%s:%d: listen without an address", ev.File, ev.Words[0].Line)
+				}
+				servers[len(servers)-1].listens = true
+				words := make([]string, 0, len(ev.Words)-1)
+				for _, w := range ev.Words[1:] {
+					words = append(words, w.S)
+				}
+				args = append(args, words)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	var out []nginxListen
-	for _, file := range splitNginxDump(dump) {
-		stmts, err := nginxStatements(file)
+	for _, a := range args {
+		l, err := parseListen(ctx, a)
 		if err != nil {
 			return nil, err
 		}
-		for _, st := range stmts {
-			if st.block || len(st.words) == 0 {
-				continue
-			}
-			server := -1
-			for i, b := range st.ctx {
-				if b == "server" {
-					server = i
-				}
-			}
-			if server < 0 || (server > 0 && st.ctx[server-1] != "http" && st.ctx[server-1] != "stream" && st.ctx[server-1] != "mail") || server != len(st.ctx)-1 {
-				continue
-			}
-			if st.words[0] != "listen" || len(st.words) < 2 {
-				continue
-			}
-			l, err := parseListen(ctx, st.words[1:])
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, l)
-		}
-		// http servers without a listen directive.
-		for _, st := range stmts {
-			if !st.block || len(st.words) == 0 || st.words[0] != "server" || st.hasListen {
-				continue
-			}
-			if n := len(st.ctx); n > 0 && st.ctx[n-1] != "http" || n == 0 && !st.included {
-				continue
-			}
-			port := "80"
-			if !root {
-				port = "8000"
-			}
-			l, _ := parseListen(ctx, []string{port})
-			out = append(out, l)
-		}
+		out = append(out, l)
 	}
 	return out, nil
 }
 
 // nginxFile is one file of nginx -T's dump.
 type nginxFile struct {
-	text     string
-	included bool // not the first (main) file
+	name, text string
 }
 
 func splitNginxDump(dump string) []nginxFile {
@@ -255,118 +324,11 @@ func splitNginxDump(dump string) []nginxFile {
 		if strings.TrimSpace(part) == "" {
 			continue
 		}
-		// The rest of the marker line is the name.
-		if i := strings.IndexByte(part, '\n'); i >= 0 {
-			part = part[i+1:]
-		} else {
-			part = ""
-		}
-		files = append(files, nginxFile{text: part, included: len(files) > 0})
+		// The rest of the marker line is the name, with a colon.
+		name, text, _ := strings.Cut(part, "\n")
+		files = append(files, nginxFile{name: strings.TrimSuffix(strings.TrimSpace(name), ":"), text: text})
 	}
 	return files
-}
-
-// nginxStatement is a directive ("listen 80;") or a block's opening
-// ("server {"), with the names of the blocks around it.
-type nginxStatement struct {
-	words     []string
-	ctx       []string // enclosing blocks, outermost first
-	block     bool
-	hasListen bool // a server block with a listen directive in it
-	included  bool
-}
-
-// nginxStatements tokenizes an nginx config file: words, quoted strings,
-// "#" comments, ";" ends a directive, "{" and "}" a block
-// (src/core/ngx_conf_file.c ngx_conf_read_token).
-func nginxStatements(f nginxFile) ([]nginxStatement, error) {
-	var (
-		out     []nginxStatement
-		words   []string
-		ctx     []string
-		blocks  []int // index in out of each open block
-		word    strings.Builder
-		inWord  bool
-		s       = f.text
-		flush   = func() { words = append(words, word.String()); word.Reset(); inWord = false }
-		lineNum = 1
-	)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\n':
-			lineNum++
-			if inWord {
-				flush()
-			}
-		case c == '#' && !inWord:
-			for i < len(s) && s[i] != '\n' {
-				i++
-			}
-			lineNum++
-		case c == '"' || c == '\'':
-			j := i + 1
-			for j < len(s) && s[j] != c {
-				if s[j] == '\\' {
-					j++
-				}
-				j++
-			}
-			if j >= len(s) {
-				return nil, fmt.Errorf("unterminated quote on line %d", lineNum)
-			}
-			word.WriteString(s[i+1 : j])
-			inWord = true
-			i = j
-		case c == ' ' || c == '\t' || c == '\r':
-			if inWord {
-				flush()
-			}
-		case c == ';' || c == '{':
-			if inWord {
-				flush()
-			}
-			st := nginxStatement{words: words, ctx: slices.Clone(ctx), block: c == '{', included: f.included}
-			out = append(out, st)
-			if len(words) > 0 && words[0] == "listen" {
-				for k := len(blocks) - 1; k >= 0; k-- {
-					if b := &out[blocks[k]]; b.words[0] == "server" {
-						b.hasListen = true
-						break
-					}
-				}
-			}
-			if c == '{' {
-				name := ""
-				if len(words) > 0 {
-					name = words[0]
-				} else {
-					return nil, fmt.Errorf("a block without a name on line %d", lineNum)
-				}
-				ctx = append(ctx, name)
-				blocks = append(blocks, len(out)-1)
-			}
-			words = nil
-		case c == '}':
-			if inWord {
-				flush()
-			}
-			if len(ctx) == 0 {
-				return nil, fmt.Errorf("unexpected \"}\" on line %d", lineNum)
-			}
-			ctx = ctx[:len(ctx)-1]
-			blocks = blocks[:len(blocks)-1]
-			words = nil
-		case c == '\\' && i+1 < len(s):
-			i++
-			word.WriteByte(s[i])
-			inWord = true
-		default:
-			word.WriteByte(c)
-			inWord = true
-		}
-	}
-	return out, nil
 }
 
 // parseListen reads a listen directive's address and parameters

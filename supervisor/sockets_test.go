@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -79,7 +80,9 @@ server {
 			addrs = append(addrs, s)
 		}
 	}
-	want := []string{"127.0.0.1:8080", "[::1]:8081", "0.0.0.0:5353 (udp)", "unix:/run/site.sock", "0.0.0.0:8443 bind", "0.0.0.0:80"}
+	// In the order nginx reads them: the included sites come where the
+	// include is, before the stream block.
+	want := []string{"127.0.0.1:8080", "[::1]:8081", "0.0.0.0:80", "unix:/run/site.sock", "0.0.0.0:8443 bind", "0.0.0.0:5353 (udp)"}
 	if strings.Join(addrs, ", ") != strings.Join(want, ", ") {
 		t.Errorf("got listens %q\nwant %q", addrs, want)
 	}
@@ -87,6 +90,66 @@ server {
 	got, err = parseNginxListens(context.Background(), "http { server { } }", false)
 	if err != nil || len(got) != 1 || got[0].addrs[0].String() != "0.0.0.0:8000" {
 		t.Errorf("server without listen, not root: got %+v, %v; want 0.0.0.0:8000", got, err)
+	}
+}
+
+// A listen in a snippet included inside a server block is that
+// server's: nginx -T dumps the snippet as a file of its own, so only a
+// walk through the includes sees where it belongs. Relative includes
+// start from the main file's directory; a glob reads its files in
+// sorted order.
+func TestParseNginxListensIncludedInServer(t *testing.T) {
+	dump := `# configuration file /etc/nginx/nginx.conf:
+events {}
+http {
+  server {
+    include snippets/listen-*.conf;
+    location / { return 200 "ok\n"; }
+  }
+  server {
+    include /etc/nginx/snippets/none-*.conf;
+  }
+}
+
+# configuration file /etc/nginx/snippets/listen-b.conf:
+listen 127.0.0.1:18444;
+
+# configuration file /etc/nginx/snippets/listen-a.conf:
+listen 127.0.0.1:18443;
+`
+	got, err := parseNginxListens(context.Background(), dump, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, l := range got {
+		for _, a := range l.addrs {
+			addrs = append(addrs, a.String())
+		}
+	}
+	// The second server has no listen (its glob matches nothing): *:80.
+	want := []string{"127.0.0.1:18443", "127.0.0.1:18444", "0.0.0.0:80"}
+	if strings.Join(addrs, ", ") != strings.Join(want, ", ") {
+		t.Errorf("listens = %q, want %q", addrs, want)
+	}
+}
+
+// nginx opens a quote only at the start of a word (ngx_conf_read_token):
+// "return 200 don't-panic;" is valid (nginx -t: successful) and must not
+// be read as an unterminated quote.
+func TestParseNginxListensApostropheInWord(t *testing.T) {
+	dump := `# configuration file /etc/nginx/nginx.conf:
+events {}
+http {
+  server { listen 127.0.0.1:18449; location / { return 200 don't-panic; } }
+}
+`
+	got, err := parseNginxListens(context.Background(), dump, true)
+	if err != nil {
+		t.Fatalf("parseNginxListens: %v (nginx -t accepts this config)", err)
+	}
+	if len(got) != 1 || got[0].addrs[0].String() != "127.0.0.1:18449" {
+		t.Errorf("listens = %+v, want 127.0.0.1:18449", got)
 	}
 }
 
@@ -114,6 +177,7 @@ func TestMatchNginx(t *testing.T) {
 		name      string
 		inherited []string
 		stored    []bool // which inherited sockets graceshim stored itself
+		reload    bool   // nginx holds the sockets already
 		listens   []string
 		keep      int
 		drop      int
@@ -131,9 +195,21 @@ func TestMatchNginx(t *testing.T) {
 			errs: []string{"cannot be bound beside", "is on no listen directive"}},
 		{name: "IPv4 beside a dual-stack IPv6 socket", inherited: []string{"tcp [::]:80"}, listens: []string{"80"},
 			errs: []string{`"listen 80" cannot be bound beside the inherited socket [::]:80`, "is on no listen directive"}},
+		// systemd-socket-activate -l 80 with "listen 80; listen [::]:80;".
+		{name: "dual-stack socket for two listens", inherited: []string{"tcp [::]:80"}, listens: []string{"80", "[::]:80"}, keep: 1,
+			errs: []string{`"listen 80" cannot be bound beside the inherited socket [::]:80 (fd 3): the inherited socket takes IPv4 too (dual-stack); hold one socket per family: BindIPv6Only=ipv6-only with ListenStream=0.0.0.0:80 and ListenStream=[::]:80`}},
 		{name: "IPv4 beside an IPv6-only socket", inherited: []string{"tcp6only [::]:80"}, listens: []string{"80", "[::]:80"}, keep: 1, warns: 1},
 		{name: "extra directive", inherited: []string{"tcp 127.0.0.1:8080"}, listens: []string{"127.0.0.1:8080", "127.0.0.1:9090"}, keep: 1, warns: 1},
 		{name: "stale stored socket dropped", inherited: []string{"tcp 127.0.0.1:8080", "tcp 127.0.0.1:8081"}, stored: []bool{false, true}, listens: []string{"127.0.0.1:8080"}, keep: 1, drop: 1},
+		// A restart after a listen moved within its port: graceshim's
+		// own stored wildcard is dropped, nothing is in the way.
+		{name: "stored wildcard dropped for an address of its port", inherited: []string{"tcp 0.0.0.0:80"}, stored: []bool{true}, listens: []string{"127.0.0.1:80"}, drop: 1, warns: 1},
+		// At a reload nginx still holds the stored wildcard when it binds.
+		{name: "stored wildcard conflicts at a reload", inherited: []string{"tcp 0.0.0.0:80"}, stored: []bool{true}, reload: true, listens: []string{"127.0.0.1:80"}, drop: 1,
+			errs: []string{`"listen 127.0.0.1:80" cannot be bound beside the inherited socket 0.0.0.0:80`}},
+		{name: "stored socket dropped at a reload", inherited: []string{"tcp 127.0.0.1:8080", "tcp 127.0.0.1:8081"}, stored: []bool{true, true}, reload: true, listens: []string{"127.0.0.1:8081"}, keep: 1, drop: 1},
+		{name: "stored wildcard still in use conflicts", inherited: []string{"tcp 0.0.0.0:80"}, stored: []bool{true}, listens: []string{"80", "127.0.0.1:80 bind"}, keep: 1,
+			errs: []string{`"listen 127.0.0.1:80 bind" cannot be bound beside the inherited socket 0.0.0.0:80`}},
 		{name: "udp is not tcp", inherited: []string{"tcp 0.0.0.0:53"}, listens: []string{"53 udp"},
 			errs: []string{"is on no listen directive"}, warns: 1},
 		{name: "unix", inherited: []string{"unix /run/site.sock"}, listens: []string{"unix:/run/site.sock"}, keep: 1},
@@ -150,7 +226,7 @@ func TestMatchNginx(t *testing.T) {
 			for _, l := range tt.listens {
 				listens = append(listens, listen(t, l))
 			}
-			keep, drop, errs, warns := matchNginx(socks, listens)
+			keep, drop, errs, warns := matchNginx(socks, listens, tt.reload)
 			if len(keep) != tt.keep || len(drop) != tt.drop || len(warns) != tt.warns || len(errs) != len(tt.errs) {
 				t.Fatalf("kept %d, dropped %d, %d warnings, errors %q; want %d, %d, %d, %d errors\nwarnings: %q",
 					len(keep), len(drop), len(warns), errs, tt.keep, tt.drop, tt.warns, len(tt.errs), warns)
@@ -280,6 +356,20 @@ func TestSocketCheckNginxReload(t *testing.T) {
 	}
 	if why := c.refuse(context.Background(), dump("127.0.0.1:8081"), true, log); why != "" {
 		t.Errorf("a cut dump is not judged, got %q", why)
+	}
+	// After a restart the sockets are graceshim's stored ones: a reload
+	// may drop one, and a later reload may then listen on an address
+	// of the same port.
+	stored := fakeInherited(t, "tcp 0.0.0.0:8090", "tcp 127.0.0.1:8091")
+	for i := range stored {
+		stored[i].name = fdStoreName + strconv.Itoa(i)
+	}
+	c = &socketCheck{preset: signals.Preset{Name: "nginx", Sockets: signals.SocketsNginxEnv}, socks: stored}
+	if why := c.refuse(context.Background(), dump("127.0.0.1:8091"), false, log); why != "" {
+		t.Errorf("a reload dropping a stored socket: refused: %s", why)
+	}
+	if why := c.refuse(context.Background(), dump("127.0.0.1:8090; listen 127.0.0.1:8091"), false, log); why != "" {
+		t.Errorf("a later reload on the dropped socket's port: refused: %s", why)
 	}
 	var none *socketCheck
 	if got := none.testArgv([]string{"nginx", "-t"}); strings.Join(got, " ") != "nginx -t" || none.refuse(context.Background(), "", false, log) != "" || none.testFiles() != nil {

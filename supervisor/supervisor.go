@@ -230,6 +230,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	err = l.run(ctx, sigs, exits, watchEvents, probes)
 	l.abandonReload("graceshim ended: " + l.name + " " + describe(l.lastStatus))
+	store.settle()
 	return err
 }
 
@@ -830,7 +831,9 @@ func (l *loop) do(now time.Time, acts []action) {
 		case actStopping:
 			l.health.setStopping()
 			l.notify("STOPPING=1")
-			l.store.release(l.bg)
+			// Beside the stop, not before its signal (see release);
+			// not cancelled with the loop: settle waits for it.
+			l.store.release(context.WithoutCancel(l.bg))
 			// A stop supersedes a reload or an upgrade under way: no
 			// READY=1 for them, and no more signals to their processes.
 			l.abandonReload("a stop began")

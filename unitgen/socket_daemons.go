@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/graceshim/graceshim/unitgen/nginxconf"
 )
 
 // Where each daemon listens, read from its configuration or flags for
@@ -22,9 +24,26 @@ func nginxListens(root string, argv []string) ([]Listen, error) {
 	if conf.err != nil {
 		return nil, fmt.Errorf("--socket: cannot read nginx's configuration %s: %w", conf.path, UnwrapPath(conf.err))
 	}
-	w := &nginxWalk{root: root, prefix: filepath.Dir(conf.path)}
-	if err := w.file(conf.path, 0); err != nil {
-		return nil, err
+	w := &nginxWalk{}
+	files := nginxconf.Files{
+		Read: func(path string) ([]byte, error) {
+			b, err := readUnder(root, path)
+			return b, UnwrapPath(err)
+		},
+		Glob: func(pattern string) ([]string, error) {
+			if root == "" {
+				return filepath.Glob(pattern)
+			}
+			matches, err := filepath.Glob(filepath.Join(root, pattern))
+			for i, m := range matches {
+				matches[i] = "/" + strings.TrimPrefix(strings.TrimPrefix(m, filepath.Clean(root)), "/")
+			}
+			return matches, err
+		},
+		Prefix: filepath.Dir(conf.path),
+	}
+	if err := nginxconf.Walk(files, conf.path, w.visit); err != nil {
+		return nil, fmt.Errorf("--socket: %w", err)
 	}
 	if w.err != nil {
 		return nil, w.err
@@ -42,8 +61,6 @@ type nginxListen struct {
 }
 
 type nginxWalk struct {
-	root, prefix string
-	stack        []string
 	// server is where the open server block starts, "" outside one.
 	server       string
 	serverListen bool
@@ -51,155 +68,35 @@ type nginxWalk struct {
 	err          error
 }
 
-type nginxToken struct {
-	s    string
-	line int
-	// punct is ';', '{' or '}' for those, 0 for a word.
-	punct byte
-}
-
-// nginxTokens splits a configuration file as ngx_conf_read_token does:
-// words separated by blanks, ';', '{' and '}', quotes, '#' comments.
-func nginxTokens(data string) []nginxToken {
-	var out []nginxToken
-	line := 1
-	for i := 0; i < len(data); {
-		c := data[i]
-		switch {
-		case c == '\n':
-			line++
-			i++
-		case c == ' ' || c == '\t' || c == '\r':
-			i++
-		case c == '#':
-			for i < len(data) && data[i] != '\n' {
-				i++
-			}
-		case c == ';' || c == '{' || c == '}':
-			out = append(out, nginxToken{s: string(c), line: line, punct: c})
-			i++
-		case c == '"' || c == '\'':
-			l := line
-			i++
-			var b strings.Builder
-			for i < len(data) && data[i] != c {
-				if data[i] == '\\' && i+1 < len(data) {
-					i++
-				}
-				if data[i] == '\n' {
-					line++
-				}
-				b.WriteByte(data[i])
-				i++
-			}
-			i++
-			out = append(out, nginxToken{s: b.String(), line: l})
-		default:
-			start := i
-			for i < len(data) && !strings.ContainsRune(" \t\r\n;{}", rune(data[i])) {
-				i++
-			}
-			out = append(out, nginxToken{s: data[start:i], line: line})
+// visit takes the listen directives of server blocks in the http and
+// stream contexts, and gives an http server without one nginx's default.
+func (w *nginxWalk) visit(ev nginxconf.Event) error {
+	n := len(ev.Stack)
+	in := func(names ...string) bool { return n > 0 && contains(names, ev.Stack[n-1]) }
+	switch ev.Kind {
+	case nginxconf.Open:
+		if ev.Words[0].S == "server" && in("http", "stream") {
+			w.server, w.serverListen = fmt.Sprintf("%s:%d", ev.File, ev.Words[0].Line), false
 		}
-	}
-	return out
-}
-
-func (w *nginxWalk) file(path string, depth int) error {
-	if depth > 16 {
-		return fmt.Errorf("--socket: %s: includes nested more than 16 deep", path)
-	}
-	data, err := readUnder(w.root, path)
-	if err != nil {
-		return fmt.Errorf("--socket: cannot read %s: %w", path, UnwrapPath(err))
-	}
-	var words []nginxToken
-	for _, t := range nginxTokens(string(data)) {
-		switch t.punct {
-		case 0:
-			words = append(words, t)
-		case '{':
-			name := ""
-			if len(words) > 0 {
-				name = words[0].s
+	case nginxconf.Close:
+		if ev.Words[0].S == "server" && w.server != "" {
+			if !w.serverListen && in("http") {
+				// ngx_http_core_module: "listen *:80 | *:8000"
+				// is the default of a server without listen
+				// (8000 when nginx does not run as root; under
+				// systemd the master does).
+				w.add(ev.File, ev.Words[0].Line, []string{"*:80"}, "the server block at "+w.server+" has no listen: nginx's default *:80")
 			}
-			if name == "server" && w.in("http", "stream") {
-				w.server, w.serverListen = fmt.Sprintf("%s:%d", path, t.line), false
-			}
-			w.stack = append(w.stack, name)
-			words = nil
-		case '}':
-			if n := len(w.stack); n > 0 {
-				if w.stack[n-1] == "server" && w.server != "" {
-					if !w.serverListen && n >= 2 && w.stack[n-2] == "http" {
-						// ngx_http_core_module: "listen *:80 | *:8000"
-						// is the default of a server without listen
-						// (8000 when nginx does not run as root; under
-						// systemd the master does).
-						w.add(path, t.line, []string{"*:80"}, "the server block at "+w.server+" has no listen: nginx's default *:80")
-					}
-					w.server = ""
-				}
-				w.stack = w.stack[:n-1]
-			}
-			words = nil
-		case ';':
-			if len(words) == 0 {
-				continue
-			}
-			args := make([]string, 0, len(words)-1)
-			for _, a := range words[1:] {
-				args = append(args, a.s)
-			}
-			switch words[0].s {
-			case "include":
-				if len(args) == 1 {
-					if err := w.include(args[0], depth); err != nil {
-						return err
-					}
-				}
-			case "listen":
-				if w.server != "" && len(w.stack) >= 2 && w.stack[len(w.stack)-1] == "server" {
-					w.serverListen = true
-					w.add(path, words[0].line, args, "")
-				}
-			}
-			words = nil
+			w.server = ""
 		}
-	}
-	return nil
-}
-
-// in says the innermost open block is one of names.
-func (w *nginxWalk) in(names ...string) bool {
-	return len(w.stack) > 0 && contains(names, w.stack[len(w.stack)-1])
-}
-
-// include reads the files an include names: a glob, relative to the
-// directory of the main configuration (ngx_conf_include uses the conf
-// prefix), in sorted order as glob(3) returns them.
-func (w *nginxWalk) include(pattern string, depth int) error {
-	if !filepath.IsAbs(pattern) {
-		pattern = filepath.Join(w.prefix, pattern)
-	}
-	full := pattern
-	if w.root != "" {
-		full = filepath.Join(w.root, pattern)
-	}
-	matches, err := filepath.Glob(full)
-	if err != nil {
-		return fmt.Errorf("--socket: include %s: %w", pattern, err)
-	}
-	if len(matches) == 0 && !strings.ContainsAny(pattern, "*?[") {
-		return fmt.Errorf("--socket: cannot read %s (included): %w", pattern, os.ErrNotExist)
-	}
-	sort.Strings(matches)
-	for _, m := range matches {
-		if w.root != "" {
-			m = "/" + strings.TrimPrefix(strings.TrimPrefix(m, filepath.Clean(w.root)), "/")
-		}
-		if err := w.file(m, depth+1); err != nil {
-			return err
+	case nginxconf.Directive:
+		if ev.Words[0].S == "listen" && w.server != "" && n >= 2 && ev.Stack[n-1] == "server" {
+			args := make([]string, 0, len(ev.Words)-1)
+			for _, a := range ev.Words[1:] {
+				args = append(args, a.S)
+			}
+			w.serverListen = true
+			w.add(ev.File, ev.Words[0].Line, args, "")
 		}
 	}
 	return nil
