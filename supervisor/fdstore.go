@@ -482,9 +482,10 @@ func unitJob(ctx context.Context, svc service) (string, error) {
 	// specification, "Authentication Protocol"); the call only once
 	// systemd said OK. As sd-bus does (strace of systemctl): a call sent
 	// along with BEGIN, before the OK, is never answered by systemd 252
-	// (measured: none of 40 answered). godbus sends BEGIN and its first
-	// call back to back, which is likely why most of its calls went
-	// unanswered (not proven: inferred from the two measurements).
+	// (measured: none of 40 answered), nor one sent in the same write as
+	// BEGIN after the OK (0/20). godbus sends BEGIN and its first call
+	// back to back, which the kernel often hands systemd in one read:
+	// hence most of its calls went unanswered.
 	if _, err := fmt.Fprintf(conn, "\x00AUTH EXTERNAL %x\r\nBEGIN\r\n", strconv.Itoa(os.Getuid())); err != nil {
 		return "", fmt.Errorf("cannot authenticate to systemd at %s: %w", path, err)
 	}
