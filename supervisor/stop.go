@@ -377,9 +377,14 @@ func (s *stopper) summary(now time.Time, exit string) string {
 					last += c.n
 				}
 			}
-			if last > 0 && last < s.closed {
+			// Said only of a burst that is most of the drain: the last
+			// close or two of an ordinary drain come just before the
+			// exit too.
+			switch {
+			case last < 2 || 2*last < s.closed:
+			case last < s.closed:
 				conns += fmt.Sprintf(", %d of them in the last %s before the end: finished, or cut by the server as it exited", last, countSettle)
-			} else if last > 0 {
+			default:
 				conns += fmt.Sprintf(", all in the last %s before the end: finished, or cut by the server as it exited", countSettle)
 			}
 		case still < countSettle:
