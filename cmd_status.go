@@ -170,7 +170,7 @@ func processExists(pid int) bool {
 func printStatus(w io.Writer, st *supervisor.Status, now time.Time) {
 	since := ""
 	if !st.Since.IsZero() {
-		since = fmt.Sprintf(" since %s (%s ago)", st.Since.Local().Format("2006-01-02 15:04:05"), ago(now.Sub(st.Since)))
+		since = fmt.Sprintf(" since %s (%s ago)", st.Since.Local().Format("2006-01-02 15:04:05"), supervisor.ShortDuration(now.Sub(st.Since)))
 	}
 	fmt.Fprintf(w, "%s (pid %d) under graceshim (pid %d): %s%s\n", st.Command, st.PID, st.Shim, st.State, since)
 	if st.ListenersError != "" {
@@ -198,12 +198,12 @@ func printStatus(w io.Writer, st *supervisor.Status, now time.Time) {
 		fmt.Fprintf(w, "escalated: %s\n", d.Escalated)
 	}
 	if len(d.Connections) > 0 {
-		fmt.Fprintf(w, "oldest first, as of %s ago:\n", ago(now.Sub(d.DetailsAt)))
+		fmt.Fprintf(w, "oldest first, as of %s ago:\n", supervisor.ShortDuration(now.Sub(d.DetailsAt)))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "PEER\tLOCAL\tSTATE\tOPEN\tSENT\tRECEIVED\tLAST SENT\tLAST RECEIVED")
 		for _, c := range d.Connections {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t>=%s\t%s\t%s\t%s\t%s\n", c.Peer, c.Local, c.State,
-				ago(time.Duration(c.OpenSeconds*float64(time.Second))),
+				supervisor.ShortDuration(time.Duration(c.OpenSeconds*float64(time.Second))),
 				bytesOrDash(c.Sent), bytesOrDash(c.Received), agoOrDash(c.LastSentSeconds), agoOrDash(c.LastRecvSeconds))
 		}
 		tw.Flush()
@@ -220,36 +220,16 @@ func printStatus(w io.Writer, st *supervisor.Status, now time.Time) {
 	}
 }
 
-func ago(d time.Duration) string {
-	switch {
-	case d < 10*time.Second:
-		return d.Round(100 * time.Millisecond).String()
-	case d < time.Hour:
-		return d.Round(time.Second).String()
-	}
-	return d.Round(time.Minute).String()
-}
-
 func agoOrDash(s *float64) string {
 	if s == nil {
 		return "-"
 	}
-	return ago(time.Duration(*s*float64(time.Second))) + " ago"
+	return supervisor.ShortDuration(time.Duration(*s*float64(time.Second))) + " ago"
 }
 
 func bytesOrDash(n *uint64) string {
 	if n == nil {
 		return "-"
 	}
-	v := *n
-	const unit = 1024
-	if v < unit {
-		return fmt.Sprintf("%dB", v)
-	}
-	div, exp := uint64(unit), 0
-	for m := v / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(v)/float64(div), "KMGTP"[exp])
+	return supervisor.SizeText(*n)
 }

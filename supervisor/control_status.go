@@ -92,30 +92,31 @@ func connText(c conns.Conn, open time.Duration, short bool) string {
 	var b strings.Builder
 	b.WriteString(c.Peer.String())
 	if short {
-		fmt.Fprintf(&b, " (%s", shortDur(open))
+		fmt.Fprintf(&b, " (%s", ShortDuration(open))
 		if i := c.Info; i != nil {
 			if i.HaveBytes {
-				fmt.Fprintf(&b, ", %s/%s", sizeText(i.BytesAcked), sizeText(i.BytesReceived))
+				fmt.Fprintf(&b, ", %s/%s", SizeText(i.BytesAcked), SizeText(i.BytesReceived))
 			}
-			fmt.Fprintf(&b, ", idle %s", shortDur(i.Idle()))
+			fmt.Fprintf(&b, ", idle %s", ShortDuration(i.Idle()))
 		}
 		b.WriteString(")")
 		return b.String()
 	}
-	fmt.Fprintf(&b, " (%s, open >=%s", c.State, shortDur(open))
+	fmt.Fprintf(&b, " (%s, open >=%s", c.State, ShortDuration(open))
 	if i := c.Info; i != nil {
 		if i.HaveBytes {
-			fmt.Fprintf(&b, ", sent %s, received %s", sizeText(i.BytesAcked), sizeText(i.BytesReceived))
+			fmt.Fprintf(&b, ", sent %s, received %s", SizeText(i.BytesAcked), SizeText(i.BytesReceived))
 		}
-		fmt.Fprintf(&b, ", last data sent %s ago, received %s ago", shortDur(i.LastDataSent), shortDur(i.LastDataRecv))
+		fmt.Fprintf(&b, ", last data sent %s ago, received %s ago", ShortDuration(i.LastDataSent), ShortDuration(i.LastDataRecv))
 	}
 	b.WriteString(")")
 	return b.String()
 }
 
-// shortDur rounds a duration for people: tenths of a second under ten
-// seconds, whole seconds under an hour.
-func shortDur(d time.Duration) string {
+// ShortDuration rounds a duration for people: tenths of a second under
+// ten seconds, whole seconds under an hour. graceshim status prints with
+// it too.
+func ShortDuration(d time.Duration) string {
 	switch {
 	case d < 10*time.Second:
 		return d.Round(100 * time.Millisecond).String()
@@ -125,8 +126,8 @@ func shortDur(d time.Duration) string {
 	return d.Round(time.Minute).String()
 }
 
-// sizeText writes a byte count with a binary unit ("1.5MiB").
-func sizeText(n uint64) string {
+// SizeText writes a byte count with a binary unit ("1.5MiB").
+func SizeText(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%dB", n)
