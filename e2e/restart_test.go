@@ -747,23 +747,7 @@ func TestRestartFDStoreUnixListen(t *testing.T) {
 	u.Start(t, name)
 	defer u.Stop(t, name)
 	waitServing(t, u, name, site)
-	get := func() error {
-		c, err := net.DialTimeout("unix", sock, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(line, " 200 ") {
-			return fmt.Errorf("answer %q", line)
-		}
-		return nil
-	}
+	get := func() error { return getUnix(sock) }
 	const kept = "stays out of systemd's fd store"
 	if !waitFor(10*time.Second, 50*time.Millisecond, func() bool {
 		return get() == nil && u.Show(t, name, "NFileDescriptorStore") == "1" && strings.Contains(u.UnitLog(t, name), kept)
@@ -973,23 +957,7 @@ StandardError=null
 	u.Start(t, name)
 	defer u.Stop(t, name)
 	waitServing(t, u, name, site)
-	get := func() error {
-		c, err := net.DialTimeout("unix", sock, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(line, " 200 ") {
-			return fmt.Errorf("answer %q", line)
-		}
-		return nil
-	}
+	get := func() error { return getUnix(sock) }
 	for i := 0; i <= 2; i++ {
 		if i > 0 {
 			u.restart(t, name)
@@ -1002,4 +970,24 @@ StandardError=null
 	if log := u.UnitLog(t, name); strings.Count(log, "nginx takes 1 inherited listening sockets") < 3 {
 		t.Errorf("graceshim did not hand nginx the unix socket at each start\nlog:\n%s", log)
 	}
+}
+
+// getUnix asks nginx for / over the unix socket at path and wants a 200,
+// within a few seconds.
+func getUnix(path string) error {
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(line, " 200 ") {
+		return fmt.Errorf("answer %q", line)
+	}
+	return nil
 }

@@ -689,28 +689,10 @@ func TestE2ESocketUnitNginx(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)
 	conf := filepath.Join(dir, "nginx.conf")
-	// $pid is the worker's pid (ngx_http_core_module), which a reload
-	// changes.
-	writeFile(t, conf, fmt.Sprintf(`daemon off;
-worker_processes 2;
-pid %s/nginx.pid;
-error_log %s/error.log info;
-events { worker_connections 512; }
-http {
-	access_log off;
-	server {
-		listen 127.0.0.1:%d;
-		location / { default_type text/plain; return 200 "ok $pid\n"; }
-	}
-}
-`, dir, dir, port))
+	writeFile(t, conf, "daemon off;\n"+socketNginxConf(dir+"/nginx.pid", dir, port))
 	p := installSocketPair(t, u, "sock-nginx", port, "--", nginx, "-c", conf)
 	exerciseSocketPair(t, p)
-	// nginx says so before it reads its configuration, so on stderr, not
-	// in error_log (src/core/nginx.c ngx_add_inherited_sockets).
-	if log := u.UnitLog(t, p.service()); !strings.Contains(log, `using inherited sockets from "3;"`) {
-		t.Errorf("nginx never said it used the inherited socket:\n%s", tail(log, 2000))
-	}
+	requireNginxInherited(t, u, p, "3;")
 }
 
 // TestE2ESocketUnitConvertedDebianNginx converts the nginx unit Debian
@@ -728,18 +710,7 @@ func TestE2ESocketUnitConvertedDebianNginx(t *testing.T) {
 			dir := t.TempDir()
 			port := freePort(t)
 			conf, pidFile := filepath.Join(dir, "nginx.conf"), filepath.Join(dir, "nginx.pid")
-			writeFile(t, conf, fmt.Sprintf(`pid %s;
-error_log %s/error.log;
-worker_processes 2;
-events {}
-http {
-	access_log off;
-	server {
-		listen 127.0.0.1:%d;
-		location / { default_type text/plain; return 200 "ok $pid\n"; }
-	}
-}
-`, pidFile, dir, port))
+			writeFile(t, conf, socketNginxConf(pidFile, dir, port))
 			unit := replaceAll(t, orig, "/usr/sbin/nginx ", "/usr/sbin/nginx -c "+conf+" ")
 			unit = replaceAll(t, unit, "/run/nginx.pid", pidFile)
 			name := strings.TrimSuffix(unitName(fmt.Sprintf("sock-deb-nginx-%v", dropin)), ".service")
@@ -780,9 +751,7 @@ http {
 				p = installPair(t, u, name, port, string(conv), string(sock), "")
 			}
 			exerciseSocketPair(t, p)
-			if log := u.UnitLog(t, p.service()); !strings.Contains(log, `using inherited sockets from "3;"`) {
-				t.Errorf("nginx never said it used the inherited socket:\n%s", tail(log, 2000))
-			}
+			requireNginxInherited(t, u, p, "3;")
 		})
 	}
 }
@@ -863,7 +832,34 @@ http {
 	}
 	p.get(t)
 	v6.get(t)
-	if log := u.UnitLog(t, p.service()); !strings.Contains(log, `using inherited sockets from "3;4;"`) {
-		t.Errorf("nginx never said it used both inherited sockets:\n%s", tail(log, 2000))
+	requireNginxInherited(t, u, p, "3;4;")
+}
+
+// socketNginxConf is an nginx configuration serving "ok $pid" (the
+// worker's pid, ngx_http_core_module, which a reload changes) on
+// 127.0.0.1:port, with its pid file and error log as given.
+func socketNginxConf(pidFile, dir string, port int) string {
+	return fmt.Sprintf(`worker_processes 2;
+pid %s;
+error_log %s/error.log info;
+events { worker_connections 512; }
+http {
+	access_log off;
+	server {
+		listen 127.0.0.1:%d;
+		location / { default_type text/plain; return 200 "ok $pid\n"; }
+	}
+}
+`, pidFile, dir, port)
+}
+
+// requireNginxInherited checks that nginx said it took the sockets fds
+// (NGINX="3;"). It says so before it reads its configuration, so on
+// stderr, in the unit's log, not in error_log (src/core/nginx.c
+// ngx_add_inherited_sockets).
+func requireNginxInherited(t *testing.T, u *userSystemd, p *socketPair, fds string) {
+	t.Helper()
+	if log := u.UnitLog(t, p.service()); !strings.Contains(log, `using inherited sockets from "`+fds+`"`) {
+		t.Errorf("nginx never said it used the inherited sockets %s:\n%s", fds, tail(log, 2000))
 	}
 }

@@ -7,7 +7,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,22 +56,7 @@ type statusReply struct {
 // exit code.
 func runStatus(t *testing.T, u *userSystemd, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, needGraceshim(t), append([]string{"status"}, args...)...)
-	cmd.Env = u.env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("graceshim status %s: %v", strings.Join(args, " "), err)
-	}
-	return out.String(), errb.String(), code
+	return graceshimCmdEnv(t, u.env, append([]string{"status"}, args...)...)
 }
 
 func statusJSON(t *testing.T, u *userSystemd, name string) statusReply {

@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -21,9 +22,19 @@ import (
 // stderr and the exit code.
 func graceshimCmd(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return graceshimCmdEnv(t, nil, args...)
+}
+
+// graceshimCmdEnv is graceshimCmd with the environment env (nil: this
+// process's), bounded by a hang guard.
+func graceshimCmdEnv(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	bin := needGraceshim(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var out, errb bytes.Buffer
-	cmd := exec.Command(bin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	code := 0
