@@ -146,14 +146,8 @@ func (w *countingWatcher) Drain(context.Context, int) (DrainCounter, error) {
 // should not exist the time to fire several times over.
 func TestWatchSleepsPastTheReadyBound(t *testing.T) {
 	w := &countingWatcher{calls: make(chan int, 100)}
-	ctx, cancel := context.WithCancel(context.Background())
 	cmds := make(chan watchCmd)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		watch(ctx, w, 1, time.Now().Add(300*time.Millisecond), cmds, make(chan watchEvent, 4))
-	}()
-	defer func() { cancel(); <-done }()
+	startWatch(t, w, time.Now().Add(300*time.Millisecond), cmds, make(chan watchEvent, 4))
 	polls := 0
 	deadline := time.After(30 * time.Second)
 	for polls < 3 { // polled until the bound: at 0, 10, 30, 70, 150 and 310 ms
@@ -202,15 +196,9 @@ func (w *failingWatcher) Drain(context.Context, int) (DrainCounter, error) {
 // later: the rest of the stop is counted, and stall detection comes back.
 func TestWatchRetriesTheDrainStart(t *testing.T) {
 	w := &failingWatcher{fails: 2}
-	ctx, cancel := context.WithCancel(context.Background())
 	cmds := make(chan watchCmd, 1)
 	out := make(chan watchEvent, 4)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		watch(ctx, w, 1, time.Time{}, cmds, out)
-	}()
-	defer func() { cancel(); <-done }()
+	startWatch(t, w, time.Time{}, cmds, out)
 	cmds <- watchCmd{drain: true}
 	guard := time.After(30 * time.Second) // a hang guard only
 	for fails := 0; ; {
@@ -256,15 +244,9 @@ func (w *busyWatcher) Drain(context.Context, int) (DrainCounter, error) {
 // state the drain's follower is using on another goroutine.
 func TestWatchLeavesTheWatcherToTheDrain(t *testing.T) {
 	w := &busyWatcher{}
-	ctx, cancel := context.WithCancel(context.Background())
 	cmds := make(chan watchCmd, 1)
 	out := make(chan watchEvent, 4)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		watch(ctx, w, 1, time.Time{}, cmds, out)
-	}()
-	defer func() { cancel(); <-done }()
+	startWatch(t, w, time.Time{}, cmds, out)
 	cmds <- watchCmd{drain: true}
 	if ev := <-out; !ev.counted {
 		t.Fatalf("first event %+v, want a count", ev)
@@ -354,4 +336,15 @@ func TestConnDrainDetailsCadence(t *testing.T) {
 	if !looked || r.details == nil || r.details.TCP != 1 || !slices.Equal(peers(r), []string{local(clients[2])}) {
 		t.Errorf("a count detailsEvery after the look: %+v (new look: %v), want %s named", r.details, looked, local(clients[2]))
 	}
+}
+
+// startWatch runs the watch actor on w until the test ends.
+func startWatch(t *testing.T, w Watcher, readyUntil time.Time, cmds <-chan watchCmd, out chan<- watchEvent) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watch(ctx, w, 1, readyUntil, cmds, out)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 }

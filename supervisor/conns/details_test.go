@@ -97,16 +97,7 @@ func testDetails(t *testing.T, listen, client, local string) {
 	for i := 0; i < 3; i++ {
 		// The client binds first, so its source port is known.
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(client)}}
-		c, err := d.Dial("tcp", net.JoinHostPort(client, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		c, s := connPair(t, ln, d, net.JoinHostPort(client, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)))
 		servers = append(servers, s.(*net.TCPConn))
 		ports = append(ports, uint16(c.LocalAddr().(*net.TCPAddr).Port))
 		// down bytes to the client, read by it; then up bytes back, read
@@ -204,16 +195,7 @@ func TestPerEndpoint(t *testing.T) {
 		defer ln.Close()
 		lns = append(lns, ln)
 		for j := 0; j <= i; j++ {
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			s, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			connPair(t, ln, net.Dialer{}, ln.Addr().String())
 		}
 	}
 	// A unix listener with one connection.
@@ -223,16 +205,7 @@ func TestPerEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer uln.Close()
-	uc, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	us, err := uln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer us.Close()
+	connPair(t, uln, net.Dialer{}, sock)
 	// One more on the first, still in the backlog: not counted.
 	c, err := net.Dial("tcp", lns[0].Addr().String())
 	if err != nil {
@@ -296,4 +269,21 @@ func BenchmarkDetails(b *testing.B) {
 			})
 		})
 	}
+}
+
+// connPair dials addr with d and accepts the connection on ln; both ends
+// are closed when the test ends.
+func connPair(t *testing.T, ln net.Listener, d net.Dialer, addr string) (client, server net.Conn) {
+	t.Helper()
+	c, err := d.Dial(ln.Addr().Network(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return c, s
 }

@@ -267,38 +267,9 @@ func TestStopFuncPidofMasters(t *testing.T) {
 	dir := t.TempDir()
 	// A binary of our own name, so that pidof finds only this test's.
 	bin := filepath.Join(dir, "gs-test-daemon")
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("needs bash")
-	}
-	src, err := os.ReadFile(bash)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ready := filepath.Join(dir, "worker.pid")
 	// The master starts a worker (the same binary), records its pid and
 	// waits; TERM ends the master, not the worker.
-	master := exec.Command(bin, "-c", `"$0" -c 'trap "" TERM; while :; do sleep 0.1; done' & echo $! >"$1.tmp"; mv "$1.tmp" "$1"; wait`, bin, ready)
-	if err := master.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { master.Process.Kill(); master.Wait() }()
-	var worker int
-	if !waitUntil(10*time.Second, func() bool {
-		b, err := os.ReadFile(ready)
-		if err != nil {
-			return false
-		}
-		worker, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		exe, _ := os.Readlink("/proc/" + strconv.Itoa(worker) + "/exe")
-		return worker > 0 && exe == bin
-	}) {
-		t.Fatal("the test master did not start its worker")
-	}
-	defer syscall.Kill(worker, syscall.SIGKILL)
+	master, worker := startMasterWorker(t, bin, `"$0" -c 'trap "" TERM; while :; do sleep 0.1; done' & echo $! >"$1.tmp"; mv "$1.tmp" "$1"; wait`)
 	// With "only", the missing pid file means nothing runs: no pidof.
 	out, err := exec.Command("sh", "-c", StopFunc+`graceshim_stop "$1" "$2" TERM 5 only; echo "rc=$?"`, "sh", filepath.Join(dir, "missing.pid"), bin).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "rc=0") || !procAlive(master.Process.Pid) {
@@ -451,36 +422,7 @@ func TestStopFuncBusyBox(t *testing.T) {
 func killsWorkers(t *testing.T, sh []string, env []string) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "gs-test-daemon")
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("needs bash")
-	}
-	src, err := os.ReadFile(bash)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ready := filepath.Join(dir, "worker.pid")
-	master := exec.Command(bin, "-c", `trap "" QUIT TERM; "$0" -c 'trap "" QUIT TERM; while :; do sleep 0.1; done' & echo $! >"$1.tmp"; mv "$1.tmp" "$1"; while :; do sleep 0.1; done`, bin, ready)
-	if err := master.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { master.Process.Kill(); master.Wait() }()
-	var worker int
-	if !waitUntil(10*time.Second, func() bool {
-		b, err := os.ReadFile(ready)
-		if err != nil {
-			return false
-		}
-		worker, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		exe, _ := os.Readlink("/proc/" + strconv.Itoa(worker) + "/exe")
-		return worker > 0 && exe == bin
-	}) {
-		t.Fatal("the test master did not start its worker")
-	}
-	defer syscall.Kill(worker, syscall.SIGKILL)
+	master, worker := startMasterWorker(t, bin, `trap "" QUIT TERM; "$0" -c 'trap "" QUIT TERM; while :; do sleep 0.1; done' & echo $! >"$1.tmp"; mv "$1.tmp" "$1"; while :; do sleep 0.1; done`)
 	pidfile := filepath.Join(dir, "d.pid")
 	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(master.Process.Pid)), 0o644); err != nil {
 		t.Fatal(err)
@@ -536,4 +478,43 @@ func TestStopFuncWallClockStill(t *testing.T) {
 	if !strings.Contains(string(out), "still running 1s after QUIT: sending TERM") || !strings.Contains(string(out), "rc=0 none=\n") {
 		t.Errorf("graceshim_stop did not escalate after its bound, or set _gs_none:\n%s", out)
 	}
+}
+
+// startMasterWorker copies bash to bin (a name of the test's own, so
+// that pidof finds only this test's processes) and runs script in it as
+// a master: script is given bin as $0 and a file as $1, where it must
+// write the pid of the worker it starts (bin again). Both are killed when
+// the test ends.
+func startMasterWorker(t *testing.T, bin, script string) (master *exec.Cmd, worker int) {
+	t.Helper()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("needs bash")
+	}
+	src, err := os.ReadFile(bash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(filepath.Dir(bin), "worker.pid")
+	master = exec.Command(bin, "-c", script, bin, ready)
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { master.Process.Kill(); master.Wait() })
+	if !waitUntil(10*time.Second, func() bool {
+		b, err := os.ReadFile(ready)
+		if err != nil {
+			return false
+		}
+		worker, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(worker) + "/exe")
+		return worker > 0 && exe == bin
+	}) {
+		t.Fatal("the test master did not start its worker")
+	}
+	t.Cleanup(func() { syscall.Kill(worker, syscall.SIGKILL) })
+	return master, worker
 }
