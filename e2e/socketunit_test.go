@@ -231,7 +231,8 @@ func restartWithoutRefusals(t *testing.T, p *socketPair, inode uint64) {
 	var phase atomic.Int32
 	var total atomic.Int32
 	type result struct {
-		phase int32
+		phase int32 // when the request began
+		ended int32 // when its answer came
 		pid   string
 		err   error
 		took  time.Duration
@@ -251,8 +252,9 @@ func restartWithoutRefusals(t *testing.T, p *socketPair, inode uint64) {
 				began := time.Now()
 				pid, err := p.servedBy(ctx)
 				took := time.Since(began)
+				ended := phase.Load()
 				mu.Lock()
-				results = append(results, result{ph, pid, err, took})
+				results = append(results, result{ph, ended, pid, err, took})
 				n := len(results)
 				mu.Unlock()
 				if n >= 20 {
@@ -300,7 +302,10 @@ func restartWithoutRefusals(t *testing.T, p *socketPair, inode uint64) {
 			}
 			continue
 		}
-		if r.phase == 0 {
+		// Only an answer that came before the restart began is surely
+		// the old server's: a request begun just before may wait in the
+		// socket's queue and be answered by the new one.
+		if r.ended == 0 {
 			oldPids[r.pid] = true
 		}
 	}
