@@ -577,8 +577,9 @@ func (l *loop) endReload(what string) {
 	l.reloadUntil = time.Time{}
 	l.opts.Log.Infof("%s %s", l.name, what)
 	l.readyAgain(fmt.Sprintf("running: %s (pid %d), %s", l.name, l.main, what))
-	// New listeners may have come with the new configuration.
-	l.watchCmds <- watchCmd{learn: make(chan []string, 1)}
+	// New listeners may have come with the new configuration; then
+	// graceshim is idle again.
+	l.watchCmds <- watchCmd{learn: make(chan []string, 1), settle: true}
 	l.store.keep(l.self)
 	l.answerReload(ControlReply{OK: true, Message: fmt.Sprintf("%s (pid %d) %s", l.name, l.main, what)})
 }

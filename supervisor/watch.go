@@ -55,9 +55,10 @@ const countRetry = time.Second
 
 // watchCmd is a request of the event loop to the watch actor.
 type watchCmd struct {
-	main  int           // the master's pid, when it changes (0: unchanged)
-	drain bool          // start counting
-	learn chan []string // learn now and reply (before the graceful signal)
+	main   int           // the master's pid, when it changes (0: unchanged)
+	drain  bool          // start counting
+	learn  chan []string // learn now and reply (before the graceful signal)
+	settle bool          // with learn: then go idle (a reload ended)
 	// listeners: count the connections per listener and reply
 	// (graceshim status); not during a drain.
 	listeners chan<- listenersReply
@@ -94,7 +95,11 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 	readyEvery := readyPollFirst
 	timer := time.NewTimer(0)
 	if !waitReady {
+		// READY=1 waits for something else (the exec, the daemon's own
+		// READY=1, a pid file), which costs this actor nothing: the
+		// start is over for it.
 		timer.Stop()
+		settle()
 	}
 	defer timer.Stop()
 	// A drain whose start failed (descriptors short, a /proc read cut
@@ -157,6 +162,9 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 				}
 				known, _ := w.Learn(main)
 				c.learn <- known
+				if c.settle && !waitReady && !draining {
+					settle()
+				}
 			case c.main != 0 && c.main != main:
 				// A new master (daemonized, upgraded) may listen on
 				// sockets the old one did not.
@@ -197,11 +205,16 @@ func watch(ctx context.Context, w Watcher, main int, readyUntil time.Time, cmds 
 	}
 }
 
-// settle hands the memory the ready polling used back to the system, once
-// graceshim goes idle: 300 polls of /proc leave a few MB of heap that the
-// runtime would otherwise return only slowly (measured: 7 MB of anonymous
-// memory after 30 s of polling, 2.5 MB without them).
-func settle() { debug.FreeOSMemory() }
+// settle is called when graceshim goes idle: the server is ready (or the
+// ready bound passed), or a reload ended. It hands the memory the work
+// before used back to the system (300 polls of /proc leave a few MB of
+// heap that the runtime would otherwise return only slowly; measured: 7 MB
+// of anonymous memory after 30 s of polling, 2.5 MB without them) and
+// unmaps the code start-up touched (dropStartupPages).
+func settle() {
+	debug.FreeOSMemory()
+	_, _ = dropStartupPages() // best effort: only the resident set is at stake
+}
 
 // follow reports each count of a drain until ctx is done. A failed count
 // is reported as such, never as a count, and retried.
