@@ -5,8 +5,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"reflect"
 	"strconv"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,31 +29,26 @@ import (
 // build's RELRO segment is written by the loader and then made
 // read-only: it has some). It returns the bytes unmapped.
 func dropStartupPages() (int64, error) {
-	exe, err := os.Stat("/proc/self/exe")
-	if err != nil {
-		return 0, err
-	}
-	st, ok := exe.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, fmt.Errorf("no device and inode for /proc/self/exe")
-	}
+	// The executable's mappings are those of the file this function's
+	// code comes from. Its device and inode are read from the mapping,
+	// not from stat(/proc/self/exe): on overlayfs (a container's root),
+	// kernels before 6.8 show the lower layer's inode in /proc/PID/maps
+	// and stat the overlay's.
+	self := uintptr(reflect.ValueOf(dropStartupPages).Pointer())
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
 	// Collected first, unmapped after: smaps is read while it is open.
-	var drop []mapping
+	var all []mapping
 	var cur *mapping
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Bytes()
 		if m, ok := parseMapsLine(line); ok {
-			cur = nil
-			if m.dev == st.Dev && m.inode == st.Ino && !m.writable && m.private {
-				drop = append(drop, m)
-				cur = &drop[len(drop)-1]
-			}
+			all = append(all, m)
+			cur = &all[len(all)-1]
 			continue
 		}
 		if cur != nil && bytes.HasPrefix(line, []byte("Anonymous:")) {
@@ -65,9 +60,18 @@ func dropStartupPages() (int64, error) {
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
+	var exe *mapping
+	for i, m := range all {
+		if m.start <= self && self < m.end && m.inode != 0 {
+			exe = &all[i]
+		}
+	}
+	if exe == nil {
+		return 0, fmt.Errorf("no file mapping holds graceshim's code at %#x", self)
+	}
 	var n int64
-	for _, m := range drop {
-		if m.dirty {
+	for _, m := range all {
+		if m.dev != exe.dev || m.inode != exe.inode || m.writable || !m.private || m.dirty {
 			continue
 		}
 		// A raw call: these addresses are not Go memory, and a slice
