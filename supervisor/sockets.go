@@ -184,6 +184,7 @@ func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited,
 		opts.Log.Warnf("%s", warning)
 	}
 	cmd.Env = withoutListenEnv(cmd.Env)
+	socks = dropForeignStored(socks, opts)
 	if len(socks) == 0 {
 		return nil, nil
 	}
@@ -268,6 +269,32 @@ func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited,
 		opts.Log.Infof("%s takes %d inherited listening sockets through %s: %s", name, len(keep), p.Sockets, describeSockets(keep))
 	}
 	return keep, nil
+}
+
+// dropForeignStored drops the sockets graceshim stored in systemd's fd
+// store for a preset that takes them by address (nginx, see fdstore.go)
+// when the server now is another: the fd store outlives a daemon-reload
+// and a restart, so a unit whose ExecStart= changed from nginx to another
+// daemon gets nginx's old sockets back. They are graceshim's, not a
+// .socket unit's: passed on as LISTEN_FDS, the new server would serve
+// nginx's old port; refused, the unit could not start until it was
+// stopped for good. They are closed and removed from the store, so the
+// old port refuses. Measured with systemd 252 (TestRestartFDStoreOtherDaemon).
+func dropForeignStored(socks []inherited, opts Options) []inherited {
+	if opts.Preset.Sockets == signals.SocketsNginxEnv {
+		return socks
+	}
+	keep := socks[:0:0]
+	for _, s := range socks {
+		if !s.stored() {
+			keep = append(keep, s)
+			continue
+		}
+		opts.Log.Infof("dropping the socket %s kept in systemd's fd store for an earlier nginx: %s does not take sockets from the store", s.addr, opts.Argv[0])
+		s.file.Close()
+		removeStored(s.name, opts.Log)
+	}
+	return keep
 }
 
 // withoutListenEnv drops the sd_listen_fds variables from env: passSockets

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/graceshim/graceshim/signals"
 )
@@ -392,5 +393,65 @@ func TestSocketCheckHAProxyReload(t *testing.T) {
 		if tt.want == "" && got != "" || tt.want != "" && !strings.Contains(got, tt.want) {
 			t.Errorf("config %q: refuse = %q, want %q", tt.config, got, tt.want)
 		}
+	}
+}
+
+// Sockets graceshim stored for nginx that reach a server of another
+// preset (the unit's ExecStart= changed, the fd store outlived the
+// restart) are closed and removed from the store, whatever way that
+// preset takes sockets; a .socket unit's are left alone, and nginx keeps
+// its own.
+func TestDropForeignStored(t *testing.T) {
+	recv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "notify"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	t.Setenv("NOTIFY_SOCKET", recv.LocalAddr().String())
+	for _, tt := range []struct {
+		sockets signals.Sockets
+		dropped bool
+	}{
+		{signals.SocketsNone, true},
+		{signals.SocketsListenFDs, true},
+		{signals.SocketsUnknown, true},
+		{signals.SocketsFDBind, true},
+		{signals.SocketsNginxEnv, false},
+	} {
+		t.Run(tt.sockets.String(), func(t *testing.T) {
+			socks := fakeInherited(t, "tcp 127.0.0.1:8080", "tcp 127.0.0.1:8081")
+			socks[1].name = fdStoreName + "12345"
+			socks[0].name = "web.socket"
+			var log strings.Builder
+			opts := Options{Preset: signals.Preset{Name: "x", Sockets: tt.sockets}, Argv: []string{"x"}, Log: NewLogger(&log, LevelInfo)}
+			got := dropForeignStored(socks, opts)
+			if !tt.dropped {
+				if len(got) != 2 {
+					t.Fatalf("nginx kept %d sockets, want both", len(got))
+				}
+				return
+			}
+			if len(got) != 1 || got[0].name != "web.socket" {
+				t.Fatalf("kept %v, want the .socket unit's alone", got)
+			}
+			if _, err := socks[1].file.Stat(); err == nil {
+				t.Errorf("the dropped socket's file is still open")
+			}
+			if _, err := socks[0].file.Stat(); err != nil {
+				t.Errorf("the .socket unit's file was closed: %v", err)
+			}
+			_ = recv.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 256)
+			n, err := recv.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "FDSTOREREMOVE=1\nFDNAME=" + fdStoreName + "12345"; string(buf[:n]) != want {
+				t.Errorf("sent %q, want %q", buf[:n], want)
+			}
+			if !strings.Contains(log.String(), "127.0.0.1:8081") {
+				t.Errorf("the log does not name the dropped socket:\n%s", log.String())
+			}
+		})
 	}
 }
