@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -451,6 +452,81 @@ func TestDropForeignStored(t *testing.T) {
 			}
 			if !strings.Contains(log.String(), "127.0.0.1:8081") {
 				t.Errorf("the log does not name the dropped socket:\n%s", log.String())
+			}
+		})
+	}
+}
+
+// The listens of real nginx -T dumps (Debian's nginx). nginx -T prints
+// each file's text as it is, so a comment of the user's that starts
+// like nginx's own file marker ("# configuration file for the API")
+// must not be taken for one: it would cut the file there.
+func TestParseNginxListensRealDump(t *testing.T) {
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/nginx", "/sbin/nginx"} {
+			if _, err := os.Stat(p); err == nil {
+				nginx = p
+			}
+		}
+		if nginx == "" {
+			t.Skip("needs nginx (Debian package nginx), not installed")
+		}
+	}
+	for _, tt := range []struct {
+		name  string
+		files map[string]string // relative to the prefix; nginx.conf is the main one
+		want  []string
+	}{
+		{"comment like a file marker", map[string]string{
+			"nginx.conf": `events {}
+http {
+# configuration file for the API, see the wiki:
+  server {
+    listen 127.0.0.1:18451;
+  }
+}
+`}, []string{"127.0.0.1:18451"}},
+		{"included by a glob, with such a comment", map[string]string{
+			"nginx.conf": "events {}\nhttp {\n  include conf.d/*.conf;\n  server { listen 127.0.0.1:18454; }\n}\n",
+			"conf.d/a.conf": `# configuration file of site a:
+server { listen 127.0.0.1:18452 default_server; }
+`,
+			"conf.d/b.conf": "server {\n  # configuration file\n  listen [::1]:18453 ipv6only=on;\n}\n",
+		}, []string{"127.0.0.1:18452", "[::1]:18453 bind", "127.0.0.1:18454"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, text := range tt.files {
+				p := filepath.Join(dir, name)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command(nginx, "-T", "-q", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"), "-g", "pid "+filepath.Join(dir, "nginx.pid")+";")
+			dump, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("nginx -T: %v", err)
+			}
+			got, err := parseNginxListens(context.Background(), string(dump), true)
+			if err != nil {
+				t.Fatalf("parseNginxListens: %v\ndump:\n%s", err, dump)
+			}
+			var addrs []string
+			for _, l := range got {
+				for _, a := range l.addrs {
+					s := a.String()
+					if l.bind {
+						s += " bind"
+					}
+					addrs = append(addrs, s)
+				}
+			}
+			if strings.Join(addrs, ", ") != strings.Join(tt.want, ", ") {
+				t.Errorf("listens %q, want %q\ndump:\n%s", addrs, tt.want, dump)
 			}
 		})
 	}
