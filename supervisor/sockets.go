@@ -373,6 +373,7 @@ type socketCheck struct {
 	argv   []string
 	socks  []inherited // as the server has them (fd is its number)
 	files  []*os.File  // copies for HAProxy's config test, at fd 3, 4, ...
+	env    []string    // the server's environment, which HAProxy's config may name
 }
 
 // newSocketCheck returns the check for the sockets passed, nil when none
@@ -381,7 +382,7 @@ func newSocketCheck(opts Options, passed []inherited) *socketCheck {
 	if len(passed) == 0 || !opts.Preset.Runs(opts.Argv[0]) {
 		return nil
 	}
-	c := &socketCheck{preset: opts.Preset, argv: opts.Argv}
+	c := &socketCheck{preset: opts.Preset, argv: opts.Argv, env: childEnv(opts.Env)}
 	switch opts.Preset.Sockets {
 	case signals.SocketsNginxEnv:
 	case signals.SocketsFDBind:
@@ -498,7 +499,7 @@ func (c *socketCheck) refuse(ctx context.Context, out string, truncated bool, lo
 			text.Write(b)
 			text.WriteByte('\n')
 		}
-		errs, warns = matchHAProxy(c.socks, haproxyBinds(text.String()))
+		errs, warns = matchHAProxy(c.socks, haproxyBinds(text.String(), c.env))
 	}
 	for _, w := range warns {
 		log.Warnf("%s", w)

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -253,7 +254,7 @@ frontend web
     # bind fd@7
 `
 	var got []string
-	for _, b := range haproxyBinds(cfg) {
+	for _, b := range haproxyBinds(cfg, nil) {
 		s := b.text
 		if b.fd >= 0 {
 			s += "=fd"
@@ -287,7 +288,7 @@ func TestMatchHAProxy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			errs, warns := matchHAProxy(fakeInherited(t, tt.inherited...), haproxyBinds(tt.config))
+			errs, warns := matchHAProxy(fakeInherited(t, tt.inherited...), haproxyBinds(tt.config, nil))
 			if len(errs) != len(tt.errs) || len(warns) != tt.warns {
 				t.Fatalf("errors %q, warnings %q; want %d errors, %d warnings", errs, warns, len(tt.errs), tt.warns)
 			}
@@ -529,5 +530,79 @@ server { listen 127.0.0.1:18452 default_server; }
 				t.Errorf("listens %q, want %q\ndump:\n%s", addrs, tt.want, dump)
 			}
 		})
+	}
+}
+
+// HAProxy's own way to bind a passed socket, as its manual shows it
+// (configuration.txt 2.3, "bind \"fd@${FD_APP1}\""): quoted words and
+// environment variables, in double quotes and (for addresses) unquoted.
+// The config is first proven valid by the real haproxy -c with the fds
+// passed, then read: every fd@ must be found, by its number.
+func TestHAProxyBindsQuotedAndEnv(t *testing.T) {
+	cfg := `global
+    log stdout local0
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 1s
+    timeout server 1s
+frontend web
+    bind "fd@${FD_WEB}" # passed by number in the environment
+    bind 'fd@4'
+    bind "fd@${FD_API-5}"
+    bind "${LOCAL_ADDR}:${FREE_PORT}" name "a \"quoted\" name"
+    http-request return status 200
+`
+	env := []string{"FD_WEB=3", "LOCAL_ADDR=127.0.0.1"}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // haproxy -c binds nothing: the port is only read
+	env = append(env, "FREE_PORT="+strconv.Itoa(port))
+	if haproxy, err := exec.LookPath("haproxy"); err == nil {
+		path := filepath.Join(t.TempDir(), "haproxy.cfg")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(haproxy, "-c", "-f", path)
+		cmd.Env = append(os.Environ(), env...)
+		for range 3 {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			f, err := l.(*net.TCPListener).File()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("haproxy -c refuses the test's config: %v\n%s", err, out)
+		}
+	} else {
+		t.Log("haproxy (Debian package haproxy) not installed: the config is not proven valid first")
+	}
+	var got []string
+	for _, b := range haproxyBinds(cfg, env) {
+		s := b.text
+		if b.fd >= 0 {
+			s += "=fd" + strconv.Itoa(b.fd)
+		} else if b.ok {
+			s += "=" + b.addr.String()
+		}
+		got = append(got, s)
+	}
+	want := []string{"fd@3=fd3", "fd@4=fd4", "fd@5=fd5", fmt.Sprintf("127.0.0.1:%d=127.0.0.1:%d", port, port)}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got binds %q, want %q", got, want)
+	}
+	errs, warns := matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80", "tcp 127.0.0.1:81", "tcp 127.0.0.1:82"), haproxyBinds(cfg, env))
+	if len(errs) != 0 || len(warns) != 1 {
+		t.Errorf("errors %q, warnings %q; want none and one (the port haproxy binds itself)", errs, warns)
 	}
 }
