@@ -351,11 +351,26 @@ func describeSockets(socks []inherited) string {
 	return strings.Join(parts, ", ")
 }
 
-// notSockets fails for the first inherited fd that is not a socket.
+// notSockets fails for the first inherited fd that is not a socket, or
+// is a connected stream socket rather than a listening one: what a
+// .socket unit with Accept=yes passes, one connection per service
+// instance. nginx takes such a socket for a listener without a word
+// (measured with 1.22: "using inherited sockets from "3;"", then nothing
+// listens on the port and every client is refused), and HAProxy's fd@N
+// wants a bound socket, not a connection. Called before the sockets get
+// the server's numbers: s.fd is graceshim's.
 func notSockets(socks []inherited) error {
 	for _, s := range socks {
 		if s.err != nil {
 			return fmt.Errorf("%w: %v", ErrSockets, s.err)
+		}
+		if !s.addr.stream || s.addr.unix == "" && !s.addr.ap.IsValid() {
+			continue
+		}
+		if peer, err := unix.Getpeername(s.fd); err == nil && peer != nil {
+			if acc, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err == nil && acc == 0 {
+				return fmt.Errorf("%w: fd %d (%s) is a connection, not a listening socket: a .socket unit with Accept=yes passes one connection per service instance; the server needs Accept=no (the default)", ErrSockets, s.fd, s.addr)
+			}
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/graceshim/graceshim/signals"
 )
@@ -604,5 +608,73 @@ frontend web
 	errs, warns := matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80", "tcp 127.0.0.1:81", "tcp 127.0.0.1:82"), haproxyBinds(cfg, env))
 	if len(errs) != 0 || len(warns) != 1 {
 		t.Errorf("errors %q, warnings %q; want none and one (the port haproxy binds itself)", errs, warns)
+	}
+}
+
+// A connection passed as an inherited socket (a .socket unit with
+// Accept=yes) is refused for the servers that pick sockets by config;
+// a listening socket, a bound one not yet listening (HAProxy takes
+// those) and a datagram socket pass.
+func TestNotSocketsConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	bound, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(bound)
+	if err := unix.Bind(bound, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	fdOf := func(c syscall.Conn) int {
+		t.Helper()
+		f, err := c.(interface{ File() (*os.File, error) }).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return int(f.Fd())
+	}
+	for _, tt := range []struct {
+		name string
+		fd   int
+		ok   bool
+	}{
+		{"listening", fdOf(ln.(*net.TCPListener)), true},
+		{"bound, not listening", bound, true},
+		{"udp", fdOf(udp.(*net.UDPConn)), true},
+		{"accepted connection", fdOf(conn.(*net.TCPConn)), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, err := socketAddr(tt.fd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = notSockets([]inherited{{fd: tt.fd, addr: addr}})
+			if tt.ok && err != nil {
+				t.Errorf("notSockets: %v, want nil", err)
+			}
+			if !tt.ok && (!errors.Is(err, ErrSockets) || !strings.Contains(err.Error(), "Accept=yes")) {
+				t.Errorf("notSockets: %v, want an ErrSockets that names Accept=yes", err)
+			}
+		})
 	}
 }
