@@ -82,6 +82,9 @@ func (c *converter) warn(line int, format string, a ...any) {
 // `graceshim reload $MAINPID`. o gives graceshim's flags; o.Argv is
 // ignored.
 func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
+	if err := CheckServer(u); err != nil {
+		return nil, err
+	}
 	r := &ConvertResult{}
 	c := &converter{u: u, r: r}
 	starts := u.List("Service", "ExecStart")

@@ -89,6 +89,9 @@ func (c *lintCtx) value(name, def string) (Directive, bool) {
 // Lint explains, per finding, what goes wrong when u is stopped, and the
 // fix. Warnings are about the file itself (unknown directives).
 func Lint(u *Unit, o LintOptions) []Finding {
+	if fs := lintNotAServer(u); fs != nil {
+		return fs
+	}
 	c := &lintCtx{u: u, opts: o}
 	starts := u.List("Service", "ExecStart")
 	if len(starts) == 0 {
