@@ -87,6 +87,11 @@ func unitAction(c *cli.Context) error {
 		if err := unitgen.CheckServer(from.unit); err != nil {
 			return withCode(exitUsage, err)
 		}
+		if c.Bool("socket") {
+			if err := unitgen.CheckNoSocketYet(from.unit); err != nil {
+				return withCode(exitUsage, err)
+			}
+		}
 	}
 	self, why := graceshimPath(c)
 	o := unitgen.Options{

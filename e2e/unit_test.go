@@ -301,6 +301,10 @@ func TestE2EUnitBadInput(t *testing.T) {
 		{"from a socket unit", []string{"unit", "--from", notServer("app.socket"), "-o", filepath.Join(dir, "app.service")}, exitUsage, "convert the service it starts, app.service"},
 		{"from a socket unit with --socket", []string{"unit", "--from", notServer("app.socket"), "--socket", "-o", filepath.Join(dir, "app")}, exitUsage, "is a socket unit"},
 		{"from an Accept=yes socket", []string{"unit", "--from", notServer("shell.socket"), "--socket", "-o", filepath.Join(dir, "shell")}, exitUsage, "Accept=yes"},
+		// A service with a socket unit of its own: a second would bind
+		// the same addresses; checked before the template refusal.
+		{"socket-activated already", []string{"unit", "--from", repoPath("testdata", "unitgen", "activated", "web.service"), "--socket", "-o", filepath.Join(dir, "web")}, exitUsage, "convert it without --socket"},
+		{"socket-activated template", []string{"unit", "--from", repoPath("testdata", "unitgen", "activated", "pool@.service"), "--socket"}, exitUsage, "pool@.socket beside it"},
 		{"from a per-connection service", []string{"unit", "--from", notServer("shell@.service"), "--dropin", "-o", filepath.Join(dir, "x.conf")}, exitUsage, "once per connection"},
 	}
 	for _, tc := range tests {

@@ -85,6 +85,11 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	if err := CheckServer(u); err != nil {
 		return nil, err
 	}
+	if o.Socket != "" {
+		if err := CheckNoSocketYet(u); err != nil {
+			return nil, err
+		}
+	}
 	r := &ConvertResult{}
 	c := &converter{u: u, r: r}
 	starts := u.List("Service", "ExecStart")

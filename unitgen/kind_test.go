@@ -87,3 +87,63 @@ func TestServersPass(t *testing.T) {
 		}
 	}
 }
+
+// readActivated parses a unit of testdata/unitgen/activated under its
+// path, so that the socket beside it can be found.
+func readActivated(t *testing.T, name string) *Unit {
+	t.Helper()
+	path := filepath.Join(testdata, "activated", name)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestSocketActivatedAlready: unit --socket on a service that has a
+// socket unit already would write a second one for the same addresses
+// (or replace the unit's own, losing SocketUser= and SocketMode=); it is
+// refused with the way to convert it, and the same units convert
+// without --socket.
+func TestSocketActivatedAlready(t *testing.T) {
+	tests := []struct {
+		file string
+		want string // in the error; "" passes
+	}{
+		{"web.service", "web.service:6: Requires=web.socket: the service is socket-activated already"},
+		{"pool@.service", "pool@.socket beside it activates it already"},
+		{"api.service", "Sockets=api-http.socket api-admin.socket"},
+		{"again.service", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			u := readActivated(t, tt.file)
+			err := CheckNoSocketYet(u)
+			_, cerr := Convert(u, Options{SystemdVersion: 252, Socket: "x.socket"}, false)
+			if tt.want == "" {
+				if err != nil || cerr != nil {
+					t.Fatalf("CheckNoSocketYet: %v; Convert: %v; want both to pass", err, cerr)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "convert it without --socket") {
+				t.Errorf("CheckNoSocketYet: %v\nwant %q and the way out", err, tt.want)
+			}
+			if cerr == nil || cerr.Error() != err.Error() {
+				t.Errorf("Convert with a socket: %v, want %v", cerr, err)
+			}
+			if _, err := Convert(u, Options{SystemdVersion: 252}, false); err != nil {
+				t.Errorf("Convert without a socket: %v", err)
+			}
+		})
+	}
+	for _, in := range convertInputs {
+		if err := CheckNoSocketYet(readTestUnit(t, in)); err != nil {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+}
