@@ -170,6 +170,12 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		}
 	}
 
+	if o.Preset.Name == "uwsgi" {
+		if w := uwsgiConvertWarning(daemon); w != "" {
+			c.warn(start.Line, "%s", w)
+		}
+	}
+
 	typ, _ := u.Get("Service", "Type")
 	if pf, ok := u.Get("Service", "PIDFile"); ok && typ.Value == "forking" && !has("pidfile") {
 		if rel := pf.Value; rel != "" && !filepath.IsAbs(rel) && !strings.HasPrefix(rel, "%") {
