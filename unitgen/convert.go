@@ -500,6 +500,9 @@ func (c *converter) convertReload() error {
 			}
 		}
 	}
+	if o.Preset.Name == "caddy" && len(rs) == 0 && caddyResumes(DaemonArgv(o.Argv)) {
+		c.note("no ExecReload= added: caddy run --resume takes its configuration through its admin API, and caddy reload, which reads a file, has none to read")
+	}
 	// graceshim reload when the unit's reload signalled the daemon, or
 	// when the unit had no reload and the daemon has one.
 	if o.reloads() && (dropped || len(rs) == 0) {

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/graceshim/graceshim/signals"
 )
 
 // TestUWSGIHooked reads the hook that makes SIGTERM uWSGI's graceful stop
@@ -47,5 +49,31 @@ func TestLintKillSignalSentence(t *testing.T) {
 	fs := Lint(u, LintOptions{SystemdVersion: 252, Root: filepath.Join(testdata, "root")})
 	if len(fs) == 0 || !strings.HasPrefix(fs[0].Problem, "KillSignal=SIGINT is its fast stop for nginx") {
 		t.Errorf("got %v, want a finding beginning \"KillSignal=SIGINT is its fast stop for nginx\"", fs)
+	}
+}
+
+// TestCaddyResumeNoReload: caddy run --resume (Debian's caddy-api.service)
+// takes its configuration through the admin API; caddy reload reads a
+// file and has none, so a generated unit gets no ExecReload=, while
+// caddy run --config FILE keeps its reload.
+func TestCaddyResumeNoReload(t *testing.T) {
+	tests := []struct {
+		argv   []string
+		reload bool
+	}{
+		{[]string{"/usr/bin/caddy", "run", "--environ", "--resume"}, false},
+		{[]string{"/usr/bin/caddy", "run", "-resume=true"}, false},
+		{[]string{"/usr/bin/caddy", "run", "--resume", "--config", "/etc/caddy/Caddyfile"}, true},
+		{[]string{"/usr/bin/caddy", "run", "--environ", "--config=/etc/caddy/Caddyfile"}, true},
+	}
+	for _, tt := range tests {
+		p, _ := signals.ForCommand(tt.argv[0])
+		out, err := Generate(Options{Graceshim: "/usr/bin/graceshim", Argv: tt.argv, Preset: p, SystemdVersion: 252})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(out), "\nExecReload="); got != tt.reload {
+			t.Errorf("%q: ExecReload= %v, want %v\n%s", tt.argv, got, tt.reload, out)
+		}
 	}
 }
