@@ -305,6 +305,10 @@ func TestE2EUnitBadInput(t *testing.T) {
 		// the same addresses; checked before the template refusal.
 		{"socket-activated already", []string{"unit", "--from", repoPath("testdata", "unitgen", "activated", "web.service"), "--socket", "-o", filepath.Join(dir, "web")}, exitUsage, "convert it without --socket"},
 		{"socket-activated template", []string{"unit", "--from", repoPath("testdata", "unitgen", "activated", "pool@.service"), "--socket"}, exitUsage, "pool@.socket beside it"},
+		// A daemon that cannot take sockets is told so first, not sent
+		// to write a unit per instance; one that can is.
+		{"template that cannot take sockets", []string{"unit", "--from", repoPath("testdata", "unitgen", "units", "debian-apache2@.service"), "--socket"}, 7, "cannot take listening sockets"},
+		{"template socket", []string{"unit", "--from", repoPath("testdata", "unitgen", "units", "unicorn-docs@.service"), "--socket", "--listen", "127.0.0.1:8080"}, exitUsage, "a unit per instance"},
 		{"from a per-connection service", []string{"unit", "--from", notServer("shell@.service"), "--dropin", "-o", filepath.Join(dir, "x.conf")}, exitUsage, "once per connection"},
 	}
 	for _, tc := range tests {
