@@ -56,26 +56,42 @@ func unitCommand() *cli.Command {
 }
 
 func unitAction(c *cli.Context) error {
-	from := c.String("from")
+	fromPath := c.String("from")
 	argv := c.Args().Slice()
 	switch {
-	case from == "" && len(argv) == 0:
+	case fromPath == "" && len(argv) == 0:
 		return usageErrorf("missing command: use graceshim unit [flags] -- COMMAND [ARGS...] or --from FILE")
-	case from != "" && len(argv) > 0:
-		return usageErrorf("--from takes the command from %s: give no command after it", from)
-	case c.Bool("dropin") && from == "":
+	case fromPath != "" && len(argv) > 0:
+		return usageErrorf("--from takes the command from %s: give no command after it", fromPath)
+	case c.Bool("dropin") && fromPath == "":
 		return usageErrorf("--dropin needs --from FILE (the unit the drop-in changes)")
 	case !c.Bool("socket") && (c.IsSet("listen") || c.IsSet("root")):
 		return usageErrorf("--listen and --root go with --socket")
 	}
 	probe := argv
-	if from != "" {
+	if fromPath != "" {
 		probe = []string{"unit"}
 	}
 	// The same checks as a run, so that a unit never runs flags that fail.
 	ro, err := runOptions(c, probe)
 	if err != nil {
 		return err
+	}
+	var from *parsedUnit
+	if fromPath != "" {
+		// Read first: a socket unit or a per-connection service is
+		// refused for what it is before --socket looks at its name.
+		if from, err = readUnit(fromPath); err != nil {
+			return err
+		}
+		if err := unitgen.CheckServer(from.unit); err != nil {
+			return withCode(exitUsage, err)
+		}
+		if c.Bool("socket") {
+			if err := unitgen.CheckNoSocketYet(from.unit); err != nil {
+				return withCode(exitUsage, err)
+			}
+		}
 	}
 	self, why := graceshimPath(c)
 	o := unitgen.Options{
@@ -96,7 +112,7 @@ func unitAction(c *cli.Context) error {
 		o.DrainTimeout = -1 // --drain-timeout=0: no bound
 	}
 	switch {
-	case from == "":
+	case fromPath == "":
 		o.Preset, o.Map = ro.Preset, ro.Map
 	default:
 		// The preset comes from the unit's command unless --preset says.
@@ -117,7 +133,7 @@ func unitAction(c *cli.Context) error {
 
 	var pair *socketPair
 	if c.Bool("socket") {
-		if pair, err = newSocketPair(c, from, argv); err != nil {
+		if pair, err = newSocketPair(c, fromPath, argv); err != nil {
 			return err
 		}
 		o.Socket = pair.name + ".socket"
@@ -126,12 +142,9 @@ func unitAction(c *cli.Context) error {
 	var out []byte
 	var warns []unitgen.Warning
 	name := "command line"
-	if from != "" {
-		name = from
-		u, err := readUnit(from)
-		if err != nil {
-			return err
-		}
+	if fromPath != "" {
+		name = fromPath
+		u := from
 		warns = append(warns, parseWarnings(u)...)
 		res, err := unitgen.Convert(u.unit, o, c.Bool("dropin"))
 		if err != nil {

@@ -62,11 +62,6 @@ func newSocketPair(c *cli.Context, from string, argv []string) (*socketPair, err
 	default:
 		p.name = filepath.Base(unitgen.DaemonArgv(argv)[0])
 	}
-	if strings.Contains(p.name, "@") {
-		// An instance's socket (NAME@.socket with Accept=no) would need
-		// the instance in ListenStream=; graceshim reads one address.
-		return nil, usageErrorf("--socket: %s is a template unit; write a unit per instance (--output DIR/NAME-INSTANCE) to get a socket for it", p.name)
-	}
 	if p.name == "" || strings.ContainsAny(p.name, "/ \t\n") {
 		return nil, usageErrorf("--socket: %q is no unit name; pass --output DIR/NAME", p.name)
 	}
@@ -89,6 +84,12 @@ func (p *socketPair) socket(c *cli.Context, daemon []string, o unitgen.Options) 
 		return withCode(exitSockets, err)
 	case err != nil:
 		return withCode(exitUsage, err)
+	case strings.Contains(p.name, "@"):
+		// After the daemon's own verdict: a daemon that cannot take
+		// sockets at all is told so, not sent to write instances.
+		// An instance's socket (NAME@.socket with Accept=no) would need
+		// the instance in ListenStream=; graceshim reads one address.
+		return usageErrorf("--socket: %s is a template unit; write a unit per instance (--output DIR/NAME-INSTANCE) to get a socket for it", p.name)
 	}
 	p.sock, err = unitgen.GenerateSocket(unitgen.SocketUnitOptions{
 		Service:        p.name + ".service",

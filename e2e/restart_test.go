@@ -991,3 +991,56 @@ func getUnix(path string) error {
 	}
 	return nil
 }
+
+// TestRestartFDStoreOtherDaemon: systemd's fd store outlives a
+// daemon-reload and a restart, so when a unit that ran nginx under
+// graceshim with FileDescriptorStoreMax= is changed to run another
+// daemon, the sockets graceshim stored for nginx reach the new
+// graceshim as LISTEN_FDS. They are graceshim's own, not a .socket
+// unit's: a daemon that binds its own sockets (postgres's preset) must
+// still start, one that takes LISTEN_FDS (the generic preset) must not
+// be handed nginx's old port, and the port must leave the store and
+// refuse rather than queue clients for nobody.
+func TestRestartFDStoreOtherDaemon(t *testing.T) {
+	for _, preset := range []string{"postgres", "generic"} {
+		t.Run(preset, func(t *testing.T) { testFDStoreOtherDaemon(t, preset) })
+	}
+}
+
+func testFDStoreOtherDaemon(t *testing.T, preset string) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	name := unitName("fdstore-other-" + preset)
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8"))
+	u.Start(t, name)
+	waitServing(t, u, name, site)
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
+		t.Fatalf("NFileDescriptorStore=%s, want 1\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
+	}
+	// The unit now runs another daemon; what it was given is written
+	// where the test reads it.
+	seen := filepath.Join(t.TempDir(), "listen_fds")
+	// $$: systemd would expand $LISTEN_FDS in ExecStart= itself.
+	daemon := fmt.Sprintf(`/bin/sh -c 'echo "LISTEN_FDS=$$LISTEN_FDS" >%s; exec sleep 600'`, seen)
+	unit := strings.Replace(socketService(bin, daemon), "ExecStart="+bin+" --", "ExecStart="+bin+" --preset "+preset+" --ready exec --", 1)
+	u.InstallUnit(t, name, addToSection(unit, "Service", "FileDescriptorStoreMax=8"))
+	u.restart(t, name)
+	var got []byte
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool {
+		var err error
+		got, err = os.ReadFile(seen)
+		return err == nil && strings.HasSuffix(string(got), "\n")
+	}) {
+		t.Fatalf("the new daemon did not start\n%s\nlog:\n%s", u.Status(t, name), u.UnitLog(t, name))
+	}
+	if strings.TrimSpace(string(got)) != "LISTEN_FDS=" {
+		t.Errorf("the new daemon was given %q, want no LISTEN_FDS: nginx's stored socket is not its\nlog:\n%s", strings.TrimSpace(string(got)), u.UnitLog(t, name))
+	}
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "0" }) {
+		t.Errorf("NFileDescriptorStore=%s, want 0: nginx's socket stays stored\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
+	}
+	if c := connectOnce(site.Port); c != "refused" {
+		t.Errorf("a connection to nginx's old port %d met %q, want refused\nlog:\n%s", site.Port, c, u.UnitLog(t, name))
+	}
+}

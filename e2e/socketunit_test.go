@@ -350,6 +350,65 @@ def app(environ, start_response):
 	exerciseSocketPair(t, p)
 }
 
+// TestE2ESocketUnitOwnSocket: a gunicorn service socket-activated by a
+// socket unit of its own, as gunicorn's deployment docs write the pair
+// (docs/source/deploy.rst: gunicorn.service with Requires=gunicorn.socket,
+// a hand-written gunicorn.socket). unit --socket refuses it (a second
+// socket unit would bind the same address) and says to convert it without
+// --socket; the unit so converted, beside the user's own socket unit,
+// serves, reloads and restarts on that socket without refusing anyone.
+func TestE2ESocketUnitOwnSocket(t *testing.T) {
+	u := userManager(t)
+	gunicorn := needCmd(t, "gunicorn")
+	bin := needGraceshim(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "app.py"), `import os
+
+def app(environ, start_response):
+    body = ("ok %d\n" % os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`)
+	port := freePort(t)
+	name := strings.TrimSuffix(unitName("own-socket"), ".service")
+	svcPath := filepath.Join(dir, name+".service")
+	writeFile(t, svcPath, fmt.Sprintf(`[Unit]
+Description=gunicorn daemon
+Requires=%[1]s.socket
+After=network.target
+
+[Service]
+WorkingDirectory=%[2]s
+ExecStart=%[3]s --access-logfile - --workers 2 --bind 127.0.0.1:%[4]d app:app
+ExecReload=/bin/kill -s HUP $MAINPID
+
+[Install]
+WantedBy=multi-user.target
+`, name, dir, gunicorn, port))
+	sock := fmt.Sprintf(`[Unit]
+Description=gunicorn socket
+
+[Socket]
+ListenStream=127.0.0.1:%d
+SocketMode=0600
+
+[Install]
+WantedBy=sockets.target
+`, port)
+	writeFile(t, filepath.Join(dir, name+".socket"), sock)
+
+	_, errOut, code := graceshimCmd(t, "unit", "--graceshim", bin, "--socket", "--from", svcPath)
+	if code != exitUsage || !strings.Contains(errOut, "convert it without --socket") {
+		t.Fatalf("unit --socket on a socket-activated service: exit %d, %q; want exit %d saying to convert it without --socket", code, errOut, exitUsage)
+	}
+	svc := mustUnit(t, "--graceshim", bin, "--from", svcPath)
+	if n := strings.Count(svc, "Requires="+name+".socket"); n != 1 {
+		t.Fatalf("the converted unit has Requires=%s.socket %d times:\n%s", name, n, svc)
+	}
+	p := installPair(t, u, name, port, svc, sock, "")
+	exerciseSocketPair(t, p)
+}
+
 // TestE2ESocketUnitHAProxy: HAProxy takes the socket its configuration
 // names, bind fd@3; --listen says where systemd listens for it.
 func TestE2ESocketUnitHAProxy(t *testing.T) {

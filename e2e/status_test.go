@@ -182,6 +182,15 @@ func TestStatusE2E(t *testing.T) {
 			t.Errorf("/metrics during the drain has no %q:\n%s", want, metrics)
 		}
 	}
+	// Valid text exposition format, as Prometheus's promtool reads it,
+	// with a real drain's labels (peers, local addresses).
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(metrics)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics of /metrics during the drain: %v\n%s\n%s", err, out, metrics)
+		}
+	}
 	// The download by its peer, with the bytes sent so far.
 	sent := regexp.MustCompile(`(?m)^graceshim_drain_oldest_connection_sent_bytes\{peer="` + regexp.QuoteMeta(peer) + `",local="127\.0\.0\.1:` + strconv.Itoa(site.Port) + `"\} (\d+)$`).FindStringSubmatch(metrics)
 	if sent == nil {

@@ -296,6 +296,20 @@ func TestE2EUnitBadInput(t *testing.T) {
 		{"empty from", []string{"unit", "--from", empty}, exitUsage, "empty"},
 		{"output to a device", []string{"unit", "--systemd-version=252", "--force", "--output", "/dev/full", "--", "/bin/true"}, exitWrite, "not a regular file"},
 		{"lint format", []string{"lint", "--format", "xml", malformed}, exitUsage, "unknown --format"},
+		// A socket unit or a per-connection service is not a server to
+		// run: said for what it is, before --socket looks at its name.
+		{"from a socket unit", []string{"unit", "--from", notServer("app.socket"), "-o", filepath.Join(dir, "app.service")}, exitUsage, "convert the service it starts, app.service"},
+		{"from a socket unit with --socket", []string{"unit", "--from", notServer("app.socket"), "--socket", "-o", filepath.Join(dir, "app")}, exitUsage, "is a socket unit"},
+		{"from an Accept=yes socket", []string{"unit", "--from", notServer("shell.socket"), "--socket", "-o", filepath.Join(dir, "shell")}, exitUsage, "Accept=yes"},
+		// A service with a socket unit of its own: a second would bind
+		// the same addresses; checked before the template refusal.
+		{"socket-activated already", []string{"unit", "--from", repoPath("testdata", "unitgen", "activated", "web.service"), "--socket", "-o", filepath.Join(dir, "web")}, exitUsage, "convert it without --socket"},
+		{"socket-activated template", []string{"unit", "--from", repoPath("testdata", "unitgen", "activated", "pool@.service"), "--socket"}, exitUsage, "pool@.socket beside it"},
+		// A daemon that cannot take sockets is told so first, not sent
+		// to write a unit per instance; one that can is.
+		{"template that cannot take sockets", []string{"unit", "--from", repoPath("testdata", "unitgen", "units", "debian-apache2@.service"), "--socket"}, 7, "cannot take listening sockets"},
+		{"template socket", []string{"unit", "--from", repoPath("testdata", "unitgen", "units", "unicorn-docs@.service"), "--socket", "--listen", "127.0.0.1:8080"}, exitUsage, "a unit per instance"},
+		{"from a per-connection service", []string{"unit", "--from", notServer("shell@.service"), "--dropin", "-o", filepath.Join(dir, "x.conf")}, exitUsage, "once per connection"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -334,6 +348,11 @@ func TestE2EUnitBadInput(t *testing.T) {
 			t.Errorf("graceshim %s >/dev/full: %v, stderr %q; want exit %d with the write error", strings.Join(args, " "), err, errb.String(), exitWrite)
 		}
 	}
+}
+
+// notServer is a unit of testdata/unitgen/notservers.
+func notServer(name string) string {
+	return repoPath("testdata", "unitgen", "notservers", name)
 }
 
 // listDir describes dir's files and contents, for "nothing changed".

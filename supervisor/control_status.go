@@ -284,6 +284,15 @@ func (l *loop) onControlRequest(now time.Time, req controlReq) {
 // answerStatus replies to a status request. While the server serves, the
 // watch actor counts the connections per listener first; the answer then
 // comes from a goroutine of its own, so that the loop never waits for it.
+//
+// One count at a time: requests that come while one is under way share
+// it (listenersAsk). Each request used to queue a count of its own on
+// watchCmds, which the loop also sends its own commands on, blocking:
+// with the actor slow to count (a huge table, a stalled /proc read), a
+// handful of status clients filled the queue and the loop stopped at its
+// next command, the graceful signal's (measured: with a count held, 8
+// clients at once, SIGTERM never reached the server;
+// TestStatusFloodDoesNotHoldTheStop).
 func (l *loop) answerStatus(req controlReq) {
 	st := l.status()
 	if l.stop.phase >= phaseGraceful {
@@ -291,22 +300,31 @@ func (l *loop) answerStatus(req controlReq) {
 		req.reply <- ControlReply{OK: true, Message: st.State, Status: &st}
 		return
 	}
-	ch := make(chan listenersReply, 1) // buffered: the actor never blocks on a client gone
-	select {
-	case l.watchCmds <- watchCmd{listeners: ch}:
-	default:
-		st.ListenersError = "the connection watcher is busy; ask again"
-		req.reply <- ControlReply{OK: true, Message: st.State, Status: &st}
-		return
+	ask := l.asking
+	if ask == nil || ask.finished() {
+		ask = &listenersAsk{done: make(chan struct{})}
+		ch := make(chan listenersReply, 1) // buffered: the actor never blocks on a client gone
+		select {
+		case l.watchCmds <- watchCmd{listeners: ch}:
+		default:
+			st.ListenersError = "the connection watcher is busy; ask again"
+			req.reply <- ControlReply{OK: true, Message: st.State, Status: &st}
+			return
+		}
+		l.asking = ask
+		go func() {
+			ask.r = <-ch // the actor answers every listeners command
+			close(ask.done)
+		}()
 	}
 	bg := l.bg
 	go func() {
 		select {
-		case r := <-ch:
-			if r.err != nil {
-				st.ListenersError = r.err.Error()
+		case <-ask.done:
+			if ask.r.err != nil {
+				st.ListenersError = ask.r.err.Error()
 			}
-			for _, c := range r.counts {
+			for _, c := range ask.r.counts {
 				st.Listeners = append(st.Listeners, ListenerStatus{Listener: c.Endpoint.String(), Connections: c.Conns})
 			}
 		case <-bg.Done():
@@ -314,6 +332,23 @@ func (l *loop) answerStatus(req controlReq) {
 		}
 		req.reply <- ControlReply{OK: true, Message: st.State, Status: &st}
 	}()
+}
+
+// listenersAsk is one count per listener asked of the watch actor, which
+// the status requests that come while it runs share. r is written once,
+// before done closes.
+type listenersAsk struct {
+	done chan struct{}
+	r    listenersReply
+}
+
+func (a *listenersAsk) finished() bool {
+	select {
+	case <-a.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // publishMetrics hands the health endpoint the figures of /metrics.

@@ -273,3 +273,73 @@ func TestStatusDuringDrainDelay(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// stuckListeners is the real watcher whose count per listener blocks
+// until released, whatever its context says: a count that takes long
+// (a /proc read of a huge table, a stalled netlink socket).
+type stuckListeners struct {
+	*connWatcher
+	entered chan struct{} // one per call, as it begins
+	release chan struct{} // closed to let every call return
+}
+
+func (w *stuckListeners) PerListener(ctx context.Context) ([]conns.ListenerCount, error) {
+	w.entered <- struct{}{}
+	<-w.release
+	return w.connWatcher.PerListener(ctx)
+}
+
+// TestStatusFloodDoesNotHoldTheStop: status requests while the count per
+// listener is slow neither block the event loop nor hold the graceful
+// signal, and clients that ask at once share one count.
+func TestStatusFloodDoesNotHoldTheStop(t *testing.T) {
+	w := &stuckListeners{entered: make(chan struct{}, 16), release: make(chan struct{})}
+	ev, done, _ := start(t, "server", func(o *Options) {
+		w.connWatcher = newConnWatcher(conns.ModeListen, o.Log)
+		o.Watcher = w
+	})
+	ev.wait("ready ")
+	const clients = 8
+	answers := make(chan Status, clients)
+	for range clients {
+		go func() {
+			r, err := control(t, "status")
+			if err != nil || r.Status == nil {
+				t.Errorf("status: %+v, %v", r, err)
+				answers <- Status{}
+				return
+			}
+			answers <- *r.Status
+		}()
+	}
+	select {
+	case <-w.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no count per listener began within 20s")
+	}
+	// The requests reach the loop one by one: wait until it has seen
+	// them all (each is logged at debug level) before the stop.
+	for range clients - 1 {
+		ev.waitAny("never") // a pause for the other clients, not a synchronisation
+	}
+	selfSignal(t, syscall.SIGTERM)
+	// The graceful signal goes out while the count is still stuck.
+	ev.wait("got QUIT")
+	close(w.release)
+	for range clients {
+		select {
+		case st := <-answers:
+			if st.State == "" {
+				t.Error("a status client got no answer")
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a status client got no answer within 20s")
+		}
+	}
+	if n := len(w.entered); n > 1 {
+		t.Errorf("%d more counts per listener for %d clients asking at once, want them to share one", n, clients)
+	}
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}

@@ -184,6 +184,7 @@ func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited,
 		opts.Log.Warnf("%s", warning)
 	}
 	cmd.Env = withoutListenEnv(cmd.Env)
+	socks = dropForeignStored(socks, opts)
 	if len(socks) == 0 {
 		return nil, nil
 	}
@@ -270,6 +271,32 @@ func passSockets(ctx context.Context, cmd *exec.Cmd, opts Options) ([]inherited,
 	return keep, nil
 }
 
+// dropForeignStored drops the sockets graceshim stored in systemd's fd
+// store for a preset that takes them by address (nginx, see fdstore.go)
+// when the server now is another: the fd store outlives a daemon-reload
+// and a restart, so a unit whose ExecStart= changed from nginx to another
+// daemon gets nginx's old sockets back. They are graceshim's, not a
+// .socket unit's: passed on as LISTEN_FDS, the new server would serve
+// nginx's old port; refused, the unit could not start until it was
+// stopped for good. They are closed and removed from the store, so the
+// old port refuses. Measured with systemd 252 (TestRestartFDStoreOtherDaemon).
+func dropForeignStored(socks []inherited, opts Options) []inherited {
+	if opts.Preset.Sockets == signals.SocketsNginxEnv {
+		return socks
+	}
+	keep := socks[:0:0]
+	for _, s := range socks {
+		if !s.stored() {
+			keep = append(keep, s)
+			continue
+		}
+		opts.Log.Infof("dropping the socket %s kept in systemd's fd store for an earlier nginx: %s does not take sockets from the store", s.addr, opts.Argv[0])
+		s.file.Close()
+		removeStored(s.name, opts.Log)
+	}
+	return keep
+}
+
 // withoutListenEnv drops the sd_listen_fds variables from env: passSockets
 // sets them again where the server reads them.
 func withoutListenEnv(env []string) []string {
@@ -324,11 +351,26 @@ func describeSockets(socks []inherited) string {
 	return strings.Join(parts, ", ")
 }
 
-// notSockets fails for the first inherited fd that is not a socket.
+// notSockets fails for the first inherited fd that is not a socket, or
+// is a connected stream socket rather than a listening one: what a
+// .socket unit with Accept=yes passes, one connection per service
+// instance. nginx takes such a socket for a listener without a word
+// (measured with 1.22: "using inherited sockets from "3;"", then nothing
+// listens on the port and every client is refused), and HAProxy's fd@N
+// wants a bound socket, not a connection. Called before the sockets get
+// the server's numbers: s.fd is graceshim's.
 func notSockets(socks []inherited) error {
 	for _, s := range socks {
 		if s.err != nil {
 			return fmt.Errorf("%w: %v", ErrSockets, s.err)
+		}
+		if !s.addr.stream || s.addr.unix == "" && !s.addr.ap.IsValid() {
+			continue
+		}
+		if peer, err := unix.Getpeername(s.fd); err == nil && peer != nil {
+			if acc, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err == nil && acc == 0 {
+				return fmt.Errorf("%w: fd %d (%s) is a connection, not a listening socket: a .socket unit with Accept=yes passes one connection per service instance; the server needs Accept=no (the default)", ErrSockets, s.fd, s.addr)
+			}
 		}
 	}
 	return nil
@@ -346,6 +388,7 @@ type socketCheck struct {
 	argv   []string
 	socks  []inherited // as the server has them (fd is its number)
 	files  []*os.File  // copies for HAProxy's config test, at fd 3, 4, ...
+	env    []string    // the server's environment, which HAProxy's config may name
 }
 
 // newSocketCheck returns the check for the sockets passed, nil when none
@@ -354,7 +397,7 @@ func newSocketCheck(opts Options, passed []inherited) *socketCheck {
 	if len(passed) == 0 || !opts.Preset.Runs(opts.Argv[0]) {
 		return nil
 	}
-	c := &socketCheck{preset: opts.Preset, argv: opts.Argv}
+	c := &socketCheck{preset: opts.Preset, argv: opts.Argv, env: childEnv(opts.Env)}
 	switch opts.Preset.Sockets {
 	case signals.SocketsNginxEnv:
 	case signals.SocketsFDBind:
@@ -471,7 +514,7 @@ func (c *socketCheck) refuse(ctx context.Context, out string, truncated bool, lo
 			text.Write(b)
 			text.WriteByte('\n')
 		}
-		errs, warns = matchHAProxy(c.socks, haproxyBinds(text.String()))
+		errs, warns = matchHAProxy(c.socks, haproxyBinds(text.String(), c.env))
 	}
 	for _, w := range warns {
 		log.Warnf("%s", w)

@@ -38,7 +38,7 @@ func checkHAProxy(socks []inherited, opts Options) error {
 		text.Write(b)
 		text.WriteByte('\n')
 	}
-	errs, warns := matchHAProxy(socks, haproxyBinds(text.String()))
+	errs, warns := matchHAProxy(socks, haproxyBinds(text.String(), childEnv(opts.Env)))
 	for _, w := range warns {
 		opts.Log.Warnf("%s", w)
 	}
@@ -88,14 +88,12 @@ type haproxyBind struct {
 }
 
 // haproxyBinds reads the addresses of every bind line ("bind
-// ADDR[,ADDR...] [params]"); "#" starts a comment.
-func haproxyBinds(text string) []haproxyBind {
+// ADDR[,ADDR...] [params]"), its words split, unquoted and expanded as
+// haproxy does (haproxyWords) with env, the environment haproxy gets.
+func haproxyBinds(text string, env []string) []haproxyBind {
 	var out []haproxyBind
 	for _, line := range strings.Split(text, "\n") {
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		f := strings.Fields(line)
+		f := haproxyWords(line, env)
 		if len(f) < 2 || f[0] != "bind" {
 			continue
 		}
@@ -113,6 +111,109 @@ func haproxyBinds(text string) []haproxyBind {
 		}
 	}
 	return out
+}
+
+// haproxyWords splits a config line into words as haproxy's parser does
+// (configuration.txt, 2.2 "Quoting and escaping" and 2.3 "Environment
+// variables"; src/tools.c parse_line): blanks separate words, '#' starts
+// a comment, a backslash escapes the next character, single quotes keep
+// their text as it is, double quotes allow escapes and expand "$NAME",
+// "${NAME}" and "${NAME-default}" (the default only for a variable that
+// is not set). The manual's own example of a passed socket is
+// `bind "fd@${FD_APP1}"`. Unquoted variables are expanded too: haproxy
+// 2.6 expands them in addresses (measured: `bind fd@${HFD}` with HFD=9
+// fails with "cannot use file descriptor '9'").
+func haproxyWords(line string, env []string) []string {
+	lookup := func(name string) (string, bool) {
+		for i := len(env) - 1; i >= 0; i-- {
+			if v, ok := strings.CutPrefix(env[i], name+"="); ok {
+				return v, true
+			}
+		}
+		return "", false
+	}
+	var (
+		words []string
+		word  strings.Builder
+		in    bool // a word is under way (it may be an empty quoted one)
+		quote byte
+	)
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote == '\'':
+			if c == '\'' {
+				quote = 0
+			} else {
+				word.WriteByte(c)
+			}
+			continue
+		case c == '\\' && i+1 < len(line):
+			i++
+			word.WriteByte(line[i])
+			in = true
+			continue
+		case c == '"':
+			quote = map[bool]byte{true: 0, false: '"'}[quote == '"']
+			in = true
+			continue
+		case c == '\'' && quote == 0:
+			quote = '\''
+			in = true
+			continue
+		case c == '$' && i+1 < len(line):
+			name, def, hasDef, n := haproxyVar(line[i+1:])
+			if n == 0 {
+				break
+			}
+			v, ok := lookup(name)
+			if !ok && hasDef {
+				v = def
+			}
+			word.WriteString(v)
+			in = true
+			i += n
+			continue
+		case quote == 0 && c == '#':
+			i = len(line)
+			continue
+		case quote == 0 && (c == ' ' || c == '\t' || c == '\r'):
+			if in {
+				words = append(words, word.String())
+				word.Reset()
+				in = false
+			}
+			continue
+		}
+		word.WriteByte(c)
+		in = true
+	}
+	if in {
+		words = append(words, word.String())
+	}
+	return words
+}
+
+// haproxyVar reads the variable after a '$': "NAME", "{NAME}" or
+// "{NAME-default}" ("{NAME[*]}" as NAME); n is how many bytes it took,
+// 0 when none is there.
+func haproxyVar(s string) (name, def string, hasDef bool, n int) {
+	isName := func(c byte, first bool) bool {
+		return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || !first && c >= '0' && c <= '9'
+	}
+	if strings.HasPrefix(s, "{") {
+		end := strings.IndexByte(s, '}')
+		if end < 0 {
+			return "", "", false, 0
+		}
+		inner := strings.TrimSuffix(s[1:end], "[*]")
+		name, def, hasDef = strings.Cut(inner, "-")
+		return name, def, hasDef, end + 1
+	}
+	for n < len(s) && isName(s[n], n == 0) {
+		n++
+	}
+	return s[:n], "", false, n
 }
 
 // haproxyAddr reads "[ipv4@|ipv6@]ADDR:PORT" with an empty or "*" address

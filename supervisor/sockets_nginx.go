@@ -311,22 +311,44 @@ type nginxFile struct {
 	name, text string
 }
 
+// splitNginxDump cuts nginx -T's output into its files. nginx writes
+// "# configuration file NAME:" and a newline before each file's text,
+// NAME being the file's full path (src/core/nginx.c, the config dump
+// loop; names pass through ngx_conf_full_name), and the text as it is:
+// a comment of the user's that begins the same way ("# configuration
+// file for the API") is not a marker, as its rest is no absolute path
+// ending in ':'. Taken for one, it cut the file short there: its listen
+// directives were lost, or the rest failed to parse.
 func splitNginxDump(dump string) []nginxFile {
 	const mark = "# configuration file "
-	var files []nginxFile
-	parts := strings.Split("\n"+dump, "\n"+mark)
-	if len(parts) > 1 {
-		// What comes before the first file is nginx's warnings (a
-		// config test's stderr, read with its stdout).
-		parts = parts[1:]
-	}
-	for _, part := range parts {
-		if strings.TrimSpace(part) == "" {
+	var (
+		files []nginxFile
+		texts []*strings.Builder
+		text  *strings.Builder
+	)
+	for _, line := range strings.SplitAfter(dump, "\n") {
+		if rest, ok := strings.CutPrefix(line, mark); ok {
+			name := strings.TrimRight(rest, "\r\n")
+			if strings.HasPrefix(name, "/") && strings.HasSuffix(name, ":") {
+				files = append(files, nginxFile{name: strings.TrimSuffix(name, ":")})
+				text = &strings.Builder{}
+				texts = append(texts, text)
+				continue
+			}
+		}
+		if text == nil {
+			// What comes before the first file is nginx's warnings (a
+			// config test's stderr, read with its stdout).
 			continue
 		}
-		// The rest of the marker line is the name, with a colon.
-		name, text, _ := strings.Cut(part, "\n")
-		files = append(files, nginxFile{name: strings.TrimSuffix(strings.TrimSpace(name), ":"), text: text})
+		text.WriteString(line)
+	}
+	if len(files) == 0 && strings.TrimSpace(dump) != "" {
+		// No marker at all: the text of one file with no name.
+		return []nginxFile{{text: dump}}
+	}
+	for i := range files {
+		files[i].text = texts[i].String()
 	}
 	return files
 }

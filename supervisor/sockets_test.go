@@ -2,14 +2,21 @@ package supervisor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/graceshim/graceshim/signals"
 )
@@ -251,7 +258,7 @@ frontend web
     # bind fd@7
 `
 	var got []string
-	for _, b := range haproxyBinds(cfg) {
+	for _, b := range haproxyBinds(cfg, nil) {
 		s := b.text
 		if b.fd >= 0 {
 			s += "=fd"
@@ -285,7 +292,7 @@ func TestMatchHAProxy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			errs, warns := matchHAProxy(fakeInherited(t, tt.inherited...), haproxyBinds(tt.config))
+			errs, warns := matchHAProxy(fakeInherited(t, tt.inherited...), haproxyBinds(tt.config, nil))
 			if len(errs) != len(tt.errs) || len(warns) != tt.warns {
 				t.Fatalf("errors %q, warnings %q; want %d errors, %d warnings", errs, warns, len(tt.errs), tt.warns)
 			}
@@ -392,5 +399,282 @@ func TestSocketCheckHAProxyReload(t *testing.T) {
 		if tt.want == "" && got != "" || tt.want != "" && !strings.Contains(got, tt.want) {
 			t.Errorf("config %q: refuse = %q, want %q", tt.config, got, tt.want)
 		}
+	}
+}
+
+// Sockets graceshim stored for nginx that reach a server of another
+// preset (the unit's ExecStart= changed, the fd store outlived the
+// restart) are closed and removed from the store, whatever way that
+// preset takes sockets; a .socket unit's are left alone, and nginx keeps
+// its own.
+func TestDropForeignStored(t *testing.T) {
+	recv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "notify"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	t.Setenv("NOTIFY_SOCKET", recv.LocalAddr().String())
+	for _, tt := range []struct {
+		sockets signals.Sockets
+		dropped bool
+	}{
+		{signals.SocketsNone, true},
+		{signals.SocketsListenFDs, true},
+		{signals.SocketsUnknown, true},
+		{signals.SocketsFDBind, true},
+		{signals.SocketsNginxEnv, false},
+	} {
+		t.Run(tt.sockets.String(), func(t *testing.T) {
+			socks := fakeInherited(t, "tcp 127.0.0.1:8080", "tcp 127.0.0.1:8081")
+			socks[1].name = fdStoreName + "12345"
+			socks[0].name = "web.socket"
+			var log strings.Builder
+			opts := Options{Preset: signals.Preset{Name: "x", Sockets: tt.sockets}, Argv: []string{"x"}, Log: NewLogger(&log, LevelInfo)}
+			got := dropForeignStored(socks, opts)
+			if !tt.dropped {
+				if len(got) != 2 {
+					t.Fatalf("nginx kept %d sockets, want both", len(got))
+				}
+				return
+			}
+			if len(got) != 1 || got[0].name != "web.socket" {
+				t.Fatalf("kept %v, want the .socket unit's alone", got)
+			}
+			if _, err := socks[1].file.Stat(); err == nil {
+				t.Errorf("the dropped socket's file is still open")
+			}
+			if _, err := socks[0].file.Stat(); err != nil {
+				t.Errorf("the .socket unit's file was closed: %v", err)
+			}
+			_ = recv.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 256)
+			n, err := recv.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "FDSTOREREMOVE=1\nFDNAME=" + fdStoreName + "12345"; string(buf[:n]) != want {
+				t.Errorf("sent %q, want %q", buf[:n], want)
+			}
+			if !strings.Contains(log.String(), "127.0.0.1:8081") {
+				t.Errorf("the log does not name the dropped socket:\n%s", log.String())
+			}
+		})
+	}
+}
+
+// The listens of real nginx -T dumps (Debian's nginx). nginx -T prints
+// each file's text as it is, so a comment of the user's that starts
+// like nginx's own file marker ("# configuration file for the API")
+// must not be taken for one: it would cut the file there.
+func TestParseNginxListensRealDump(t *testing.T) {
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/nginx", "/sbin/nginx"} {
+			if _, err := os.Stat(p); err == nil {
+				nginx = p
+			}
+		}
+		if nginx == "" {
+			t.Skip("needs nginx (Debian package nginx), not installed")
+		}
+	}
+	for _, tt := range []struct {
+		name  string
+		files map[string]string // relative to the prefix; nginx.conf is the main one
+		want  []string
+	}{
+		{"comment like a file marker", map[string]string{
+			"nginx.conf": `events {}
+http {
+# configuration file for the API, see the wiki:
+  server {
+    listen 127.0.0.1:18451;
+  }
+}
+`}, []string{"127.0.0.1:18451"}},
+		{"included by a glob, with such a comment", map[string]string{
+			"nginx.conf": "events {}\nhttp {\n  include conf.d/*.conf;\n  server { listen 127.0.0.1:18454; }\n}\n",
+			"conf.d/a.conf": `# configuration file of site a:
+server { listen 127.0.0.1:18452 default_server; }
+`,
+			"conf.d/b.conf": "server {\n  # configuration file\n  listen [::1]:18453 ipv6only=on;\n}\n",
+		}, []string{"127.0.0.1:18452", "[::1]:18453 bind", "127.0.0.1:18454"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, text := range tt.files {
+				p := filepath.Join(dir, name)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command(nginx, "-T", "-q", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"), "-g", "pid "+filepath.Join(dir, "nginx.pid")+";")
+			dump, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("nginx -T: %v", err)
+			}
+			got, err := parseNginxListens(context.Background(), string(dump), true)
+			if err != nil {
+				t.Fatalf("parseNginxListens: %v\ndump:\n%s", err, dump)
+			}
+			var addrs []string
+			for _, l := range got {
+				for _, a := range l.addrs {
+					s := a.String()
+					if l.bind {
+						s += " bind"
+					}
+					addrs = append(addrs, s)
+				}
+			}
+			if strings.Join(addrs, ", ") != strings.Join(tt.want, ", ") {
+				t.Errorf("listens %q, want %q\ndump:\n%s", addrs, tt.want, dump)
+			}
+		})
+	}
+}
+
+// HAProxy's own way to bind a passed socket, as its manual shows it
+// (configuration.txt 2.3, "bind \"fd@${FD_APP1}\""): quoted words and
+// environment variables, in double quotes and (for addresses) unquoted.
+// The config is first proven valid by the real haproxy -c with the fds
+// passed, then read: every fd@ must be found, by its number.
+func TestHAProxyBindsQuotedAndEnv(t *testing.T) {
+	cfg := `global
+    log stdout local0
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 1s
+    timeout server 1s
+frontend web
+    bind "fd@${FD_WEB}" # passed by number in the environment
+    bind 'fd@4'
+    bind "fd@${FD_API-5}"
+    bind "${LOCAL_ADDR}:${FREE_PORT}" name "a \"quoted\" name"
+    http-request return status 200
+`
+	env := []string{"FD_WEB=3", "LOCAL_ADDR=127.0.0.1"}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // haproxy -c binds nothing: the port is only read
+	env = append(env, "FREE_PORT="+strconv.Itoa(port))
+	if haproxy, err := exec.LookPath("haproxy"); err == nil {
+		path := filepath.Join(t.TempDir(), "haproxy.cfg")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(haproxy, "-c", "-f", path)
+		cmd.Env = append(os.Environ(), env...)
+		for range 3 {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			f, err := l.(*net.TCPListener).File()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("haproxy -c refuses the test's config: %v\n%s", err, out)
+		}
+	} else {
+		t.Log("haproxy (Debian package haproxy) not installed: the config is not proven valid first")
+	}
+	var got []string
+	for _, b := range haproxyBinds(cfg, env) {
+		s := b.text
+		if b.fd >= 0 {
+			s += "=fd" + strconv.Itoa(b.fd)
+		} else if b.ok {
+			s += "=" + b.addr.String()
+		}
+		got = append(got, s)
+	}
+	want := []string{"fd@3=fd3", "fd@4=fd4", "fd@5=fd5", fmt.Sprintf("127.0.0.1:%d=127.0.0.1:%d", port, port)}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got binds %q, want %q", got, want)
+	}
+	errs, warns := matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80", "tcp 127.0.0.1:81", "tcp 127.0.0.1:82"), haproxyBinds(cfg, env))
+	if len(errs) != 0 || len(warns) != 1 {
+		t.Errorf("errors %q, warnings %q; want none and one (the port haproxy binds itself)", errs, warns)
+	}
+}
+
+// A connection passed as an inherited socket (a .socket unit with
+// Accept=yes) is refused for the servers that pick sockets by config;
+// a listening socket, a bound one not yet listening (HAProxy takes
+// those) and a datagram socket pass.
+func TestNotSocketsConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	bound, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(bound)
+	if err := unix.Bind(bound, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	fdOf := func(c syscall.Conn) int {
+		t.Helper()
+		f, err := c.(interface{ File() (*os.File, error) }).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return int(f.Fd())
+	}
+	for _, tt := range []struct {
+		name string
+		fd   int
+		ok   bool
+	}{
+		{"listening", fdOf(ln.(*net.TCPListener)), true},
+		{"bound, not listening", bound, true},
+		{"udp", fdOf(udp.(*net.UDPConn)), true},
+		{"accepted connection", fdOf(conn.(*net.TCPConn)), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, err := socketAddr(tt.fd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = notSockets([]inherited{{fd: tt.fd, addr: addr}})
+			if tt.ok && err != nil {
+				t.Errorf("notSockets: %v, want nil", err)
+			}
+			if !tt.ok && (!errors.Is(err, ErrSockets) || !strings.Contains(err.Error(), "Accept=yes")) {
+				t.Errorf("notSockets: %v, want an ErrSockets that names Accept=yes", err)
+			}
+		})
 	}
 }

@@ -304,7 +304,8 @@ type loop struct {
 	healthy     bool // the last health check passed
 	probeFailed bool // a failing health check was logged since the last pass
 
-	who whoWait // for status, the drain's log lines and /metrics (control_status.go)
+	who    whoWait       // for status, the drain's log lines and /metrics (control_status.go)
+	asking *listenersAsk // the count per listener status requests wait for, or nil
 }
 
 func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exited, events <-chan watchEvent, probes <-chan probeResult) error {

@@ -82,6 +82,14 @@ func (c *converter) warn(line int, format string, a ...any) {
 // `graceshim reload $MAINPID`. o gives graceshim's flags; o.Argv is
 // ignored.
 func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
+	if err := CheckServer(u); err != nil {
+		return nil, err
+	}
+	if o.Socket != "" {
+		if err := CheckNoSocketYet(u); err != nil {
+			return nil, err
+		}
+	}
 	r := &ConvertResult{}
 	c := &converter{u: u, r: r}
 	starts := u.List("Service", "ExecStart")
@@ -159,6 +167,12 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 			// graceshim picks the preset from argv[0] (env, sh): say which.
 			runFlags = append(runFlags, "--preset="+o.Preset.Name)
 			c.note("ExecStart= runs %s through %s: --preset=%s", c.name, filepath.Base(cmd[0]), o.Preset.Name)
+		}
+	}
+
+	if o.Preset.Name == "uwsgi" {
+		if w := uwsgiConvertWarning(daemon); w != "" {
+			c.warn(start.Line, "%s", w)
 		}
 	}
 
@@ -485,6 +499,9 @@ func (c *converter) convertReload() error {
 				c.note("%s tested the configuration before it signalled; ExecReload=%s keeps that test first, so a broken configuration fails the reload and the daemon keeps serving", sc.What, test)
 			}
 		}
+	}
+	if o.Preset.Name == "caddy" && len(rs) == 0 && caddyResumes(DaemonArgv(o.Argv)) {
+		c.note("no ExecReload= added: caddy run --resume takes its configuration through its admin API, and caddy reload, which reads a file, has none to read")
 	}
 	// graceshim reload when the unit's reload signalled the daemon, or
 	// when the unit had no reload and the daemon has one.

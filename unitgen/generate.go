@@ -315,7 +315,34 @@ func (o Options) reloads() bool {
 	if o.Preset.Name == "generic" {
 		return false
 	}
+	if o.Preset.Name == "caddy" && caddyResumes(DaemonArgv(o.Argv)) {
+		return false
+	}
 	return o.Preset.Reload != 0 || o.Preset.ReloadCommand != nil
+}
+
+// caddyResumes says whether a caddy command runs the configuration its
+// admin API last saved (caddy run --resume) and names no file: Debian's
+// caddy-api.service runs it so, and has no ExecReload=. Its configuration
+// changes through the API; caddy reload reads a file
+// (https://caddyserver.com/docs/command-line#caddy-reload), and with none
+// it fails ("no config file to load", measured with Caddy 2.6.2), so such
+// a unit gets no reload.
+func caddyResumes(argv []string) bool {
+	resume := false
+	for _, a := range argv {
+		name, v, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		switch name {
+		case "config":
+			return false
+		case "resume":
+			resume = v == "" || v == "true" || v == "1"
+		}
+	}
+	return resume
 }
 
 // successStatus lists the exit codes of a stop that ended as asked:

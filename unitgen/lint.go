@@ -89,6 +89,9 @@ func (c *lintCtx) value(name, def string) (Directive, bool) {
 // Lint explains, per finding, what goes wrong when u is stopped, and the
 // fix. Warnings are about the file itself (unknown directives).
 func Lint(u *Unit, o LintOptions) []Finding {
+	if fs := lintNotAServer(u); fs != nil {
+		return fs
+	}
 	c := &lintCtx{u: u, opts: o}
 	starts := u.List("Service", "ExecStart")
 	if len(starts) == 0 {
@@ -198,6 +201,9 @@ func (c *lintCtx) lintStop() {
 		return
 	}
 	stop, stopSet := c.stopTimeout()
+	if p.Name == "uwsgi" && c.lintUWSGI(ks, ksSet, stop) {
+		return
+	}
 
 	var signalled, gracefulStop bool
 	for _, d := range c.u.List("Service", "ExecStop") {
@@ -236,7 +242,7 @@ func (c *lintCtx) lintStop() {
 			fmt.Sprintf("KillSignal=%s stops nothing and no ExecStop= stops %s: every stop waits out the stop timeout and ends in SIGKILL, cutting whatever is in flight", ks.Value, c.name),
 			fmt.Sprintf("set KillSignal=SIG%s (its graceful stop) with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
 	case !p.StopsGracefully(killSig):
-		problem := fmt.Sprintf("KillSignal=%s", ks.Value)
+		problem := fmt.Sprintf("KillSignal=%s is", ks.Value)
 		if !ksSet {
 			problem = "KillSignal is not set, so systemd sends SIGTERM,"
 		}
@@ -403,6 +409,9 @@ func (c *lintCtx) lintGraceshim() {
 				fmt.Sprintf("KillSignal=%s: graceshim translates SIGTERM into the daemon's graceful signal; %s is passed on as it is", ks.Value, signals.Name(sig)),
 				"remove KillSignal= (SIGTERM is the default)")
 		}
+	}
+	if c.preset.Name == "uwsgi" {
+		c.lintUWSGIGraceshim()
 	}
 	drain, kill, delay := c.graceshimBounds()
 	need := delay + drain + kill

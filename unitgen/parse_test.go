@@ -247,8 +247,8 @@ func TestConvertReload(t *testing.T) {
 	}
 }
 
-// TestDaemonArgv: env(1) and a shell that execs the daemon are looked
-// through; a shell that does not exec stays the command.
+// TestDaemonArgv: env(1), bundle exec and a shell that execs the daemon
+// are looked through; a shell that does not exec stays the command.
 func TestDaemonArgv(t *testing.T) {
 	tests := []struct {
 		argv []string
@@ -260,6 +260,11 @@ func TestDaemonArgv(t *testing.T) {
 		{[]string{"/bin/sh", "-c", "exec env PORT=80 /usr/bin/gunicorn app"}, "/usr/bin/gunicorn"},
 		{[]string{"/bin/sh", "-c", "/usr/sbin/nginx; echo done"}, "/bin/sh"},
 		{[]string{"/usr/sbin/nginx"}, "/usr/sbin/nginx"},
+		// Bundler execs the command (puma's docs/systemd.md: `bundle
+		// exec --keep-file-descriptors puma`).
+		{[]string{"/usr/local/bin/bundle", "exec", "--keep-file-descriptors", "puma", "-C", "config/puma.rb"}, "puma"},
+		{[]string{"bundle", "exec", "--gemfile", "/srv/app/Gemfile", "unicorn", "-c", "u.rb"}, "unicorn"},
+		{[]string{"bundle", "install"}, "bundle"},
 	}
 	for _, tc := range tests {
 		got := daemonArgv(tc.argv)

@@ -389,6 +389,23 @@ func daemonArgv(argv []string) []string {
 		switch filepath.Base(argv[0]) {
 		case "env":
 			argv = envCommand(argv[1:])
+		case "bundle", "bundler":
+			// `bundle exec puma ...`, the way Rails apps start puma,
+			// unicorn and sidekiq: Bundler execs the command in the
+			// same process (bundler/cli/exec.rb, kernel_exec; a Ruby
+			// script it loads in place, kernel_load), so the daemon
+			// keeps the pid. Options go before the command
+			// (--keep-file-descriptors, --gemfile=FILE).
+			if len(argv) < 3 || argv[1] != "exec" {
+				return argv
+			}
+			argv = argv[2:]
+			for len(argv) > 0 && strings.HasPrefix(argv[0], "-") {
+				if argv[0] == "--gemfile" && len(argv) > 1 {
+					argv = argv[1:]
+				}
+				argv = argv[1:]
+			}
 		case "sh", "bash", "dash", "ash", "zsh":
 			script, ok := shellScript(argv[1:])
 			if !ok {

@@ -1,0 +1,234 @@
+package unitgen
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// NotAServerError is a unit graceshim cannot run: a socket unit, a unit
+// of another type than a service, or a service started once per
+// connection. Its message says what the unit is and what to do instead.
+type NotAServerError struct{ msg string }
+
+func (e *NotAServerError) Error() string { return e.msg }
+
+func notAServer(format string, args ...any) error {
+	return &NotAServerError{msg: fmt.Sprintf(format, args...)}
+}
+
+// unitSuffixes are the unit types systemd.unit(5) names by suffix.
+var unitSuffixes = []string{".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target", ".path", ".timer", ".slice", ".scope"}
+
+// unitType is u's type: the suffix of its file name (systemd.unit(5)),
+// or, for a file named otherwise (a test copy, a drop-in .conf), the
+// type its sections say: [Socket] a socket, [Service] a service; "" when
+// neither tells.
+func unitType(u *Unit) string {
+	base := filepath.Base(u.File)
+	for _, s := range unitSuffixes {
+		if strings.HasSuffix(base, s) {
+			return strings.TrimPrefix(s, ".")
+		}
+	}
+	for _, s := range u.Sections {
+		switch s {
+		case "Socket":
+			return "socket"
+		case "Service":
+			return "service"
+		}
+	}
+	return ""
+}
+
+// unitName is u's file name without its type suffix: nginx for
+// nginx.service, sshd@ for sshd@.service.
+func unitName(u *Unit) string {
+	base := filepath.Base(u.File)
+	if i := strings.LastIndexByte(base, '.'); i > 0 {
+		return base[:i]
+	}
+	return base
+}
+
+// socketAccepts says whether a socket unit has Accept=yes: systemd then
+// accepts each connection itself and starts one instance of NAME@.service
+// per connection (systemd.socket(5), Accept=).
+func socketAccepts(u *Unit) bool {
+	d, ok := u.Get("Socket", "Accept")
+	return ok && isYes(d.Value)
+}
+
+// socketService is the service a socket unit starts: Service= when set,
+// else the unit of the same name, NAME.service, or with Accept=yes the
+// template NAME@.service (systemd.socket(5), Service= and Accept=).
+func socketService(u *Unit) string {
+	if d, ok := u.Get("Socket", "Service"); ok && d.Value != "" {
+		// A template socket's Service=NAME@%i.service names the
+		// template's instance: the file to convert is NAME@.service.
+		return strings.NewReplacer("%i", "", "%I", "").Replace(d.Value)
+	}
+	if socketAccepts(u) {
+		return unitName(u) + "@.service"
+	}
+	return unitName(u) + ".service"
+}
+
+// CheckServer says, as a *NotAServerError, why u is no unit of a
+// server graceshim can run, or nil when it may be one:
+//
+//   - a socket unit: graceshim runs the service it starts; the message
+//     names that service, or, with Accept=yes, says that there is none to
+//     drain;
+//   - a unit of another type (timer, mount, target, ...);
+//   - a service that systemd starts once per connection: a template whose
+//     standard input or output is the socket (StandardInput=socket, which
+//     systemd.exec(5) allows only from a socket with Accept=yes or a single
+//     socket: inetd style), or whose socket unit beside it, NAME.socket for
+//     NAME@.service, has Accept=yes. Each instance serves one connection
+//     and exits; it has no listening socket and nothing else in flight, so
+//     a graceful stop has nothing to wait for, and graceshim's wait for a
+//     listener before READY=1 would only hold every connection's start.
+func CheckServer(u *Unit) error {
+	switch t := unitType(u); t {
+	case "socket":
+		svc := socketService(u)
+		if socketAccepts(u) {
+			return notAServer("%s is a socket unit with Accept=yes: systemd accepts each connection itself and starts one %s per connection, which serves it and exits; no server outlives its connections, so there is no drain for graceshim to run (graceshim is for a server that accepts connections itself, Accept=no)", u.File, svc)
+		}
+		return notAServer("%s is a socket unit: graceshim runs the server, so convert the service it starts, %s (graceshim unit --from %s); that service gets these sockets and graceshim passes them on", u.File, svc, filepath.Join(filepath.Dir(u.File), svc))
+	case "service", "":
+	default:
+		return notAServer("%s is a %s unit, not a service: graceshim runs the server of a .service unit", u.File, t)
+	}
+	if d, why, ok := perConnection(u); ok {
+		if d.Line > 0 {
+			return notAServer("%s:%d: %s", u.File, d.Line, why)
+		}
+		return notAServer("%s: %s", u.File, why)
+	}
+	return nil
+}
+
+// perConnection says whether u is a service systemd starts once per
+// connection (see CheckServer), why, and the directive that says so
+// (line 0 when it is the socket beside it).
+func perConnection(u *Unit) (Directive, string, bool) {
+	if !strings.HasSuffix(unitName(u), "@") {
+		return Directive{}, "", false
+	}
+	for _, name := range []string{"StandardInput", "StandardOutput"} {
+		if d, ok := u.Get("Service", name); ok && d.Value == "socket" {
+			return d, fmt.Sprintf("%s=socket: systemd starts this service once per connection (from a socket with Accept=yes) and hands it that one connection, inetd style; it has no listening socket and no other connection to drain, so graceshim does not apply", name), true
+		}
+	}
+	sock := filepath.Join(filepath.Dir(u.File), strings.TrimSuffix(unitName(u), "@")+".socket")
+	data, err := os.ReadFile(sock)
+	if err != nil {
+		// No socket beside it, or none readable: nothing says it is
+		// per connection.
+		return Directive{}, "", false
+	}
+	s, _, err := Parse(sock, data)
+	if err != nil || !socketAccepts(s) {
+		return Directive{}, "", false
+	}
+	return Directive{Section: "Service", Name: "Service"}, fmt.Sprintf("its socket %s has Accept=yes: systemd starts one instance per connection and hands it that connection; no instance outlives its connection, so there is no drain for graceshim to run", sock), true
+}
+
+// lintNotAServer is lint's word on a unit CheckServer refuses: a note,
+// since such a unit loses nothing on stop that graceshim could keep.
+// A socket unit gets its own notes (lintSocket).
+func lintNotAServer(u *Unit) []Finding {
+	if unitType(u) == "socket" {
+		return lintSocket(u)
+	}
+	d, why, ok := perConnection(u)
+	if !ok {
+		return nil
+	}
+	if d.Line == 0 {
+		d.Line = 1
+	}
+	return []Finding{{File: u.File, Line: d.Line, Directive: d.Name, Severity: SeverityNote,
+		Problem: why,
+		Fix:     "nothing to change for graceshim: a stop of this unit ends connections one by one as their instances stop"}}
+}
+
+// lintSocket: a socket unit has no stop of its own to drain; say so, and
+// which service decides what a stop loses.
+func lintSocket(u *Unit) []Finding {
+	svc := socketService(u)
+	if socketAccepts(u) {
+		d, _ := u.Get("Socket", "Accept")
+		return []Finding{{File: u.File, Line: d.Line, Directive: "Accept", Severity: SeverityNote,
+			Problem: fmt.Sprintf("Accept=yes: systemd accepts each connection itself and starts one %s per connection, which serves it and exits; no server outlives its connections, so there is no drain for graceshim to run", svc),
+			Fix:     "nothing to change for a graceful stop; graceshim is for a server that accepts on the socket itself (Accept=no, as graceshim unit --socket writes)"}}
+	}
+	line := 1
+	for _, d := range u.Directives {
+		if d.Section == "Socket" && strings.HasPrefix(d.Name, "Listen") {
+			line = d.Line
+			break
+		}
+	}
+	return []Finding{{File: u.File, Line: line, Directive: "Socket", Severity: SeverityNote,
+		Problem: fmt.Sprintf("a socket unit has no stop of its own to drain: stopping it closes its listening sockets; what a stop or restart does to requests in flight is up to the service it starts, %s", svc),
+		Fix:     fmt.Sprintf("lint that service: graceshim lint %s", filepath.Join(filepath.Dir(u.File), svc))}}
+}
+
+// generatedMark starts every unit graceshim writes (generate.go,
+// socket.go): a socket unit beside a service that starts with it is
+// graceshim's own, from an earlier unit --socket.
+const generatedMark = "# Generated by graceshim"
+
+// CheckNoSocketYet says, as an error, that u is socket-activated already,
+// for unit --socket, which would write a second socket unit for it:
+// the service names a socket unit (Sockets=, or Requires=, Wants=,
+// BindsTo=, Requisite= on a .socket, as gunicorn's and Django
+// deployment guides write it), or a socket unit of its name lies beside
+// it (NAME.socket, or NAME@.socket for a template, as Debian's uwsgi
+// ships uwsgi-app@.socket), which systemd pairs with it without any
+// directive (systemd.socket(5): a socket activates the service of the
+// same name). That service gets the socket's listening sockets already
+// and graceshim passes them on, so it is converted without --socket; a
+// second socket unit would bind the same addresses, and replacing the
+// unit's own would lose its SocketUser=, SocketMode= and the rest.
+// A unit graceshim converted with --socket before (its ExecStart= runs
+// graceshim, its socket beside it is graceshim's) passes.
+func CheckNoSocketYet(u *Unit) error {
+	ours := false
+	if starts := u.List("Service", "ExecStart"); len(starts) > 0 {
+		if line, err := SplitExec(starts[len(starts)-1].Value); err == nil {
+			_, wrapper, _, _ := inner(line.Argv())
+			ours = wrapper == "graceshim"
+		}
+	}
+	again := fmt.Sprintf("convert it without --socket (graceshim unit --from %s): it gets that socket's listening sockets and graceshim passes them on", u.File)
+	if !ours {
+		for _, d := range u.Directives {
+			var names []string
+			switch {
+			case d.Section == "Service" && d.Name == "Sockets":
+				names = strings.Fields(d.Value)
+			case d.Section == "Unit" && (d.Name == "Requires" || d.Name == "Wants" || d.Name == "BindsTo" || d.Name == "Requisite"):
+				for _, n := range strings.Fields(d.Value) {
+					if strings.HasSuffix(n, ".socket") {
+						names = append(names, n)
+					}
+				}
+			}
+			if len(names) > 0 {
+				return fmt.Errorf("%s:%d: %s=%s: the service is socket-activated already; %s", u.File, d.Line, d.Name, d.Value, again)
+			}
+		}
+	}
+	sock := filepath.Join(filepath.Dir(u.File), unitName(u)+".socket")
+	data, err := os.ReadFile(sock)
+	if err != nil || strings.HasPrefix(string(data), generatedMark) {
+		return nil
+	}
+	return fmt.Errorf("%s: %s beside it activates it already (systemd pairs a socket with the service of its name); %s", u.File, sock, again)
+}

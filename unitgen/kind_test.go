@@ -1,0 +1,149 @@
+package unitgen
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// readNotServer parses a unit of testdata/unitgen/notservers under its
+// path, so that the socket beside a template can be found.
+func readNotServer(t *testing.T, name string) *Unit {
+	t.Helper()
+	path := filepath.Join(testdata, "notservers", name)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestNotAServer: a socket unit, a timer and a per-connection service
+// given to unit --from or lint are told apart from a server, with what
+// to do instead, rather than "no ExecStart=" or a unit that waits for a
+// listener sshd -i never opens.
+func TestNotAServer(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string // in CheckServer's message
+		// lint's one note: its directive and line.
+		directive string
+		line      int
+	}{
+		{"shell.socket", []string{"Accept=yes", "one shell@.service per connection", "no drain"}, "Accept", 10},
+		{"shell@.service", []string{"shell@.service:11:", "StandardInput=socket", "once per connection"}, "StandardInput", 11},
+		{"varlink@.service", []string{"varlink.socket has Accept=yes", "one instance per connection"}, "Service", 1},
+		{"app.socket", []string{"app.socket is a socket unit", "convert the service it starts, app.service", "--from " + filepath.Join(testdata, "notservers", "app.service")}, "Socket", 8},
+		// Service=logd@%i.service: the file to convert is the template.
+		{"log@.socket", []string{"the service it starts, logd@.service"}, "Socket", 8},
+		{"cleanup.timer", []string{"is a timer unit, not a service"}, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			u := readNotServer(t, tt.file)
+			err := CheckServer(u)
+			var ns *NotAServerError
+			if !errors.As(err, &ns) {
+				t.Fatalf("CheckServer: %v, want a NotAServerError", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("CheckServer: %q\nwant it to say %q", err, w)
+				}
+			}
+			for _, dropin := range []bool{false, true} {
+				if _, cerr := Convert(u, Options{SystemdVersion: 252}, dropin); !errors.As(cerr, &ns) {
+					t.Errorf("Convert(dropin=%v): %v, want the NotAServerError", dropin, cerr)
+				}
+			}
+			fs := Lint(u, LintOptions{SystemdVersion: 252})
+			if tt.directive == "" {
+				if len(fs) != 0 {
+					t.Errorf("Lint: %v, want nothing", fs)
+				}
+				return
+			}
+			if len(fs) != 1 || fs[0].Severity != SeverityNote || fs[0].Directive != tt.directive || fs[0].Line != tt.line {
+				t.Fatalf("Lint: %+v\nwant one note on %s at line %d", fs, tt.directive, tt.line)
+			}
+		})
+	}
+}
+
+// TestServersPass: every unit of a server in the test styles passes
+// CheckServer, the templates among them too (no socket beside them says
+// Accept=yes).
+func TestServersPass(t *testing.T) {
+	for _, in := range convertInputs {
+		u := readTestUnit(t, in)
+		if err := CheckServer(u); err != nil {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+}
+
+// readActivated parses a unit of testdata/unitgen/activated under its
+// path, so that the socket beside it can be found.
+func readActivated(t *testing.T, name string) *Unit {
+	t.Helper()
+	path := filepath.Join(testdata, "activated", name)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestSocketActivatedAlready: unit --socket on a service that has a
+// socket unit already would write a second one for the same addresses
+// (or replace the unit's own, losing SocketUser= and SocketMode=); it is
+// refused with the way to convert it, and the same units convert
+// without --socket.
+func TestSocketActivatedAlready(t *testing.T) {
+	tests := []struct {
+		file string
+		want string // in the error; "" passes
+	}{
+		{"web.service", "web.service:6: Requires=web.socket: the service is socket-activated already"},
+		{"pool@.service", "pool@.socket beside it activates it already"},
+		{"api.service", "Sockets=api-http.socket api-admin.socket"},
+		{"again.service", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			u := readActivated(t, tt.file)
+			err := CheckNoSocketYet(u)
+			_, cerr := Convert(u, Options{SystemdVersion: 252, Socket: "x.socket"}, false)
+			if tt.want == "" {
+				if err != nil || cerr != nil {
+					t.Fatalf("CheckNoSocketYet: %v; Convert: %v; want both to pass", err, cerr)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "convert it without --socket") {
+				t.Errorf("CheckNoSocketYet: %v\nwant %q and the way out", err, tt.want)
+			}
+			if cerr == nil || cerr.Error() != err.Error() {
+				t.Errorf("Convert with a socket: %v, want %v", cerr, err)
+			}
+			if _, err := Convert(u, Options{SystemdVersion: 252}, false); err != nil {
+				t.Errorf("Convert without a socket: %v", err)
+			}
+		})
+	}
+	for _, in := range convertInputs {
+		if err := CheckNoSocketYet(readTestUnit(t, in)); err != nil {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+}
