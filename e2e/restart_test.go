@@ -1050,12 +1050,25 @@ func testFDStoreOtherDaemon(t *testing.T, preset string) {
 // ends with the kill's status, systemd starts it again, and the stored
 // socket, which outlives the automatic restart, keeps the clients that
 // come meanwhile waiting for the next nginx instead of refusing them.
+//
+// Without Restart= the unit goes down and systemd closes the stored
+// socket itself: the port refuses.
 func TestRestartFDStoreAfterCrash(t *testing.T) {
+	for _, restart := range []bool{true, false} {
+		t.Run(map[bool]string{true: "Restart=on-failure", false: "no Restart="}[restart], func(t *testing.T) { testFDStoreAfterCrash(t, restart) })
+	}
+}
+
+func testFDStoreAfterCrash(t *testing.T, restart bool) {
 	u := userManager(t)
 	bin := needGraceshim(t)
 	site := newNginxSite(t, nginxOpts{})
-	name := unitName("fdstore-crash")
-	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8\nRestart=on-failure\nRestartSec=1"))
+	name := unitName(map[bool]string{true: "fdstore-crash", false: "fdstore-crash-norestart"}[restart])
+	extra := "FileDescriptorStoreMax=8"
+	if restart {
+		extra += "\nRestart=on-failure\nRestartSec=1"
+	}
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", extra))
 	u.Start(t, name)
 	waitServing(t, u, name, site)
 	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
@@ -1072,6 +1085,21 @@ func TestRestartFDStoreAfterCrash(t *testing.T) {
 	var master int
 	if _, err := fmt.Sscan(string(b), &master); err != nil {
 		t.Fatalf("no child of graceshim %d: %q", shim, b)
+	}
+	if !restart {
+		if err := syscall.Kill(master, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "ActiveState") == "failed" }) {
+			t.Fatalf("the unit is not down\n%s\nlog:\n%s", u.Status(t, name), u.UnitLog(t, name))
+		}
+		if n := u.Show(t, name, "NFileDescriptorStore"); n != "0" {
+			t.Errorf("NFileDescriptorStore=%s with the unit down, want 0", n)
+		}
+		if c := connectOnce(site.Port); c != "refused" {
+			t.Errorf("a connection with the unit down met %q, want refused\nlog:\n%s", c, u.UnitLog(t, name))
+		}
+		return
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", site.Port)
 	stop := startArrivals(addr)
