@@ -1122,3 +1122,40 @@ func testFDStoreAfterCrash(t *testing.T, restart bool) {
 		t.Errorf("NFileDescriptorStore=%s after the automatic restart, want 1\nlog:\n%s", n, u.UnitLog(t, name))
 	}
 }
+
+// TestRestartFDStoreSignalledRestart: a unit with Restart=always whose
+// graceshim is sent TERM directly (systemctl kill, a kill by hand) stops
+// with no job of systemd's and is started again by Restart=: a restart,
+// so the stored socket stays and the clients that come meanwhile wait
+// for the next nginx. (systemctl stop is a stop, which releases them:
+// TestRestart's fd store case.)
+func TestRestartFDStoreSignalledRestart(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	name := unitName("fdstore-signalled")
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8\nRestart=always\nRestartSec=1"))
+	u.Start(t, name)
+	waitServing(t, u, name, site)
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
+		t.Fatalf("NFileDescriptorStore=%s, want 1\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
+	}
+	shim := u.MainPID(t, name)
+	addr := fmt.Sprintf("127.0.0.1:%d", site.Port)
+	stop := startArrivals(addr)
+	if _, err := u.systemctl("kill", "--kill-who=main", "--signal=TERM", name); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		pid := u.MainPID(t, name)
+		return pid != 0 && pid != shim && u.Show(t, name, "ActiveState") == "active"
+	}) {
+		t.Fatalf("no new graceshim\n%s\nlog:\n%s", u.Status(t, name), u.UnitLog(t, name))
+	}
+	waitServing(t, u, name, site)
+	got := stop()
+	t.Logf("figures: the fd store, TERM to graceshim with Restart=always after 1s: clients %s", got)
+	if got.failed() != 0 || got.total < 25 {
+		t.Errorf("clients %s, want none failed of at least 25\nlog:\n%s", got, u.UnitLog(t, name))
+	}
+}
