@@ -856,6 +856,57 @@ func TestE2ESocketUnitConvertedDebianHAProxy(t *testing.T) {
 	exerciseSocketPair(t, p)
 }
 
+// TestE2ESocketUnitHAProxyStartPreCheck: a HAProxy unit that checks its
+// configuration before each start (ExecStartPre=haproxy -c, as HAProxy's
+// own contrib/systemd unit of 1.5-1.7 and Fedora's haproxy.service do),
+// converted with --socket into a drop-in. systemd runs ExecStartPre=
+// without the socket unit's sockets, where "bind fd@3" fails the check:
+// kept, the service never starts. The drop-in resets ExecStartPre= and
+// keeps the unit's other start step; the pair serves, reloads and
+// restarts refusing no one.
+func TestE2ESocketUnitHAProxyStartPreCheck(t *testing.T) {
+	orig := shippedUnit(t, "haproxy", "/usr/sbin/haproxy")
+	bin := needGraceshim(t)
+	u := userManager(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	writeFile(t, cfg, "defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind fd@3\n  http-request return status 200 content-type text/plain lf-string \"ok %pid\\n\"\n")
+	unit := replaceAll(t, orig, "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG="+cfg)
+	unit = replaceAll(t, unit, "PIDFILE=/run/haproxy.pid", "PIDFILE="+filepath.Join(dir, "haproxy.pid"))
+	unit = replaceAll(t, unit, "-S /run/haproxy-master.sock", "-S "+filepath.Join(dir, "master.sock"))
+	unit = replaceAll(t, unit, "BindReadOnlyPaths=/dev/log", "BindReadOnlyPaths=-/dev/log")
+	started := filepath.Join(dir, "started")
+	unit = replaceAll(t, unit, "ExecStart=", "ExecStartPre=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS\nExecStartPre=/usr/bin/touch "+started+"\nExecStart=")
+	name := strings.TrimSuffix(unitName("sock-haproxy-prechk"), ".service")
+	src := filepath.Join(t.TempDir(), name+".service")
+	writeFile(t, src, unit)
+	dropDir := filepath.Join(t.TempDir(), name+".service.d")
+	if err := os.Mkdir(dropDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if stdout, stderr, code := graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket", "--dropin",
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--output", filepath.Join(dropDir, "graceshim.conf")); code != 0 {
+		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
+	}
+	dropin, err := os.ReadFile(filepath.Join(dropDir, "graceshim.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := os.ReadFile(filepath.Join(filepath.Dir(dropDir), name+".socket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(dropin), "\nExecStartPre=\nExecStartPre=/usr/bin/touch "+started+"\n") {
+		t.Fatalf("the drop-in does not reset ExecStartPre= and keep the other step:\n%s", dropin)
+	}
+	p := installPair(t, u, name, port, unit, string(sock), string(dropin))
+	exerciseSocketPair(t, p)
+	if _, err := os.Stat(started); err != nil {
+		t.Errorf("the unit's own ExecStartPre= did not run: %v", err)
+	}
+}
+
 // TestE2ESocketUnitNginxTwoSockets: two listen directives, IPv4 and IPv6
 // loopback on one port, become two ListenStream= lines, which nginx gets
 // as NGINX="3;4;" and serves both across a restart.
