@@ -17,7 +17,9 @@ import (
 // directory foo.service.d/ may exist"). So `systemctl edit nginx`'s
 // override.conf, applied after graceshim.conf, replaces the ExecStart=
 // that runs graceshim, and graceshim never runs; or its TimeoutStopSec=
-// cuts graceshim's drain. A drop-in applied before ours that sets
+// cuts graceshim's drain (measured with systemd 252's user manager:
+// graceshim.conf and override.conf both setting ExecStart= and
+// TimeoutStopSec=, the unit ran override.conf's). A drop-in applied before ours that sets
 // ExecStart= had the command systemd runs, which ours replaces with the
 // unit file's; from, the unit converted, shows whether it was read
 // (systemctl cat prints the drop-ins too).
