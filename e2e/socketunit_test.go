@@ -907,6 +907,97 @@ func TestE2ESocketUnitHAProxyStartPreCheck(t *testing.T) {
 	}
 }
 
+// TestE2ESocketUnitDebianUWSGIApp: Debian's uwsgi-app@.service, which
+// Debian's uwsgi-app@.socket beside it activates (nothing in the service
+// names the socket). unit --socket refuses it, exit 2, saying that the
+// socket beside it activates it. Converted without --socket, the service
+// gets the socket unit's socket through graceshim, serves on it and
+// restarts refusing no one. It gets no ExecReload= (Debian's has none):
+// a reload makes uWSGI exec itself again, and it keeps systemd's socket
+// only where its ini names it (measured: with no socket option the
+// reloaded master exits 1, "The -s/--socket option is missing"; with
+// http-socket = the address it serves on), and graceshim cannot read
+// Debian's %i.ini to tell.
+//
+// For the user manager here the instance is installed as NAME@app.service
+// and NAME@app.socket (%i is "app") without the User=, Group=,
+// DynamicUser= and StateDirectory= a user manager cannot give; the socket
+// listens on TCP loopback instead of /var/run/uwsgi/%i.socket, and the
+// app's ini speaks HTTP on it (protocol = http) with the master hook that
+// makes TERM uWSGI's graceful stop. Debian's pair has no Requires=, so
+// stopping the socket leaves the service running; the test stops both.
+func TestE2ESocketUnitDebianUWSGIApp(t *testing.T) {
+	svcPath, sockPath := "/lib/systemd/system/uwsgi-app@.service", "/lib/systemd/system/uwsgi-app@.socket"
+	svcData, err := os.ReadFile(svcPath)
+	if err != nil {
+		t.Skipf("%s is not installed: %v", svcPath, err)
+	}
+	sockData, err := os.ReadFile(sockPath)
+	if err != nil {
+		t.Skipf("%s is not installed: %v", sockPath, err)
+	}
+	needCmd(t, "uwsgi")
+	bin := needGraceshim(t)
+	u := userManager(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	writeFile(t, filepath.Join(dir, "app.py"), `import os
+
+def app(environ, start_response):
+    body = ("ok %d\n" % os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`)
+	writeFile(t, filepath.Join(dir, "app.ini"), "[uwsgi]\nplugins = python3\nmaster = true\nprocesses = 2\ndisable-logging = true\nchdir = "+dir+
+		"\nwsgi-file = app.py\ncallable = app\nprotocol = http\nhook-master-start = unix_signal:15 gracefully_kill_them_all\n")
+	sock := replaceAll(t, string(sockData), "ListenStream=/var/run/uwsgi/%i.socket", fmt.Sprintf("ListenStream=127.0.0.1:%d", port))
+	sock = replaceAll(t, sock, "SocketUser=www-data\n", "")
+	svc := replaceAll(t, string(svcData), "/etc/uwsgi/apps-available/%i.ini", filepath.Join(dir, "%i.ini"))
+	var kept []string
+	for _, l := range strings.Split(svc, "\n") {
+		drop := false
+		for _, p := range []string{"User=", "Group=", "DynamicUser=", "StateDirectory="} {
+			drop = drop || strings.HasPrefix(l, p)
+		}
+		if !drop {
+			kept = append(kept, l)
+		}
+	}
+	svc = strings.Join(kept, "\n")
+	tmpl := strings.TrimSuffix(unitName("deb-uwsgi-app"), ".service") + "@"
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, tmpl+".service"), svc)
+	writeFile(t, filepath.Join(src, tmpl+".socket"), sock)
+
+	_, errOut, code := graceshimCmd(t, "unit", "--graceshim", bin, "--from", filepath.Join(src, tmpl+".service"), "--socket")
+	if code != exitUsage || !strings.Contains(errOut, tmpl+".socket beside it activates it already") {
+		t.Fatalf("unit --socket on Debian's socket-activated uwsgi-app@: exit %d, %q; want exit %d naming the socket beside it", code, errOut, exitUsage)
+	}
+	_, errOut, code = graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim", bin, "--from", filepath.Join(src, tmpl+".service"))
+	if code != 0 || !strings.Contains(errOut, "no ExecReload= added") {
+		t.Fatalf("unit --from: exit %d, %q; want 0 and a warning that no ExecReload= was added", code, errOut)
+	}
+	conv := mustUnit(t, "--systemd-version=252", "--graceshim", bin, "--from", filepath.Join(src, tmpl+".service"))
+	if strings.Contains(conv, "\nExecReload=") {
+		t.Fatalf("the converted unit reloads uwsgi, which would lose its socket:\n%s", conv)
+	}
+	p := installPair(t, u, tmpl+"app", port, conv, sock, "")
+	if _, err := u.systemctl("start", p.socket()); err != nil {
+		t.Fatalf("%v\n%s", err, u.Status(t, p.socket()))
+	}
+	inode := listenInode(t, port)
+	if inode == 0 {
+		t.Fatalf("nothing listens on 127.0.0.1:%d once the socket started", port)
+	}
+	p.get(t)
+	p.waitActive(t, "after the first connection")
+	restartWithoutRefusals(t, p, inode)
+	u.Stop(t, p.service())
+	if r := u.Show(t, p.service(), "Result"); r != "success" {
+		t.Errorf("Result=%s after stop, want success\n%s", r, u.UnitLog(t, p.service()))
+	}
+}
+
 // TestE2ESocketUnitNginxTwoSockets: two listen directives, IPv4 and IPv6
 // loopback on one port, become two ListenStream= lines, which nginx gets
 // as NGINX="3;4;" and serves both across a restart.

@@ -515,6 +515,14 @@ func (c *converter) convertReload() error {
 	if o.Preset.Name == "caddy" && len(rs) == 0 && caddyResumes(DaemonArgv(o.Argv)) {
 		c.note("no ExecReload= added: caddy run --resume takes its configuration through its admin API, and caddy reload, which reads a file, has none to read")
 	}
+	if o.Preset.Name == "uwsgi" && len(rs) == 0 {
+		if why := uwsgiReloadLosesSockets(c.u, DaemonArgv(o.Argv)); why != "" {
+			// The unit had no reload; one that ends uwsgi is worse.
+			c.note("no ExecReload= added: %s, and without them the reloaded uwsgi exits", why)
+			c.warn(0, "no ExecReload= added: %s; once they are named, add ExecReload=%s reload $MAINPID", why, o.Graceshim)
+			return nil
+		}
+	}
 	// graceshim reload when the unit's reload signalled the daemon, or
 	// when the unit had no reload and the daemon has one.
 	if o.reloads() && (dropped || len(rs) == 0) {
