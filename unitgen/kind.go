@@ -43,6 +43,18 @@ func unitType(u *Unit) string {
 	return ""
 }
 
+// dropinOf says whether u is a drop-in, NAME.service.d/FILE.conf (or
+// any unit type's NAME.TYPE.d/), and of which unit. A drop-in only
+// changes the unit it belongs to (systemd.unit(5)): read alone it lacks
+// the unit's Type=, PIDFile=, KillSignal= and the rest.
+func dropinOf(u *Unit) (string, bool) {
+	dir := filepath.Base(filepath.Dir(u.File))
+	if filepath.Ext(u.File) != ".conf" || !strings.HasSuffix(dir, ".d") {
+		return "", false
+	}
+	return strings.TrimSuffix(dir, ".d"), true
+}
+
 // unitName is u's file name without its type suffix: nginx for
 // nginx.service, sshd@ for sshd@.service.
 func unitName(u *Unit) string {
@@ -92,6 +104,9 @@ func socketService(u *Unit) string {
 //     a graceful stop has nothing to wait for, and graceshim's wait for a
 //     listener before READY=1 would only hold every connection's start.
 func CheckServer(u *Unit) error {
+	if of, ok := dropinOf(u); ok {
+		return notAServer("%s is a drop-in of %s: it changes that unit and cannot be read alone (systemd.unit(5)); read the unit with its drop-ins as systemd does: graceshim unit --from <(systemctl cat %s)", u.File, of, of)
+	}
 	switch t := unitType(u); t {
 	case "socket":
 		svc := socketService(u)
@@ -142,6 +157,11 @@ func perConnection(u *Unit) (Directive, string, bool) {
 // since such a unit loses nothing on stop that graceshim could keep.
 // A socket unit gets its own notes (lintSocket).
 func lintNotAServer(u *Unit) []Finding {
+	if of, ok := dropinOf(u); ok {
+		return []Finding{{File: u.File, Line: 1, Directive: "drop-in", Severity: SeverityNote,
+			Problem: fmt.Sprintf("a drop-in of %s: it changes that unit and cannot be judged alone (the KillSignal=, ExecStop= and timeouts in force may be the unit's)", of),
+			Fix:     fmt.Sprintf("lint the unit with its drop-ins as systemd reads them: graceshim lint <(systemctl cat %s)", of)}}
+	}
 	if unitType(u) == "socket" {
 		return lintSocket(u)
 	}
