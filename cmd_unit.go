@@ -48,6 +48,7 @@ func unitCommand() *cli.Command {
 		Usage:     "print a systemd unit that runs a command under graceshim, or convert an existing one",
 		UsageText: "graceshim unit [flags] [--socket] -- COMMAND [ARGS...]\ngraceshim unit [flags] --from FILE [--dropin] [--socket]",
 		Description: "exit status: 2 bad flags or input, 3 an output file exists (without --force) or cannot be written,\n" +
+			"or a drop-in beside it (NAME.service.d/*.conf) would undo it,\n" +
 			"7 --socket refused: the daemon cannot take systemd's sockets as configured (the message says what to change).\n" +
 			"Nothing is written on any error.",
 		Flags:  flags,
@@ -173,6 +174,19 @@ func unitAction(c *cli.Context) error {
 	warns = append(warns, unitgen.CommandWarnings(name, o.Argv[0], o.Graceshim)...)
 	for _, w := range warns {
 		fmt.Fprintf(c.App.ErrWriter, "graceshim: warning: %s\n", w)
+	}
+	svcPath := c.String("output")
+	if pair != nil {
+		svcPath = pair.svcPath
+	}
+	if svcPath != "" {
+		var fromUnit *unitgen.Unit
+		if from != nil {
+			fromUnit = from.unit
+		}
+		if err := unitgen.CheckDropins(svcPath, out, fromUnit); err != nil {
+			return withCode(exitWrite, err)
+		}
 	}
 	if pair != nil {
 		return pair.write(c, out)

@@ -65,6 +65,13 @@ func newSocketPair(c *cli.Context, from string, argv []string) (*socketPair, err
 	if p.name == "" || strings.ContainsAny(p.name, "/ \t\n") {
 		return nil, usageErrorf("--socket: %q is no unit name; pass --output DIR/NAME", p.name)
 	}
+	if p.sockPath != "" {
+		// A socket unit of the admin's where ours would go: --force
+		// would replace it and lose its SocketUser=, SocketMode=, ...
+		if data, err := os.ReadFile(p.sockPath); err == nil && !unitgen.Generated(data) {
+			return nil, usageErrorf("--socket: %s exists and graceshim did not write it: %s.service has a socket unit already; write the service without --socket (it gets that socket's sockets and graceshim passes them on), or remove %s first", p.sockPath, p.name, p.sockPath)
+		}
+	}
 	return p, nil
 }
 

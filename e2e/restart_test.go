@@ -1044,3 +1044,118 @@ func testFDStoreOtherDaemon(t *testing.T, preset string) {
 		t.Errorf("a connection to nginx's old port %d met %q, want refused\nlog:\n%s", site.Port, c, u.UnitLog(t, name))
 	}
 }
+
+// TestRestartFDStoreAfterCrash: nginx's master killed (SIGKILL, as the
+// OOM killer does) under a unit with Restart=on-failure: graceshim
+// ends with the kill's status, systemd starts it again, and the stored
+// socket, which outlives the automatic restart, keeps the clients that
+// come meanwhile waiting for the next nginx instead of refusing them.
+//
+// Without Restart= the unit goes down and systemd closes the stored
+// socket itself: the port refuses.
+func TestRestartFDStoreAfterCrash(t *testing.T) {
+	for _, restart := range []bool{true, false} {
+		t.Run(map[bool]string{true: "Restart=on-failure", false: "no Restart="}[restart], func(t *testing.T) { testFDStoreAfterCrash(t, restart) })
+	}
+}
+
+func testFDStoreAfterCrash(t *testing.T, restart bool) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	name := unitName(map[bool]string{true: "fdstore-crash", false: "fdstore-crash-norestart"}[restart])
+	extra := "FileDescriptorStoreMax=8"
+	if restart {
+		extra += "\nRestart=on-failure\nRestartSec=1"
+	}
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", extra))
+	u.Start(t, name)
+	waitServing(t, u, name, site)
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
+		t.Fatalf("NFileDescriptorStore=%s, want 1\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
+	}
+	shim := u.MainPID(t, name)
+	// Any of graceshim's threads may have started it.
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", shim))
+	var b []byte
+	for _, task := range tasks {
+		kids, _ := os.ReadFile(task)
+		b = append(b, kids...)
+	}
+	var master int
+	if _, err := fmt.Sscan(string(b), &master); err != nil {
+		t.Fatalf("no child of graceshim %d: %q", shim, b)
+	}
+	if !restart {
+		if err := syscall.Kill(master, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "ActiveState") == "failed" }) {
+			t.Fatalf("the unit is not down\n%s\nlog:\n%s", u.Status(t, name), u.UnitLog(t, name))
+		}
+		if n := u.Show(t, name, "NFileDescriptorStore"); n != "0" {
+			t.Errorf("NFileDescriptorStore=%s with the unit down, want 0", n)
+		}
+		if c := connectOnce(site.Port); c != "refused" {
+			t.Errorf("a connection with the unit down met %q, want refused\nlog:\n%s", c, u.UnitLog(t, name))
+		}
+		return
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", site.Port)
+	stop := startArrivals(addr)
+	if err := syscall.Kill(master, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		pid := u.MainPID(t, name)
+		return pid != 0 && pid != shim && strings.Count(u.UnitLog(t, name), "using inherited sockets") > 0
+	}) {
+		t.Fatalf("no new graceshim on the stored socket\n%s\nlog:\n%s", u.Status(t, name), u.UnitLog(t, name))
+	}
+	waitServing(t, u, name, site)
+	got := stop()
+	t.Logf("figures: the fd store, nginx's master killed, Restart=on-failure after 1s: clients %s", got)
+	if got.failed() != 0 || got.total < 25 {
+		t.Errorf("clients %s, want none failed of at least 25\nlog:\n%s", got, u.UnitLog(t, name))
+	}
+	if n := u.Show(t, name, "NFileDescriptorStore"); n != "1" {
+		t.Errorf("NFileDescriptorStore=%s after the automatic restart, want 1\nlog:\n%s", n, u.UnitLog(t, name))
+	}
+}
+
+// TestRestartFDStoreSignalledRestart: a unit with Restart=always whose
+// graceshim is sent TERM directly (systemctl kill, a kill by hand) stops
+// with no job of systemd's and is started again by Restart=: a restart,
+// so the stored socket stays and the clients that come meanwhile wait
+// for the next nginx. (systemctl stop is a stop, which releases them:
+// TestRestart's fd store case.)
+func TestRestartFDStoreSignalledRestart(t *testing.T) {
+	u := userManager(t)
+	bin := needGraceshim(t)
+	site := newNginxSite(t, nginxOpts{})
+	name := unitName("fdstore-signalled")
+	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8\nRestart=always\nRestartSec=1"))
+	u.Start(t, name)
+	waitServing(t, u, name, site)
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
+		t.Fatalf("NFileDescriptorStore=%s, want 1\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
+	}
+	shim := u.MainPID(t, name)
+	addr := fmt.Sprintf("127.0.0.1:%d", site.Port)
+	stop := startArrivals(addr)
+	if _, err := u.systemctl("kill", "--kill-who=main", "--signal=TERM", name); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+		pid := u.MainPID(t, name)
+		return pid != 0 && pid != shim && u.Show(t, name, "ActiveState") == "active"
+	}) {
+		t.Fatalf("no new graceshim\n%s\nlog:\n%s", u.Status(t, name), u.UnitLog(t, name))
+	}
+	waitServing(t, u, name, site)
+	got := stop()
+	t.Logf("figures: the fd store, TERM to graceshim with Restart=always after 1s: clients %s", got)
+	if got.failed() != 0 || got.total < 25 {
+		t.Errorf("clients %s, want none failed of at least 25\nlog:\n%s", got, u.UnitLog(t, name))
+	}
+}

@@ -856,6 +856,148 @@ func TestE2ESocketUnitConvertedDebianHAProxy(t *testing.T) {
 	exerciseSocketPair(t, p)
 }
 
+// TestE2ESocketUnitHAProxyStartPreCheck: a HAProxy unit that checks its
+// configuration before each start (ExecStartPre=haproxy -c, as HAProxy's
+// own contrib/systemd unit of 1.5-1.7 and Fedora's haproxy.service do),
+// converted with --socket into a drop-in. systemd runs ExecStartPre=
+// without the socket unit's sockets, where "bind fd@3" fails the check:
+// kept, the service never starts. The drop-in resets ExecStartPre= and
+// keeps the unit's other start step; the pair serves, reloads and
+// restarts refusing no one.
+func TestE2ESocketUnitHAProxyStartPreCheck(t *testing.T) {
+	orig := shippedUnit(t, "haproxy", "/usr/sbin/haproxy")
+	bin := needGraceshim(t)
+	u := userManager(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	writeFile(t, cfg, "defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind fd@3\n  http-request return status 200 content-type text/plain lf-string \"ok %pid\\n\"\n")
+	unit := replaceAll(t, orig, "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG="+cfg)
+	unit = replaceAll(t, unit, "PIDFILE=/run/haproxy.pid", "PIDFILE="+filepath.Join(dir, "haproxy.pid"))
+	unit = replaceAll(t, unit, "-S /run/haproxy-master.sock", "-S "+filepath.Join(dir, "master.sock"))
+	unit = replaceAll(t, unit, "BindReadOnlyPaths=/dev/log", "BindReadOnlyPaths=-/dev/log")
+	started := filepath.Join(dir, "started")
+	unit = replaceAll(t, unit, "ExecStart=", "ExecStartPre=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS\nExecStartPre=/usr/bin/touch "+started+"\nExecStart=")
+	name := strings.TrimSuffix(unitName("sock-haproxy-prechk"), ".service")
+	src := filepath.Join(t.TempDir(), name+".service")
+	writeFile(t, src, unit)
+	dropDir := filepath.Join(t.TempDir(), name+".service.d")
+	if err := os.Mkdir(dropDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if stdout, stderr, code := graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket", "--dropin",
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--output", filepath.Join(dropDir, "graceshim.conf")); code != 0 {
+		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
+	}
+	dropin, err := os.ReadFile(filepath.Join(dropDir, "graceshim.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := os.ReadFile(filepath.Join(filepath.Dir(dropDir), name+".socket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(dropin), "\nExecStartPre=\nExecStartPre=/usr/bin/touch "+started+"\n") {
+		t.Fatalf("the drop-in does not reset ExecStartPre= and keep the other step:\n%s", dropin)
+	}
+	p := installPair(t, u, name, port, unit, string(sock), string(dropin))
+	exerciseSocketPair(t, p)
+	if _, err := os.Stat(started); err != nil {
+		t.Errorf("the unit's own ExecStartPre= did not run: %v", err)
+	}
+}
+
+// TestE2ESocketUnitDebianUWSGIApp: Debian's uwsgi-app@.service, which
+// Debian's uwsgi-app@.socket beside it activates (nothing in the service
+// names the socket). unit --socket refuses it, exit 2, saying that the
+// socket beside it activates it. Converted without --socket, the service
+// gets the socket unit's socket through graceshim, serves on it and
+// restarts refusing no one. It gets no ExecReload= (Debian's has none):
+// a reload makes uWSGI exec itself again, and it keeps systemd's socket
+// only where its ini names it (measured: with no socket option the
+// reloaded master exits 1, "The -s/--socket option is missing"; with
+// http-socket = the address it serves on), and graceshim cannot read
+// Debian's %i.ini to tell.
+//
+// For the user manager here the instance is installed as NAME@app.service
+// and NAME@app.socket (%i is "app") without the User=, Group=,
+// DynamicUser= and StateDirectory= a user manager cannot give; the socket
+// listens on TCP loopback instead of /var/run/uwsgi/%i.socket, and the
+// app's ini speaks HTTP on it (protocol = http) with the master hook that
+// makes TERM uWSGI's graceful stop. Debian's pair has no Requires=, so
+// stopping the socket leaves the service running; the test stops both.
+func TestE2ESocketUnitDebianUWSGIApp(t *testing.T) {
+	svcPath, sockPath := "/lib/systemd/system/uwsgi-app@.service", "/lib/systemd/system/uwsgi-app@.socket"
+	svcData, err := os.ReadFile(svcPath)
+	if err != nil {
+		t.Skipf("%s is not installed: %v", svcPath, err)
+	}
+	sockData, err := os.ReadFile(sockPath)
+	if err != nil {
+		t.Skipf("%s is not installed: %v", sockPath, err)
+	}
+	needCmd(t, "uwsgi")
+	bin := needGraceshim(t)
+	u := userManager(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	writeFile(t, filepath.Join(dir, "app.py"), `import os
+
+def app(environ, start_response):
+    body = ("ok %d\n" % os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+`)
+	writeFile(t, filepath.Join(dir, "app.ini"), "[uwsgi]\nplugins = python3\nmaster = true\nprocesses = 2\ndisable-logging = true\nchdir = "+dir+
+		"\nwsgi-file = app.py\ncallable = app\nprotocol = http\nhook-master-start = unix_signal:15 gracefully_kill_them_all\n")
+	sock := replaceAll(t, string(sockData), "ListenStream=/var/run/uwsgi/%i.socket", fmt.Sprintf("ListenStream=127.0.0.1:%d", port))
+	sock = replaceAll(t, sock, "SocketUser=www-data\n", "")
+	svc := replaceAll(t, string(svcData), "/etc/uwsgi/apps-available/%i.ini", filepath.Join(dir, "%i.ini"))
+	var kept []string
+	for _, l := range strings.Split(svc, "\n") {
+		drop := false
+		for _, p := range []string{"User=", "Group=", "DynamicUser=", "StateDirectory="} {
+			drop = drop || strings.HasPrefix(l, p)
+		}
+		if !drop {
+			kept = append(kept, l)
+		}
+	}
+	svc = strings.Join(kept, "\n")
+	tmpl := strings.TrimSuffix(unitName("deb-uwsgi-app"), ".service") + "@"
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, tmpl+".service"), svc)
+	writeFile(t, filepath.Join(src, tmpl+".socket"), sock)
+
+	_, errOut, code := graceshimCmd(t, "unit", "--graceshim", bin, "--from", filepath.Join(src, tmpl+".service"), "--socket")
+	if code != exitUsage || !strings.Contains(errOut, tmpl+".socket beside it activates it already") {
+		t.Fatalf("unit --socket on Debian's socket-activated uwsgi-app@: exit %d, %q; want exit %d naming the socket beside it", code, errOut, exitUsage)
+	}
+	_, errOut, code = graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim", bin, "--from", filepath.Join(src, tmpl+".service"))
+	if code != 0 || !strings.Contains(errOut, "no ExecReload= added") {
+		t.Fatalf("unit --from: exit %d, %q; want 0 and a warning that no ExecReload= was added", code, errOut)
+	}
+	conv := mustUnit(t, "--systemd-version=252", "--graceshim", bin, "--from", filepath.Join(src, tmpl+".service"))
+	if strings.Contains(conv, "\nExecReload=") {
+		t.Fatalf("the converted unit reloads uwsgi, which would lose its socket:\n%s", conv)
+	}
+	p := installPair(t, u, tmpl+"app", port, conv, sock, "")
+	if _, err := u.systemctl("start", p.socket()); err != nil {
+		t.Fatalf("%v\n%s", err, u.Status(t, p.socket()))
+	}
+	inode := listenInode(t, port)
+	if inode == 0 {
+		t.Fatalf("nothing listens on 127.0.0.1:%d once the socket started", port)
+	}
+	p.get(t)
+	p.waitActive(t, "after the first connection")
+	restartWithoutRefusals(t, p, inode)
+	u.Stop(t, p.service())
+	if r := u.Show(t, p.service(), "Result"); r != "success" {
+		t.Errorf("Result=%s after stop, want success\n%s", r, u.UnitLog(t, p.service()))
+	}
+}
+
 // TestE2ESocketUnitNginxTwoSockets: two listen directives, IPv4 and IPv6
 // loopback on one port, become two ListenStream= lines, which nginx gets
 // as NGINX="3;4;" and serves both across a restart.

@@ -12,6 +12,7 @@ package e2e
 // machine; each change is named where it is made.
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -518,5 +519,77 @@ func fcgiPing(addr, path string) (string, error) {
 			}
 			return string(rest), nil
 		}
+	}
+}
+
+// TestE2EConvertedDebianMemcached: Debian's memcached.service runs
+// memcached through systemd-memcached-wrapper, which execs it with the
+// options of the file it is given. The converted unit runs it with
+// --preset=memcached, so graceshim says it has no graceful stop instead
+// of promising a drain; it starts, serves, and stops with
+// Result=success, its client connection closed at the stop.
+func TestE2EConvertedDebianMemcached(t *testing.T) {
+	orig := shippedUnit(t, "memcached", "/usr/bin/memcached")
+	wrapper := "/usr/share/memcached/scripts/systemd-memcached-wrapper"
+	if _, err := os.Stat(wrapper); err != nil {
+		t.Skipf("%s is not installed: %v", wrapper, err)
+	}
+	siteOutsideTmp(t) // PrivateTmp=true: graceshim and the config must not be in /tmp
+	bin := needGraceshim(t)
+	u := userManager(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin = copyFile(t, bin, filepath.Join(dir, "graceshim"))
+	port := freePort(t)
+	conf := filepath.Join(dir, "memcached.conf")
+	// The wrapper reads options one per line (its own parser: "-x value").
+	writeFile(t, conf, fmt.Sprintf("-m 16\n-p %d\n-U 0\n-l 127.0.0.1\n-u root\n", port))
+	unit := replaceAll(t, orig, "/etc/memcached.conf", conf)
+	// What the root user manager here cannot give the shipped unit (as
+	// for Debian's redis-server.service in TestE2EConvertedDebianRedis):
+	// ProtectKernelTunables= and ProtectControlGroups= fail with
+	// 226/NAMESPACE here.
+	var kept []string
+	for _, l := range strings.Split(unit, "\n") {
+		if !strings.HasPrefix(l, "ProtectKernelTunables=") && !strings.HasPrefix(l, "ProtectControlGroups=") {
+			kept = append(kept, l)
+		}
+	}
+	conv := convertUnit(t, bin, "memcached.service", strings.Join(kept, "\n"))
+	for _, want := range []string{"--preset=memcached -- " + wrapper, "has no graceful stop"} {
+		if !strings.Contains(conv, want) {
+			t.Fatalf("converted unit lacks %q:\n%s", want, conv)
+		}
+	}
+	name := unitName("deb-memcached")
+	u.InstallUnit(t, name, conv)
+	u.Start(t, name)
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	if err != nil {
+		t.Fatalf("memcached does not answer: %v\n%s\n%s", err, u.Status(t, name), u.UnitLog(t, name))
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte("version\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "VERSION ") {
+		t.Fatalf("version: %q %v", line, err)
+	}
+	u.Stop(t, name)
+	if r := u.Show(t, name, "Result"); r != "success" {
+		t.Errorf("Result=%s after stop, want success\n%s", r, u.UnitLog(t, name))
+	}
+	log := u.UnitLog(t, name)
+	t.Logf("graceshim's log:\n%s", log)
+	if !strings.Contains(log, "has no graceful stop") || strings.Contains(log, "stopping memcached gracefully") {
+		t.Errorf("graceshim's log does not say memcached has no graceful stop:\n%s", log)
+	}
+	// The connection was closed by the stop, not held.
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Errorf("the client connection is still open after the stop")
 	}
 }

@@ -275,6 +275,20 @@ func TestE2EUnitBadInput(t *testing.T) {
 	if err := os.WriteFile(existing, []byte("mine\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// systemctl edit's override.conf: applied after graceshim.conf, its
+	// ExecStart= would replace graceshim's.
+	dropins := filepath.Join(dir, "nginx.service.d")
+	if err := os.Mkdir(dropins, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dropins, "override.conf"), []byte("[Service]\nExecStart=\nExecStart=/usr/sbin/nginx -g 'daemon on;'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	debianNginx := repoPath("testdata", "unitgen", "units", "debian-nginx.service")
+	// A socket unit of the admin's where --socket would write its own.
+	if err := os.WriteFile(filepath.Join(dir, "own.socket"), []byte("[Socket]\nListenStream=/run/own.sock\nSocketUser=www-data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -282,6 +296,10 @@ func TestE2EUnitBadInput(t *testing.T) {
 		msg  string
 	}{
 		{"no command", []string{"unit"}, exitUsage, "missing command"},
+		{"socket unit of the admin's", []string{"unit", "--socket", "--force", "-o", filepath.Join(dir, "own"), "--", "/usr/bin/gunicorn", "-b", "unix:/run/own.sock", "app:app"}, exitUsage, "own.socket exists and graceshim did not write it"},
+		{"drop-in undone by a later one", []string{"unit", "--from", debianNginx, "--dropin", "-o", filepath.Join(dropins, "graceshim.conf")}, exitWrite, "override.conf:2: ExecStart= is applied after"},
+		{"unit undone by its drop-in", []string{"unit", "--from", debianNginx, "-o", filepath.Join(dir, "nginx.service")}, exitWrite, "override.conf:2: ExecStart= is applied after"},
+		{"socket pair undone by a drop-in", []string{"unit", "--from", debianNginx, "--socket", "--root", repoPath("testdata", "unitgen", "socket", "root"), "-o", filepath.Join(dir, "nginx")}, exitWrite, "override.conf:2"},
 		{"missing from", []string{"unit", "--from", filepath.Join(dir, "nope.service")}, exitUsage, "cannot read unit"},
 		{"malformed from", []string{"unit", "--from", malformed}, exitUsage, "bad.service:3:"},
 		{"newline argument", []string{"unit", "--", "/bin/echo", "a\nb"}, exitUsage, "newline"},

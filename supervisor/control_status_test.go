@@ -6,12 +6,16 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/graceshim/graceshim/supervisor/conns"
 )
@@ -339,6 +343,54 @@ func TestStatusFloodDoesNotHoldTheStop(t *testing.T) {
 	if n := len(w.entered); n > 1 {
 		t.Errorf("%d more counts per listener for %d clients asking at once, want them to share one", n, clients)
 	}
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestStatusWhileReloading: while a reload's config test runs, status
+// answers at once, "reloading", and counts per listener; once the reload
+// is done, "serving" again.
+func TestStatusWhileReloading(t *testing.T) {
+	dir := t.TempDir()
+	began, finish := filepath.Join(dir, "began"), filepath.Join(dir, "finish")
+	for _, f := range []string{began, finish} {
+		if err := unix.Mkfifo(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := testBinaryAs("nginx")
+	// The config test says it began, then waits for the test.
+	p.ConfigTest = func([]string) []string {
+		return []string{"sh", "-c", `echo >"$0"; read x <"$1"`, began, finish}
+	}
+	ns := newNotifySocket(t)
+	ev, done, _ := start(t, "server", func(o *Options) { o.Preset = p })
+	_, port := ev.wait("ready ")
+	c := dial(t, ev, port)
+	defer c.Close()
+	waitNotify(t, ns, "READY=1")
+	reloaded := make(chan error, 1)
+	go func() { _, err := control(t, "reload"); reloaded <- err }()
+	if _, err := os.ReadFile(began); err != nil { // returns once the config test wrote
+		t.Fatal(err)
+	}
+	st := askStatus(t)
+	if st.State != "reloading" || len(st.Listeners) != 1 || st.Listeners[0].Connections != 1 {
+		t.Errorf("status during the config test: %+v, want reloading with 1 connection on its listener", st)
+	}
+	if err := os.WriteFile(finish, []byte("go\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-reloaded; err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if st := askStatus(t); st.State != "serving" {
+		t.Errorf("status after the reload: %+v, want serving", st)
+	}
+	c.Close()
+	selfSignal(t, syscall.SIGTERM)
+	ev.wait("exit drained")
 	if err := result(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

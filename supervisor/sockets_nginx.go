@@ -360,11 +360,14 @@ func splitNginxDump(dump string) []nginxFile {
 // "ipv6only=" and "reuseport" make a socket of its own.
 func parseListen(ctx context.Context, args []string) (nginxListen, error) {
 	l := nginxListen{text: strings.Join(args, " ")}
-	stream := true
+	stream, v6only := true, true
 	for _, p := range args[1:] {
 		switch {
 		case p == "udp":
 			stream = false
+		case p == "ipv6only=off":
+			v6only = false
+			l.bind = true
 		case p == "bind", p == "reuseport", strings.HasPrefix(p, "ipv6only="):
 			l.bind = true
 		}
@@ -413,8 +416,10 @@ func parseListen(ctx context.Context, args []string) (nginxListen, error) {
 		ips = found
 	}
 	for _, ip := range ips {
-		// nginx listens with IPV6_V6ONLY on by default (ipv6only=on).
-		l.addrs = append(l.addrs, sockAddr{stream: stream, ap: netip.AddrPortFrom(ip.Unmap(), uint16(pn)), v6only: ip.Is6()})
+		// nginx listens with IPV6_V6ONLY on by default (ipv6only=on);
+		// ipv6only=off makes an IPv6 wildcard take IPv4 too, so it
+		// conflicts with an IPv4 wildcard of its port.
+		l.addrs = append(l.addrs, sockAddr{stream: stream, ap: netip.AddrPortFrom(ip.Unmap(), uint16(pn)), v6only: ip.Is6() && v6only})
 	}
 	return l, nil
 }

@@ -220,6 +220,11 @@ func TestMatchNginx(t *testing.T) {
 		{name: "udp is not tcp", inherited: []string{"tcp 0.0.0.0:53"}, listens: []string{"53 udp"},
 			errs: []string{"is on no listen directive"}, warns: 1},
 		{name: "unix", inherited: []string{"unix /run/site.sock"}, listens: []string{"unix:/run/site.sock"}, keep: 1},
+		// ipv6only=off makes nginx's IPv6 wildcard take IPv4 too: it
+		// cannot be bound beside an IPv4 wildcard of its port.
+		{name: "dual-stack listen beside an IPv4 wildcard", inherited: []string{"tcp 0.0.0.0:80"}, listens: []string{"[::]:80 ipv6only=off"},
+			errs: []string{`"listen [::]:80 ipv6only=off" cannot be bound beside the inherited socket 0.0.0.0:80`, "is on no listen directive"}},
+		{name: "dual-stack listen on a dual-stack socket", inherited: []string{"tcp [::]:80"}, listens: []string{"[::]:80 ipv6only=off"}, keep: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -834,8 +834,13 @@ func (l *loop) do(now time.Time, acts []action) {
 			l.health.setStopping()
 			l.notify("STOPPING=1")
 			// Beside the stop, not before its signal (see release);
-			// not cancelled with the loop: settle waits for it.
-			l.store.release(context.WithoutCancel(l.bg))
+			// not cancelled with the loop: settle waits for it. Not when
+			// the master went on its own (a crash): no stop was asked,
+			// Restart= may start the unit again on the stored sockets,
+			// and otherwise systemd closes them once the unit is down.
+			if !l.mainGone {
+				l.store.release(context.WithoutCancel(l.bg))
+			}
 			// A stop supersedes a reload or an upgrade under way: no
 			// READY=1 for them, and no more signals to their processes.
 			l.abandonReload("a stop began")

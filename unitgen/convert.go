@@ -46,10 +46,14 @@ type ConvertResult struct {
 
 // converter holds what Convert learns about the unit as it goes.
 type converter struct {
-	u    *Unit
-	o    Options
-	r    *ConvertResult
-	name string // the daemon's base name, for messages
+	u *Unit
+	o Options
+	r *ConvertResult
+	// dropPre holds the lines of the ExecStartPre= commands dropped:
+	// HAProxy's config check, which fails on bind fd@N without the
+	// sockets (fdBindTest).
+	dropPre map[int]bool
+	name    string // the daemon's base name, for messages
 	// reloads are the ExecReload= values of the converted unit, in order.
 	reloads []string
 	// keepStop and keepStart keep the unit's own stop and start timeouts.
@@ -315,6 +319,14 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	if err := c.convertReload(); err != nil {
 		return nil, err
 	}
+	for _, d := range u.List("Service", "ExecStartPre") {
+		if c.fdBindTest(d) {
+			if c.dropPre == nil {
+				c.dropPre = map[int]bool{}
+			}
+			c.dropPre[d.Line] = true
+		}
+	}
 	c.keepStart = keptTimeoutStart(u, o)
 	for _, d := range u.Directives {
 		if d.Section != "Service" {
@@ -502,6 +514,14 @@ func (c *converter) convertReload() error {
 	}
 	if o.Preset.Name == "caddy" && len(rs) == 0 && caddyResumes(DaemonArgv(o.Argv)) {
 		c.note("no ExecReload= added: caddy run --resume takes its configuration through its admin API, and caddy reload, which reads a file, has none to read")
+	}
+	if o.Preset.Name == "uwsgi" && len(rs) == 0 {
+		if why := uwsgiReloadLosesSockets(c.u, DaemonArgv(o.Argv)); why != "" {
+			// The unit had no reload; one that ends uwsgi is worse.
+			c.note("no ExecReload= added: %s, and without them the reloaded uwsgi exits", why)
+			c.warn(0, "no ExecReload= added: %s; once they are named, add ExecReload=%s reload $MAINPID", why, o.Graceshim)
+			return nil
+		}
 	}
 	// graceshim reload when the unit's reload signalled the daemon, or
 	// when the unit had no reload and the daemon has one.
@@ -727,6 +747,7 @@ func (c *converter) unitOptions(exec string, stops []Directive) []*unit.UnitOpti
 				}
 			case d.Name == "ExecStop" || d.Name == "ExecReload":
 				// Written below, from the kept lists.
+			case d.Name == "ExecStartPre" && c.dropPre[d.Line]:
 			case d.Name == "Restart" || d.Name == "SuccessExitStatus":
 				// Written below, after the timeouts, with graceshim's
 				// exit codes: where a conversion of the result puts
@@ -781,6 +802,16 @@ func (c *converter) dropinOptions(exec string, stops []Directive) []*unit.UnitOp
 		opts = append(opts, svc("ExecStop", ""))
 		for _, d := range stops {
 			opts = append(opts, svc("ExecStop", d.Value))
+		}
+	}
+	if len(c.dropPre) > 0 {
+		// A drop-in cannot remove one line of a list: reset it and
+		// write the ones kept.
+		opts = append(opts, svc("ExecStartPre", ""))
+		for _, d := range u.List("Service", "ExecStartPre") {
+			if !c.dropPre[d.Line] {
+				opts = append(opts, svc("ExecStartPre", d.Value))
+			}
 		}
 	}
 	if !slices.Equal(c.reloads, values(u.List("Service", "ExecReload"))) {

@@ -385,7 +385,12 @@ func hardeningOptions(v int, have map[string]bool) []*unit.UnitOption {
 
 // header is the comment at the top of a generated unit.
 func header(o Options, dropin bool) string {
+	// The daemon's name, not a wrapper's that execs it (env, sh -c
+	// 'exec ...', bundle exec, Debian's systemd-memcached-wrapper).
 	name := filepath.Base(o.Argv[0])
+	if d := DaemonArgv(o.Argv); len(d) > 0 {
+		name = filepath.Base(d[0])
+	}
 	graceful := signals.Name(o.Map.Translate(syscall.SIGTERM))
 	stop, why, _ := o.StopTimeout()
 	stopV := "0 (no bound)"

@@ -43,6 +43,8 @@ func TestNotAServer(t *testing.T) {
 		// Service=logd@%i.service: the file to convert is the template.
 		{"log@.socket", []string{"the service it starts, logd@.service"}, "Socket", 8},
 		{"cleanup.timer", []string{"is a timer unit, not a service"}, "", 0},
+		// systemctl edit's override.conf, given alone.
+		{filepath.Join("web.service.d", "override.conf"), []string{"is a drop-in of web.service", "systemctl cat web.service"}, "drop-in", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -265,6 +265,8 @@ func TestDaemonArgv(t *testing.T) {
 		{[]string{"/usr/local/bin/bundle", "exec", "--keep-file-descriptors", "puma", "-C", "config/puma.rb"}, "puma"},
 		{[]string{"bundle", "exec", "--gemfile", "/srv/app/Gemfile", "unicorn", "-c", "u.rb"}, "unicorn"},
 		{[]string{"bundle", "install"}, "bundle"},
+		// Debian's memcached.service.
+		{[]string{"/usr/share/memcached/scripts/systemd-memcached-wrapper", "/etc/memcached.conf"}, "/usr/bin/memcached"},
 	}
 	for _, tc := range tests {
 		got := daemonArgv(tc.argv)

@@ -509,7 +509,8 @@ func newSocketDeps(u *Unit, o Options) []*unit.UnitOption {
 
 // fdBindTest says d is HAProxy's own config test (haproxy -c) in a unit
 // converted with a socket, and drops it with a note. systemd runs
-// ExecReload= without the socket unit's sockets, so HAProxy's check of
+// ExecReload= and ExecStartPre= (HAProxy's own contrib/systemd unit of
+// 1.5-1.7, Fedora's) without the socket unit's sockets, so HAProxy's check of
 // "bind fd@3" fails ("cannot use file descriptor '3' : Socket operation
 // on non-socket", measured with Debian's haproxy.service converted this
 // way); graceshim reload runs the same test with the sockets.
@@ -524,6 +525,12 @@ func (c *converter) fdBindTest(d Directive) bool {
 	argv := line.Argv()
 	if len(argv) == 0 || !c.o.Preset.Runs(argv[0]) || !slices.Contains(argv[1:], "-c") {
 		return false
+	}
+	if d.Name == "ExecStartPre" {
+		// Before every start, with no socket passed: the check would
+		// fail and the service never start.
+		c.note("dropped ExecStartPre=%s: systemd runs it without %s's sockets, so HAProxy's check of bind fd@N fails and the service would never start; HAProxy checks its configuration as it starts, and graceshim reload before a reload", d.Value, c.o.Socket)
+		return true
 	}
 	c.note("dropped ExecReload=%s: systemd runs it without %s's sockets, so HAProxy's check of bind fd@N fails; graceshim reload tests the configuration with them", d.Value, c.o.Socket)
 	return true

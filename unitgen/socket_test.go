@@ -383,3 +383,40 @@ func TestSocketConvertHAProxyFD(t *testing.T) {
 		checkFile(t, filepath.Join(socketGolden, name+".socket"), sock, name+".socket differs from the golden file (go test -update rewrites it)")
 	}
 }
+
+// TestSocketConvertHAProxyStartPre: an ExecStartPre= haproxy -c, which
+// systemd runs without the sockets and which fails on bind fd@3, is
+// dropped from the converted unit; the unit's other ExecStartPre= stays.
+func TestSocketConvertHAProxyStartPre(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testdata, "units", "debian-haproxy.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(data), "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG=/etc/haproxy/fd.cfg", 1)
+	text = strings.Replace(text, "\nExecStart=", "\nExecStartPre=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS\nExecStartPre=/bin/mkdir -p /run/haproxy\nExecStart=", 1)
+	u, _, err := Parse("haproxy.service", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Convert(u, Options{SystemdVersion: 252, Socket: "haproxy.socket"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pres []string
+	for _, l := range strings.Split(string(res.Unit), "\n") {
+		if strings.HasPrefix(l, "ExecStartPre=") {
+			pres = append(pres, l)
+		}
+	}
+	if len(pres) != 1 || pres[0] != "ExecStartPre=/bin/mkdir -p /run/haproxy" {
+		t.Errorf("ExecStartPre= lines %q, want only the mkdir", pres)
+	}
+	// Without a socket unit the check is the unit's own and stays.
+	res, err = Convert(u, Options{SystemdVersion: 252}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(res.Unit), "\nExecStartPre=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS\n") {
+		t.Errorf("without --socket the config check was dropped:\n%s", res.Unit)
+	}
+}

@@ -389,6 +389,13 @@ func daemonArgv(argv []string) []string {
 		switch filepath.Base(argv[0]) {
 		case "env":
 			argv = envCommand(argv[1:])
+		case "systemd-memcached-wrapper":
+			// Debian's memcached.service runs this Perl script, which
+			// reads /etc/memcached.conf into memcached's options and
+			// execs /usr/bin/memcached in the same process (its
+			// `exec "$memcached $params"`; measured: the pid's exe is
+			// /usr/bin/memcached). Its options live in that file.
+			return []string{"/usr/bin/memcached"}
 		case "bundle", "bundler":
 			// `bundle exec puma ...`, the way Rails apps start puma,
 			// unicorn and sidekiq: Bundler execs the command in the

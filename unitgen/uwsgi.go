@@ -147,3 +147,73 @@ func uwsgiConvertWarning(daemon []string) string {
 	}
 	return fmt.Sprintf("uwsgi stops gracefully on SIGTERM, which graceshim sends it, only when its master runs the hook %s, and neither its command line nor its ini file sets it (without it SIGTERM is a brutal reload): %s", uwsgiHook, uwsgiHookFix)
 }
+
+// uwsgiSocketOptions are the uWSGI options that name a socket it serves.
+var uwsgiSocketOptions = map[string]bool{
+	"socket": true, "s": true, "http-socket": true, "uwsgi-socket": true, "https-socket": true,
+	"fastcgi-socket": true, "scgi-socket": true, "shared-socket": true, "http11-socket": true,
+}
+
+// uwsgiNamesSocket says whether a uWSGI command names a socket on its
+// command line or in an ini file it names; cannot names an ini file it
+// cannot read (see uwsgiHooked).
+func uwsgiNamesSocket(root string, cmd []string) (named bool, cannot string) {
+	var inis []string
+	for i := 1; i < len(cmd); i++ {
+		a := cmd[i]
+		name, _, glued := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case !strings.HasPrefix(a, "-"):
+			if strings.HasSuffix(a, ".ini") {
+				inis = append(inis, a)
+			}
+		case uwsgiSocketOptions[name]:
+			return true, ""
+		case name == "ini" && glued:
+			inis = append(inis, strings.SplitN(a, "=", 2)[1])
+		case name == "ini" && i+1 < len(cmd):
+			inis = append(inis, cmd[i+1])
+			i++
+		}
+	}
+	for _, ini := range inis {
+		if strings.ContainsAny(ini, "%$") || !filepath.IsAbs(ini) {
+			cannot = ini
+			continue
+		}
+		data, err := readUnder(root, ini)
+		if err != nil {
+			cannot = ini
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			k, _, ok := strings.Cut(strings.TrimSpace(line), "=")
+			if ok && uwsgiSocketOptions[strings.TrimSpace(k)] {
+				return true, ""
+			}
+		}
+	}
+	return false, cannot
+}
+
+// uwsgiReloadLosesSockets says why a reload would end a uWSGI that a
+// socket unit of its own activates ("" when it would not): on a reload
+// uWSGI execs itself again, and its sockets from systemd survive only
+// where its options name them (socket =, http-socket = with the same
+// address): measured with Debian 12's uWSGI 2.0.21 under Debian's
+// uwsgi-app@.socket, an ini naming none made the reloaded master exit 1
+// with "The -s/--socket option is missing and stdin is not a socket";
+// naming the address kept it serving on the same socket.
+func uwsgiReloadLosesSockets(u *Unit, daemon []string) string {
+	if CheckNoSocketYet(u) == nil {
+		return "" // no socket unit of its own: uwsgi binds what it names
+	}
+	named, cannot := uwsgiNamesSocket("", daemon)
+	switch {
+	case named:
+		return ""
+	case cannot != "":
+		return fmt.Sprintf("uwsgi takes its sockets from a socket unit here, and a reload (uWSGI execs itself again) keeps them only where its options name them (socket = or http-socket = with the socket unit's address); graceshim cannot read %s to tell whether it does", cannot)
+	}
+	return "uwsgi takes its sockets from a socket unit here, and a reload (uWSGI execs itself again) keeps them only where its options name them (socket = or http-socket = with the socket unit's address); its command line and ini name none"
+}

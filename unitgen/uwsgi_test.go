@@ -1,6 +1,7 @@
 package unitgen
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,4 +77,56 @@ func TestCaddyResumeNoReload(t *testing.T) {
 			t.Errorf("%q: ExecReload= %v, want %v\n%s", tt.argv, got, tt.reload, out)
 		}
 	}
+}
+
+// TestUWSGIReloadKeepsSockets: a uWSGI service that a socket unit of its
+// own activates gets no ExecReload= unless its options name the socket
+// (a reload would end it); one that names it, or that has no socket
+// unit, keeps graceshim's reload.
+func TestUWSGIReloadKeepsSockets(t *testing.T) {
+	root := filepath.Join(testdata, "root")
+	tests := []struct {
+		file   string
+		reload bool
+	}{
+		{filepath.Join("activated", "pool@.service"), false},
+		{filepath.Join("units", "debian-uwsgi-app@.service"), true},
+	}
+	for _, tt := range tests {
+		u := readUnitAt(t, filepath.Join(testdata, tt.file))
+		res, err := Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(res.Unit), "\nExecReload="); got != tt.reload {
+			t.Errorf("%s: ExecReload= %v, want %v\n%s", tt.file, got, tt.reload, res.Unit)
+		}
+	}
+	// The ini names the socket: read under root, as lint reads it.
+	u := readUnitAt(t, filepath.Join(testdata, "activated", "named", "web@.service"))
+	if why := uwsgiReloadLosesSockets(u, []string{"/usr/bin/uwsgi", "--ini", "/etc/uwsgi/web.ini"}); why == "" {
+		t.Errorf("web.ini is not read from / here, so the reload cannot be told safe; got no reason")
+	}
+	if named, cannot := uwsgiNamesSocket(root, []string{"/usr/bin/uwsgi", "--ini", "/etc/uwsgi/web.ini"}); !named || cannot != "" {
+		t.Errorf("uwsgiNamesSocket(web.ini) = %v, %q; want true", named, cannot)
+	}
+	if named, _ := uwsgiNamesSocket(root, []string{"/usr/bin/uwsgi", "--ini", "/etc/uwsgi/plain.ini"}); !named {
+		t.Errorf("plain.ini names an http-socket, uwsgiNamesSocket says no")
+	}
+	if named, _ := uwsgiNamesSocket(root, []string{"/usr/bin/uwsgi", "--plugins", "python3", "--wsgi-file", "app.py"}); named {
+		t.Errorf("a command without a socket option is said to name one")
+	}
+}
+
+func readUnitAt(t *testing.T, path string) *Unit {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
