@@ -304,6 +304,15 @@ func (l *loop) answerStatus(req controlReq) {
 	if ask == nil || ask.finished() {
 		ask = &listenersAsk{done: make(chan struct{})}
 		ch := make(chan listenersReply, 1) // buffered: the actor never blocks on a client gone
+		// The listeners are learned first: the watch actor learns them
+		// on its own only while READY=1 waits for one (--ready=listen),
+		// so with exec, notify or a pid file it knew none, and status
+		// listed no listener at all (TestStatusListenersReadyExec); a
+		// reload may have added some since. Commands are taken in order.
+		select {
+		case l.watchCmds <- watchCmd{learn: make(chan []string, 1)}:
+		default: // the queue is full: the count goes by what is known
+		}
 		select {
 		case l.watchCmds <- watchCmd{listeners: ch}:
 		default:

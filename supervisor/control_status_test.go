@@ -395,3 +395,26 @@ func TestStatusWhileReloading(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// TestStatusListenersReadyExec: with a READY=1 that does not wait for a
+// listener (--ready=exec; notify and pid files take the same path in
+// the watch actor, which looks for listeners only for --ready=listen), status
+// still counts the connections per listener while the server serves.
+func TestStatusListenersReadyExec(t *testing.T) {
+	ns := newNotifySocket(t)
+	ev, done, _ := start(t, "server", func(o *Options) { o.Ready = ReadyExec })
+	_, port := ev.wait("ready ")
+	c := dial(t, ev, port)
+	defer c.Close()
+	waitNotify(t, ns, "READY=1")
+	st := askStatus(t)
+	if st.State != "serving" || st.ListenersError != "" || len(st.Listeners) != 1 || st.Listeners[0].Connections != 1 {
+		t.Errorf("status: %+v, want serving with 1 connection on its listener", st)
+	}
+	c.Close()
+	selfSignal(t, syscall.SIGTERM)
+	ev.wait("exit drained")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
