@@ -78,7 +78,7 @@ func statusAction(c *cli.Context) error {
 	case err == nil && c.Bool("user"):
 		return usageErrorf("--user goes with a UNIT, not a PID")
 	case err != nil:
-		if pid, err = statusUnitPID(arg, c.Bool("user")); err != nil {
+		if pid, err = statusUnitPID(c.Context, arg, c.Bool("user"), c.Duration("timeout")); err != nil {
 			return err
 		}
 	}
@@ -95,29 +95,34 @@ func statusAction(c *cli.Context) error {
 	return nil
 }
 
-// statusUnitPID finds the main pid of unit, or says why there is none.
-func statusUnitPID(unit string, user bool) (int, error) {
+// statusUnitPID finds the main pid of unit, or says why there is none. A
+// manager that does not answer within timeout (hung, or its bus stuck)
+// is one that cannot be asked.
+func statusUnitPID(ctx context.Context, unit string, user bool, timeout time.Duration) (int, error) {
 	args := []string{"show", "-p", "MainPID", "-p", "ActiveState", "-p", "LoadState", unit}
+	manager := "systemctl"
 	if user {
 		args = append([]string{"--user"}, args...)
+		manager = "systemctl --user"
 	}
-	out, err := exec.Command("systemctl", args...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput()
+	if ctx.Err() != nil {
+		return 0, withCode(exitStatusNotRunning, fmt.Errorf("cannot ask %s about %s: no answer within %s", manager, unit, timeout))
+	}
 	if err != nil {
 		// No manager to ask (no systemd, no user manager for --user).
 		// systemctl's message may take two lines ("System has not been
 		// booted with systemd ...", "Failed to connect to bus ..."): one.
 		msg := strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; ")), " ")
-		return 0, withCode(exitStatusNotRunning, fmt.Errorf("cannot ask %s about %s: %w: %s", map[bool]string{true: "systemctl --user", false: "systemctl"}[user], unit, err, msg))
+		return 0, withCode(exitStatusNotRunning, fmt.Errorf("cannot ask %s about %s: %w: %s", manager, unit, err, msg))
 	}
 	props := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {
 		if k, v, ok := strings.Cut(line, "="); ok {
 			props[k] = v
 		}
-	}
-	manager := "systemctl"
-	if user {
-		manager = "systemctl --user"
 	}
 	if props["LoadState"] == "not-found" {
 		return 0, withCode(exitStatusNotRunning, fmt.Errorf("no unit %s known to %s", unit, manager))

@@ -262,6 +262,20 @@ func TestStatusE2EBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A manager that never answers (hung, its bus stuck): a systemctl
+	// that sleeps stands for it, since a real one cannot be hung here.
+	t.Run("manager does not answer", func(t *testing.T) {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "systemctl"), "#!/bin/sh\nexec sleep 60\n")
+		if err := os.Chmod(filepath.Join(dir, "systemctl"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		env := append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+		out, errs, code := graceshimCmdEnv(t, env, "status", "--timeout=300ms", unitName("status-hung"))
+		if code != 13 || !strings.Contains(errs, "no answer within 300ms") || out != "" {
+			t.Errorf("exit %d, stdout %q, stderr %q; want exit 13 and \"no answer within 300ms\"", code, out, errs)
+		}
+	})
 }
 
 func getMetrics(t *testing.T, addr string) string {
