@@ -134,7 +134,11 @@ func unitAction(c *cli.Context) error {
 
 	var pair *socketPair
 	if c.Bool("socket") {
-		if pair, err = newSocketPair(c, fromPath, argv); err != nil {
+		fromName := fromPath
+		if from != nil && from.shown != "" {
+			fromName = from.shown
+		}
+		if pair, err = newSocketPair(c, fromName, argv); err != nil {
 			return err
 		}
 		o.Socket = pair.name + ".socket"
@@ -252,6 +256,10 @@ func systemdVersion(c *cli.Context) int {
 type parsedUnit struct {
 	unit  *unitgen.Unit
 	warns []unitgen.Warning
+	// shown is the unit file systemctl cat's first line names ("#
+	// /lib/systemd/system/nginx.service"), "" when it names none: the
+	// unit's name where the path is a pipe, --from <(systemctl cat nginx).
+	shown string
 }
 
 func parseWarnings(p *parsedUnit) []unitgen.Warning { return p.warns }
@@ -267,7 +275,16 @@ func readUnit(path string) (*parsedUnit, error) {
 	if err != nil {
 		return nil, withCode(exitUsage, err)
 	}
-	return &parsedUnit{unit: u, warns: warns}, nil
+	p := &parsedUnit{unit: u, warns: warns}
+	if first, _, _ := strings.Cut(string(data), "\n"); strings.HasPrefix(first, "# /") && !strings.ContainsAny(first[2:], " \t") {
+		p.shown = first[2:]
+		if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+			// A pipe: the unit's name and the files beside it are
+			// those of the file systemctl cat read.
+			u.Path = p.shown
+		}
+	}
+	return p, nil
 }
 
 // writeOutput writes data to path atomically: a temp file in the same

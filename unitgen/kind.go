@@ -26,7 +26,7 @@ var unitSuffixes = []string{".service", ".socket", ".device", ".mount", ".automo
 // type its sections say: [Socket] a socket, [Service] a service; "" when
 // neither tells.
 func unitType(u *Unit) string {
-	base := filepath.Base(u.File)
+	base := filepath.Base(u.path())
 	for _, s := range unitSuffixes {
 		if strings.HasSuffix(base, s) {
 			return strings.TrimPrefix(s, ".")
@@ -48,17 +48,26 @@ func unitType(u *Unit) string {
 // changes the unit it belongs to (systemd.unit(5)): read alone it lacks
 // the unit's Type=, PIDFile=, KillSignal= and the rest.
 func dropinOf(u *Unit) (string, bool) {
-	dir := filepath.Base(filepath.Dir(u.File))
-	if filepath.Ext(u.File) != ".conf" || !strings.HasSuffix(dir, ".d") {
+	dir := filepath.Base(filepath.Dir(u.path()))
+	if filepath.Ext(u.path()) != ".conf" || !strings.HasSuffix(dir, ".d") {
 		return "", false
 	}
 	return strings.TrimSuffix(dir, ".d"), true
 }
 
+// fromHint is how to name u again to --from: its file, or for systemctl
+// cat's output through a pipe the same command.
+func fromHint(u *Unit) string {
+	if u.Path != "" {
+		return "<(systemctl cat " + filepath.Base(u.Path) + ")"
+	}
+	return u.File
+}
+
 // unitName is u's file name without its type suffix: nginx for
 // nginx.service, sshd@ for sshd@.service.
 func unitName(u *Unit) string {
-	base := filepath.Base(u.File)
+	base := filepath.Base(u.path())
 	if i := strings.LastIndexByte(base, '.'); i > 0 {
 		return base[:i]
 	}
@@ -113,7 +122,7 @@ func CheckServer(u *Unit) error {
 		if socketAccepts(u) {
 			return notAServer("%s is a socket unit with Accept=yes: systemd accepts each connection itself and starts one %s per connection, which serves it and exits; no server outlives its connections, so there is no drain for graceshim to run (graceshim is for a server that accepts connections itself, Accept=no)", u.File, svc)
 		}
-		return notAServer("%s is a socket unit: graceshim runs the server, so convert the service it starts, %s (graceshim unit --from %s); that service gets these sockets and graceshim passes them on", u.File, svc, filepath.Join(filepath.Dir(u.File), svc))
+		return notAServer("%s is a socket unit: graceshim runs the server, so convert the service it starts, %s (graceshim unit --from %s); that service gets these sockets and graceshim passes them on", u.File, svc, filepath.Join(filepath.Dir(u.path()), svc))
 	case "service", "":
 	default:
 		return notAServer("%s is a %s unit, not a service: graceshim runs the server of a .service unit", u.File, t)
@@ -139,7 +148,7 @@ func perConnection(u *Unit) (Directive, string, bool) {
 			return d, fmt.Sprintf("%s=socket: systemd starts this service once per connection (from a socket with Accept=yes) and hands it that one connection, inetd style; it has no listening socket and no other connection to drain, so graceshim does not apply", name), true
 		}
 	}
-	sock := filepath.Join(filepath.Dir(u.File), strings.TrimSuffix(unitName(u), "@")+".socket")
+	sock := filepath.Join(filepath.Dir(u.path()), strings.TrimSuffix(unitName(u), "@")+".socket")
 	data, err := os.ReadFile(sock)
 	if err != nil {
 		// No socket beside it, or none readable: nothing says it is
@@ -196,7 +205,7 @@ func lintSocket(u *Unit) []Finding {
 	}
 	return []Finding{{File: u.File, Line: line, Directive: "Socket", Severity: SeverityNote,
 		Problem: fmt.Sprintf("a socket unit has no stop of its own to drain: stopping it closes its listening sockets; what a stop or restart does to requests in flight is up to the service it starts, %s", svc),
-		Fix:     fmt.Sprintf("lint that service: graceshim lint %s", filepath.Join(filepath.Dir(u.File), svc))}}
+		Fix:     fmt.Sprintf("lint that service: graceshim lint %s", filepath.Join(filepath.Dir(u.path()), svc))}}
 }
 
 // generatedMark starts every unit graceshim writes (generate.go,
@@ -231,7 +240,7 @@ func CheckNoSocketYet(u *Unit) error {
 			ours = wrapper == "graceshim"
 		}
 	}
-	again := fmt.Sprintf("convert it without --socket (graceshim unit --from %s): it gets that socket's listening sockets and graceshim passes them on", u.File)
+	again := fmt.Sprintf("convert it without --socket (graceshim unit --from %s): it gets that socket's listening sockets and graceshim passes them on", fromHint(u))
 	if !ours {
 		for _, d := range u.Directives {
 			var names []string
@@ -250,7 +259,7 @@ func CheckNoSocketYet(u *Unit) error {
 			}
 		}
 	}
-	sock := filepath.Join(filepath.Dir(u.File), unitName(u)+".socket")
+	sock := filepath.Join(filepath.Dir(u.path()), unitName(u)+".socket")
 	data, err := os.ReadFile(sock)
 	if err != nil || Generated(data) {
 		return nil

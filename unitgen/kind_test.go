@@ -149,3 +149,25 @@ func TestSocketActivatedAlready(t *testing.T) {
 		}
 	}
 }
+
+// TestUnitPath: systemctl cat's output read through a pipe is named by
+// the unit file it names (Unit.Path): the socket beside that file is
+// found, and the way back to --from is systemctl cat again.
+func TestUnitPath(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testdata, "activated", "pool@.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := Parse("/dev/fd/63", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckNoSocketYet(u); err != nil {
+		t.Fatalf("a pipe has no socket beside it, got %v", err)
+	}
+	u.Path = filepath.Join(testdata, "activated", "pool@.service")
+	err = CheckNoSocketYet(u)
+	if err == nil || !strings.Contains(err.Error(), "pool@.socket beside it") || !strings.Contains(err.Error(), "--from <(systemctl cat pool@.service)") {
+		t.Errorf("CheckNoSocketYet with Path: %v", err)
+	}
+}
