@@ -171,3 +171,21 @@ func TestUnitPath(t *testing.T) {
 		t.Errorf("CheckNoSocketYet with Path: %v", err)
 	}
 }
+
+// TestLintFromPipe: lint of systemctl cat's output through a pipe says
+// to convert it the same way, not from the pipe's path.
+func TestLintFromPipe(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testdata, "units", "debian-nginx.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := Parse("/dev/fd/63", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/lib/systemd/system/nginx.service"
+	fs := Lint(u, LintOptions{SystemdVersion: 252, Root: filepath.Join(testdata, "root")})
+	if len(fs) == 0 || !strings.Contains(fs[0].Fix, "graceshim unit --from <(systemctl cat nginx.service)") || fs[0].File != "/dev/fd/63" {
+		t.Errorf("got %+v, want a fix converting systemctl cat's output, on /dev/fd/63", fs)
+	}
+}
