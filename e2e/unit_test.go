@@ -689,3 +689,19 @@ func TestE2EUnitFromPipe(t *testing.T) {
 		t.Errorf("without systemctl cat's header: exit %d, %q; want exit %d asking for --output", code, errOut, exitUsage)
 	}
 }
+
+// TestE2ELintNotAServer: lint on a socket unit, an Accept=yes socket and
+// a drop-in given alone says what each is (a note, exit 0), and claims
+// no verdict ("no stop problems found") it did not reach.
+func TestE2ELintNotAServer(t *testing.T) {
+	for _, tc := range []struct{ file, note string }{
+		{notServer("app.socket"), "note: Socket: a socket unit has no stop of its own"},
+		{notServer("shell.socket"), "note: Accept: Accept=yes"},
+		{notServer(filepath.Join("web.service.d", "override.conf")), "note: drop-in: a drop-in of web.service"},
+	} {
+		out, errOut, code := graceshimCmd(t, "lint", tc.file)
+		if code != 0 || !strings.Contains(out, tc.note) || !strings.Contains(out, tc.file+": nothing for lint to judge on its own") || strings.Contains(out, "no stop problems found") {
+			t.Errorf("lint %s: exit %d\n%s%s\nwant exit 0, %q and no verdict", tc.file, code, out, errOut, tc.note)
+		}
+	}
+}
