@@ -373,10 +373,10 @@ func lintAction(c *cli.Context) error {
 			switch {
 			case problems(fs) > 0:
 			case unitgen.CheckServer(p.unit) != nil:
-				// A socket unit, a drop-in, a per-connection service:
+				// A socket unit, a drop-in, a job, a per-connection service:
 				// the note says what it is; "no problems" would claim
 				// a verdict lint did not reach.
-				fmt.Fprintf(out, "%s: nothing for lint to judge on its own (see the note)\n", path)
+				fmt.Fprintf(out, "%s: nothing for lint to judge (see the note)\n", path)
 			default:
 				fmt.Fprintf(out, "%s: no stop problems found\n", path)
 			}

@@ -127,13 +127,28 @@ func CheckServer(u *Unit) error {
 	default:
 		return notAServer("%s is a %s unit, not a service: graceshim runs the server of a .service unit", u.File, t)
 	}
-	if d, why, ok := perConnection(u); ok {
+	if d, why, ok := notAServerService(u); ok {
 		if d.Line > 0 {
 			return notAServer("%s:%d: %s", u.File, d.Line, why)
 		}
 		return notAServer("%s: %s", u.File, why)
 	}
 	return nil
+}
+
+// notAServerService says whether the service u runs no server: a job
+// (Type=oneshot runs to completion; systemd.service(5)) or a service
+// started once per connection (perConnection); why, and the directive
+// that says so.
+func notAServerService(u *Unit) (Directive, string, bool) {
+	if d, ok := u.Get("Service", "Type"); ok && d.Value == "oneshot" {
+		why := "Type=oneshot: a job that runs to completion (often from a timer), not a server: it holds no connections to drain on stop, and under graceshim its start would wait for a listening socket it never opens"
+		if r, ok := u.Get("Service", "RemainAfterExit"); ok && isYes(r.Value) {
+			why += "; where its command starts a daemon that stays (RemainAfterExit=yes), write a unit for the daemon itself: graceshim unit -- DAEMON ARGS"
+		}
+		return d, why, true
+	}
+	return perConnection(u)
 }
 
 // perConnection says whether u is a service systemd starts once per
@@ -174,7 +189,7 @@ func lintNotAServer(u *Unit) []Finding {
 	if unitType(u) == "socket" {
 		return lintSocket(u)
 	}
-	d, why, ok := perConnection(u)
+	d, why, ok := notAServerService(u)
 	if !ok {
 		return nil
 	}
@@ -183,7 +198,7 @@ func lintNotAServer(u *Unit) []Finding {
 	}
 	return []Finding{{File: u.File, Line: d.Line, Directive: d.Name, Severity: SeverityNote,
 		Problem: why,
-		Fix:     "nothing to change for graceshim: a stop of this unit ends connections one by one as their instances stop"}}
+		Fix:     "nothing to change for graceshim, which is for a server that accepts connections and can drain them"}}
 }
 
 // lintSocket: a socket unit has no stop of its own to drain; say so, and

@@ -43,6 +43,10 @@ func TestNotAServer(t *testing.T) {
 		// Service=logd@%i.service: the file to convert is the template.
 		{"log@.socket", []string{"the service it starts, logd@.service"}, "Socket", 8},
 		{"cleanup.timer", []string{"is a timer unit, not a service"}, "", 0},
+		// The job cleanup.timer runs, in the style of Debian's
+		// phpsessionclean.service.
+		{"cleanup.service", []string{"cleanup.service:6: Type=oneshot: a job that runs to completion"}, "Type", 6},
+		{"legacy-daemon.service", []string{"Type=oneshot", "write a unit for the daemon itself"}, "Type", 5},
 		// systemctl edit's override.conf, given alone.
 		{filepath.Join("web.service.d", "override.conf"), []string{"is a drop-in of web.service", "systemctl cat web.service"}, "drop-in", 1},
 	}
