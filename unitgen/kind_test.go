@@ -193,3 +193,30 @@ func TestLintFromPipe(t *testing.T) {
 		t.Errorf("got %+v, want a fix converting systemctl cat's output, on /dev/fd/63", fs)
 	}
 }
+
+// TestConvertDelegate: a unit that delegates its cgroup and keeps its
+// processes across its stop (a container engine) is refused, since
+// graceshim's KillMode=mixed would SIGKILL them at each stop (measured:
+// under mixed, a child that ignores TERM is gone as soon as the main
+// process exits); KillMode=process alone is replaced, with a warning.
+func TestConvertDelegate(t *testing.T) {
+	u := readUnitAt(t, filepath.Join(testdata, "delegate", "engine.service"))
+	for _, dropin := range []bool{false, true} {
+		_, err := Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, dropin)
+		if err == nil || !strings.Contains(err.Error(), "engine.service:13: KillMode=process with Delegate=yes") {
+			t.Errorf("Convert(dropin=%v): %v, want the refusal", dropin, err)
+		}
+	}
+	u = readUnitAt(t, filepath.Join(testdata, "delegate", "helper.service"))
+	res, err := Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := false
+	for _, w := range res.Warnings {
+		warned = warned || strings.Contains(w.Msg, "KillMode=process replaced by mixed")
+	}
+	if !warned || !strings.Contains(string(res.Unit), "\nKillMode=mixed\n") {
+		t.Errorf("warnings %v; want the KillMode=process warning and KillMode=mixed", res.Warnings)
+	}
+}
