@@ -281,3 +281,30 @@ func CheckNoSocketYet(u *Unit) error {
 	}
 	return fmt.Errorf("%s: %s beside it activates it already (systemd pairs a socket with the service of its name); %s", u.File, sock, again)
 }
+
+// dropinsBeside is a note when NAME.service.d/ beside the unit holds
+// drop-ins (systemctl edit's override.conf): systemd applies them after
+// the file, so what lint judged may not be what runs.
+func dropinsBeside(u *Unit) (Finding, bool) {
+	if _, ok := dropinOf(u); ok || u.Path != "" {
+		return Finding{}, false // a drop-in itself, or systemctl cat's output, which has them
+	}
+	dir := u.File + ".d"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return Finding{}, false
+	}
+	var confs []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".conf") && !e.IsDir() {
+			confs = append(confs, e.Name())
+		}
+	}
+	if len(confs) == 0 {
+		return Finding{}, false
+	}
+	name := filepath.Base(u.File)
+	return Finding{File: u.File, Line: 1, Directive: "drop-in", Severity: SeverityNote,
+		Problem: fmt.Sprintf("%s has drop-ins that systemd applies after this file (%s), and lint read this file only: what runs may differ", dir, strings.Join(confs, ", ")),
+		Fix:     fmt.Sprintf("lint the unit as systemd reads it: graceshim lint <(systemctl cat %s)", name)}, true
+}

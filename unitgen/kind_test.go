@@ -220,3 +220,38 @@ func TestConvertDelegate(t *testing.T) {
 		t.Errorf("warnings %v; want the KillMode=process warning and KillMode=mixed", res.Warnings)
 	}
 }
+
+// TestLintDropinsBeside: lint of a unit with drop-ins beside it
+// (NAME.service.d/*.conf) says it read the file only.
+func TestLintDropinsBeside(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(testdata, "units", "debian-nginx.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "nginx.service")
+	u, _, err := Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := func() bool {
+		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+			if f.Directive == "drop-in" && strings.Contains(f.Problem, "override.conf") && strings.Contains(f.Fix, "systemctl cat nginx.service") {
+				return true
+			}
+		}
+		return false
+	}
+	if note() {
+		t.Fatal("a note on drop-ins with none beside the unit")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "nginx.service.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nginx.service.d", "override.conf"), []byte("[Service]\\nTimeoutStopSec=30\\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !note() {
+		t.Errorf("no note on the drop-in beside the unit")
+	}
+}

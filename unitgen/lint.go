@@ -89,6 +89,14 @@ func (c *lintCtx) value(name, def string) (Directive, bool) {
 // Lint explains, per finding, what goes wrong when u is stopped, and the
 // fix. Warnings are about the file itself (unknown directives).
 func Lint(u *Unit, o LintOptions) []Finding {
+	fs := lint(u, o)
+	if f, ok := dropinsBeside(u); ok {
+		fs = append(fs, f)
+	}
+	return fs
+}
+
+func lint(u *Unit, o LintOptions) []Finding {
 	if fs := lintNotAServer(u); fs != nil {
 		return fs
 	}
