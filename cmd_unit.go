@@ -135,8 +135,8 @@ func unitAction(c *cli.Context) error {
 	var pair *socketPair
 	if c.Bool("socket") {
 		fromName := fromPath
-		if from != nil && from.shown != "" {
-			fromName = from.shown
+		if from != nil && from.unit.Path != "" {
+			fromName = from.unit.Path // systemctl cat's output through a pipe
 		}
 		if pair, err = newSocketPair(c, fromName, argv); err != nil {
 			return err
@@ -256,10 +256,6 @@ func systemdVersion(c *cli.Context) int {
 type parsedUnit struct {
 	unit  *unitgen.Unit
 	warns []unitgen.Warning
-	// shown is the unit file systemctl cat's first line names ("#
-	// /lib/systemd/system/nginx.service"), "" when it names none: the
-	// unit's name where the path is a pipe, --from <(systemctl cat nginx).
-	shown string
 }
 
 func parseWarnings(p *parsedUnit) []unitgen.Warning { return p.warns }
@@ -275,16 +271,16 @@ func readUnit(path string) (*parsedUnit, error) {
 	if err != nil {
 		return nil, withCode(exitUsage, err)
 	}
-	p := &parsedUnit{unit: u, warns: warns}
+	// systemctl cat's output through a pipe (--from <(systemctl cat
+	// nginx)): its first line names the unit file ("#
+	// /lib/systemd/system/nginx.service"), whose name and neighbours
+	// (its socket unit) are the unit's. A regular file keeps its own.
 	if first, _, _ := strings.Cut(string(data), "\n"); strings.HasPrefix(first, "# /") && !strings.ContainsAny(first[2:], " \t") {
-		p.shown = first[2:]
 		if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-			// A pipe: the unit's name and the files beside it are
-			// those of the file systemctl cat read.
-			u.Path = p.shown
+			u.Path = first[2:]
 		}
 	}
-	return p, nil
+	return &parsedUnit{unit: u, warns: warns}, nil
 }
 
 // writeOutput writes data to path atomically: a temp file in the same
