@@ -103,7 +103,10 @@ func socketService(u *Unit) string {
 //   - a socket unit: graceshim runs the service it starts; the message
 //     names that service, or, with Accept=yes, says that there is none to
 //     drain;
+//   - a drop-in given alone (NAME.service.d/FILE.conf), which lacks the
+//     unit it changes;
 //   - a unit of another type (timer, mount, target, ...);
+//   - a Type=oneshot job, which runs to completion;
 //   - a service that systemd starts once per connection: a template whose
 //     standard input or output is the socket (StandardInput=socket, which
 //     systemd.exec(5) allows only from a socket with Accept=yes or a single
