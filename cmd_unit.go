@@ -134,7 +134,11 @@ func unitAction(c *cli.Context) error {
 
 	var pair *socketPair
 	if c.Bool("socket") {
-		if pair, err = newSocketPair(c, fromPath, argv); err != nil {
+		fromName := fromPath
+		if from != nil && from.unit.Path != "" {
+			fromName = from.unit.Path // systemctl cat's output through a pipe
+		}
+		if pair, err = newSocketPair(c, fromName, argv); err != nil {
 			return err
 		}
 		o.Socket = pair.name + ".socket"
@@ -267,6 +271,15 @@ func readUnit(path string) (*parsedUnit, error) {
 	if err != nil {
 		return nil, withCode(exitUsage, err)
 	}
+	// systemctl cat's output through a pipe (--from <(systemctl cat
+	// nginx)): its first line names the unit file ("#
+	// /lib/systemd/system/nginx.service"), whose name and neighbours
+	// (its socket unit) are the unit's. A regular file keeps its own.
+	if first, _, _ := strings.Cut(string(data), "\n"); strings.HasPrefix(first, "# /") && !strings.ContainsAny(first[2:], " \t") {
+		if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+			u.Path = first[2:]
+		}
+	}
 	return &parsedUnit{unit: u, warns: warns}, nil
 }
 
@@ -353,7 +366,14 @@ func lintAction(c *cli.Context) error {
 			for _, f := range fs {
 				fmt.Fprintln(out, f)
 			}
-			if problems(fs) == 0 {
+			switch {
+			case problems(fs) > 0:
+			case unitgen.CheckServer(p.unit) != nil:
+				// A socket unit, a drop-in, a job, a per-connection service:
+				// the note says what it is; "no problems" would claim
+				// a verdict lint did not reach.
+				fmt.Fprintf(out, "%s: nothing for lint to judge (see the note)\n", path)
+			default:
 				fmt.Fprintf(out, "%s: no stop problems found\n", path)
 			}
 		}

@@ -58,7 +58,14 @@ func newSocketPair(c *cli.Context, from string, argv []string) (*socketPair, err
 		p.svcPath = filepath.Join(filepath.Dir(out), base+".service")
 		p.sockPath = filepath.Join(filepath.Dir(out), base+".socket")
 	case from != "":
-		p.name = strings.TrimSuffix(filepath.Base(from), ".service")
+		// The unit's file name, or the one systemctl cat's output names
+		// (from is then that path): a pipe's name, 63 for
+		// /dev/fd/63, would be no unit's.
+		base := filepath.Base(from)
+		if !strings.HasSuffix(base, ".service") {
+			return nil, usageErrorf("--socket: cannot tell the unit's name from %s: pass --output DIR/NAME to name NAME.service and NAME.socket", from)
+		}
+		p.name = strings.TrimSuffix(base, ".service")
 	default:
 		p.name = filepath.Base(unitgen.DaemonArgv(argv)[0])
 	}

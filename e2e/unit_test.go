@@ -648,3 +648,61 @@ func filterComments(ls []string) []string {
 	}
 	return out
 }
+
+// TestE2EUnitFromPipe: --from <(systemctl cat nginx), which graceshim
+// advises where drop-ins change a unit, is a pipe: the pair --socket
+// prints is named after the unit systemctl cat's first line names, not
+// the pipe (Requires=63.socket for /dev/fd/63); output with no such line
+// gets no name but --output's.
+func TestE2EUnitFromPipe(t *testing.T) {
+	bin := needGraceshim(t)
+	data, err := os.ReadFile(repoPath("testdata", "unitgen", "units", "debian-nginx.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin string) (string, string, int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var out, errb bytes.Buffer
+		cmd := exec.CommandContext(ctx, bin, "unit", "--systemd-version=252", "--from", "/dev/stdin", "--socket",
+			"--root", repoPath("testdata", "unitgen", "socket", "root"))
+		cmd.Stdin = strings.NewReader(stdin) // a pipe, as <(...) is
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+	}
+	out, errOut, code := run("# /lib/systemd/system/nginx.service\n" + string(data))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"# ==> nginx.service <==\n", "\nRequires=nginx.socket\n", "# ==> nginx.socket <==\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	_, errOut, code = run(string(data))
+	if code != exitUsage || !strings.Contains(errOut, "cannot tell the unit's name from /dev/stdin") {
+		t.Errorf("without systemctl cat's header: exit %d, %q; want exit %d asking for --output", code, errOut, exitUsage)
+	}
+}
+
+// TestE2ELintNotAServer: lint on a socket unit, an Accept=yes socket and
+// a drop-in given alone says what each is (a note, exit 0), and claims
+// no verdict ("no stop problems found") it did not reach.
+func TestE2ELintNotAServer(t *testing.T) {
+	for _, tc := range []struct{ file, note string }{
+		{notServer("app.socket"), "note: Socket: a socket unit has no stop of its own"},
+		{notServer("shell.socket"), "note: Accept: Accept=yes"},
+		{notServer(filepath.Join("web.service.d", "override.conf")), "note: drop-in: a drop-in of web.service"},
+		{notServer("cleanup.service"), "note: Type: Type=oneshot: a job"},
+	} {
+		out, errOut, code := graceshimCmd(t, "lint", tc.file)
+		if code != 0 || !strings.Contains(out, tc.note) || !strings.Contains(out, tc.file+": nothing for lint to judge (see the note)") || strings.Contains(out, "no stop problems found") {
+			t.Errorf("lint %s: exit %d\n%s%s\nwant exit 0, %q and no verdict", tc.file, code, out, errOut, tc.note)
+		}
+	}
+}

@@ -89,6 +89,9 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	if err := CheckServer(u); err != nil {
 		return nil, err
 	}
+	if err := checkDelegate(u); err != nil {
+		return nil, err
+	}
 	if o.Socket != "" {
 		if err := CheckNoSocketYet(u); err != nil {
 			return nil, err
@@ -341,6 +344,13 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 				continue
 			}
 			c.note("replaced %s=%s: %s", d.Name, d.Value, why)
+			if d.Name == "KillMode" && d.Value == "process" {
+				// systemd.kill(5): process kills the main process only
+				// and leaves the rest; mixed SIGKILLs the rest once the
+				// stop ends. What the daemon left running on purpose
+				// (helpers, a live-restore's processes) goes with it.
+				c.warn(d.Line, "KillMode=process replaced by mixed: processes of the unit that outlive the daemon's stop, which KillMode=process left running, are now killed with SIGKILL when it ends")
+			}
 		}
 	}
 	if ts, ok := u.LastOf("Service", "TimeoutStartSec", "TimeoutSec"); ok && c.keepStart {
@@ -533,6 +543,25 @@ func (c *converter) convertReload() error {
 		c.reloads = append(c.reloads, rl)
 	}
 	return nil
+}
+
+// checkDelegate refuses a unit that delegates its cgroup and keeps what
+// runs in it across its own stop (Delegate=yes with KillMode=process or
+// none: docker.service, containerd.service): a container manager whose
+// containers, or their shims, live in the unit's cgroup and are meant to
+// survive a restart of the manager. graceshim's unit needs KillMode=mixed,
+// under which systemd SIGKILLs every process left in the cgroup when the
+// stop ends (systemd.kill(5)): each stop would kill them.
+func checkDelegate(u *Unit) error {
+	dl, ok := u.Get("Service", "Delegate")
+	if !ok || dl.Value == "" || strings.EqualFold(dl.Value, "no") || strings.EqualFold(dl.Value, "false") || dl.Value == "0" {
+		return nil
+	}
+	km, ok := u.Get("Service", "KillMode")
+	if !ok || (km.Value != "process" && km.Value != "none") {
+		return nil
+	}
+	return fmt.Errorf("%s:%d: KillMode=%s with Delegate=%s: the unit manages processes in its own cgroup (containers, their shims) and leaves them running across its stop; graceshim's unit needs KillMode=mixed, under which systemd SIGKILLs every process left in the cgroup when a stop ends, so each stop or restart would kill them: graceshim does not fit this unit", u.File, km.Line, km.Value, dl.Value)
 }
 
 // isGraceshimReload says d runs `graceshim reload`, whatever graceshim's

@@ -26,7 +26,7 @@ var unitSuffixes = []string{".service", ".socket", ".device", ".mount", ".automo
 // type its sections say: [Socket] a socket, [Service] a service; "" when
 // neither tells.
 func unitType(u *Unit) string {
-	base := filepath.Base(u.File)
+	base := filepath.Base(u.path())
 	for _, s := range unitSuffixes {
 		if strings.HasSuffix(base, s) {
 			return strings.TrimPrefix(s, ".")
@@ -48,17 +48,26 @@ func unitType(u *Unit) string {
 // changes the unit it belongs to (systemd.unit(5)): read alone it lacks
 // the unit's Type=, PIDFile=, KillSignal= and the rest.
 func dropinOf(u *Unit) (string, bool) {
-	dir := filepath.Base(filepath.Dir(u.File))
-	if filepath.Ext(u.File) != ".conf" || !strings.HasSuffix(dir, ".d") {
+	dir := filepath.Base(filepath.Dir(u.path()))
+	if filepath.Ext(u.path()) != ".conf" || !strings.HasSuffix(dir, ".d") {
 		return "", false
 	}
 	return strings.TrimSuffix(dir, ".d"), true
 }
 
+// fromHint is how to name u again to --from: its file, or for systemctl
+// cat's output through a pipe the same command.
+func fromHint(u *Unit) string {
+	if u.Path != "" {
+		return "<(systemctl cat " + filepath.Base(u.Path) + ")"
+	}
+	return u.File
+}
+
 // unitName is u's file name without its type suffix: nginx for
 // nginx.service, sshd@ for sshd@.service.
 func unitName(u *Unit) string {
-	base := filepath.Base(u.File)
+	base := filepath.Base(u.path())
 	if i := strings.LastIndexByte(base, '.'); i > 0 {
 		return base[:i]
 	}
@@ -94,7 +103,10 @@ func socketService(u *Unit) string {
 //   - a socket unit: graceshim runs the service it starts; the message
 //     names that service, or, with Accept=yes, says that there is none to
 //     drain;
+//   - a drop-in given alone (NAME.service.d/FILE.conf), which lacks the
+//     unit it changes;
 //   - a unit of another type (timer, mount, target, ...);
+//   - a Type=oneshot job, which runs to completion;
 //   - a service that systemd starts once per connection: a template whose
 //     standard input or output is the socket (StandardInput=socket, which
 //     systemd.exec(5) allows only from a socket with Accept=yes or a single
@@ -113,18 +125,33 @@ func CheckServer(u *Unit) error {
 		if socketAccepts(u) {
 			return notAServer("%s is a socket unit with Accept=yes: systemd accepts each connection itself and starts one %s per connection, which serves it and exits; no server outlives its connections, so there is no drain for graceshim to run (graceshim is for a server that accepts connections itself, Accept=no)", u.File, svc)
 		}
-		return notAServer("%s is a socket unit: graceshim runs the server, so convert the service it starts, %s (graceshim unit --from %s); that service gets these sockets and graceshim passes them on", u.File, svc, filepath.Join(filepath.Dir(u.File), svc))
+		return notAServer("%s is a socket unit: graceshim runs the server, so convert the service it starts, %s (graceshim unit --from %s); that service gets these sockets and graceshim passes them on", u.File, svc, filepath.Join(filepath.Dir(u.path()), svc))
 	case "service", "":
 	default:
 		return notAServer("%s is a %s unit, not a service: graceshim runs the server of a .service unit", u.File, t)
 	}
-	if d, why, ok := perConnection(u); ok {
+	if d, why, ok := notAServerService(u); ok {
 		if d.Line > 0 {
 			return notAServer("%s:%d: %s", u.File, d.Line, why)
 		}
 		return notAServer("%s: %s", u.File, why)
 	}
 	return nil
+}
+
+// notAServerService says whether the service u runs no server: a job
+// (Type=oneshot runs to completion; systemd.service(5)) or a service
+// started once per connection (perConnection); why, and the directive
+// that says so.
+func notAServerService(u *Unit) (Directive, string, bool) {
+	if d, ok := u.Get("Service", "Type"); ok && d.Value == "oneshot" {
+		why := "Type=oneshot: a job that runs to completion (often from a timer), not a server: it holds no connections to drain on stop, and under graceshim its start would wait for a listening socket it never opens"
+		if r, ok := u.Get("Service", "RemainAfterExit"); ok && isYes(r.Value) {
+			why += "; where its command starts a daemon that stays (RemainAfterExit=yes), write a unit for the daemon itself: graceshim unit -- DAEMON ARGS"
+		}
+		return d, why, true
+	}
+	return perConnection(u)
 }
 
 // perConnection says whether u is a service systemd starts once per
@@ -139,7 +166,7 @@ func perConnection(u *Unit) (Directive, string, bool) {
 			return d, fmt.Sprintf("%s=socket: systemd starts this service once per connection (from a socket with Accept=yes) and hands it that one connection, inetd style; it has no listening socket and no other connection to drain, so graceshim does not apply", name), true
 		}
 	}
-	sock := filepath.Join(filepath.Dir(u.File), strings.TrimSuffix(unitName(u), "@")+".socket")
+	sock := filepath.Join(filepath.Dir(u.path()), strings.TrimSuffix(unitName(u), "@")+".socket")
 	data, err := os.ReadFile(sock)
 	if err != nil {
 		// No socket beside it, or none readable: nothing says it is
@@ -165,7 +192,7 @@ func lintNotAServer(u *Unit) []Finding {
 	if unitType(u) == "socket" {
 		return lintSocket(u)
 	}
-	d, why, ok := perConnection(u)
+	d, why, ok := notAServerService(u)
 	if !ok {
 		return nil
 	}
@@ -174,7 +201,7 @@ func lintNotAServer(u *Unit) []Finding {
 	}
 	return []Finding{{File: u.File, Line: d.Line, Directive: d.Name, Severity: SeverityNote,
 		Problem: why,
-		Fix:     "nothing to change for graceshim: a stop of this unit ends connections one by one as their instances stop"}}
+		Fix:     "nothing to change for graceshim, which is for a server that accepts connections and can drain them"}}
 }
 
 // lintSocket: a socket unit has no stop of its own to drain; say so, and
@@ -196,7 +223,7 @@ func lintSocket(u *Unit) []Finding {
 	}
 	return []Finding{{File: u.File, Line: line, Directive: "Socket", Severity: SeverityNote,
 		Problem: fmt.Sprintf("a socket unit has no stop of its own to drain: stopping it closes its listening sockets; what a stop or restart does to requests in flight is up to the service it starts, %s", svc),
-		Fix:     fmt.Sprintf("lint that service: graceshim lint %s", filepath.Join(filepath.Dir(u.File), svc))}}
+		Fix:     fmt.Sprintf("lint that service: graceshim lint %s", filepath.Join(filepath.Dir(u.path()), svc))}}
 }
 
 // generatedMark starts every unit graceshim writes (generate.go,
@@ -231,7 +258,7 @@ func CheckNoSocketYet(u *Unit) error {
 			ours = wrapper == "graceshim"
 		}
 	}
-	again := fmt.Sprintf("convert it without --socket (graceshim unit --from %s): it gets that socket's listening sockets and graceshim passes them on", u.File)
+	again := fmt.Sprintf("convert it without --socket (graceshim unit --from %s): it gets that socket's listening sockets and graceshim passes them on", fromHint(u))
 	if !ours {
 		for _, d := range u.Directives {
 			var names []string
@@ -250,10 +277,37 @@ func CheckNoSocketYet(u *Unit) error {
 			}
 		}
 	}
-	sock := filepath.Join(filepath.Dir(u.File), unitName(u)+".socket")
+	sock := filepath.Join(filepath.Dir(u.path()), unitName(u)+".socket")
 	data, err := os.ReadFile(sock)
 	if err != nil || Generated(data) {
 		return nil
 	}
 	return fmt.Errorf("%s: %s beside it activates it already (systemd pairs a socket with the service of its name); %s", u.File, sock, again)
+}
+
+// dropinsBeside is a note when NAME.service.d/ beside the unit holds
+// drop-ins (systemctl edit's override.conf): systemd applies them after
+// the file, so what lint judged may not be what runs.
+func dropinsBeside(u *Unit) (Finding, bool) {
+	if _, ok := dropinOf(u); ok || u.Path != "" {
+		return Finding{}, false // a drop-in itself, or systemctl cat's output, which has them
+	}
+	dir := u.File + ".d"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return Finding{}, false
+	}
+	var confs []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".conf") && !e.IsDir() {
+			confs = append(confs, e.Name())
+		}
+	}
+	if len(confs) == 0 {
+		return Finding{}, false
+	}
+	name := filepath.Base(u.File)
+	return Finding{File: u.File, Line: 1, Directive: "drop-in", Severity: SeverityNote,
+		Problem: fmt.Sprintf("%s has drop-ins that systemd applies after this file (%s), and lint read this file only: what runs may differ", dir, strings.Join(confs, ", ")),
+		Fix:     fmt.Sprintf("lint the unit as systemd reads it: graceshim lint <(systemctl cat %s)", name)}, true
 }

@@ -43,6 +43,10 @@ func TestNotAServer(t *testing.T) {
 		// Service=logd@%i.service: the file to convert is the template.
 		{"log@.socket", []string{"the service it starts, logd@.service"}, "Socket", 8},
 		{"cleanup.timer", []string{"is a timer unit, not a service"}, "", 0},
+		// The job cleanup.timer runs, in the style of Debian's
+		// phpsessionclean.service.
+		{"cleanup.service", []string{"cleanup.service:6: Type=oneshot: a job that runs to completion"}, "Type", 6},
+		{"legacy-daemon.service", []string{"Type=oneshot", "write a unit for the daemon itself"}, "Type", 5},
 		// systemctl edit's override.conf, given alone.
 		{filepath.Join("web.service.d", "override.conf"), []string{"is a drop-in of web.service", "systemctl cat web.service"}, "drop-in", 1},
 	}
@@ -147,5 +151,107 @@ func TestSocketActivatedAlready(t *testing.T) {
 		if err := CheckNoSocketYet(readTestUnit(t, in)); err != nil {
 			t.Errorf("%s: %v", in, err)
 		}
+	}
+}
+
+// TestUnitPath: systemctl cat's output read through a pipe is named by
+// the unit file it names (Unit.Path): the socket beside that file is
+// found, and the way back to --from is systemctl cat again.
+func TestUnitPath(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testdata, "activated", "pool@.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := Parse("/dev/fd/63", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckNoSocketYet(u); err != nil {
+		t.Fatalf("a pipe has no socket beside it, got %v", err)
+	}
+	u.Path = filepath.Join(testdata, "activated", "pool@.service")
+	err = CheckNoSocketYet(u)
+	if err == nil || !strings.Contains(err.Error(), "pool@.socket beside it") || !strings.Contains(err.Error(), "--from <(systemctl cat pool@.service)") {
+		t.Errorf("CheckNoSocketYet with Path: %v", err)
+	}
+}
+
+// TestLintFromPipe: lint of systemctl cat's output through a pipe says
+// to convert it the same way, not from the pipe's path.
+func TestLintFromPipe(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testdata, "units", "debian-nginx.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := Parse("/dev/fd/63", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/lib/systemd/system/nginx.service"
+	fs := Lint(u, LintOptions{SystemdVersion: 252, Root: filepath.Join(testdata, "root")})
+	if len(fs) == 0 || !strings.Contains(fs[0].Fix, "graceshim unit --from <(systemctl cat nginx.service)") || fs[0].File != "/dev/fd/63" {
+		t.Errorf("got %+v, want a fix converting systemctl cat's output, on /dev/fd/63", fs)
+	}
+}
+
+// TestConvertDelegate: a unit that delegates its cgroup and keeps its
+// processes across its stop (a container engine) is refused, since
+// graceshim's KillMode=mixed would SIGKILL them at each stop (measured:
+// under mixed, a child that ignores TERM is gone as soon as the main
+// process exits); KillMode=process alone is replaced, with a warning.
+func TestConvertDelegate(t *testing.T) {
+	u := readUnitAt(t, filepath.Join(testdata, "delegate", "engine.service"))
+	for _, dropin := range []bool{false, true} {
+		_, err := Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, dropin)
+		if err == nil || !strings.Contains(err.Error(), "engine.service:13: KillMode=process with Delegate=yes") {
+			t.Errorf("Convert(dropin=%v): %v, want the refusal", dropin, err)
+		}
+	}
+	u = readUnitAt(t, filepath.Join(testdata, "delegate", "helper.service"))
+	res, err := Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := false
+	for _, w := range res.Warnings {
+		warned = warned || strings.Contains(w.Msg, "KillMode=process replaced by mixed")
+	}
+	if !warned || !strings.Contains(string(res.Unit), "\nKillMode=mixed\n") {
+		t.Errorf("warnings %v; want the KillMode=process warning and KillMode=mixed", res.Warnings)
+	}
+}
+
+// TestLintDropinsBeside: lint of a unit with drop-ins beside it
+// (NAME.service.d/*.conf) says it read the file only.
+func TestLintDropinsBeside(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(testdata, "units", "debian-nginx.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "nginx.service")
+	u, _, err := Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := func() bool {
+		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+			if f.Directive == "drop-in" && strings.Contains(f.Problem, "override.conf") && strings.Contains(f.Fix, "systemctl cat nginx.service") {
+				return true
+			}
+		}
+		return false
+	}
+	if note() {
+		t.Fatal("a note on drop-ins with none beside the unit")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "nginx.service.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nginx.service.d", "override.conf"), []byte("[Service]\\nTimeoutStopSec=30\\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !note() {
+		t.Errorf("no note on the drop-in beside the unit")
 	}
 }

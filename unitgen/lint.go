@@ -89,6 +89,14 @@ func (c *lintCtx) value(name, def string) (Directive, bool) {
 // Lint explains, per finding, what goes wrong when u is stopped, and the
 // fix. Warnings are about the file itself (unknown directives).
 func Lint(u *Unit, o LintOptions) []Finding {
+	fs := lint(u, o)
+	if f, ok := dropinsBeside(u); ok {
+		fs = append(fs, f)
+	}
+	return fs
+}
+
+func lint(u *Unit, o LintOptions) []Finding {
 	if fs := lintNotAServer(u); fs != nil {
 		return fs
 	}
@@ -157,12 +165,12 @@ func (c *lintCtx) lintWrapper() {
 		// stop anyway: what reaches the daemon is right either way.
 		c.add(km, "KillMode", SeverityNote,
 			fmt.Sprintf("%s sends SIGTERM to every process of the unit, workers included, not only through %s; %s's graceful stop is SIGTERM, so the stop still drains", problem, c.wrapper, c.name),
-			fmt.Sprintf("KillMode=mixed makes %s the only one systemd signals until the final SIGKILL; graceshim unit --from %s also extends the stop timeout while connections drain", c.wrapper, c.u.File))
+			fmt.Sprintf("KillMode=mixed makes %s the only one systemd signals until the final SIGKILL; graceshim unit --from %s also extends the stop timeout while connections drain", c.wrapper, fromHint(c.u)))
 		return
 	}
 	c.add(km, "KillMode", SeverityError,
 		fmt.Sprintf("%s sends the stop signal to every process of the unit, so %s gets it straight from systemd; %s cannot translate it or wait for it", problem, orDaemon(c.name), c.wrapper),
-		fmt.Sprintf("set KillMode=mixed (the signal goes to %s only, SIGKILL to the rest at the end); %s passes SIGTERM on unchanged, so for a daemon whose graceful signal differs run it under graceshim: graceshim unit --from %s", c.wrapper, c.wrapper, c.u.File))
+		fmt.Sprintf("set KillMode=mixed (the signal goes to %s only, SIGKILL to the rest at the end); %s passes SIGTERM on unchanged, so for a daemon whose graceful signal differs run it under graceshim: graceshim unit --from %s", c.wrapper, c.wrapper, fromHint(c.u)))
 }
 
 // lintKillModeNone: systemd kills nothing on stop.
@@ -173,7 +181,7 @@ func (c *lintCtx) lintKillModeNone() {
 	}
 	c.add(km, "KillMode", SeverityError,
 		fmt.Sprintf("KillMode=none: systemd signals nothing on stop and leaves %s running outside the unit's control, so a restart starts a second one beside it, and a hung stop is never ended", orDaemon(c.name)),
-		fmt.Sprintf("set KillMode=mixed with the daemon's graceful signal as KillSignal=, or run it under graceshim: graceshim unit --from %s", c.u.File))
+		fmt.Sprintf("set KillMode=mixed with the daemon's graceful signal as KillSignal=, or run it under graceshim: graceshim unit --from %s", fromHint(c.u)))
 }
 
 func orDaemon(name string) string {
@@ -216,15 +224,15 @@ func (c *lintCtx) lintStop() {
 		case p.StopsFast(sc.Signal):
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s sends %s, %s's fast stop: in-flight requests are cut at once", sc.What, signals.Name(sc.Signal), c.name),
-				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, fromHint(c.u)))
 		case sc.Waits && sc.Then != 0:
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s gives the graceful stop at most %s, then sends SIG%s itself (%s), cutting requests that take longer", sc.What, formatSpan(sc.Wait), signals.Name(sc.Then), fastOrNot(sc.Then, p)),
-				fmt.Sprintf("remove ExecStop=, set KillSignal=SIG%s and a TimeoutStopSec= that covers your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain", signals.Name(p.Graceful), c.name, c.u.File))
+				fmt.Sprintf("remove ExecStop=, set KillSignal=SIG%s and a TimeoutStopSec= that covers your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain", signals.Name(p.Graceful), c.name, fromHint(c.u)))
 		case sc.Waits:
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s gives the graceful stop at most %s, then gives up and returns; systemd then sends KillSignal=%s (%s) to what is left, cutting requests that take longer", sc.What, formatSpan(sc.Wait), ks.Value, fastOrNot(killSig, p)),
-				fmt.Sprintf("remove ExecStop=, set KillSignal=SIG%s and a TimeoutStopSec= that covers your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain", signals.Name(p.Graceful), c.name, c.u.File))
+				fmt.Sprintf("remove ExecStop=, set KillSignal=SIG%s and a TimeoutStopSec= that covers your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain", signals.Name(p.Graceful), c.name, fromHint(c.u)))
 		case p.StopsGracefully(sc.Signal) && (p.StopsGracefully(killSig) || cannotStop(killSig)):
 			// The graceful signal, then one that does not cut it: the
 			// stop timeout is what bounds the drain (checked below).
@@ -232,7 +240,7 @@ func (c *lintCtx) lintStop() {
 		case p.StopsGracefully(sc.Signal):
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s returns as soon as the signal is sent; systemd then sends KillSignal=%s (%s) to what is left, so the drain %s started is cut", sc.What, ks.Value, fastOrNot(killSig, p), c.name),
-				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, fromHint(c.u)))
 		}
 	}
 	switch {
@@ -240,7 +248,7 @@ func (c *lintCtx) lintStop() {
 	case cannotStop(killSig):
 		c.add(ks, "KillSignal", SeverityError,
 			fmt.Sprintf("KillSignal=%s stops nothing and no ExecStop= stops %s: every stop waits out the stop timeout and ends in SIGKILL, cutting whatever is in flight", ks.Value, c.name),
-			fmt.Sprintf("set KillSignal=SIG%s (its graceful stop) with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+			fmt.Sprintf("set KillSignal=SIG%s (its graceful stop) with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, fromHint(c.u)))
 	case !p.StopsGracefully(killSig):
 		problem := fmt.Sprintf("KillSignal=%s is", ks.Value)
 		if !ksSet {
@@ -248,7 +256,7 @@ func (c *lintCtx) lintStop() {
 		}
 		c.add(ks, "KillSignal", SeverityError,
 			fmt.Sprintf("%s %s for %s: %s", problem, fastOrNot(killSig, p), c.name, "in-flight requests are cut on every stop and restart"),
-			fmt.Sprintf("set KillSignal=SIG%s (its graceful stop) with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.u.File))
+			fmt.Sprintf("set KillSignal=SIG%s (its graceful stop) with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, fromHint(c.u)))
 	default:
 		gracefulStop = true
 	}
@@ -262,7 +270,7 @@ func (c *lintCtx) lintStop() {
 	case g.unbounded:
 		c.add(stop.dir, "TimeoutStopSec", SeverityWarning,
 			fmt.Sprintf("the stop timeout (%s) is the whole drain: %s; %s waits for every request, so requests still running after %s are cut by SIGKILL and a stop that takes long shows no reason", formatSpan(stop.d), g.what, c.name, formatSpan(stop.d)),
-			fmt.Sprintf("set TimeoutStopSec= to cover your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain and says why a stop takes long", c.name, c.u.File))
+			fmt.Sprintf("set TimeoutStopSec= to cover your longest request, or run %s under graceshim (graceshim unit --from %s), which extends the timeout while connections drain and says why a stop takes long", c.name, fromHint(c.u)))
 	case g.known && stop.d < g.d:
 		d := stop.dir
 		name := d.Name

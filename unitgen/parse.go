@@ -24,9 +24,22 @@ type Directive struct {
 
 // Unit is a parsed unit file, in file order.
 type Unit struct {
-	File       string
+	File string
+	// Path is where the unit lives when File is not it: systemctl cat's
+	// output read through a pipe (--from <(systemctl cat nginx)) names
+	// it in its first line. The unit's name and the files beside it
+	// (its socket unit) come from Path; messages name File.
+	Path       string
 	Sections   []string
 	Directives []Directive
+}
+
+// path is where the unit lives: Path, or File.
+func (u *Unit) path() string {
+	if u.Path != "" {
+		return u.Path
+	}
+	return u.File
 }
 
 // Warning is something odd in an input that does not stop the work.

@@ -111,7 +111,7 @@ func (c *lintCtx) lintUWSGI(ks Directive, ksSet bool, stop stopTimeout) bool {
 	}
 	c.add(d, "KillSignal", sev,
 		fmt.Sprintf("uWSGI has no graceful stop unless its master runs the hook %s (%s): %s %s", uwsgiHook, where, name, what),
-		fmt.Sprintf("%s, which makes SIGTERM its graceful stop, then set KillSignal=SIGTERM with KillMode=mixed, or run it under graceshim with that hook: graceshim unit --from %s", uwsgiHookFix, c.u.File))
+		fmt.Sprintf("%s, which makes SIGTERM its graceful stop, then set KillSignal=SIGTERM with KillMode=mixed, or run it under graceshim with that hook: graceshim unit --from %s", uwsgiHookFix, fromHint(c.u)))
 	return true
 }
 
