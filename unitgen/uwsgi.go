@@ -28,24 +28,55 @@ const uwsgiHookFix = `start uwsgi with --master --hook-master-start "unix_signal
 // relative path, an unreadable file): then it cannot tell, and hooked
 // is false. dieOnTerm says --die-on-term (die-on-term = true) was seen.
 func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot string) {
-	var inis []string
-	for i := 1; i < len(cmd); i++ {
-		a := cmd[i]
+	for _, a := range cmd[min(1, len(cmd)):] {
 		if strings.Contains(a, uwsgiHook) {
 			return true, false, ""
 		}
-		switch {
-		case a == "--die-on-term":
+		if a == "--die-on-term" {
 			dieOnTerm = true
-		case a == "--ini" && i+1 < len(cmd):
-			inis = append(inis, cmd[i+1])
-			i++
-		case strings.HasPrefix(a, "--ini="):
-			inis = append(inis, strings.TrimPrefix(a, "--ini="))
-		case !strings.HasPrefix(a, "-") && strings.HasSuffix(a, ".ini"):
-			inis = append(inis, a)
 		}
 	}
+	opts, cannot := uwsgiIniOptions(root, uwsgiIniFiles(cmd))
+	for _, o := range opts {
+		switch {
+		case strings.HasPrefix(o.key, "hook-") && strings.Contains(o.value, uwsgiHook):
+			return true, false, ""
+		case o.key == "die-on-term" && isYes(o.value):
+			dieOnTerm = true
+		}
+	}
+	return false, dieOnTerm, cannot
+}
+
+// uwsgiIniFiles are the ini files a uWSGI command line names: --ini FILE,
+// --ini=FILE (or with one dash), or a bare FILE.ini.
+func uwsgiIniFiles(cmd []string) []string {
+	var inis []string
+	for i := 1; i < len(cmd); i++ {
+		a := cmd[i]
+		name, value, glued := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case !strings.HasPrefix(a, "-"):
+			if strings.HasSuffix(a, ".ini") {
+				inis = append(inis, a)
+			}
+		case name == "ini" && glued:
+			inis = append(inis, value)
+		case name == "ini" && i+1 < len(cmd):
+			inis = append(inis, cmd[i+1])
+			i++
+		}
+	}
+	return inis
+}
+
+// iniOption is a key = value line of an ini file.
+type iniOption struct{ key, value string }
+
+// uwsgiIniOptions reads the options of uWSGI ini files. cannot names one
+// it cannot read: a specifier such as %i.ini, a variable, a relative
+// path, an unreadable file.
+func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot string) {
 	for _, ini := range inis {
 		if strings.ContainsAny(ini, "%$") || !filepath.IsAbs(ini) {
 			cannot = ini
@@ -61,18 +92,12 @@ func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot stri
 			if strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
 				continue
 			}
-			k, v, ok := strings.Cut(line, "=")
-			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-			switch {
-			case !ok:
-			case strings.HasPrefix(k, "hook-") && strings.Contains(v, uwsgiHook):
-				return true, false, ""
-			case k == "die-on-term" && isYes(v):
-				dieOnTerm = true
+			if k, v, ok := strings.Cut(line, "="); ok {
+				opts = append(opts, iniOption{strings.TrimSpace(k), strings.TrimSpace(v)})
 			}
 		}
 	}
-	return false, dieOnTerm, cannot
+	return opts, cannot
 }
 
 // lintUWSGI: uWSGI without the hook has no graceful stop, whichever
@@ -158,39 +183,16 @@ var uwsgiSocketOptions = map[string]bool{
 // command line or in an ini file it names; cannot names an ini file it
 // cannot read (see uwsgiHooked).
 func uwsgiNamesSocket(root string, cmd []string) (named bool, cannot string) {
-	var inis []string
-	for i := 1; i < len(cmd); i++ {
-		a := cmd[i]
-		name, _, glued := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		switch {
-		case !strings.HasPrefix(a, "-"):
-			if strings.HasSuffix(a, ".ini") {
-				inis = append(inis, a)
-			}
-		case uwsgiSocketOptions[name]:
+	for _, a := range cmd[min(1, len(cmd)):] {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && uwsgiSocketOptions[name] {
 			return true, ""
-		case name == "ini" && glued:
-			inis = append(inis, strings.SplitN(a, "=", 2)[1])
-		case name == "ini" && i+1 < len(cmd):
-			inis = append(inis, cmd[i+1])
-			i++
 		}
 	}
-	for _, ini := range inis {
-		if strings.ContainsAny(ini, "%$") || !filepath.IsAbs(ini) {
-			cannot = ini
-			continue
-		}
-		data, err := readUnder(root, ini)
-		if err != nil {
-			cannot = ini
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			k, _, ok := strings.Cut(strings.TrimSpace(line), "=")
-			if ok && uwsgiSocketOptions[strings.TrimSpace(k)] {
-				return true, ""
-			}
+	opts, cannot := uwsgiIniOptions(root, uwsgiIniFiles(cmd))
+	for _, o := range opts {
+		if uwsgiSocketOptions[o.key] {
+			return true, ""
 		}
 	}
 	return false, cannot
