@@ -90,14 +90,21 @@ type haproxyBind struct {
 // haproxyBinds reads the addresses of every bind line ("bind
 // ADDR[,ADDR...] [params]"), its words split, unquoted and expanded as
 // haproxy does (haproxyWords) with env, the environment haproxy gets.
+// Each address is then expanded once more (haproxyEnvExpand), as haproxy
+// does to every address it parses, quoted or not.
 func haproxyBinds(text string, env []string) []haproxyBind {
 	var out []haproxyBind
 	for _, line := range strings.Split(text, "\n") {
-		f := haproxyWords(line, env)
-		if len(f) < 2 || f[0] != "bind" {
+		f, ok := haproxyWords(line, env)
+		if !ok || len(f) < 2 || f[0] != "bind" {
+			// A line haproxy cannot parse fails its own config test,
+			// with a better message than graceshim's guess at it.
 			continue
 		}
+		// Split at the commas before the expansion, as haproxy does
+		// (src/listener.c, str2listener).
 		for _, a := range strings.Split(f[1], ",") {
+			a = haproxyEnvExpand(a, env)
 			b := haproxyBind{text: a, fd: -1}
 			if n, ok := strings.CutPrefix(a, "fd@"); ok {
 				if fd, err := strconv.Atoi(n); err == nil {
@@ -113,107 +120,183 @@ func haproxyBinds(text string, env []string) []haproxyBind {
 	return out
 }
 
-// haproxyWords splits a config line into words as haproxy's parser does
-// (configuration.txt, 2.2 "Quoting and escaping" and 2.3 "Environment
-// variables"; src/tools.c parse_line): blanks separate words, '#' starts
-// a comment, a backslash escapes the next character, single quotes keep
-// their text as it is, double quotes allow escapes and expand "$NAME",
-// "${NAME}" and "${NAME-default}" (the default only for a variable that
-// is not set). The manual's own example of a passed socket is
-// `bind "fd@${FD_APP1}"`. Unquoted variables are expanded too: haproxy
-// 2.6 expands them in addresses (measured: `bind fd@${HFD}` with HFD=9
-// fails with "cannot use file descriptor '9'").
-func haproxyWords(line string, env []string) []string {
-	lookup := func(name string) (string, bool) {
-		for i := len(env) - 1; i >= 0; i-- {
-			if v, ok := strings.CutPrefix(env[i], name+"="); ok {
-				return v, true
-			}
+// haproxyLookup is getenv over env, the last assignment winning.
+func haproxyLookup(env []string, name string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], name+"="); ok {
+			return v, true
 		}
-		return "", false
 	}
+	return "", false
+}
+
+// haproxyWords splits a config line into words as haproxy 2.6's parser
+// does (configuration.txt, 2.2 "Quoting and escaping" and 2.3
+// "Environment variables"; src/tools.c parse_line). Outside quotes,
+// blanks separate words and '#' starts a comment. Single quotes keep
+// their text as it is. Outside them a backslash escapes a blank, '\\',
+// '#', a quote, and '$' in double quotes only; "\t", "\n", "\r" and
+// "\xHH" are those bytes; before any other character the backslash
+// stays (measured with haproxy 2.6.12: `127.0.0.1:1801\7` binds port
+// 1801). Only inside double quotes are "$NAME", "${NAME}",
+// "${NAME-default}" (the default only for a variable that is not set)
+// and "${NAME[*]}" (one word per blank-separated part) expanded. ok is
+// false for a line haproxy refuses: an unmatched quote or brace, a bad
+// "\x" or variable name.
+func haproxyWords(line string, env []string) (words []string, ok bool) {
 	var (
-		words []string
-		word  strings.Builder
-		in    bool // a word is under way (it may be an empty quoted one)
-		quote byte
+		word           strings.Builder
+		in             bool // a word is under way (it may be an empty quoted one)
+		squote, dquote bool
 	)
+	isName := func(c byte) bool {
+		return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	}
+	end := func() {
+		if in {
+			words = append(words, word.String())
+			word.Reset()
+			in = false
+		}
+	}
 	for i := 0; i < len(line); i++ {
 		c := line[i]
 		switch {
-		case quote == '\'':
-			if c == '\'' {
-				quote = 0
-			} else {
-				word.WriteByte(c)
-			}
+		case c == '\n' || c == '\r':
+			i = len(line) // the end of the line for haproxy
 			continue
-		case c == '\\' && i+1 < len(line):
-			i++
-			word.WriteByte(line[i])
-			in = true
-			continue
-		case c == '"':
-			quote = map[bool]byte{true: 0, false: '"'}[quote == '"']
-			in = true
-			continue
-		case c == '\'' && quote == 0:
-			quote = '\''
-			in = true
-			continue
-		case c == '$' && i+1 < len(line):
-			name, def, hasDef, n := haproxyVar(line[i+1:])
-			if n == 0 {
-				break
-			}
-			v, ok := lookup(name)
-			if !ok && hasDef {
-				v = def
-			}
-			word.WriteString(v)
-			in = true
-			i += n
-			continue
-		case quote == 0 && c == '#':
+		case c == '#' && !squote && !dquote:
 			i = len(line)
 			continue
-		case quote == 0 && (c == ' ' || c == '\t' || c == '\r'):
-			if in {
-				words = append(words, word.String())
-				word.Reset()
-				in = false
+		case c == '"' && !squote:
+			dquote = !dquote
+		case c == '\'' && !dquote:
+			squote = !squote
+		case c == '\\' && !squote:
+			next := byte(0)
+			if i+1 < len(line) {
+				next = line[i+1]
 			}
+			switch next {
+			case ' ', '\\', '#', '\'', '"':
+				c = next
+				i++
+			case 't':
+				c = '\t'
+				i++
+			case 'n':
+				c = '\n'
+				i++
+			case 'r':
+				c = '\r'
+				i++
+			case '$':
+				if dquote {
+					c = next
+					i++
+				}
+			case 'x':
+				if i+3 >= len(line) {
+					return nil, false
+				}
+				v, err := strconv.ParseUint(line[i+2:i+4], 16, 8)
+				if err != nil {
+					return nil, false
+				}
+				c = byte(v)
+				i += 3
+			}
+			word.WriteByte(c)
+		case (c == ' ' || c == '\t' || c == '\v' || c == '\f') && !squote && !dquote:
+			end()
 			continue
+		case c == '$' && dquote:
+			j := i + 1
+			brace := j < len(line) && line[j] == '{'
+			if brace {
+				j++
+			}
+			if j >= len(line) || !(line[j] == '_' || line[j] == '.' || line[j] >= 'a' && line[j] <= 'z' || line[j] >= 'A' && line[j] <= 'Z') {
+				return nil, false
+			}
+			k := j
+			if line[k] == '.' {
+				k++ // haproxy's own .FILE, .LINE, .SECTION: no address
+			}
+			for k < len(line) && isName(line[k]) {
+				k++
+			}
+			v, set := haproxyLookup(env, line[j:k])
+			split := false
+			if brace {
+				if strings.HasPrefix(line[k:], "[*]") {
+					split = true
+					k += 3
+				}
+				close := strings.IndexByte(line[k:], '}')
+				if close < 0 || close > 0 && line[k] != '-' {
+					return nil, false
+				}
+				if line[k] == '-' && !set {
+					v = line[k+1 : k+close]
+				}
+				k += close + 1
+			}
+			for _, r := range []byte(v) {
+				if split && (r == ' ' || r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r') {
+					end()
+					continue
+				}
+				word.WriteByte(r)
+				in = true
+			}
+			i = k - 1
+			continue
+		default:
+			word.WriteByte(c)
 		}
-		word.WriteByte(c)
 		in = true
 	}
-	if in {
-		words = append(words, word.String())
+	if squote || dquote {
+		return nil, false
 	}
-	return words
+	end()
+	return words, true
 }
 
-// haproxyVar reads the variable after a '$': "NAME", "{NAME}" or
-// "{NAME-default}" ("{NAME[*]}" as NAME); n is how many bytes it took,
-// 0 when none is there.
-func haproxyVar(s string) (name, def string, hasDef bool, n int) {
-	isName := func(c byte, first bool) bool {
-		return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || !first && c >= '0' && c <= '9'
+// haproxyEnvExpand expands "$NAME" and "${NAME}" in an address, as haproxy
+// does to each address after the line's parsing, whatever its quotes
+// (src/tools.c env_expand, called by str2sa_range): a name is letters,
+// digits and '_', an unset variable is empty, and there is no default
+// (measured with 2.6.12: `bind '${A}'` binds A's address, `bind "\$A"`
+// too).
+func haproxyEnvExpand(s string, env []string) string {
+	if !strings.Contains(s, "$") {
+		return s
 	}
-	if strings.HasPrefix(s, "{") {
-		end := strings.IndexByte(s, '}')
-		if end < 0 {
-			return "", "", false, 0
+	var out strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' {
+			out.WriteByte(s[i])
+			continue
 		}
-		inner := strings.TrimSuffix(s[1:end], "[*]")
-		name, def, hasDef = strings.Cut(inner, "-")
-		return name, def, hasDef, end + 1
+		j := i + 1
+		brace := j < len(s) && s[j] == '{'
+		if brace {
+			j++
+		}
+		k := j
+		for k < len(s) && (s[k] == '_' || s[k] >= 'a' && s[k] <= 'z' || s[k] >= 'A' && s[k] <= 'Z' || s[k] >= '0' && s[k] <= '9') {
+			k++
+		}
+		v, _ := haproxyLookup(env, s[j:k])
+		out.WriteString(v)
+		if brace && k < len(s) && s[k] == '}' {
+			k++
+		}
+		i = k - 1
 	}
-	for n < len(s) && isName(s[n], n == 0) {
-		n++
-	}
-	return s[:n], "", false, n
+	return out.String()
 }
 
 // haproxyAddr reads "[ipv4@|ipv6@]ADDR:PORT" with an empty or "*" address

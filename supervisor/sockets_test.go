@@ -683,3 +683,119 @@ func TestNotSocketsConnection(t *testing.T) {
 		})
 	}
 }
+
+// graceshim's reading of a bind line agrees with what the real haproxy
+// binds: each case's config is run by haproxy 2.6 (-db, foreground) until
+// its stats socket answers, when every listener is bound; then a
+// connection to the case's port says whether haproxy listens there, and
+// graceshim must say the same. Quoting, escapes and environment
+// variables as configuration.txt 2.2 and 2.3 describe them, and the
+// expansion haproxy applies to every address after that (env_expand in
+// str2sa_range), which the manual does not mention.
+func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skip("haproxy (Debian package haproxy) not installed")
+	}
+	tests := []struct {
+		name, bind string // PORT is the case's free port, PORT1 it less its last digit
+		env        []string
+	}{
+		{"plain", `bind 127.0.0.1:PORT`, nil},
+		{"comment glued to the word", `bind 127.0.0.1:PORT#comment`, nil},
+		{"double quotes", `bind "127.0.0.1:PORT"`, nil},
+		{"second address quoted", `bind 127.0.0.1:1,"127.0.0.1:PORT"`, nil},
+		{"variable in double quotes", `bind "$ADDR"`, []string{"ADDR=127.0.0.1:PORT"}},
+		{"braces and text", `bind "${HOST}:PORT"`, []string{"HOST=127.0.0.1"}},
+		{"default of an unset variable", `bind "${UNSET-127.0.0.1:PORT}"`, nil},
+		{"default not for an empty one", `bind "${EMPTY-127.0.0.1:PORT}"`, []string{"EMPTY="}},
+		{"unquoted braces", `bind ${ADDR}`, []string{"ADDR=127.0.0.1:PORT"}},
+		{"unquoted default is no default", `bind ${UNSET-127.0.0.1:PORT}`, nil},
+		{"single quotes still expanded", `bind '${ADDR}'`, []string{"ADDR=127.0.0.1:PORT"}},
+		{"escaped dollar still expanded", `bind "\$ADDR"`, []string{"ADDR=127.0.0.1:PORT"}},
+		{"escaped dollar outside quotes", `bind \$ADDR`, []string{"ADDR=127.0.0.1:PORT"}},
+		{"hex escape", `bind 127.0.0.1:PORT1\x3D`, nil},
+		{"value expanded twice", `bind "$OUTER"`, []string{"OUTER=$INNER", "INNER=127.0.0.1:PORT"}},
+		{"word expansion", `bind "${ARGS[*]}"`, []string{"ARGS=127.0.0.1:PORT name web"}},
+		{"unmatched quote", `bind "127.0.0.1:PORT`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+			ln.Close()
+			repl := strings.NewReplacer("PORT1", port[:len(port)-1], "PORT", port)
+			bind := repl.Replace(tt.bind)
+			if strings.Contains(bind, `\x3D`) {
+				bind = strings.Replace(bind, `\x3D`, `\x3`+port[len(port)-1:], 1)
+			}
+			var env []string
+			for _, e := range tt.env {
+				env = append(env, repl.Replace(e))
+			}
+			dir := t.TempDir()
+			stats := filepath.Join(dir, "stats")
+			cfg := fmt.Sprintf("global\n    stats socket %s\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\nfrontend f\n    %s\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n", stats, bind)
+			path := filepath.Join(dir, "haproxy.cfg")
+			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(haproxy, "-db", "-f", path)
+			cmd.Env = append(os.Environ(), env...)
+			var out strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+			defer func() { cmd.Process.Kill(); <-exited }()
+			// haproxy binds every listener, the stats socket's too,
+			// before it runs (src/haproxy.c, protocol_bind_all): an
+			// answer there means the frontend's are bound as well.
+			deadline := time.After(10 * time.Second)
+			running := false
+			for !running {
+				select {
+				case <-exited:
+					t.Logf("haproxy refused the config: %s", out.String())
+				case <-deadline:
+					t.Fatalf("haproxy neither ran nor exited: %s", out.String())
+				case <-time.After(20 * time.Millisecond):
+					c, err := net.Dial("unix", stats)
+					if err != nil {
+						continue
+					}
+					io.WriteString(c, "show info\n")
+					b, _ := io.ReadAll(c)
+					c.Close()
+					running = strings.Contains(string(b), "Pid:")
+					continue
+				}
+				break
+			}
+			haproxyListens := false
+			if running {
+				c, err := net.Dial("tcp", "127.0.0.1:"+port)
+				if err == nil {
+					c.Close()
+					haproxyListens = true
+				}
+			}
+			graceshimBinds := false
+			var read []string
+			for _, b := range haproxyBinds(cfg, env) {
+				read = append(read, b.text)
+				if b.ok && b.addr.ap.Port() == uint16(ln.Addr().(*net.TCPAddr).Port) && b.addr.ap.Addr().String() == "127.0.0.1" {
+					graceshimBinds = true
+				}
+			}
+			if graceshimBinds != haproxyListens {
+				t.Errorf("%s with %q: haproxy binds 127.0.0.1:%s: %v; graceshim reads %q", bind, env, port, haproxyListens, read)
+			}
+		})
+	}
+}
