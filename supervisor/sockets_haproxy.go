@@ -91,14 +91,71 @@ type haproxyBind struct {
 // ADDR[,ADDR...] [params]"), its words split, unquoted and expanded as
 // haproxy does (haproxyWords) with env, the environment haproxy gets.
 // Each address is then expanded once more (haproxyEnvExpand), as haproxy
-// does to every address it parses, quoted or not.
+// does to every address it parses, quoted or not. As haproxy reads the
+// file, the global section's setenv, presetenv, unsetenv and resetenv
+// change the environment of the lines after them, and a line in a
+// conditional block (.if, .elif, .else, .endif) whose condition is false
+// is skipped (configuration.txt 3.1 "Process management and security"
+// and 2.4 "Conditional blocks"): a config that binds fd@3 under
+// `.if defined(FD)` and a port otherwise binds one of them, not both.
 func haproxyBinds(text string, env []string) []haproxyBind {
+	env = slices.Clone(env)
 	var out []haproxyBind
+	type block struct{ outer, taken bool }
+	var blocks []block // the conditional blocks the line is in
+	active := true
 	for _, line := range strings.Split(text, "\n") {
 		f, ok := haproxyWords(line, env)
-		if !ok || len(f) < 2 || f[0] != "bind" {
+		if !ok || len(f) == 0 {
 			// A line haproxy cannot parse fails its own config test,
 			// with a better message than graceshim's guess at it.
+			continue
+		}
+		switch f[0] {
+		case ".if":
+			cond := active && haproxyCond(strings.Join(f[1:], " "), env)
+			blocks = append(blocks, block{outer: active, taken: cond})
+			active = cond
+			continue
+		case ".elif", ".else", ".endif":
+			if len(blocks) == 0 {
+				continue
+			}
+			b := &blocks[len(blocks)-1]
+			switch f[0] {
+			case ".elif":
+				active = b.outer && !b.taken && haproxyCond(strings.Join(f[1:], " "), env)
+				b.taken = b.taken || active
+			case ".else":
+				active = b.outer && !b.taken
+				b.taken = true
+			default:
+				active = b.outer
+				blocks = blocks[:len(blocks)-1]
+			}
+			continue
+		}
+		if !active {
+			continue
+		}
+		switch f[0] {
+		case "setenv", "presetenv":
+			if len(f) < 3 {
+				continue
+			}
+			if _, set := haproxyLookup(env, f[1]); f[0] == "setenv" || !set {
+				env = append(env, f[1]+"="+f[2])
+			}
+			continue
+		case "unsetenv", "resetenv":
+			names := f[1:]
+			env = slices.DeleteFunc(env, func(kv string) bool {
+				name, _, _ := strings.Cut(kv, "=")
+				return slices.Contains(names, name) == (f[0] == "unsetenv")
+			})
+			continue
+		}
+		if len(f) < 2 || f[0] != "bind" {
 			continue
 		}
 		// Split at the commas before the expansion, as haproxy does
@@ -118,6 +175,123 @@ func haproxyBinds(text string, env []string) []haproxyBind {
 		}
 	}
 	return out
+}
+
+// haproxyCond evaluates the condition of a .if or .elif line as haproxy
+// does (src/cfgcond.c): terms joined by "&&" and "||" ("&&" binds
+// tighter), each "!"-negated any number of times, a number (true unless
+// 0), a parenthesised condition, or a predicate. defined(NAME),
+// streq(A,B), strneq(A,B) and strstr(A,B) are evaluated; the others ask
+// about the haproxy build (feature(), version_atleast(), ...), which
+// graceshim does not know: they count as true, as on the build Debian
+// ships for the features and versions a config asks for. A condition
+// that does not parse counts as true too (haproxy refuses the file).
+func haproxyCond(text string, env []string) bool {
+	p := haproxyCondParser{text: text, env: env}
+	v, ok := p.or()
+	return v || !ok
+}
+
+type haproxyCondParser struct {
+	text string
+	env  []string
+}
+
+func (p *haproxyCondParser) skip() { p.text = strings.TrimLeft(p.text, " \t") }
+
+func (p *haproxyCondParser) or() (bool, bool) {
+	v, ok := p.and()
+	for ok {
+		p.skip()
+		rest, found := strings.CutPrefix(p.text, "||")
+		if !found {
+			break
+		}
+		p.text = rest
+		var w bool
+		w, ok = p.and()
+		v = v || w
+	}
+	return v, ok
+}
+
+func (p *haproxyCondParser) and() (bool, bool) {
+	v, ok := p.term()
+	for ok {
+		p.skip()
+		rest, found := strings.CutPrefix(p.text, "&&")
+		if !found {
+			break
+		}
+		p.text = rest
+		var w bool
+		w, ok = p.term()
+		v = v && w
+	}
+	return v, ok
+}
+
+func (p *haproxyCondParser) term() (bool, bool) {
+	p.skip()
+	neg := false
+	for strings.HasPrefix(p.text, "!") {
+		neg = !neg
+		p.text = p.text[1:]
+		p.skip()
+	}
+	var v bool
+	switch {
+	case p.text == "":
+		return false, false
+	case p.text[0] >= '0' && p.text[0] <= '9' || p.text[0] == '-' || p.text[0] == '+':
+		n := strings.IndexFunc(p.text[1:], func(r rune) bool { return r < '0' || r > '9' }) + 1
+		if n == 0 {
+			n = len(p.text)
+		}
+		num, err := strconv.ParseInt(p.text[:n], 10, 64)
+		if err != nil {
+			return false, false
+		}
+		v, p.text = num != 0, p.text[n:]
+	case p.text[0] == '(':
+		p.text = p.text[1:]
+		var ok bool
+		if v, ok = p.or(); !ok {
+			return false, false
+		}
+		p.skip()
+		if !strings.HasPrefix(p.text, ")") {
+			return false, false
+		}
+		p.text = p.text[1:]
+	default:
+		open := strings.IndexByte(p.text, '(')
+		close := strings.IndexByte(p.text, ')')
+		if open < 0 || close < open {
+			return false, false
+		}
+		name, args := p.text[:open], strings.Split(p.text[open+1:close], ",")
+		p.text = p.text[close+1:]
+		arg := func(i int) string {
+			if i < len(args) {
+				return strings.TrimSpace(args[i])
+			}
+			return ""
+		}
+		switch name {
+		case "defined":
+			_, v = haproxyLookup(p.env, arg(0))
+		case "streq":
+			v = arg(0) == arg(1)
+		case "strneq":
+			v = arg(0) != arg(1)
+		case "strstr":
+			v = strings.Contains(arg(0), arg(1))
+		default:
+			v = true
+		}
+	}
+	return v != neg, true
 }
 
 // haproxyLookup is getenv over env, the last assignment winning.

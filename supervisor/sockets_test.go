@@ -700,24 +700,38 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 	tests := []struct {
 		name, bind string // PORT is the case's free port, PORT1 it less its last digit
 		env        []string
+		global     string // lines of the global section
 	}{
-		{"plain", `bind 127.0.0.1:PORT`, nil},
-		{"comment glued to the word", `bind 127.0.0.1:PORT#comment`, nil},
-		{"double quotes", `bind "127.0.0.1:PORT"`, nil},
-		{"second address quoted", `bind 127.0.0.1:1,"127.0.0.1:PORT"`, nil},
-		{"variable in double quotes", `bind "$ADDR"`, []string{"ADDR=127.0.0.1:PORT"}},
-		{"braces and text", `bind "${HOST}:PORT"`, []string{"HOST=127.0.0.1"}},
-		{"default of an unset variable", `bind "${UNSET-127.0.0.1:PORT}"`, nil},
-		{"default not for an empty one", `bind "${EMPTY-127.0.0.1:PORT}"`, []string{"EMPTY="}},
-		{"unquoted braces", `bind ${ADDR}`, []string{"ADDR=127.0.0.1:PORT"}},
-		{"unquoted default is no default", `bind ${UNSET-127.0.0.1:PORT}`, nil},
-		{"single quotes still expanded", `bind '${ADDR}'`, []string{"ADDR=127.0.0.1:PORT"}},
-		{"escaped dollar still expanded", `bind "\$ADDR"`, []string{"ADDR=127.0.0.1:PORT"}},
-		{"escaped dollar outside quotes", `bind \$ADDR`, []string{"ADDR=127.0.0.1:PORT"}},
-		{"hex escape", `bind 127.0.0.1:PORT1\x3D`, nil},
-		{"value expanded twice", `bind "$OUTER"`, []string{"OUTER=$INNER", "INNER=127.0.0.1:PORT"}},
-		{"word expansion", `bind "${ARGS[*]}"`, []string{"ARGS=127.0.0.1:PORT name web"}},
-		{"unmatched quote", `bind "127.0.0.1:PORT`, nil},
+		{"plain", `bind 127.0.0.1:PORT`, nil, ""},
+		{"comment glued to the word", `bind 127.0.0.1:PORT#comment`, nil, ""},
+		{"double quotes", `bind "127.0.0.1:PORT"`, nil, ""},
+		{"second address quoted", `bind 127.0.0.1:1,"127.0.0.1:PORT"`, nil, ""},
+		{"variable in double quotes", `bind "$ADDR"`, []string{"ADDR=127.0.0.1:PORT"}, ""},
+		{"braces and text", `bind "${HOST}:PORT"`, []string{"HOST=127.0.0.1"}, ""},
+		{"default of an unset variable", `bind "${UNSET-127.0.0.1:PORT}"`, nil, ""},
+		{"default not for an empty one", `bind "${EMPTY-127.0.0.1:PORT}"`, []string{"EMPTY="}, ""},
+		{"unquoted braces", `bind ${ADDR}`, []string{"ADDR=127.0.0.1:PORT"}, ""},
+		{"unquoted default is no default", `bind ${UNSET-127.0.0.1:PORT}`, nil, ""},
+		{"single quotes still expanded", `bind '${ADDR}'`, []string{"ADDR=127.0.0.1:PORT"}, ""},
+		{"escaped dollar still expanded", `bind "\$ADDR"`, []string{"ADDR=127.0.0.1:PORT"}, ""},
+		{"escaped dollar outside quotes", `bind \$ADDR`, []string{"ADDR=127.0.0.1:PORT"}, ""},
+		{"hex escape", `bind 127.0.0.1:PORT1\x3D`, nil, ""},
+		{"value expanded twice", `bind "$OUTER"`, []string{"OUTER=$INNER", "INNER=127.0.0.1:PORT"}, ""},
+		{"word expansion", `bind "${ARGS[*]}"`, []string{"ARGS=127.0.0.1:PORT name web"}, ""},
+		{"unmatched quote", `bind "127.0.0.1:PORT`, nil, ""},
+		{"setenv", `bind "$ADDR"`, nil, "setenv ADDR 127.0.0.1:PORT"},
+		{"setenv over the environment", `bind "$ADDR"`, []string{"ADDR=127.0.0.3:PORT"}, "setenv ADDR 127.0.0.1:PORT"},
+		{"presetenv under the environment", `bind "$ADDR"`, []string{"ADDR=127.0.0.1:PORT"}, "presetenv ADDR 127.0.0.3:PORT"},
+		{"unsetenv", `bind "${ADDR-127.0.0.1:PORT}"`, []string{"ADDR=127.0.0.3:PORT"}, "unsetenv ADDR"},
+		{"resetenv", `bind "${ADDR-127.0.0.1:PORT}"`, []string{"ADDR=127.0.0.3:PORT"}, "resetenv PATH"},
+		{"false block skipped", ".if defined(UNSET)\nbind 127.0.0.1:PORT\n.endif", nil, ""},
+		{"true block read", ".if defined(SET)\nbind 127.0.0.1:PORT\n.endif", []string{"SET="}, ""},
+		{"else", ".if defined(UNSET)\nbind 127.0.0.3:PORT\n.else\nbind 127.0.0.1:PORT\n.endif", nil, ""},
+		{"else after a taken branch", ".if 1\nbind 127.0.0.3:PORT\n.else\nbind 127.0.0.1:PORT\n.endif", nil, ""},
+		{"elif", ".if 0\nbind 127.0.0.3:PORT\n.elif streq(\"$MODE\",fd)\nbind 127.0.0.1:PORT\n.endif", []string{"MODE=fd"}, ""},
+		{"nested in a false block", ".if 0\n.if 1\nbind 127.0.0.1:PORT\n.endif\n.endif", nil, ""},
+		{"negation and both", ".if !defined(UNSET) && defined(SET) || 0\nbind 127.0.0.1:PORT\n.endif", []string{"SET=1"}, ""},
+		{"condition on a setenv", ".if strneq(\"$WHERE\",here)\nbind 127.0.0.1:PORT\n.endif", nil, "setenv WHERE there"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -738,7 +752,8 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 			}
 			dir := t.TempDir()
 			stats := filepath.Join(dir, "stats")
-			cfg := fmt.Sprintf("global\n    stats socket %s\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\nfrontend f\n    %s\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n", stats, bind)
+			bind = strings.ReplaceAll(bind, "\n", "\n    ")
+			cfg := fmt.Sprintf("global\n    stats socket %s\n    %s\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\nfrontend f\n    %s\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n", stats, repl.Replace(tt.global), bind)
 			path := filepath.Join(dir, "haproxy.cfg")
 			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
@@ -797,5 +812,20 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 				t.Errorf("%s with %q: haproxy binds 127.0.0.1:%s: %v; graceshim reads %q", bind, env, port, haproxyListens, read)
 			}
 		})
+	}
+}
+
+// A config written for both ways of running, with the passed socket under
+// a condition and the port of its own otherwise, is not refused: only the
+// branch haproxy reads is checked.
+func TestMatchHAProxyConditional(t *testing.T) {
+	cfg := "frontend web\n    .if defined(FD_WEB)\n        bind \"fd@${FD_WEB}\"\n    .else\n        bind 127.0.0.1:80\n    .endif\n"
+	errs, warns := matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80"), haproxyBinds(cfg, []string{"FD_WEB=3"}))
+	if len(errs) != 0 || len(warns) != 0 {
+		t.Errorf("with FD_WEB=3: errors %q, warnings %q; want none", errs, warns)
+	}
+	errs, _ = matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80"), haproxyBinds(cfg, nil))
+	if len(errs) != 2 {
+		t.Errorf("without FD_WEB: errors %q; want the socket bound nowhere and the port taken", errs)
 	}
 }
