@@ -314,11 +314,15 @@ type nginxFile struct {
 // splitNginxDump cuts nginx -T's output into its files. nginx writes
 // "# configuration file NAME:" and a newline before each file's text,
 // NAME being the file's full path (src/core/nginx.c, the config dump
-// loop; names pass through ngx_conf_full_name), and the text as it is:
-// a comment of the user's that begins the same way ("# configuration
-// file for the API") is not a marker, as its rest is no absolute path
-// ending in ':'. Taken for one, it cut the file short there: its listen
-// directives were lost, or the rest failed to parse.
+// loop; names pass through ngx_conf_full_name), then the text as it is
+// and a newline. A comment of the user's that begins the same way
+// ("# configuration file for the API") is not a marker, as its rest is
+// no absolute path ending in ':'. One that is exactly like a marker (a
+// saved dump kept as a file) is told apart by the file on disk: where
+// the file a marker names can be read and the dump holds its text
+// whole, the file ends there, whatever its lines look like. Taken for a
+// marker, such a line cut the file short: its listen directives were
+// lost, or the rest failed to parse.
 func splitNginxDump(dump string) []nginxFile {
 	const mark = "# configuration file "
 	var (
@@ -326,13 +330,23 @@ func splitNginxDump(dump string) []nginxFile {
 		texts []*strings.Builder
 		text  *strings.Builder
 	)
-	for _, line := range strings.SplitAfter(dump, "\n") {
+	for pos := 0; pos < len(dump); {
+		line := dump[pos:]
+		if eol := strings.IndexByte(line, '\n'); eol >= 0 {
+			line = line[:eol+1]
+		}
+		pos += len(line)
 		if rest, ok := strings.CutPrefix(line, mark); ok {
 			name := strings.TrimRight(rest, "\r\n")
 			if strings.HasPrefix(name, "/") && strings.HasSuffix(name, ":") {
-				files = append(files, nginxFile{name: strings.TrimSuffix(name, ":")})
+				name = strings.TrimSuffix(name, ":")
+				files = append(files, nginxFile{name: name})
 				text = &strings.Builder{}
 				texts = append(texts, text)
+				if b, err := os.ReadFile(name); err == nil && len(b) > 0 && strings.HasPrefix(dump[pos:], string(b)) {
+					text.Write(b)
+					pos += len(b)
+				}
 				continue
 			}
 		}

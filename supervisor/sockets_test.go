@@ -504,6 +504,15 @@ server { listen 127.0.0.1:18452 default_server; }
 `,
 			"conf.d/b.conf": "server {\n  # configuration file\n  listen [::1]:18453 ipv6only=on;\n}\n",
 		}, []string{"127.0.0.1:18452", "[::1]:18453 bind", "127.0.0.1:18454"}},
+		{"file names with a space and colons, no final newline", map[string]string{
+			"nginx.conf":               "events {}\nhttp {\n  include \"conf.d/my site:8080.conf\";\n  include 'conf.d/x:.conf';\n}",
+			"conf.d/my site:8080.conf": "server { listen 127.0.0.1:18455; }",
+			"conf.d/x:.conf":           "server { listen 127.0.0.1:18456; } # configuration file /x:",
+		}, []string{"127.0.0.1:18455", "127.0.0.1:18456"}},
+		{"a saved dump's marker as a comment", map[string]string{
+			"nginx.conf": "events {}\nhttp {\n  include old.conf;\n  server { listen 127.0.0.1:18458; }\n}\n",
+			"old.conf":   "# configuration file /etc/nginx/nginx.conf:\nserver { listen 127.0.0.1:18457; }\n",
+		}, []string{"127.0.0.1:18457", "127.0.0.1:18458"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
