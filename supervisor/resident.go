@@ -25,9 +25,9 @@ import (
 // the page cache, and what graceshim runs later (a signal, the stop)
 // faults back in without I/O. It would discard the copy-on-write copies
 // of a mapping that was written to, so a mapping is left alone unless it
-// is not writable and holds no anonymous pages (a dynamically linked
-// build's RELRO segment is written by the loader and then made
-// read-only: it has some). It returns the bytes unmapped.
+// is not writable and holds no anonymous pages, resident or swapped out
+// (a dynamically linked build's RELRO segment is written by the loader
+// and then made read-only: it has some). It returns the bytes unmapped.
 func dropStartupPages() (int64, error) {
 	// The executable's mappings are those of the file this function's
 	// code comes from. Its device and inode are read from the mapping,
@@ -51,9 +51,13 @@ func dropStartupPages() (int64, error) {
 			cur = &all[len(all)-1]
 			continue
 		}
-		if cur != nil && bytes.HasPrefix(line, []byte("Anonymous:")) {
-			if kb := bytes.Fields(line[len("Anonymous:"):]); len(kb) == 0 || string(kb[0]) != "0" {
-				cur.dirty = true
+		// A copy-on-write page is counted in Anonymous: while resident
+		// and in Swap: once swapped out; MADV_DONTNEED drops either.
+		for _, field := range []string{"Anonymous:", "Swap:"} {
+			if cur != nil && bytes.HasPrefix(line, []byte(field)) {
+				if kb := bytes.Fields(line[len(field):]); len(kb) == 0 || string(kb[0]) != "0" {
+					cur.dirty = true
+				}
 			}
 		}
 	}

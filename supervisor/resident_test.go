@@ -1,10 +1,12 @@
 package supervisor
 
 import (
+	"bytes"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -111,4 +113,65 @@ func TestDropStartupPagesKeepsWrittenMappings(t *testing.T) {
 	if got := string(mem[:21]); got != "written by the loader" {
 		t.Fatalf("the written page reads %q after the drop: its copy was discarded", got)
 	}
+}
+
+// TestDropStartupPagesKeepsSwappedCopies: a copy-on-write page that was
+// swapped out is no longer counted in smaps' Anonymous: but in its Swap:;
+// MADV_DONTNEED would throw the swapped copy away just the same, and a
+// dynamically linked build's RELRO (its relocated GOT) would read as the
+// file's unrelocated bytes. Needs swap (MADV_PAGEOUT, Linux 5.4, moves
+// the page there); skipped where there is none.
+func TestDropStartupPagesKeepsSwappedCopies(t *testing.T) {
+	swaps, err := os.ReadFile("/proc/swaps")
+	if err != nil || len(bytes.Split(bytes.TrimSpace(swaps), []byte("\n"))) < 2 {
+		t.Skip("no swap enabled (/proc/swaps): a page cannot be swapped out")
+	}
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	page := os.Getpagesize()
+	mem, err := unix.Mmap(int(f.Fd()), 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	copy(mem, "written by the loader")
+	if err := unix.Mprotect(mem, unix.PROT_READ); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Madvise(mem, unix.MADV_PAGEOUT); err != nil {
+		t.Skipf("madvise MADV_PAGEOUT: %v", err)
+	}
+	if swapped := smapsField(t, uintptr(unsafe.Pointer(&mem[0])), "Swap:"); swapped == 0 {
+		t.Skip("the page was not swapped out")
+	}
+	if _, err := dropStartupPages(); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(mem[:21]); got != "written by the loader" {
+		t.Fatalf("the swapped-out page reads %q after the drop: its copy was discarded", got)
+	}
+}
+
+// smapsField returns the kB of field ("Swap:") of the mapping at addr.
+func smapsField(t *testing.T, addr uintptr, field string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if m, ok := parseMapsLine(line); ok {
+			in = m.start <= addr && addr < m.end
+			continue
+		}
+		if v, ok := bytes.CutPrefix(line, []byte(field)); ok && in {
+			n, _ := strconv.Atoi(string(bytes.Fields(v)[0]))
+			return n
+		}
+	}
+	return 0
 }
