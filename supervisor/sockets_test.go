@@ -838,3 +838,44 @@ func TestMatchHAProxyConditional(t *testing.T) {
 		t.Errorf("without FD_WEB: errors %q; want the socket bound nowhere and the port taken", errs)
 	}
 }
+
+// haproxy -C DIR reads relative config names in DIR, wherever -C is on
+// the command line: proven with the real haproxy -c, then the same
+// files must be read.
+func TestHAProxyConfigFilesChangeDir(t *testing.T) {
+	dir := t.TempDir()
+	cfg := "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\nfrontend f\n    bind fd@3\n    default_backend b\nbackend b\n    server s 127.0.0.1:9\n"
+	if err := os.MkdirAll(filepath.Join(dir, "conf.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for n, text := range map[string]string{"h.cfg": cfg, "conf.d/x.cfg": "backend other\n    server s 127.0.0.1:9\n"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	argv := []string{"haproxy", "-Ws", "-f", "h.cfg", "-C", dir, "-f", "conf.d"}
+	if haproxy, err := exec.LookPath("haproxy"); err == nil {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		f, err := ln.(*net.TCPListener).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cmd := exec.Command(haproxy, append([]string{"-c"}, argv[2:]...)...)
+		cmd.ExtraFiles = []*os.File{f}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("haproxy -c %q: %v\n%s", argv[2:], err, out)
+		}
+	} else {
+		t.Log("haproxy (Debian package haproxy) not installed: the command line is not proven first")
+	}
+	got := haproxyConfigFiles(argv)
+	want := []string{filepath.Join(dir, "h.cfg"), filepath.Join(dir, "conf.d/x.cfg")}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
