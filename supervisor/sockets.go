@@ -514,7 +514,7 @@ func (c *socketCheck) refuse(ctx context.Context, out string, truncated bool, lo
 			text.Write(b)
 			text.WriteByte('\n')
 		}
-		errs, warns = matchHAProxy(c.socks, haproxyBinds(text.String(), c.env))
+		errs, warns = matchHAProxy(c.socks, haproxyBinds(text.String(), c.env, haproxyCC(c.argv[0])))
 	}
 	for _, w := range warns {
 		log.Warnf("%s", w)

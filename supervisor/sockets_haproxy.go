@@ -1,13 +1,17 @@
 package supervisor
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // HAProxy takes an inherited socket only where its config says "bind
@@ -38,7 +42,7 @@ func checkHAProxy(socks []inherited, opts Options) error {
 		text.Write(b)
 		text.WriteByte('\n')
 	}
-	errs, warns := matchHAProxy(socks, haproxyBinds(text.String(), childEnv(opts.Env)))
+	errs, warns := matchHAProxy(socks, haproxyBinds(text.String(), childEnv(opts.Env), haproxyCC(opts.Argv[0])))
 	for _, w := range warns {
 		opts.Log.Warnf("%s", w)
 	}
@@ -107,7 +111,7 @@ type haproxyBind struct {
 // is skipped (configuration.txt 3.1 "Process management and security"
 // and 2.4 "Conditional blocks"): a config that binds fd@3 under
 // `.if defined(FD)` and a port otherwise binds one of them, not both.
-func haproxyBinds(text string, env []string) []haproxyBind {
+func haproxyBinds(text string, env []string, ask haproxyAsk) []haproxyBind {
 	env = slices.Clone(env)
 	var out []haproxyBind
 	type block struct{ outer, taken bool }
@@ -122,7 +126,7 @@ func haproxyBinds(text string, env []string) []haproxyBind {
 		}
 		switch f[0] {
 		case ".if":
-			cond := active && haproxyCond(strings.Join(f[1:], " "), env)
+			cond := active && haproxyCond(strings.Join(f[1:], " "), env, ask)
 			blocks = append(blocks, block{outer: active, taken: cond})
 			active = cond
 			continue
@@ -133,7 +137,7 @@ func haproxyBinds(text string, env []string) []haproxyBind {
 			b := &blocks[len(blocks)-1]
 			switch f[0] {
 			case ".elif":
-				active = b.outer && !b.taken && haproxyCond(strings.Join(f[1:], " "), env)
+				active = b.outer && !b.taken && haproxyCond(strings.Join(f[1:], " "), env, ask)
 				b.taken = b.taken || active
 			case ".else":
 				active = b.outer && !b.taken
@@ -190,20 +194,52 @@ func haproxyBinds(text string, env []string) []haproxyBind {
 // does (src/cfgcond.c): terms joined by "&&" and "||" ("&&" binds
 // tighter), each "!"-negated any number of times, a number (true unless
 // 0), a parenthesised condition, or a predicate. defined(NAME),
-// streq(A,B), strneq(A,B) and strstr(A,B) are evaluated; the others ask
-// about the haproxy build (feature(), version_atleast(), ...), which
-// graceshim does not know: they count as true, as on the build Debian
-// ships for the features and versions a config asks for. A condition
-// that does not parse counts as true too (haproxy refuses the file).
-func haproxyCond(text string, env []string) bool {
+// streq(A,B), strneq(A,B) and strstr(A,B) are evaluated here; the others
+// ask about the haproxy build (feature(), version_atleast(), ...), so a
+// condition with one of them is asked of the haproxy that will run (ask).
+// Without an answer it counts as true, as does a condition that does not
+// parse (haproxy refuses the file then).
+func haproxyCond(text string, env []string, ask haproxyAsk) bool {
 	p := haproxyCondParser{text: text, env: env}
 	v, ok := p.or()
-	return v || !ok
+	if p.build && ok && ask != nil {
+		if w, ok := ask(text, env); ok {
+			return w
+		}
+	}
+	return v || !ok || p.build
+}
+
+// haproxyAsk evaluates a condition with the real haproxy; ok is false
+// when it cannot say.
+type haproxyAsk func(cond string, env []string) (v, ok bool)
+
+// haproxyCC asks bin: "haproxy -cc COND" evaluates COND as a .if line
+// would, with exit status 0 when true and 1 when false (haproxy -h,
+// "-cc check condition : evaluate a condition and exit"; measured with
+// 2.6.12, 2 for a condition that does not parse).
+func haproxyCC(bin string) haproxyAsk {
+	return func(cond string, env []string) (bool, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, "-cc", cond)
+		cmd.Env = append([]string{}, env...) // empty, not graceshim's, when env is
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			return true, true
+		case errors.As(err, &ee) && ee.ExitCode() == 1:
+			return false, true
+		}
+		return false, false
+	}
 }
 
 type haproxyCondParser struct {
-	text string
-	env  []string
+	text  string
+	env   []string
+	build bool // a predicate about the build was met
 }
 
 func (p *haproxyCondParser) skip() { p.text = strings.TrimLeft(p.text, " \t") }
@@ -297,7 +333,7 @@ func (p *haproxyCondParser) term() (bool, bool) {
 		case "strstr":
 			v = strings.Contains(arg(0), arg(1))
 		default:
-			v = true
+			v, p.build = true, true
 		}
 	}
 	return v != neg, true

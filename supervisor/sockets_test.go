@@ -263,7 +263,7 @@ frontend web
     # bind fd@7
 `
 	var got []string
-	for _, b := range haproxyBinds(cfg, nil) {
+	for _, b := range haproxyBinds(cfg, nil, nil) {
 		s := b.text
 		if b.fd >= 0 {
 			s += "=fd"
@@ -297,7 +297,7 @@ func TestMatchHAProxy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			errs, warns := matchHAProxy(fakeInherited(t, tt.inherited...), haproxyBinds(tt.config, nil))
+			errs, warns := matchHAProxy(fakeInherited(t, tt.inherited...), haproxyBinds(tt.config, nil, nil))
 			if len(errs) != len(tt.errs) || len(warns) != tt.warns {
 				t.Fatalf("errors %q, warnings %q; want %d errors, %d warnings", errs, warns, len(tt.errs), tt.warns)
 			}
@@ -606,7 +606,7 @@ frontend web
 		t.Log("haproxy (Debian package haproxy) not installed: the config is not proven valid first")
 	}
 	var got []string
-	for _, b := range haproxyBinds(cfg, env) {
+	for _, b := range haproxyBinds(cfg, env, nil) {
 		s := b.text
 		if b.fd >= 0 {
 			s += "=fd" + strconv.Itoa(b.fd)
@@ -619,7 +619,7 @@ frontend web
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("got binds %q, want %q", got, want)
 	}
-	errs, warns := matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80", "tcp 127.0.0.1:81", "tcp 127.0.0.1:82"), haproxyBinds(cfg, env))
+	errs, warns := matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80", "tcp 127.0.0.1:81", "tcp 127.0.0.1:82"), haproxyBinds(cfg, env, nil))
 	if len(errs) != 0 || len(warns) != 1 {
 		t.Errorf("errors %q, warnings %q; want none and one (the port haproxy binds itself)", errs, warns)
 	}
@@ -741,6 +741,10 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 		{"nested in a false block", ".if 0\n.if 1\nbind 127.0.0.1:PORT\n.endif\n.endif", nil, ""},
 		{"negation and both", ".if !defined(UNSET) && defined(SET) || 0\nbind 127.0.0.1:PORT\n.endif", []string{"SET=1"}, ""},
 		{"condition on a setenv", ".if strneq(\"$WHERE\",here)\nbind 127.0.0.1:PORT\n.endif", nil, "setenv WHERE there"},
+		{"a feature the build lacks", ".if feature(NO_SUCH_FEATURE)\nbind 127.0.0.1:PORT\n.endif", nil, ""},
+		{"a version before", ".if version_before(2.0) || defined(UNSET)\nbind 127.0.0.1:PORT\n.endif", nil, ""},
+		{"a version at least", ".if version_atleast(2.4)\nbind 127.0.0.1:PORT\n.endif", nil, ""},
+		{"a build condition on a setenv", ".if version_atleast(2.4) && defined(LATER)\nbind 127.0.0.1:PORT\n.endif", nil, "setenv LATER 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -811,7 +815,7 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 			}
 			graceshimBinds := false
 			var read []string
-			for _, b := range haproxyBinds(cfg, env) {
+			for _, b := range haproxyBinds(cfg, append(os.Environ(), env...), haproxyCC(haproxy)) {
 				read = append(read, b.text)
 				if b.ok && b.addr.ap.Port() == uint16(ln.Addr().(*net.TCPAddr).Port) && b.addr.ap.Addr().String() == "127.0.0.1" {
 					graceshimBinds = true
@@ -829,11 +833,11 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 // branch haproxy reads is checked.
 func TestMatchHAProxyConditional(t *testing.T) {
 	cfg := "frontend web\n    .if defined(FD_WEB)\n        bind \"fd@${FD_WEB}\"\n    .else\n        bind 127.0.0.1:80\n    .endif\n"
-	errs, warns := matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80"), haproxyBinds(cfg, []string{"FD_WEB=3"}))
+	errs, warns := matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80"), haproxyBinds(cfg, []string{"FD_WEB=3"}, nil))
 	if len(errs) != 0 || len(warns) != 0 {
 		t.Errorf("with FD_WEB=3: errors %q, warnings %q; want none", errs, warns)
 	}
-	errs, _ = matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80"), haproxyBinds(cfg, nil))
+	errs, _ = matchHAProxy(fakeInherited(t, "tcp 127.0.0.1:80"), haproxyBinds(cfg, nil, nil))
 	if len(errs) != 2 {
 		t.Errorf("without FD_WEB: errors %q; want the socket bound nowhere and the port taken", errs)
 	}
