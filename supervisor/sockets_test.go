@@ -714,7 +714,7 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 		{"plain", `bind 127.0.0.1:PORT`, nil, ""},
 		{"comment glued to the word", `bind 127.0.0.1:PORT#comment`, nil, ""},
 		{"double quotes", `bind "127.0.0.1:PORT"`, nil, ""},
-		{"second address quoted", `bind 127.0.0.1:1,"127.0.0.1:PORT"`, nil, ""},
+		{"second address quoted", `bind 127.0.0.3:PORT,"127.0.0.1:PORT"`, nil, ""},
 		{"variable in double quotes", `bind "$ADDR"`, []string{"ADDR=127.0.0.1:PORT"}, ""},
 		{"braces and text", `bind "${HOST}:PORT"`, []string{"HOST=127.0.0.1"}, ""},
 		{"default of an unset variable", `bind "${UNSET-127.0.0.1:PORT}"`, nil, ""},
