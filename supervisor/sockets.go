@@ -398,6 +398,9 @@ func newSocketCheck(opts Options, passed []inherited) *socketCheck {
 		return nil
 	}
 	c := &socketCheck{preset: opts.Preset, argv: opts.Argv, env: childEnv(opts.Env)}
+	if opts.Preset.Sockets == signals.SocketsFDBind {
+		c.env = haproxyEnv(opts.Argv, c.env)
+	}
 	switch opts.Preset.Sockets {
 	case signals.SocketsNginxEnv:
 	case signals.SocketsFDBind:

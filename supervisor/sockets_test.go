@@ -741,6 +741,8 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 		{"nested in a false block", ".if 0\n.if 1\nbind 127.0.0.1:PORT\n.endif\n.endif", nil, ""},
 		{"negation and both", ".if !defined(UNSET) && defined(SET) || 0\nbind 127.0.0.1:PORT\n.endif", []string{"SET=1"}, ""},
 		{"condition on a setenv", ".if strneq(\"$WHERE\",here)\nbind 127.0.0.1:PORT\n.endif", nil, "setenv WHERE there"},
+		{"set by haproxy", ".if defined(HAPROXY_LOCALPEER)\nbind 127.0.0.1:PORT\n.endif", nil, ""},
+		{"not yet set by haproxy", ".if defined(HAPROXY_MWORKER)\nbind 127.0.0.1:PORT\n.endif", nil, ""},
 		{"a feature the build lacks", ".if feature(NO_SUCH_FEATURE)\nbind 127.0.0.1:PORT\n.endif", nil, ""},
 		{"a version before", ".if version_before(2.0) || defined(UNSET)\nbind 127.0.0.1:PORT\n.endif", nil, ""},
 		{"a version at least", ".if version_atleast(2.4)\nbind 127.0.0.1:PORT\n.endif", nil, ""},
@@ -815,7 +817,7 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 			}
 			graceshimBinds := false
 			var read []string
-			for _, b := range haproxyBinds(cfg, append(os.Environ(), env...), haproxyCC(haproxy)) {
+			for _, b := range haproxyBinds(cfg, haproxyEnv([]string{haproxy, "-db", "-f", path}, append(os.Environ(), env...)), haproxyCC(haproxy)) {
 				read = append(read, b.text)
 				if b.ok && b.addr.ap.Port() == uint16(ln.Addr().(*net.TCPAddr).Port) && b.addr.ap.Addr().String() == "127.0.0.1" {
 					graceshimBinds = true
