@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/graceshim/graceshim/signals"
+	"github.com/graceshim/graceshim/unitgen/haproxyconf"
 )
 
 // ErrSockets marks inherited sockets the server cannot take as they are:
@@ -399,7 +400,7 @@ func newSocketCheck(opts Options, passed []inherited) *socketCheck {
 	}
 	c := &socketCheck{preset: opts.Preset, argv: opts.Argv, env: childEnv(opts.Env)}
 	if opts.Preset.Sockets == signals.SocketsFDBind {
-		c.env = haproxyEnv(opts.Argv, c.env)
+		c.env = haproxyconf.Env(opts.Argv, c.env)
 	}
 	switch opts.Preset.Sockets {
 	case signals.SocketsNginxEnv:
@@ -517,7 +518,7 @@ func (c *socketCheck) refuse(ctx context.Context, out string, truncated bool, lo
 			text.Write(b)
 			text.WriteByte('\n')
 		}
-		errs, warns = matchHAProxy(c.socks, haproxyBinds(text.String(), c.env, haproxyCC(c.argv[0])))
+		errs, warns = matchHAProxy(c.socks, haproxyBinds(text.String(), c.env, haproxyconf.CC(c.argv[0])))
 	}
 	for _, w := range warns {
 		log.Warnf("%s", w)

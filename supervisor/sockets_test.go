@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/graceshim/graceshim/signals"
+	"github.com/graceshim/graceshim/unitgen/haproxyconf"
 )
 
 // fakeInherited makes inherited sockets with the given addresses ("tcp
@@ -817,7 +818,7 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 			}
 			graceshimBinds := false
 			var read []string
-			for _, b := range haproxyBinds(cfg, haproxyEnv([]string{haproxy, "-db", "-f", path}, append(os.Environ(), env...)), haproxyCC(haproxy)) {
+			for _, b := range haproxyBinds(cfg, haproxyconf.Env([]string{haproxy, "-db", "-f", path}, append(os.Environ(), env...)), haproxyconf.CC(haproxy)) {
 				read = append(read, b.text)
 				if b.ok && b.addr.ap.Port() == uint16(ln.Addr().(*net.TCPAddr).Port) && b.addr.ap.Addr().String() == "127.0.0.1" {
 					graceshimBinds = true
