@@ -41,7 +41,7 @@ func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot stri
 		switch {
 		case strings.HasPrefix(o.key, "hook-") && strings.Contains(o.value, uwsgiHook):
 			return true, false, ""
-		case o.key == "die-on-term" && isYes(o.value):
+		case o.key == "die-on-term" && uwsgiFlag(o.value):
 			dieOnTerm = true
 		}
 	}
@@ -73,28 +73,54 @@ func uwsgiIniFiles(cmd []string) []string {
 // iniOption is a key = value line of an ini file.
 type iniOption struct{ key, value string }
 
+// uwsgiFlag says whether an ini value sets a uWSGI flag: an empty value
+// does, as uWSGI keeps a key without "=" with an empty value (unbit/uwsgi
+// core/ini.c, ini_get_key); measured with Debian 12's uWSGI 2.0.21:
+// "master =" and a bare "master" line ran a master, "master = false" did
+// not. Other values than yes/true/on/1 are not read as set.
+func uwsgiFlag(v string) bool { return v == "" || isYes(v) }
+
 // uwsgiIniOptions reads the options of uWSGI ini files. cannot names one
 // it cannot read: a specifier such as %i.ini, a variable, a relative
 // path, an unreadable file.
+//
+// uWSGI reads one section of an ini file: [uwsgi], or the one named
+// after the file's last colon (--ini FILE:SECTION); options of the other
+// sections do not apply, and a line without "=" is a key with an empty
+// value (unbit/uwsgi core/ini.c, uwsgi_ini_config: section_asked).
+// Values are taken whole: uWSGI strips no comment after a value.
 func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot string) {
 	for _, ini := range inis {
-		if strings.ContainsAny(ini, "%$") || !filepath.IsAbs(ini) {
+		file, section := ini, "uwsgi"
+		if i := strings.LastIndexByte(ini, ':'); i >= 0 {
+			file = ini[:i]
+			if i+1 < len(ini) {
+				section = ini[i+1:]
+			}
+		}
+		if strings.ContainsAny(file, "%$") || !filepath.IsAbs(file) {
 			cannot = ini
 			continue
 		}
-		data, err := readUnder(root, ini)
+		data, err := readUnder(root, file)
 		if err != nil {
 			cannot = ini
 			continue
 		}
+		current := ""
 		for _, line := range strings.Split(string(data), "\n") {
 			line = strings.TrimSpace(line)
-			if strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
+			switch {
+			case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+				continue
+			case strings.HasPrefix(line, "["):
+				current = strings.TrimSuffix(line[1:], "]")
+				continue
+			case current != section:
 				continue
 			}
-			if k, v, ok := strings.Cut(line, "="); ok {
-				opts = append(opts, iniOption{strings.TrimSpace(k), strings.TrimSpace(v)})
-			}
+			k, v, _ := strings.Cut(line, "=")
+			opts = append(opts, iniOption{strings.TrimSpace(k), strings.TrimSpace(v)})
 		}
 	}
 	return opts, cannot

@@ -130,3 +130,39 @@ func readUnitAt(t *testing.T, path string) *Unit {
 	}
 	return u
 }
+
+// TestUWSGIIniSections: uWSGI reads one section of an ini file, [uwsgi]
+// or the one named after the last colon (--ini FILE:SECTION; unbit/uwsgi
+// core/ini.c); options of other sections do not apply, and a flag
+// without a value is set.
+func TestUWSGIIniSections(t *testing.T) {
+	root := filepath.Join(testdata, "root")
+	tests := []struct {
+		argv                  string
+		hooked, dieOnT, named bool
+		cannot                string
+	}{
+		{"uwsgi --ini /etc/uwsgi/sections.ini", false, false, false, ""},
+		{"uwsgi --ini /etc/uwsgi/sections.ini:staging", true, false, true, ""},
+		{"uwsgi --ini=/etc/uwsgi/sections.ini:staging", true, false, true, ""},
+		{"uwsgi --ini /etc/uwsgi/sections.ini:uwsgi", false, false, false, ""},
+		{"uwsgi --ini /etc/uwsgi/sections.ini:nosuch", false, false, false, ""},
+	}
+	for _, tt := range tests {
+		argv := strings.Fields(tt.argv)
+		hooked, dieOnTerm, cannot := uwsgiHooked(root, argv)
+		named, _ := uwsgiNamesSocket(root, argv)
+		if hooked != tt.hooked || dieOnTerm != tt.dieOnT || named != tt.named || cannot != tt.cannot {
+			t.Errorf("%s: hooked %v, die-on-term %v, names a socket %v, cannot read %q; want %v, %v, %v, %q", tt.argv, hooked, dieOnTerm, named, cannot, tt.hooked, tt.dieOnT, tt.named, tt.cannot)
+		}
+	}
+	// die-on-term without a value, in the section read.
+	opts, _ := uwsgiIniOptions(root, []string{"/etc/uwsgi/sections.ini:staging"})
+	dot := false
+	for _, o := range opts {
+		dot = dot || o.key == "die-on-term" && uwsgiFlag(o.value)
+	}
+	if !dot {
+		t.Errorf("sections.ini:staging: a bare die-on-term is not read as set")
+	}
+}
