@@ -265,6 +265,13 @@ func TestDaemonArgv(t *testing.T) {
 		{[]string{"/usr/local/bin/bundle", "exec", "--keep-file-descriptors", "puma", "-C", "config/puma.rb"}, "puma"},
 		{[]string{"bundle", "exec", "--gemfile", "/srv/app/Gemfile", "unicorn", "-c", "u.rb"}, "unicorn"},
 		{[]string{"bundle", "install"}, "bundle"},
+		// capistrano-puma's unit runs Bundler through rbenv (ExecStart=
+		// its bundle command, "rbenv exec bundle" under capistrano-rbenv,
+		// then "exec puma"); rbenv-exec ends in `exec -a CMD PATH "$@"`
+		// (rbenv/rbenv libexec/rbenv-exec).
+		{[]string{"/home/deploy/.rbenv/bin/rbenv", "exec", "bundle", "exec", "puma", "-C", "/srv/app/shared/puma.rb"}, "puma"},
+		{[]string{"rbenv", "exec", "/srv/app/bin/unicorn", "-c", "u.rb"}, "/srv/app/bin/unicorn"},
+		{[]string{"rbenv", "install", "3.2.2"}, "rbenv"},
 		// Debian's memcached.service.
 		{[]string{"/usr/share/memcached/scripts/systemd-memcached-wrapper", "/etc/memcached.conf"}, "/usr/bin/memcached"},
 	}
