@@ -392,8 +392,12 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		}
 		opts = insertBeforeInstall(opts, hardeningOptions(o.SystemdVersion, have))
 	}
+	rl, err := reloadExec(o.Graceshim)
+	if err != nil {
+		return nil, err
+	}
 	var b strings.Builder
-	b.WriteString(header(o, dropin))
+	b.WriteString(header(o, dropin, slices.Contains(c.reloads, rl)))
 	b.WriteString("#\n")
 	fmt.Fprintf(&b, "# Converted from %s.\n", u.File)
 	for _, n := range r.Notes {
