@@ -146,12 +146,41 @@ func CheckServer(u *Unit) error {
 func notAServerService(u *Unit) (Directive, string, bool) {
 	if d, ok := u.Get("Service", "Type"); ok && d.Value == "oneshot" {
 		why := "Type=oneshot: a job that runs to completion (often from a timer), not a server: it holds no connections to drain on stop, and under graceshim its start would wait for a listening socket it never opens"
+		if umbrella := umbrellaOf(u); umbrella != "" {
+			return d, why + umbrella, true
+		}
 		if r, ok := u.Get("Service", "RemainAfterExit"); ok && isYes(r.Value) {
 			why += "; where its command starts a daemon that stays (RemainAfterExit=yes), write a unit for the daemon itself: graceshim unit -- DAEMON ARGS"
 		}
 		return d, why, true
 	}
 	return perConnection(u)
+}
+
+// umbrellaOf is the rest of CheckServer's message for a oneshot whose
+// every ExecStart= is true(1): it runs nothing itself and only groups
+// other units, as Debian's postgresql-common postgresql.service does
+// (ExecStart=/bin/true with RemainAfterExit=on; its clusters,
+// postgresql@VERSION-NAME.service, are PartOf= it). When a template
+// NAME@.service lies beside it, its instances are the servers to
+// convert. "" when u runs something.
+func umbrellaOf(u *Unit) string {
+	starts := u.List("Service", "ExecStart")
+	if len(starts) == 0 {
+		return ""
+	}
+	for _, s := range starts {
+		line, err := SplitExec(s.Value)
+		if err != nil || len(line.Words) == 0 || filepath.Base(line.Words[0].Raw) != "true" {
+			return ""
+		}
+	}
+	why := "; it runs nothing itself (ExecStart=/bin/true) and only groups other units that start and stop with it"
+	tmpl := strings.TrimSuffix(unitName(u), "@") + "@.service"
+	if _, err := os.Stat(filepath.Join(filepath.Dir(u.path()), tmpl)); err == nil {
+		why += fmt.Sprintf(": the servers are the instances of %s (as Debian's postgresql@VERSION-CLUSTER of postgresql.service); convert one as systemd reads it: graceshim unit --from <(systemctl cat %s)", tmpl, strings.TrimSuffix(tmpl, "@.service")+"@INSTANCE")
+	}
+	return why
 }
 
 // perConnection says whether u is a service systemd starts once per

@@ -47,6 +47,9 @@ func TestNotAServer(t *testing.T) {
 		// phpsessionclean.service.
 		{"cleanup.service", []string{"cleanup.service:6: Type=oneshot: a job that runs to completion"}, "Type", 6},
 		{"legacy-daemon.service", []string{"Type=oneshot", "write a unit for the daemon itself"}, "Type", 5},
+		// Debian's postgresql.service: ExecStart=/bin/true starts no
+		// daemon; its instances, db@.service beside it, are the servers.
+		{"db.service", []string{"Type=oneshot", "runs nothing itself (ExecStart=/bin/true)", "db@.service", "systemctl cat db@INSTANCE"}, "Type", 9},
 		// systemctl edit's override.conf, given alone.
 		{filepath.Join("web.service.d", "override.conf"), []string{"is a drop-in of web.service", "systemctl cat web.service"}, "drop-in", 1},
 	}
