@@ -185,12 +185,41 @@ func Parse(file string, data []byte) (*Unit, []Warning, error) {
 			continue
 		}
 		u.Directives = append(u.Directives, Directive{Section: section, Name: name, Value: strings.TrimSpace(t[eq+1:]), Line: n})
+		if name == "Environment" {
+			for _, w := range badEnvironmentWords(strings.TrimSpace(t[eq+1:])) {
+				warns = append(warns, Warning{file, n, fmt.Sprintf("Environment= word %q is no NAME=VALUE: systemd ignores it (\"Invalid environment assignment, ignoring\"); quote an assignment whose value has spaces: Environment=\"NAME=VALUE WITH SPACES\"", w)})
+			}
+		}
 		known, sectionKnown := knownDirectives[section]
 		if sectionKnown && !known[name] && !strings.HasPrefix(name, "X-") {
 			warns = append(warns, Warning{file, n, fmt.Sprintf("unknown directive %s= in [%s], not known to systemd 252 (kept)", name, section)})
 		}
 	}
 	return u, warns, nil
+}
+
+// badEnvironmentWords are the words of an Environment= value that are no
+// NAME=VALUE assignment. systemd splits the value into words, quotes
+// grouping, and ignores such a word (config_parse_environ in
+// src/core/load-fragment.c, env_assignment_is_valid): Debian's
+// unicorn.service has Environment=UNICORN_OPTS=-E production, which sets
+// UNICORN_OPTS=-E and drops "production" (systemd-analyze verify 252).
+// A value with specifiers or that does not split is left to systemd.
+func badEnvironmentWords(v string) []string {
+	if strings.Contains(v, "%") {
+		return nil
+	}
+	line, err := SplitExec(v)
+	if err != nil || line.Prefix != "" {
+		return nil
+	}
+	var bad []string
+	for _, w := range line.Words {
+		if k, _, ok := strings.Cut(w.Value, "="); !ok || !envName.MatchString(k) {
+			bad = append(bad, w.Value)
+		}
+	}
+	return bad
 }
 
 // shorten cuts a line for a message.

@@ -315,3 +315,37 @@ func TestParseKnowsSocketUnits(t *testing.T) {
 		t.Errorf("an unknown [Socket] directive: %v %v", err, warns)
 	}
 }
+
+// TestParseEnvironmentWords: systemd splits Environment= into words and
+// ignores one that is no NAME=VALUE ("Invalid environment assignment,
+// ignoring", systemd-analyze verify 252 on Debian's unicorn.service,
+// whose Environment=UNICORN_OPTS=-E production sets UNICORN_OPTS=-E).
+// A unit converted from it would carry the same loss, so say so.
+func TestParseEnvironmentWords(t *testing.T) {
+	tests := []struct {
+		value string
+		want  string // in the warning; "" no warning
+	}{
+		{`UNICORN_OPTS=-E production`, `"production"`},
+		{`"UNICORN_OPTS=-E production"`, ""},
+		{`A=1 "B=2 3" C=`, ""},
+		{`PATH=/usr/bin:/bin 'LANG=C.UTF-8'`, ""},
+		{`A=1 =2`, `"=2"`},
+	}
+	for _, tt := range tests {
+		_, warns, err := Parse("env.service", []byte("[Service]\nEnvironment="+tt.value+"\nExecStart=/usr/bin/unicorn\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, w := range warns {
+			got = append(got, w.String())
+		}
+		switch {
+		case tt.want == "" && len(got) != 0:
+			t.Errorf("Environment=%s: warnings %q, want none", tt.value, got)
+		case tt.want != "" && (len(got) != 1 || !strings.Contains(got[0], tt.want) || !strings.HasPrefix(got[0], "env.service:2:")):
+			t.Errorf("Environment=%s: warnings %q, want one at line 2 naming %s", tt.value, got, tt.want)
+		}
+	}
+}
