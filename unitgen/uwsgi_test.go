@@ -166,3 +166,18 @@ func TestUWSGIIniSections(t *testing.T) {
 		t.Errorf("sections.ini:staging: a bare die-on-term is not read as set")
 	}
 }
+
+// TestUWSGIIniIncludes: an ini file's ini = and inherit = options load
+// another ini file, whose hook and sockets count; a loop ends.
+func TestUWSGIIniIncludes(t *testing.T) {
+	root := filepath.Join(testdata, "root")
+	if hooked, _, cannot := uwsgiHooked(root, []string{"uwsgi", "--ini", "/etc/uwsgi/vassal.ini"}); !hooked || cannot != "" {
+		t.Errorf("vassal.ini inherits hooked.ini: hooked %v, cannot read %q; want true, \"\"", hooked, cannot)
+	}
+	if named, _ := uwsgiNamesSocket(root, []string{"uwsgi", "--ini", "/etc/uwsgi/vassal.ini"}); !named {
+		t.Errorf("vassal.ini inherits hooked.ini's http-socket; uwsgiNamesSocket says none")
+	}
+	if hooked, _, _ := uwsgiHooked(root, []string{"uwsgi", "--ini", "/etc/uwsgi/loop.ini"}); hooked {
+		t.Errorf("loop.ini: hooked, want not")
+	}
+}
