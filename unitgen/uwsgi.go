@@ -23,9 +23,9 @@ const uwsgiHookFix = `start uwsgi with --master --hook-master-start "unix_signal
 
 // uwsgiHooked says whether a uWSGI command line runs the hook that makes
 // SIGTERM its graceful stop: on the command line, or in an ini file it
-// names (--ini FILE, --ini=FILE, or a bare FILE.ini). cannot names an ini
-// file lint cannot read (a specifier such as %i.ini, a variable, a
-// relative path, an unreadable file): then it cannot tell, and hooked
+// names (see uwsgiIniFiles). cannot names a configuration file lint
+// cannot read (a specifier such as %i.ini, a variable, a relative path,
+// an unreadable file, a YAML, JSON or XML file): then it cannot tell, and hooked
 // is false. dieOnTerm says --die-on-term (die-on-term = true) was seen.
 func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot string) {
 	for _, a := range cmd[min(1, len(cmd)):] {
@@ -36,7 +36,11 @@ func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot stri
 			dieOnTerm = true
 		}
 	}
-	opts, cannot := uwsgiIniOptions(root, uwsgiIniFiles(cmd))
+	inis, other := uwsgiIniFiles(cmd)
+	opts, cannot := uwsgiIniOptions(root, inis)
+	if cannot == "" {
+		cannot = other
+	}
 	for _, o := range opts {
 		switch {
 		case strings.HasPrefix(o.key, "hook-") && strings.Contains(o.value, uwsgiHook):
@@ -49,25 +53,54 @@ func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot stri
 }
 
 // uwsgiIniFiles are the ini files a uWSGI command line names: --ini FILE,
-// --ini=FILE (or with one dash), or a bare FILE.ini.
-func uwsgiIniFiles(cmd []string) []string {
-	var inis []string
+// --ini=FILE (or with one dash), --include or --inherit with an ini
+// file, or a bare FILE.ini. other is a configuration file it names in a
+// format graceshim does not read (--yaml, --json, --xml, --config, a bare
+// FILE.yaml...; uwsgi --help, and measured: uWSGI 2.0.21 loads a bare
+// app.yaml as YAML): what it sets cannot be told.
+func uwsgiIniFiles(cmd []string) (inis []string, other string) {
+	isIni := func(f string) bool {
+		if i := strings.LastIndexByte(f, ':'); i > strings.LastIndexByte(f, '/') {
+			f = f[:i] // FILE.ini:SECTION
+		}
+		return strings.HasSuffix(f, ".ini")
+	}
+	add := func(f string) {
+		if isIni(f) {
+			inis = append(inis, f)
+		} else if other == "" {
+			other = f
+		}
+	}
 	for i := 1; i < len(cmd); i++ {
 		a := cmd[i]
 		name, value, glued := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		switch {
-		case !strings.HasPrefix(a, "-"):
-			if strings.HasSuffix(a, ".ini") {
-				inis = append(inis, a)
+		if !strings.HasPrefix(a, "-") {
+			switch filepath.Ext(a) {
+			case ".ini", ".xml", ".yaml", ".yml", ".json", ".js":
+				add(a)
 			}
-		case name == "ini" && glued:
-			inis = append(inis, value)
-		case name == "ini" && i+1 < len(cmd):
-			inis = append(inis, cmd[i+1])
+			continue
+		}
+		switch name {
+		case "ini", "include", "inherit", "yaml", "yml", "y", "json", "js", "j", "xml", "xmlconfig", "x", "config", "ini-paste", "ini-paste-logged":
+		default:
+			continue
+		}
+		if !glued {
+			if i+1 >= len(cmd) {
+				continue
+			}
 			i++
+			value = cmd[i]
+		}
+		if name == "ini" {
+			inis = append(inis, value)
+		} else {
+			add(value)
 		}
 	}
-	return inis
+	return inis, other
 }
 
 // iniOption is a key = value line of an ini file.
@@ -231,7 +264,11 @@ func uwsgiNamesSocket(root string, cmd []string) (named bool, cannot string) {
 			return true, ""
 		}
 	}
-	opts, cannot := uwsgiIniOptions(root, uwsgiIniFiles(cmd))
+	inis, other := uwsgiIniFiles(cmd)
+	opts, cannot := uwsgiIniOptions(root, inis)
+	if cannot == "" {
+		cannot = other
+	}
 	for _, o := range opts {
 		if uwsgiSocketOptions[o.key] {
 			return true, ""

@@ -27,6 +27,15 @@ func TestUWSGIHooked(t *testing.T) {
 		// Debian's uwsgi-app@.service: the ini is named by a specifier.
 		{"uwsgi --ini /etc/uwsgi/apps-available/%i.ini", false, false, "/etc/uwsgi/apps-available/%i.ini"},
 		{"uwsgi --ini /etc/uwsgi/missing.ini", false, false, "/etc/uwsgi/missing.ini"},
+		// A configuration in another format than ini (uwsgi --help:
+		// --yaml, --json, --xml, a bare FILE.yaml) is not read: graceshim
+		// cannot tell, rather than saying the hook is missing.
+		{"uwsgi --yaml /etc/uwsgi/app.yaml", false, false, "/etc/uwsgi/app.yaml"},
+		{"uwsgi -y /etc/uwsgi/app.yaml", false, false, "/etc/uwsgi/app.yaml"},
+		{"uwsgi /etc/uwsgi/app.yaml", false, false, "/etc/uwsgi/app.yaml"},
+		{"uwsgi --xml=/etc/uwsgi/app.xml", false, false, "/etc/uwsgi/app.xml"},
+		{"uwsgi --json /etc/uwsgi/app.json --master", false, false, "/etc/uwsgi/app.json"},
+		{"uwsgi --ini /etc/uwsgi/plain.ini --include /etc/uwsgi/hooked.ini", true, false, ""},
 	}
 	for _, tt := range tests {
 		argv := strings.Fields(tt.argv)
