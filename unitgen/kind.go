@@ -154,7 +154,57 @@ func notAServerService(u *Unit) (Directive, string, bool) {
 		}
 		return d, why, true
 	}
+	if d, why, ok := containerRun(u); ok {
+		return d, why, true
+	}
 	return perConnection(u)
+}
+
+// containerEngines are the CLIs that run a container: the process they
+// start is the container's, a child of the engine's shim (conmon,
+// containerd-shim), not of the command the unit runs.
+var containerEngines = map[string]bool{"podman": true, "docker": true, "nerdctl": true}
+
+// containerRun says whether u's command runs a container (podman run,
+// docker run, docker start, podman kube play ...), why graceshim does not
+// apply, and its ExecStart=. The server then runs inside the container,
+// under the engine's shim: podman run -d exits once it started it
+// (Podman's Quadlet units, podman-systemd.unit(5): --sdnotify=conmon,
+// NotifyAccess=all), and an attached docker run only relays signals to
+// it. graceshim would see no listener of its own to wait for or drain,
+// and could only signal the CLI. The container's stop is set where it
+// runs: its stop signal and timeout (run --stop-signal, --stop-timeout,
+// in podman-run(1) and docker run's reference).
+func containerRun(u *Unit) (Directive, string, bool) {
+	starts := u.List("Service", "ExecStart")
+	if len(starts) == 0 {
+		return Directive{}, "", false
+	}
+	d := starts[len(starts)-1]
+	line, err := SplitExec(d.Value)
+	if err != nil {
+		return Directive{}, "", false
+	}
+	argv := DaemonArgv(line.Argv())
+	if len(argv) == 0 || !containerEngines[filepath.Base(argv[0])] {
+		return Directive{}, "", false
+	}
+	engine := filepath.Base(argv[0])
+	var words []string // the subcommand: run, container run, kube play, compose up
+	for _, a := range argv[1:] {
+		if !strings.HasPrefix(a, "-") {
+			words = append(words, a)
+		}
+		if len(words) == 2 || len(words) == 1 && words[0] != "container" && words[0] != "kube" && words[0] != "compose" {
+			break
+		}
+	}
+	cmd := strings.Join(words, " ")
+	switch cmd {
+	case "run", "start", "container run", "container start", "kube play", "compose up":
+		return d, fmt.Sprintf("%s %s runs a container: the server in it is a child of %s's shim, outside the process tree of the command systemd starts, so graceshim could only signal the %s command and would see no connection of the server's to wait for or drain; make the container's own stop graceful instead (%s run --stop-signal=SIGNAL --stop-timeout=SECONDS, with the daemon's graceful signal, e.g. SIGQUIT for nginx), or run graceshim inside the container as its entrypoint", engine, cmd, engine, engine, engine), true
+	}
+	return Directive{}, "", false // another command (podman system service, ...)
 }
 
 // umbrellaOf is the rest of CheckServer's message for a oneshot whose
@@ -228,9 +278,13 @@ func lintNotAServer(u *Unit) []Finding {
 	if d.Line == 0 {
 		d.Line = 1
 	}
+	fix := "nothing to change for graceshim, which is for a server that accepts connections and can drain them"
+	if _, _, ok := containerRun(u); ok {
+		fix = "give the container the daemon's graceful stop signal and a stop timeout that covers its longest request (run --stop-signal=SIGNAL --stop-timeout=SECONDS)"
+	}
 	return []Finding{{File: u.File, Line: d.Line, Directive: d.Name, Severity: SeverityNote,
 		Problem: why,
-		Fix:     "nothing to change for graceshim, which is for a server that accepts connections and can drain them"}}
+		Fix:     fix}}
 }
 
 // lintSocket: a socket unit has no stop of its own to drain; say so, and

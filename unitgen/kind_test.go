@@ -50,6 +50,10 @@ func TestNotAServer(t *testing.T) {
 		// Debian's postgresql.service: ExecStart=/bin/true starts no
 		// daemon; its instances, db@.service beside it, are the servers.
 		{"db.service", []string{"Type=oneshot", "runs nothing itself (ExecStart=/bin/true)", "db@.service", "systemctl cat db@INSTANCE"}, "Type", 9},
+		// A container run by podman or docker: the server is the
+		// container's, outside graceshim's process tree.
+		{"web-container.service", []string{"web-container.service:17:", "podman run", "container", "--stop-signal"}, "ExecStart", 17},
+		{"app-docker.service", []string{"app-docker.service:14:", "docker run", "container", "--stop-signal"}, "ExecStart", 14},
 		// systemctl edit's override.conf, given alone.
 		{filepath.Join("web.service.d", "override.conf"), []string{"is a drop-in of web.service", "systemctl cat web.service"}, "drop-in", 1},
 	}
