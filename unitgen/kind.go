@@ -322,8 +322,8 @@ func Generated(data []byte) bool {
 // CheckNoSocketYet says, as an error, that u is socket-activated already,
 // for unit --socket, which would write a second socket unit for it:
 // the service names a socket unit (Sockets=, or Requires=, Wants=,
-// BindsTo=, Requisite= on a .socket, as gunicorn's and Django
-// deployment guides write it), or a socket unit of its name lies beside
+// BindsTo=, Requisite= on a .socket of its own, see activates, as
+// gunicorn's and Django deployment guides write it), or a socket unit of its name lies beside
 // it (NAME.socket, or NAME@.socket for a template, as Debian's uwsgi
 // ships uwsgi-app@.socket), which systemd pairs with it without any
 // directive (systemd.socket(5): a socket activates the service of the
@@ -350,7 +350,7 @@ func CheckNoSocketYet(u *Unit) error {
 				names = strings.Fields(d.Value)
 			case d.Section == "Unit" && (d.Name == "Requires" || d.Name == "Wants" || d.Name == "BindsTo" || d.Name == "Requisite"):
 				for _, n := range strings.Fields(d.Value) {
-					if strings.HasSuffix(n, ".socket") {
+					if strings.HasSuffix(n, ".socket") && activates(u, n) {
 						names = append(names, n)
 					}
 				}
@@ -366,6 +366,30 @@ func CheckNoSocketYet(u *Unit) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %s beside it activates it already (systemd pairs a socket with the service of its name); %s", u.File, sock, again)
+}
+
+// activates says whether the socket unit named in u's dependencies is
+// u's own: a socket activates the service of its name, or the one its
+// Service= names (systemd.socket(5)). A dependency on another service's
+// socket (Wants=dbus.socket, as systemd-logind.service has) pairs it
+// with nothing. A socket of another name that is not beside u, where
+// its Service= could be read, is taken as another service's.
+func activates(u *Unit, sock string) bool {
+	name := strings.TrimSuffix(sock, ".socket")
+	own := unitName(u)
+	if name == own || strings.HasSuffix(own, "@") && strings.HasPrefix(name, own) {
+		return true // NAME.socket, or NAME@%i.socket for a template
+	}
+	path := filepath.Join(filepath.Dir(u.path()), sock)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	s, _, err := Parse(path, data)
+	if err != nil {
+		return false
+	}
+	return socketService(s) == filepath.Base(u.path())
 }
 
 // dropinsBeside is a note when NAME.service.d/ beside the unit holds

@@ -131,6 +131,9 @@ func TestSocketActivatedAlready(t *testing.T) {
 		{"pool@.service", "pool@.socket beside it activates it already"},
 		{"api.service", "Sockets=api-http.socket api-admin.socket"},
 		{"again.service", ""},
+		// Another service's socket (dbus.socket) activates nothing here.
+		{"notify.service", ""},
+		{"shop.service", "Requires=shop-web.socket: the service is socket-activated already"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
