@@ -576,26 +576,14 @@ func uwsgiListens(root string, argv []string, specifiers bool) ([]Listen, error)
 		}
 		opts = append(opts, opt{strings.TrimLeft(name, "-"), val, name + " " + val})
 		if name == "--ini" {
-			if !filepath.IsAbs(val) || strings.Contains(val, ":") {
-				return nil, unreadf("--socket: uWSGI's --ini %s is not an absolute file: cannot read its sockets; pass --listen ADDR", val)
+			// The section uWSGI reads and the files it loads from
+			// there, as for the hook (uwsgiIniOptions).
+			ini, cannot := uwsgiIniOptions(root, []string{val})
+			if cannot != "" {
+				return nil, unreadf("--socket: graceshim cannot read uWSGI's configuration %s (not an absolute file, a specifier, or unreadable): pass --listen ADDR", cannot)
 			}
-			data, err := readUnder(root, val)
-			if err != nil {
-				return nil, fmt.Errorf("--socket: cannot read uWSGI's configuration %s: %w", val, UnwrapPath(err))
-			}
-			section := ""
-			for n, line := range strings.Split(string(data), "\n") {
-				line = strings.TrimSpace(line)
-				if strings.HasPrefix(line, "[") {
-					section = strings.Trim(line, "[]")
-					continue
-				}
-				k, v, ok := strings.Cut(line, "=")
-				if !ok || section != "uwsgi" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
-					continue
-				}
-				k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-				opts = append(opts, opt{k, v, fmt.Sprintf("%s:%d", val, n+1)})
+			for _, o := range ini {
+				opts = append(opts, opt{o.key, o.value, o.from})
 			}
 		}
 	}

@@ -458,3 +458,25 @@ func TestSocketListenSpecifierPaths(t *testing.T) {
 		t.Errorf("a relative path from a unit: %v, want an error", ls)
 	}
 }
+
+// TestSocketUWSGIIniSection: unit --socket reads uWSGI's sockets from the
+// ini section uWSGI reads (--ini FILE:SECTION, core/ini.c) and from the
+// files its ini = or inherit = load, as the hook check does.
+func TestSocketUWSGIIniSection(t *testing.T) {
+	p, err := signals.Lookup("uwsgi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(testdata, "root")
+	for _, tc := range []struct {
+		argv, want string
+	}{
+		{"uwsgi --protocol=http --ini /etc/uwsgi/sections.ini:staging", "127.0.0.1:8001"},
+		{"uwsgi --protocol=http --ini /etc/uwsgi/vassal.ini", "127.0.0.1:8000"},
+	} {
+		ls, err := SocketListens(strings.Fields(tc.argv), p, SocketOptions{Root: root})
+		if err != nil || len(ls) != 1 || ls[0].Addr != tc.want {
+			t.Errorf("%s: %v, %v; want one socket %s", tc.argv, ls, err, tc.want)
+		}
+	}
+}

@@ -103,8 +103,11 @@ func uwsgiIniFiles(cmd []string) (inis []string, other string) {
 	return inis, other
 }
 
-// iniOption is a key = value line of an ini file.
-type iniOption struct{ key, value string }
+// iniOption is a key = value line of an ini file, and where it is.
+type iniOption struct {
+	key, value string
+	from       string // FILE:LINE
+}
 
 // uwsgiFlag says whether an ini value sets a uWSGI flag: an empty value
 // does, as uWSGI keeps a key without "=" with an empty value (unbit/uwsgi
@@ -153,7 +156,7 @@ func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot strin
 			continue
 		}
 		current := ""
-		for _, line := range strings.Split(string(data), "\n") {
+		for n, line := range strings.Split(string(data), "\n") {
 			line = strings.TrimSpace(line)
 			switch {
 			case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
@@ -165,7 +168,7 @@ func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot strin
 				continue
 			}
 			k, v, _ := strings.Cut(line, "=")
-			o := iniOption{strings.TrimSpace(k), strings.TrimSpace(v)}
+			o := iniOption{strings.TrimSpace(k), strings.TrimSpace(v), fmt.Sprintf("%s:%d", file, n+1)}
 			if o.key == "ini" || o.key == "inherit" {
 				inis = append(inis, o.value)
 			}
