@@ -72,7 +72,7 @@ func CheckDropins(path string, out []byte, from *Unit) error {
 		after := self == "" || name > self
 		for _, d := range other.Directives {
 			switch {
-			case after && d.Section == "Service" && stopDirectives[d.Name] && (d.Value != sets[d.Name] || d.Value == ""):
+			case after && d.Section == "Service" && stopDirectives[d.Name] && (d.Value != sets[d.Name] || d.Value == "") && !coversTimeouts(d, sets):
 				order := "drop-ins apply after the unit file"
 				fix := fmt.Sprintf("convert what systemd runs, graceshim unit --from <(systemctl cat %s), and remove %s, or write graceshim's drop-in under a name that sorts after it: --dropin -o %s", unitBase(dir), file, filepath.Join(dir, "zz-graceshim.conf"))
 				if self != "" {
@@ -101,6 +101,38 @@ var stopDirectives = map[string]bool{
 	"KillMode": true, "KillSignal": true, "SendSIGKILL": true, "FinalKillSignal": true,
 	"TimeoutSec": true, "TimeoutStartSec": true, "TimeoutStopSec": true, "TimeoutAbortSec": true,
 	"PIDFile": true, "RemainAfterExit": true, "WatchdogSec": true,
+}
+
+// coversTimeouts says whether d, a drop-in's timeout applied after the
+// unit, gives each timeout graceshim set at least as much time (or no
+// bound): it then still covers graceshim's drain and its start, so it
+// undoes nothing. TimeoutSec= sets both TimeoutStartSec= and
+// TimeoutStopSec= (systemd.service(5)).
+func coversTimeouts(d Directive, sets map[string]string) bool {
+	var ours []string
+	switch d.Name {
+	case "TimeoutSec":
+		ours = []string{"TimeoutStartSec", "TimeoutStopSec"}
+	case "TimeoutStartSec", "TimeoutStopSec", "TimeoutAbortSec":
+		ours = []string{d.Name}
+	default:
+		return false
+	}
+	later, laterInf, ok := parseSpan(d.Value)
+	if !ok {
+		return false
+	}
+	for _, name := range ours {
+		v, set := sets[name]
+		if !set || laterInf {
+			continue
+		}
+		mine, inf, ok := parseSpan(v)
+		if !ok || inf || later < mine {
+			return false
+		}
+	}
+	return true
 }
 
 // unitBase is the unit a drop-in directory belongs to: nginx.service for

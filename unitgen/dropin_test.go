@@ -51,6 +51,11 @@ func TestCheckDropins(t *testing.T) {
 		// reaches graceshim, ahead of the drain.
 		{"a stop command after graceshim's unit", map[string]string{"stop.conf": "[Service]\nExecStop=/bin/kill -QUIT $MAINPID\n"}, "nginx.service", plain, "stop.conf:2: ExecStop=", ""},
 		{"graceshim's own KillMode again", map[string]string{"kill.conf": "[Service]\nKillMode=mixed\n"}, "nginx.service", plain, "", ""},
+		// A later timeout that gives the stop more time, or none at all,
+		// still covers graceshim's drain; only a shorter one cuts it.
+		{"a longer stop timeout after graceshim's", map[string]string{"timeout.conf": "[Service]\nTimeoutStopSec=1h\n"}, "nginx.service", plain, "", ""},
+		{"no stop timeout after graceshim's", map[string]string{"timeout.conf": "[Service]\nTimeoutStopSec=infinity\n"}, "nginx.service", plain, "", ""},
+		{"a shorter TimeoutSec= after graceshim's", map[string]string{"timeout.conf": "[Service]\nTimeoutSec=90\n"}, "nginx.service", plain, "timeout.conf:2: TimeoutSec=90", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
