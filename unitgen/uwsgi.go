@@ -168,7 +168,7 @@ func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot strin
 				continue
 			}
 			k, v, _ := strings.Cut(line, "=")
-			o := iniOption{strings.TrimSpace(k), strings.TrimSpace(v), fmt.Sprintf("%s:%d", file, n+1)}
+			o := iniOption{strings.TrimSpace(k), expandPlaceholders(strings.TrimSpace(v), opts), fmt.Sprintf("%s:%d", file, n+1)}
 			if o.key == "ini" || o.key == "inherit" {
 				inis = append(inis, o.value)
 			}
@@ -176,6 +176,37 @@ func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot strin
 		}
 	}
 	return opts, cannot
+}
+
+// expandPlaceholders replaces uWSGI's %(NAME) in an ini value with the
+// last value of the key NAME read before it (a placeholder; measured with
+// Debian 12's uWSGI 2.0.21: --show-config shows hook-master-start =
+// %(stop_hook) expanded). An unknown name stays as written.
+func expandPlaceholders(v string, before []iniOption) string {
+	// A bound: a value may hold a placeholder that was not expanded
+	// when it was read (a = %(a)).
+	for range 16 {
+		i := strings.Index(v, "%(")
+		if i < 0 {
+			return v
+		}
+		j := strings.IndexByte(v[i:], ')')
+		if j < 0 {
+			return v
+		}
+		name, found := v[i+2:i+j], ""
+		known := false
+		for _, o := range before {
+			if o.key == name {
+				found, known = o.value, true
+			}
+		}
+		if !known {
+			return v
+		}
+		v = v[:i] + found + v[i+j+1:]
+	}
+	return v
 }
 
 // lintUWSGI: uWSGI without the hook has no graceful stop, whichever

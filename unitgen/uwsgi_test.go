@@ -190,3 +190,26 @@ func TestUWSGIIniIncludes(t *testing.T) {
 		t.Errorf("loop.ini: hooked, want not")
 	}
 }
+
+// TestUWSGIIniPlaceholders: %(NAME) in an ini value is a key set before
+// it; the hook set through one counts.
+func TestUWSGIIniPlaceholders(t *testing.T) {
+	root := filepath.Join(testdata, "root")
+	argv := []string{"uwsgi", "--ini", "/etc/uwsgi/placeholders.ini"}
+	if hooked, _, cannot := uwsgiHooked(root, argv); !hooked || cannot != "" {
+		t.Errorf("placeholders.ini: hooked %v, cannot read %q; want true, \"\"", hooked, cannot)
+	}
+	opts, _ := uwsgiIniOptions(root, argv[2:])
+	for _, o := range opts {
+		if o.key == "socket" && o.value != "127.0.0.1:8002" {
+			t.Errorf("socket = %q, want 127.0.0.1:8002", o.value)
+		}
+	}
+}
+
+// TestExpandPlaceholdersEnds: a placeholder that names itself ends.
+func TestExpandPlaceholdersEnds(t *testing.T) {
+	if got := expandPlaceholders("%(a)", []iniOption{{key: "a", value: "%(a)"}}); got != "%(a)" {
+		t.Errorf("got %q, want %%(a) kept", got)
+	}
+}
