@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -185,6 +186,9 @@ func Parse(file string, data []byte) (*Unit, []Warning, error) {
 			continue
 		}
 		u.Directives = append(u.Directives, Directive{Section: section, Name: name, Value: strings.TrimSpace(t[eq+1:]), Line: n})
+		if m := inlineComment.FindString(t[eq+1:]); m != "" && !freeValue(name) {
+			warns = append(warns, Warning{file, n, fmt.Sprintf("%s=: %q is no comment: systemd reads comments only on lines of their own (systemd.syntax(7)) and takes it as part of the value, which it may then ignore whole (KillSignal=SIGQUIT # ... is no signal: SIGTERM is sent); put the comment on a line of its own", name, strings.TrimSpace(m))})
+		}
 		if name == "Environment" {
 			for _, w := range badEnvironmentWords(strings.TrimSpace(t[eq+1:])) {
 				warns = append(warns, Warning{file, n, fmt.Sprintf("Environment= word %q is no NAME=VALUE: systemd ignores it (\"Invalid environment assignment, ignoring\"); quote an assignment whose value has spaces: Environment=\"NAME=VALUE WITH SPACES\"", w)})
@@ -196,6 +200,22 @@ func Parse(file string, data []byte) (*Unit, []Warning, error) {
 		}
 	}
 	return u, warns, nil
+}
+
+// inlineComment is text after a value that looks like a comment.
+var inlineComment = regexp.MustCompile(`\s[#;].*$`)
+
+// freeValue says whether a directive's value may hold " #" or " ;" as
+// text: command lines (";" separates commands, "#" may be an argument),
+// environment assignments and free text.
+func freeValue(name string) bool {
+	switch {
+	case strings.HasPrefix(name, "Exec"), strings.HasPrefix(name, "Environment"),
+		name == "Description", name == "Documentation", strings.HasPrefix(name, "X-"),
+		name == "UnsetEnvironment", name == "PassEnvironment", name == "SyslogIdentifier":
+		return true
+	}
+	return false
 }
 
 // badEnvironmentWords are the words of an Environment= value that are no

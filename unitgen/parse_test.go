@@ -349,3 +349,37 @@ func TestParseEnvironmentWords(t *testing.T) {
 		}
 	}
 }
+
+// TestParseInlineComment: systemd has no comment after a value (only
+// lines that start with # or ;, systemd.syntax(7)); "KillSignal=SIGQUIT
+// # graceful" is a bad signal that systemd ignores (systemd-analyze
+// verify 252: "Failed to parse signal name, ignoring"), so it sends
+// SIGTERM. Parse says so where a value cannot hold such text.
+func TestParseInlineComment(t *testing.T) {
+	tests := []struct {
+		line string
+		want bool
+	}{
+		{"KillSignal=SIGQUIT # graceful stop", true},
+		{"TimeoutStopSec=300 ; five minutes", true},
+		{"KillMode=mixed\t# TERM to the main process only", true},
+		{"KillSignal=SIGQUIT", false},
+		{`ExecStart=/bin/sh -c 'exec nginx; echo # not a comment'`, false},
+		{`Environment="PS1=# "`, false},
+		{"Description=web server ; the main one", false},
+		{"ExecStartPre=/usr/sbin/nginx -t ; /bin/true", false},
+	}
+	for _, tt := range tests {
+		_, warns, err := Parse("c.service", []byte("[Service]\n"+tt.line+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := false
+		for _, w := range warns {
+			got = got || strings.Contains(w.Msg, "no comment")
+		}
+		if got != tt.want {
+			t.Errorf("%s: warned %v (%v), want %v", tt.line, got, warns, tt.want)
+		}
+	}
+}
