@@ -56,3 +56,22 @@ func TestHeaderSaysReloadOnlyWhenWritten(t *testing.T) {
 		t.Fatalf("checked %v units with and without graceshim reload; want some of each", checked)
 	}
 }
+
+// TestHeaderNamesSystemctlCat: a unit converted from systemctl cat's
+// output through a pipe says which unit it came from, not the pipe
+// (/dev/fd/63), which names nothing once the command has run.
+func TestHeaderNamesSystemctlCat(t *testing.T) {
+	u, _, err := Parse("/dev/fd/63", []byte("# /lib/systemd/system/web.service\n[Service]\nExecStart=/usr/bin/gunicorn app:app\n\n# /etc/systemd/system/web.service.d/override.conf\n[Service]\nEnvironment=A=1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/lib/systemd/system/web.service"
+	res, err := Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(res.Unit)
+	if strings.Contains(out, "/dev/fd/63") || !strings.Contains(out, "# Converted from systemctl cat web.service") {
+		t.Errorf("header:\n%s\nwant it to name systemctl cat web.service, not the pipe", out)
+	}
+}
