@@ -163,7 +163,7 @@ func notAServerService(u *Unit) (Directive, string, bool) {
 // containerEngines are the CLIs that run a container: the process they
 // start is the container's, a child of the engine's shim (conmon,
 // containerd-shim), not of the command the unit runs.
-var containerEngines = map[string]bool{"podman": true, "docker": true, "nerdctl": true}
+var containerEngines = map[string]bool{"podman": true, "docker": true, "nerdctl": true, "docker-compose": true, "podman-compose": true}
 
 // containerRun says whether u's command runs a container (podman run,
 // docker run, docker start, podman kube play ...), why graceshim does not
@@ -190,19 +190,36 @@ func containerRun(u *Unit) (Directive, string, bool) {
 		return Directive{}, "", false
 	}
 	engine := filepath.Base(argv[0])
-	var words []string // the subcommand: run, container run, kube play, compose up
+	// The subcommand: run, container run, kube play, compose up, after
+	// global options and their values (-H HOST, -f FILE).
+	var words []string
+	cmd, optValue := "", false
 	for _, a := range argv[1:] {
-		if !strings.HasPrefix(a, "-") {
+		if strings.HasPrefix(a, "-") {
+			optValue = !strings.Contains(a, "=")
+			continue
+		}
+		switch {
+		case a == "run" || a == "start" || a == "up" || a == "play":
+			cmd = strings.Join(append(words, a), " ")
+		case a == "container" || a == "compose" || a == "kube":
 			words = append(words, a)
+			optValue = false
+			continue
+		case optValue:
+			optValue = false
+			continue
 		}
-		if len(words) == 2 || len(words) == 1 && words[0] != "container" && words[0] != "kube" && words[0] != "compose" {
-			break
-		}
+		break
 	}
-	cmd := strings.Join(words, " ")
+	how := engine + " run --stop-signal=SIGNAL --stop-timeout=SECONDS"
+	if strings.HasSuffix(cmd, "up") {
+		// Compose's service keys (the Compose file reference).
+		how = "stop_signal: and stop_grace_period: in the compose file"
+	}
 	switch cmd {
-	case "run", "start", "container run", "container start", "kube play", "compose up":
-		return d, fmt.Sprintf("%s %s runs a container: the server in it is a child of %s's shim, outside the process tree of the command systemd starts, so graceshim could only signal the %s command and would see no connection of the server's to wait for or drain; make the container's own stop graceful instead (%s run --stop-signal=SIGNAL --stop-timeout=SECONDS, with the daemon's graceful signal, e.g. SIGQUIT for nginx), or run graceshim inside the container as its entrypoint", engine, cmd, engine, engine, engine), true
+	case "run", "start", "container run", "container start", "kube play", "compose up", "up":
+		return d, fmt.Sprintf("%s %s runs a container: the server in it is a child of %s's shim, outside the process tree of the command systemd starts, so graceshim could only signal the %s command and would see no connection of the server's to wait for or drain; make the container's own stop graceful instead (%s, with the daemon's graceful signal, e.g. SIGQUIT for nginx), or run graceshim inside the container as its entrypoint", engine, cmd, engine, engine, how), true
 	}
 	return Directive{}, "", false // another command (podman system service, ...)
 }
@@ -280,7 +297,7 @@ func lintNotAServer(u *Unit) []Finding {
 	}
 	fix := "nothing to change for graceshim, which is for a server that accepts connections and can drain them"
 	if _, _, ok := containerRun(u); ok {
-		fix = "give the container the daemon's graceful stop signal and a stop timeout that covers its longest request (run --stop-signal=SIGNAL --stop-timeout=SECONDS)"
+		fix = "give the container the daemon's graceful stop signal and a stop timeout that covers its longest request, where the container is defined (see the problem)"
 	}
 	return []Finding{{File: u.File, Line: d.Line, Directive: d.Name, Severity: SeverityNote,
 		Problem: why,

@@ -265,3 +265,30 @@ func TestLintDropinsBeside(t *testing.T) {
 		t.Errorf("no note on the drop-in beside the unit")
 	}
 }
+
+// TestContainerRun: the container CLIs' commands that run a container,
+// and the ones that do not (the engine's API service, a pull).
+func TestContainerRun(t *testing.T) {
+	for _, tc := range []struct {
+		exec string
+		want bool
+	}{
+		{"/usr/bin/podman run --rm --name web -p 8080:80 nginx", true},
+		{"/usr/bin/docker container run --rm nginx", true},
+		{"/usr/bin/podman start -a web", true},
+		{"/usr/bin/docker compose -f /srv/app/compose.yaml up", true},
+		{"/usr/local/bin/docker-compose -f /srv/app/docker-compose.yml up", true},
+		{"/usr/bin/podman-compose up", true},
+		{"/usr/bin/podman system service --time=0", false},
+		{"/usr/bin/docker pull nginx", false},
+		{"/usr/sbin/nginx -g 'daemon off;'", false},
+	} {
+		u, _, err := Parse("c.service", []byte("[Service]\nExecStart="+tc.exec+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, got := containerRun(u); got != tc.want {
+			t.Errorf("%s: runs a container %v, want %v", tc.exec, got, tc.want)
+		}
+	}
+}
