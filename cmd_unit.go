@@ -160,13 +160,13 @@ func unitAction(c *cli.Context) error {
 		o = res.Options
 		if pair != nil {
 			daemon := unitgen.ExpandUnitEnv(u.unit, unitgen.DaemonArgv(o.Argv))
-			if err := pair.socket(c, daemon, o); err != nil {
+			if err := pair.socket(c, daemon, o, u.unit); err != nil {
 				return err
 			}
 		}
 	} else {
 		if pair != nil {
-			if err := pair.socket(c, unitgen.DaemonArgv(o.Argv), o); err != nil {
+			if err := pair.socket(c, unitgen.DaemonArgv(o.Argv), o, nil); err != nil {
 				return err
 			}
 		}

@@ -84,14 +84,17 @@ func newSocketPair(c *cli.Context, from string, argv []string) (*socketPair, err
 
 // socket reads the daemon's sockets and renders the socket unit. A
 // daemon that cannot take them is exit 7, nothing written.
-func (p *socketPair) socket(c *cli.Context, daemon []string, o unitgen.Options) error {
+// from is the unit converted (--from), nil for a command line.
+func (p *socketPair) socket(c *cli.Context, daemon []string, o unitgen.Options, from *unitgen.Unit) error {
 	preset := o.Preset
 	if (preset.Graceful == 0 || preset.Name == "generic") && !c.IsSet("preset") {
 		// The command may wrap the daemon (env X=1 gunicorn ...): the
 		// daemon's own preset says how it takes the sockets.
 		preset, _ = signals.ForCommand(daemon[0])
 	}
-	ls, err := unitgen.SocketListens(daemon, preset, unitgen.SocketOptions{Root: c.String("root"), Listen: c.StringSlice("listen")})
+	// From a unit (--from), the command is its ExecStart=, where systemd
+	// expands specifiers (unix:%t/app.sock).
+	ls, err := unitgen.SocketListens(daemon, preset, unitgen.SocketOptions{Root: c.String("root"), Listen: c.StringSlice("listen"), Specifiers: from != nil})
 	var se *unitgen.SocketError
 	switch {
 	case errors.As(err, &se):

@@ -392,10 +392,20 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		}
 		opts = insertBeforeInstall(opts, hardeningOptions(o.SystemdVersion, have))
 	}
+	rl, err := reloadExec(o.Graceshim)
+	if err != nil {
+		return nil, err
+	}
 	var b strings.Builder
-	b.WriteString(header(o, dropin))
+	b.WriteString(header(o, dropin, slices.Contains(c.reloads, rl)))
 	b.WriteString("#\n")
-	fmt.Fprintf(&b, "# Converted from %s.\n", u.File)
+	if u.Path != "" {
+		// systemctl cat's output through a pipe: the pipe's name
+		// (/dev/fd/63) means nothing once the command has run.
+		fmt.Fprintf(&b, "# Converted from systemctl cat %s (%s and its drop-ins).\n", filepath.Base(u.Path), u.Path)
+	} else {
+		fmt.Fprintf(&b, "# Converted from %s.\n", u.File)
+	}
 	for _, n := range r.Notes {
 		for _, l := range wrapComment([]string{n}) {
 			b.WriteString("# " + l + "\n")

@@ -42,9 +42,12 @@ func CheckDropins(path string, out []byte, from *Unit) error {
 	if err != nil {
 		return nil
 	}
-	sets := map[string]bool{}
+	// What graceshim's stop relies on, as ours sets it (last value).
+	sets := map[string]string{}
 	for _, d := range ours.Directives {
-		sets[d.Section+"/"+d.Name] = true
+		if d.Section == "Service" && stopDirectives[d.Name] {
+			sets[d.Name] = d.Value
+		}
 	}
 	fromStart := ""
 	if from != nil {
@@ -69,20 +72,67 @@ func CheckDropins(path string, out []byte, from *Unit) error {
 		after := self == "" || name > self
 		for _, d := range other.Directives {
 			switch {
-			case after && sets[d.Section+"/"+d.Name]:
+			case after && d.Section == "Service" && stopDirectives[d.Name] && (d.Value != sets[d.Name] || d.Value == "") && !coversTimeouts(d, sets):
 				order := "drop-ins apply after the unit file"
 				fix := fmt.Sprintf("convert what systemd runs, graceshim unit --from <(systemctl cat %s), and remove %s, or write graceshim's drop-in under a name that sorts after it: --dropin -o %s", unitBase(dir), file, filepath.Join(dir, "zz-graceshim.conf"))
 				if self != "" {
 					order = "drop-ins apply in the order of their names"
 					fix = fmt.Sprintf("name graceshim's drop-in so that it sorts after it (e.g. %s) and convert what systemd runs: graceshim unit --from <(systemctl cat %s) --dropin", filepath.Join(dir, "zz-graceshim.conf"), unitBase(dir))
 				}
-				return fmt.Errorf("%s:%d: %s= is applied after %s and replaces what graceshim sets there (%s, systemd.unit(5)); %s; nothing written", file, d.Line, d.Name, path, order, fix)
+				return fmt.Errorf("%s:%d: %s=%s is applied after %s and undoes what graceshim sets there (%s, systemd.unit(5)); %s; nothing written", file, d.Line, d.Name, d.Value, path, order, fix)
 			case !after && d.Section == "Service" && d.Name == "ExecStart" && d.Value != "" && d.Value != fromStart:
 				return fmt.Errorf("%s:%d: ExecStart=%s is the command systemd runs, but %s was converted from another one; convert what systemd runs: graceshim unit --from <(systemctl cat %s) --dropin; nothing written", file, d.Line, d.Value, path, unitBase(dir))
 			}
 		}
 	}
 	return nil
+}
+
+// stopDirectives are the [Service] settings graceshim's unit relies on
+// to start, reload and stop the daemon under graceshim: a drop-in applied
+// after the unit that sets one to another value (or resets a list) undoes
+// graceshim, and an ExecStop= or ExecReload= it adds runs besides
+// graceshim's (list directives add, systemd.service(5)). Anything else a
+// later drop-in sets (LimitNOFILE=, Environment=, After=, copied into the
+// unit from systemctl cat or not) is the admin's and wins as it did
+// before the conversion.
+var stopDirectives = map[string]bool{
+	"ExecStart": true, "ExecReload": true, "ExecStop": true, "Type": true, "NotifyAccess": true,
+	"KillMode": true, "KillSignal": true, "SendSIGKILL": true, "FinalKillSignal": true,
+	"TimeoutSec": true, "TimeoutStartSec": true, "TimeoutStopSec": true, "TimeoutAbortSec": true,
+	"PIDFile": true, "RemainAfterExit": true, "WatchdogSec": true,
+}
+
+// coversTimeouts says whether d, a drop-in's timeout applied after the
+// unit, gives each timeout graceshim set at least as much time (or no
+// bound): it then still covers graceshim's drain and its start, so it
+// undoes nothing. TimeoutSec= sets both TimeoutStartSec= and
+// TimeoutStopSec= (systemd.service(5)).
+func coversTimeouts(d Directive, sets map[string]string) bool {
+	var ours []string
+	switch d.Name {
+	case "TimeoutSec":
+		ours = []string{"TimeoutStartSec", "TimeoutStopSec"}
+	case "TimeoutStartSec", "TimeoutStopSec", "TimeoutAbortSec":
+		ours = []string{d.Name}
+	default:
+		return false
+	}
+	later, laterInf, ok := parseSpan(d.Value)
+	if !ok {
+		return false
+	}
+	for _, name := range ours {
+		v, set := sets[name]
+		if !set || laterInf {
+			continue
+		}
+		mine, inf, ok := parseSpan(v)
+		if !ok || inf || later < mine {
+			return false
+		}
+	}
+	return true
 }
 
 // unitBase is the unit a drop-in directory belongs to: nginx.service for

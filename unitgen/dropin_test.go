@@ -41,6 +41,21 @@ func TestCheckDropins(t *testing.T) {
 		{"a drop-in that sets nothing of graceshim's", map[string]string{"limits.conf": "[Service]\nLimitNOFILE=65536\n"}, "nginx.service", plain, "", ""},
 		{"a timeout after graceshim's", map[string]string{"timeout.conf": "[Service]\nTimeoutStopSec=30\n"}, "nginx.service", plain, "timeout.conf:2: TimeoutStopSec=", ""},
 		{"no drop-in directory", nil, "nginx.service", plain, "", ""},
+		// systemctl cat's output has the drop-ins' settings in it, so the
+		// unit written from it sets them too: a drop-in that sets them
+		// again after it changes nothing graceshim relies on. After= and
+		// Environment= add to their lists (systemd.unit(5)).
+		{"the drop-ins read through systemctl cat, again after the unit", map[string]string{"limits.conf": "[Service]\nLimitNOFILE=65536\n", "after.conf": "[Unit]\nAfter=postgresql.service\n[Service]\nEnvironment=FOO=1\n"}, "nginx.service", parse("cat", unitFile+"[Unit]\nAfter=postgresql.service\n[Service]\nLimitNOFILE=65536\nEnvironment=FOO=1\n"), "", ""},
+		{"a limit after graceshim's unit", map[string]string{"limits.conf": "[Service]\nLimitNOFILE=1024\n"}, "nginx.service", parse("cat", unitFile+"[Service]\nLimitNOFILE=65536\n"), "", ""},
+		// An ExecStop= after the unit runs before systemd's SIGTERM
+		// reaches graceshim, ahead of the drain.
+		{"a stop command after graceshim's unit", map[string]string{"stop.conf": "[Service]\nExecStop=/bin/kill -QUIT $MAINPID\n"}, "nginx.service", plain, "stop.conf:2: ExecStop=", ""},
+		{"graceshim's own KillMode again", map[string]string{"kill.conf": "[Service]\nKillMode=mixed\n"}, "nginx.service", plain, "", ""},
+		// A later timeout that gives the stop more time, or none at all,
+		// still covers graceshim's drain; only a shorter one cuts it.
+		{"a longer stop timeout after graceshim's", map[string]string{"timeout.conf": "[Service]\nTimeoutStopSec=1h\n"}, "nginx.service", plain, "", ""},
+		{"no stop timeout after graceshim's", map[string]string{"timeout.conf": "[Service]\nTimeoutStopSec=infinity\n"}, "nginx.service", plain, "", ""},
+		{"a shorter TimeoutSec= after graceshim's", map[string]string{"timeout.conf": "[Service]\nTimeoutSec=90\n"}, "nginx.service", plain, "timeout.conf:2: TimeoutSec=90", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

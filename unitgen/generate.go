@@ -221,7 +221,7 @@ func Generate(o Options) ([]byte, error) {
 		opts = append(opts, hardeningOptions(o.SystemdVersion, nil)...)
 	}
 	opts = append(opts, unit.NewUnitOption("Install", "WantedBy", "multi-user.target"))
-	return render(header(o, false), opts)
+	return render(header(o, false, o.reloads()), opts)
 }
 
 // serviceOptions are the [Service] directives every graceshim unit needs,
@@ -383,8 +383,11 @@ func hardeningOptions(v int, have map[string]bool) []*unit.UnitOption {
 	return out
 }
 
-// header is the comment at the top of a generated unit.
-func header(o Options, dropin bool) string {
+// header is the comment at the top of a generated unit. graceshimReload
+// says whether the unit's ExecReload= runs graceshim reload: a converted
+// unit may keep its own reload command (Fedora's httpd -k graceful) or
+// get none (caddy run --resume), and its header must not say otherwise.
+func header(o Options, dropin, graceshimReload bool) string {
 	// The daemon's name, not a wrapper's that execs it (env, sh -c
 	// 'exec ...', bundle exec, Debian's systemd-memcached-wrapper).
 	name := filepath.Base(o.Argv[0])
@@ -418,7 +421,7 @@ func header(o Options, dropin bool) string {
 		stopLine,
 		startLine,
 	}
-	if o.reloads() {
+	if graceshimReload {
 		lines = append(lines, fmt.Sprintf("ExecReload= runs graceshim reload: graceshim tests %s's configuration first where the preset knows how, then reloads it and waits for the outcome; a failed reload leaves %s serving the old configuration and fails systemctl reload.", name, name))
 	}
 	if o.Socket != "" {

@@ -146,12 +146,108 @@ func CheckServer(u *Unit) error {
 func notAServerService(u *Unit) (Directive, string, bool) {
 	if d, ok := u.Get("Service", "Type"); ok && d.Value == "oneshot" {
 		why := "Type=oneshot: a job that runs to completion (often from a timer), not a server: it holds no connections to drain on stop, and under graceshim its start would wait for a listening socket it never opens"
+		if umbrella := umbrellaOf(u); umbrella != "" {
+			return d, why + umbrella, true
+		}
 		if r, ok := u.Get("Service", "RemainAfterExit"); ok && isYes(r.Value) {
 			why += "; where its command starts a daemon that stays (RemainAfterExit=yes), write a unit for the daemon itself: graceshim unit -- DAEMON ARGS"
 		}
 		return d, why, true
 	}
+	if d, why, ok := containerRun(u); ok {
+		return d, why, true
+	}
 	return perConnection(u)
+}
+
+// containerEngines are the CLIs that run a container: the process they
+// start is the container's, a child of the engine's shim (conmon,
+// containerd-shim), not of the command the unit runs.
+var containerEngines = map[string]bool{"podman": true, "docker": true, "nerdctl": true, "docker-compose": true, "podman-compose": true}
+
+// containerRun says whether u's command runs a container (podman run,
+// docker run, docker start, podman kube play ...), why graceshim does not
+// apply, and its ExecStart=. The server then runs inside the container,
+// under the engine's shim: podman run -d exits once it started it
+// (Podman's Quadlet units, podman-systemd.unit(5): --sdnotify=conmon,
+// NotifyAccess=all), and an attached docker run only relays signals to
+// it. graceshim would see no listener of its own to wait for or drain,
+// and could only signal the CLI. The container's stop is set where it
+// runs: its stop signal and timeout (run --stop-signal, --stop-timeout,
+// in podman-run(1) and docker run's reference).
+func containerRun(u *Unit) (Directive, string, bool) {
+	starts := u.List("Service", "ExecStart")
+	if len(starts) == 0 {
+		return Directive{}, "", false
+	}
+	d := starts[len(starts)-1]
+	line, err := SplitExec(d.Value)
+	if err != nil {
+		return Directive{}, "", false
+	}
+	argv := DaemonArgv(line.Argv())
+	if len(argv) == 0 || !containerEngines[filepath.Base(argv[0])] {
+		return Directive{}, "", false
+	}
+	engine := filepath.Base(argv[0])
+	// The subcommand: run, container run, kube play, compose up, after
+	// global options and their values (-H HOST, -f FILE).
+	var words []string
+	cmd, optValue := "", false
+	for _, a := range argv[1:] {
+		if strings.HasPrefix(a, "-") {
+			optValue = !strings.Contains(a, "=")
+			continue
+		}
+		switch {
+		case a == "run" || a == "start" || a == "up" || a == "play":
+			cmd = strings.Join(append(words, a), " ")
+		case a == "container" || a == "compose" || a == "kube":
+			words = append(words, a)
+			optValue = false
+			continue
+		case optValue:
+			optValue = false
+			continue
+		}
+		break
+	}
+	how := engine + " run --stop-signal=SIGNAL --stop-timeout=SECONDS"
+	if strings.HasSuffix(cmd, "up") {
+		// Compose's service keys (the Compose file reference).
+		how = "stop_signal: and stop_grace_period: in the compose file"
+	}
+	switch cmd {
+	case "run", "start", "container run", "container start", "kube play", "compose up", "up":
+		return d, fmt.Sprintf("%s %s runs a container: the server in it is a child of %s's shim, outside the process tree of the command systemd starts, so graceshim could only signal the %s command and would see no connection of the server's to wait for or drain; make the container's own stop graceful instead (%s, with the daemon's graceful signal, e.g. SIGQUIT for nginx), or run graceshim inside the container as its entrypoint", engine, cmd, engine, engine, how), true
+	}
+	return Directive{}, "", false // another command (podman system service, ...)
+}
+
+// umbrellaOf is the rest of CheckServer's message for a oneshot whose
+// every ExecStart= is true(1): it runs nothing itself and only groups
+// other units, as Debian's postgresql-common postgresql.service does
+// (ExecStart=/bin/true with RemainAfterExit=on; its clusters,
+// postgresql@VERSION-NAME.service, are PartOf= it). When a template
+// NAME@.service lies beside it, its instances are the servers to
+// convert. "" when u runs something.
+func umbrellaOf(u *Unit) string {
+	starts := u.List("Service", "ExecStart")
+	if len(starts) == 0 {
+		return ""
+	}
+	for _, s := range starts {
+		line, err := SplitExec(s.Value)
+		if err != nil || len(line.Words) == 0 || filepath.Base(line.Words[0].Raw) != "true" {
+			return ""
+		}
+	}
+	why := "; it runs nothing itself (ExecStart=/bin/true) and only groups other units that start and stop with it"
+	tmpl := strings.TrimSuffix(unitName(u), "@") + "@.service"
+	if _, err := os.Stat(filepath.Join(filepath.Dir(u.path()), tmpl)); err == nil {
+		why += fmt.Sprintf(": the servers are the instances of %s (as Debian's postgresql@VERSION-CLUSTER of postgresql.service); convert one as systemd reads it: graceshim unit --from <(systemctl cat %s)", tmpl, strings.TrimSuffix(tmpl, "@.service")+"@INSTANCE")
+	}
+	return why
 }
 
 // perConnection says whether u is a service systemd starts once per
@@ -199,9 +295,13 @@ func lintNotAServer(u *Unit) []Finding {
 	if d.Line == 0 {
 		d.Line = 1
 	}
+	fix := "nothing to change for graceshim, which is for a server that accepts connections and can drain them"
+	if _, _, ok := containerRun(u); ok {
+		fix = "give the container the daemon's graceful stop signal and a stop timeout that covers its longest request, where the container is defined (see the problem)"
+	}
 	return []Finding{{File: u.File, Line: d.Line, Directive: d.Name, Severity: SeverityNote,
 		Problem: why,
-		Fix:     "nothing to change for graceshim, which is for a server that accepts connections and can drain them"}}
+		Fix:     fix}}
 }
 
 // lintSocket: a socket unit has no stop of its own to drain; say so, and
@@ -239,8 +339,8 @@ func Generated(data []byte) bool {
 // CheckNoSocketYet says, as an error, that u is socket-activated already,
 // for unit --socket, which would write a second socket unit for it:
 // the service names a socket unit (Sockets=, or Requires=, Wants=,
-// BindsTo=, Requisite= on a .socket, as gunicorn's and Django
-// deployment guides write it), or a socket unit of its name lies beside
+// BindsTo=, Requisite= on a .socket of its own, see activates, as
+// gunicorn's and Django deployment guides write it), or a socket unit of its name lies beside
 // it (NAME.socket, or NAME@.socket for a template, as Debian's uwsgi
 // ships uwsgi-app@.socket), which systemd pairs with it without any
 // directive (systemd.socket(5): a socket activates the service of the
@@ -267,7 +367,7 @@ func CheckNoSocketYet(u *Unit) error {
 				names = strings.Fields(d.Value)
 			case d.Section == "Unit" && (d.Name == "Requires" || d.Name == "Wants" || d.Name == "BindsTo" || d.Name == "Requisite"):
 				for _, n := range strings.Fields(d.Value) {
-					if strings.HasSuffix(n, ".socket") {
+					if strings.HasSuffix(n, ".socket") && activates(u, n) {
 						names = append(names, n)
 					}
 				}
@@ -283,6 +383,30 @@ func CheckNoSocketYet(u *Unit) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %s beside it activates it already (systemd pairs a socket with the service of its name); %s", u.File, sock, again)
+}
+
+// activates says whether the socket unit named in u's dependencies is
+// u's own: a socket activates the service of its name, or the one its
+// Service= names (systemd.socket(5)). A dependency on another service's
+// socket (Wants=dbus.socket, as systemd-logind.service has) pairs it
+// with nothing. A socket of another name that is not beside u, where
+// its Service= could be read, is taken as another service's.
+func activates(u *Unit, sock string) bool {
+	name := strings.TrimSuffix(sock, ".socket")
+	own := unitName(u)
+	if name == own || strings.HasSuffix(own, "@") && strings.HasPrefix(name, own) {
+		return true // NAME.socket, or NAME@%i.socket for a template
+	}
+	path := filepath.Join(filepath.Dir(u.path()), sock)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	s, _, err := Parse(path, data)
+	if err != nil {
+		return false
+	}
+	return socketService(s) == filepath.Base(u.path())
 }
 
 // dropinsBeside is a note when NAME.service.d/ beside the unit holds

@@ -47,6 +47,13 @@ func TestNotAServer(t *testing.T) {
 		// phpsessionclean.service.
 		{"cleanup.service", []string{"cleanup.service:6: Type=oneshot: a job that runs to completion"}, "Type", 6},
 		{"legacy-daemon.service", []string{"Type=oneshot", "write a unit for the daemon itself"}, "Type", 5},
+		// Debian's postgresql.service: ExecStart=/bin/true starts no
+		// daemon; its instances, db@.service beside it, are the servers.
+		{"db.service", []string{"Type=oneshot", "runs nothing itself (ExecStart=/bin/true)", "db@.service", "systemctl cat db@INSTANCE"}, "Type", 9},
+		// A container run by podman or docker: the server is the
+		// container's, outside graceshim's process tree.
+		{"web-container.service", []string{"web-container.service:17:", "podman run", "container", "--stop-signal"}, "ExecStart", 17},
+		{"app-docker.service", []string{"app-docker.service:14:", "docker run", "container", "--stop-signal"}, "ExecStart", 14},
 		// systemctl edit's override.conf, given alone.
 		{filepath.Join("web.service.d", "override.conf"), []string{"is a drop-in of web.service", "systemctl cat web.service"}, "drop-in", 1},
 	}
@@ -124,6 +131,9 @@ func TestSocketActivatedAlready(t *testing.T) {
 		{"pool@.service", "pool@.socket beside it activates it already"},
 		{"api.service", "Sockets=api-http.socket api-admin.socket"},
 		{"again.service", ""},
+		// Another service's socket (dbus.socket) activates nothing here.
+		{"notify.service", ""},
+		{"shop.service", "Requires=shop-web.socket: the service is socket-activated already"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -253,5 +263,32 @@ func TestLintDropinsBeside(t *testing.T) {
 	}
 	if !note() {
 		t.Errorf("no note on the drop-in beside the unit")
+	}
+}
+
+// TestContainerRun: the container CLIs' commands that run a container,
+// and the ones that do not (the engine's API service, a pull).
+func TestContainerRun(t *testing.T) {
+	for _, tc := range []struct {
+		exec string
+		want bool
+	}{
+		{"/usr/bin/podman run --rm --name web -p 8080:80 nginx", true},
+		{"/usr/bin/docker container run --rm nginx", true},
+		{"/usr/bin/podman start -a web", true},
+		{"/usr/bin/docker compose -f /srv/app/compose.yaml up", true},
+		{"/usr/local/bin/docker-compose -f /srv/app/docker-compose.yml up", true},
+		{"/usr/bin/podman-compose up", true},
+		{"/usr/bin/podman system service --time=0", false},
+		{"/usr/bin/docker pull nginx", false},
+		{"/usr/sbin/nginx -g 'daemon off;'", false},
+	} {
+		u, _, err := Parse("c.service", []byte("[Service]\nExecStart="+tc.exec+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, got := containerRun(u); got != tc.want {
+			t.Errorf("%s: runs a container %v, want %v", tc.exec, got, tc.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -185,12 +186,60 @@ func Parse(file string, data []byte) (*Unit, []Warning, error) {
 			continue
 		}
 		u.Directives = append(u.Directives, Directive{Section: section, Name: name, Value: strings.TrimSpace(t[eq+1:]), Line: n})
+		if m := inlineComment.FindString(t[eq+1:]); m != "" && !freeValue(name) {
+			warns = append(warns, Warning{file, n, fmt.Sprintf("%s=: %q is no comment: systemd reads comments only on lines of their own (systemd.syntax(7)) and takes it as part of the value, which it may then ignore whole (KillSignal=SIGQUIT # ... is no signal: SIGTERM is sent); put the comment on a line of its own", name, strings.TrimSpace(m))})
+		}
+		if name == "Environment" {
+			for _, w := range badEnvironmentWords(strings.TrimSpace(t[eq+1:])) {
+				warns = append(warns, Warning{file, n, fmt.Sprintf("Environment= word %q is no NAME=VALUE: systemd ignores it (\"Invalid environment assignment, ignoring\"); quote an assignment whose value has spaces: Environment=\"NAME=VALUE WITH SPACES\"", w)})
+			}
+		}
 		known, sectionKnown := knownDirectives[section]
 		if sectionKnown && !known[name] && !strings.HasPrefix(name, "X-") {
 			warns = append(warns, Warning{file, n, fmt.Sprintf("unknown directive %s= in [%s], not known to systemd 252 (kept)", name, section)})
 		}
 	}
 	return u, warns, nil
+}
+
+// inlineComment is text after a value that looks like a comment.
+var inlineComment = regexp.MustCompile(`\s[#;].*$`)
+
+// freeValue says whether a directive's value may hold " #" or " ;" as
+// text: command lines (";" separates commands, "#" may be an argument),
+// environment assignments and free text.
+func freeValue(name string) bool {
+	switch {
+	case strings.HasPrefix(name, "Exec"), strings.HasPrefix(name, "Environment"),
+		name == "Description", name == "Documentation", strings.HasPrefix(name, "X-"),
+		name == "UnsetEnvironment", name == "PassEnvironment", name == "SyslogIdentifier":
+		return true
+	}
+	return false
+}
+
+// badEnvironmentWords are the words of an Environment= value that are no
+// NAME=VALUE assignment. systemd splits the value into words, quotes
+// grouping, and ignores such a word (config_parse_environ in
+// src/core/load-fragment.c, env_assignment_is_valid): Debian's
+// unicorn.service has Environment=UNICORN_OPTS=-E production, which sets
+// UNICORN_OPTS=-E and drops "production" (systemd-analyze verify 252).
+// A value with specifiers or that does not split is left to systemd.
+func badEnvironmentWords(v string) []string {
+	if strings.Contains(v, "%") {
+		return nil
+	}
+	line, err := SplitExec(v)
+	if err != nil || line.Prefix != "" {
+		return nil
+	}
+	var bad []string
+	for _, w := range line.Words {
+		if k, _, ok := strings.Cut(w.Value, "="); !ok || !envName.MatchString(k) {
+			bad = append(bad, w.Value)
+		}
+	}
+	return bad
 }
 
 // shorten cuts a line for a message.

@@ -265,6 +265,13 @@ func TestDaemonArgv(t *testing.T) {
 		{[]string{"/usr/local/bin/bundle", "exec", "--keep-file-descriptors", "puma", "-C", "config/puma.rb"}, "puma"},
 		{[]string{"bundle", "exec", "--gemfile", "/srv/app/Gemfile", "unicorn", "-c", "u.rb"}, "unicorn"},
 		{[]string{"bundle", "install"}, "bundle"},
+		// capistrano-puma's unit runs Bundler through rbenv (ExecStart=
+		// its bundle command, "rbenv exec bundle" under capistrano-rbenv,
+		// then "exec puma"); rbenv-exec ends in `exec -a CMD PATH "$@"`
+		// (rbenv/rbenv libexec/rbenv-exec).
+		{[]string{"/home/deploy/.rbenv/bin/rbenv", "exec", "bundle", "exec", "puma", "-C", "/srv/app/shared/puma.rb"}, "puma"},
+		{[]string{"rbenv", "exec", "/srv/app/bin/unicorn", "-c", "u.rb"}, "/srv/app/bin/unicorn"},
+		{[]string{"rbenv", "install", "3.2.2"}, "rbenv"},
 		// Debian's memcached.service.
 		{[]string{"/usr/share/memcached/scripts/systemd-memcached-wrapper", "/etc/memcached.conf"}, "/usr/bin/memcached"},
 	}
@@ -306,5 +313,73 @@ func TestParseKnowsSocketUnits(t *testing.T) {
 	_, warns, err := Parse("x.socket", []byte("[Socket]\nListenStream=80\nNoSuchThing=1\n"))
 	if err != nil || len(warns) != 1 || !strings.Contains(warns[0].String(), "NoSuchThing") {
 		t.Errorf("an unknown [Socket] directive: %v %v", err, warns)
+	}
+}
+
+// TestParseEnvironmentWords: systemd splits Environment= into words and
+// ignores one that is no NAME=VALUE ("Invalid environment assignment,
+// ignoring", systemd-analyze verify 252 on Debian's unicorn.service,
+// whose Environment=UNICORN_OPTS=-E production sets UNICORN_OPTS=-E).
+// A unit converted from it would carry the same loss, so say so.
+func TestParseEnvironmentWords(t *testing.T) {
+	tests := []struct {
+		value string
+		want  string // in the warning; "" no warning
+	}{
+		{`UNICORN_OPTS=-E production`, `"production"`},
+		{`"UNICORN_OPTS=-E production"`, ""},
+		{`A=1 "B=2 3" C=`, ""},
+		{`PATH=/usr/bin:/bin 'LANG=C.UTF-8'`, ""},
+		{`A=1 =2`, `"=2"`},
+	}
+	for _, tt := range tests {
+		_, warns, err := Parse("env.service", []byte("[Service]\nEnvironment="+tt.value+"\nExecStart=/usr/bin/unicorn\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, w := range warns {
+			got = append(got, w.String())
+		}
+		switch {
+		case tt.want == "" && len(got) != 0:
+			t.Errorf("Environment=%s: warnings %q, want none", tt.value, got)
+		case tt.want != "" && (len(got) != 1 || !strings.Contains(got[0], tt.want) || !strings.HasPrefix(got[0], "env.service:2:")):
+			t.Errorf("Environment=%s: warnings %q, want one at line 2 naming %s", tt.value, got, tt.want)
+		}
+	}
+}
+
+// TestParseInlineComment: systemd has no comment after a value (only
+// lines that start with # or ;, systemd.syntax(7)); "KillSignal=SIGQUIT
+// # graceful" is a bad signal that systemd ignores (systemd-analyze
+// verify 252: "Failed to parse signal name, ignoring"), so it sends
+// SIGTERM. Parse says so where a value cannot hold such text.
+func TestParseInlineComment(t *testing.T) {
+	tests := []struct {
+		line string
+		want bool
+	}{
+		{"KillSignal=SIGQUIT # graceful stop", true},
+		{"TimeoutStopSec=300 ; five minutes", true},
+		{"KillMode=mixed\t# TERM to the main process only", true},
+		{"KillSignal=SIGQUIT", false},
+		{`ExecStart=/bin/sh -c 'exec nginx; echo # not a comment'`, false},
+		{`Environment="PS1=# "`, false},
+		{"Description=web server ; the main one", false},
+		{"ExecStartPre=/usr/sbin/nginx -t ; /bin/true", false},
+	}
+	for _, tt := range tests {
+		_, warns, err := Parse("c.service", []byte("[Service]\n"+tt.line+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := false
+		for _, w := range warns {
+			got = got || strings.Contains(w.Msg, "no comment")
+		}
+		if got != tt.want {
+			t.Errorf("%s: warned %v (%v), want %v", tt.line, got, warns, tt.want)
+		}
 	}
 }

@@ -101,6 +101,36 @@ type SocketOptions struct {
 	// needed where the configuration cannot tell (HAProxy's bind fd@N, a
 	// command without a preset) and must match it where it can.
 	Listen []string
+	// Specifiers says the command is a unit's ExecStart= (unit --from),
+	// in which systemd expands specifiers: a unix socket under %t (the
+	// runtime directory) is then as good a path as /run/..., and
+	// ListenStream= expands it the same way (systemd.unit(5),
+	// "Specifiers"). A command given after -- has none.
+	Specifiers bool
+}
+
+// specifierDirs are the specifiers systemd expands to an absolute
+// directory (systemd.unit(5), "Specifiers": %t runtime, %S state, %C
+// cache, %L logs, %E configuration directory, %h home, %T and %V
+// temporary directories).
+var specifierDirs = []string{"%t", "%S", "%C", "%L", "%E", "%h", "%T", "%V"}
+
+// unixPathOK says whether a unix socket path can go into ListenStream=:
+// an absolute path, or with specifiers one under a specifier's
+// directory.
+func unixPathOK(path string, specifiers bool) bool {
+	if filepath.IsAbs(path) {
+		return true
+	}
+	if !specifiers {
+		return false
+	}
+	for _, d := range specifierDirs {
+		if path == d || strings.HasPrefix(path, d+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // socketPresets lists the presets whose daemons take inherited sockets
@@ -142,11 +172,11 @@ func SocketListens(argv []string, p signals.Preset, so SocketOptions) ([]Listen,
 	case p.Sockets == signals.SocketsFDBind:
 		return haproxyListens(so.Root, argv, given)
 	case p.Name == "gunicorn":
-		found, err = gunicornListens(so.Root, argv)
+		found, err = gunicornListens(so.Root, argv, so.Specifiers)
 	case p.Name == "puma":
-		found, err = pumaListens(so.Root, argv)
+		found, err = pumaListens(so.Root, argv, so.Specifiers)
 	case p.Name == "uwsgi":
-		found, err = uwsgiListens(so.Root, argv)
+		found, err = uwsgiListens(so.Root, argv, so.Specifiers)
 	case len(given) > 0:
 		return given, nil
 	case p.Sockets == signals.SocketsListenFDs:

@@ -398,7 +398,7 @@ func haproxyAddr(a string) (string, error) {
 // settings "bind"). gunicorn serves every socket systemd passes, whatever
 // --bind says (gunicorn/arbiter.py), but --bind is where the operator
 // said it should listen.
-func gunicornListens(root string, argv []string) ([]Listen, error) {
+func gunicornListens(root string, argv []string, specifiers bool) ([]Listen, error) {
 	var binds []Listen
 	backlog := 0
 	conf := ""
@@ -455,7 +455,7 @@ func gunicornListens(root string, argv []string) ([]Listen, error) {
 		switch {
 		case strings.HasPrefix(b.Addr, "unix:"):
 			binds[i].Addr = strings.TrimPrefix(b.Addr, "unix:")
-			if !filepath.IsAbs(binds[i].Addr) {
+			if !unixPathOK(binds[i].Addr, specifiers && strings.HasPrefix(b.From, "-")) {
 				return nil, socketErrorf("--socket: %s: a socket unit needs an absolute path", b.From)
 			}
 		case strings.HasPrefix(b.Addr, "fd://"):
@@ -484,7 +484,7 @@ var (
 // in the -C configuration; puma's default is tcp://0.0.0.0:9292. puma
 // matches systemd's sockets to its binds (lib/puma/binder.rb; docs/
 // systemd.md's puma.socket lists the same ports as the binds).
-func pumaListens(root string, argv []string) ([]Listen, error) {
+func pumaListens(root string, argv []string, specifiers bool) ([]Listen, error) {
 	var binds []Listen
 	backlog := 0
 	conf := ""
@@ -535,7 +535,7 @@ func pumaListens(root string, argv []string) ([]Listen, error) {
 		switch {
 		case strings.HasPrefix(u, "unix://"):
 			binds[i].Addr = strings.TrimPrefix(u, "unix://")
-			if !filepath.IsAbs(binds[i].Addr) {
+			if !unixPathOK(binds[i].Addr, specifiers && strings.HasPrefix(b.From, "-")) {
 				return nil, socketErrorf("--socket: %s: a socket unit needs an absolute path", b.From)
 			}
 		case strings.HasPrefix(u, "tcp://"):
@@ -562,7 +562,7 @@ func pumaListens(root string, argv []string) ([]Listen, error) {
 // empty reply unless --protocol=http is given. So HTTP needs
 // --protocol=http, and HTTP and uwsgi sockets cannot be mixed. --http
 // runs uWSGI's HTTP router, a process of its own that binds itself.
-func uwsgiListens(root string, argv []string) ([]Listen, error) {
+func uwsgiListens(root string, argv []string, specifiers bool) ([]Listen, error) {
 	type opt struct{ name, val, from string }
 	var opts []opt
 	for i := 1; i < len(argv); i++ {
@@ -576,26 +576,14 @@ func uwsgiListens(root string, argv []string) ([]Listen, error) {
 		}
 		opts = append(opts, opt{strings.TrimLeft(name, "-"), val, name + " " + val})
 		if name == "--ini" {
-			if !filepath.IsAbs(val) || strings.Contains(val, ":") {
-				return nil, unreadf("--socket: uWSGI's --ini %s is not an absolute file: cannot read its sockets; pass --listen ADDR", val)
+			// The section uWSGI reads and the files it loads from
+			// there, as for the hook (uwsgiIniOptions).
+			ini, cannot := uwsgiIniOptions(root, []string{val})
+			if cannot != "" {
+				return nil, unreadf("--socket: graceshim cannot read uWSGI's configuration %s (not an absolute file, a specifier, or unreadable): pass --listen ADDR", cannot)
 			}
-			data, err := readUnder(root, val)
-			if err != nil {
-				return nil, fmt.Errorf("--socket: cannot read uWSGI's configuration %s: %w", val, UnwrapPath(err))
-			}
-			section := ""
-			for n, line := range strings.Split(string(data), "\n") {
-				line = strings.TrimSpace(line)
-				if strings.HasPrefix(line, "[") {
-					section = strings.Trim(line, "[]")
-					continue
-				}
-				k, v, ok := strings.Cut(line, "=")
-				if !ok || section != "uwsgi" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
-					continue
-				}
-				k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-				opts = append(opts, opt{k, v, fmt.Sprintf("%s:%d", val, n+1)})
+			for _, o := range ini {
+				opts = append(opts, opt{o.key, o.value, o.from})
 			}
 		}
 	}
@@ -620,7 +608,7 @@ func uwsgiListens(root string, argv []string) ([]Listen, error) {
 			}
 			l := Listen{From: o.from}
 			switch {
-			case strings.HasPrefix(o.val, "/"):
+			case unixPathOK(o.val, specifiers && strings.HasPrefix(o.from, "-")):
 				l.Addr = o.val
 			case strings.HasPrefix(o.val, "@"):
 				return nil, socketErrorf("--socket: %s: an abstract unix socket; a socket unit here holds TCP and unix path sockets", o.from)

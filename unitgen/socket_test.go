@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/graceshim/graceshim/signals"
 )
 
 const (
@@ -418,5 +420,63 @@ func TestSocketConvertHAProxyStartPre(t *testing.T) {
 	}
 	if !strings.Contains(string(res.Unit), "\nExecStartPre=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS\n") {
 		t.Errorf("without --socket the config check was dropped:\n%s", res.Unit)
+	}
+}
+
+// TestSocketListenSpecifierPaths: a unit's ExecStart= may name a unix
+// socket under a specifier's directory (gunicorn --bind
+// unix:%t/app/app.sock, as units that pair it with RuntimeDirectory=
+// write it); systemd expands it in ExecStart= and in ListenStream= alike
+// (systemd.unit(5), "Specifiers"), so unit --from --socket keeps it. A
+// command line given after -- has no specifiers: there it stays an
+// error, as a relative path is.
+func TestSocketListenSpecifierPaths(t *testing.T) {
+	for _, tc := range []struct {
+		preset string
+		argv   string
+		want   string
+	}{
+		{"gunicorn", "/usr/bin/gunicorn --bind unix:%t/app/app.sock app:app", "%t/app/app.sock"},
+		{"puma", "/usr/bin/puma --bind unix://%t/puma.sock", "%t/puma.sock"},
+		{"uwsgi", "/usr/bin/uwsgi --master --socket %t/uwsgi/app.sock --module app", "%t/uwsgi/app.sock"},
+	} {
+		p, err := signals.Lookup(tc.preset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		argv := strings.Fields(tc.argv)
+		ls, err := SocketListens(argv, p, SocketOptions{Root: socketRoot, Specifiers: true})
+		if err != nil || len(ls) != 1 || ls[0].Addr != tc.want {
+			t.Errorf("%s from a unit: %v, %v; want one socket %s", tc.argv, ls, err, tc.want)
+		}
+		if ls, err := SocketListens(argv, p, SocketOptions{Root: socketRoot}); err == nil {
+			t.Errorf("%s from a command line: %v, want an error (%%t is no specifier there)", tc.argv, ls)
+		}
+	}
+	p, _ := signals.Lookup("gunicorn")
+	if ls, err := SocketListens([]string{"gunicorn", "--bind", "unix:app.sock", "app:app"}, p, SocketOptions{Root: socketRoot, Specifiers: true}); err == nil {
+		t.Errorf("a relative path from a unit: %v, want an error", ls)
+	}
+}
+
+// TestSocketUWSGIIniSection: unit --socket reads uWSGI's sockets from the
+// ini section uWSGI reads (--ini FILE:SECTION, core/ini.c) and from the
+// files its ini = or inherit = load, as the hook check does.
+func TestSocketUWSGIIniSection(t *testing.T) {
+	p, err := signals.Lookup("uwsgi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(testdata, "root")
+	for _, tc := range []struct {
+		argv, want string
+	}{
+		{"uwsgi --protocol=http --ini /etc/uwsgi/sections.ini:staging", "127.0.0.1:8001"},
+		{"uwsgi --protocol=http --ini /etc/uwsgi/vassal.ini", "127.0.0.1:8000"},
+	} {
+		ls, err := SocketListens(strings.Fields(tc.argv), p, SocketOptions{Root: root})
+		if err != nil || len(ls) != 1 || ls[0].Addr != tc.want {
+			t.Errorf("%s: %v, %v; want one socket %s", tc.argv, ls, err, tc.want)
+		}
 	}
 }

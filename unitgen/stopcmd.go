@@ -377,10 +377,10 @@ func parseSpan(s string) (d time.Duration, inf, ok bool) {
 }
 
 // daemonArgv returns the daemon a command line runs when it runs it
-// through env(1) or a shell that execs it (`sh -c 'exec nginx ...'`), so
-// that the daemon's preset is picked rather than the generic one. The
-// command graceshim runs stays as it was: env and an exec'ing shell
-// replace themselves with the daemon in the same pid.
+// through env(1), bundle exec, rbenv exec or a shell that execs it
+// (`sh -c 'exec nginx ...'`), so that the daemon's preset is picked
+// rather than the generic one. The command graceshim runs stays as it
+// was: each of these replaces itself with the daemon in the same pid.
 func daemonArgv(argv []string) []string {
 	for range 4 { // env sh -c 'exec env X=1 gunicorn' and no deeper
 		if len(argv) == 0 {
@@ -413,6 +413,16 @@ func daemonArgv(argv []string) []string {
 				}
 				argv = argv[1:]
 			}
+		case "rbenv":
+			// `rbenv exec bundle exec puma ...`, as capistrano-rbenv
+			// makes every Bundler command: rbenv-exec ends in
+			// `exec -a "$RBENV_COMMAND" "$RBENV_COMMAND_PATH" "$@"`
+			// (rbenv/rbenv libexec/rbenv-exec), so the command keeps
+			// the pid.
+			if len(argv) < 3 || argv[1] != "exec" {
+				return argv
+			}
+			argv = argv[2:]
 		case "sh", "bash", "dash", "ash", "zsh":
 			script, ok := shellScript(argv[1:])
 			if !ok {

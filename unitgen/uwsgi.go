@@ -23,9 +23,9 @@ const uwsgiHookFix = `start uwsgi with --master --hook-master-start "unix_signal
 
 // uwsgiHooked says whether a uWSGI command line runs the hook that makes
 // SIGTERM its graceful stop: on the command line, or in an ini file it
-// names (--ini FILE, --ini=FILE, or a bare FILE.ini). cannot names an ini
-// file lint cannot read (a specifier such as %i.ini, a variable, a
-// relative path, an unreadable file): then it cannot tell, and hooked
+// names (see uwsgiIniFiles). cannot names a configuration file lint
+// cannot read (a specifier such as %i.ini, a variable, a relative path,
+// an unreadable file, a YAML, JSON or XML file): then it cannot tell, and hooked
 // is false. dieOnTerm says --die-on-term (die-on-term = true) was seen.
 func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot string) {
 	for _, a := range cmd[min(1, len(cmd)):] {
@@ -36,12 +36,16 @@ func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot stri
 			dieOnTerm = true
 		}
 	}
-	opts, cannot := uwsgiIniOptions(root, uwsgiIniFiles(cmd))
+	inis, other := uwsgiIniFiles(cmd)
+	opts, cannot := uwsgiIniOptions(root, inis)
+	if cannot == "" {
+		cannot = other
+	}
 	for _, o := range opts {
 		switch {
 		case strings.HasPrefix(o.key, "hook-") && strings.Contains(o.value, uwsgiHook):
 			return true, false, ""
-		case o.key == "die-on-term" && isYes(o.value):
+		case o.key == "die-on-term" && uwsgiFlag(o.value):
 			dieOnTerm = true
 		}
 	}
@@ -49,55 +53,160 @@ func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot stri
 }
 
 // uwsgiIniFiles are the ini files a uWSGI command line names: --ini FILE,
-// --ini=FILE (or with one dash), or a bare FILE.ini.
-func uwsgiIniFiles(cmd []string) []string {
-	var inis []string
+// --ini=FILE (or with one dash), --include or --inherit with an ini
+// file, or a bare FILE.ini. other is a configuration file it names in a
+// format graceshim does not read (--yaml, --json, --xml, --config, a bare
+// FILE.yaml...; uwsgi --help, and measured: uWSGI 2.0.21 loads a bare
+// app.yaml as YAML): what it sets cannot be told.
+func uwsgiIniFiles(cmd []string) (inis []string, other string) {
+	isIni := func(f string) bool {
+		if i := strings.LastIndexByte(f, ':'); i > strings.LastIndexByte(f, '/') {
+			f = f[:i] // FILE.ini:SECTION
+		}
+		return strings.HasSuffix(f, ".ini")
+	}
+	add := func(f string) {
+		if isIni(f) {
+			inis = append(inis, f)
+		} else if other == "" {
+			other = f
+		}
+	}
 	for i := 1; i < len(cmd); i++ {
 		a := cmd[i]
 		name, value, glued := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		switch {
-		case !strings.HasPrefix(a, "-"):
-			if strings.HasSuffix(a, ".ini") {
-				inis = append(inis, a)
+		if !strings.HasPrefix(a, "-") {
+			switch filepath.Ext(a) {
+			case ".ini", ".xml", ".yaml", ".yml", ".json", ".js":
+				add(a)
 			}
-		case name == "ini" && glued:
-			inis = append(inis, value)
-		case name == "ini" && i+1 < len(cmd):
-			inis = append(inis, cmd[i+1])
+			continue
+		}
+		switch name {
+		case "ini", "include", "inherit", "yaml", "yml", "y", "json", "js", "j", "xml", "xmlconfig", "x", "config", "ini-paste", "ini-paste-logged":
+		default:
+			continue
+		}
+		if !glued {
+			if i+1 >= len(cmd) {
+				continue
+			}
 			i++
+			value = cmd[i]
+		}
+		if name == "ini" {
+			inis = append(inis, value)
+		} else {
+			add(value)
 		}
 	}
-	return inis
+	return inis, other
 }
 
-// iniOption is a key = value line of an ini file.
-type iniOption struct{ key, value string }
+// iniOption is a key = value line of an ini file, and where it is.
+type iniOption struct {
+	key, value string
+	from       string // FILE:LINE
+}
+
+// uwsgiFlag says whether an ini value sets a uWSGI flag: an empty value
+// does, as uWSGI keeps a key without "=" with an empty value (unbit/uwsgi
+// core/ini.c, ini_get_key); measured with Debian 12's uWSGI 2.0.21:
+// "master =" and a bare "master" line ran a master, "master = false" did
+// not. Other values than yes/true/on/1 are not read as set.
+func uwsgiFlag(v string) bool { return v == "" || isYes(v) }
 
 // uwsgiIniOptions reads the options of uWSGI ini files. cannot names one
 // it cannot read: a specifier such as %i.ini, a variable, a relative
 // path, an unreadable file.
+//
+// uWSGI reads one section of an ini file: [uwsgi], or the one named
+// after the file's last colon (--ini FILE:SECTION); options of the other
+// sections do not apply, and a line without "=" is a key with an empty
+// value (unbit/uwsgi core/ini.c, uwsgi_ini_config: section_asked).
+// Values are taken whole: uWSGI strips no comment after a value.
+//
+// An ini = or inherit = option loads another ini file as if it were
+// named on the command line (measured with Debian 12's uWSGI 2.0.21:
+// --show-config lists the options of the file either names); its
+// options are read too, each file once.
 func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot string) {
-	for _, ini := range inis {
-		if strings.ContainsAny(ini, "%$") || !filepath.IsAbs(ini) {
+	seen := map[string]bool{}
+	for len(inis) > 0 {
+		ini := inis[0]
+		inis = inis[1:]
+		if seen[ini] {
+			continue
+		}
+		seen[ini] = true
+		file, section := ini, "uwsgi"
+		if i := strings.LastIndexByte(ini, ':'); i >= 0 {
+			file = ini[:i]
+			if i+1 < len(ini) {
+				section = ini[i+1:]
+			}
+		}
+		if strings.ContainsAny(file, "%$") || !filepath.IsAbs(file) {
 			cannot = ini
 			continue
 		}
-		data, err := readUnder(root, ini)
+		data, err := readUnder(root, file)
 		if err != nil {
 			cannot = ini
 			continue
 		}
-		for _, line := range strings.Split(string(data), "\n") {
+		current := ""
+		for n, line := range strings.Split(string(data), "\n") {
 			line = strings.TrimSpace(line)
-			if strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
+			switch {
+			case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+				continue
+			case strings.HasPrefix(line, "["):
+				current = strings.TrimSuffix(line[1:], "]")
+				continue
+			case current != section:
 				continue
 			}
-			if k, v, ok := strings.Cut(line, "="); ok {
-				opts = append(opts, iniOption{strings.TrimSpace(k), strings.TrimSpace(v)})
+			k, v, _ := strings.Cut(line, "=")
+			o := iniOption{strings.TrimSpace(k), expandPlaceholders(strings.TrimSpace(v), opts), fmt.Sprintf("%s:%d", file, n+1)}
+			if o.key == "ini" || o.key == "inherit" {
+				inis = append(inis, o.value)
 			}
+			opts = append(opts, o)
 		}
 	}
 	return opts, cannot
+}
+
+// expandPlaceholders replaces uWSGI's %(NAME) in an ini value with the
+// last value of the key NAME read before it (a placeholder; measured with
+// Debian 12's uWSGI 2.0.21: --show-config shows hook-master-start =
+// %(stop_hook) expanded). An unknown name stays as written.
+func expandPlaceholders(v string, before []iniOption) string {
+	// A bound: a value may hold a placeholder that was not expanded
+	// when it was read (a = %(a)).
+	for range 16 {
+		i := strings.Index(v, "%(")
+		if i < 0 {
+			return v
+		}
+		j := strings.IndexByte(v[i:], ')')
+		if j < 0 {
+			return v
+		}
+		name, found := v[i+2:i+j], ""
+		known := false
+		for _, o := range before {
+			if o.key == name {
+				found, known = o.value, true
+			}
+		}
+		if !known {
+			return v
+		}
+		v = v[:i] + found + v[i+j+1:]
+	}
+	return v
 }
 
 // lintUWSGI: uWSGI without the hook has no graceful stop, whichever
@@ -189,7 +298,11 @@ func uwsgiNamesSocket(root string, cmd []string) (named bool, cannot string) {
 			return true, ""
 		}
 	}
-	opts, cannot := uwsgiIniOptions(root, uwsgiIniFiles(cmd))
+	inis, other := uwsgiIniFiles(cmd)
+	opts, cannot := uwsgiIniOptions(root, inis)
+	if cannot == "" {
+		cannot = other
+	}
 	for _, o := range opts {
 		if uwsgiSocketOptions[o.key] {
 			return true, ""

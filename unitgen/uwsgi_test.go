@@ -27,6 +27,15 @@ func TestUWSGIHooked(t *testing.T) {
 		// Debian's uwsgi-app@.service: the ini is named by a specifier.
 		{"uwsgi --ini /etc/uwsgi/apps-available/%i.ini", false, false, "/etc/uwsgi/apps-available/%i.ini"},
 		{"uwsgi --ini /etc/uwsgi/missing.ini", false, false, "/etc/uwsgi/missing.ini"},
+		// A configuration in another format than ini (uwsgi --help:
+		// --yaml, --json, --xml, a bare FILE.yaml) is not read: graceshim
+		// cannot tell, rather than saying the hook is missing.
+		{"uwsgi --yaml /etc/uwsgi/app.yaml", false, false, "/etc/uwsgi/app.yaml"},
+		{"uwsgi -y /etc/uwsgi/app.yaml", false, false, "/etc/uwsgi/app.yaml"},
+		{"uwsgi /etc/uwsgi/app.yaml", false, false, "/etc/uwsgi/app.yaml"},
+		{"uwsgi --xml=/etc/uwsgi/app.xml", false, false, "/etc/uwsgi/app.xml"},
+		{"uwsgi --json /etc/uwsgi/app.json --master", false, false, "/etc/uwsgi/app.json"},
+		{"uwsgi --ini /etc/uwsgi/plain.ini --include /etc/uwsgi/hooked.ini", true, false, ""},
 	}
 	for _, tt := range tests {
 		argv := strings.Fields(tt.argv)
@@ -129,4 +138,78 @@ func readUnitAt(t *testing.T, path string) *Unit {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestUWSGIIniSections: uWSGI reads one section of an ini file, [uwsgi]
+// or the one named after the last colon (--ini FILE:SECTION; unbit/uwsgi
+// core/ini.c); options of other sections do not apply, and a flag
+// without a value is set.
+func TestUWSGIIniSections(t *testing.T) {
+	root := filepath.Join(testdata, "root")
+	tests := []struct {
+		argv                  string
+		hooked, dieOnT, named bool
+		cannot                string
+	}{
+		{"uwsgi --ini /etc/uwsgi/sections.ini", false, false, false, ""},
+		{"uwsgi --ini /etc/uwsgi/sections.ini:staging", true, false, true, ""},
+		{"uwsgi --ini=/etc/uwsgi/sections.ini:staging", true, false, true, ""},
+		{"uwsgi --ini /etc/uwsgi/sections.ini:uwsgi", false, false, false, ""},
+		{"uwsgi --ini /etc/uwsgi/sections.ini:nosuch", false, false, false, ""},
+	}
+	for _, tt := range tests {
+		argv := strings.Fields(tt.argv)
+		hooked, dieOnTerm, cannot := uwsgiHooked(root, argv)
+		named, _ := uwsgiNamesSocket(root, argv)
+		if hooked != tt.hooked || dieOnTerm != tt.dieOnT || named != tt.named || cannot != tt.cannot {
+			t.Errorf("%s: hooked %v, die-on-term %v, names a socket %v, cannot read %q; want %v, %v, %v, %q", tt.argv, hooked, dieOnTerm, named, cannot, tt.hooked, tt.dieOnT, tt.named, tt.cannot)
+		}
+	}
+	// die-on-term without a value, in the section read.
+	opts, _ := uwsgiIniOptions(root, []string{"/etc/uwsgi/sections.ini:staging"})
+	dot := false
+	for _, o := range opts {
+		dot = dot || o.key == "die-on-term" && uwsgiFlag(o.value)
+	}
+	if !dot {
+		t.Errorf("sections.ini:staging: a bare die-on-term is not read as set")
+	}
+}
+
+// TestUWSGIIniIncludes: an ini file's ini = and inherit = options load
+// another ini file, whose hook and sockets count; a loop ends.
+func TestUWSGIIniIncludes(t *testing.T) {
+	root := filepath.Join(testdata, "root")
+	if hooked, _, cannot := uwsgiHooked(root, []string{"uwsgi", "--ini", "/etc/uwsgi/vassal.ini"}); !hooked || cannot != "" {
+		t.Errorf("vassal.ini inherits hooked.ini: hooked %v, cannot read %q; want true, \"\"", hooked, cannot)
+	}
+	if named, _ := uwsgiNamesSocket(root, []string{"uwsgi", "--ini", "/etc/uwsgi/vassal.ini"}); !named {
+		t.Errorf("vassal.ini inherits hooked.ini's http-socket; uwsgiNamesSocket says none")
+	}
+	if hooked, _, _ := uwsgiHooked(root, []string{"uwsgi", "--ini", "/etc/uwsgi/loop.ini"}); hooked {
+		t.Errorf("loop.ini: hooked, want not")
+	}
+}
+
+// TestUWSGIIniPlaceholders: %(NAME) in an ini value is a key set before
+// it; the hook set through one counts.
+func TestUWSGIIniPlaceholders(t *testing.T) {
+	root := filepath.Join(testdata, "root")
+	argv := []string{"uwsgi", "--ini", "/etc/uwsgi/placeholders.ini"}
+	if hooked, _, cannot := uwsgiHooked(root, argv); !hooked || cannot != "" {
+		t.Errorf("placeholders.ini: hooked %v, cannot read %q; want true, \"\"", hooked, cannot)
+	}
+	opts, _ := uwsgiIniOptions(root, argv[2:])
+	for _, o := range opts {
+		if o.key == "socket" && o.value != "127.0.0.1:8002" {
+			t.Errorf("socket = %q, want 127.0.0.1:8002", o.value)
+		}
+	}
+}
+
+// TestExpandPlaceholdersEnds: a placeholder that names itself ends.
+func TestExpandPlaceholdersEnds(t *testing.T) {
+	if got := expandPlaceholders("%(a)", []iniOption{{key: "a", value: "%(a)"}}); got != "%(a)" {
+		t.Errorf("got %q, want %%(a) kept", got)
+	}
 }
