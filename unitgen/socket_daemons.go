@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/graceshim/graceshim/unitgen/haproxyconf"
 	"github.com/graceshim/graceshim/unitgen/nginxconf"
 )
 
@@ -313,25 +314,29 @@ func haproxyBinds(root string, argv []string) (binds []haproxyBind, read []strin
 			if err != nil {
 				return nil, nil, fmt.Errorf("--socket: cannot read HAProxy's configuration %s: %w", p, UnwrapPath(err))
 			}
-			out = append(out, haproxyFileBinds(p, string(data))...)
+			binds, err := haproxyFileBinds(p, string(data))
+			if err != nil {
+				return nil, nil, err
+			}
+			out = append(out, binds...)
 			read = append(read, p)
 		}
 	}
 	return out, read, nil
 }
 
-func haproxyFileBinds(path, data string) []haproxyBind {
+// haproxyFileBinds reads the bind lines of one file as haproxy does
+// (haproxyconf: quotes, escapes, comments, conditional blocks, setenv),
+// those of frontend and listen sections. The environment haproxy will
+// get is the unit's, known only when systemd starts it: a bind line that
+// names a variable is an error that says so.
+func haproxyFileBinds(path, data string) ([]haproxyBind, error) {
 	var out []haproxyBind
 	section := ""
-	for i, line := range strings.Split(data, "\n") {
-		if c := strings.IndexByte(line, '#'); c >= 0 {
-			line = line[:c]
-		}
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		from := fmt.Sprintf("%s:%d", path, i+1)
+	raw := strings.Split(data, "\n")
+	for _, l := range haproxyconf.Lines(data, nil, nil) {
+		f := l.Words
+		from := fmt.Sprintf("%s:%d", path, l.Num)
 		if haproxySections[f[0]] {
 			section = f[0]
 			if f[0] == "listen" && len(f) > 2 {
@@ -345,6 +350,9 @@ func haproxyFileBinds(path, data string) []haproxyBind {
 		if f[0] != "bind" || (section != "frontend" && section != "listen") || len(f) < 2 {
 			continue
 		}
+		if strings.Contains(raw[l.Num-1], "$") {
+			return nil, socketErrorf("--socket: %s: %s: the address names an environment variable, known only when haproxy starts: give the addresses with --listen", from, strings.TrimSpace(raw[l.Num-1]))
+		}
 		b := haproxyBind{raw: strings.Join(f[1:], " "), from: from}
 		if len(f) > 2 {
 			b.rest = " " + strings.Join(f[2:], " ")
@@ -354,12 +362,12 @@ func haproxyFileBinds(path, data string) []haproxyBind {
 				b.backlog, _ = strconv.Atoi(f[j+1])
 			}
 		}
-		for _, a := range strings.Split(strings.Trim(f[1], `"`), ",") {
+		for _, a := range strings.Split(f[1], ",") {
 			b.addr = a
 			out = append(out, b)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // haproxyAddr reads a bind address (configuration.txt, "bind"): an

@@ -480,3 +480,35 @@ func TestSocketUWSGIIniSection(t *testing.T) {
 		}
 	}
 }
+
+// TestHAProxyFileBindsAsHAProxyReads: unit --socket reads bind lines with
+// the supervisor's reader (haproxyconf), as haproxy 2.6 does: a '#' in
+// quotes is no comment, a false .if block binds nothing, and an address
+// from the environment is only known at run time. The config is in the
+// style of Debian's haproxy.cfg with the conditional blocks of
+// configuration.txt 2.4.
+func TestHAProxyFileBindsAsHAProxyReads(t *testing.T) {
+	cfg := `global
+	log /dev/log local0
+
+frontend web
+.if defined(STAGING)
+	bind :8080
+.else
+	bind "fd@3" name "web#1" backlog 2048 # systemd's first socket
+.endif
+	default_backend app
+`
+	binds, err := haproxyFileBinds("/etc/haproxy/haproxy.cfg", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(binds) != 1 || binds[0].addr != "fd@3" || binds[0].backlog != 2048 || binds[0].rest != " name web#1 backlog 2048" || binds[0].from != "/etc/haproxy/haproxy.cfg:8" {
+		t.Fatalf("binds %+v, want fd@3 from line 8 with backlog 2048 and its name kept", binds)
+	}
+	_, err = haproxyFileBinds("/etc/haproxy/haproxy.cfg", "frontend web\n\tbind \"${WEB_ADDR}\"\n")
+	var se *SocketError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "haproxy.cfg:2") || !strings.Contains(err.Error(), "environment variable") {
+		t.Fatalf("a bind from the environment: %v, want a socket error naming line 2 and the variable", err)
+	}
+}
