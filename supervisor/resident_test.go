@@ -89,24 +89,7 @@ func TestDropStartupPages(t *testing.T) {
 // segment, written by the loader and then made read-only) is left alone:
 // MADV_DONTNEED would throw its writes away.
 func TestDropStartupPagesKeepsWrittenMappings(t *testing.T) {
-	// A private mapping of the executable itself, written, then made
-	// read-only: it has the executable's device and inode, no w, and
-	// anonymous pages.
-	f, err := os.Open("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	page := os.Getpagesize()
-	mem, err := unix.Mmap(int(f.Fd()), 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(mem)
-	copy(mem, "written by the loader")
-	if err := unix.Mprotect(mem, unix.PROT_READ); err != nil {
-		t.Fatal(err)
-	}
+	mem := writtenExeCopy(t)
 	if _, err := dropStartupPages(); err != nil {
 		t.Fatal(err)
 	}
@@ -126,21 +109,7 @@ func TestDropStartupPagesKeepsSwappedCopies(t *testing.T) {
 	if err != nil || len(bytes.Split(bytes.TrimSpace(swaps), []byte("\n"))) < 2 {
 		t.Skip("no swap enabled (/proc/swaps): a page cannot be swapped out")
 	}
-	f, err := os.Open("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	page := os.Getpagesize()
-	mem, err := unix.Mmap(int(f.Fd()), 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(mem)
-	copy(mem, "written by the loader")
-	if err := unix.Mprotect(mem, unix.PROT_READ); err != nil {
-		t.Fatal(err)
-	}
+	mem := writtenExeCopy(t)
 	if err := unix.Madvise(mem, unix.MADV_PAGEOUT); err != nil {
 		t.Skipf("madvise MADV_PAGEOUT: %v", err)
 	}
@@ -153,6 +122,29 @@ func TestDropStartupPagesKeepsSwappedCopies(t *testing.T) {
 	if got := string(mem[:21]); got != "written by the loader" {
 		t.Fatalf("the swapped-out page reads %q after the drop: its copy was discarded", got)
 	}
+}
+
+// writtenExeCopy maps the executable's first page privately, writes
+// "written by the loader" to it, then makes it read-only: a mapping with
+// the executable's device and inode, no w, and a copy-on-write page, as
+// a dynamically linked build's RELRO.
+func writtenExeCopy(t *testing.T) []byte {
+	t.Helper()
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close() // the mapping outlives the descriptor
+	mem, err := unix.Mmap(int(f.Fd()), 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Munmap(mem) })
+	copy(mem, "written by the loader")
+	if err := unix.Mprotect(mem, unix.PROT_READ); err != nil {
+		t.Fatal(err)
+	}
+	return mem
 }
 
 // smapsField returns the kB of field ("Swap:") of the mapping at addr.
