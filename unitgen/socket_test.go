@@ -482,6 +482,11 @@ func TestSocketUWSGIIniSection(t *testing.T) {
 			t.Errorf("%s: %v, %v; want one socket %s", tc.argv, ls, err, tc.want)
 		}
 	}
+	// Without :staging uWSGI reads [uwsgi], which names no socket: the
+	// staging section's http-socket is not where it listens.
+	if ls, err := SocketListens(strings.Fields("uwsgi --protocol=http --ini /etc/uwsgi/sections.ini"), p, SocketOptions{Root: root}); err == nil || !strings.Contains(err.Error(), "no http-socket or socket") {
+		t.Errorf("sections.ini without a section: %v, %v; want the error that it names no socket (its [uwsgi] section does not)", ls, err)
+	}
 }
 
 // TestHAProxyFileBindsAsHAProxyReads: unit --socket reads bind lines with
