@@ -149,9 +149,8 @@ func unitAction(c *cli.Context) error {
 	name := "command line"
 	if fromPath != "" {
 		name = fromPath
-		u := from
-		warns = append(warns, parseWarnings(u)...)
-		res, err := unitgen.Convert(u.unit, o, c.Bool("dropin"))
+		warns = append(warns, parseWarnings(from)...)
+		res, err := unitgen.Convert(from.unit, o, c.Bool("dropin"))
 		if err != nil {
 			return withCode(exitUsage, err)
 		}
@@ -159,8 +158,8 @@ func unitAction(c *cli.Context) error {
 		warns = append(warns, res.Warnings...)
 		o = res.Options
 		if pair != nil {
-			daemon := unitgen.ExpandUnitEnv(u.unit, unitgen.DaemonArgv(o.Argv))
-			if err := pair.socket(c, daemon, o, u.unit); err != nil {
+			daemon := unitgen.ExpandUnitEnv(from.unit, unitgen.DaemonArgv(o.Argv))
+			if err := pair.socket(c, daemon, o, from.unit); err != nil {
 				return err
 			}
 		}

@@ -12,16 +12,7 @@ import (
 // path, so that the socket beside a template can be found.
 func readNotServer(t *testing.T, name string) *Unit {
 	t.Helper()
-	path := filepath.Join(testdata, "notservers", name)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _, err := Parse(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
+	return readUnitAt(t, filepath.Join(testdata, "notservers", name))
 }
 
 // TestNotAServer: a socket unit, a timer and a per-connection service
@@ -105,16 +96,7 @@ func TestServersPass(t *testing.T) {
 // path, so that the socket beside it can be found.
 func readActivated(t *testing.T, name string) *Unit {
 	t.Helper()
-	path := filepath.Join(testdata, "activated", name)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _, err := Parse(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
+	return readUnitAt(t, filepath.Join(testdata, "activated", name))
 }
 
 // TestSocketActivatedAlready: unit --socket on a service that has a

@@ -344,16 +344,23 @@ func TestSocketConvertTwice(t *testing.T) {
 	}
 }
 
+// debianHAProxyFD is Debian's haproxy.service pointed at fd.cfg, a
+// configuration that binds fd@3 and fd@4.
+func debianHAProxyFD(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testdata, "units", "debian-haproxy.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Replace(string(data), "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG=/etc/haproxy/fd.cfg", 1)
+}
+
 // TestSocketConvertHAProxyFD converts Debian's haproxy.service pointed at
 // a configuration that binds fd@3 and fd@4: the addresses come from
 // --listen, and the unit's own config test (haproxy -c), which systemd
 // would run without the sockets, is dropped for graceshim reload's.
 func TestSocketConvertHAProxyFD(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(testdata, "units", "debian-haproxy.service"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(data), "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG=/etc/haproxy/fd.cfg", 1)
+	text := debianHAProxyFD(t)
 	for _, dropin := range []bool{false, true} {
 		u, _, err := Parse("debian-haproxy.service", []byte(text))
 		if err != nil {
@@ -390,11 +397,7 @@ func TestSocketConvertHAProxyFD(t *testing.T) {
 // systemd runs without the sockets and which fails on bind fd@3, is
 // dropped from the converted unit; the unit's other ExecStartPre= stays.
 func TestSocketConvertHAProxyStartPre(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(testdata, "units", "debian-haproxy.service"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(data), "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG=/etc/haproxy/fd.cfg", 1)
+	text := debianHAProxyFD(t)
 	text = strings.Replace(text, "\nExecStart=", "\nExecStartPre=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS\nExecStartPre=/bin/mkdir -p /run/haproxy\nExecStart=", 1)
 	u, _, err := Parse("haproxy.service", []byte(text))
 	if err != nil {
@@ -478,6 +481,11 @@ func TestSocketUWSGIIniSection(t *testing.T) {
 		if err != nil || len(ls) != 1 || ls[0].Addr != tc.want {
 			t.Errorf("%s: %v, %v; want one socket %s", tc.argv, ls, err, tc.want)
 		}
+	}
+	// Without :staging uWSGI reads [uwsgi], which names no socket: the
+	// staging section's http-socket is not where it listens.
+	if ls, err := SocketListens(strings.Fields("uwsgi --protocol=http --ini /etc/uwsgi/sections.ini"), p, SocketOptions{Root: root}); err == nil || !strings.Contains(err.Error(), "no http-socket or socket") {
+		t.Errorf("sections.ini without a section: %v, %v; want the error that it names no socket (its [uwsgi] section does not)", ls, err)
 	}
 }
 

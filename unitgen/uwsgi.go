@@ -36,11 +36,7 @@ func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot stri
 			dieOnTerm = true
 		}
 	}
-	inis, other := uwsgiIniFiles(cmd)
-	opts, cannot := uwsgiIniOptions(root, inis)
-	if cannot == "" {
-		cannot = other
-	}
+	opts, cannot := uwsgiConfigOptions(root, cmd)
 	for _, o := range opts {
 		switch {
 		case strings.HasPrefix(o.key, "hook-") && strings.Contains(o.value, uwsgiHook):
@@ -101,6 +97,19 @@ func uwsgiIniFiles(cmd []string) (inis []string, other string) {
 		}
 	}
 	return inis, other
+}
+
+// uwsgiConfigOptions are the options of the ini files a uWSGI command
+// line names (uwsgiIniFiles, uwsgiIniOptions); cannot names a file whose
+// options cannot be told: an ini file it cannot read first, else one in
+// another format.
+func uwsgiConfigOptions(root string, cmd []string) (opts []iniOption, cannot string) {
+	inis, other := uwsgiIniFiles(cmd)
+	opts, cannot = uwsgiIniOptions(root, inis)
+	if cannot == "" {
+		cannot = other
+	}
+	return opts, cannot
 }
 
 // iniOption is a key = value line of an ini file, and where it is.
@@ -298,11 +307,7 @@ func uwsgiNamesSocket(root string, cmd []string) (named bool, cannot string) {
 			return true, ""
 		}
 	}
-	inis, other := uwsgiIniFiles(cmd)
-	opts, cannot := uwsgiIniOptions(root, inis)
-	if cannot == "" {
-		cannot = other
-	}
+	opts, cannot := uwsgiConfigOptions(root, cmd)
 	for _, o := range opts {
 		if uwsgiSocketOptions[o.key] {
 			return true, ""

@@ -127,6 +127,8 @@ func TestUWSGIReloadKeepsSockets(t *testing.T) {
 	}
 }
 
+// readUnitAt parses the unit file at path under that path, so that the
+// files beside it (sockets, drop-ins, templates) can be found.
 func readUnitAt(t *testing.T, path string) *Unit {
 	t.Helper()
 	data, err := os.ReadFile(path)

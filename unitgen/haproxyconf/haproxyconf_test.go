@@ -54,3 +54,26 @@ func TestWordsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestCondPrecedence: "&&" binds tighter than "||", as haproxy reads a
+// .if line. Each row was measured with Debian 12's haproxy 2.6.12,
+// `env -i A=1 haproxy -cc COND` (exit 0 true, 1 false); the first would
+// be false read left to right.
+func TestCondPrecedence(t *testing.T) {
+	tests := []struct {
+		cond string
+		env  []string
+		want bool
+	}{
+		{"defined(A) || defined(B) && defined(C)", []string{"A=1"}, true},
+		{"defined(B) && defined(C) || defined(A)", []string{"A=1"}, true},
+		{"defined(A) && defined(B) || defined(C)", []string{"A=1"}, false},
+		{"defined(A) && (defined(B) || defined(C))", []string{"A=1", "C=1"}, true},
+		{"!defined(A) || !!defined(B)", []string{"A=1"}, false},
+	}
+	for _, tt := range tests {
+		if got := cond(tt.cond, tt.env, nil); got != tt.want {
+			t.Errorf("cond(%q) with %q = %v, want %v", tt.cond, tt.env, got, tt.want)
+		}
+	}
+}
