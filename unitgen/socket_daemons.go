@@ -353,9 +353,15 @@ func haproxyFileBinds(path, data string) ([]haproxyBind, error) {
 		if strings.Contains(raw[l.Num-1], "$") {
 			return nil, socketErrorf("--socket: %s: %s: the address names an environment variable, known only when haproxy starts: give the addresses with --listen", from, strings.TrimSpace(raw[l.Num-1]))
 		}
-		b := haproxyBind{raw: strings.Join(f[1:], " "), from: from}
+		// Quoted again: the words go into a suggested bind line, where an
+		// unquoted '#' would start a comment.
+		quoted := make([]string, len(f))
+		for i, w := range f {
+			quoted[i] = haproxyconf.Quote(w)
+		}
+		b := haproxyBind{raw: strings.Join(quoted[1:], " "), from: from}
 		if len(f) > 2 {
-			b.rest = " " + strings.Join(f[2:], " ")
+			b.rest = " " + strings.Join(quoted[2:], " ")
 		}
 		for j := 2; j+1 < len(f); j++ {
 			if f[j] == "backlog" {

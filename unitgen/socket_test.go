@@ -511,7 +511,7 @@ frontend web
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(binds) != 1 || binds[0].addr != "fd@3" || binds[0].backlog != 2048 || binds[0].rest != " name web#1 backlog 2048" || binds[0].from != "/etc/haproxy/haproxy.cfg:8" {
+	if len(binds) != 1 || binds[0].addr != "fd@3" || binds[0].backlog != 2048 || binds[0].rest != " name 'web#1' backlog 2048" || binds[0].from != "/etc/haproxy/haproxy.cfg:8" {
 		t.Fatalf("binds %+v, want fd@3 from line 8 with backlog 2048 and its name kept", binds)
 	}
 	_, err = haproxyFileBinds("/etc/haproxy/haproxy.cfg", "frontend web\n\tbind \"${WEB_ADDR}\"\n")

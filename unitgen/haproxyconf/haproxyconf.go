@@ -444,3 +444,19 @@ func Expand(s string, env []string) string {
 	}
 	return out.String()
 }
+
+// Quote writes word back as a config word that Words reads as word: as
+// it is when it holds nothing haproxy treats specially, else in single
+// quotes (which keep their text as it is), else in double quotes with
+// '"', '\\' and '$' escaped (configuration.txt 2.2). An unquoted '#'
+// would start a comment, a blank would end the word.
+func Quote(word string) string {
+	if word != "" && !strings.ContainsAny(word, " \t#'\"\\$") {
+		return word
+	}
+	if !strings.Contains(word, "'") {
+		return "'" + word + "'"
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`)
+	return `"` + r.Replace(word) + `"`
+}

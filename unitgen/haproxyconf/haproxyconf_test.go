@@ -77,3 +77,13 @@ func TestCondPrecedence(t *testing.T) {
 		}
 	}
 }
+
+// TestQuoteReadsBack: a quoted word reads back as itself through Words.
+func TestQuoteReadsBack(t *testing.T) {
+	for _, w := range []string{"fd@3", "web#1", "a b", "it's", `say "hi" $HOME \x`, ""} {
+		got, ok := Words("bind "+Quote(w), nil)
+		if !ok || len(got) != 2 || got[1] != w {
+			t.Errorf("Words(bind %s) = %q, %v; want %q", Quote(w), got, ok, w)
+		}
+	}
+}
