@@ -573,13 +573,8 @@ frontend web
     http-request return status 200
 `
 	env := []string{"FD_WEB=3", "LOCAL_ADDR=127.0.0.1"}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close() // haproxy -c binds nothing: the port is only read
-	env = append(env, "FREE_PORT="+strconv.Itoa(port))
+	port := freePort(t) // haproxy -c binds nothing: the port is only read
+	env = append(env, "FREE_PORT="+port)
 	if haproxy, err := exec.LookPath("haproxy"); err == nil {
 		path := filepath.Join(t.TempDir(), "haproxy.cfg")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -616,7 +611,7 @@ frontend web
 		}
 		got = append(got, s)
 	}
-	want := []string{"fd@3=fd3", "fd@4=fd4", "fd@5=fd5", fmt.Sprintf("127.0.0.1:%d=127.0.0.1:%d", port, port)}
+	want := []string{"fd@3=fd3", "fd@4=fd4", "fd@5=fd5", fmt.Sprintf("127.0.0.1:%s=127.0.0.1:%s", port, port)}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("got binds %q, want %q", got, want)
 	}
@@ -751,12 +746,7 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-			ln.Close()
+			port := freePort(t)
 			repl := strings.NewReplacer("PORT1", port[:len(port)-1], "PORT", port)
 			bind := repl.Replace(tt.bind)
 			if strings.Contains(bind, `\x3D`) {
@@ -820,7 +810,7 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 			var read []string
 			for _, b := range haproxyBinds(cfg, haproxyconf.Env([]string{haproxy, "-db", "-f", path}, append(os.Environ(), env...)), haproxyconf.CC(haproxy)) {
 				read = append(read, b.text)
-				if b.ok && b.addr.ap.Port() == uint16(ln.Addr().(*net.TCPAddr).Port) && b.addr.ap.Addr().String() == "127.0.0.1" {
+				if b.ok && strconv.Itoa(int(b.addr.ap.Port())) == port && b.addr.ap.Addr().String() == "127.0.0.1" {
 					graceshimBinds = true
 				}
 			}
