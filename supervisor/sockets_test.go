@@ -48,6 +48,23 @@ func fakeInherited(t *testing.T, specs ...string) []inherited {
 	return out
 }
 
+// listenerFile listens on a loopback port and returns the listener and
+// its socket as a file of its own, both closed when the test ends.
+func listenerFile(t *testing.T) (net.Listener, *os.File) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return ln, f
+}
+
 func TestParseNginxListens(t *testing.T) {
 	dump := `# configuration file /etc/nginx/nginx.conf:
 user www-data;
@@ -327,16 +344,7 @@ func TestHAProxyConfigFiles(t *testing.T) {
 
 // socketAddr reads a real socket's address, type and IPV6_V6ONLY.
 func TestSocketAddr(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	ln, f := listenerFile(t)
 	got, err := socketAddr(int(f.Fd()))
 	if err != nil || got.String() != ln.Addr().String() || !got.stream {
 		t.Errorf("socketAddr = %v (stream %v), %v; want %s, a stream", got, got.stream, err, ln.Addr())
@@ -583,16 +591,7 @@ frontend web
 		cmd := exec.Command(haproxy, "-c", "-f", path)
 		cmd.Env = append(os.Environ(), env...)
 		for range 3 {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			f, err := l.(*net.TCPListener).File()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			_, f := listenerFile(t)
 			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
 		}
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -852,16 +851,7 @@ func TestHAProxyConfigFilesChangeDir(t *testing.T) {
 	}
 	argv := []string{"haproxy", "-Ws", "-f", "h.cfg", "-C", dir, "-f", "conf.d"}
 	if haproxy, err := exec.LookPath("haproxy"); err == nil {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		f, err := ln.(*net.TCPListener).File()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		_, f := listenerFile(t)
 		cmd := exec.Command(haproxy, append([]string{"-c"}, argv[2:]...)...)
 		cmd.ExtraFiles = []*os.File{f}
 		if out, err := cmd.CombinedOutput(); err != nil {
