@@ -122,12 +122,7 @@ func openFDStore(ctx context.Context, p signals.Preset, log *Logger) *fdStore {
 		log.Debugf("cannot read FileDescriptorStoreMax of %s: %v", svc.name, err)
 		return nil
 	}
-	props := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			props[k] = v
-		}
-	}
+	props := showProps(string(out))
 	max, _ := strconv.Atoi(props["FileDescriptorStoreMax"])
 	if max <= 0 {
 		return nil

@@ -84,16 +84,7 @@ func TestNotifyFDs(t *testing.T) {
 // listeningFDs finds a process's listening sockets by inode, and takeFD
 // duplicates one of them out of the process (pidfd_getfd).
 func TestListeningFDsAndTakeFD(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	ln, f := listenerFile(t)
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		t.Fatal(err)

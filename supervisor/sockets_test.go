@@ -48,6 +48,23 @@ func fakeInherited(t *testing.T, specs ...string) []inherited {
 	return out
 }
 
+// listenerFile listens on a loopback port and returns the listener and
+// its socket as a file of its own, both closed when the test ends.
+func listenerFile(t *testing.T) (net.Listener, *os.File) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return ln, f
+}
+
 func TestParseNginxListens(t *testing.T) {
 	dump := `# configuration file /etc/nginx/nginx.conf:
 user www-data;
@@ -327,16 +344,7 @@ func TestHAProxyConfigFiles(t *testing.T) {
 
 // socketAddr reads a real socket's address, type and IPV6_V6ONLY.
 func TestSocketAddr(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	ln, f := listenerFile(t)
 	got, err := socketAddr(int(f.Fd()))
 	if err != nil || got.String() != ln.Addr().String() || !got.stream {
 		t.Errorf("socketAddr = %v (stream %v), %v; want %s, a stream", got, got.stream, err, ln.Addr())
@@ -573,13 +581,8 @@ frontend web
     http-request return status 200
 `
 	env := []string{"FD_WEB=3", "LOCAL_ADDR=127.0.0.1"}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close() // haproxy -c binds nothing: the port is only read
-	env = append(env, "FREE_PORT="+strconv.Itoa(port))
+	port := freePort(t) // haproxy -c binds nothing: the port is only read
+	env = append(env, "FREE_PORT="+port)
 	if haproxy, err := exec.LookPath("haproxy"); err == nil {
 		path := filepath.Join(t.TempDir(), "haproxy.cfg")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -588,16 +591,7 @@ frontend web
 		cmd := exec.Command(haproxy, "-c", "-f", path)
 		cmd.Env = append(os.Environ(), env...)
 		for range 3 {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			f, err := l.(*net.TCPListener).File()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			_, f := listenerFile(t)
 			cmd.ExtraFiles = append(cmd.ExtraFiles, f)
 		}
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -616,7 +610,7 @@ frontend web
 		}
 		got = append(got, s)
 	}
-	want := []string{"fd@3=fd3", "fd@4=fd4", "fd@5=fd5", fmt.Sprintf("127.0.0.1:%d=127.0.0.1:%d", port, port)}
+	want := []string{"fd@3=fd3", "fd@4=fd4", "fd@5=fd5", fmt.Sprintf("127.0.0.1:%s=127.0.0.1:%s", port, port)}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("got binds %q, want %q", got, want)
 	}
@@ -751,12 +745,7 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-			ln.Close()
+			port := freePort(t)
 			repl := strings.NewReplacer("PORT1", port[:len(port)-1], "PORT", port)
 			bind := repl.Replace(tt.bind)
 			if strings.Contains(bind, `\x3D`) {
@@ -820,7 +809,7 @@ func TestHAProxyBindsAgreeWithHAProxy(t *testing.T) {
 			var read []string
 			for _, b := range haproxyBinds(cfg, haproxyconf.Env([]string{haproxy, "-db", "-f", path}, append(os.Environ(), env...)), haproxyconf.CC(haproxy)) {
 				read = append(read, b.text)
-				if b.ok && b.addr.ap.Port() == uint16(ln.Addr().(*net.TCPAddr).Port) && b.addr.ap.Addr().String() == "127.0.0.1" {
+				if b.ok && strconv.Itoa(int(b.addr.ap.Port())) == port && b.addr.ap.Addr().String() == "127.0.0.1" {
 					graceshimBinds = true
 				}
 			}
@@ -862,16 +851,7 @@ func TestHAProxyConfigFilesChangeDir(t *testing.T) {
 	}
 	argv := []string{"haproxy", "-Ws", "-f", "h.cfg", "-C", dir, "-f", "conf.d"}
 	if haproxy, err := exec.LookPath("haproxy"); err == nil {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		f, err := ln.(*net.TCPListener).File()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		_, f := listenerFile(t)
 		cmd := exec.Command(haproxy, append([]string{"-c"}, argv[2:]...)...)
 		cmd.ExtraFiles = []*os.File{f}
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -63,6 +63,18 @@ func serviceOf(cgroup string) (s service, ok bool) {
 	return service{}, false
 }
 
+// showProps reads `systemctl show` output, KEY=VALUE lines, into a map.
+func showProps(show string) map[string]string {
+	props := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(show))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			props[k] = v
+		}
+	}
+	return props
+}
+
 // unitAdvice reads `systemctl show` output (KEY=VALUE lines) for the
 // settings that decide whether graceshim can do its work, and says what to
 // change, "" when nothing. name is the server's name, for the message.
@@ -77,13 +89,7 @@ func serviceOf(cgroup string) (s service, ok bool) {
 // READY=1, and NotifyAccess=none drops every notification, EXTEND_TIMEOUT_USEC
 // included.
 func unitAdvice(show, name string) string {
-	props := map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(show))
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			props[k] = v
-		}
-	}
+	props := showProps(show)
 	var out []string
 	switch props["KillMode"] {
 	case "control-group":
