@@ -336,13 +336,6 @@ func TestStatusFloodDoesNotHoldTheStop(t *testing.T) {
 			if st.State == "" {
 				t.Error("a status client got no answer")
 			}
-			// Each with the one count: a count of its own would have
-			// found the watcher busy, or the drain begun (which the
-			// number of counts entered does not show: a drain refuses
-			// them before they reach the watcher).
-			if st.ListenersError != "" || len(st.Listeners) != 1 {
-				t.Errorf("a status client got listeners %+v, error %q; want the shared count of the one listener", st.Listeners, st.ListenersError)
-			}
 		case <-time.After(20 * time.Second):
 			t.Fatal("a status client got no answer within 20s")
 		}
