@@ -953,17 +953,7 @@ def app(environ, start_response):
 	sock := replaceAll(t, string(sockData), "ListenStream=/var/run/uwsgi/%i.socket", fmt.Sprintf("ListenStream=127.0.0.1:%d", port))
 	sock = replaceAll(t, sock, "SocketUser=www-data\n", "")
 	svc := replaceAll(t, string(svcData), "/etc/uwsgi/apps-available/%i.ini", filepath.Join(dir, "%i.ini"))
-	var kept []string
-	for _, l := range strings.Split(svc, "\n") {
-		drop := false
-		for _, p := range []string{"User=", "Group=", "DynamicUser=", "StateDirectory="} {
-			drop = drop || strings.HasPrefix(l, p)
-		}
-		if !drop {
-			kept = append(kept, l)
-		}
-	}
-	svc = strings.Join(kept, "\n")
+	svc = dropLines(svc, "User=", "Group=", "DynamicUser=", "StateDirectory=")
 	tmpl := strings.TrimSuffix(unitName("deb-uwsgi-app"), ".service") + "@"
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, tmpl+".service"), svc)
