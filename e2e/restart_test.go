@@ -654,10 +654,7 @@ func testFDStore(t *testing.T, daemon bool) {
 	waitServing(t, u, name, site)
 	stored := func(want string) {
 		t.Helper()
-		var got string
-		if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { got = u.Show(t, name, "NFileDescriptorStore"); return got == want }) {
-			t.Fatalf("NFileDescriptorStore=%s, want %s\nlog:\n%s", got, want, u.UnitLog(t, name))
-		}
+		waitFDStore(t, u, name, want)
 	}
 	stored("1")
 	conf, err := os.ReadFile(site.Conf)
@@ -725,6 +722,17 @@ func testFDStore(t *testing.T, daemon bool) {
 	}
 	if strings.Contains(log, "cannot tell a restart from a stop") {
 		t.Errorf("graceshim could not ask systemd for the unit's job\nlog:\n%s", log)
+	}
+}
+
+// waitFDStore waits until systemd counts want sockets in the unit's fd
+// store (NFileDescriptorStore), and fails the test when it does not
+// within 10 s.
+func waitFDStore(t *testing.T, u *userSystemd, name, want string) {
+	t.Helper()
+	var got string
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { got = u.Show(t, name, "NFileDescriptorStore"); return got == want }) {
+		t.Fatalf("NFileDescriptorStore=%s, want %s\nlog:\n%s", got, want, u.UnitLog(t, name))
 	}
 }
 
@@ -1015,9 +1023,7 @@ func testFDStoreOtherDaemon(t *testing.T, preset string) {
 	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8"))
 	u.Start(t, name)
 	waitServing(t, u, name, site)
-	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
-		t.Fatalf("NFileDescriptorStore=%s, want 1\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
-	}
+	waitFDStore(t, u, name, "1")
 	// The unit now runs another daemon; what it was given is written
 	// where the test reads it.
 	seen := filepath.Join(t.TempDir(), "listen_fds")
@@ -1071,9 +1077,7 @@ func testFDStoreAfterCrash(t *testing.T, restart bool) {
 	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", extra))
 	u.Start(t, name)
 	waitServing(t, u, name, site)
-	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
-		t.Fatalf("NFileDescriptorStore=%s, want 1\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
-	}
+	waitFDStore(t, u, name, "1")
 	shim := u.MainPID(t, name)
 	// Any of graceshim's threads may have started it.
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", shim))
@@ -1137,9 +1141,7 @@ func TestRestartFDStoreSignalledRestart(t *testing.T) {
 	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8\nRestart=always\nRestartSec=1"))
 	u.Start(t, name)
 	waitServing(t, u, name, site)
-	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
-		t.Fatalf("NFileDescriptorStore=%s, want 1\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
-	}
+	waitFDStore(t, u, name, "1")
 	shim := u.MainPID(t, name)
 	addr := fmt.Sprintf("127.0.0.1:%d", site.Port)
 	stop := startArrivals(addr)
