@@ -830,12 +830,7 @@ func TestE2ESocketUnitConvertedDebianHAProxy(t *testing.T) {
 	u := userManager(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	cfg := filepath.Join(dir, "haproxy.cfg")
-	writeFile(t, cfg, "defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind fd@3\n  http-request return status 200 content-type text/plain lf-string \"ok %pid\\n\"\n")
-	unit := replaceAll(t, orig, "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG="+cfg)
-	unit = replaceAll(t, unit, "PIDFILE=/run/haproxy.pid", "PIDFILE="+filepath.Join(dir, "haproxy.pid"))
-	unit = replaceAll(t, unit, "-S /run/haproxy-master.sock", "-S "+filepath.Join(dir, "master.sock"))
-	unit = replaceAll(t, unit, "BindReadOnlyPaths=/dev/log", "BindReadOnlyPaths=-/dev/log")
+	unit := debianHAProxyOnFD3(t, orig, dir)
 	name := strings.TrimSuffix(unitName("sock-deb-haproxy"), ".service")
 	src := filepath.Join(t.TempDir(), name+".service")
 	writeFile(t, src, unit)
@@ -856,6 +851,20 @@ func TestE2ESocketUnitConvertedDebianHAProxy(t *testing.T) {
 	exerciseSocketPair(t, p)
 }
 
+// debianHAProxyOnFD3 writes under dir a HAProxy configuration that binds
+// fd@3 and answers "ok PID", and returns Debian's haproxy.service (orig)
+// pointed at it, with its pid file and master socket under dir and
+// /dev/log optional (the changes TestE2EConvertedDebianHAProxy makes).
+func debianHAProxyOnFD3(t *testing.T, orig, dir string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	writeFile(t, cfg, "defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind fd@3\n  http-request return status 200 content-type text/plain lf-string \"ok %pid\\n\"\n")
+	unit := replaceAll(t, orig, "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG="+cfg)
+	unit = replaceAll(t, unit, "PIDFILE=/run/haproxy.pid", "PIDFILE="+filepath.Join(dir, "haproxy.pid"))
+	unit = replaceAll(t, unit, "-S /run/haproxy-master.sock", "-S "+filepath.Join(dir, "master.sock"))
+	return replaceAll(t, unit, "BindReadOnlyPaths=/dev/log", "BindReadOnlyPaths=-/dev/log")
+}
+
 // TestE2ESocketUnitHAProxyStartPreCheck: a HAProxy unit that checks its
 // configuration before each start (ExecStartPre=haproxy -c, as HAProxy's
 // own contrib/systemd unit of 1.5-1.7 and Fedora's haproxy.service do),
@@ -870,12 +879,7 @@ func TestE2ESocketUnitHAProxyStartPreCheck(t *testing.T) {
 	u := userManager(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	cfg := filepath.Join(dir, "haproxy.cfg")
-	writeFile(t, cfg, "defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind fd@3\n  http-request return status 200 content-type text/plain lf-string \"ok %pid\\n\"\n")
-	unit := replaceAll(t, orig, "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG="+cfg)
-	unit = replaceAll(t, unit, "PIDFILE=/run/haproxy.pid", "PIDFILE="+filepath.Join(dir, "haproxy.pid"))
-	unit = replaceAll(t, unit, "-S /run/haproxy-master.sock", "-S "+filepath.Join(dir, "master.sock"))
-	unit = replaceAll(t, unit, "BindReadOnlyPaths=/dev/log", "BindReadOnlyPaths=-/dev/log")
+	unit := debianHAProxyOnFD3(t, orig, dir)
 	started := filepath.Join(dir, "started")
 	unit = replaceAll(t, unit, "ExecStart=", "ExecStartPre=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS\nExecStartPre=/usr/bin/touch "+started+"\nExecStart=")
 	name := strings.TrimSuffix(unitName("sock-haproxy-prechk"), ".service")
