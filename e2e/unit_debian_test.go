@@ -71,6 +71,21 @@ func dropLines(unit string, prefixes ...string) string {
 	return strings.Join(kept, "\n")
 }
 
+// graceshimOutsideTmp makes t.TempDir live outside /tmp (siteOutsideTmp)
+// and returns a dir there, open to all, with a copy of graceshim in it:
+// a unit with PrivateTmp=true sees neither graceshim nor a daemon's
+// configuration under the host's /tmp.
+func graceshimOutsideTmp(t *testing.T) (dir, bin string) {
+	t.Helper()
+	siteOutsideTmp(t)
+	bin = needGraceshim(t)
+	dir = t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, copyFile(t, bin, filepath.Join(dir, "graceshim"))
+}
+
 // convertUnit writes unit to DIR/file and runs graceshim unit --from on
 // it for Debian 12's systemd, with graceshim at bin (and more flags, such
 // as --dropin).
@@ -411,14 +426,8 @@ func TestE2EConvertedDebianHAProxy(t *testing.T) {
 // (redis has none). The stop saves the data set.
 func TestE2EConvertedDebianRedis(t *testing.T) {
 	orig := shippedUnit(t, "redis-server", "/usr/bin/redis-server")
-	siteOutsideTmp(t) // PrivateTmp=true: graceshim and the config must not be in /tmp
-	bin := needGraceshim(t)
+	dir, bin := graceshimOutsideTmp(t) // PrivateTmp=true: graceshim and the config must not be in /tmp
 	u := userManager(t)
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin = copyFile(t, bin, filepath.Join(dir, "graceshim"))
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
 		t.Fatal(err)
@@ -551,14 +560,8 @@ func TestE2EConvertedDebianMemcached(t *testing.T) {
 	if _, err := os.Stat(wrapper); err != nil {
 		t.Skipf("%s is not installed: %v", wrapper, err)
 	}
-	siteOutsideTmp(t) // PrivateTmp=true: graceshim and the config must not be in /tmp
-	bin := needGraceshim(t)
+	dir, bin := graceshimOutsideTmp(t) // PrivateTmp=true: graceshim and the config must not be in /tmp
 	u := userManager(t)
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin = copyFile(t, bin, filepath.Join(dir, "graceshim"))
 	port := freePort(t)
 	conf := filepath.Join(dir, "memcached.conf")
 	// The wrapper reads options one per line (its own parser: "-x value").
