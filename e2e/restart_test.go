@@ -170,14 +170,7 @@ StandardError=null
 				if during != "refused" || after != "refused" {
 					t.Errorf("with the fd store, a connection during a plain stop's drain met %q and right after it %q, want both refused\nlog:\n%s", during, after, log)
 				}
-				for _, want := range []string{"kept 1 listening sockets in systemd's fd store", "the job is a restart", "the job is a stop, not a restart"} {
-					if !strings.Contains(log, want) {
-						t.Errorf("the log does not say %q\nlog:\n%s", want, log)
-					}
-				}
-				if strings.Contains(log, "cannot tell a restart from a stop") {
-					t.Errorf("graceshim could not ask systemd for the unit's job\nlog:\n%s", log)
-				}
+				requireJobAnswered(t, log, "kept 1 listening sockets in systemd's fd store")
 			}
 		})
 	}
@@ -714,8 +707,16 @@ func testFDStore(t *testing.T, daemon bool) {
 	// released it at the graceful signal (a client refused during the
 	// drain) is TestRestart's graceshim+fdstore case. Here: systemd was
 	// asked for the job each time, and answered.
-	log := u.UnitLog(t, name)
-	for _, want := range []string{"the job is a restart", "the job is a stop, not a restart"} {
+	requireJobAnswered(t, u.UnitLog(t, name))
+}
+
+// requireJobAnswered checks graceshim's log of a unit with the fd store,
+// restarted and then stopped: graceshim asked systemd for the unit's job
+// at each stop and got an answer (a restart, then a plain stop), never
+// "cannot tell". The log must say the lines in also too.
+func requireJobAnswered(t *testing.T, log string, also ...string) {
+	t.Helper()
+	for _, want := range append(also, "the job is a restart", "the job is a stop, not a restart") {
 		if !strings.Contains(log, want) {
 			t.Errorf("the log does not say %q\nlog:\n%s", want, log)
 		}
