@@ -778,41 +778,15 @@ func TestE2ESocketUnitConvertedDebianNginx(t *testing.T) {
 			unit := replaceAll(t, orig, "/usr/sbin/nginx ", "/usr/sbin/nginx -c "+conf+" ")
 			unit = replaceAll(t, unit, "/run/nginx.pid", pidFile)
 			name := strings.TrimSuffix(unitName(fmt.Sprintf("sock-deb-nginx-%v", dropin)), ".service")
-			src := filepath.Join(t.TempDir(), name+".service")
-			writeFile(t, src, unit)
-			out := filepath.Join(t.TempDir(), name)
-			args := []string{"unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket"}
-			if dropin {
-				if err := os.Mkdir(out+".service.d", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				args = append(args, "--dropin", "--output", filepath.Join(out+".service.d", "graceshim.conf"))
-			} else {
-				args = append(args, "--output", out)
-			}
-			if stdout, stderr, code := graceshimCmd(t, args...); code != 0 {
-				t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
-			}
-			sock, err := os.ReadFile(out + ".socket")
-			if err != nil {
-				t.Fatal(err)
-			}
+			conv, sock := convertWithSocket(t, bin, name, unit, dropin)
 			var p *socketPair
 			if dropin {
-				conv, err := os.ReadFile(filepath.Join(out+".service.d", "graceshim.conf"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				p = installPair(t, u, name, port, unit, string(sock), string(conv))
+				p = installPair(t, u, name, port, unit, sock, conv)
 			} else {
-				conv, err := os.ReadFile(out + ".service")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !strings.Contains(string(conv), "--pidfile="+pidFile+" -- /usr/sbin/nginx") {
+				if !strings.Contains(conv, "--pidfile="+pidFile+" -- /usr/sbin/nginx") {
 					t.Fatalf("the converted unit does not follow nginx's pid file:\n%s", conv)
 				}
-				p = installPair(t, u, name, port, string(conv), string(sock), "")
+				p = installPair(t, u, name, port, conv, sock, "")
 			}
 			exerciseSocketPair(t, p)
 			requireNginxInherited(t, u, p, "3;")
@@ -832,23 +806,44 @@ func TestE2ESocketUnitConvertedDebianHAProxy(t *testing.T) {
 	port := freePort(t)
 	unit := debianHAProxyOnFD3(t, orig, dir)
 	name := strings.TrimSuffix(unitName("sock-deb-haproxy"), ".service")
+	conv, sock := convertWithSocket(t, bin, name, unit, false, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	p := installPair(t, u, name, port, conv, sock, "")
+	exerciseSocketPair(t, p)
+}
+
+// convertWithSocket writes unit as NAME.service and runs graceshim unit
+// --socket --from it for Debian 12's systemd, with graceshim at bin and
+// more flags (--listen), writing the pair as NAME.service (with dropin:
+// the drop-in NAME.service.d/graceshim.conf) and NAME.socket. It returns
+// the service's file (or the drop-in) and the socket unit.
+func convertWithSocket(t *testing.T, bin, name, unit string, dropin bool, flags ...string) (svc, sock string) {
+	t.Helper()
 	src := filepath.Join(t.TempDir(), name+".service")
 	writeFile(t, src, unit)
 	out := filepath.Join(t.TempDir(), name)
-	if stdout, stderr, code := graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--output", out); code != 0 {
+	args := append([]string{"unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket"}, flags...)
+	svcPath := out + ".service"
+	if dropin {
+		if err := os.Mkdir(out+".service.d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		svcPath = filepath.Join(out+".service.d", "graceshim.conf")
+		args = append(args, "--dropin", "--output", svcPath)
+	} else {
+		args = append(args, "--output", out)
+	}
+	if stdout, stderr, code := graceshimCmd(t, args...); code != 0 {
 		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
 	}
-	conv, err := os.ReadFile(out + ".service")
+	b, err := os.ReadFile(svcPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock, err := os.ReadFile(out + ".socket")
+	s, err := os.ReadFile(out + ".socket")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := installPair(t, u, name, port, string(conv), string(sock), "")
-	exerciseSocketPair(t, p)
+	return string(b), string(s)
 }
 
 // debianHAProxyOnFD3 writes under dir a HAProxy configuration that binds
@@ -883,28 +878,11 @@ func TestE2ESocketUnitHAProxyStartPreCheck(t *testing.T) {
 	started := filepath.Join(dir, "started")
 	unit = replaceAll(t, unit, "ExecStart=", "ExecStartPre=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS\nExecStartPre=/usr/bin/touch "+started+"\nExecStart=")
 	name := strings.TrimSuffix(unitName("sock-haproxy-prechk"), ".service")
-	src := filepath.Join(t.TempDir(), name+".service")
-	writeFile(t, src, unit)
-	dropDir := filepath.Join(t.TempDir(), name+".service.d")
-	if err := os.Mkdir(dropDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if stdout, stderr, code := graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket", "--dropin",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--output", filepath.Join(dropDir, "graceshim.conf")); code != 0 {
-		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
-	}
-	dropin, err := os.ReadFile(filepath.Join(dropDir, "graceshim.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock, err := os.ReadFile(filepath.Join(filepath.Dir(dropDir), name+".socket"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(dropin), "\nExecStartPre=\nExecStartPre=/usr/bin/touch "+started+"\n") {
+	dropin, sock := convertWithSocket(t, bin, name, unit, true, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	if !strings.Contains(dropin, "\nExecStartPre=\nExecStartPre=/usr/bin/touch "+started+"\n") {
 		t.Fatalf("the drop-in does not reset ExecStartPre= and keep the other step:\n%s", dropin)
 	}
-	p := installPair(t, u, name, port, unit, string(sock), string(dropin))
+	p := installPair(t, u, name, port, unit, sock, dropin)
 	exerciseSocketPair(t, p)
 	if _, err := os.Stat(started); err != nil {
 		t.Errorf("the unit's own ExecStartPre= did not run: %v", err)
