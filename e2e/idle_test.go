@@ -121,15 +121,27 @@ func BenchmarkIdle(b *testing.B) {
 func TestE2EIdleUnmapsStartup(t *testing.T) {
 	shim := needGraceshim(t)
 	var stderr syncBuffer
-	cmd := exec.Command(shim, "--ready-timeout=1s", "--notify=off", "--", "sleep", "600")
+	// The ready bound leaves room to measure the wait: the sample is
+	// taken once start-up is done (the child started, its signals
+	// chosen) and counts only if the bound had not passed by then.
+	cmd := exec.Command(shim, "--ready-timeout=3s", "--notify=off", "--", "sleep", "600")
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
 	pid := cmd.Process.Pid
-	time.Sleep(300 * time.Millisecond)
+	const started, bound = "graceful and fast signal are both TERM", "no listening socket seen in 3s"
+	if !waitFor(10*time.Second, 10*time.Millisecond, func() bool { return strings.Contains(stderr.String(), started) }) {
+		t.Fatalf("graceshim did not start sleep:\n%s", stderr.String())
+	}
 	waiting := kB(pid, "RssFile")
+	if strings.Contains(stderr.String(), bound) {
+		t.Fatalf("the ready bound passed before RssFile was read while waiting:\n%s", stderr.String())
+	}
+	if !waitFor(10*time.Second, 10*time.Millisecond, func() bool { return strings.Contains(stderr.String(), bound) }) {
+		t.Fatalf("graceshim did not reach its ready bound:\n%s", stderr.String())
+	}
 	var idle float64
 	if !waitFor(10*time.Second, 100*time.Millisecond, func() bool {
 		idle = kB(pid, "RssFile")

@@ -170,14 +170,7 @@ StandardError=null
 				if during != "refused" || after != "refused" {
 					t.Errorf("with the fd store, a connection during a plain stop's drain met %q and right after it %q, want both refused\nlog:\n%s", during, after, log)
 				}
-				for _, want := range []string{"kept 1 listening sockets in systemd's fd store", "the job is a restart", "the job is a stop, not a restart"} {
-					if !strings.Contains(log, want) {
-						t.Errorf("the log does not say %q\nlog:\n%s", want, log)
-					}
-				}
-				if strings.Contains(log, "cannot tell a restart from a stop") {
-					t.Errorf("graceshim could not ask systemd for the unit's job\nlog:\n%s", log)
-				}
+				requireJobAnswered(t, log, "kept 1 listening sockets in systemd's fd store")
 			}
 		})
 	}
@@ -654,10 +647,7 @@ func testFDStore(t *testing.T, daemon bool) {
 	waitServing(t, u, name, site)
 	stored := func(want string) {
 		t.Helper()
-		var got string
-		if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { got = u.Show(t, name, "NFileDescriptorStore"); return got == want }) {
-			t.Fatalf("NFileDescriptorStore=%s, want %s\nlog:\n%s", got, want, u.UnitLog(t, name))
-		}
+		waitFDStore(t, u, name, want)
 	}
 	stored("1")
 	conf, err := os.ReadFile(site.Conf)
@@ -717,14 +707,33 @@ func testFDStore(t *testing.T, daemon bool) {
 	// released it at the graceful signal (a client refused during the
 	// drain) is TestRestart's graceshim+fdstore case. Here: systemd was
 	// asked for the job each time, and answered.
-	log := u.UnitLog(t, name)
-	for _, want := range []string{"the job is a restart", "the job is a stop, not a restart"} {
+	requireJobAnswered(t, u.UnitLog(t, name))
+}
+
+// requireJobAnswered checks graceshim's log of a unit with the fd store,
+// restarted and then stopped: graceshim asked systemd for the unit's job
+// at each stop and got an answer (a restart, then a plain stop), never
+// "cannot tell". The log must say the lines in also too.
+func requireJobAnswered(t *testing.T, log string, also ...string) {
+	t.Helper()
+	for _, want := range append(also, "the job is a restart", "the job is a stop, not a restart") {
 		if !strings.Contains(log, want) {
 			t.Errorf("the log does not say %q\nlog:\n%s", want, log)
 		}
 	}
 	if strings.Contains(log, "cannot tell a restart from a stop") {
 		t.Errorf("graceshim could not ask systemd for the unit's job\nlog:\n%s", log)
+	}
+}
+
+// waitFDStore waits until systemd counts want sockets in the unit's fd
+// store (NFileDescriptorStore), and fails the test when it does not
+// within 10 s.
+func waitFDStore(t *testing.T, u *userSystemd, name, want string) {
+	t.Helper()
+	var got string
+	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { got = u.Show(t, name, "NFileDescriptorStore"); return got == want }) {
+		t.Fatalf("NFileDescriptorStore=%s, want %s\nlog:\n%s", got, want, u.UnitLog(t, name))
 	}
 }
 
@@ -1015,9 +1024,7 @@ func testFDStoreOtherDaemon(t *testing.T, preset string) {
 	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8"))
 	u.Start(t, name)
 	waitServing(t, u, name, site)
-	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
-		t.Fatalf("NFileDescriptorStore=%s, want 1\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
-	}
+	waitFDStore(t, u, name, "1")
 	// The unit now runs another daemon; what it was given is written
 	// where the test reads it.
 	seen := filepath.Join(t.TempDir(), "listen_fds")
@@ -1071,9 +1078,7 @@ func testFDStoreAfterCrash(t *testing.T, restart bool) {
 	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", extra))
 	u.Start(t, name)
 	waitServing(t, u, name, site)
-	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
-		t.Fatalf("NFileDescriptorStore=%s, want 1\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
-	}
+	waitFDStore(t, u, name, "1")
 	shim := u.MainPID(t, name)
 	// Any of graceshim's threads may have started it.
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", shim))
@@ -1137,9 +1142,7 @@ func TestRestartFDStoreSignalledRestart(t *testing.T) {
 	u.InstallUnit(t, name, addToSection(socketService(bin, "/usr/sbin/nginx -c "+site.Conf), "Service", "FileDescriptorStoreMax=8\nRestart=always\nRestartSec=1"))
 	u.Start(t, name)
 	waitServing(t, u, name, site)
-	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool { return u.Show(t, name, "NFileDescriptorStore") == "1" }) {
-		t.Fatalf("NFileDescriptorStore=%s, want 1\nlog:\n%s", u.Show(t, name, "NFileDescriptorStore"), u.UnitLog(t, name))
-	}
+	waitFDStore(t, u, name, "1")
 	shim := u.MainPID(t, name)
 	addr := fmt.Sprintf("127.0.0.1:%d", site.Port)
 	stop := startArrivals(addr)

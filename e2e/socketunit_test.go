@@ -778,41 +778,15 @@ func TestE2ESocketUnitConvertedDebianNginx(t *testing.T) {
 			unit := replaceAll(t, orig, "/usr/sbin/nginx ", "/usr/sbin/nginx -c "+conf+" ")
 			unit = replaceAll(t, unit, "/run/nginx.pid", pidFile)
 			name := strings.TrimSuffix(unitName(fmt.Sprintf("sock-deb-nginx-%v", dropin)), ".service")
-			src := filepath.Join(t.TempDir(), name+".service")
-			writeFile(t, src, unit)
-			out := filepath.Join(t.TempDir(), name)
-			args := []string{"unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket"}
-			if dropin {
-				if err := os.Mkdir(out+".service.d", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				args = append(args, "--dropin", "--output", filepath.Join(out+".service.d", "graceshim.conf"))
-			} else {
-				args = append(args, "--output", out)
-			}
-			if stdout, stderr, code := graceshimCmd(t, args...); code != 0 {
-				t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
-			}
-			sock, err := os.ReadFile(out + ".socket")
-			if err != nil {
-				t.Fatal(err)
-			}
+			conv, sock := convertWithSocket(t, bin, name, unit, dropin)
 			var p *socketPair
 			if dropin {
-				conv, err := os.ReadFile(filepath.Join(out+".service.d", "graceshim.conf"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				p = installPair(t, u, name, port, unit, string(sock), string(conv))
+				p = installPair(t, u, name, port, unit, sock, conv)
 			} else {
-				conv, err := os.ReadFile(out + ".service")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !strings.Contains(string(conv), "--pidfile="+pidFile+" -- /usr/sbin/nginx") {
+				if !strings.Contains(conv, "--pidfile="+pidFile+" -- /usr/sbin/nginx") {
 					t.Fatalf("the converted unit does not follow nginx's pid file:\n%s", conv)
 				}
-				p = installPair(t, u, name, port, string(conv), string(sock), "")
+				p = installPair(t, u, name, port, conv, sock, "")
 			}
 			exerciseSocketPair(t, p)
 			requireNginxInherited(t, u, p, "3;")
@@ -830,30 +804,60 @@ func TestE2ESocketUnitConvertedDebianHAProxy(t *testing.T) {
 	u := userManager(t)
 	dir := t.TempDir()
 	port := freePort(t)
+	unit := debianHAProxyOnFD3(t, orig, dir)
+	name := strings.TrimSuffix(unitName("sock-deb-haproxy"), ".service")
+	conv, sock := convertWithSocket(t, bin, name, unit, false, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	p := installPair(t, u, name, port, conv, sock, "")
+	exerciseSocketPair(t, p)
+}
+
+// convertWithSocket writes unit as NAME.service and runs graceshim unit
+// --socket --from it for Debian 12's systemd, with graceshim at bin and
+// more flags (--listen), writing the pair as NAME.service (with dropin:
+// the drop-in NAME.service.d/graceshim.conf) and NAME.socket. It returns
+// the service's file (or the drop-in) and the socket unit.
+func convertWithSocket(t *testing.T, bin, name, unit string, dropin bool, flags ...string) (svc, sock string) {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), name+".service")
+	writeFile(t, src, unit)
+	out := filepath.Join(t.TempDir(), name)
+	args := append([]string{"unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket"}, flags...)
+	svcPath := out + ".service"
+	if dropin {
+		if err := os.Mkdir(out+".service.d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		svcPath = filepath.Join(out+".service.d", "graceshim.conf")
+		args = append(args, "--dropin", "--output", svcPath)
+	} else {
+		args = append(args, "--output", out)
+	}
+	if stdout, stderr, code := graceshimCmd(t, args...); code != 0 {
+		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
+	}
+	b, err := os.ReadFile(svcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.ReadFile(out + ".socket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), string(s)
+}
+
+// debianHAProxyOnFD3 writes under dir a HAProxy configuration that binds
+// fd@3 and answers "ok PID", and returns Debian's haproxy.service (orig)
+// pointed at it, with its pid file and master socket under dir and
+// /dev/log optional (the changes TestE2EConvertedDebianHAProxy makes).
+func debianHAProxyOnFD3(t *testing.T, orig, dir string) string {
+	t.Helper()
 	cfg := filepath.Join(dir, "haproxy.cfg")
 	writeFile(t, cfg, "defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind fd@3\n  http-request return status 200 content-type text/plain lf-string \"ok %pid\\n\"\n")
 	unit := replaceAll(t, orig, "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG="+cfg)
 	unit = replaceAll(t, unit, "PIDFILE=/run/haproxy.pid", "PIDFILE="+filepath.Join(dir, "haproxy.pid"))
 	unit = replaceAll(t, unit, "-S /run/haproxy-master.sock", "-S "+filepath.Join(dir, "master.sock"))
-	unit = replaceAll(t, unit, "BindReadOnlyPaths=/dev/log", "BindReadOnlyPaths=-/dev/log")
-	name := strings.TrimSuffix(unitName("sock-deb-haproxy"), ".service")
-	src := filepath.Join(t.TempDir(), name+".service")
-	writeFile(t, src, unit)
-	out := filepath.Join(t.TempDir(), name)
-	if stdout, stderr, code := graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--output", out); code != 0 {
-		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
-	}
-	conv, err := os.ReadFile(out + ".service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock, err := os.ReadFile(out + ".socket")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := installPair(t, u, name, port, string(conv), string(sock), "")
-	exerciseSocketPair(t, p)
+	return replaceAll(t, unit, "BindReadOnlyPaths=/dev/log", "BindReadOnlyPaths=-/dev/log")
 }
 
 // TestE2ESocketUnitHAProxyStartPreCheck: a HAProxy unit that checks its
@@ -870,37 +874,15 @@ func TestE2ESocketUnitHAProxyStartPreCheck(t *testing.T) {
 	u := userManager(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	cfg := filepath.Join(dir, "haproxy.cfg")
-	writeFile(t, cfg, "defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind fd@3\n  http-request return status 200 content-type text/plain lf-string \"ok %pid\\n\"\n")
-	unit := replaceAll(t, orig, "CONFIG=/etc/haproxy/haproxy.cfg", "CONFIG="+cfg)
-	unit = replaceAll(t, unit, "PIDFILE=/run/haproxy.pid", "PIDFILE="+filepath.Join(dir, "haproxy.pid"))
-	unit = replaceAll(t, unit, "-S /run/haproxy-master.sock", "-S "+filepath.Join(dir, "master.sock"))
-	unit = replaceAll(t, unit, "BindReadOnlyPaths=/dev/log", "BindReadOnlyPaths=-/dev/log")
+	unit := debianHAProxyOnFD3(t, orig, dir)
 	started := filepath.Join(dir, "started")
 	unit = replaceAll(t, unit, "ExecStart=", "ExecStartPre=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS\nExecStartPre=/usr/bin/touch "+started+"\nExecStart=")
 	name := strings.TrimSuffix(unitName("sock-haproxy-prechk"), ".service")
-	src := filepath.Join(t.TempDir(), name+".service")
-	writeFile(t, src, unit)
-	dropDir := filepath.Join(t.TempDir(), name+".service.d")
-	if err := os.Mkdir(dropDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if stdout, stderr, code := graceshimCmd(t, "unit", "--systemd-version=252", "--graceshim", bin, "--from", src, "--socket", "--dropin",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--output", filepath.Join(dropDir, "graceshim.conf")); code != 0 {
-		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
-	}
-	dropin, err := os.ReadFile(filepath.Join(dropDir, "graceshim.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock, err := os.ReadFile(filepath.Join(filepath.Dir(dropDir), name+".socket"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(dropin), "\nExecStartPre=\nExecStartPre=/usr/bin/touch "+started+"\n") {
+	dropin, sock := convertWithSocket(t, bin, name, unit, true, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	if !strings.Contains(dropin, "\nExecStartPre=\nExecStartPre=/usr/bin/touch "+started+"\n") {
 		t.Fatalf("the drop-in does not reset ExecStartPre= and keep the other step:\n%s", dropin)
 	}
-	p := installPair(t, u, name, port, unit, string(sock), string(dropin))
+	p := installPair(t, u, name, port, unit, sock, dropin)
 	exerciseSocketPair(t, p)
 	if _, err := os.Stat(started); err != nil {
 		t.Errorf("the unit's own ExecStartPre= did not run: %v", err)
@@ -953,17 +935,7 @@ def app(environ, start_response):
 	sock := replaceAll(t, string(sockData), "ListenStream=/var/run/uwsgi/%i.socket", fmt.Sprintf("ListenStream=127.0.0.1:%d", port))
 	sock = replaceAll(t, sock, "SocketUser=www-data\n", "")
 	svc := replaceAll(t, string(svcData), "/etc/uwsgi/apps-available/%i.ini", filepath.Join(dir, "%i.ini"))
-	var kept []string
-	for _, l := range strings.Split(svc, "\n") {
-		drop := false
-		for _, p := range []string{"User=", "Group=", "DynamicUser=", "StateDirectory="} {
-			drop = drop || strings.HasPrefix(l, p)
-		}
-		if !drop {
-			kept = append(kept, l)
-		}
-	}
-	svc = strings.Join(kept, "\n")
+	svc = dropLines(svc, "User=", "Group=", "DynamicUser=", "StateDirectory=")
 	tmpl := strings.TrimSuffix(unitName("deb-uwsgi-app"), ".service") + "@"
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, tmpl+".service"), svc)

@@ -309,7 +309,13 @@ func freeSourcePort(t *testing.T) int {
 	if _, err := fmt.Sscan(string(b), &lo); err != nil {
 		t.Fatal(err)
 	}
-	for p := 10000 + (os.Getpid()*7919+int(time.Now().UnixNano()/1000))%(lo-10000); ; p = 10000 + (p-10000+1)%(lo-10000) {
+	span := lo - 10000
+	if span <= 0 {
+		t.Fatalf("the ephemeral range starts at %d: no port in 10000-%d to bind as a source port", lo, lo-1)
+	}
+	// Every port of the span tried once at most: a bound, not a spin.
+	p := 10000 + (os.Getpid()*7919+int(time.Now().UnixNano()/1000))%span
+	for range span {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -319,5 +325,8 @@ func freeSourcePort(t *testing.T) int {
 		if err == nil {
 			return p
 		}
+		p = 10000 + (p-10000+1)%span
 	}
+	t.Fatalf("no port in 10000-%d is free to bind as a source port", lo-1)
+	return 0
 }

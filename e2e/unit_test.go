@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,12 +30,19 @@ func graceshimCmd(t *testing.T, args ...string) (string, string, int) {
 // process's), bounded by a hang guard.
 func graceshimCmdEnv(t *testing.T, env []string, args ...string) (string, string, int) {
 	t.Helper()
+	return graceshimCmdIn(t, env, nil, args...)
+}
+
+// graceshimCmdIn is graceshimCmdEnv with stdin (nil: none) on a pipe.
+func graceshimCmdIn(t *testing.T, env []string, stdin io.Reader, args ...string) (string, string, int) {
+	t.Helper()
 	bin := needGraceshim(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env
+	cmd.Stdin = stdin
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	code := 0
@@ -655,25 +663,14 @@ func filterComments(ls []string) []string {
 // the pipe (Requires=63.socket for /dev/fd/63); output with no such line
 // gets no name but --output's.
 func TestE2EUnitFromPipe(t *testing.T) {
-	bin := needGraceshim(t)
 	data, err := os.ReadFile(repoPath("testdata", "unitgen", "units", "debian-nginx.service"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	run := func(stdin string) (string, string, int) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		var out, errb bytes.Buffer
-		cmd := exec.CommandContext(ctx, bin, "unit", "--systemd-version=252", "--from", "/dev/stdin", "--socket",
+		// strings.Reader: exec gives it on a pipe, as <(...) is.
+		return graceshimCmdIn(t, nil, strings.NewReader(stdin), "unit", "--systemd-version=252", "--from", "/dev/stdin", "--socket",
 			"--root", repoPath("testdata", "unitgen", "socket", "root"))
-		cmd.Stdin = strings.NewReader(stdin) // a pipe, as <(...) is
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			t.Fatal(err)
-		}
-		return out.String(), errb.String(), cmd.ProcessState.ExitCode()
 	}
 	out, errOut, code := run("# /lib/systemd/system/nginx.service\n" + string(data))
 	if code != 0 {
