@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,8 +77,8 @@ func statusAction(c *cli.Context) error {
 	case err == nil && c.Bool("user"):
 		return usageErrorf("--user goes with a UNIT, not a PID")
 	case err != nil:
-		if pid, err = statusUnitPID(c.Context, arg, c.Bool("user"), c.Duration("timeout")); err != nil {
-			return err
+		if pid, err = unitMainPID(c.Context, arg, c.Bool("user"), c.Duration("timeout")); err != nil {
+			return withCode(exitStatusNotRunning, err)
 		}
 	}
 	st, err := askStatus(c.Context, pid, c.Duration("timeout"))
@@ -93,45 +92,6 @@ func statusAction(c *cli.Context) error {
 	}
 	printStatus(c.App.Writer, st, time.Now())
 	return nil
-}
-
-// statusUnitPID finds the main pid of unit, or says why there is none. A
-// manager that does not answer within timeout (hung, or its bus stuck)
-// is one that cannot be asked.
-func statusUnitPID(ctx context.Context, unit string, user bool, timeout time.Duration) (int, error) {
-	args := []string{"show", "-p", "MainPID", "-p", "ActiveState", "-p", "LoadState", unit}
-	manager := "systemctl"
-	if user {
-		args = append([]string{"--user"}, args...)
-		manager = "systemctl --user"
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "systemctl", args...).CombinedOutput()
-	if ctx.Err() != nil {
-		return 0, withCode(exitStatusNotRunning, fmt.Errorf("cannot ask %s about %s: no answer within %s", manager, unit, timeout))
-	}
-	if err != nil {
-		// No manager to ask (no systemd, no user manager for --user).
-		// systemctl's message may take two lines ("System has not been
-		// booted with systemd ...", "Failed to connect to bus ..."): one.
-		msg := strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; ")), " ")
-		return 0, withCode(exitStatusNotRunning, fmt.Errorf("cannot ask %s about %s: %w: %s", manager, unit, err, msg))
-	}
-	props := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			props[k] = v
-		}
-	}
-	if props["LoadState"] == "not-found" {
-		return 0, withCode(exitStatusNotRunning, fmt.Errorf("no unit %s known to %s", unit, manager))
-	}
-	pid, _ := strconv.Atoi(props["MainPID"])
-	if pid <= 0 {
-		return 0, withCode(exitStatusNotRunning, fmt.Errorf("unit %s is not running (%s, no main process)", unit, props["ActiveState"]))
-	}
-	return pid, nil
 }
 
 // askStatus asks the graceshim running as pid for its status, telling

@@ -2,11 +2,7 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -53,10 +49,14 @@ func upgradeAction(c *cli.Context) error {
 	case pid != 0 && c.String("unit") != "":
 		return usageErrorf("give --pid or --unit, not both")
 	case c.String("unit") != "":
-		if pid, err = unitMainPID(c.String("unit"), c.Bool("user")); err != nil {
+		unit, user := c.String("unit"), c.Bool("user")
+		if pid, err = unitMainPID(c.Context, unit, user, systemctlTimeout); err != nil {
 			return withCode(exitUsage, err)
 		}
-		status = func() string { v, _ := unitProperty(c.String("unit"), c.Bool("user"), "StatusText"); return v }
+		status = func() string {
+			props, _ := unitShow(c.Context, unit, user, systemctlTimeout, "StatusText")
+			return props["StatusText"]
+		}
 	case pid <= 0:
 		return usageErrorf("missing --pid or --unit: which graceshim to upgrade")
 	}
@@ -75,30 +75,4 @@ func upgradeAction(c *cli.Context) error {
 		return withCode(exitUpgrade, err)
 	}
 	return err
-}
-
-// unitProperty asks systemd for one property of a unit.
-func unitProperty(unit string, user bool, prop string) (string, error) {
-	args := []string{"show", "-p", prop, "--value", unit}
-	if user {
-		args = append([]string{"--user"}, args...)
-	}
-	out, err := exec.Command("systemctl", args...).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("cannot ask systemd for %s's %s: %w: %s", unit, prop, err, strings.TrimSpace(string(out)))
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
-// unitMainPID asks systemd for a unit's MainPID.
-func unitMainPID(unit string, user bool) (int, error) {
-	out, err := unitProperty(unit, user, "MainPID")
-	if err != nil {
-		return 0, err
-	}
-	pid, err := strconv.Atoi(out)
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("unit %s has no main process (is it running?)", unit)
-	}
-	return pid, nil
 }
