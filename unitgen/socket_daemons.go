@@ -3,10 +3,8 @@ package unitgen
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -274,53 +272,35 @@ var haproxySections = map[string]bool{
 	"cache": true, "ring": true, "http-errors": true, "crt-store": true, "log-forward": true,
 }
 
+// haproxyBinds reads the bind lines of the files an haproxy command line
+// loads, found as haproxy finds them (haproxyconf.Files, the reader the
+// supervisor uses too: -f, "--", -C DIR, a directory's *.cfg files).
 func haproxyBinds(root string, argv []string) (binds []haproxyBind, read []string, err error) {
-	var files []string
-	for i := 1; i < len(argv); i++ {
-		a := argv[i]
-		if (a == "-f" || a == "-C") && i+1 < len(argv) {
-			i++
-			if a == "-f" {
-				files = append(files, argv[i])
-			}
-		} else if v, ok := strings.CutPrefix(a, "-f"); ok && v != "" {
-			files = append(files, v)
-		}
+	files, glued := haproxyconf.Files(root, argv)
+	if len(glued) > 0 {
+		// haproxy takes the next word as the file or directory:
+		// measured with 2.6.12, "-f/etc/h.cfg -p F" loads a file
+		// named "-p".
+		return nil, nil, socketErrorf("--socket: HAProxy reads %s as %s followed by the next word, which becomes its argument: write %s %s", glued[0], glued[0][:2], glued[0][:2], glued[0][2:])
 	}
 	if len(files) == 0 {
 		return nil, nil, socketErrorf("--socket: the HAProxy command has no -f FILE: cannot read its bind lines")
 	}
 	var out []haproxyBind
-	for _, f := range files {
-		if strings.ContainsAny(f, "$%") {
-			return nil, nil, socketErrorf("--socket: HAProxy's -f %s is only known at run time: cannot read its bind lines", f)
+	for _, p := range files {
+		if strings.ContainsAny(p, "$%") {
+			return nil, nil, socketErrorf("--socket: HAProxy's configuration %s is only known at run time: cannot read its bind lines", p)
 		}
-		paths := []string{f}
-		full := f
-		if root != "" {
-			full = filepath.Join(root, f)
+		data, err := readUnder(root, p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--socket: cannot read HAProxy's configuration %s: %w", p, UnwrapPath(err))
 		}
-		if st, err := os.Stat(full); err == nil && st.IsDir() {
-			// A directory: its *.cfg files in lexical order (haproxy(1), -f).
-			m, _ := filepath.Glob(filepath.Join(full, "*.cfg"))
-			sort.Strings(m)
-			paths = nil
-			for _, p := range m {
-				paths = append(paths, filepath.Join(f, filepath.Base(p)))
-			}
+		binds, err := haproxyFileBinds(p, string(data))
+		if err != nil {
+			return nil, nil, err
 		}
-		for _, p := range paths {
-			data, err := readUnder(root, p)
-			if err != nil {
-				return nil, nil, fmt.Errorf("--socket: cannot read HAProxy's configuration %s: %w", p, UnwrapPath(err))
-			}
-			binds, err := haproxyFileBinds(p, string(data))
-			if err != nil {
-				return nil, nil, err
-			}
-			out = append(out, binds...)
-			read = append(read, p)
-		}
+		out = append(out, binds...)
+		read = append(read, p)
 	}
 	return out, read, nil
 }
