@@ -557,57 +557,40 @@ func pumaListens(root string, argv []string, specifiers bool) ([]Listen, error) 
 // --protocol=http, and HTTP and uwsgi sockets cannot be mixed. --http
 // runs uWSGI's HTTP router, a process of its own that binds itself.
 func uwsgiListens(root string, argv []string, specifiers bool) ([]Listen, error) {
-	type opt struct{ name, val, from string }
-	var opts []opt
-	for i := 1; i < len(argv); i++ {
-		name, val, glued := strings.Cut(argv[i], "=")
-		if !strings.HasPrefix(name, "-") {
-			continue
+	// The options of the command line and of the files it loads, read
+	// as for the hook (uwsgiOptions).
+	opts, cannot := uwsgiOptions(root, argv)
+	if cannot != "" {
+		if format, _ := uwsgiFormat(cannot); format != "" {
+			return nil, unreadf("--socket: uWSGI loads %s as %s, which graceshim does not read: name its sockets on the command line (--http-socket/--socket) or in an ini file, or pass --listen ADDR", cannot, format)
 		}
-		if !glued && i+1 < len(argv) && !strings.HasPrefix(argv[i+1], "-") {
-			val = argv[i+1]
-			i++
-		}
-		opts = append(opts, opt{strings.TrimLeft(name, "-"), val, name + " " + val})
-		if name == "--ini" {
-			// The section uWSGI reads and the files it loads from
-			// there, as for the hook (uwsgiIniOptions).
-			ini, cannot := uwsgiIniOptions(root, []string{val})
-			if cannot != "" {
-				return nil, unreadf("--socket: graceshim cannot read uWSGI's configuration %s (not an absolute file, a specifier, or unreadable): pass --listen ADDR", cannot)
-			}
-			for _, o := range ini {
-				opts = append(opts, opt{o.key, o.value, o.from})
-			}
-		}
+		return nil, unreadf("--socket: graceshim cannot read uWSGI's configuration %s (not an absolute file, a specifier, unreadable, or after an option graceshim does not know): pass --listen ADDR", cannot)
 	}
 	var out []Listen
 	backlog, protocol := 0, ""
 	var httpFrom, uwsgiFrom string
 	for _, o := range opts {
-		switch o.name {
-		case "yaml", "xml", "json":
-			return nil, unreadf("--socket: uWSGI reads its sockets from --%s %s, which graceshim does not read: give --http-socket/--socket on the command line, or --listen ADDR", o.name, o.val)
+		switch o.key {
 		case "http", "https":
-			return nil, socketErrorf("--socket: %s: uWSGI's %s option runs its HTTP router, a process that binds its own socket: use http-socket to serve HTTP from the socket systemd passes", o.from, o.name)
-		case "listen", "l":
-			backlog, _ = strconv.Atoi(o.val)
-		case "protocol":
-			protocol = o.val
-		case "http-socket", "socket", "s", "uwsgi-socket":
-			if o.name == "http-socket" {
+			return nil, socketErrorf("--socket: %s: uWSGI's %s option runs its HTTP router, a process that binds its own socket: use http-socket to serve HTTP from the socket systemd passes", o.from, o.key)
+		case "listen":
+			backlog, _ = strconv.Atoi(o.value)
+		case "protocol", "socket-protocol":
+			protocol = o.value
+		case "http-socket", "socket", "uwsgi-socket":
+			if o.key == "http-socket" {
 				httpFrom = o.from
 			} else {
 				uwsgiFrom = o.from
 			}
 			l := Listen{From: o.from}
 			switch {
-			case unixPathOK(o.val, specifiers && strings.HasPrefix(o.from, "-")):
-				l.Addr = o.val
-			case strings.HasPrefix(o.val, "@"):
+			case unixPathOK(o.value, specifiers && strings.HasPrefix(o.from, "-")):
+				l.Addr = o.value
+			case strings.HasPrefix(o.value, "@"):
 				return nil, socketErrorf("--socket: %s: an abstract unix socket; a socket unit here holds TCP and unix path sockets", o.from)
 			default:
-				addr, err := hostPort(o.val, 0)
+				addr, err := hostPort(o.value, 0)
 				if err != nil {
 					return nil, socketErrorf("--socket: %s: %v", o.from, err)
 				}
