@@ -1,7 +1,9 @@
 package unitgen
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -387,59 +389,65 @@ func haproxyAddr(a string) (string, error) {
 	return hostPort(a, 0)
 }
 
-// gunicornListens reads gunicorn's -b/--bind flags, or bind = in the -c
-// configuration file; gunicorn's default is 127.0.0.1:8000 (docs,
-// settings "bind"). gunicorn serves every socket systemd passes, whatever
-// --bind says (gunicorn/arbiter.py), but --bind is where the operator
-// said it should listen.
-func gunicornListens(root string, argv []string, specifiers bool) ([]Listen, error) {
-	var binds []Listen
-	backlog := 0
-	conf := ""
-	for i := 1; i < len(argv); i++ {
-		a := argv[i]
-		name, val, glued := strings.Cut(a, "=")
-		if !glued && i+1 < len(argv) {
-			val = argv[i+1]
-		}
-		if strings.HasPrefix(a, "-b") && len(a) > 2 && !strings.HasPrefix(a, "--") {
-			name, val, glued = "-b", a[2:], true
-		}
-		switch name {
-		case "-b", "--bind", "--backlog", "-c", "--config":
-			if !glued {
-				i++
-			}
-		default:
-			continue
-		}
-		switch name {
-		case "-b", "--bind":
-			binds = append(binds, Listen{Addr: val, From: name + " " + val})
-		case "--backlog":
-			backlog, _ = strconv.Atoi(val)
-		case "-c", "--config":
-			conf = val
-		}
+// gunicornListens reads where gunicorn binds, with gunicorn 20's
+// precedence (gunicorn/app/base.py, load_config): the configuration file,
+// then GUNICORN_CMD_ARGS, then the command line, each overriding the one
+// before; gunicorn's default is 127.0.0.1:8000 (docs, settings "bind").
+// The file is -c FILE (on the command line, else in GUNICORN_CMD_ARGS),
+// else gunicorn.conf.py in the working directory when there is one
+// (get_default_config_file). Measured with gunicorn 20.1 (--print-config):
+// a ./gunicorn.conf.py's bind and backlog apply without -c, a -b on the
+// command line overrides its bind but keeps its backlog, and
+// GUNICORN_CMD_ARGS's -c and --bind count. gunicorn serves every socket
+// systemd passes, whatever --bind says (gunicorn/arbiter.py), but --bind
+// is where the operator said it should listen.
+func gunicornListens(root string, argv []string, so SocketOptions) ([]Listen, error) {
+	cli := gunicornArgs(argv[1:], "")
+	envArgs := so.env("GUNICORN_CMD_ARGS")
+	env := gunicornArgs(strings.Fields(envArgs), "GUNICORN_CMD_ARGS ")
+	conf, explicit := cli.conf, true
+	if conf == "" {
+		conf = env.conf
 	}
-	if len(binds) == 0 && conf != "" {
-		if strings.HasPrefix(conf, "python:") || !filepath.IsAbs(conf) {
+	if conf == "" {
+		conf, explicit = "gunicorn.conf.py", false
+	}
+	var file gunicornSettings
+	needBinds := len(cli.binds) == 0 && len(env.binds) == 0
+	dir := so.workDir()
+	switch {
+	case strings.HasPrefix(conf, "python:") || !filepath.IsAbs(conf) && dir == "":
+		if explicit && needBinds {
 			return nil, unreadf("--socket: gunicorn's -c %s is not an absolute file: cannot read its bind; pass --bind on the command line or --listen ADDR", conf)
 		}
+		if needBinds {
+			wd, _ := so.Unit.LastOf("Service", "WorkingDirectory")
+			return nil, unreadf("--socket: gunicorn reads %s from its working directory, which graceshim cannot tell (WorkingDirectory=%s): pass --bind on the command line or --listen ADDR", conf, wd.Value)
+		}
+	default:
+		if !filepath.IsAbs(conf) {
+			conf = filepath.Join(dir, conf)
+		}
 		data, err := readUnder(root, conf)
-		if err != nil {
-			return nil, fmt.Errorf("--socket: cannot read gunicorn's configuration %s: %w", conf, UnwrapPath(err))
-		}
-		if m := gunicornBindRe.FindStringSubmatch(string(data)); m != nil {
-			for _, q := range quotedRe.FindAllStringSubmatch(m[1], -1) {
-				binds = append(binds, Listen{Addr: q[2], From: conf + ": bind"})
+		switch {
+		case err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)):
+			if needBinds || explicit {
+				return nil, fmt.Errorf("--socket: cannot read gunicorn's configuration %s: %w", conf, UnwrapPath(err))
 			}
-			if len(binds) == 0 {
-				return nil, unreadf("--socket: %s: bind = %s is not a quoted address or a list of them: pass --listen ADDR", conf, m[1])
+		case err == nil:
+			file, err = gunicornFile(conf, string(data))
+			if err != nil && needBinds {
+				return nil, err
 			}
 		}
-		if m := gunicornBacklogRe.FindStringSubmatch(string(data)); m != nil {
-			backlog, _ = strconv.Atoi(m[1])
+	}
+	binds, backlog := file.binds, file.backlog
+	for _, a := range []gunicornSettings{env, cli} {
+		if len(a.binds) > 0 {
+			binds = a.binds
+		}
+		if a.backlog > 0 {
+			backlog = a.backlog
 		}
 	}
 	if len(binds) == 0 {
@@ -449,7 +457,7 @@ func gunicornListens(root string, argv []string, specifiers bool) ([]Listen, err
 		switch {
 		case strings.HasPrefix(b.Addr, "unix:"):
 			binds[i].Addr = strings.TrimPrefix(b.Addr, "unix:")
-			if !unixPathOK(binds[i].Addr, specifiers && strings.HasPrefix(b.From, "-")) {
+			if !unixPathOK(binds[i].Addr, so.Specifiers && strings.HasPrefix(b.From, "-")) {
 				return nil, socketErrorf("--socket: %s: a socket unit needs an absolute path", b.From)
 			}
 		case strings.HasPrefix(b.Addr, "fd://"):
@@ -464,6 +472,68 @@ func gunicornListens(root string, argv []string, specifiers bool) ([]Listen, err
 		binds[i].Backlog = backlog
 	}
 	return dedupe(binds), nil
+}
+
+// gunicornSettings are the settings of one source that decide the socket
+// unit.
+type gunicornSettings struct {
+	binds   []Listen
+	backlog int
+	conf    string
+}
+
+// gunicornArgs reads -b/--bind, --backlog and -c/--config from words of
+// gunicorn's command line (argparse: "-b ADDR", "-bADDR", "--bind ADDR",
+// "--bind=ADDR"); from prefixes where each was read.
+func gunicornArgs(words []string, from string) gunicornSettings {
+	var g gunicornSettings
+	for i := 0; i < len(words); i++ {
+		a := words[i]
+		name, val, glued := strings.Cut(a, "=")
+		if !strings.HasPrefix(a, "--") && len(a) > 2 && (strings.HasPrefix(a, "-b") || strings.HasPrefix(a, "-c")) {
+			name, val, glued = a[:2], a[2:], true
+		}
+		switch name {
+		case "-b", "--bind", "--backlog", "-c", "--config":
+		default:
+			continue
+		}
+		if !glued {
+			if i+1 >= len(words) {
+				break
+			}
+			i++
+			val = words[i]
+		}
+		switch name {
+		case "-b", "--bind":
+			g.binds = append(g.binds, Listen{Addr: val, From: from + name + " " + val})
+		case "--backlog":
+			g.backlog, _ = strconv.Atoi(val)
+		case "-c", "--config":
+			g.conf = val
+		}
+	}
+	return g
+}
+
+// gunicornFile reads bind = and backlog = of a gunicorn configuration
+// file, Python in which the last assignment wins.
+func gunicornFile(conf, data string) (gunicornSettings, error) {
+	var g gunicornSettings
+	if ms := gunicornBindRe.FindAllStringSubmatch(data, -1); ms != nil {
+		m := ms[len(ms)-1]
+		for _, q := range quotedRe.FindAllStringSubmatch(m[1], -1) {
+			g.binds = append(g.binds, Listen{Addr: q[2], From: conf + ": bind"})
+		}
+		if len(g.binds) == 0 {
+			return g, unreadf("--socket: %s: bind = %s is not a quoted address or a list of them: pass --listen ADDR", conf, m[1])
+		}
+	}
+	if ms := gunicornBacklogRe.FindAllStringSubmatch(data, -1); ms != nil {
+		g.backlog, _ = strconv.Atoi(ms[len(ms)-1][1])
+	}
+	return g, nil
 }
 
 var (
