@@ -214,7 +214,7 @@ func SocketListens(argv []string, p signals.Preset, so SocketOptions) ([]Listen,
 	case p.Name == "gunicorn":
 		found, err = gunicornListens(so.Root, argv, so)
 	case p.Name == "puma":
-		found, err = pumaListens(so.Root, argv, so.Specifiers)
+		found, err = pumaListens(so.Root, argv, so)
 	case p.Name == "uwsgi":
 		found, err = uwsgiListens(so.Root, argv, so.Specifiers)
 	case len(given) > 0:

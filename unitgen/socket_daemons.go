@@ -1,10 +1,13 @@
 package unitgen
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -425,11 +428,14 @@ func gunicornListens(root string, argv []string, so SocketOptions) ([]Listen, er
 			return nil, unreadf("--socket: gunicorn reads %s from its working directory, which graceshim cannot tell (WorkingDirectory=%s): pass --bind on the command line or --listen ADDR", conf, wd.Value)
 		}
 	default:
-		if !filepath.IsAbs(conf) {
+		rel := !filepath.IsAbs(conf)
+		if rel {
 			conf = filepath.Join(dir, conf)
 		}
 		data, err := readUnder(root, conf)
 		switch {
+		case err != nil && explicit && rel:
+			return nil, unreadf("--socket: gunicorn reads its -c from its working directory, %s: cannot read %s (%v): pass --listen ADDR", dir, conf, UnwrapPath(err))
 		case err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)):
 			if needBinds || explicit {
 				return nil, fmt.Errorf("--socket: cannot read gunicorn's configuration %s: %w", conf, UnwrapPath(err))
@@ -540,27 +546,41 @@ var (
 	gunicornBindRe    = regexp.MustCompile(`(?m)^bind\s*=\s*(.+)$`)
 	gunicornBacklogRe = regexp.MustCompile(`(?m)^backlog\s*=\s*(\d+)`)
 	quotedRe          = regexp.MustCompile(`(["'])([^"']*)(["'])`)
-	pumaBindRe        = regexp.MustCompile(`(?m)^\s*bind\s*\(?\s*["']([^"']+)["']`)
-	pumaPortRe        = regexp.MustCompile(`(?m)^\s*port\s*\(?\s*(\d+)`)
+	// bind "URI", or port N with an optional "HOST".
+	pumaBindRe = regexp.MustCompile(`(?m)^\s*(bind|port)\s*\(?\s*(?:["']([^"']+)["']|(\d+)(?:\s*,\s*["']([^"']+)["'])?)`)
 )
 
-// pumaListens reads puma's -b/--bind URIs and -p/--port, or bind and port
-// in the -C configuration; puma's default is tcp://0.0.0.0:9292. puma
-// matches systemd's sockets to its binds (lib/puma/binder.rb; docs/
-// systemd.md's puma.socket lists the same ports as the binds).
-func pumaListens(root string, argv []string, specifiers bool) ([]Listen, error) {
+// pumaListens reads puma's binds as puma 5 does (lib/puma/cli.rb,
+// configuration.rb, dsl.rb): -b/--bind URIs and -p/--port on the command
+// line replace those of the configuration; the configuration is each -C
+// FILE ("-C -" for none), else the first of config/puma/ENV.rb and
+// config/puma.rb in the working directory (ENV from -e, else APP_ENV,
+// RACK_ENV, RAILS_ENV, else development); in it, bind URI and port N
+// [, HOST] (HOST 0.0.0.0 by default) each add a bind. puma's default is
+// tcp://0.0.0.0:9292. Measured with Debian 12's puma 5.6.5: without -C
+// it listened where config/puma.rb said, or config/puma/production.rb
+// with RACK_ENV=production or -e production, and -b or -p replaced the
+// file's binds. puma matches systemd's sockets to its binds
+// (lib/puma/binder.rb; docs/systemd.md's puma.socket lists the same
+// ports as the binds).
+func pumaListens(root string, argv []string, so SocketOptions) ([]Listen, error) {
 	var binds []Listen
+	var confs []string
 	backlog := 0
-	conf := ""
+	env := ""
 	for i := 1; i < len(argv); i++ {
 		name, val, glued := strings.Cut(argv[i], "=")
-		if !glued && i+1 < len(argv) {
-			val = argv[i+1]
+		if !strings.HasPrefix(name, "--") && len(name) > 2 && strings.ContainsRune("bpCe", rune(name[1])) {
+			name, val, glued = argv[i][:2], argv[i][2:], true
 		}
 		switch name {
-		case "-b", "--bind", "-p", "--port", "-C", "--config":
+		case "-b", "--bind", "-p", "--port", "-C", "--config", "-e", "--environment":
 			if !glued {
+				if i+1 >= len(argv) {
+					continue
+				}
 				i++
+				val = argv[i]
 			}
 		default:
 			continue
@@ -571,22 +591,53 @@ func pumaListens(root string, argv []string, specifiers bool) ([]Listen, error) 
 		case "-p", "--port":
 			binds = append(binds, Listen{Addr: "tcp://0.0.0.0:" + val, From: name + " " + val})
 		case "-C", "--config":
-			conf = val
+			confs = append(confs, val)
+		case "-e", "--environment":
+			env = val
 		}
 	}
-	if len(binds) == 0 && conf != "" && filepath.IsAbs(conf) {
+	dir := so.workDir()
+	if len(binds) == 0 && len(confs) == 0 {
+		if env == "" {
+			env = cmp.Or(so.env("APP_ENV"), so.env("RACK_ENV"), so.env("RAILS_ENV"), "development")
+		}
+		if dir == "" {
+			wd, _ := so.Unit.LastOf("Service", "WorkingDirectory")
+			return nil, unreadf("--socket: puma reads config/puma.rb from its working directory, which graceshim cannot tell (WorkingDirectory=%s): pass -b on the command line or --listen ADDR", wd.Value)
+		}
+		for _, f := range []string{"config/puma/" + env + ".rb", "config/puma.rb"} {
+			if _, err := os.Stat(filepath.Join(root, dir, f)); err == nil {
+				confs = []string{filepath.Join(dir, f)}
+				break
+			}
+		}
+	}
+	if len(confs) == 1 && confs[0] == "-" || len(binds) > 0 {
+		// No configuration, or the command line's binds replace its.
+		confs = nil
+	}
+	for _, conf := range confs {
+		rel := !filepath.IsAbs(conf)
+		if rel {
+			if dir == "" {
+				return nil, unreadf("--socket: puma's -C %s is not an absolute path: cannot read its binds; pass --listen ADDR", conf)
+			}
+			conf = filepath.Join(dir, conf)
+		}
 		data, err := readUnder(root, conf)
+		if err != nil && rel {
+			return nil, unreadf("--socket: puma reads its -C from its working directory, %s: cannot read %s (%v): pass --listen ADDR", dir, conf, UnwrapPath(err))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("--socket: cannot read puma's configuration %s: %w", conf, UnwrapPath(err))
 		}
 		for _, m := range pumaBindRe.FindAllStringSubmatch(string(data), -1) {
-			binds = append(binds, Listen{Addr: m[1], From: conf + ": bind"})
+			if m[1] == "bind" {
+				binds = append(binds, Listen{Addr: m[2], From: conf + ": bind"})
+			} else {
+				binds = append(binds, Listen{Addr: "tcp://" + net.JoinHostPort(cmp.Or(m[4], "0.0.0.0"), m[3]), From: conf + ": port"})
+			}
 		}
-		for _, m := range pumaPortRe.FindAllStringSubmatch(string(data), -1) {
-			binds = append(binds, Listen{Addr: "tcp://0.0.0.0:" + m[1], From: conf + ": port"})
-		}
-	} else if len(binds) == 0 && conf != "" {
-		return nil, unreadf("--socket: puma's -C %s is not an absolute path: cannot read its binds; pass --listen ADDR", conf)
 	}
 	if len(binds) == 0 {
 		binds = []Listen{{Addr: "tcp://0.0.0.0:9292", From: "puma's default bind"}}
@@ -599,7 +650,7 @@ func pumaListens(root string, argv []string, specifiers bool) ([]Listen, error) 
 		switch {
 		case strings.HasPrefix(u, "unix://"):
 			binds[i].Addr = strings.TrimPrefix(u, "unix://")
-			if !unixPathOK(binds[i].Addr, specifiers && strings.HasPrefix(b.From, "-")) {
+			if !unixPathOK(binds[i].Addr, so.Specifiers && strings.HasPrefix(b.From, "-")) {
 				return nil, socketErrorf("--socket: %s: a socket unit needs an absolute path", b.From)
 			}
 		case strings.HasPrefix(u, "tcp://"):

@@ -1,0 +1,143 @@
+package unitgen
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/graceshim/graceshim/signals"
+)
+
+// TestPumaListensSources: `unit --socket` reads puma's binds where puma 5
+// reads them (see pumaListens): without -C, config/puma/ENV.rb or
+// config/puma.rb in the unit's working directory, ENV from -e or the
+// unit's RACK_ENV; -b on the command line replaces the file's binds.
+// Each want was where Debian 12's puma 5.6.5 listened, and the test
+// checks it again against the puma installed (CI installs it:
+// .ci/install-deps): puma started in the working directory with that
+// environment prints "Listening on http://ADDR" for each bind (on
+// loopback ports only), and is killed once it says it is up.
+func TestPumaListensSources(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"config.ru": "# A Rack app that says ok.\nrun ->(env) { [200, {\"content-type\" => \"text/plain\"}, [\"ok\\n\"]] }\n",
+		// As a Rails app's config/puma.rb.
+		"config/puma.rb":            "# Puma's settings for development.\nthreads 1, 5\nbind \"tcp://127.0.0.1:18961\"\nport 18962, \"127.0.0.1\"\n",
+		"config/puma/production.rb": "# Production: one socket.\nworkers 0\nbind 'tcp://127.0.0.1:18963'\n",
+	}
+	for name, text := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	preset, _ := signals.Lookup("puma")
+	for _, tc := range []struct {
+		name string
+		env  string // the unit's Environment=
+		args []string
+		want []string
+	}{
+		{"config/puma.rb", "", nil, []string{"127.0.0.1:18961", "127.0.0.1:18962"}},
+		{"RACK_ENV picks config/puma/ENV.rb", "RACK_ENV=production", nil, []string{"127.0.0.1:18963"}},
+		{"-e picks config/puma/ENV.rb", "", []string{"-e", "production"}, []string{"127.0.0.1:18963"}},
+		{"-b replaces the file's binds", "", []string{"-b", "tcp://127.0.0.1:18964"}, []string{"127.0.0.1:18964"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := "[Service]\nExecStart=/usr/bin/puma\nWorkingDirectory=" + dir + "\n"
+			if tc.env != "" {
+				text += "Environment=" + tc.env + "\n"
+			}
+			u, _, err := Parse("app.service", []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			argv := append([]string{"/usr/bin/puma"}, tc.args...)
+			ls, err := SocketListens(argv, preset, SocketOptions{Unit: u})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, l := range ls {
+				got = append(got, l.Addr)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("listens %q, want %q", got, tc.want)
+			}
+			puma, err := exec.LookPath("puma")
+			if err != nil {
+				t.Skip("puma is not installed: the want is not checked against it")
+			}
+			if printed := pumaBinds(t, puma, dir, tc.env, tc.args); !slices.Equal(printed, tc.want) {
+				t.Errorf("puma listened on %q, want %q", printed, tc.want)
+			}
+		})
+	}
+}
+
+// pumaBinds starts puma in dir and returns the addresses it says it
+// listens on, killing it once it is up.
+func pumaBinds(t *testing.T, puma, dir, env string, args []string) []string {
+	t.Helper()
+	cmd := exec.Command(puma, args...)
+	cmd.Dir = dir
+	// Unset, not empty: puma takes APP_ENV, RACK_ENV or RAILS_ENV when
+	// set at all (an empty one too: Ruby's "" is true).
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "RACK_ENV" && k != "RAILS_ENV" && k != "APP_ENV" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if env != "" {
+		cmd.Env = append(cmd.Env, env)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	listening := regexp.MustCompile(`Listening on http://(\S+)`)
+	var binds, seen []string
+	guard := time.After(30 * time.Second) // only against a hang
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("puma %q ended before it was up:\n%s", args, strings.Join(seen, "\n"))
+			}
+			seen = append(seen, l)
+			if m := listening.FindStringSubmatch(l); m != nil {
+				binds = append(binds, m[1])
+			}
+			if strings.Contains(l, "Use Ctrl-C to stop") {
+				return binds
+			}
+		case <-guard:
+			t.Fatalf("puma %q: not up after 30 s:\n%s", args, strings.Join(seen, "\n"))
+		}
+	}
+}
