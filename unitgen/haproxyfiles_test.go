@@ -76,3 +76,14 @@ func TestSocketHAProxyFilesRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestSocketHAProxyOldListen: "listen NAME ADDR" is refused by haproxy
+// 2.6 (measured with 2.6.12: "please use the 'bind' keyword for listening
+// addresses"), so unit --socket says so instead of reading ADDR as a bind.
+func TestSocketHAProxyOldListen(t *testing.T) {
+	_, err := haproxyFileBinds("/etc/haproxy/haproxy.cfg", "defaults\n\tmode tcp\n\nlisten app 127.0.0.1:8080\n\tserver a 127.0.0.1:8000\n")
+	var se *SocketError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "haproxy.cfg:4") || !strings.Contains(err.Error(), "bind line") {
+		t.Errorf("err = %v, want a SocketError at haproxy.cfg:4 naming the bind line", err)
+	}
+}

@@ -325,10 +325,10 @@ func haproxyFileBinds(path, data string) ([]haproxyBind, error) {
 		if haproxySections[f[0]] {
 			section = f[0]
 			if f[0] == "listen" && len(f) > 2 {
-				// The old form "listen NAME ADDR" binds ADDR.
-				for _, a := range strings.Split(f[2], ",") {
-					out = append(out, haproxyBind{addr: a, raw: strings.Join(f[2:], " "), from: from})
-				}
+				// The old form "listen NAME ADDR": haproxy 2.6 refuses it
+				// (measured with 2.6.12: "please use the 'bind' keyword
+				// for listening addresses").
+				return nil, socketErrorf("--socket: %s: haproxy 2.6 refuses an address on the listen line (%s): move it to a bind line in the section", from, haproxyconf.Quote(f[2]))
 			}
 			continue
 		}
