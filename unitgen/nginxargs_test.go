@@ -68,3 +68,41 @@ func TestNginxConfigArgs(t *testing.T) {
 		t.Errorf("-c nginx.conf reads %s, want /usr/share/nginx/nginx.conf", got)
 	}
 }
+
+// TestNginxIncludeHidden: an include glob leaves out names starting with
+// '.', as glob(3) does for nginx (an editor's .swp, a .disabled copy);
+// checked against the nginx installed with nginx -T, which names every
+// file it read.
+func TestNginxIncludeHidden(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"nginx.conf":                 "pid " + dir + "/nginx.pid;\nerror_log " + dir + "/error.log;\nevents {\n}\nhttp {\n\taccess_log off;\n\tinclude " + dir + "/sites-enabled/*;\n}\n",
+		"sites-enabled/site":         "server {\n\tlisten 127.0.0.1:18981;\n}\n",
+		"sites-enabled/.site.swp":    "server {\n\tlisten 127.0.0.1:18982;\n}\n",
+		"sites-enabled/.old/nothing": "",
+	}
+	for name, text := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	preset, _ := signals.Lookup("nginx")
+	argv := []string{"/usr/sbin/nginx", "-c", filepath.Join(dir, "nginx.conf")}
+	ls, err := SocketListens(argv, preset, SocketOptions{})
+	if err != nil || len(ls) != 1 || ls[0].Addr != "127.0.0.1:18981" {
+		t.Errorf("SocketListens = %v, %v; want only 127.0.0.1:18981", ls, err)
+	}
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Skip("nginx is not installed: not checked against it")
+	}
+	out, err := exec.Command(nginx, "-T", "-c", filepath.Join(dir, "nginx.conf")).CombinedOutput()
+	read := regexp.MustCompile(`(?m)^# configuration file (.*):$`).FindAllSubmatch(out, -1)
+	if err != nil || len(read) != 2 || string(read[1][1]) != filepath.Join(dir, "sites-enabled/site") {
+		t.Errorf("nginx -T: %v, read %q; want nginx.conf and sites-enabled/site\n%s", err, read, out)
+	}
+}
