@@ -87,3 +87,19 @@ func TestSocketHAProxyOldListen(t *testing.T) {
 		t.Errorf("err = %v, want a SocketError at haproxy.cfg:4 naming the bind line", err)
 	}
 }
+
+// TestSocketHAProxyWorkingDirectory: haproxy reads a relative -f in its
+// working directory, the unit's WorkingDirectory= (haproxy opens the
+// name as given: measured with 2.6.12, "-f a.cfg" run in DIR loads
+// DIR/a.cfg, as the -C cases of TestFiles show with -C).
+func TestSocketHAProxyWorkingDirectory(t *testing.T) {
+	u, _, err := Parse("haproxy.service", []byte("[Service]\nWorkingDirectory=/etc/haproxy\nExecStart=/usr/sbin/haproxy -Ws -f base.cfg -f conf.d\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	preset, _ := signals.Lookup("haproxy")
+	ls, err := SocketListens([]string{"/usr/sbin/haproxy", "-Ws", "-f", "base.cfg", "-f", "conf.d"}, preset, SocketOptions{Root: socketRoot, Listen: []string{"0.0.0.0:80", "0.0.0.0:8080"}, Unit: u})
+	if err != nil || len(ls) != 2 || !strings.Contains(ls[1].From, "/etc/haproxy/conf.d/20-api.cfg:3") {
+		t.Errorf("SocketListens = %v, %v; want the binds of /etc/haproxy/conf.d", ls, err)
+	}
+}

@@ -210,7 +210,7 @@ func SocketListens(argv []string, p signals.Preset, so SocketOptions) ([]Listen,
 	case p.Sockets == signals.SocketsNginxEnv:
 		found, err = nginxListens(so.Root, argv)
 	case p.Sockets == signals.SocketsFDBind:
-		return haproxyListens(so.Root, argv, given)
+		return haproxyListens(so.Root, argv, given, so.workDir())
 	case p.Name == "gunicorn":
 		found, err = gunicornListens(so.Root, argv, so)
 	case p.Name == "puma":

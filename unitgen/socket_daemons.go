@@ -205,8 +205,8 @@ func family(addr string) string {
 // bind its own socket, beside systemd's. So every bind must be fd@N, with
 // the N being 3, 4, ... for the ListenStream= lines in order, and the
 // addresses come from --listen: fd@N does not say which.
-func haproxyListens(root string, argv []string, given []Listen) ([]Listen, error) {
-	binds, files, err := haproxyBinds(root, argv)
+func haproxyListens(root string, argv []string, given []Listen, dir string) ([]Listen, error) {
+	binds, files, err := haproxyBinds(root, argv, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +280,14 @@ var haproxySections = map[string]bool{
 // haproxyBinds reads the bind lines of the files an haproxy command line
 // loads, found as haproxy finds them (haproxyconf.Files, the reader the
 // supervisor uses too: -f, "--", -C DIR, a directory's *.cfg files).
-func haproxyBinds(root string, argv []string) (binds []haproxyBind, read []string, err error) {
+//
+// haproxy runs in dir, the unit's working directory ("" when it cannot
+// be told): a relative name without -C is under it, as under -C DIR.
+func haproxyBinds(root string, argv []string, dir string) (binds []haproxyBind, read []string, err error) {
+	if dir != "" {
+		// haproxy takes the last -C: one of the command's own wins.
+		argv = append([]string{argv[0], "-C", dir}, argv[1:]...)
+	}
 	files, glued := haproxyconf.Files(root, argv)
 	if len(glued) > 0 {
 		// haproxy takes the next word as the file or directory:
