@@ -141,3 +141,26 @@ func pumaBinds(t *testing.T, puma, dir, env string, args []string) []string {
 		}
 	}
 }
+
+// TestSocketWorkingDirectoryUnknown: with a WorkingDirectory= graceshim
+// cannot place (~, a specifier), where gunicorn and puma find their
+// default configuration is not known: unit --socket says so and takes
+// --listen instead.
+func TestSocketWorkingDirectoryUnknown(t *testing.T) {
+	for _, daemon := range []string{"gunicorn", "puma"} {
+		u, _, err := Parse("app.service", []byte("[Service]\nWorkingDirectory=~\nExecStart=/usr/bin/"+daemon+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		preset, _ := signals.Lookup(daemon)
+		argv := []string{"/usr/bin/" + daemon, "app:app"}
+		_, err = SocketListens(argv, preset, SocketOptions{Unit: u})
+		if err == nil || !strings.Contains(err.Error(), "WorkingDirectory=~") || !strings.Contains(err.Error(), "--listen ADDR") {
+			t.Errorf("%s: err = %v, want one naming WorkingDirectory=~ and --listen", daemon, err)
+		}
+		ls, err := SocketListens(argv, preset, SocketOptions{Unit: u, Listen: []string{"127.0.0.1:8000"}})
+		if err != nil || len(ls) != 1 || ls[0].Addr != "127.0.0.1:8000" {
+			t.Errorf("%s with --listen: %v, %v; want 127.0.0.1:8000", daemon, ls, err)
+		}
+	}
+}
