@@ -267,8 +267,23 @@ func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot strin
 			}
 			k, v, _ := strings.Cut(line, "=")
 			o := iniOption{strings.TrimSpace(k), expandPlaceholders(strings.TrimSpace(v), opts), fmt.Sprintf("%s:%d", file, n+1)}
-			if o.key == "ini" || o.key == "inherit" {
+			// Files an ini file loads, as the command line's options
+			// do (measured with uWSGI 2.0.21: include = FILE.ini,
+			// include = FILE.yaml and yaml = FILE each loaded FILE).
+			switch format, config := uwsgiFormat(o.value); o.key {
+			case "ini":
 				inis = append(inis, o.value)
+			case "include", "inherit":
+				switch {
+				case config && format == "":
+					inis = append(inis, o.value)
+				case config && cannot == "":
+					cannot = o.value
+				}
+			case "yaml", "yml", "json", "js", "xml", "xmlconfig", "config":
+				if cannot == "" {
+					cannot = o.value
+				}
 			}
 			opts = append(opts, o)
 		}

@@ -22,8 +22,12 @@ func uwsgiTree(t *testing.T) string {
 		"site.ini": "[uwsgi]\nhttp-socket = 127.0.0.1:9091\n",
 		"app.yaml": "# The same app in YAML.\nuwsgi:\n  master: true\n  socket: 127.0.0.1:3031\n",
 		"app.json": "{\"uwsgi\": {\"socket\": \"127.0.0.1:3032\"}}\n",
+		// An ini that loads others, as a vassal ini includes a shared one.
+		"vassal.ini":   "[uwsgi]\ninclude = D/app.ini\nprocesses = 2\n",
+		"vassal-y.ini": "[uwsgi]\nmaster = true\ninclude = D/app.yaml\n",
 	}
 	for name, text := range files {
+		text = strings.ReplaceAll(text, "D/", dir+"/")
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -55,6 +59,8 @@ func TestUWSGIListensFiles(t *testing.T) {
 		{"-sADDR", []string{"-s127.0.0.1:3033"}, []string{"127.0.0.1:3033"}, ""},
 		{"a bare FILE.yaml", []string{"--master", "D/app.yaml"}, []string{"127.0.0.1:3031"}, "app.yaml"},
 		{"--include FILE.json", []string{"--include", "D/app.json"}, []string{"127.0.0.1:3032"}, "app.json"},
+		{"include = FILE.ini in an ini", []string{"--ini", "D/vassal.ini"}, []string{"127.0.0.1:9090"}, ""},
+		{"include = FILE.yaml in an ini", []string{"--ini", "D/vassal-y.ini"}, []string{"127.0.0.1:3031"}, "app.yaml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := uwsgiTree(t)
