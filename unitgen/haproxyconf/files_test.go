@@ -148,7 +148,9 @@ func TestFilesRoot(t *testing.T) {
 }
 
 // TestEnvPeer: -L names the local peer wherever it is before "--", and
-// its argument is the next word, as for every two-word flag.
+// its argument is the next word, as for every two-word flag (measured
+// with 2.6.12: with "-Lfoo bar", `.if streq("$HAPROXY_LOCALPEER",bar)`
+// held).
 func TestEnvPeer(t *testing.T) {
 	for _, tc := range []struct {
 		argv []string
@@ -157,6 +159,7 @@ func TestEnvPeer(t *testing.T) {
 		{[]string{"haproxy", "-L", "lb1", "-f", "/h.cfg"}, "lb1"},
 		{[]string{"haproxy", "-f", "/h.cfg", "--", "-L", "lb1"}, ""},
 		{[]string{"haproxy", "-p", "-L", "-f", "/h.cfg"}, ""},
+		{[]string{"haproxy", "-Lfoo", "bar", "-f", "/h.cfg"}, "bar"},
 	} {
 		env := Env(tc.argv, nil)
 		got, _ := Lookup(env, "HAPROXY_LOCALPEER")
