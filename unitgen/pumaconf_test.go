@@ -2,11 +2,13 @@ package unitgen
 
 import (
 	"bufio"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,18 +27,21 @@ import (
 // loopback ports only), and is killed once it says it is up.
 func TestPumaListensSources(t *testing.T) {
 	dir := t.TempDir()
+	// Free loopback ports, so that a port another test holds is not
+	// taken for puma's failure: P1 to P4 in the files and wants.
+	ports := strings.NewReplacer("P1", freeLoopbackPort(t), "P2", freeLoopbackPort(t), "P3", freeLoopbackPort(t), "P4", freeLoopbackPort(t))
 	files := map[string]string{
 		"config.ru": "# A Rack app that says ok.\nrun ->(env) { [200, {\"content-type\" => \"text/plain\"}, [\"ok\\n\"]] }\n",
 		// As a Rails app's config/puma.rb.
-		"config/puma.rb":            "# Puma's settings for development.\nthreads 1, 5\nbind \"tcp://127.0.0.1:18961\"\nport 18962, \"127.0.0.1\"\n",
-		"config/puma/production.rb": "# Production: one socket.\nworkers 0\nbind 'tcp://127.0.0.1:18963'\n",
+		"config/puma.rb":            "# Puma's settings for development.\nthreads 1, 5\nbind \"tcp://127.0.0.1:P1\"\nport P2, \"127.0.0.1\"\n",
+		"config/puma/production.rb": "# Production: one socket.\nworkers 0\nbind 'tcp://127.0.0.1:P3'\n",
 	}
 	for name, text := range files {
 		p := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(ports.Replace(text)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -47,10 +52,10 @@ func TestPumaListensSources(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"config/puma.rb", "", nil, []string{"127.0.0.1:18961", "127.0.0.1:18962"}},
-		{"RACK_ENV picks config/puma/ENV.rb", "RACK_ENV=production", nil, []string{"127.0.0.1:18963"}},
-		{"-e picks config/puma/ENV.rb", "", []string{"-e", "production"}, []string{"127.0.0.1:18963"}},
-		{"-b replaces the file's binds", "", []string{"-b", "tcp://127.0.0.1:18964"}, []string{"127.0.0.1:18964"}},
+		{"config/puma.rb", "", nil, []string{"127.0.0.1:P1", "127.0.0.1:P2"}},
+		{"RACK_ENV picks config/puma/ENV.rb", "RACK_ENV=production", nil, []string{"127.0.0.1:P3"}},
+		{"-e picks config/puma/ENV.rb", "", []string{"-e", "production"}, []string{"127.0.0.1:P3"}},
+		{"-b replaces the file's binds", "", []string{"-b", "tcp://127.0.0.1:P4"}, []string{"127.0.0.1:P4"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := "[Service]\nExecStart=/usr/bin/puma\nWorkingDirectory=" + dir + "\n"
@@ -61,7 +66,14 @@ func TestPumaListensSources(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			argv := append([]string{"/usr/bin/puma"}, tc.args...)
+			var args, want []string
+			for _, a := range tc.args {
+				args = append(args, ports.Replace(a))
+			}
+			for _, w := range tc.want {
+				want = append(want, ports.Replace(w))
+			}
+			argv := append([]string{"/usr/bin/puma"}, args...)
 			ls, err := SocketListens(argv, preset, SocketOptions{Unit: u})
 			if err != nil {
 				t.Fatal(err)
@@ -70,18 +82,29 @@ func TestPumaListensSources(t *testing.T) {
 			for _, l := range ls {
 				got = append(got, l.Addr)
 			}
-			if !slices.Equal(got, tc.want) {
-				t.Errorf("listens %q, want %q", got, tc.want)
+			if !slices.Equal(got, want) {
+				t.Errorf("listens %q, want %q", got, want)
 			}
 			puma, err := exec.LookPath("puma")
 			if err != nil {
 				t.Skip("puma is not installed: the want is not checked against it")
 			}
-			if printed := pumaBinds(t, puma, dir, tc.env, tc.args); !slices.Equal(printed, tc.want) {
-				t.Errorf("puma listened on %q, want %q", printed, tc.want)
+			if printed := pumaBinds(t, puma, dir, tc.env, args); !slices.Equal(printed, want) {
+				t.Errorf("puma listened on %q, want %q", printed, want)
 			}
 		})
 	}
+}
+
+// freeLoopbackPort is a loopback port nothing listens on now.
+func freeLoopbackPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // pumaBinds starts puma in dir and returns the addresses it says it
