@@ -94,7 +94,7 @@ func (p *socketPair) socket(c *cli.Context, daemon []string, o unitgen.Options, 
 	}
 	// From a unit (--from), the command is its ExecStart=, where systemd
 	// expands specifiers (unix:%t/app.sock).
-	ls, err := unitgen.SocketListens(daemon, preset, unitgen.SocketOptions{Root: c.String("root"), Listen: c.StringSlice("listen"), Specifiers: from != nil})
+	ls, err := unitgen.SocketListens(daemon, preset, unitgen.SocketOptions{Root: c.String("root"), Listen: c.StringSlice("listen"), Specifiers: from != nil, Unit: from})
 	var se *unitgen.SocketError
 	switch {
 	case errors.As(err, &se):

@@ -71,3 +71,50 @@ func TestWriteBoth(t *testing.T) {
 		t.Errorf("no word of the backups: %q", log.String())
 	}
 }
+
+// TestUnitSocketUnreadable: `unit --socket` for a daemon whose sockets
+// are in a file graceshim does not read, or read otherwise than the
+// daemon does, says so in one line naming the file, exits 7 (exitSockets,
+// as its other refusals) and writes nothing. uWSGI loads a bare app.yaml
+// as YAML (measured with uWSGI 2.0.21: `uwsgi --master app.yaml --get
+// socket` printed its socket); haproxy takes the word after -f as the
+// file, so -f/etc/h.cfg loads a file named after the next word (2.6.12:
+// "Cannot open configuration file/directory -p").
+func TestUnitSocketUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	yaml := filepath.Join(dir, "app.yaml")
+	if err := os.WriteFile(yaml, []byte("uwsgi:\n  socket: 127.0.0.1:3031\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		argv []string
+		want string
+	}{
+		{"uwsgi-yaml", []string{"/usr/bin/uwsgi", "--master", yaml}, yaml + " as YAML"},
+		{"uwsgi-yaml-include", []string{"/usr/bin/uwsgi", "--include", yaml}, yaml + " as YAML"},
+		{"haproxy-glued", []string{"/usr/sbin/haproxy", "-Ws", "-f/etc/haproxy/haproxy.cfg", "-p", "/run/haproxy.pid"}, "write -f /etc/haproxy/haproxy.cfg"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(dir, tc.name)
+			var stdout, stderr bytes.Buffer
+			app := newApp()
+			app.Writer, app.ErrWriter = &stdout, &stderr
+			err := app.Run(append([]string{"graceshim", "unit", "--socket", "--output", out, "--"}, tc.argv...))
+			if code := exitCode(err); code != exitSockets {
+				t.Fatalf("exit %d (%v), want %d", code, err, exitSockets)
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+				t.Errorf("message %q: want one line with %q", msg, tc.want)
+			}
+			for _, p := range []string{out + ".service", out + ".socket"} {
+				if _, err := os.Stat(p); err == nil {
+					t.Errorf("%s written", p)
+				}
+			}
+			if stdout.Len() > 0 {
+				t.Errorf("standard output: %q", stdout.String())
+			}
+		})
+	}
+}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -51,42 +49,10 @@ func checkHAProxy(socks []inherited, opts Options) error {
 }
 
 // haproxyConfigFiles lists the config files of haproxy's argv in the
-// order haproxy reads them (haproxy -h: "-f <cfgfile|cfgdir>"; a directory
-// is read as its *.cfg files in name order, per the management guide).
-// "-C <dir>" ("changes to <dir> before loading files", wherever it is on
-// the command line) is where relative names are.
+// order haproxy reads them: haproxyconf.Files, the reader `graceshim unit
+// --socket` uses too (-f, "--", -C, directories of *.cfg).
 func haproxyConfigFiles(argv []string) []string {
-	var names []string
-	dir := ""
-	for i := 1; i < len(argv); i++ {
-		a := argv[i]
-		switch {
-		case a == "--":
-			names = append(names, argv[i+1:]...)
-			i = len(argv)
-		case a == "-f" && i+1 < len(argv):
-			names = append(names, argv[i+1])
-			i++
-		case a == "-C" && i+1 < len(argv):
-			dir = argv[i+1]
-			i++
-		case strings.HasPrefix(a, "-f") && len(a) > 2:
-			names = append(names, a[2:])
-		}
-	}
-	var files []string
-	for _, n := range names {
-		if dir != "" && !filepath.IsAbs(n) {
-			n = filepath.Join(dir, n)
-		}
-		if st, err := os.Stat(n); err == nil && st.IsDir() {
-			m, _ := filepath.Glob(filepath.Join(n, "*.cfg"))
-			slices.Sort(m)
-			files = append(files, m...)
-			continue
-		}
-		files = append(files, n)
-	}
+	files, _ := haproxyconf.Files("", argv)
 	return files
 }
 

@@ -335,7 +335,7 @@ func TestHAProxyConfigFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := haproxyConfigFiles([]string{"haproxy", "-Ws", "-f", "/etc/h.cfg", "-f" + dir, "-p", "/run/h.pid", "--", "/x.cfg"})
+	got := haproxyConfigFiles([]string{"haproxy", "-Ws", "-f", "/etc/h.cfg", "-f", dir, "-p", "/run/h.pid", "--", "/x.cfg"})
 	want := []string{"/etc/h.cfg", dir + "/a.cfg", dir + "/b.cfg", "/x.cfg"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("got %q, want %q", got, want)

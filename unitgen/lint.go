@@ -572,9 +572,8 @@ var (
 // nginxConfig reads the settings that decide a stop from the config an
 // nginx command line names. Where that config is follows nginx's own
 // rules (ngx_process_options in src/core/nginx.c): -c FILE, relative to
-// the -p prefix when given, else to the directory of the compiled-in
-// configuration; without -c, the compiled-in path, relative to the
-// prefix when it is relative. The compiled-in paths come from the
+// the -p prefix when given, else to the compiled-in prefix; without -c,
+// the compiled-in path, relative to the prefix when it is relative. The compiled-in paths come from the
 // binary's location: /usr/sbin/nginx is a distribution's build
 // (/etc/nginx/nginx.conf: Debian, Fedora, Arch); PREFIX/sbin/nginx and
 // OpenResty use PREFIX/conf/nginx.conf (nginx's configure default;
@@ -590,40 +589,49 @@ func nginxConfig(root string, cmd []string) nginxConf {
 		return conf
 	}
 	prefix, confPath, err := nginxBuild(root, cmd[0])
+	// nginx's own option parsing (ngx_get_options in src/core/nginx.c):
+	// flags may be clustered (-tq), and -c, -p, -g, -e and -s take the
+	// rest of their word or, when it is empty, the next word (measured
+	// with nginx 1.22: "-c/tmp/x.conf" and "-tc/tmp/x.conf" test
+	// /tmp/x.conf).
 	var global, cflag, pflag string
 	for i := 1; i < len(cmd); i++ {
-		next := ""
-		if i+1 < len(cmd) {
-			next = cmd[i+1]
+		a := cmd[i]
+		if len(a) < 2 || a[0] != '-' {
+			continue // nginx: "invalid option"
 		}
-		switch cmd[i] {
-		case "-c":
-			cflag = next
-			i++
-		case "-p":
-			pflag = next
-			i++
-		case "-g":
-			global = next
-			i++
+		for j := 1; j < len(a); j++ {
+			switch f := a[j]; f {
+			case 'c', 'p', 'g', 'e', 's':
+				v := a[j+1:]
+				if v == "" && i+1 < len(cmd) {
+					i++
+					v = cmd[i]
+				}
+				switch f {
+				case 'c':
+					cflag = v
+				case 'p':
+					pflag = v
+				case 'g':
+					global = v
+				}
+				j = len(a)
+			}
 		}
 	}
-	confPrefix := ""
-	switch {
-	case pflag != "":
-		prefix, confPrefix = pflag, pflag
-	case err == nil:
-		full := confPath
-		if !filepath.IsAbs(full) {
-			full = filepath.Join(prefix, full)
-		}
-		confPrefix = filepath.Dir(full)
+	if pflag != "" {
+		prefix = pflag
 	}
 	switch {
 	case cflag != "" && filepath.IsAbs(cflag):
 		conf.path = cflag
-	case cflag != "" && confPrefix != "":
-		conf.path = filepath.Join(confPrefix, cflag)
+	case cflag != "" && prefix != "":
+		// A relative -c is under the prefix, -p or the compiled-in one
+		// (ngx_process_options: ngx_conf_full_name(cycle,
+		// &cycle->conf_file, 0); measured with Debian's nginx 1.22:
+		// "nginx -t -c nginx.conf" opens /usr/share/nginx/nginx.conf).
+		conf.path = filepath.Join(prefix, cflag)
 	case cflag == "" && err == nil && filepath.IsAbs(confPath):
 		conf.path = confPath
 	case cflag == "" && prefix != "" && confPath != "":

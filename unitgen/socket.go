@@ -107,6 +107,46 @@ type SocketOptions struct {
 	// ListenStream= expands it the same way (systemd.unit(5),
 	// "Specifiers"). A command given after -- has none.
 	Specifiers bool
+	// Unit is the unit converted (unit --from), nil for a command line:
+	// its WorkingDirectory= and Environment= are the daemon's, where
+	// gunicorn finds its default gunicorn.conf.py and GUNICORN_CMD_ARGS.
+	// A generated unit has neither: the daemon runs in /, systemd's
+	// default for a system service (systemd.exec(5), WorkingDirectory=).
+	Unit *Unit
+}
+
+// workDir is the daemon's working directory: the unit's
+// WorkingDirectory= when it is an absolute path, "/" without one, ""
+// when it cannot be told (~, a specifier).
+func (so SocketOptions) workDir() string {
+	if so.Unit == nil {
+		return "/"
+	}
+	d, ok := so.Unit.LastOf("Service", "WorkingDirectory")
+	if !ok || d.Value == "" {
+		return "/"
+	}
+	dir := strings.TrimPrefix(d.Value, "-")
+	if !filepath.IsAbs(dir) || strings.Contains(dir, "%") {
+		return ""
+	}
+	return dir
+}
+
+// env is the value of the unit's Environment= assignment of name.
+func (so SocketOptions) env(name string) string {
+	if so.Unit == nil {
+		return ""
+	}
+	v := ""
+	for _, d := range so.Unit.List("Service", "Environment") {
+		for _, w := range splitEnvWords(d.Value) {
+			if k, val, ok := strings.Cut(w, "="); ok && k == name {
+				v = val
+			}
+		}
+	}
+	return v
 }
 
 // specifierDirs are the specifiers systemd expands to an absolute
@@ -170,11 +210,11 @@ func SocketListens(argv []string, p signals.Preset, so SocketOptions) ([]Listen,
 	case p.Sockets == signals.SocketsNginxEnv:
 		found, err = nginxListens(so.Root, argv)
 	case p.Sockets == signals.SocketsFDBind:
-		return haproxyListens(so.Root, argv, given)
+		return haproxyListens(so.Root, argv, given, so.workDir())
 	case p.Name == "gunicorn":
-		found, err = gunicornListens(so.Root, argv, so.Specifiers)
+		found, err = gunicornListens(so.Root, argv, so)
 	case p.Name == "puma":
-		found, err = pumaListens(so.Root, argv, so.Specifiers)
+		found, err = pumaListens(so.Root, argv, so)
 	case p.Name == "uwsgi":
 		found, err = uwsgiListens(so.Root, argv, so.Specifiers)
 	case len(given) > 0:

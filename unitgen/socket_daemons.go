@@ -1,12 +1,15 @@
 package unitgen
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -202,8 +205,8 @@ func family(addr string) string {
 // bind its own socket, beside systemd's. So every bind must be fd@N, with
 // the N being 3, 4, ... for the ListenStream= lines in order, and the
 // addresses come from --listen: fd@N does not say which.
-func haproxyListens(root string, argv []string, given []Listen) ([]Listen, error) {
-	binds, files, err := haproxyBinds(root, argv)
+func haproxyListens(root string, argv []string, given []Listen, dir string) ([]Listen, error) {
+	binds, files, err := haproxyBinds(root, argv, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -274,53 +277,42 @@ var haproxySections = map[string]bool{
 	"cache": true, "ring": true, "http-errors": true, "crt-store": true, "log-forward": true,
 }
 
-func haproxyBinds(root string, argv []string) (binds []haproxyBind, read []string, err error) {
-	var files []string
-	for i := 1; i < len(argv); i++ {
-		a := argv[i]
-		if (a == "-f" || a == "-C") && i+1 < len(argv) {
-			i++
-			if a == "-f" {
-				files = append(files, argv[i])
-			}
-		} else if v, ok := strings.CutPrefix(a, "-f"); ok && v != "" {
-			files = append(files, v)
-		}
+// haproxyBinds reads the bind lines of the files an haproxy command line
+// loads, found as haproxy finds them (haproxyconf.Files, the reader the
+// supervisor uses too: -f, "--", -C DIR, a directory's *.cfg files).
+//
+// haproxy runs in dir, the unit's working directory ("" when it cannot
+// be told): a relative name without -C is under it, as under -C DIR.
+func haproxyBinds(root string, argv []string, dir string) (binds []haproxyBind, read []string, err error) {
+	if dir != "" {
+		// haproxy takes the last -C: one of the command's own wins.
+		argv = append([]string{argv[0], "-C", dir}, argv[1:]...)
+	}
+	files, glued := haproxyconf.Files(root, argv)
+	if len(glued) > 0 {
+		// haproxy takes the next word as the file or directory:
+		// measured with 2.6.12, "-f/etc/h.cfg -p F" loads a file
+		// named "-p".
+		return nil, nil, socketErrorf("--socket: HAProxy reads %s as %s followed by the next word, which becomes its argument: write %s %s", glued[0], glued[0][:2], glued[0][:2], glued[0][2:])
 	}
 	if len(files) == 0 {
 		return nil, nil, socketErrorf("--socket: the HAProxy command has no -f FILE: cannot read its bind lines")
 	}
 	var out []haproxyBind
-	for _, f := range files {
-		if strings.ContainsAny(f, "$%") {
-			return nil, nil, socketErrorf("--socket: HAProxy's -f %s is only known at run time: cannot read its bind lines", f)
+	for _, p := range files {
+		if strings.ContainsAny(p, "$%") {
+			return nil, nil, socketErrorf("--socket: HAProxy's configuration %s is only known at run time: cannot read its bind lines", p)
 		}
-		paths := []string{f}
-		full := f
-		if root != "" {
-			full = filepath.Join(root, f)
+		data, err := readUnder(root, p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--socket: cannot read HAProxy's configuration %s: %w", p, UnwrapPath(err))
 		}
-		if st, err := os.Stat(full); err == nil && st.IsDir() {
-			// A directory: its *.cfg files in lexical order (haproxy(1), -f).
-			m, _ := filepath.Glob(filepath.Join(full, "*.cfg"))
-			sort.Strings(m)
-			paths = nil
-			for _, p := range m {
-				paths = append(paths, filepath.Join(f, filepath.Base(p)))
-			}
+		binds, err := haproxyFileBinds(p, string(data))
+		if err != nil {
+			return nil, nil, err
 		}
-		for _, p := range paths {
-			data, err := readUnder(root, p)
-			if err != nil {
-				return nil, nil, fmt.Errorf("--socket: cannot read HAProxy's configuration %s: %w", p, UnwrapPath(err))
-			}
-			binds, err := haproxyFileBinds(p, string(data))
-			if err != nil {
-				return nil, nil, err
-			}
-			out = append(out, binds...)
-			read = append(read, p)
-		}
+		out = append(out, binds...)
+		read = append(read, p)
 	}
 	return out, read, nil
 }
@@ -340,10 +332,10 @@ func haproxyFileBinds(path, data string) ([]haproxyBind, error) {
 		if haproxySections[f[0]] {
 			section = f[0]
 			if f[0] == "listen" && len(f) > 2 {
-				// The old form "listen NAME ADDR" binds ADDR.
-				for _, a := range strings.Split(f[2], ",") {
-					out = append(out, haproxyBind{addr: a, raw: strings.Join(f[2:], " "), from: from})
-				}
+				// The old form "listen NAME ADDR": haproxy 2.6 refuses it
+				// (measured with 2.6.12: "please use the 'bind' keyword
+				// for listening addresses").
+				return nil, socketErrorf("--socket: %s: haproxy 2.6 refuses an address on the listen line (%s): move it to a bind line in the section", from, haproxyconf.Quote(f[2]))
 			}
 			continue
 		}
@@ -407,59 +399,68 @@ func haproxyAddr(a string) (string, error) {
 	return hostPort(a, 0)
 }
 
-// gunicornListens reads gunicorn's -b/--bind flags, or bind = in the -c
-// configuration file; gunicorn's default is 127.0.0.1:8000 (docs,
-// settings "bind"). gunicorn serves every socket systemd passes, whatever
-// --bind says (gunicorn/arbiter.py), but --bind is where the operator
-// said it should listen.
-func gunicornListens(root string, argv []string, specifiers bool) ([]Listen, error) {
-	var binds []Listen
-	backlog := 0
-	conf := ""
-	for i := 1; i < len(argv); i++ {
-		a := argv[i]
-		name, val, glued := strings.Cut(a, "=")
-		if !glued && i+1 < len(argv) {
-			val = argv[i+1]
-		}
-		if strings.HasPrefix(a, "-b") && len(a) > 2 && !strings.HasPrefix(a, "--") {
-			name, val, glued = "-b", a[2:], true
-		}
-		switch name {
-		case "-b", "--bind", "--backlog", "-c", "--config":
-			if !glued {
-				i++
-			}
-		default:
-			continue
-		}
-		switch name {
-		case "-b", "--bind":
-			binds = append(binds, Listen{Addr: val, From: name + " " + val})
-		case "--backlog":
-			backlog, _ = strconv.Atoi(val)
-		case "-c", "--config":
-			conf = val
-		}
+// gunicornListens reads where gunicorn binds, with gunicorn 20's
+// precedence (gunicorn/app/base.py, load_config): the configuration file,
+// then GUNICORN_CMD_ARGS, then the command line, each overriding the one
+// before; gunicorn's default is 127.0.0.1:8000 (docs, settings "bind").
+// The file is -c FILE (on the command line, else in GUNICORN_CMD_ARGS),
+// else gunicorn.conf.py in the working directory when there is one
+// (get_default_config_file). Measured with gunicorn 20.1 (--print-config):
+// a ./gunicorn.conf.py's bind and backlog apply without -c, a -b on the
+// command line overrides its bind but keeps its backlog, and
+// GUNICORN_CMD_ARGS's -c and --bind count. gunicorn serves every socket
+// systemd passes, whatever --bind says (gunicorn/arbiter.py), but --bind
+// is where the operator said it should listen.
+func gunicornListens(root string, argv []string, so SocketOptions) ([]Listen, error) {
+	cli := gunicornArgs(argv[1:], "")
+	envArgs := so.env("GUNICORN_CMD_ARGS")
+	env := gunicornArgs(strings.Fields(envArgs), "GUNICORN_CMD_ARGS ")
+	conf, explicit := cli.conf, true
+	if conf == "" {
+		conf = env.conf
 	}
-	if len(binds) == 0 && conf != "" {
-		if strings.HasPrefix(conf, "python:") || !filepath.IsAbs(conf) {
+	if conf == "" {
+		conf, explicit = "gunicorn.conf.py", false
+	}
+	var file gunicornSettings
+	needBinds := len(cli.binds) == 0 && len(env.binds) == 0
+	dir := so.workDir()
+	switch {
+	case strings.HasPrefix(conf, "python:") || !filepath.IsAbs(conf) && dir == "":
+		if explicit && needBinds {
 			return nil, unreadf("--socket: gunicorn's -c %s is not an absolute file: cannot read its bind; pass --bind on the command line or --listen ADDR", conf)
 		}
+		if needBinds {
+			wd, _ := so.Unit.LastOf("Service", "WorkingDirectory")
+			return nil, unreadf("--socket: gunicorn reads %s from its working directory, which graceshim cannot tell (WorkingDirectory=%s): pass --bind on the command line or --listen ADDR", conf, wd.Value)
+		}
+	default:
+		rel := !filepath.IsAbs(conf)
+		if rel {
+			conf = filepath.Join(dir, conf)
+		}
 		data, err := readUnder(root, conf)
-		if err != nil {
-			return nil, fmt.Errorf("--socket: cannot read gunicorn's configuration %s: %w", conf, UnwrapPath(err))
-		}
-		if m := gunicornBindRe.FindStringSubmatch(string(data)); m != nil {
-			for _, q := range quotedRe.FindAllStringSubmatch(m[1], -1) {
-				binds = append(binds, Listen{Addr: q[2], From: conf + ": bind"})
+		switch {
+		case err != nil && explicit && rel:
+			return nil, unreadf("--socket: gunicorn reads its -c from its working directory, %s: cannot read %s (%v): pass --listen ADDR", dir, conf, UnwrapPath(err))
+		case err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)):
+			if needBinds || explicit {
+				return nil, fmt.Errorf("--socket: cannot read gunicorn's configuration %s: %w", conf, UnwrapPath(err))
 			}
-			if len(binds) == 0 {
-				return nil, unreadf("--socket: %s: bind = %s is not a quoted address or a list of them: pass --listen ADDR", conf, m[1])
+		case err == nil:
+			file, err = gunicornFile(conf, string(data))
+			if err != nil && needBinds {
+				return nil, err
 			}
 		}
-		if m := gunicornBacklogRe.FindStringSubmatch(string(data)); m != nil {
-			backlog, _ = strconv.Atoi(m[1])
+	}
+	binds, backlog := file.binds, file.backlog
+	for _, a := range []gunicornSettings{env, cli} {
+		if len(a.binds) > 0 {
+			binds = a.binds
+		}
+		if a.backlog > 0 {
+			backlog = a.backlog
 		}
 	}
 	if len(binds) == 0 {
@@ -469,7 +470,7 @@ func gunicornListens(root string, argv []string, specifiers bool) ([]Listen, err
 		switch {
 		case strings.HasPrefix(b.Addr, "unix:"):
 			binds[i].Addr = strings.TrimPrefix(b.Addr, "unix:")
-			if !unixPathOK(binds[i].Addr, specifiers && strings.HasPrefix(b.From, "-")) {
+			if !unixPathOK(binds[i].Addr, so.Specifiers && strings.HasPrefix(b.From, "-")) {
 				return nil, socketErrorf("--socket: %s: a socket unit needs an absolute path", b.From)
 			}
 		case strings.HasPrefix(b.Addr, "fd://"):
@@ -486,31 +487,107 @@ func gunicornListens(root string, argv []string, specifiers bool) ([]Listen, err
 	return dedupe(binds), nil
 }
 
+// gunicornSettings are the settings of one source that decide the socket
+// unit.
+type gunicornSettings struct {
+	binds   []Listen
+	backlog int
+	conf    string
+}
+
+// gunicornArgs reads -b/--bind, --backlog and -c/--config from words of
+// gunicorn's command line (argparse: "-b ADDR", "-bADDR", "--bind ADDR",
+// "--bind=ADDR"); from prefixes where each was read.
+func gunicornArgs(words []string, from string) gunicornSettings {
+	var g gunicornSettings
+	for i := 0; i < len(words); i++ {
+		a := words[i]
+		name, val, glued := strings.Cut(a, "=")
+		if !strings.HasPrefix(a, "--") && len(a) > 2 && (strings.HasPrefix(a, "-b") || strings.HasPrefix(a, "-c")) {
+			name, val, glued = a[:2], a[2:], true
+		}
+		switch name {
+		case "-b", "--bind", "--backlog", "-c", "--config":
+		default:
+			continue
+		}
+		if !glued {
+			if i+1 >= len(words) {
+				break
+			}
+			i++
+			val = words[i]
+		}
+		switch name {
+		case "-b", "--bind":
+			g.binds = append(g.binds, Listen{Addr: val, From: from + name + " " + val})
+		case "--backlog":
+			g.backlog, _ = strconv.Atoi(val)
+		case "-c", "--config":
+			g.conf = val
+		}
+	}
+	return g
+}
+
+// gunicornFile reads bind = and backlog = of a gunicorn configuration
+// file, Python in which the last assignment wins.
+func gunicornFile(conf, data string) (gunicornSettings, error) {
+	var g gunicornSettings
+	if ms := gunicornBindRe.FindAllStringSubmatch(data, -1); ms != nil {
+		m := ms[len(ms)-1]
+		for _, q := range quotedRe.FindAllStringSubmatch(m[1], -1) {
+			g.binds = append(g.binds, Listen{Addr: q[2], From: conf + ": bind"})
+		}
+		if len(g.binds) == 0 {
+			return g, unreadf("--socket: %s: bind = %s is not a quoted address or a list of them: pass --listen ADDR", conf, m[1])
+		}
+	}
+	if ms := gunicornBacklogRe.FindAllStringSubmatch(data, -1); ms != nil {
+		g.backlog, _ = strconv.Atoi(ms[len(ms)-1][1])
+	}
+	return g, nil
+}
+
 var (
 	gunicornBindRe    = regexp.MustCompile(`(?m)^bind\s*=\s*(.+)$`)
 	gunicornBacklogRe = regexp.MustCompile(`(?m)^backlog\s*=\s*(\d+)`)
 	quotedRe          = regexp.MustCompile(`(["'])([^"']*)(["'])`)
-	pumaBindRe        = regexp.MustCompile(`(?m)^\s*bind\s*\(?\s*["']([^"']+)["']`)
-	pumaPortRe        = regexp.MustCompile(`(?m)^\s*port\s*\(?\s*(\d+)`)
+	// bind "URI", or port N with an optional "HOST".
+	pumaBindRe = regexp.MustCompile(`(?m)^\s*(bind|port)\s*\(?\s*(?:["']([^"']+)["']|(\d+)(?:\s*,\s*["']([^"']+)["'])?)`)
 )
 
-// pumaListens reads puma's -b/--bind URIs and -p/--port, or bind and port
-// in the -C configuration; puma's default is tcp://0.0.0.0:9292. puma
-// matches systemd's sockets to its binds (lib/puma/binder.rb; docs/
-// systemd.md's puma.socket lists the same ports as the binds).
-func pumaListens(root string, argv []string, specifiers bool) ([]Listen, error) {
+// pumaListens reads puma's binds as puma 5 does (lib/puma/cli.rb,
+// configuration.rb, dsl.rb): -b/--bind URIs and -p/--port on the command
+// line replace those of the configuration; the configuration is each -C
+// FILE ("-C -" for none), else the first of config/puma/ENV.rb and
+// config/puma.rb in the working directory (ENV from -e, else APP_ENV,
+// RACK_ENV, RAILS_ENV, else development); in it, bind URI and port N
+// [, HOST] (HOST 0.0.0.0 by default) each add a bind. puma's default is
+// tcp://0.0.0.0:9292. Measured with Debian 12's puma 5.6.5: without -C
+// it listened where config/puma.rb said, or config/puma/production.rb
+// with RACK_ENV=production or -e production, and -b or -p replaced the
+// file's binds. puma matches systemd's sockets to its binds
+// (lib/puma/binder.rb; docs/systemd.md's puma.socket lists the same
+// ports as the binds).
+func pumaListens(root string, argv []string, so SocketOptions) ([]Listen, error) {
 	var binds []Listen
+	var confs []string
 	backlog := 0
-	conf := ""
+	env := ""
 	for i := 1; i < len(argv); i++ {
 		name, val, glued := strings.Cut(argv[i], "=")
-		if !glued && i+1 < len(argv) {
-			val = argv[i+1]
+		if !strings.HasPrefix(name, "--") && len(name) > 2 && strings.ContainsRune("bpCe", rune(name[1])) {
+			name, val, glued = argv[i][:2], argv[i][2:], true
 		}
 		switch name {
-		case "-b", "--bind", "-p", "--port", "-C", "--config":
+		case "-b", "--bind", "-p", "--port", "-C", "--config", "-e", "--environment":
 			if !glued {
+				if i+1 >= len(argv) {
+					continue
+				}
 				i++
+				val = argv[i]
 			}
 		default:
 			continue
@@ -521,22 +598,53 @@ func pumaListens(root string, argv []string, specifiers bool) ([]Listen, error) 
 		case "-p", "--port":
 			binds = append(binds, Listen{Addr: "tcp://0.0.0.0:" + val, From: name + " " + val})
 		case "-C", "--config":
-			conf = val
+			confs = append(confs, val)
+		case "-e", "--environment":
+			env = val
 		}
 	}
-	if len(binds) == 0 && conf != "" && filepath.IsAbs(conf) {
+	dir := so.workDir()
+	if len(binds) == 0 && len(confs) == 0 {
+		if env == "" {
+			env = cmp.Or(so.env("APP_ENV"), so.env("RACK_ENV"), so.env("RAILS_ENV"), "development")
+		}
+		if dir == "" {
+			wd, _ := so.Unit.LastOf("Service", "WorkingDirectory")
+			return nil, unreadf("--socket: puma reads config/puma.rb from its working directory, which graceshim cannot tell (WorkingDirectory=%s): pass -b on the command line or --listen ADDR", wd.Value)
+		}
+		for _, f := range []string{"config/puma/" + env + ".rb", "config/puma.rb"} {
+			if _, err := os.Stat(filepath.Join(root, dir, f)); err == nil {
+				confs = []string{filepath.Join(dir, f)}
+				break
+			}
+		}
+	}
+	if len(confs) == 1 && confs[0] == "-" || len(binds) > 0 {
+		// No configuration, or the command line's binds replace its.
+		confs = nil
+	}
+	for _, conf := range confs {
+		rel := !filepath.IsAbs(conf)
+		if rel {
+			if dir == "" {
+				return nil, unreadf("--socket: puma's -C %s is not an absolute path: cannot read its binds; pass --listen ADDR", conf)
+			}
+			conf = filepath.Join(dir, conf)
+		}
 		data, err := readUnder(root, conf)
+		if err != nil && rel {
+			return nil, unreadf("--socket: puma reads its -C from its working directory, %s: cannot read %s (%v): pass --listen ADDR", dir, conf, UnwrapPath(err))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("--socket: cannot read puma's configuration %s: %w", conf, UnwrapPath(err))
 		}
 		for _, m := range pumaBindRe.FindAllStringSubmatch(string(data), -1) {
-			binds = append(binds, Listen{Addr: m[1], From: conf + ": bind"})
+			if m[1] == "bind" {
+				binds = append(binds, Listen{Addr: m[2], From: conf + ": bind"})
+			} else {
+				binds = append(binds, Listen{Addr: "tcp://" + net.JoinHostPort(cmp.Or(m[4], "0.0.0.0"), m[3]), From: conf + ": port"})
+			}
 		}
-		for _, m := range pumaPortRe.FindAllStringSubmatch(string(data), -1) {
-			binds = append(binds, Listen{Addr: "tcp://0.0.0.0:" + m[1], From: conf + ": port"})
-		}
-	} else if len(binds) == 0 && conf != "" {
-		return nil, unreadf("--socket: puma's -C %s is not an absolute path: cannot read its binds; pass --listen ADDR", conf)
 	}
 	if len(binds) == 0 {
 		binds = []Listen{{Addr: "tcp://0.0.0.0:9292", From: "puma's default bind"}}
@@ -549,7 +657,7 @@ func pumaListens(root string, argv []string, specifiers bool) ([]Listen, error) 
 		switch {
 		case strings.HasPrefix(u, "unix://"):
 			binds[i].Addr = strings.TrimPrefix(u, "unix://")
-			if !unixPathOK(binds[i].Addr, specifiers && strings.HasPrefix(b.From, "-")) {
+			if !unixPathOK(binds[i].Addr, so.Specifiers && strings.HasPrefix(b.From, "-")) {
 				return nil, socketErrorf("--socket: %s: a socket unit needs an absolute path", b.From)
 			}
 		case strings.HasPrefix(u, "tcp://"):
@@ -577,57 +685,40 @@ func pumaListens(root string, argv []string, specifiers bool) ([]Listen, error) 
 // --protocol=http, and HTTP and uwsgi sockets cannot be mixed. --http
 // runs uWSGI's HTTP router, a process of its own that binds itself.
 func uwsgiListens(root string, argv []string, specifiers bool) ([]Listen, error) {
-	type opt struct{ name, val, from string }
-	var opts []opt
-	for i := 1; i < len(argv); i++ {
-		name, val, glued := strings.Cut(argv[i], "=")
-		if !strings.HasPrefix(name, "-") {
-			continue
+	// The options of the command line and of the files it loads, read
+	// as for the hook (uwsgiOptions).
+	opts, cannot := uwsgiOptions(root, argv)
+	if cannot != "" {
+		if format, _ := uwsgiFormat(cannot); format != "" {
+			return nil, unreadf("--socket: uWSGI loads %s as %s, which graceshim does not read: name its sockets on the command line (--http-socket/--socket) or in an ini file, or pass --listen ADDR", cannot, format)
 		}
-		if !glued && i+1 < len(argv) && !strings.HasPrefix(argv[i+1], "-") {
-			val = argv[i+1]
-			i++
-		}
-		opts = append(opts, opt{strings.TrimLeft(name, "-"), val, name + " " + val})
-		if name == "--ini" {
-			// The section uWSGI reads and the files it loads from
-			// there, as for the hook (uwsgiIniOptions).
-			ini, cannot := uwsgiIniOptions(root, []string{val})
-			if cannot != "" {
-				return nil, unreadf("--socket: graceshim cannot read uWSGI's configuration %s (not an absolute file, a specifier, or unreadable): pass --listen ADDR", cannot)
-			}
-			for _, o := range ini {
-				opts = append(opts, opt{o.key, o.value, o.from})
-			}
-		}
+		return nil, unreadf("--socket: graceshim cannot read uWSGI's configuration %s (not an absolute file, a specifier, unreadable, or after an option graceshim does not know): pass --listen ADDR", cannot)
 	}
 	var out []Listen
 	backlog, protocol := 0, ""
 	var httpFrom, uwsgiFrom string
 	for _, o := range opts {
-		switch o.name {
-		case "yaml", "xml", "json":
-			return nil, unreadf("--socket: uWSGI reads its sockets from --%s %s, which graceshim does not read: give --http-socket/--socket on the command line, or --listen ADDR", o.name, o.val)
+		switch o.key {
 		case "http", "https":
-			return nil, socketErrorf("--socket: %s: uWSGI's %s option runs its HTTP router, a process that binds its own socket: use http-socket to serve HTTP from the socket systemd passes", o.from, o.name)
-		case "listen", "l":
-			backlog, _ = strconv.Atoi(o.val)
-		case "protocol":
-			protocol = o.val
-		case "http-socket", "socket", "s", "uwsgi-socket":
-			if o.name == "http-socket" {
+			return nil, socketErrorf("--socket: %s: uWSGI's %s option runs its HTTP router, a process that binds its own socket: use http-socket to serve HTTP from the socket systemd passes", o.from, o.key)
+		case "listen":
+			backlog, _ = strconv.Atoi(o.value)
+		case "protocol", "socket-protocol":
+			protocol = o.value
+		case "http-socket", "socket", "uwsgi-socket":
+			if o.key == "http-socket" {
 				httpFrom = o.from
 			} else {
 				uwsgiFrom = o.from
 			}
 			l := Listen{From: o.from}
 			switch {
-			case unixPathOK(o.val, specifiers && strings.HasPrefix(o.from, "-")):
-				l.Addr = o.val
-			case strings.HasPrefix(o.val, "@"):
+			case unixPathOK(o.value, specifiers && strings.HasPrefix(o.from, "-")):
+				l.Addr = o.value
+			case strings.HasPrefix(o.value, "@"):
 				return nil, socketErrorf("--socket: %s: an abstract unix socket; a socket unit here holds TCP and unix path sockets", o.from)
 			default:
-				addr, err := hostPort(o.val, 0)
+				addr, err := hostPort(o.value, 0)
 				if err != nil {
 					return nil, socketErrorf("--socket: %s: %v", o.from, err)
 				}

@@ -23,20 +23,12 @@ const uwsgiHookFix = `start uwsgi with --master --hook-master-start "unix_signal
 
 // uwsgiHooked says whether a uWSGI command line runs the hook that makes
 // SIGTERM its graceful stop: on the command line, or in an ini file it
-// names (see uwsgiIniFiles). cannot names a configuration file lint
+// loads (see uwsgiOptions). cannot names a configuration file lint
 // cannot read (a specifier such as %i.ini, a variable, a relative path,
 // an unreadable file, a YAML, JSON or XML file): then it cannot tell, and hooked
 // is false. dieOnTerm says --die-on-term (die-on-term = true) was seen.
 func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot string) {
-	for _, a := range cmd[min(1, len(cmd)):] {
-		if strings.Contains(a, uwsgiHook) {
-			return true, false, ""
-		}
-		if a == "--die-on-term" {
-			dieOnTerm = true
-		}
-	}
-	opts, cannot := uwsgiConfigOptions(root, cmd)
+	opts, cannot := uwsgiOptions(root, cmd)
 	for _, o := range opts {
 		switch {
 		case strings.HasPrefix(o.key, "hook-") && strings.Contains(o.value, uwsgiHook):
@@ -48,64 +40,161 @@ func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot stri
 	return false, dieOnTerm, cannot
 }
 
-// uwsgiIniFiles are the ini files a uWSGI command line names: --ini FILE,
-// --ini=FILE (or with one dash), --include or --inherit with an ini
-// file, or a bare FILE.ini. other is a configuration file it names in a
-// format graceshim does not read (--yaml, --json, --xml, --config, a bare
-// FILE.yaml...; uwsgi --help, and measured: uWSGI 2.0.21 loads a bare
-// app.yaml as YAML): what it sets cannot be told.
-func uwsgiIniFiles(cmd []string) (inis []string, other string) {
-	isIni := func(f string) bool {
-		if i := strings.LastIndexByte(f, ':'); i > strings.LastIndexByte(f, '/') {
-			f = f[:i] // FILE.ini:SECTION
-		}
-		return strings.HasSuffix(f, ".ini")
+// uwsgiNoArg are the uWSGI options that take no argument on the command
+// line, so that the word after them is an argument of its own: a bare
+// FILE.ini is loaded. Measured with Debian 12's uWSGI 2.0.21: `uwsgi
+// --NAME inc.ini --get socket` printed inc.ini's socket for each of
+// these; log-date and chmod-socket take an optional argument, which
+// getopt_long takes only glued (--log-date=FORMAT). Every other option
+// takes the next word (`--touch-reload app.ini` loads nothing).
+var uwsgiNoArg = map[string]bool{
+	"master": true, "vacuum": true, "die-on-term": true, "enable-threads": true, "lazy-apps": true,
+	"lazy": true, "need-app": true, "strict": true, "single-interpreter": true, "thunder-lock": true,
+	"harakiri-verbose": true, "memory-report": true, "no-orphans": true, "auto-procname": true,
+	"log-date": true, "chmod-socket": true, "chmod": true, "show-config": true, "no-default-app": true,
+	"catch-exceptions": true, "disable-logging": true, "reload-on-exception": true, "so-keepalive": true,
+	"log-x-forwarded-for": true, "close-on-exec": true, "ignore-sigpipe": true, "ignore-write-errors": true,
+	"disable-write-exception": true, "manage-script-name": true, "skip-atexit": true, "log-master": true,
+	"threaded-logger": true, "honour-stdin": true, "cheap": true, "reuse-port": true, "tcp-nodelay": true,
+}
+
+// uwsgiArg are options known to take an argument that may name a file
+// ending in .ini without loading it (measured as for uwsgiNoArg: the
+// file was not loaded), besides those that load one.
+var uwsgiArg = map[string]bool{
+	"touch-reload": true, "touch-chain-reload": true, "fs-reload": true, "logto": true, "logto2": true,
+	"pidfile": true, "pidfile2": true, "safe-pidfile": true, "daemonize": true, "daemonize2": true,
+	"chdir": true, "chdir2": true, "fallback-config": true, "emperor": true, "env": true, "stats": true,
+	"wsgi-file": true, "module": true, "pythonpath": true, "home": true, "virtualenv": true, "venv": true,
+}
+
+// uwsgiShort are uWSGI's one-letter options (core/uwsgi.c, the option
+// table's short names) that matter here; uwsgiShortNoArg take no argument.
+var (
+	uwsgiShort      = map[byte]string{'s': "socket", 'l': "listen", 'x': "xml", 'y': "yaml", 'j': "json", 'M': "master", 'd': "daemonize"}
+	uwsgiShortNoArg = map[byte]bool{'M': true, 'T': true, 'i': true, 'm': true, 'c': true, 'a': true, 'C': true, 'L': true}
+)
+
+// uwsgiFormat names the format uWSGI loads a configuration file in by
+// its name ("" for an ini file; uwsgi's magic loading of a bare argument
+// and --include go by the extension: measured with uWSGI 2.0.21, a bare
+// app.yaml, app.yml, app.json and app.xml each loaded, app.conf did not).
+func uwsgiFormat(f string) (format string, config bool) {
+	if i := strings.LastIndexByte(f, ':'); i > strings.LastIndexByte(f, '/') {
+		f = f[:i] // FILE.ini:SECTION
 	}
-	add := func(f string) {
-		if isIni(f) {
-			inis = append(inis, f)
-		} else if other == "" {
+	switch filepath.Ext(f) {
+	case ".ini":
+		return "", true
+	case ".yaml", ".yml":
+		return "YAML", true
+	case ".json", ".js":
+		return "JSON", true
+	case ".xml":
+		return "XML", true
+	}
+	return "", false
+}
+
+// uwsgiOptions reads a uWSGI command line as uWSGI 2.0 does, and the ini
+// files it loads: the options in order, each file's where it is loaded.
+// cannot names a file whose options cannot be told: an ini file graceshim
+// cannot read (see uwsgiIniOptions) first, else one in another format.
+//
+// uWSGI parses its command line with getopt_long (core/uwsgi.c): a long
+// option's argument is glued (--socket=ADDR) or the next word, whatever
+// it looks like, unless the option takes none (uwsgiNoArg); "-sADDR" and
+// "-s ADDR" are short options, so "-ini" is -i -n -i (measured: "invalid
+// option -- 'n'"). The words left over, which getopt moves after the
+// options, are loaded as configuration files by their extension
+// (uwsgi_opt_load on each "lazy" argument): FILE.ini, .yaml/.yml,
+// .json/.js, .xml; anything else is left to plugins (app.py). Files are
+// loaded by --ini (ini, FILE:SECTION), --include and --inherit (by the
+// extension), --yaml/-y, --json/-j, --xml/-x and --config (the pluggable
+// loaders, which graceshim does not read).
+func uwsgiOptions(root string, cmd []string) (opts []iniOption, cannot string) {
+	var other string
+	var bare []string
+	load := func(f string) {
+		format, config := uwsgiFormat(f)
+		switch {
+		case config && format == "":
+			ini, c := uwsgiIniOptions(root, []string{f})
+			opts = append(opts, ini...)
+			if cannot == "" {
+				cannot = c
+			}
+		case other == "":
 			other = f
 		}
 	}
+	add := func(name, val, from string) {
+		switch name {
+		case "ini":
+			ini, c := uwsgiIniOptions(root, []string{val})
+			opts = append(opts, ini...)
+			if cannot == "" {
+				cannot = c
+			}
+		case "include", "inherit":
+			load(val)
+		case "yaml", "yml", "json", "js", "xml", "xmlconfig", "config", "ini-paste", "ini-paste-logged":
+			if other == "" {
+				other = val
+			}
+		}
+		opts = append(opts, iniOption{name, val, from})
+	}
 	for i := 1; i < len(cmd); i++ {
 		a := cmd[i]
-		name, value, glued := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") {
-			switch filepath.Ext(a) {
-			case ".ini", ".xml", ".yaml", ".yml", ".json", ".js":
-				add(a)
+		switch {
+		case a == "--":
+			bare = append(bare, cmd[i+1:]...)
+			i = len(cmd)
+		case strings.HasPrefix(a, "--"):
+			name, val, glued := strings.Cut(a[2:], "=")
+			if !glued && !uwsgiNoArg[name] && i+1 < len(cmd) {
+				i++
+				val = cmd[i]
+				if _, config := uwsgiFormat(val); config && !uwsgiArg[name] && !strings.HasPrefix(name, "hook-") && other == "" {
+					switch name {
+					case "ini", "include", "inherit", "yaml", "yml", "json", "js", "xml", "xmlconfig", "config":
+					default:
+						// An option graceshim does not know: if it
+						// takes no argument, uWSGI loads val.
+						other = val
+					}
+				}
 			}
-			continue
-		}
-		switch name {
-		case "ini", "include", "inherit", "yaml", "yml", "y", "json", "js", "j", "xml", "xmlconfig", "x", "config", "ini-paste", "ini-paste-logged":
+			add(name, val, "--"+name+" "+val)
+		case len(a) > 1 && a[0] == '-':
+			for j := 1; j < len(a); j++ {
+				c := a[j]
+				name, ok := uwsgiShort[c]
+				if !ok {
+					name = string(c)
+				}
+				if uwsgiShortNoArg[c] {
+					add(name, "", "-"+string(c))
+					continue
+				}
+				val := a[j+1:]
+				if val == "" && i+1 < len(cmd) {
+					i++
+					val = cmd[i]
+				}
+				add(name, val, "-"+string(c)+" "+val)
+				break
+			}
 		default:
-			continue
-		}
-		if !glued {
-			if i+1 >= len(cmd) {
-				continue
-			}
-			i++
-			value = cmd[i]
-		}
-		if name == "ini" {
-			inis = append(inis, value)
-		} else {
-			add(value)
+			bare = append(bare, a)
 		}
 	}
-	return inis, other
-}
-
-// uwsgiConfigOptions are the options of the ini files a uWSGI command
-// line names (uwsgiIniFiles, uwsgiIniOptions); cannot names a file whose
-// options cannot be told: an ini file it cannot read first, else one in
-// another format.
-func uwsgiConfigOptions(root string, cmd []string) (opts []iniOption, cannot string) {
-	inis, other := uwsgiIniFiles(cmd)
-	opts, cannot = uwsgiIniOptions(root, inis)
+	for _, b := range bare {
+		if _, config := uwsgiFormat(b); config && !strings.HasPrefix(b, "[") {
+			load(b)
+		}
+	}
 	if cannot == "" {
 		cannot = other
 	}
@@ -178,8 +267,23 @@ func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot strin
 			}
 			k, v, _ := strings.Cut(line, "=")
 			o := iniOption{strings.TrimSpace(k), expandPlaceholders(strings.TrimSpace(v), opts), fmt.Sprintf("%s:%d", file, n+1)}
-			if o.key == "ini" || o.key == "inherit" {
+			// Files an ini file loads, as the command line's options
+			// do (measured with uWSGI 2.0.21: include = FILE.ini,
+			// include = FILE.yaml and yaml = FILE each loaded FILE).
+			switch format, config := uwsgiFormat(o.value); o.key {
+			case "ini":
 				inis = append(inis, o.value)
+			case "include", "inherit":
+				switch {
+				case config && format == "":
+					inis = append(inis, o.value)
+				case config && cannot == "":
+					cannot = o.value
+				}
+			case "yaml", "yml", "json", "js", "xml", "xmlconfig", "config":
+				if cannot == "" {
+					cannot = o.value
+				}
 			}
 			opts = append(opts, o)
 		}
@@ -301,13 +405,7 @@ var uwsgiSocketOptions = map[string]bool{
 // command line or in an ini file it names; cannot names an ini file it
 // cannot read (see uwsgiHooked).
 func uwsgiNamesSocket(root string, cmd []string) (named bool, cannot string) {
-	for _, a := range cmd[min(1, len(cmd)):] {
-		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if strings.HasPrefix(a, "-") && uwsgiSocketOptions[name] {
-			return true, ""
-		}
-	}
-	opts, cannot := uwsgiConfigOptions(root, cmd)
+	opts, cannot := uwsgiOptions(root, cmd)
 	for _, o := range opts {
 		if uwsgiSocketOptions[o.key] {
 			return true, ""

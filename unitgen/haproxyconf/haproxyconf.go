@@ -255,13 +255,8 @@ func (p *condParser) term() (bool, bool) {
 // -L, while HAPROXY_MWORKER and HAPROXY_CFGFILES are not yet set).
 func Env(argv, env []string) []string {
 	peer, _ := os.Hostname()
-	for i := 1; i+1 < len(argv); i++ {
-		if argv[i] == "--" {
-			break
-		}
-		if argv[i] == "-L" {
-			peer = argv[i+1]
-		}
+	if a := parseArgs(argv); a.set {
+		peer = a.peer
 	}
 	return append(slices.Clip(env), "HAPROXY_LOCALPEER="+peer)
 }

@@ -1,0 +1,112 @@
+package unitgen
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/graceshim/graceshim/signals"
+)
+
+// TestGunicornListensSources: `unit --socket` reads gunicorn's bind and
+// backlog from where gunicorn 20 reads them, in its order (see
+// gunicornListens): the unit's working directory's gunicorn.conf.py
+// without -c, GUNICORN_CMD_ARGS from its Environment=, the command line.
+// Each want was what gunicorn 20.1 printed, and the test checks it again
+// against the gunicorn installed (CI installs it: .ci/install-deps):
+// `gunicorn --print-config ARGS app:app` in the working directory with
+// that environment prints the bind and backlog it would use.
+func TestGunicornListensSources(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		// As a project's gunicorn.conf.py beside its code.
+		"gunicorn.conf.py": "# Settings for the app server.\nimport multiprocessing\n\nbind = \"127.0.0.1:18941\"\nworkers = multiprocessing.cpu_count() * 2 + 1\nbacklog = 512\n",
+		"other.py":         "bind = ['127.0.0.1:18944', 'unix:/run/gunicorn-test.sock']\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	preset, _ := signals.Lookup("gunicorn")
+	for _, tc := range []struct {
+		name    string
+		wd, env string // WorkingDirectory= (D for dir), GUNICORN_CMD_ARGS
+		args    []string
+		want    []string
+		backlog int
+	}{
+		{"the working directory's gunicorn.conf.py", "D", "", nil, []string{"127.0.0.1:18941"}, 512},
+		{"-b over the file's bind, not its backlog", "D", "", []string{"-b", "127.0.0.1:18945"}, []string{"127.0.0.1:18945"}, 512},
+		{"-c in GUNICORN_CMD_ARGS", "", "-c D/other.py", nil, []string{"127.0.0.1:18944", "/run/gunicorn-test.sock"}, 0},
+		{"--bind in GUNICORN_CMD_ARGS over the file", "D", "--bind=127.0.0.1:18942", nil, []string{"127.0.0.1:18942"}, 512},
+		{"the command line over GUNICORN_CMD_ARGS", "D", "--bind=127.0.0.1:18942 --backlog 64", []string{"--bind=127.0.0.1:18943"}, []string{"127.0.0.1:18943"}, 64},
+		{"no working directory: /", "", "", nil, []string{"127.0.0.1:8000"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wd := strings.ReplaceAll(tc.wd, "D", dir)
+			env := strings.ReplaceAll(tc.env, "D", dir)
+			text := "[Service]\nExecStart=/usr/bin/gunicorn app:app\n"
+			if wd != "" {
+				text += "WorkingDirectory=" + wd + "\n"
+			}
+			if env != "" {
+				text += "Environment=\"GUNICORN_CMD_ARGS=" + env + "\"\n"
+			}
+			u, _, err := Parse("app.service", []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			argv := append(append([]string{"/usr/bin/gunicorn"}, tc.args...), "app:app")
+			ls, err := SocketListens(argv, preset, SocketOptions{Unit: u})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, l := range ls {
+				got = append(got, l.Addr)
+				if l.Backlog != tc.backlog {
+					t.Errorf("%s: backlog %d, want %d", l.Addr, l.Backlog, tc.backlog)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("listens %q, want %q", got, tc.want)
+			}
+			gunicorn, err := exec.LookPath("gunicorn")
+			if err != nil {
+				t.Skip("gunicorn is not installed: the want is not checked against it")
+			}
+			cmd := exec.Command(gunicorn, append(append([]string{"--print-config"}, tc.args...), "app:app")...)
+			cmd.Dir = "/"
+			if wd != "" {
+				cmd.Dir = wd
+			}
+			cmd.Env = append(os.Environ(), "GUNICORN_CMD_ARGS="+env)
+			// It prints the settings before it imports the app, which
+			// is not there: its exit status says nothing here.
+			out, _ := cmd.CombinedOutput()
+			bind := regexp.MustCompile(`(?m)^bind\s+= \[(.*)\]$`).FindSubmatch(out)
+			backlog := regexp.MustCompile(`(?m)^backlog\s+= (\d+)$`).FindSubmatch(out)
+			if bind == nil || backlog == nil {
+				t.Fatalf("no bind or backlog in gunicorn --print-config:\n%s", out)
+			}
+			var printed []string
+			for _, m := range regexp.MustCompile(`'([^']*)'`).FindAllSubmatch(bind[1], -1) {
+				printed = append(printed, strings.TrimPrefix(string(m[1]), "unix:"))
+			}
+			if !slices.Equal(printed, tc.want) {
+				t.Errorf("gunicorn binds %q, want %q", printed, tc.want)
+			}
+			// gunicorn's own default backlog is 2048; the socket unit
+			// writes DefaultBacklog then (0 here).
+			if n, _ := strconv.Atoi(string(backlog[1])); n != tc.backlog && !(tc.backlog == 0 && n == 2048) {
+				t.Errorf("gunicorn's backlog %d, want %d", n, tc.backlog)
+			}
+		})
+	}
+}
