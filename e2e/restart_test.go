@@ -198,8 +198,8 @@ func underLoad(t *testing.T, u *userSystemd, name string, site *nginxSite, actio
 	t.Helper()
 	small := fmt.Sprintf("http://127.0.0.1:%d/small", site.Port)
 	// A queued client waits for the old nginx's drain and the new start:
-	// wrk's default 2 s timeout would count that wait as an error.
-	w := startWrk(t, small, "--timeout", "30s")
+	// startWrk's timeout (wrkTimeout) covers that wait.
+	w := startWrk(t, small)
 	d := startDownloads(t, site.URL, restartDownloads)
 	stopClients := startArrivals(fmt.Sprintf("127.0.0.1:%d", site.Port))
 	began := time.Now()
