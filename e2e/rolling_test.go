@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -487,10 +488,14 @@ func watchRestart(lb *haproxyLB, b backend, began time.Time) (stop func() restar
 			s.down = time.Since(began)
 		}
 		if s.refused == 0 {
-			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port), 200*time.Millisecond)
-			if err != nil {
+			// Only a refusal counts: a dial that times out says more
+			// about this process's share of a loaded machine than
+			// about nginx, and counted as a refusal it would come
+			// before HAProxy's DOWN by chance.
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port), time.Second)
+			if errors.Is(err, syscall.ECONNREFUSED) {
 				s.refused = time.Since(began)
-			} else {
+			} else if err == nil {
 				c.Close()
 			}
 		}
