@@ -472,7 +472,9 @@ func probeDuringStop(t *testing.T, u *userSystemd, name string, port int, releas
 // connectOnce says what one connection to the port meets: "accepted",
 // "refused", or the error.
 func connectOnce(port int) string {
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second)
+	// A generous bound: a refusal is immediate, and a dial that times
+	// out on a loaded machine must not read as anything else by chance.
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
 	switch {
 	case err == nil:
 		c.Close()
