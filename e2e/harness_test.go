@@ -932,8 +932,11 @@ func startDownloads(t testing.TB, url string, n int) *downloads {
 		}(i)
 	}
 	// All connected: each output file has bytes (curl creates it on the
-	// first data), or the curl already ended (Wait reports why).
-	ok := waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+	// first data), or the curl already ended (Wait reports why). The
+	// bound is a hang guard: starting 20 has taken 10 s on a loaded
+	// machine, and a download that ends before the scenario's stop is
+	// judged as what it is (complete, or not) all the same.
+	ok := waitFor(downloadMaxTime, 20*time.Millisecond, func() bool {
 		for i := range d.procs {
 			select {
 			case <-d.ended[i]:
@@ -947,7 +950,7 @@ func startDownloads(t testing.TB, url string, n int) *downloads {
 		return true
 	})
 	if !ok {
-		t.Fatalf("the %d downloads of %s did not all start within 30s", n, url)
+		t.Fatalf("the %d downloads of %s did not all start within %s", n, url, downloadMaxTime)
 	}
 	return d
 }
