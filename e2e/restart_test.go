@@ -896,13 +896,11 @@ func TestRestartFDStoreUnixListen(t *testing.T) {
 		if !waitFor(10*time.Second, 50*time.Millisecond, func() bool { return get() == nil }) {
 			t.Fatalf("after systemctl restart %d, the unix listener %s: %v\nlog:\n%s", i, sock, get(), u.UnitLog(t, name))
 		}
-		// The new graceshim says it keeps the unix socket out once it
-		// looked at nginx's sockets (what it stores it sends right
-		// after, in a datagram systemd reads when it gets to it): the
-		// count is read from then on.
-		if !waitFor(10*time.Second, 50*time.Millisecond, func() bool { return strings.Count(u.UnitLog(t, name), kept) > i }) {
-			t.Fatalf("after systemctl restart %d, graceshim did not say the unix socket %s (%q)\nlog:\n%s", i, kept, sock, u.UnitLog(t, name))
-		}
+		// What graceshim stores it sends in a datagram systemd reads
+		// when it gets to it: wait for the count. (After a restart the
+		// new graceshim may see nginx ready on the inherited TCP socket
+		// before nginx binds the unix one, and then says nothing of it:
+		// measured here under load.)
 		waitFDStore(t, u, name, "1") // the TCP socket
 	}
 }
