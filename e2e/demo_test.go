@@ -92,11 +92,12 @@ func zombie(stat []byte) bool {
 }
 
 // requireNoDemoServer fails when a demo server of the demo with pid parent
-// is still running (a short wait covers the kernel delivering a
-// parent-death signal).
+// is still running. The wait covers the kernel delivering a parent-death
+// signal and the server ending on it; it is a hang guard (a server left
+// behind stays for good), long enough for a loaded machine.
 func requireNoDemoServer(t *testing.T, parent int) {
 	t.Helper()
-	if !waitFor(5*time.Second, 20*time.Millisecond, func() bool { return len(demoServers(parent)) == 0 }) {
+	if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return len(demoServers(parent)) == 0 }) {
 		pids := demoServers(parent)
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)

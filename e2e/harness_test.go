@@ -113,15 +113,109 @@ func needCmd(t testing.TB, name string) string {
 	return p
 }
 
-// freePort returns a loopback TCP port nothing listens on right now.
+// freePort returns a loopback TCP port for a server to listen on: free
+// now, and no other test hands it out while this test process runs.
+//
+// It is taken below the kernel's ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range, see ip(7)), not from a bind to
+// port 0: a port the kernel picked and we closed again is one it picks
+// next for any outgoing connection on the machine (curl, wrk, another
+// package's tests), and the server that binds it later then fails with
+// "Address already in use". Below the range only an explicit bind takes
+// a port, and every test process here reserves its ports (reservePort).
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return reservePort(t, serverPorts, func(p int) bool {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return false
+		}
+		l.Close()
+		return true
+	})
+}
+
+// The ports below the ephemeral range are split between the two kinds
+// of reservation, so that neither search fills the other's span:
+// freeSourcePort's clients bind 10000-14999, servers get the rest.
+var (
+	sourcePorts = portSpan{10000, 15000}
+	serverPorts = portSpan{15000, 0} // 0: up to the ephemeral range
+)
+
+// portSpan is the ports lo up to (not including) hi.
+type portSpan struct{ lo, hi int }
+
+// portLockDir holds a lock file per reserved port; a test process holds
+// an flock on the file of each port it reserved until it exits, so that
+// test processes running at once (the packages go test runs in parallel,
+// or a second checkout's tests) never share a port.
+var portLockDir = filepath.Join(os.TempDir(), "graceshim-e2e-ports")
+
+var (
+	portMu    sync.Mutex
+	portLocks = map[int]*os.File{} // guarded by portMu; held, never released
+)
+
+// reservePort returns a port of span that no test process reserved and
+// that free accepts, trying each port of the span once at most from a
+// start that differs between processes. The reservation lasts as long as
+// the process: a port is not handed out again even after its test
+// ended, when a daemon of that test might still be going.
+func reservePort(t testing.TB, span portSpan, free func(int) bool) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		t.Fatalf("cannot find a free port: %v", err)
+		t.Fatalf("cannot read the ephemeral port range: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	var ephemeral int
+	if _, err := fmt.Sscan(string(b), &ephemeral); err != nil {
+		t.Fatalf("cannot read the ephemeral port range %q: %v", b, err)
+	}
+	lo, hi := span.lo, span.hi
+	if hi == 0 || hi > ephemeral {
+		hi = ephemeral
+	}
+	n := hi - lo
+	if n <= 0 {
+		t.Fatalf("the ephemeral range starts at %d: no port in %d-%d to reserve", ephemeral, lo, hi-1)
+	}
+	if err := os.MkdirAll(portLockDir, 0o1777); err != nil {
+		t.Fatalf("cannot make %s: %v", portLockDir, err)
+	}
+	// Test processes of other users (the non-root tests) share the dir.
+	_ = os.Chmod(portLockDir, 0o1777)
+	portMu.Lock()
+	defer portMu.Unlock()
+	p := lo + (os.Getpid()*7919+int(time.Now().UnixNano()/1000))%n
+	for range n {
+		if _, mine := portLocks[p]; !mine {
+			if f := lockPort(p); f != nil {
+				if free(p) {
+					portLocks[p] = f
+					return p
+				}
+				f.Close()
+			}
+		}
+		p = lo + (p-lo+1)%n
+	}
+	t.Fatalf("no port in %d-%d is free to reserve", lo, hi-1)
+	return 0
+}
+
+// lockPort takes the lock file of port p without waiting; nil when
+// another process holds it (or the file cannot be opened).
+func lockPort(p int) *os.File {
+	f, err := os.OpenFile(filepath.Join(portLockDir, strconv.Itoa(p)), os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil
+	}
+	return f
 }
 
 // waitFor polls cond every interval until it holds or timeout passes (a
@@ -838,8 +932,11 @@ func startDownloads(t testing.TB, url string, n int) *downloads {
 		}(i)
 	}
 	// All connected: each output file has bytes (curl creates it on the
-	// first data), or the curl already ended (Wait reports why).
-	ok := waitFor(30*time.Second, 20*time.Millisecond, func() bool {
+	// first data), or the curl already ended (Wait reports why). The
+	// bound is a hang guard: starting 20 has taken 10 s on a loaded
+	// machine, and a download that ends before the scenario's stop is
+	// judged as what it is (complete, or not) all the same.
+	ok := waitFor(downloadMaxTime, 20*time.Millisecond, func() bool {
 		for i := range d.procs {
 			select {
 			case <-d.ended[i]:
@@ -853,7 +950,7 @@ func startDownloads(t testing.TB, url string, n int) *downloads {
 		return true
 	})
 	if !ok {
-		t.Fatalf("the %d downloads of %s did not all start within 30s", n, url)
+		t.Fatalf("the %d downloads of %s did not all start within %s", n, url, downloadMaxTime)
 	}
 	return d
 }

@@ -33,6 +33,18 @@ const (
 	initscriptActionTimeout = 2 * time.Minute
 )
 
+// controlOpts size the downloads of a test that wants them cut (a control,
+// an escalation) at initscriptControlSeconds: a download that ends before
+// the script's signal counts as kept, and on a loaded machine starting
+// them and running the script can take most of initscriptSeconds.
+const initscriptControlSeconds = 15
+
+func controlOpts(o nginxOpts) nginxOpts {
+	rate, _ := rateBytes(initscriptRate)
+	o.FileSize = initscriptControlSeconds * rate
+	return o
+}
+
 // initscriptEnv runs init scripts against one nginx site, with every path
 // they use (functions library, /etc/sysconfig, /etc/default, lock and pid
 // files, logs) moved into a temp dir.
@@ -53,7 +65,9 @@ func newInitscriptEnv(t *testing.T, o nginxOpts) *initscriptEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.FileSize = initscriptSeconds * rate
+	if o.FileSize == 0 {
+		o.FileSize = initscriptSeconds * rate
+	}
 	site := newNginxSite(t, o)
 	dir := t.TempDir()
 	for _, d := range []string{"sysconfig", "default", "lock", "log"} {
@@ -409,7 +423,7 @@ func TestE2EInitscriptFixed(t *testing.T) {
 func TestE2EInitscriptOriginalCuts(t *testing.T) {
 	t.Run("killproc-term", func(t *testing.T) {
 		t.Parallel()
-		e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+		e := newInitscriptEnv(t, controlOpts(nginxOpts{Daemon: true}))
 		script := e.install(t, "orig", readCorpus(t, "nginx-redhat-killproc"))
 		d, out := e.stopUnderLoad(t, sysv.StyleRedHat, script, "stop")
 		got := d.Completed(e.site.FileSize, e.site.SHA256)
@@ -420,7 +434,9 @@ func TestE2EInitscriptOriginalCuts(t *testing.T) {
 	})
 	t.Run("sig-wrapper", func(t *testing.T) {
 		t.Parallel()
-		e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+		// Long downloads: nginx must still drain them when the stop
+		// returns, however long the script took.
+		e := newInitscriptEnv(t, controlOpts(nginxOpts{Daemon: true}))
 		script := e.install(t, "orig", readCorpus(t, "nginx-sig-wrapper"))
 		d, out := e.stopUnderLoad(t, sysv.StyleLSB, script, "stop")
 		ms := e.masters()
@@ -449,7 +465,7 @@ func TestE2EInitscriptOriginalCuts(t *testing.T) {
 // and returns with nginx gone, long before the downloads would have
 // ended: the bound holds and the admin's override is read.
 func TestE2EInitscriptEscalates(t *testing.T) {
-	e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+	e := newInitscriptEnv(t, controlOpts(nginxOpts{Daemon: true}))
 	e.setConf(t, "STOP_TIMEOUT=1\n")
 	script := e.install(t, "nginx", fixWithCLI(t, "nginx-redhat-killproc"))
 	d, out := e.stopUnderLoad(t, sysv.StyleRedHat, script, "stop")
@@ -458,7 +474,7 @@ func TestE2EInitscriptEscalates(t *testing.T) {
 		t.Errorf("stop did not report escalating after STOP_TIMEOUT=1:\n%s", out)
 	}
 	if got := d.Completed(e.site.FileSize, e.site.SHA256); got == initscriptDownloads {
-		t.Errorf("all %d downloads of %d s completed although STOP_TIMEOUT=1 should have cut them", got, initscriptSeconds)
+		t.Errorf("all %d downloads of %d s completed although STOP_TIMEOUT=1 should have cut them", got, initscriptControlSeconds)
 	}
 }
 
@@ -701,7 +717,11 @@ func TestE2EInitscriptHAProxySeveralPids(t *testing.T) {
 
 func haproxySeveralPids(t *testing.T, fixed bool) {
 	haproxy := needCmd(t, "haproxy")
-	e := newInitscriptEnv(t, nginxOpts{Daemon: true})
+	o := nginxOpts{Daemon: true}
+	if !fixed {
+		o = controlOpts(o) // TERM must find every download in flight
+	}
+	e := newInitscriptEnv(t, o)
 	port := freePort(t)
 	conf := filepath.Join(e.dir, "haproxy.cfg")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`defaults

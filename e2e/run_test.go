@@ -187,7 +187,11 @@ func TestE2ERunManyDownloads(t *testing.T) {
 func TestE2ERunPlainUnitCuts(t *testing.T) {
 	t.Parallel()
 	u := userManager(t)
-	site := newNginxSite(t, nginxOpts{})
+	// Downloads of a minute, not the usual 12 s: a download that ends
+	// before the stop is counted as kept, and starting 20 of them has
+	// taken 10 s on a loaded machine (TestE2ERunWorkerShutdownTimeout).
+	// The plain unit's TERM cuts them whatever their length.
+	site := newNginxSite(t, nginxOpts{FileSize: 60 * 100 << 10})
 	name := unitName("run-plain")
 	u.InstallUnit(t, name, fmt.Sprintf(`[Unit]
 Description=plain nginx (control)

@@ -295,38 +295,20 @@ func getMetrics(t *testing.T, addr string) string {
 
 // freeSourcePort is a port for a client to bind as its source port: below
 // the kernel's ephemeral range, so that no other connection takes it
-// between this check and the client's bind, and free for a bind without
+// between this check and the client's bind, reserved (reservePort) so
+// that no other test takes it either, and free for a bind without
 // SO_REUSEADDR (as curl's --local-port binds), which a socket in
-// TIME_WAIT on it would fail. freePort's net.Listen sets SO_REUSEADDR and
-// may name such a port.
+// TIME_WAIT on it would fail. freePort's check uses net.Listen, which
+// sets SO_REUSEADDR.
 func freeSourcePort(t *testing.T) int {
 	t.Helper()
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lo int
-	if _, err := fmt.Sscan(string(b), &lo); err != nil {
-		t.Fatal(err)
-	}
-	span := lo - 10000
-	if span <= 0 {
-		t.Fatalf("the ephemeral range starts at %d: no port in 10000-%d to bind as a source port", lo, lo-1)
-	}
-	// Every port of the span tried once at most: a bound, not a spin.
-	p := 10000 + (os.Getpid()*7919+int(time.Now().UnixNano()/1000))%span
-	for range span {
+	return reservePort(t, sourcePorts, func(p int) bool {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		err = unix.Bind(fd, &unix.SockaddrInet4{Port: p})
 		unix.Close(fd)
-		if err == nil {
-			return p
-		}
-		p = 10000 + (p-10000+1)%span
-	}
-	t.Fatalf("no port in 10000-%d is free to bind as a source port", lo-1)
-	return 0
+		return err == nil
+	})
 }

@@ -156,7 +156,10 @@ ExecStart=%s --ready-timeout=3s -- %s -c %s
 		if exe != ngx {
 			t.Errorf("new master runs %q, want the new %s", exe, ngx)
 		}
-		if !strings.Contains(u.UnitLog(t, name), "upgrade of nginx done") {
+		// graceshim logs the upgrade once its loop has followed the new
+		// master, which may come a moment after the upgrade command saw
+		// the old one reaped and returned.
+		if !waitFor(30*time.Second, 20*time.Millisecond, func() bool { return strings.Contains(u.UnitLog(t, name), "upgrade of nginx done") }) {
 			t.Errorf("unit log does not report the upgrade:\n%s", u.UnitLog(t, name))
 		}
 		before = after
