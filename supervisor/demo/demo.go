@@ -35,6 +35,7 @@ const (
 	downloadStep  = 250 * time.Millisecond
 	downloadKiB   = 64
 	serveFor      = time.Second
+	stopMargin    = time.Second // the least the first download still has to run at the stop
 	// portsTried is how many ports from Options.Port on are tried before
 	// one the kernel picks.
 	portsTried = 20
@@ -186,8 +187,17 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if d.lostEarly > 0 {
 		return res, d.abort("%d downloads failed before the stop", d.lostEarly)
 	}
-	r.Printf("%d downloads in flight, %s to %s each; SIGTERM in %s", o.Downloads, round(firstDownload), round(firstDownload+time.Duration(o.Downloads-1)*downloadStep), round(serveFor))
-	if d.until(serveFor, func() bool { return false }); d.interrupted || d.runEnded {
+	// The stop comes serveFor after the last download started, but never
+	// later than stopMargin before the first ends: each download's time runs from
+	// its arrival, so on a machine slow to start them all the first would
+	// otherwise end before the stop it is there to show.
+	wait := min(serveFor, time.Until(d.firstStart.Add(firstDownload-stopMargin)))
+	when := "now"
+	if wait > 0 {
+		when = "in " + round(wait)
+	}
+	r.Printf("%d downloads in flight, %s to %s each; SIGTERM %s", o.Downloads, round(firstDownload), round(firstDownload+time.Duration(o.Downloads-1)*downloadStep), when)
+	if d.until(max(wait, 0), func() bool { return false }); d.interrupted || d.runEnded {
 		return res, d.abort("the demo server exited before the stop")
 	}
 
@@ -334,6 +344,7 @@ type driver struct {
 	runErr      error
 	endedAt     time.Time
 
+	firstStart                   time.Time // the first download's headers arrived
 	started, finished, completed int
 	lostEarly                    int // downloads that ended before they were in flight
 }
@@ -377,6 +388,9 @@ func (d *driver) until(limit time.Duration, cond func() bool) bool {
 
 func (d *driver) onEvent(ev event) {
 	if ev.start {
+		if d.started == 0 {
+			d.firstStart = time.Now()
+		}
 		d.started++
 		d.r.started()
 		return
