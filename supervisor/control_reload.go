@@ -328,10 +328,12 @@ func (l *loop) sendReload(now time.Time) {
 	}
 	sig := l.reloadSignal()
 	l.opts.Log.Infof("reloading %s (pid %d) with %s", l.name, l.main, signals.Name(sig))
+	w := l.newReexec()
 	l.signalMaster(sig)
+	l.reexec = w
 	l.reloadUntil = now.Add(reloadTimeout)
 	if !l.childReady && len(l.reloadOld) == 0 {
-		l.endReload("reloaded: signal sent; it has no workers whose renewal would confirm it")
+		l.reloadShown("reloaded: signal sent; it has no workers whose renewal would confirm it")
 	}
 }
 
@@ -348,6 +350,10 @@ func (l *loop) childReloads(now, at time.Time) {
 	}
 	l.reloadOld = nil
 	l.reloadUntil = now.Add(reloadTimeout)
+	// Its master may be re-executing itself (HAProxy's USR2 sent by
+	// hand or by its master CLI): the stop's signals wait for its
+	// READY=1 too. Its signal state before is not known.
+	l.reexec = &reexecWatch{}
 }
 
 // failReload ends a reload that did not happen as it should. The service
@@ -361,12 +367,14 @@ func (l *loop) failReload(why, out string) {
 		l.readyAgain(fmt.Sprintf("running: %s (pid %d), reload failed: %s", l.name, l.main, why))
 	}
 	l.answerReload(ControlReply{Message: "reload failed: " + why, Output: out})
+	l.endReexec()
 }
 
 // abandonReload gives up a reload under way without telling systemd
 // anything (a stop began, or graceshim ends).
 func (l *loop) abandonReload(why string) {
 	l.reloadUntil = time.Time{}
+	l.reexec = nil // nothing held is sent any more
 	if l.reload != nil {
 		l.opts.Log.Warnf("reload of %s abandoned: %s", l.name, why)
 		l.answerReload(ControlReply{Message: "reload abandoned: " + why})

@@ -279,6 +279,7 @@ type loop struct {
 	reloadOld   map[int]bool // the master's children when the reload began
 	reload      *reloadRun   // a reload under way (its config test, its signal), or nil
 	reloadSent  time.Time    // when the reload's signal went out
+	reexec      *reexecWatch // a reload's signal went out and the master is not seen past it (reexec.go), or nil
 	bg          context.Context
 	check       *checkRun         // a config test or reload command running, or nil
 	checks      chan checkOutput  // their output, read to the end
@@ -530,7 +531,17 @@ func (l *loop) pollReload(now time.Time) {
 	if l.reload != nil && l.reload.command {
 		return // the reload command's end decides
 	}
-	if l.reloadOld != nil {
+	if w := l.reexec; w != nil && w.done != "" {
+		// Shown done; the master was not taking its signals yet.
+		if ok, _ := l.masterTakes(); ok {
+			l.endReload(w.done)
+			return
+		}
+	} else if l.reloadOld != nil && !l.seq.reloading {
+		// A daemon that said RELOADING=1 owes READY=1 (sd_notify(3)):
+		// that, not its new workers, ends the reload. HAProxy's new
+		// worker runs about 20 ms before its master is done
+		// re-executing itself (reexec.go).
 		// Done once a new worker runs and no old one accepts any more,
 		// whether or not the daemon speaks sd_notify (gunicorn says
 		// READY=1 only when it boots, not after a HUP: gunicorn/arbiter.py):
@@ -554,8 +565,10 @@ func (l *loop) pollReload(now time.Time) {
 					}
 				}
 				if !old {
-					l.endReload(fmt.Sprintf("reloaded: new worker pid %d", next))
-					return
+					l.reloadShown(fmt.Sprintf("reloaded: new worker pid %d", next))
+					if l.reloadUntil.IsZero() {
+						return
+					}
 				}
 			}
 		}
@@ -577,12 +590,15 @@ func (l *loop) pollReload(now time.Time) {
 func (l *loop) endReload(what string) {
 	l.reloadUntil = time.Time{}
 	l.opts.Log.Infof("%s %s", l.name, what)
-	l.readyAgain(fmt.Sprintf("running: %s (pid %d), %s", l.name, l.main, what))
-	// New listeners may have come with the new configuration; then
-	// graceshim is idle again.
-	l.watchCmds <- watchCmd{learn: make(chan []string, 1), settle: true}
-	l.store.keep(l.self)
+	if !l.stop.stopping() {
+		l.readyAgain(fmt.Sprintf("running: %s (pid %d), %s", l.name, l.main, what))
+		// New listeners may have come with the new configuration; then
+		// graceshim is idle again.
+		l.watchCmds <- watchCmd{learn: make(chan []string, 1), settle: true}
+		l.store.keep(l.self)
+	}
 	l.answerReload(ControlReply{OK: true, Message: fmt.Sprintf("%s (pid %d) %s", l.name, l.main, what)})
+	l.endReexec()
 }
 
 // onExit handles a reaped process; it reports true when the supervision is
@@ -843,7 +859,15 @@ func (l *loop) do(now time.Time, acts []action) {
 			}
 			// A stop supersedes a reload or an upgrade under way: no
 			// READY=1 for them, and no more signals to their processes.
-			l.abandonReload("a stop began")
+			// Except a reload whose signal went out: the master may be
+			// re-executing itself and would lose the stop's signal, so
+			// the reload is followed to its end, within its bound, and
+			// the stop's signals wait for it (reexec.go).
+			if l.reexec != nil && !l.reloadUntil.IsZero() {
+				l.opts.Log.Infof("stop during the reload of %s: its signals wait until the reload is confirmed (within %s)", l.name, l.reloadUntil.Sub(now).Round(time.Millisecond))
+			} else {
+				l.abandonReload("a stop began")
+			}
 			if l.upgrade != nil {
 				l.opts.Log.Warnf("stop during the upgrade of %s: the upgrade is abandoned", l.name)
 				l.upgrade = nil
@@ -900,6 +924,9 @@ func (l *loop) sendGraceful() {
 // signalMaster sends sig to the master, or to every process left when
 // there is no master any more.
 func (l *loop) signalMaster(sig syscall.Signal) {
+	if l.holdSignal(sig) {
+		return
+	}
 	if !l.awaitPID.IsZero() {
 		// The pid file does not name the master yet: the processes there
 		// are may be starting, without their handlers (a Go or nginx

@@ -1,0 +1,153 @@
+package supervisor
+
+import (
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+)
+
+// The test binary plays a master that reloads by executing itself again,
+// as HAProxy's master does on USR2 (see reexec.go). TestMain in
+// helper_test.go hands other roles to child; this one is taken here,
+// before it, so that the role list there stays as it is.
+func init() {
+	if role := os.Getenv("GRACESHIM_TEST_CHILD"); strings.HasPrefix(role, "reexec") {
+		_, mode, _ := strings.Cut(role, ":")
+		reexecMaster(mode)
+		os.Exit(0)
+	}
+}
+
+// reexecMaster runs one image of the master. The first (generation 0)
+// catches QUIT, its graceful stop, and runs a worker. On HUP it starts a
+// new worker and executes itself again, as HAProxy's master forks its
+// new worker and re-executes itself into wait mode. The next image
+// (generation 1) starts with QUIT ignored, which discards a QUIT sent
+// then (sigaction(2)), as HAProxy's wait-mode master does with USR1 until
+// mworker_loop has installed its handlers, and reports "window"; it
+// installs its handler only once the test writes to the FIFO
+// GRACESHIM_TEST_RELEASE names, so the window is as long as the test
+// wants, with no sleep. In mode "notify" it speaks sd_notify in HAProxy's
+// order: READY=1 at start, RELOADING=1 before the exec, and READY=1 from
+// the next image before its handler is installed.
+func reexecMaster(mode string) {
+	gen, _ := strconv.Atoi(os.Getenv("GRACESHIM_TEST_REEXEC_GEN"))
+	notify := func(state string) {
+		if mode == "notify" {
+			_, _ = daemon.SdNotify(false, state)
+		}
+	}
+	if gen > 0 {
+		signal.Ignore(syscall.SIGQUIT)
+		notify("READY=1")
+		report("window gen %d", gen)
+		f, err := os.Open(os.Getenv("GRACESHIM_TEST_RELEASE")) // blocks until the test opens it for writing
+		if err != nil {
+			report("error %v", err)
+			os.Exit(1)
+		}
+		buf := make([]byte, 16)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				break
+			}
+		}
+		f.Close()
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGHUP)
+	spawn := func() {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=worker")
+		if err := cmd.Start(); err != nil {
+			report("error %v", err)
+			os.Exit(1)
+		}
+		// Not waited for: the worker goes when its master is gone.
+		report("worker %d", cmd.Process.Pid)
+	}
+	if gen == 0 {
+		spawn()
+		notify("READY=1")
+	}
+	report("handlers gen %d", gen)
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGQUIT:
+			report("got QUIT")
+			os.Exit(0)
+		case syscall.SIGHUP:
+			notify("RELOADING=1")
+			spawn()
+			env := append(os.Environ(), "GRACESHIM_TEST_REEXEC_GEN="+strconv.Itoa(gen+1))
+			if err := syscall.Exec(os.Args[0], os.Args, env); err != nil {
+				report("error exec: %v", err)
+				os.Exit(1)
+			}
+		}
+	}
+}
+
+// TestRunStopDuringReexec: a stop that begins while the master executes
+// itself again for a reload (the new worker runs, the master's new image
+// has not installed its handlers yet) does not lose the graceful signal:
+// graceshim holds it until the master takes its signals again, then
+// sends it, and the master stops gracefully. Without the hold the QUIT
+// reaches the new image while it discards it, and the stop hangs (it was
+// seen with HAProxy 2.6: e2e TestE2ESocketUnitHAProxyStartPreCheck).
+func TestRunStopDuringReexec(t *testing.T) {
+	for _, mode := range []string{"signals", "notify"} {
+		t.Run(mode, func(t *testing.T) {
+			release := filepath.Join(t.TempDir(), "release")
+			if err := syscall.Mkfifo(release, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("GRACESHIM_TEST_RELEASE", release)
+			ns := newNotifySocket(t)
+			ev, done, cancel := start(t, "reexec:"+mode, func(o *Options) {
+				o.Ready = ReadyExec
+				if mode == "notify" {
+					o.Notify = NotifyRelay
+				}
+			})
+			ev.wait("worker ")
+			ev.wait("handlers gen 0")
+			waitNotify(t, ns, "READY=1")
+			selfSignal(t, syscall.SIGHUP) // the reload
+			ev.wait("window gen 1")
+			ev.wait("worker ") // the new worker, started before the exec
+
+			cancel() // the stop, as systemd's TERM
+			collectUntil(t, ns, "STOPPING=1")
+			// The stop's STATUS= follows its graceful signal (stop.go:
+			// actGraceful, then the status): by now graceshim has sent
+			// QUIT, or held it.
+			collectUntil(t, ns, "STATUS=")
+
+			w, err := os.OpenFile(release, os.O_WRONLY, 0) // lets the new image install its handler
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			ev.wait("handlers gen 1")
+			if _, _, ok := ev.within("got QUIT", 10*time.Second); !ok {
+				t.Errorf("the master's new image never got QUIT: the stop's graceful signal was lost during its re-exec")
+				selfSignal(t, syscall.SIGTERM) // escalate, to end the test
+				selfSignal(t, syscall.SIGTERM)
+				result(t, done)
+				return
+			}
+			if err := result(t, done); err != nil {
+				t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
+			}
+		})
+	}
+}
