@@ -24,10 +24,12 @@ import (
 // exit; php-fpm, gunicorn, uwsgi and puma re-execute themselves and die
 // the same way). Then the reload signal (or the preset's reload command)
 // goes out, and the reload ends on what shows it is done: the daemon's
-// own READY=1 when it speaks sd_notify, a new worker of the master
-// otherwise; or it fails: the daemon died, or nothing showed within
-// reloadTimeout. Whoever asked (`graceshim reload` over the control
-// socket) hears the outcome.
+// own READY=1 when it speaks sd_notify (always, once it said RELOADING=1),
+// a new worker of the master otherwise, and in both cases only once the
+// master takes graceshim's signals again (reexec.go: a master that
+// re-executes itself loses a signal sent earlier); or it fails: the
+// daemon died, or nothing showed within reloadTimeout. Whoever asked
+// (`graceshim reload` over the control socket) hears the outcome.
 
 // configTestTimeout bounds a config test and a reload command.
 const configTestTimeout = 60 * time.Second
@@ -374,7 +376,9 @@ func (l *loop) failReload(why, out string) {
 // anything (a stop began, or graceshim ends).
 func (l *loop) abandonReload(why string) {
 	l.reloadUntil = time.Time{}
-	l.reexec = nil // nothing held is sent any more
+	if l.reexec != nil && !l.reexec.start {
+		l.reexec = nil // nothing held is sent any more
+	}
 	if l.reload != nil {
 		l.opts.Log.Warnf("reload of %s abandoned: %s", l.name, why)
 		l.answerReload(ControlReply{Message: "reload abandoned: " + why})

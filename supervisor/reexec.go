@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/graceshim/graceshim/signals"
 )
@@ -106,8 +107,51 @@ func parseSigState(text string) (sigState, error) {
 type reexecWatch struct {
 	before sigState         // the master's signal state when the reload's signal went out
 	known  bool             // before was read
+	sigs   []syscall.Signal // the signals the master must take again
 	done   string           // the daemon showed the reload done (what showed it); "" not yet
 	held   []syscall.Signal // signals for the master held meanwhile, in order
+	start  bool             // the daemon's start-up, not a reload (startWatch)
+	until  time.Time        // with start: the bound of the hold
+}
+
+// startHold bounds how long a stop's signal waits for a daemon that is
+// starting to take it (startWatch).
+const startHold = 5 * time.Second
+
+// startWatch follows the start of a daemon that speaks sd_notify, whose
+// start may be an exec too: HAProxy's master in master-worker mode forks
+// its first worker, then executes itself into wait mode, with USR1
+// blocked from about 30 ms after graceshim's exec until after its READY=1
+// (measured with haproxy 2.6.12 -Ws: the same sequence as a reload's, see
+// above). A stop that begins meanwhile (its first worker already serves)
+// holds its graceful signal until the master catches it and does not
+// block it, within startHold. Such daemons catch their graceful signal
+// (NativeNotify presets); a daemon that does not (one given graceshim's
+// notify socket with --notify=relay) is not held for.
+func (l *loop) startWatch() *reexecWatch {
+	return &reexecWatch{
+		start: true, known: true,
+		before: sigState{caught: sigBit(l.graceful)},
+		sigs:   []syscall.Signal{l.graceful},
+		until:  time.Now().Add(startHold),
+	}
+}
+
+// pollStart ends the start's watch once the master takes its graceful
+// signal, or at its bound, or once the master is gone, and sends what
+// was held.
+func (l *loop) pollStart(now time.Time) {
+	w := l.reexec
+	ok, why := l.masterTakes()
+	switch {
+	case ok || l.mainGone:
+		l.endReexec()
+	case !now.Before(w.until):
+		if len(w.held) > 0 {
+			l.opts.Log.Warnf("%s (pid %d) does not take %s within %s of its start (%s): sending it anyway", l.name, l.main, signals.Name(l.graceful), startHold, why)
+		}
+		l.endReexec()
+	}
 }
 
 // watchedSignals are the signals graceshim sends the master whose
@@ -125,7 +169,7 @@ func (l *loop) watchedSignals() []syscall.Signal {
 // newReexec reads the master's signal state for a reload whose signal is
 // about to go out, while the master is steady.
 func (l *loop) newReexec() *reexecWatch {
-	w := &reexecWatch{}
+	w := &reexecWatch{sigs: l.watchedSignals()}
 	if st, err := readSigState(l.main); err == nil {
 		w.before, w.known = st, true
 	}
@@ -146,7 +190,7 @@ func (l *loop) masterTakes() (bool, string) {
 	if err != nil {
 		return true, "" // gone: its exit decides
 	}
-	for _, s := range l.watchedSignals() {
+	for _, s := range w.sigs {
 		b := sigBit(s)
 		switch {
 		case now.blocked&b != 0 && w.before.blocked&b == 0:
@@ -185,7 +229,11 @@ func (l *loop) holdSignal(sig syscall.Signal) bool {
 	if !slices.Contains(l.watchedSignals(), sig) && !(sig == syscall.SIGCONT && len(w.held) > 0) {
 		return false
 	}
-	if len(w.held) == 0 {
+	switch {
+	case len(w.held) > 0:
+	case w.start:
+		l.opts.Log.Infof("%s held until %s (pid %d), starting, takes it: a master that re-executes itself would lose it", signals.Name(sig), l.name, l.main)
+	default:
 		l.opts.Log.Infof("%s held until the reload of %s (pid %d) is confirmed: a master that re-executes itself would lose it", signals.Name(sig), l.name, l.main)
 	}
 	w.held = append(w.held, sig)

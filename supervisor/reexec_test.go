@@ -27,9 +27,10 @@ func init() {
 }
 
 // reexecMaster runs one image of the master. The first (generation 0)
-// catches QUIT, its graceful stop, and runs a worker. On HUP it starts a
-// new worker and executes itself again, as HAProxy's master forks its
-// new worker and re-executes itself into wait mode. The next image
+// catches QUIT, its graceful stop, and runs a worker. On HUP it stops
+// taking QUIT, starts a new worker and executes itself again, as
+// HAProxy's master blocks USR1, forks its new worker and re-executes
+// itself into wait mode. The next image
 // (generation 1) starts with QUIT ignored, which discards a QUIT sent
 // then (sigaction(2)), as HAProxy's wait-mode master does with USR1 until
 // mworker_loop has installed its handlers, and reports "window"; it
@@ -37,15 +38,17 @@ func init() {
 // GRACESHIM_TEST_RELEASE names, so the window is as long as the test
 // wants, with no sleep. In mode "notify" it speaks sd_notify in HAProxy's
 // order: READY=1 at start, RELOADING=1 before the exec, and READY=1 from
-// the next image before its handler is installed.
+// the next image before its handler is installed. In mode "start" the
+// first image has the window, as HAProxy's master has at its start: it
+// says READY=1 with QUIT still ignored.
 func reexecMaster(mode string) {
 	gen, _ := strconv.Atoi(os.Getenv("GRACESHIM_TEST_REEXEC_GEN"))
 	notify := func(state string) {
-		if mode == "notify" {
+		if mode == "notify" || mode == "start" {
 			_, _ = daemon.SdNotify(false, state)
 		}
 	}
-	if gen > 0 {
+	if gen > 0 || mode == "start" {
 		signal.Ignore(syscall.SIGQUIT)
 		notify("READY=1")
 		report("window gen %d", gen)
@@ -76,7 +79,9 @@ func reexecMaster(mode string) {
 	}
 	if gen == 0 {
 		spawn()
-		notify("READY=1")
+		if mode != "start" {
+			notify("READY=1")
+		}
 	}
 	report("handlers gen %d", gen)
 	for sig := range sigs {
@@ -85,6 +90,10 @@ func reexecMaster(mode string) {
 			report("got QUIT")
 			os.Exit(0)
 		case syscall.SIGHUP:
+			// HAProxy blocks USR1 before it forks the new worker and
+			// keeps it blocked through both execs: from here on a QUIT
+			// is not taken, as there.
+			signal.Ignore(syscall.SIGQUIT)
 			notify("RELOADING=1")
 			spawn()
 			env := append(os.Environ(), "GRACESHIM_TEST_REEXEC_GEN="+strconv.Itoa(gen+1))
@@ -149,5 +158,42 @@ func TestRunStopDuringReexec(t *testing.T) {
 				t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
 			}
 		})
+	}
+}
+
+// TestRunStopDuringStartWindow: a daemon that speaks sd_notify and is
+// still starting, its graceful signal not taken yet (HAProxy's master
+// says READY=1 before it unblocks USR1, see startWatch), gets the stop's
+// graceful signal once it takes it, not before: the stop does not hang.
+func TestRunStopDuringStartWindow(t *testing.T) {
+	release := filepath.Join(t.TempDir(), "release")
+	if err := syscall.Mkfifo(release, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GRACESHIM_TEST_RELEASE", release)
+	ns := newNotifySocket(t)
+	ev, done, cancel := start(t, "reexec:start", func(o *Options) {
+		o.Ready = ReadyExec
+		o.Preset.NativeNotify = true // a daemon that speaks sd_notify, as HAProxy -Ws
+	})
+	ev.wait("window gen 0")
+	cancel()
+	collectUntil(t, ns, "STOPPING=1")
+	collectUntil(t, ns, "STATUS=") // after the graceful signal went, or was held
+	w, err := os.OpenFile(release, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	ev.wait("handlers gen 0")
+	if _, _, ok := ev.within("got QUIT", 10*time.Second); !ok {
+		t.Errorf("the starting master never got QUIT: the stop's graceful signal was lost")
+		selfSignal(t, syscall.SIGTERM)
+		selfSignal(t, syscall.SIGTERM)
+		result(t, done)
+		return
+	}
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
 	}
 }

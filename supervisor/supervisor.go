@@ -228,6 +228,9 @@ func Run(ctx context.Context, opts Options) error {
 			NoGraceful:   opts.Preset.NoGracefulStop,
 		}),
 	}
+	if rel != nil && opts.Preset.NativeNotify {
+		l.reexec = l.startWatch()
+	}
 	err = l.run(ctx, sigs, exits, watchEvents, probes)
 	l.abandonReload("graceshim ended: " + l.name + " " + describe(l.lastStatus))
 	store.settle()
@@ -398,6 +401,9 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			if l.settle != nil {
 				l.pollSettle(now)
 			}
+			if l.reexec != nil && l.reexec.start {
+				l.pollStart(now)
+			}
 		case <-stopTimer.C:
 			now := time.Now()
 			l.do(now, l.stop.tick(now))
@@ -424,7 +430,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			log.Infof("stop asked by the caller")
 			l.do(now, l.stop.begin(now))
 		}
-		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil || l.settle != nil; want != polling {
+		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil || l.settle != nil || (l.reexec != nil && l.reexec.start); want != polling {
 			polling = want
 			if polling {
 				pidPoll.Reset(pidFilePoll)
