@@ -354,8 +354,15 @@ func (l *loop) childReloads(now, at time.Time) {
 	l.reloadUntil = now.Add(reloadTimeout)
 	// Its master may be re-executing itself (HAProxy's USR2 sent by
 	// hand or by its master CLI): the stop's signals wait for its
-	// READY=1 too. Its signal state before is not known.
-	l.reexec = &reexecWatch{}
+	// READY=1 too, and for its master to catch the graceful signal and
+	// not block it (its state before the reload is not known; a daemon
+	// that speaks sd_notify catches its graceful signal, as startWatch
+	// assumes).
+	l.reexec = &reexecWatch{
+		known:  true,
+		before: sigState{caught: sigBit(l.graceful)},
+		sigs:   []syscall.Signal{l.graceful},
+	}
 }
 
 // failReload ends a reload that did not happen as it should. The service

@@ -65,8 +65,13 @@ func reexecMaster(mode string) {
 		}
 		f.Close()
 	}
+	// The reload signal: HUP, or USR2 as HAProxy's (mode "usr2").
+	reload := syscall.SIGHUP
+	if mode == "usr2" {
+		reload = syscall.SIGUSR2
+	}
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGQUIT, reload)
 	spawn := func() {
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=worker")
@@ -89,7 +94,7 @@ func reexecMaster(mode string) {
 		case syscall.SIGQUIT:
 			report("got QUIT")
 			os.Exit(0)
-		case syscall.SIGHUP:
+		case reload:
 			// HAProxy blocks USR1 before it forks the new worker and
 			// keeps it blocked through both execs: from here on a QUIT
 			// is not taken, as there.
@@ -112,8 +117,13 @@ func reexecMaster(mode string) {
 // sends it, and the master stops gracefully. Without the hold the QUIT
 // reaches the new image while it discards it, and the stop hangs (it was
 // seen with HAProxy 2.6: e2e TestE2ESocketUnitHAProxyStartPreCheck).
+//
+// In mode "usr2" the daemon's reload signal is USR2, sent to graceshim as
+// it is (Debian's haproxy.service: ExecReload=/bin/kill -USR2 $MAINPID),
+// not graceshim's HUP: graceshim passes it on and follows the reload all
+// the same.
 func TestRunStopDuringReexec(t *testing.T) {
-	for _, mode := range []string{"signals", "notify"} {
+	for _, mode := range []string{"signals", "notify", "usr2"} {
 		t.Run(mode, func(t *testing.T) {
 			release := filepath.Join(t.TempDir(), "release")
 			if err := syscall.Mkfifo(release, 0o600); err != nil {
@@ -126,11 +136,19 @@ func TestRunStopDuringReexec(t *testing.T) {
 				if mode == "notify" {
 					o.Notify = NotifyRelay
 				}
+				if mode == "usr2" {
+					// As the haproxy preset: USR2 reloads, no upgrade.
+					o.Preset.Reload, o.Preset.Upgrade = syscall.SIGUSR2, 0
+				}
 			})
 			ev.wait("worker ")
 			ev.wait("handlers gen 0")
 			waitNotify(t, ns, "READY=1")
-			selfSignal(t, syscall.SIGHUP) // the reload
+			if mode == "usr2" {
+				selfSignal(t, syscall.SIGUSR2) // the daemon's own reload signal
+			} else {
+				selfSignal(t, syscall.SIGHUP) // the reload
+			}
 			ev.wait("window gen 1")
 			ev.wait("worker ") // the new worker, started before the exec
 

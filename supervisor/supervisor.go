@@ -502,6 +502,16 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 		l.beginReload(now)
 	case to == l.opts.Preset.Upgrade && to != 0 && !l.stop.stopping():
 		l.beginUpgrade(now)
+	case to != 0 && to == l.reloadSignal() && !l.stop.stopping() && l.reload == nil && l.upgrade == nil && !l.mainGone && l.awaitPID.IsZero():
+		// The daemon's own reload signal sent to graceshim (Debian's
+		// haproxy.service: ExecReload=/bin/kill -USR2 $MAINPID): passed
+		// on as it is, with no config test, and followed as a reload, so
+		// that a stop right after it waits for a master that executes
+		// itself again (reexec.go; measured with HAProxy 2.6: a TERM
+		// within 5 ms of a bare USR2 lost its soft stop).
+		l.opts.Log.Infof("received %s: %s's reload signal, passed on as it is and followed as a reload", signals.Name(sig), l.name)
+		l.reload = &reloadRun{by: signals.Name(sig)}
+		l.sendReload(now)
 	default:
 		// The signal first, the log line after it: a write to the
 		// journal's stream is not on the signal's way (issue 14: relay
