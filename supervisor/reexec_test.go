@@ -215,3 +215,41 @@ func TestRunStopDuringStartWindow(t *testing.T) {
 		t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
 	}
 }
+
+// TestParseSigState reads the signal masks of /proc/PID/status (proc(5)),
+// from a sample and from this process, whose Go runtime catches QUIT and
+// blocks nothing for it.
+func TestParseSigState(t *testing.T) {
+	sample := "Name:\thaproxy\nSigQ:\t0/63632\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n" +
+		"SigBlk:\t0000000000310a01\nSigIgn:\t0000000000001000\nSigCgt:\t0000000180004a07\n"
+	got, err := parseSigState(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sigState{blocked: 0x310a01, ignored: 0x1000, caught: 0x180004a07}
+	if got != want {
+		t.Errorf("parseSigState = %+v, want %+v", got, want)
+	}
+	// 0x310a01: HUP (1), USR1 (10), USR2 (12), CHLD (17), TTIN (21),
+	// TTOU (22): HAProxy's mask across its re-exec (strace, Linux x86).
+	for _, s := range []syscall.Signal{syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCHLD, syscall.SIGTTIN, syscall.SIGTTOU} {
+		if got.blocked&sigBit(s) == 0 {
+			t.Errorf("%v not read as blocked", s)
+		}
+	}
+	if got.blocked&sigBit(syscall.SIGTERM) != 0 {
+		t.Error("TERM read as blocked")
+	}
+	for _, bad := range []string{"SigBlk:\t00\nSigIgn:\t00\n", "SigBlk:\tzz\nSigIgn:\t00\nSigCgt:\t00\n"} {
+		if _, err := parseSigState(bad); err == nil {
+			t.Errorf("parseSigState(%q) = nil error", bad)
+		}
+	}
+	self, err := readSigState(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.caught&sigBit(syscall.SIGQUIT) == 0 {
+		t.Errorf("this Go process's SigCgt %x lacks QUIT, which the runtime catches", self.caught)
+	}
+}
