@@ -24,10 +24,12 @@ import (
 // exit; php-fpm, gunicorn, uwsgi and puma re-execute themselves and die
 // the same way). Then the reload signal (or the preset's reload command)
 // goes out, and the reload ends on what shows it is done: the daemon's
-// own READY=1 when it speaks sd_notify, a new worker of the master
-// otherwise; or it fails: the daemon died, or nothing showed within
-// reloadTimeout. Whoever asked (`graceshim reload` over the control
-// socket) hears the outcome.
+// own READY=1 when it speaks sd_notify (always, once it said RELOADING=1),
+// a new worker of the master otherwise, and in both cases only once the
+// master takes graceshim's signals again (reexec.go: a master that
+// re-executes itself loses a signal sent earlier); or it fails: the
+// daemon died, or nothing showed within reloadTimeout. Whoever asked
+// (`graceshim reload` over the control socket) hears the outcome.
 
 // configTestTimeout bounds a config test and a reload command.
 const configTestTimeout = 60 * time.Second
@@ -328,10 +330,12 @@ func (l *loop) sendReload(now time.Time) {
 	}
 	sig := l.reloadSignal()
 	l.opts.Log.Infof("reloading %s (pid %d) with %s", l.name, l.main, signals.Name(sig))
+	w := l.newReexec()
 	l.signalMaster(sig)
+	l.reexec = w
 	l.reloadUntil = now.Add(reloadTimeout)
 	if !l.childReady && len(l.reloadOld) == 0 {
-		l.endReload("reloaded: signal sent; it has no workers whose renewal would confirm it")
+		l.reloadShown("reloaded: signal sent; it has no workers whose renewal would confirm it")
 	}
 }
 
@@ -348,6 +352,17 @@ func (l *loop) childReloads(now, at time.Time) {
 	}
 	l.reloadOld = nil
 	l.reloadUntil = now.Add(reloadTimeout)
+	// Its master may be re-executing itself (HAProxy's USR2 sent by
+	// hand or by its master CLI): the stop's signals wait for its
+	// READY=1 too, and for its master to catch the graceful signal and
+	// not block it (its state before the reload is not known; a daemon
+	// that speaks sd_notify catches its graceful signal, as startWatch
+	// assumes).
+	l.reexec = &reexecWatch{
+		known:  true,
+		before: sigState{caught: sigBit(l.graceful)},
+		sigs:   []syscall.Signal{l.graceful},
+	}
 }
 
 // failReload ends a reload that did not happen as it should. The service
@@ -361,12 +376,16 @@ func (l *loop) failReload(why, out string) {
 		l.readyAgain(fmt.Sprintf("running: %s (pid %d), reload failed: %s", l.name, l.main, why))
 	}
 	l.answerReload(ControlReply{Message: "reload failed: " + why, Output: out})
+	l.endReexec()
 }
 
 // abandonReload gives up a reload under way without telling systemd
 // anything (a stop began, or graceshim ends).
 func (l *loop) abandonReload(why string) {
 	l.reloadUntil = time.Time{}
+	if l.reexec != nil && !l.reexec.start {
+		l.reexec = nil // nothing held is sent any more
+	}
 	if l.reload != nil {
 		l.opts.Log.Warnf("reload of %s abandoned: %s", l.name, why)
 		l.answerReload(ControlReply{Message: "reload abandoned: " + why})

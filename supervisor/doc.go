@@ -103,7 +103,12 @@
 // its own name; STATUS= is shown by systemctl status throughout the stop.
 //
 // A reload tests the configuration first and answers whoever asked
-// (control_reload.go); commands reach a running graceshim through its
+// (control_reload.go). A master that reloads, or starts, by executing
+// itself again (HAProxy in master-worker mode, php-fpm, puma, uWSGI)
+// loses a signal sent before its new image has installed its handlers:
+// the stop's signals are held until the reload is confirmed and the
+// master takes them again, as /proc/PID/status shows (reexec.go).
+// Commands reach a running graceshim through its
 // control socket (control.go). During a drain graceshim names the
 // connections it waits for, in its log, STATUS= and the answer to a
 // status request (control_status.go, conns.Drain.Details); the health

@@ -494,7 +494,7 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 		}
 		l.childReady = true
 		if l.reload != nil && !l.reloadUntil.IsZero() && l.reloadDoneBy(n, mainpid) {
-			l.endReload(fmt.Sprintf("reloaded: %s said READY=1", l.name))
+			l.reloadShown(fmt.Sprintf("reloaded: %s said READY=1", l.name))
 			statusSent = true
 		}
 		if !l.ready && l.opts.HealthCheck == nil {
@@ -504,6 +504,11 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 			l.markReady("%s", l.runningStatus())
 			statusSent = true
 		}
+	}
+	if ready && l.stop.stopping() && l.reload != nil && !l.reloadUntil.IsZero() && l.reloadDoneBy(n, mainpid) {
+		// A stop waits for this reload (its signals are held): the
+		// daemon's word ends it.
+		l.reloadShown(fmt.Sprintf("reloaded: %s said READY=1", l.name))
 	}
 	if hasStatus && !statusSent && l.ready && !l.stop.stopping() && l.reload == nil && l.upgrade == nil {
 		l.notify("STATUS=" + l.runningStatus())

@@ -228,6 +228,9 @@ func Run(ctx context.Context, opts Options) error {
 			NoGraceful:   opts.Preset.NoGracefulStop,
 		}),
 	}
+	if rel != nil && opts.Preset.NativeNotify {
+		l.reexec = l.startWatch()
+	}
 	err = l.run(ctx, sigs, exits, watchEvents, probes)
 	l.abandonReload("graceshim ended: " + l.name + " " + describe(l.lastStatus))
 	store.settle()
@@ -279,6 +282,7 @@ type loop struct {
 	reloadOld   map[int]bool // the master's children when the reload began
 	reload      *reloadRun   // a reload under way (its config test, its signal), or nil
 	reloadSent  time.Time    // when the reload's signal went out
+	reexec      *reexecWatch // a reload's signal went out and the master is not seen past it (reexec.go), or nil
 	bg          context.Context
 	check       *checkRun         // a config test or reload command running, or nil
 	checks      chan checkOutput  // their output, read to the end
@@ -397,6 +401,9 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			if l.settle != nil {
 				l.pollSettle(now)
 			}
+			if l.reexec != nil && l.reexec.start {
+				l.pollStart(now)
+			}
 		case <-stopTimer.C:
 			now := time.Now()
 			l.do(now, l.stop.tick(now))
@@ -423,7 +430,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			log.Infof("stop asked by the caller")
 			l.do(now, l.stop.begin(now))
 		}
-		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil || l.settle != nil; want != polling {
+		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil || l.settle != nil || (l.reexec != nil && l.reexec.start); want != polling {
 			polling = want
 			if polling {
 				pidPoll.Reset(pidFilePoll)
@@ -495,6 +502,16 @@ func (l *loop) onSignal(now time.Time, sig syscall.Signal) {
 		l.beginReload(now)
 	case to == l.opts.Preset.Upgrade && to != 0 && !l.stop.stopping():
 		l.beginUpgrade(now)
+	case to != 0 && to == l.reloadSignal() && !l.stop.stopping() && l.reload == nil && l.upgrade == nil && !l.mainGone && l.awaitPID.IsZero():
+		// The daemon's own reload signal sent to graceshim (Debian's
+		// haproxy.service: ExecReload=/bin/kill -USR2 $MAINPID): passed
+		// on as it is, with no config test, and followed as a reload, so
+		// that a stop right after it waits for a master that executes
+		// itself again (reexec.go; measured with HAProxy 2.6: a TERM
+		// within 5 ms of a bare USR2 lost its soft stop).
+		l.opts.Log.Infof("received %s: %s's reload signal, passed on as it is and followed as a reload", signals.Name(sig), l.name)
+		l.reload = &reloadRun{by: signals.Name(sig)}
+		l.sendReload(now)
 	default:
 		// The signal first, the log line after it: a write to the
 		// journal's stream is not on the signal's way (issue 14: relay
@@ -530,7 +547,17 @@ func (l *loop) pollReload(now time.Time) {
 	if l.reload != nil && l.reload.command {
 		return // the reload command's end decides
 	}
-	if l.reloadOld != nil {
+	if w := l.reexec; w != nil && w.done != "" {
+		// Shown done; the master was not taking its signals yet.
+		if ok, _ := l.masterTakes(); ok {
+			l.endReload(w.done)
+			return
+		}
+	} else if l.reloadOld != nil && !l.seq.reloading {
+		// A daemon that said RELOADING=1 owes READY=1 (sd_notify(3)):
+		// that, not its new workers, ends the reload. HAProxy's new
+		// worker runs about 20 ms before its master is done
+		// re-executing itself (reexec.go).
 		// Done once a new worker runs and no old one accepts any more,
 		// whether or not the daemon speaks sd_notify (gunicorn says
 		// READY=1 only when it boots, not after a HUP: gunicorn/arbiter.py):
@@ -554,8 +581,10 @@ func (l *loop) pollReload(now time.Time) {
 					}
 				}
 				if !old {
-					l.endReload(fmt.Sprintf("reloaded: new worker pid %d", next))
-					return
+					l.reloadShown(fmt.Sprintf("reloaded: new worker pid %d", next))
+					if l.reloadUntil.IsZero() {
+						return
+					}
 				}
 			}
 		}
@@ -577,12 +606,15 @@ func (l *loop) pollReload(now time.Time) {
 func (l *loop) endReload(what string) {
 	l.reloadUntil = time.Time{}
 	l.opts.Log.Infof("%s %s", l.name, what)
-	l.readyAgain(fmt.Sprintf("running: %s (pid %d), %s", l.name, l.main, what))
-	// New listeners may have come with the new configuration; then
-	// graceshim is idle again.
-	l.watchCmds <- watchCmd{learn: make(chan []string, 1), settle: true}
-	l.store.keep(l.self)
+	if !l.stop.stopping() {
+		l.readyAgain(fmt.Sprintf("running: %s (pid %d), %s", l.name, l.main, what))
+		// New listeners may have come with the new configuration; then
+		// graceshim is idle again.
+		l.watchCmds <- watchCmd{learn: make(chan []string, 1), settle: true}
+		l.store.keep(l.self)
+	}
 	l.answerReload(ControlReply{OK: true, Message: fmt.Sprintf("%s (pid %d) %s", l.name, l.main, what)})
+	l.endReexec()
 }
 
 // onExit handles a reaped process; it reports true when the supervision is
@@ -843,7 +875,15 @@ func (l *loop) do(now time.Time, acts []action) {
 			}
 			// A stop supersedes a reload or an upgrade under way: no
 			// READY=1 for them, and no more signals to their processes.
-			l.abandonReload("a stop began")
+			// Except a reload whose signal went out: the master may be
+			// re-executing itself and would lose the stop's signal, so
+			// the reload is followed to its end, within its bound, and
+			// the stop's signals wait for it (reexec.go).
+			if l.reexec != nil && !l.reloadUntil.IsZero() {
+				l.opts.Log.Infof("stop during the reload of %s: its signals wait until the reload is confirmed (within %s)", l.name, l.reloadUntil.Sub(now).Round(time.Millisecond))
+			} else {
+				l.abandonReload("a stop began")
+			}
 			if l.upgrade != nil {
 				l.opts.Log.Warnf("stop during the upgrade of %s: the upgrade is abandoned", l.name)
 				l.upgrade = nil
@@ -900,6 +940,9 @@ func (l *loop) sendGraceful() {
 // signalMaster sends sig to the master, or to every process left when
 // there is no master any more.
 func (l *loop) signalMaster(sig syscall.Signal) {
+	if l.holdSignal(sig) {
+		return
+	}
 	if !l.awaitPID.IsZero() {
 		// The pid file does not name the master yet: the processes there
 		// are may be starting, without their handlers (a Go or nginx
