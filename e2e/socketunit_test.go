@@ -240,6 +240,7 @@ func restartWithoutRefusals(t *testing.T, p *socketPair, inode uint64) {
 	var mu sync.Mutex
 	var results []result
 	warm := make(chan struct{})
+	restarted := make(chan struct{}) // closed once phase is 2
 	var warmOnce sync.Once
 	var wg sync.WaitGroup
 	for range clients {
@@ -247,8 +248,18 @@ func restartWithoutRefusals(t *testing.T, p *socketPair, inode uint64) {
 		go func() {
 			defer wg.Done()
 			done := 0
-			for ctx.Err() == nil && total.Add(1) <= maxRequests {
+			for ctx.Err() == nil {
 				ph := phase.Load()
+				if ph < 2 && total.Add(1) > maxRequests {
+					// The bound is for the requests before and during
+					// the restart; those after it are bounded by after.
+					// A long restart must not leave none for them.
+					select {
+					case <-restarted:
+					case <-ctx.Done():
+					}
+					continue
+				}
 				began := time.Now()
 				pid, err := p.servedBy(ctx)
 				took := time.Since(began)
@@ -277,6 +288,7 @@ func restartWithoutRefusals(t *testing.T, p *socketPair, inode uint64) {
 	phase.Store(1)
 	_, err := u.systemctl("restart", p.service())
 	phase.Store(2)
+	close(restarted)
 	if err != nil {
 		cancel()
 		wg.Wait()
