@@ -211,6 +211,12 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		}
 		c.note("apachectl start leaves Apache running as a daemon, its pid file at $APACHE_PID_FILE of Debian's /etc/apache2/envvars (/run/apache2$SUFFIX/apache2.pid, SUFFIX from %s): graceshim follows it with --pidfile=%s", env, pf)
 	}
+	if pgDaemonizes(cmd) && !has("pidfile") {
+		// graceshim follows a daemonized master only through its pid
+		// file (supervisor/doc.go): without one, pg_ctl's exit would
+		// look like the server's.
+		return nil, fmt.Errorf("%s:%d: ExecStart= %s start runs postgres in the background (pg_ctl start) and the unit has no Type=forking with PIDFile=: graceshim follows a daemonized server only through its pid file; add PIDFile= naming postgresql.conf's external_pid_file (Debian's: /run/postgresql/VERSION-CLUSTER.pid), or start it in the foreground (pg_ctlcluster --foreground)", u.File, start.Line, filepath.Base(cmd[0]))
+	}
 	if m, why := c.stopMap(o.Preset); m != "" && !has("map") && !has("preset") {
 		runFlags = append(runFlags, "--map="+m)
 		o.MapOver, _ = signals.ParseMap(m)
@@ -313,6 +319,14 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	var keptStops []Directive
 	for _, d := range u.List("Service", "ExecStop") {
 		if sc := commandOf(d); sc.Sends {
+			if o.Preset.StopsFast(sc.Signal) {
+				// The unit's stop was the fast one (Debian's
+				// postgresql@.service: pg_ctlcluster -m fast stop);
+				// graceshim's stop is the graceful one, bounded by
+				// its drain timeout, after which it escalates.
+				c.note("dropped ExecStop=%s (%s, %s's fast stop: %s): graceshim sends SIG%s, %s, waits while connections drain and sends the fast stop only after --drain-timeout", d.Value, sc.What, c.name, fastConsequence(o.Preset), signals.Name(o.Preset.Graceful), gracefulWhat(o.Preset))
+				continue
+			}
 			c.note("dropped ExecStop=%s (%s): graceshim's drain replaces it", d.Value, sc.What)
 			continue
 		}

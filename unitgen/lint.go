@@ -223,8 +223,8 @@ func (c *lintCtx) lintStop() {
 		switch {
 		case p.StopsFast(sc.Signal):
 			c.add(d, "ExecStop", SeverityError,
-				fmt.Sprintf("%s sends %s, %s's fast stop: in-flight requests are cut at once", sc.What, signals.Name(sc.Signal), c.name),
-				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, fromHint(c.u)))
+				fmt.Sprintf("%s sends %s, %s's fast stop: %s", sc.What, signals.Name(sc.Signal), c.name, fastConsequence(p)),
+				fastStopFix(p, c.name, fromHint(c.u)))
 		case sc.Waits && sc.Then != 0:
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s gives the graceful stop at most %s, then sends SIG%s itself (%s), cutting requests that take longer", sc.What, formatSpan(sc.Wait), signals.Name(sc.Then), fastOrNot(sc.Then, p)),
@@ -281,6 +281,54 @@ func (c *lintCtx) lintStop() {
 			fmt.Sprintf("the stop timeout (%s) is shorter than %s's own grace (%s): systemd kills it with SIGKILL while it still drains", formatSpan(stop.d), c.name, g.what),
 			fmt.Sprintf("set TimeoutStopSec= above %s, or run %s under graceshim, which extends the timeout while connections drain", formatSpan(g.d), c.name))
 	}
+}
+
+// fastConsequence is what a daemon's fast stop does to the work in
+// flight, in the daemon's own terms where its docs say more than "cut".
+func fastConsequence(p signals.Preset) string {
+	switch p.Name {
+	case "postgres":
+		// PostgreSQL 15 docs, "Shutting Down the Server"
+		// (https://www.postgresql.org/docs/15/server-shutdown.html):
+		// SIGINT "is the Fast Shutdown mode. The server disallows new
+		// connections and sends all existing server processes SIGTERM,
+		// which will cause them to abort their current transactions
+		// and exit promptly".
+		return "every session's current transaction is aborted and the session ended at once, without waiting for clients to finish"
+	case "httpd":
+		// https://httpd.apache.org/docs/2.4/stopping.html, Stop Now:
+		// "Any requests in progress are terminated".
+		return "every request in progress is terminated at once (stopping.html, Stop Now)"
+	}
+	return "in-flight requests are cut at once"
+}
+
+// fastStopFix is lint's fix for an ExecStop= that gives the fast stop.
+func fastStopFix(p signals.Preset, name, from string) string {
+	if p.Name != "postgres" {
+		return fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), name, from)
+	}
+	// A smart shutdown alone waits for every session, and a pooler's or
+	// an idle psql's never ends: bound it. KillMode=mixed matters more
+	// than anywhere: a backend that gets SIGTERM ends its session
+	// (pg_terminate_backend sends it), so the default control-group
+	// SIGTERM to every process is a fast stop too.
+	return fmt.Sprintf("run postgres under graceshim (graceshim unit --from %s), which sends SIGTERM, %s, to the postmaster only, waits while sessions end and sends the fast stop only after its drain timeout; or stop with -m smart and a TimeoutStopSec= that bounds the wait (an idle pooled session never ends by itself)", from, gracefulWhat(p))
+}
+
+// gracefulWhat names a daemon's graceful stop where it has a name of its
+// own.
+func gracefulWhat(p signals.Preset) string {
+	switch p.Name {
+	case "postgres":
+		// SIGTERM "is the Smart Shutdown mode. After receiving SIGTERM,
+		// the server disallows new connections, but lets existing
+		// sessions end their work normally" (same page).
+		return "PostgreSQL's smart shutdown, which lets open sessions end their work and accepts no new ones"
+	case "httpd":
+		return "Apache's graceful-stop, which lets requests in progress complete"
+	}
+	return "its graceful stop"
 }
 
 func fastOrNot(sig syscall.Signal, p signals.Preset) string {

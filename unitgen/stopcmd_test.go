@@ -131,3 +131,61 @@ func TestLintSSDSaysWhoKills(t *testing.T) {
 		}
 	}
 }
+
+// TestPgCtlStop reads the stop modes of pg_ctl and of Debian's
+// pg_ctlcluster (postgresql-common), which both default to fast.
+func TestPgCtlStop(t *testing.T) {
+	for _, tc := range []struct {
+		argv string
+		sig  syscall.Signal // 0: not a stop
+		wait time.Duration
+		then syscall.Signal
+	}{
+		// Debian 12's postgresql@.service ExecStop=.
+		{"/usr/bin/pg_ctlcluster --skip-systemctl-redirect -m fast %i stop", syscall.SIGINT, time.Minute, 0},
+		{"/usr/bin/pg_ctlcluster 15 main stop", syscall.SIGINT, time.Minute, 0},
+		{"/usr/bin/pg_ctlcluster --mode=smart 15 main stop", syscall.SIGTERM, time.Minute, 0},
+		{"/usr/bin/pg_ctlcluster -m s 15 main stop", syscall.SIGTERM, time.Minute, 0},
+		{"/usr/bin/pg_ctlcluster --force 15 main stop", syscall.SIGINT, time.Minute, syscall.SIGQUIT},
+		{"/usr/lib/postgresql/15/bin/pg_ctl stop -D /var/lib/pgsql/data -mi", syscall.SIGQUIT, time.Minute, 0},
+		{"/usr/lib/postgresql/15/bin/pg_ctl stop -D /var/lib/pgsql/data -m smart -t 300", syscall.SIGTERM, 5 * time.Minute, 0},
+		{"/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i reload", 0, 0, 0},
+		{"/usr/bin/pg_ctlcluster -m bogus 15 main stop", 0, 0, 0},
+	} {
+		got := classifySignalCmd(strings.Fields(tc.argv))
+		if got.Sends != (tc.sig != 0) || got.Signal != tc.sig || got.Then != tc.then || (tc.sig != 0 && (!got.Waits || got.Wait != tc.wait)) {
+			t.Errorf("%s: got %+v, want signal %v, wait %v, then %v", tc.argv, got, tc.sig, tc.wait, tc.then)
+		}
+	}
+}
+
+// TestConvertPgCtlcluster: pg_ctlcluster start daemonizes postgres, so
+// the conversion picks postgres's preset, drops the fast ExecStop= and
+// follows the postmaster through the pid file; without one it refuses.
+func TestConvertPgCtlcluster(t *testing.T) {
+	const unit = "[Service]\nType=forking\nExecStart=-/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i start\nExecStop=/usr/bin/pg_ctlcluster --skip-systemctl-redirect -m fast %i stop\nPIDFile=/run/postgresql/%i.pid\n"
+	u, _, err := Parse("postgresql@.service", []byte(unit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(res.Unit)
+	for _, want := range []string{"--preset=postgres --pidfile=/run/postgresql/%i.pid -- /usr/bin/pg_ctlcluster", "KillMode=mixed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("converted unit lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\nExecStop=") || !strings.Contains(strings.Join(res.Notes, "\n"), "postgres's fast stop") {
+		t.Errorf("the fast ExecStop= is not dropped as a fast stop:\n%s\nnotes: %q", out, res.Notes)
+	}
+	noPid, _, err := Parse("postgresql@.service", []byte(strings.Replace(unit, "PIDFile=/run/postgresql/%i.pid\n", "", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Convert(noPid, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false); err == nil || !strings.Contains(err.Error(), "runs postgres in the background") {
+		t.Errorf("Convert without PIDFile=: %v, want a refusal naming pg_ctl's daemonizing", err)
+	}
+}
