@@ -123,8 +123,8 @@ func lint(u *Unit, o LintOptions) []Finding {
 	if len(c.cmd) > 0 {
 		c.preset, c.known = signals.ForCommand(c.cmd[0])
 		c.name = filepath.Base(c.cmd[0])
-		if c.name == "apachectl" || c.name == "apache2ctl" {
-			c.name = "Apache" // apachectl only starts it
+		if c.name == "apachectl" || c.name == "apache2ctl" || c.name == "start_apache2" {
+			c.name = "Apache" // apachectl only starts it; start_apache2 execs it
 		}
 	}
 	if c.wrapper == "graceshim" {
