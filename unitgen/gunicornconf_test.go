@@ -47,6 +47,8 @@ func TestGunicornListensSources(t *testing.T) {
 		{"--bind in GUNICORN_CMD_ARGS over the file", "D", "--bind=127.0.0.1:18942", nil, []string{"127.0.0.1:18942"}, 512},
 		{"the command line over GUNICORN_CMD_ARGS", "D", "--bind=127.0.0.1:18942 --backlog 64", []string{"--bind=127.0.0.1:18943"}, []string{"127.0.0.1:18943"}, 64},
 		{"no working directory: /", "", "", nil, []string{"127.0.0.1:8000"}, 0},
+		// gunicorn splits GUNICORN_CMD_ARGS with shlex: quotes go.
+		{"quoted words in GUNICORN_CMD_ARGS", "", "--bind '127.0.0.1:18946' --backlog '32' -c 'D/other.py'", nil, []string{"127.0.0.1:18946"}, 32},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wd := strings.ReplaceAll(tc.wd, "D", dir)
@@ -108,5 +110,32 @@ func TestGunicornListensSources(t *testing.T) {
 				t.Errorf("gunicorn's backlog %d, want %d", n, tc.backlog)
 			}
 		})
+	}
+}
+
+// TestShlexSplit: what Python 3.11's shlex.split gives for each line
+// (checked with python3 -c 'import shlex,sys; print(shlex.split(sys.argv[1]))').
+func TestShlexSplit(t *testing.T) {
+	for _, tc := range []struct {
+		in, want, err string
+	}{
+		{`--bind 127.0.0.1:8000   --workers 3`, `--bind|127.0.0.1:8000|--workers|3`, ""},
+		{`--name 'my app' --access-logformat "%(h)s \"%(r)s\""`, `--name|my app|--access-logformat|%(h)s "%(r)s"`, ""},
+		{`-c /srv/app\ dir/conf.py`, `-c|/srv/app dir/conf.py`, ""},
+		{`--bind "a\b"`, `--bind|a\b`, ""},
+		{`''`, ``, ""},
+		{`--name 'open`, "", "no closing quotation"},
+		{`--name x\`, "", "no escaped character"},
+	} {
+		got, err := shlexSplit(tc.in)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("shlexSplit(%s): err %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, "|") != tc.want || (tc.want == "" && len(got) != 1) {
+			t.Errorf("shlexSplit(%s) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
 	}
 }
