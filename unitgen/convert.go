@@ -178,7 +178,7 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	}
 
 	if o.Preset.Name == "uwsgi" {
-		if w := uwsgiConvertWarning(daemon); w != "" {
+		if w := uwsgiConvertWarning(u, daemon); w != "" {
 			c.warn(start.Line, "%s", w)
 		}
 	}

@@ -216,7 +216,7 @@ func SocketListens(argv []string, p signals.Preset, so SocketOptions) ([]Listen,
 	case p.Name == "puma":
 		found, err = pumaListens(so.Root, argv, so)
 	case p.Name == "uwsgi":
-		found, err = uwsgiListens(so.Root, argv, so.Specifiers)
+		found, err = uwsgiListens(so.Root, argv, so.Specifiers, so.workDir())
 	case len(given) > 0:
 		return given, nil
 	case p.Sockets == signals.SocketsListenFDs:

@@ -691,10 +691,10 @@ func pumaListens(root string, argv []string, so SocketOptions) ([]Listen, error)
 // empty reply unless --protocol=http is given. So HTTP needs
 // --protocol=http, and HTTP and uwsgi sockets cannot be mixed. --http
 // runs uWSGI's HTTP router, a process of its own that binds itself.
-func uwsgiListens(root string, argv []string, specifiers bool) ([]Listen, error) {
+func uwsgiListens(root string, argv []string, specifiers bool, dir string) ([]Listen, error) {
 	// The options of the command line and of the files it loads, read
 	// as for the hook (uwsgiOptions).
-	opts, cannot := uwsgiOptions(root, argv)
+	opts, cannot := uwsgiOptionsIn(root, dir, argv)
 	if cannot != "" {
 		if format, _ := uwsgiFormat(cannot); format != "" {
 			return nil, unreadf("--socket: uWSGI loads %s as %s, which graceshim does not read: name its sockets on the command line (--http-socket/--socket) or in an ini file, or pass --listen ADDR", cannot, format)
