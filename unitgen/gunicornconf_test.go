@@ -139,3 +139,51 @@ func TestShlexSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestUserUnitWorkDir: a user unit's daemon runs in the user's home
+// unless WorkingDirectory= says otherwise (systemd.exec(5)), so gunicorn
+// finds its gunicorn.conf.py there, and ~ and %h are that home.
+func TestUserUnitWorkDir(t *testing.T) {
+	home := t.TempDir()
+	units := filepath.Join(home, ".config/systemd/user")
+	if err := os.MkdirAll(units, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := "# The app's settings.\nbind = \"127.0.0.1:18947\"\nworkers = 2\n"
+	for _, d := range []string{home, filepath.Join(home, "app")} {
+		if err := os.WriteFile(filepath.Join(d, "gunicorn.conf.py"), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	preset, _ := signals.Lookup("gunicorn")
+	for _, tc := range []struct{ wd, want string }{
+		{"", home},
+		{"WorkingDirectory=~\n", home},
+		{"WorkingDirectory=%h/app\n", filepath.Join(home, "app")},
+		{"WorkingDirectory=/\n", "/"},
+	} {
+		path := filepath.Join(units, "app.service")
+		u, _, err := Parse(path, []byte("[Service]\nExecStart=/usr/bin/gunicorn app:app\n"+tc.wd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := (SocketOptions{Unit: u}).workDir(); got != tc.want {
+			t.Errorf("%q: working directory %q, want %q", tc.wd, got, tc.want)
+		}
+		if tc.want == "/" {
+			continue
+		}
+		ls, err := SocketListens([]string{"/usr/bin/gunicorn", "app:app"}, preset, SocketOptions{Unit: u})
+		if err != nil || len(ls) != 1 || ls[0].Addr != "127.0.0.1:18947" {
+			t.Errorf("%q: listens %+v, %v; want the home's gunicorn.conf.py bind 127.0.0.1:18947", tc.wd, ls, err)
+		}
+	}
+	// A system unit's default stays /.
+	u, _, _ := Parse("/etc/systemd/system/app.service", []byte("[Service]\nExecStart=/usr/bin/gunicorn app:app\n"))
+	if got := (SocketOptions{Unit: u}).workDir(); got != "/" {
+		t.Errorf("system unit: working directory %q, want /", got)
+	}
+}
