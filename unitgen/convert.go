@@ -324,7 +324,7 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 				// postgresql@.service: pg_ctlcluster -m fast stop);
 				// graceshim's stop is the graceful one, bounded by
 				// its drain timeout, after which it escalates.
-				c.note("dropped ExecStop=%s (%s, %s's fast stop: %s): graceshim sends SIG%s, %s, waits while connections drain and sends the fast stop only after --drain-timeout", d.Value, sc.What, c.name, fastConsequence(o.Preset), signals.Name(o.Preset.Graceful), gracefulWhat(o.Preset))
+				c.note("dropped ExecStop=%s (%s, %s's fast stop: %s): graceshim sends SIG%s, %s, waits while connections drain and sends the fast stop only after --drain-timeout", d.Value, sc.What, c.name, fastConsequence(o.Preset, sc.Signal), signals.Name(o.Preset.Graceful), gracefulWhat(o.Preset))
 				continue
 			}
 			c.note("dropped ExecStop=%s (%s): graceshim's drain replaces it", d.Value, sc.What)

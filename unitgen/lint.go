@@ -223,7 +223,7 @@ func (c *lintCtx) lintStop() {
 		switch {
 		case p.StopsFast(sc.Signal):
 			c.add(d, "ExecStop", SeverityError,
-				fmt.Sprintf("%s sends %s, %s's fast stop: %s", sc.What, signals.Name(sc.Signal), c.name, fastConsequence(p)),
+				fmt.Sprintf("%s sends %s, %s's fast stop: %s", sc.What, signals.Name(sc.Signal), c.name, fastConsequence(p, sc.Signal)),
 				fastStopFix(p, c.name, fromHint(c.u)))
 		case sc.Waits && sc.Then != 0:
 			c.add(d, "ExecStop", SeverityError,
@@ -285,9 +285,15 @@ func (c *lintCtx) lintStop() {
 
 // fastConsequence is what a daemon's fast stop does to the work in
 // flight, in the daemon's own terms where its docs say more than "cut".
-func fastConsequence(p signals.Preset) string {
+func fastConsequence(p signals.Preset, sig syscall.Signal) string {
 	switch p.Name {
 	case "postgres":
+		if sig == syscall.SIGQUIT {
+			// SIGQUIT "is the Immediate Shutdown mode ... This will
+			// lead to recovery (by replaying the WAL log) upon next
+			// startup" (same page).
+			return "the immediate shutdown: every session is ended without a clean shutdown, and the next start replays the WAL (crash recovery)"
+		}
 		// PostgreSQL 15 docs, "Shutting Down the Server"
 		// (https://www.postgresql.org/docs/15/server-shutdown.html):
 		// SIGINT "is the Fast Shutdown mode. The server disallows new

@@ -189,3 +189,29 @@ func TestConvertPgCtlcluster(t *testing.T) {
 		t.Errorf("Convert without PIDFile=: %v, want a refusal naming pg_ctl's daemonizing", err)
 	}
 }
+
+// TestLintPgStopModes: lint names what each of PostgreSQL's stop modes
+// does when an ExecStop= gives it.
+func TestLintPgStopModes(t *testing.T) {
+	for _, tc := range []struct{ mode, want string }{
+		{"fast", "sends INT, postgres's fast stop: every session's current transaction is aborted"},
+		{"immediate", "sends QUIT, postgres's fast stop: the immediate shutdown"},
+		{"smart", ""},
+	} {
+		unit := "[Service]\nType=forking\nExecStart=/usr/lib/postgresql/15/bin/pg_ctl start -D /var/lib/postgresql/15/main -s -w -t 300\nExecStop=/usr/lib/postgresql/15/bin/pg_ctl stop -D /var/lib/postgresql/15/main -s -m " + tc.mode + "\nPIDFile=/var/lib/postgresql/15/main/postmaster.pid\nTimeoutStopSec=1h\n"
+		u, _, err := Parse("postgresql.service", []byte(unit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+			if f.Directive == "ExecStop" {
+				all = append(all, f.Problem)
+			}
+		}
+		got := strings.Join(all, "\n")
+		if tc.want == "" && strings.Contains(got, "fast stop") || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("-m %s: lint says %q, want %q", tc.mode, got, tc.want)
+		}
+	}
+}
