@@ -151,6 +151,24 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	default:
 		c.note("ExecStart=: graceshim replaces %s (graceshim is a subreaper too, and translates signals rather than passing them on)", wrapper)
 	}
+	// Debian's pg_ctlcluster start runs pg_ctl, which starts postgres in
+	// the background and exits only once it is up (measured with
+	// postgresql-common 248: 2.2 s). graceshim follows it by the pid
+	// file, but a stop that comes before pg_ctlcluster has exited
+	// signals pg_ctlcluster, not postgres (measured under systemd 252:
+	// a stop 1 s after start killed pg_ctlcluster and systemd's final
+	// SIGTERM then ended the sessions in flight). With --foreground it
+	// execs postgres in its own pid instead (`exec /bin/sh -c "exec
+	// $postgres ..."`, pg_ctlcluster's start()), so graceshim runs the
+	// postmaster itself; --stdlog keeps its log in the cluster's log
+	// file, where pg_ctl -l wrote it (pg_ctlcluster(1)).
+	pgForeground := false
+	if filepath.Base(cmd[0]) == "pg_ctlcluster" && pgDaemonizes(cmd) {
+		pgForeground = true
+		tail = line.Words[at].Raw + " --foreground --stdlog " + line.RawTail(at+1)
+		cmd = append([]string{cmd[0], "--foreground", "--stdlog"}, cmd[1:]...)
+		c.note("ExecStart=: pg_ctlcluster --foreground --stdlog: it runs postgres in its own pid rather than in the background through pg_ctl, so graceshim runs the postmaster itself and no pid file is needed; the log stays in the cluster's log file")
+	}
 	o.Argv = cmd
 	daemon := daemonArgv(cmd)
 	if len(daemon) == 0 {
@@ -184,7 +202,7 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	}
 
 	typ, _ := u.Get("Service", "Type")
-	if pf, ok := u.Get("Service", "PIDFile"); ok && typ.Value == "forking" && !has("pidfile") {
+	if pf, ok := u.Get("Service", "PIDFile"); ok && typ.Value == "forking" && !has("pidfile") && !pgForeground {
 		if rel := pf.Value; rel != "" && !filepath.IsAbs(rel) && !strings.HasPrefix(rel, "%") {
 			// systemd prefixes a relative PIDFile= with /run/
 			// (systemd.service(5), PIDFile=); graceshim would resolve

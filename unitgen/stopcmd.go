@@ -469,9 +469,10 @@ func daemonArgv(argv []string) []string {
 			// start: pg_ctl starts postgres in the background and
 			// exits once it is up (pg_ctl(1)), so the postmaster is
 			// not in this pid but an orphan graceshim adopts; it
-			// follows it only through --pidfile (Type=forking with
-			// PIDFile=, Debian's external_pid_file; see
-			// pgDaemonizes). Its signals are postgres's.
+			// follows it only through --pidfile (see pgDaemonizes;
+			// Convert adds --foreground to pg_ctlcluster, which then
+			// execs postgres in its own pid). Its signals are
+			// postgres's.
 			if slices.Contains(argv[1:], "start") {
 				return []string{"postgres"}
 			}

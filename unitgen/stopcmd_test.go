@@ -173,7 +173,7 @@ func TestConvertPgCtlcluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := string(res.Unit)
-	for _, want := range []string{"--preset=postgres --pidfile=/run/postgresql/%i.pid -- /usr/bin/pg_ctlcluster", "KillMode=mixed"} {
+	for _, want := range []string{"--preset=postgres -- /usr/bin/pg_ctlcluster --foreground --stdlog --skip-systemctl-redirect %i start\n", "KillMode=mixed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("converted unit lacks %q:\n%s", want, out)
 		}
@@ -181,7 +181,19 @@ func TestConvertPgCtlcluster(t *testing.T) {
 	if strings.Contains(out, "\nExecStop=") || !strings.Contains(strings.Join(res.Notes, "\n"), "postgres's fast stop") {
 		t.Errorf("the fast ExecStop= is not dropped as a fast stop:\n%s\nnotes: %q", out, res.Notes)
 	}
-	noPid, _, err := Parse("postgresql@.service", []byte(strings.Replace(unit, "PIDFile=/run/postgresql/%i.pid\n", "", 1)))
+	if strings.Contains(out, "--pidfile") {
+		t.Errorf("postgres in the foreground needs no --pidfile:\n%s", out)
+	}
+	// pg_ctl itself only starts postgres in the background.
+	pgctl := "[Service]\nType=forking\nExecStart=/usr/lib/postgresql/15/bin/pg_ctl start -D /var/lib/postgresql/15/main -w\nExecStop=/usr/lib/postgresql/15/bin/pg_ctl stop -D /var/lib/postgresql/15/main -m fast\nPIDFile=/var/lib/postgresql/15/main/postmaster.pid\n"
+	u, _, err = Parse("postgresql.service", []byte(pgctl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err = Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false); err != nil || !strings.Contains(string(res.Unit), "--preset=postgres --pidfile=/var/lib/postgresql/15/main/postmaster.pid -- /usr/lib/postgresql/15/bin/pg_ctl start") {
+		t.Errorf("pg_ctl start: %v\n%s", err, res.Unit)
+	}
+	noPid, _, err := Parse("postgresql.service", []byte(strings.Replace(pgctl, "PIDFile=/var/lib/postgresql/15/main/postmaster.pid\n", "", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
