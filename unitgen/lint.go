@@ -221,6 +221,10 @@ func (c *lintCtx) lintStop() {
 		}
 		signalled = true
 		switch {
+		case sc.Loses != "":
+			c.add(d, "ExecStop", SeverityError,
+				fmt.Sprintf("%s stops %s, but %s", sc.What, c.name, sc.Loses),
+				fmt.Sprintf("remove ExecStop= and let systemd send SIG%s (%s's graceful stop) with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.name, fromHint(c.u)))
 		case p.StopsFast(sc.Signal):
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s sends %s, %s's fast stop: %s", sc.What, signals.Name(sc.Signal), c.name, fastConsequence(p, sc.Signal)),

@@ -32,6 +32,10 @@ type signalCmd struct {
 	// What names the command for messages ("start-stop-daemon --retry
 	// QUIT/5").
 	What string
+	// Loses says what the command gives up that the daemon's graceful
+	// stop keeps, even where its signal is the graceful one ("" when
+	// nothing): redis-cli shutdown nosave skips the save.
+	Loses string
 	// Tested is the command's own config-test subcommand when it tests
 	// the configuration before it signals: apachectl graceful runs
 	// "$HTTPD -t" first and refuses a broken one (apachectl(8)), where a
@@ -190,6 +194,27 @@ func classifySignalCmd(argv []string) signalCmd {
 		return signalCmd{Sends: true, Signal: sig, What: "killproc -" + signals.Name(sig)}
 	case "pg_ctlcluster", "pg_ctl":
 		return classifyPgCtl(base, args)
+	case "redis-cli":
+		// redis-cli [options] shutdown [nosave|save] [now] [force]:
+		// SHUTDOWN stops Redis as SIGTERM does, saving the RDB when
+		// save points are set; "NOSAVE will prevent a DB saving
+		// operation even if one or more save points are configured"
+		// (https://redis.io/docs/latest/commands/shutdown/). It
+		// returns when the server has gone (its connection closes).
+		for i, a := range args {
+			if !strings.EqualFold(a, "shutdown") || i > 0 && strings.HasPrefix(args[i-1], "-") && !strings.HasPrefix(args[i-1], "--") {
+				continue // a -h/-p/-a value named shutdown is not the command
+			}
+			c := signalCmd{Sends: true, Signal: syscall.SIGTERM, What: "redis-cli shutdown"}
+			for _, m := range args[i+1:] {
+				if strings.EqualFold(m, "nosave") {
+					c.What = "redis-cli shutdown nosave"
+					c.Loses = "it skips the save that Redis's SIGTERM makes when save points are set, so every write since the last save is lost (SHUTDOWN NOSAVE)"
+				}
+			}
+			return c
+		}
+		return signalCmd{}
 	case "apachectl", "apache2ctl":
 		for _, a := range args {
 			switch a {

@@ -227,3 +227,38 @@ func TestLintPgStopModes(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisCliShutdown: redis-cli shutdown is Redis's own stop, and lint
+// says what shutdown nosave loses.
+func TestRedisCliShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		argv  string
+		sends bool
+		loses bool
+	}{
+		{"/usr/bin/redis-cli shutdown", true, false},
+		{"/usr/bin/redis-cli -p 6380 SHUTDOWN SAVE", true, false},
+		{"/usr/bin/redis-cli -s /run/redis/redis-server.sock shutdown nosave", true, true},
+		{"/usr/bin/redis-cli -a shutdown ping", false, false},
+		{"/usr/bin/redis-cli ping", false, false},
+	} {
+		got := classifySignalCmd(strings.Fields(tc.argv))
+		if got.Sends != tc.sends || (got.Loses != "") != tc.loses || tc.sends && got.Signal != syscall.SIGTERM {
+			t.Errorf("%s: got %+v, want sends %v, loses %v", tc.argv, got, tc.sends, tc.loses)
+		}
+	}
+	// As a unit that stops Redis by its CLI, in the style of the units
+	// of redis.io's install notes (Type=notify, --supervised systemd).
+	unit := "[Service]\nType=notify\nExecStart=/usr/bin/redis-server /etc/redis/redis.conf --supervised systemd --daemonize no\nExecStop=/usr/bin/redis-cli -s /run/redis/redis-server.sock shutdown nosave\nKillMode=mixed\n"
+	u, _, err := Parse("redis.service", []byte(unit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+		all = append(all, f.Problem)
+	}
+	if got := strings.Join(all, "\n"); !strings.Contains(got, "every write since the last save is lost") {
+		t.Errorf("lint says\n%s\nwant the lost writes named", got)
+	}
+}
