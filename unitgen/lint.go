@@ -247,6 +247,25 @@ func (c *lintCtx) lintStop() {
 				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, fromHint(c.u)))
 		}
 	}
+	if !signalled && p.Name == "postgres" && p.StopsGracefully(killSig) {
+		// Each backend takes SIGTERM as pg_terminate_backend sends it
+		// and ends its session; only the postmaster reads it as the
+		// smart shutdown. Measured with Debian's postgresql@.service
+		// without its ExecStop= under systemd 252: the log said
+		// "received smart shutdown request", yet a 4 s query in flight
+		// was ended at once ("terminating connection due to
+		// administrator command"), stop 0.04 s, Result=success.
+		if km, kmSet := c.value("KillMode", "control-group"); km.Value == "control-group" {
+			what := "KillMode=control-group"
+			if !kmSet {
+				what = "KillMode is not set, so control-group,"
+			}
+			c.add(km, "KillMode", SeverityError,
+				fmt.Sprintf("%s sends KillSignal=%s to every process of the unit: the postmaster takes it as the smart shutdown, but every backend takes it as pg_terminate_backend's signal and ends its session at once, so each transaction in flight is aborted: a fast stop in effect", what, ks.Value),
+				fmt.Sprintf("set KillMode=mixed (the signal to the postmaster only) with a TimeoutStopSec= that bounds the wait for sessions, or run postgres under graceshim: graceshim unit --from %s", fromHint(c.u)))
+			return
+		}
+	}
 	switch {
 	case signalled:
 	case cannotStop(killSig):

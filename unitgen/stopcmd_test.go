@@ -262,3 +262,27 @@ func TestRedisCliShutdown(t *testing.T) {
 		t.Errorf("lint says\n%s\nwant the lost writes named", got)
 	}
 }
+
+// TestLintPgControlGroup: without an ExecStop=, systemd's SIGTERM to
+// every process of the unit ends every PostgreSQL session at once; with
+// KillMode=mixed only the postmaster gets it (the smart shutdown).
+func TestLintPgControlGroup(t *testing.T) {
+	const unit = "[Service]\nType=forking\nExecStart=-/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i start\nTimeoutStopSec=1h\nPIDFile=/run/postgresql/%i.pid\n"
+	for _, tc := range []struct{ extra, want string }{
+		{"", "every backend takes it as pg_terminate_backend's signal"},
+		{"KillMode=mixed\n", ""},
+	} {
+		u, _, err := Parse("postgresql@.service", []byte(unit+tc.extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+			all = append(all, f.Problem)
+		}
+		got := strings.Join(all, "\n")
+		if tc.want == "" && strings.Contains(got, "pg_terminate_backend") || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("%q: lint says\n%s\nwant %q", tc.extra, got, tc.want)
+		}
+	}
+}
