@@ -235,6 +235,16 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 		// look like the server's.
 		return nil, fmt.Errorf("%s:%d: ExecStart= %s start runs postgres in the background (pg_ctl start) and the unit has no Type=forking with PIDFile=: graceshim follows a daemonized server only through its pid file; add PIDFile= naming postgresql.conf's external_pid_file (Debian's: /run/postgresql/VERSION-CLUSTER.pid), or start it in the foreground (pg_ctlcluster --foreground)", u.File, start.Line, filepath.Base(cmd[0]))
 	}
+	if pf, ok := u.Get("Service", "PIDFile"); ok && pgDaemonizes(cmd) && filepath.Base(pf.Value) == "postmaster.pid" {
+		// postmaster.pid holds the pid on its first line and the data
+		// directory, start time, port, socket directory, listen address,
+		// shared memory key and status on the next ones (PostgreSQL
+		// docs, "Database File Layout"; measured with PostgreSQL 15: 8
+		// lines, the last "ready"), where external_pid_file holds the
+		// pid alone; systemd reads the first line only, graceshim's
+		// --pidfile a file of one pid.
+		return nil, fmt.Errorf("%s:%d: PIDFile=%s: postmaster.pid holds more than the pid (PostgreSQL writes its data directory, port and status on the lines after it) and graceshim's --pidfile reads a file of one pid; name postgresql.conf's external_pid_file in PIDFile= instead, or run postgres itself in the foreground (ExecStart=.../bin/postgres -D DATADIR, as the PostgreSQL docs' systemd unit does)", u.File, pf.Line, pf.Value)
+	}
 	if m, why := c.stopMap(o.Preset); m != "" && !has("map") && !has("preset") {
 		runFlags = append(runFlags, "--map="+m)
 		o.MapOver, _ = signals.ParseMap(m)

@@ -190,8 +190,15 @@ func TestConvertPgCtlcluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err = Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false); err != nil || !strings.Contains(string(res.Unit), "--preset=postgres --pidfile=/var/lib/postgresql/15/main/postmaster.pid -- /usr/lib/postgresql/15/bin/pg_ctl start") {
-		t.Errorf("pg_ctl start: %v\n%s", err, res.Unit)
+	if _, err = Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false); err == nil || !strings.Contains(err.Error(), "postmaster.pid holds more than the pid") {
+		t.Errorf("pg_ctl start with PIDFile=postmaster.pid: %v, want a refusal naming the file's other lines", err)
+	}
+	ext, _, err := Parse("postgresql.service", []byte(strings.Replace(pgctl, "/var/lib/postgresql/15/main/postmaster.pid", "/run/postgresql/15-main.pid", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err = Convert(ext, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false); err != nil || !strings.Contains(string(res.Unit), "--preset=postgres --pidfile=/run/postgresql/15-main.pid -- /usr/lib/postgresql/15/bin/pg_ctl start") {
+		t.Errorf("pg_ctl start with external_pid_file: %v\n%s", err, res.Unit)
 	}
 	noPid, _, err := Parse("postgresql.service", []byte(strings.Replace(pgctl, "PIDFile=/var/lib/postgresql/15/main/postmaster.pid\n", "", 1)))
 	if err != nil {
