@@ -324,6 +324,13 @@ func fastConsequence(p signals.Preset, sig syscall.Signal) string {
 		// which will cause them to abort their current transactions
 		// and exit promptly".
 		return "every session's current transaction is aborted and the session ended at once, without waiting for clients to finish"
+	case "php-fpm":
+		// sapi/fpm/fpm/fpm_signals.c: SIGTERM and SIGINT are the
+		// master's "terminate", which sends each worker SIGTERM; a
+		// worker leaves SIGTERM at its default action (only SIGQUIT
+		// has a handler there, fpm_signals_init_child), so it ends at
+		// once.
+		return "the master sends every worker SIGTERM, which ends it at once, so each request a worker is running is lost"
 	case "httpd":
 		// https://httpd.apache.org/docs/2.4/stopping.html, Stop Now:
 		// "Any requests in progress are terminated".

@@ -293,3 +293,25 @@ func TestLintPgControlGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestLintFastStopNamed: an ExecStop= that gives the daemon's fast stop
+// is named with what that stop does to the work in flight.
+func TestLintFastStopNamed(t *testing.T) {
+	for _, tc := range []struct{ unit, want string }{
+		{"[Service]\nType=notify\nExecStart=/usr/sbin/php-fpm8.2 --nodaemonize --fpm-config /etc/php/8.2/fpm/php-fpm.conf\nExecStop=/bin/kill -TERM $MAINPID\n", "php-fpm8.2's fast stop: the master sends every worker SIGTERM"},
+		{"[Service]\nType=forking\nExecStart=/usr/sbin/apachectl start\nExecStop=/usr/sbin/apachectl stop\nPIDFile=/run/apache2/apache2.pid\n", "Apache's fast stop: every request in progress is terminated"},
+		{"[Service]\nType=forking\nExecStart=/usr/bin/pg_ctlcluster 15 main start\nExecStop=/usr/bin/pg_ctlcluster 15 main stop\nPIDFile=/run/postgresql/15-main.pid\n", "pg_ctlcluster stop -m fast sends INT, postgres's fast stop: every session's current transaction is aborted"},
+	} {
+		u, _, err := Parse("x.service", []byte(tc.unit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+			all = append(all, f.Problem)
+		}
+		if got := strings.Join(all, "\n"); !strings.Contains(got, tc.want) {
+			t.Errorf("lint says\n%s\nwant %q", got, tc.want)
+		}
+	}
+}
