@@ -197,3 +197,45 @@ func TestUserLoadPath(t *testing.T) {
 		t.Errorf("LoadPathFor a system unit = %q, want SystemLoadPath", p)
 	}
 }
+
+// TestLintSeesDropinsOnLoadPath: lint's note on drop-ins names those
+// systemd applies from the other directories of its load path too, as
+// systemctl edit's override.conf in /etc for a unit under /usr/lib.
+func TestLintSeesDropinsOnLoadPath(t *testing.T) {
+	root := t.TempDir()
+	lib, etc := filepath.Join(root, "lib"), filepath.Join(root, "etc")
+	files := map[string]string{
+		"lib/nginx.service":                   "[Service]\nType=forking\nPIDFile=/run/nginx.pid\nExecStart=/usr/sbin/nginx -g 'daemon on; master_process on;'\nKillSignal=SIGQUIT\nKillMode=mixed\nTimeoutStopSec=1h\n",
+		"etc/nginx.service.d/override.conf":   "### Editing /etc/systemd/system/nginx.service.d/override.conf\n[Service]\nKillSignal=SIGTERM\n",
+		"etc/nginx.service.d/ignored.txt":     "not a drop-in\n",
+		"lib/service.d/10-timeout-abort.conf": "[Service]\nTimeoutAbortSec=10s\n",
+	}
+	for p, text := range files {
+		p = filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(lib, "nginx.service")
+	u, _, err := Parse(path, []byte(files["lib/nginx.service"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var note string
+	for _, f := range Lint(u, LintOptions{SystemdVersion: 252, LoadPath: []string{etc, lib}}) {
+		if f.Directive == "drop-in" {
+			note = f.Problem
+		}
+	}
+	for _, want := range []string{filepath.Join(etc, "nginx.service.d/override.conf"), filepath.Join(lib, "service.d/10-timeout-abort.conf")} {
+		if !strings.Contains(note, want) {
+			t.Errorf("lint's drop-in note %q does not name %s", note, want)
+		}
+	}
+	if strings.Contains(note, "ignored.txt") {
+		t.Errorf("lint's drop-in note names a file that is no drop-in: %q", note)
+	}
+}

@@ -49,6 +49,10 @@ type LintOptions struct {
 	// (/etc/nginx/nginx.conf), to lint the units of another system's
 	// image; "" means /.
 	Root string
+	// LoadPath is where the unit's drop-ins are looked for besides its
+	// own directory, highest priority first; nil means systemd 252's
+	// load path for the unit (LoadPathFor), under Root.
+	LoadPath []string
 }
 
 // defaultTimeoutStop is systemd's DefaultTimeoutStopSec.
@@ -90,7 +94,7 @@ func (c *lintCtx) value(name, def string) (Directive, bool) {
 // fix. Warnings are about the file itself (unknown directives).
 func Lint(u *Unit, o LintOptions) []Finding {
 	fs := lint(u, o)
-	if f, ok := dropinsBeside(u); ok {
+	if f, ok := dropinsBeside(u, o); ok {
 		fs = append(fs, f)
 	}
 	return fs
