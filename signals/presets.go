@@ -154,8 +154,18 @@ var presets = []Preset{
 	// first for that reason, see Debian's apache2ctl). Debian's apache2
 	// is not built with mod_systemd (apache2.service is Type=forking);
 	// Fedora's httpd is, so there it speaks sd_notify.
+	//
+	// openSUSE's apache2.service runs /usr/sbin/start_apache2, a script
+	// that reads /etc/sysconfig/apache2, picks the MPM's binary and ends
+	// in `exec $apache_bin ...` with its own arguments (SUSE's container
+	// images rewrite that line into their apache2-foreground), so httpd
+	// keeps the pid, and `start_apache2 ... -t` is httpd's config test
+	// (SUSE's tooling runs `/usr/sbin/start_apache2 -t`). Its binaries
+	// are httpd-prefork, httpd-worker, httpd-event (httpd2-prefork ...
+	// before 2.4.4x; `systemctl status apache2` shows them as Main PID).
 	{
-		Name: "httpd", Commands: []string{"httpd", "apache2", "apachectl", "apache2ctl"},
+		Name: "httpd", Commands: []string{"httpd", "apache2", "apachectl", "apache2ctl",
+			"start_apache2", "httpd-prefork", "httpd-worker", "httpd-event", "httpd2-prefork", "httpd2-worker", "httpd2-event"},
 		Sockets:  SocketsNone,
 		Graceful: syscall.SIGWINCH, Fast: syscall.SIGTERM, FastAlso: []syscall.Signal{syscall.SIGINT},
 		Reload:     syscall.SIGUSR1,

@@ -151,6 +151,24 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	default:
 		c.note("ExecStart=: graceshim replaces %s (graceshim is a subreaper too, and translates signals rather than passing them on)", wrapper)
 	}
+	// Debian's pg_ctlcluster start runs pg_ctl, which starts postgres in
+	// the background and exits only once it is up (measured with
+	// postgresql-common 248: 2.2 s). graceshim follows it by the pid
+	// file, but a stop that comes before pg_ctlcluster has exited
+	// signals pg_ctlcluster, not postgres (measured under systemd 252:
+	// a stop 1 s after start killed pg_ctlcluster and systemd's final
+	// SIGTERM then ended the sessions in flight). With --foreground it
+	// execs postgres in its own pid instead (`exec /bin/sh -c "exec
+	// $postgres ..."`, pg_ctlcluster's start()), so graceshim runs the
+	// postmaster itself; --stdlog keeps its log in the cluster's log
+	// file, where pg_ctl -l wrote it (pg_ctlcluster(1)).
+	pgForeground := false
+	if filepath.Base(cmd[0]) == "pg_ctlcluster" && pgDaemonizes(cmd) {
+		pgForeground = true
+		tail = line.Words[at].Raw + " --foreground --stdlog " + line.RawTail(at+1)
+		cmd = append([]string{cmd[0], "--foreground", "--stdlog"}, cmd[1:]...)
+		c.note("ExecStart=: pg_ctlcluster --foreground --stdlog: it runs postgres in its own pid rather than in the background through pg_ctl, so graceshim runs the postmaster itself and no pid file is needed; the log stays in the cluster's log file")
+	}
 	o.Argv = cmd
 	daemon := daemonArgv(cmd)
 	if len(daemon) == 0 {
@@ -178,13 +196,13 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	}
 
 	if o.Preset.Name == "uwsgi" {
-		if w := uwsgiConvertWarning(daemon); w != "" {
+		if w := uwsgiConvertWarning(u, daemon); w != "" {
 			c.warn(start.Line, "%s", w)
 		}
 	}
 
 	typ, _ := u.Get("Service", "Type")
-	if pf, ok := u.Get("Service", "PIDFile"); ok && typ.Value == "forking" && !has("pidfile") {
+	if pf, ok := u.Get("Service", "PIDFile"); ok && typ.Value == "forking" && !has("pidfile") && !pgForeground {
 		if rel := pf.Value; rel != "" && !filepath.IsAbs(rel) && !strings.HasPrefix(rel, "%") {
 			// systemd prefixes a relative PIDFile= with /run/
 			// (systemd.service(5), PIDFile=); graceshim would resolve
@@ -210,6 +228,22 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 			runFlags = append(runFlags, "--pidfile="+pf)
 		}
 		c.note("apachectl start leaves Apache running as a daemon, its pid file at $APACHE_PID_FILE of Debian's /etc/apache2/envvars (/run/apache2$SUFFIX/apache2.pid, SUFFIX from %s): graceshim follows it with --pidfile=%s", env, pf)
+	}
+	if pgDaemonizes(cmd) && !has("pidfile") {
+		// graceshim follows a daemonized master only through its pid
+		// file (supervisor/doc.go): without one, pg_ctl's exit would
+		// look like the server's.
+		return nil, fmt.Errorf("%s:%d: ExecStart= %s start runs postgres in the background (pg_ctl start) and the unit has no Type=forking with PIDFile=: graceshim follows a daemonized server only through its pid file; add PIDFile= naming postgresql.conf's external_pid_file (Debian's: /run/postgresql/VERSION-CLUSTER.pid), or start it in the foreground (pg_ctlcluster --foreground)", u.File, start.Line, filepath.Base(cmd[0]))
+	}
+	if pf, ok := u.Get("Service", "PIDFile"); ok && pgDaemonizes(cmd) && filepath.Base(pf.Value) == "postmaster.pid" {
+		// postmaster.pid holds the pid on its first line and the data
+		// directory, start time, port, socket directory, listen address,
+		// shared memory key and status on the next ones (PostgreSQL
+		// docs, "Database File Layout"; measured with PostgreSQL 15: 8
+		// lines, the last "ready"), where external_pid_file holds the
+		// pid alone; systemd reads the first line only, graceshim's
+		// --pidfile a file of one pid.
+		return nil, fmt.Errorf("%s:%d: PIDFile=%s: postmaster.pid holds more than the pid (PostgreSQL writes its data directory, port and status on the lines after it) and graceshim's --pidfile reads a file of one pid; name postgresql.conf's external_pid_file in PIDFile= instead, or run postgres itself in the foreground (ExecStart=.../bin/postgres -D DATADIR, as the PostgreSQL docs' systemd unit does)", u.File, pf.Line, pf.Value)
 	}
 	if m, why := c.stopMap(o.Preset); m != "" && !has("map") && !has("preset") {
 		runFlags = append(runFlags, "--map="+m)
@@ -313,6 +347,14 @@ func Convert(u *Unit, o Options, dropin bool) (*ConvertResult, error) {
 	var keptStops []Directive
 	for _, d := range u.List("Service", "ExecStop") {
 		if sc := commandOf(d); sc.Sends {
+			if o.Preset.StopsFast(sc.Signal) {
+				// The unit's stop was the fast one (Debian's
+				// postgresql@.service: pg_ctlcluster -m fast stop);
+				// graceshim's stop is the graceful one, bounded by
+				// its drain timeout, after which it escalates.
+				c.note("dropped ExecStop=%s (%s, %s's fast stop: %s): graceshim sends SIG%s, %s, waits while connections drain and sends the fast stop only after --drain-timeout", d.Value, sc.What, c.name, fastConsequence(o.Preset, sc.Signal), signals.Name(o.Preset.Graceful), gracefulWhat(o.Preset))
+				continue
+			}
 			c.note("dropped ExecStop=%s (%s): graceshim's drain replaces it", d.Value, sc.What)
 			continue
 		}

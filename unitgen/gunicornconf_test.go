@@ -47,6 +47,8 @@ func TestGunicornListensSources(t *testing.T) {
 		{"--bind in GUNICORN_CMD_ARGS over the file", "D", "--bind=127.0.0.1:18942", nil, []string{"127.0.0.1:18942"}, 512},
 		{"the command line over GUNICORN_CMD_ARGS", "D", "--bind=127.0.0.1:18942 --backlog 64", []string{"--bind=127.0.0.1:18943"}, []string{"127.0.0.1:18943"}, 64},
 		{"no working directory: /", "", "", nil, []string{"127.0.0.1:8000"}, 0},
+		// gunicorn splits GUNICORN_CMD_ARGS with shlex: quotes go.
+		{"quoted words in GUNICORN_CMD_ARGS", "", "--bind '127.0.0.1:18946' --backlog '32' -c 'D/other.py'", nil, []string{"127.0.0.1:18946"}, 32},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wd := strings.ReplaceAll(tc.wd, "D", dir)
@@ -108,5 +110,80 @@ func TestGunicornListensSources(t *testing.T) {
 				t.Errorf("gunicorn's backlog %d, want %d", n, tc.backlog)
 			}
 		})
+	}
+}
+
+// TestShlexSplit: what Python 3.11's shlex.split gives for each line
+// (checked with python3 -c 'import shlex,sys; print(shlex.split(sys.argv[1]))').
+func TestShlexSplit(t *testing.T) {
+	for _, tc := range []struct {
+		in, want, err string
+	}{
+		{`--bind 127.0.0.1:8000   --workers 3`, `--bind|127.0.0.1:8000|--workers|3`, ""},
+		{`--name 'my app' --access-logformat "%(h)s \"%(r)s\""`, `--name|my app|--access-logformat|%(h)s "%(r)s"`, ""},
+		{`-c /srv/app\ dir/conf.py`, `-c|/srv/app dir/conf.py`, ""},
+		{`--bind "a\b"`, `--bind|a\b`, ""},
+		{`''`, ``, ""},
+		{`--name 'open`, "", "no closing quotation"},
+		{`--name x\`, "", "no escaped character"},
+	} {
+		got, err := shlexSplit(tc.in)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("shlexSplit(%s): err %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, "|") != tc.want || (tc.want == "" && len(got) != 1) {
+			t.Errorf("shlexSplit(%s) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// TestUserUnitWorkDir: a user unit's daemon runs in the user's home
+// unless WorkingDirectory= says otherwise (systemd.exec(5)), so gunicorn
+// finds its gunicorn.conf.py there, and ~ and %h are that home.
+func TestUserUnitWorkDir(t *testing.T) {
+	home := t.TempDir()
+	units := filepath.Join(home, ".config/systemd/user")
+	if err := os.MkdirAll(units, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := "# The app's settings.\nbind = \"127.0.0.1:18947\"\nworkers = 2\n"
+	for _, d := range []string{home, filepath.Join(home, "app")} {
+		if err := os.WriteFile(filepath.Join(d, "gunicorn.conf.py"), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	preset, _ := signals.Lookup("gunicorn")
+	for _, tc := range []struct{ wd, want string }{
+		{"", home},
+		{"WorkingDirectory=~\n", home},
+		{"WorkingDirectory=%h/app\n", filepath.Join(home, "app")},
+		{"WorkingDirectory=/\n", "/"},
+	} {
+		path := filepath.Join(units, "app.service")
+		u, _, err := Parse(path, []byte("[Service]\nExecStart=/usr/bin/gunicorn app:app\n"+tc.wd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := (SocketOptions{Unit: u}).workDir(); got != tc.want {
+			t.Errorf("%q: working directory %q, want %q", tc.wd, got, tc.want)
+		}
+		if tc.want == "/" {
+			continue
+		}
+		ls, err := SocketListens([]string{"/usr/bin/gunicorn", "app:app"}, preset, SocketOptions{Unit: u})
+		if err != nil || len(ls) != 1 || ls[0].Addr != "127.0.0.1:18947" {
+			t.Errorf("%q: listens %+v, %v; want the home's gunicorn.conf.py bind 127.0.0.1:18947", tc.wd, ls, err)
+		}
+	}
+	// A system unit's default stays /.
+	u, _, _ := Parse("/etc/systemd/system/app.service", []byte("[Service]\nExecStart=/usr/bin/gunicorn app:app\n"))
+	if got := (SocketOptions{Unit: u}).workDir(); got != "/" {
+		t.Errorf("system unit: working directory %q, want /", got)
 	}
 }

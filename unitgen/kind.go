@@ -409,29 +409,27 @@ func activates(u *Unit, sock string) bool {
 	return socketService(s) == filepath.Base(u.path())
 }
 
-// dropinsBeside is a note when NAME.service.d/ beside the unit holds
-// drop-ins (systemctl edit's override.conf): systemd applies them after
-// the file, so what lint judged may not be what runs.
-func dropinsBeside(u *Unit) (Finding, bool) {
+// dropinsBeside is a note when the unit has drop-ins (systemctl edit's
+// override.conf in /etc/systemd/system/NAME.service.d/, a package's
+// under /usr/lib, a prefix or service.d/ drop-in: see dropinFiles):
+// systemd applies them after the file, so what lint judged may not be
+// what runs. They are looked for beside the file and along o.LoadPath.
+func dropinsBeside(u *Unit, o LintOptions) (Finding, bool) {
 	if _, ok := dropinOf(u); ok || u.Path != "" {
 		return Finding{}, false // a drop-in itself, or systemctl cat's output, which has them
 	}
-	dir := u.File + ".d"
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return Finding{}, false
-	}
-	var confs []string
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".conf") && !e.IsDir() {
-			confs = append(confs, e.Name())
+	loadPath := o.LoadPath
+	if loadPath == nil {
+		for _, d := range LoadPathFor(u.File) {
+			loadPath = append(loadPath, filepath.Join("/", o.Root, d))
 		}
 	}
-	if len(confs) == 0 {
+	name := filepath.Base(u.File)
+	files, err := dropinFiles(name, filepath.Dir(u.File), u.File, loadPath)
+	if err != nil || len(files) == 0 {
 		return Finding{}, false
 	}
-	name := filepath.Base(u.File)
 	return Finding{File: u.File, Line: 1, Directive: "drop-in", Severity: SeverityNote,
-		Problem: fmt.Sprintf("%s has drop-ins that systemd applies after this file (%s), and lint read this file only: what runs may differ", dir, strings.Join(confs, ", ")),
+		Problem: fmt.Sprintf("%s has drop-ins that systemd applies after this file (%s), and lint read this file only: what runs may differ", name, strings.Join(files, ", ")),
 		Fix:     fmt.Sprintf("lint the unit as systemd reads it: graceshim lint <(systemctl cat %s)", name)}, true
 }

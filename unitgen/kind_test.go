@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/graceshim/graceshim/signals"
 )
 
 // readNotServer parses a unit of testdata/unitgen/notservers under its
@@ -271,6 +273,31 @@ func TestContainerRun(t *testing.T) {
 		}
 		if _, _, got := containerRun(u); got != tc.want {
 			t.Errorf("%s: runs a container %v, want %v", tc.exec, got, tc.want)
+		}
+	}
+}
+
+// TestApacheStarters: the commands distributions' units start Apache
+// with get the httpd preset and its config test on the same words:
+// openSUSE's start_apache2 (which execs the MPM binary with its
+// arguments) and the binaries themselves, Fedora's httpd -DFOREGROUND,
+// Arch's httpd -k start -DFOREGROUND.
+func TestApacheStarters(t *testing.T) {
+	for _, tc := range []struct{ argv, test string }{
+		{"/usr/sbin/start_apache2 -DSYSTEMD -DFOREGROUND -k start", "/usr/sbin/start_apache2 -DSYSTEMD -DFOREGROUND -t"},
+		{"/usr/sbin/httpd-prefork -f /etc/apache2/httpd.conf -DSSL -DFOREGROUND -k start", "/usr/sbin/httpd-prefork -f /etc/apache2/httpd.conf -DSSL -DFOREGROUND -t"},
+		{"/usr/sbin/httpd2-worker -f /etc/apache2/httpd.conf -DFOREGROUND", "/usr/sbin/httpd2-worker -f /etc/apache2/httpd.conf -DFOREGROUND -t"},
+		{"/usr/sbin/httpd-event -DFOREGROUND", "/usr/sbin/httpd-event -DFOREGROUND -t"},
+		{"/usr/bin/httpd -k start -DFOREGROUND", "/usr/bin/httpd -DFOREGROUND -t"},
+	} {
+		argv := strings.Fields(tc.argv)
+		p, ok := signals.ForCommand(DaemonArgv(argv)[0])
+		if !ok || p.Name != "httpd" || !p.Runs(argv[0]) {
+			t.Errorf("%s: preset %s (known %v), want httpd, run as it is", tc.argv, p.Name, ok)
+			continue
+		}
+		if got := strings.Join(p.ConfigTest(argv), " "); got != tc.test {
+			t.Errorf("%s: config test %q, want %q", tc.argv, got, tc.test)
 		}
 	}
 }

@@ -49,6 +49,10 @@ type LintOptions struct {
 	// (/etc/nginx/nginx.conf), to lint the units of another system's
 	// image; "" means /.
 	Root string
+	// LoadPath is where the unit's drop-ins are looked for besides its
+	// own directory, highest priority first; nil means systemd 252's
+	// load path for the unit (LoadPathFor), under Root.
+	LoadPath []string
 }
 
 // defaultTimeoutStop is systemd's DefaultTimeoutStopSec.
@@ -90,7 +94,7 @@ func (c *lintCtx) value(name, def string) (Directive, bool) {
 // fix. Warnings are about the file itself (unknown directives).
 func Lint(u *Unit, o LintOptions) []Finding {
 	fs := lint(u, o)
-	if f, ok := dropinsBeside(u); ok {
+	if f, ok := dropinsBeside(u, o); ok {
 		fs = append(fs, f)
 	}
 	return fs
@@ -123,8 +127,8 @@ func lint(u *Unit, o LintOptions) []Finding {
 	if len(c.cmd) > 0 {
 		c.preset, c.known = signals.ForCommand(c.cmd[0])
 		c.name = filepath.Base(c.cmd[0])
-		if c.name == "apachectl" || c.name == "apache2ctl" {
-			c.name = "Apache" // apachectl only starts it
+		if c.name == "apachectl" || c.name == "apache2ctl" || c.name == "start_apache2" {
+			c.name = "Apache" // apachectl only starts it; start_apache2 execs it
 		}
 	}
 	if c.wrapper == "graceshim" {
@@ -221,10 +225,14 @@ func (c *lintCtx) lintStop() {
 		}
 		signalled = true
 		switch {
+		case sc.Loses != "":
+			c.add(d, "ExecStop", SeverityError,
+				fmt.Sprintf("%s stops %s, but %s", sc.What, c.name, sc.Loses),
+				fmt.Sprintf("remove ExecStop= and let systemd send SIG%s (%s's graceful stop) with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, c.name, fromHint(c.u)))
 		case p.StopsFast(sc.Signal):
 			c.add(d, "ExecStop", SeverityError,
-				fmt.Sprintf("%s sends %s, %s's fast stop: in-flight requests are cut at once", sc.What, signals.Name(sc.Signal), c.name),
-				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, fromHint(c.u)))
+				fmt.Sprintf("%s sends %s, %s's fast stop: %s", sc.What, signals.Name(sc.Signal), c.name, fastConsequence(p, sc.Signal)),
+				fastStopFix(p, c.name, fromHint(c.u)))
 		case sc.Waits && sc.Then != 0:
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s gives the graceful stop at most %s, then sends SIG%s itself (%s), cutting requests that take longer", sc.What, formatSpan(sc.Wait), signals.Name(sc.Then), fastOrNot(sc.Then, p)),
@@ -241,6 +249,25 @@ func (c *lintCtx) lintStop() {
 			c.add(d, "ExecStop", SeverityError,
 				fmt.Sprintf("%s returns as soon as the signal is sent; systemd then sends KillSignal=%s (%s) to what is left, so the drain %s started is cut", sc.What, ks.Value, fastOrNot(killSig, p), c.name),
 				fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), c.name, fromHint(c.u)))
+		}
+	}
+	if !signalled && p.Name == "postgres" && p.StopsGracefully(killSig) {
+		// Each backend takes SIGTERM as pg_terminate_backend sends it
+		// and ends its session; only the postmaster reads it as the
+		// smart shutdown. Measured with Debian's postgresql@.service
+		// without its ExecStop= under systemd 252: the log said
+		// "received smart shutdown request", yet a 4 s query in flight
+		// was ended at once ("terminating connection due to
+		// administrator command"), stop 0.04 s, Result=success.
+		if km, kmSet := c.value("KillMode", "control-group"); km.Value == "control-group" {
+			what := "KillMode=control-group"
+			if !kmSet {
+				what = "KillMode is not set, so control-group,"
+			}
+			c.add(km, "KillMode", SeverityError,
+				fmt.Sprintf("%s sends KillSignal=%s to every process of the unit: the postmaster takes it as the smart shutdown, but every backend takes it as pg_terminate_backend's signal and ends its session at once, so each transaction in flight is aborted: a fast stop in effect", what, ks.Value),
+				fmt.Sprintf("set KillMode=mixed (the signal to the postmaster only) with a TimeoutStopSec= that bounds the wait for sessions, or run postgres under graceshim: graceshim unit --from %s", fromHint(c.u)))
+			return
 		}
 	}
 	switch {
@@ -281,6 +308,67 @@ func (c *lintCtx) lintStop() {
 			fmt.Sprintf("the stop timeout (%s) is shorter than %s's own grace (%s): systemd kills it with SIGKILL while it still drains", formatSpan(stop.d), c.name, g.what),
 			fmt.Sprintf("set TimeoutStopSec= above %s, or run %s under graceshim, which extends the timeout while connections drain", formatSpan(g.d), c.name))
 	}
+}
+
+// fastConsequence is what a daemon's fast stop does to the work in
+// flight, in the daemon's own terms where its docs say more than "cut".
+func fastConsequence(p signals.Preset, sig syscall.Signal) string {
+	switch p.Name {
+	case "postgres":
+		if sig == syscall.SIGQUIT {
+			// SIGQUIT "is the Immediate Shutdown mode ... This will
+			// lead to recovery (by replaying the WAL log) upon next
+			// startup" (same page).
+			return "the immediate shutdown: every session is ended without a clean shutdown, and the next start replays the WAL (crash recovery)"
+		}
+		// PostgreSQL 15 docs, "Shutting Down the Server"
+		// (https://www.postgresql.org/docs/15/server-shutdown.html):
+		// SIGINT "is the Fast Shutdown mode. The server disallows new
+		// connections and sends all existing server processes SIGTERM,
+		// which will cause them to abort their current transactions
+		// and exit promptly".
+		return "every session's current transaction is aborted and the session ended at once, without waiting for clients to finish"
+	case "php-fpm":
+		// sapi/fpm/fpm/fpm_signals.c: SIGTERM and SIGINT are the
+		// master's "terminate", which sends each worker SIGTERM; a
+		// worker leaves SIGTERM at its default action (only SIGQUIT
+		// has a handler there, fpm_signals_init_child), so it ends at
+		// once.
+		return "the master sends every worker SIGTERM, which ends it at once, so each request a worker is running is lost"
+	case "httpd":
+		// https://httpd.apache.org/docs/2.4/stopping.html, Stop Now:
+		// "Any requests in progress are terminated".
+		return "every request in progress is terminated at once (stopping.html, Stop Now)"
+	}
+	return "in-flight requests are cut at once"
+}
+
+// fastStopFix is lint's fix for an ExecStop= that gives the fast stop.
+func fastStopFix(p signals.Preset, name, from string) string {
+	if p.Name != "postgres" {
+		return fmt.Sprintf("remove ExecStop= and set KillSignal=SIG%s with KillMode=mixed, or run %s under graceshim: graceshim unit --from %s", signals.Name(p.Graceful), name, from)
+	}
+	// A smart shutdown alone waits for every session, and a pooler's or
+	// an idle psql's never ends: bound it. KillMode=mixed matters more
+	// than anywhere: a backend that gets SIGTERM ends its session
+	// (pg_terminate_backend sends it), so the default control-group
+	// SIGTERM to every process is a fast stop too.
+	return fmt.Sprintf("run postgres under graceshim (graceshim unit --from %s), which sends SIGTERM, %s, to the postmaster only, waits while sessions end and sends the fast stop only after its drain timeout; or stop with -m smart and a TimeoutStopSec= that bounds the wait (an idle pooled session never ends by itself)", from, gracefulWhat(p))
+}
+
+// gracefulWhat names a daemon's graceful stop where it has a name of its
+// own.
+func gracefulWhat(p signals.Preset) string {
+	switch p.Name {
+	case "postgres":
+		// SIGTERM "is the Smart Shutdown mode. After receiving SIGTERM,
+		// the server disallows new connections, but lets existing
+		// sessions end their work normally" (same page).
+		return "PostgreSQL's smart shutdown, which lets open sessions end their work and accepts no new ones"
+	case "httpd":
+		return "Apache's graceful-stop, which lets requests in progress complete"
+	}
+	return "its graceful stop"
 }
 
 func fastOrNot(sig syscall.Signal, p signals.Preset) string {

@@ -118,19 +118,56 @@ type SocketOptions struct {
 // workDir is the daemon's working directory: the unit's
 // WorkingDirectory= when it is an absolute path, "/" without one, ""
 // when it cannot be told (~, a specifier).
+//
+// A user unit's default is the user's home: systemd.exec(5),
+// WorkingDirectory=: "Defaults to the root directory when systemd is
+// running as a system instance and the respective user's home directory
+// if run as user"; there "~" and %h are that home too.
 func (so SocketOptions) workDir() string {
 	if so.Unit == nil {
 		return "/"
 	}
+	home, user := userUnitHome(so.Unit)
 	d, ok := so.Unit.LastOf("Service", "WorkingDirectory")
 	if !ok || d.Value == "" {
+		if user {
+			return home // "" when it cannot be told
+		}
 		return "/"
 	}
 	dir := strings.TrimPrefix(d.Value, "-")
+	if user && home != "" {
+		switch {
+		case dir == "~":
+			return home
+		case dir == "%h" || strings.HasPrefix(dir, "%h/"):
+			dir = home + dir[2:]
+		}
+	}
 	if !filepath.IsAbs(dir) || strings.Contains(dir, "%") {
 		return ""
 	}
 	return dir
+}
+
+// userUnitHome says whether u is a user unit, one a user manager reads
+// (its file under a systemd/user directory of the user load path, see
+// LoadPathFor), and the user's home where its place tells it:
+// HOME/.config/systemd/user/... (XDG_CONFIG_HOME's default) or
+// HOME/.local/share/systemd/user/... . A unit every user's manager reads
+// (/etc/systemd/user, /usr/lib/systemd/user) has no one home: "".
+func userUnitHome(u *Unit) (home string, user bool) {
+	abs, err := filepath.Abs(u.path())
+	if err != nil {
+		return "", false
+	}
+	for _, mark := range []string{"/.config/systemd/user/", "/.local/share/systemd/user/"} {
+		if i := strings.Index(abs, mark); i > 0 {
+			return abs[:i], true
+		}
+	}
+	user = strings.Contains(abs, "/systemd/user/") || strings.Contains(abs, "/systemd/user.control/")
+	return "", user
 }
 
 // env is the value of the unit's Environment= assignment of name.
@@ -216,7 +253,7 @@ func SocketListens(argv []string, p signals.Preset, so SocketOptions) ([]Listen,
 	case p.Name == "puma":
 		found, err = pumaListens(so.Root, argv, so)
 	case p.Name == "uwsgi":
-		found, err = uwsgiListens(so.Root, argv, so.Specifiers)
+		found, err = uwsgiListens(so.Root, argv, so.Specifiers, so.workDir())
 	case len(given) > 0:
 		return given, nil
 	case p.Sockets == signals.SocketsListenFDs:

@@ -414,7 +414,14 @@ func haproxyAddr(a string) (string, error) {
 func gunicornListens(root string, argv []string, so SocketOptions) ([]Listen, error) {
 	cli := gunicornArgs(argv[1:], "")
 	envArgs := so.env("GUNICORN_CMD_ARGS")
-	env := gunicornArgs(strings.Fields(envArgs), "GUNICORN_CMD_ARGS ")
+	// gunicorn splits it as a shell would quote it:
+	// shlex.split(os.environ.get("GUNICORN_CMD_ARGS")) (gunicorn/config.py,
+	// Config.get_cmd_args_from_env).
+	envWords, err := shlexSplit(envArgs)
+	if err != nil {
+		return nil, unreadf("--socket: GUNICORN_CMD_ARGS=%s: %v (gunicorn itself stops on it: shlex.split, gunicorn/config.py)", envArgs, err)
+	}
+	env := gunicornArgs(envWords, "GUNICORN_CMD_ARGS ")
 	conf, explicit := cli.conf, true
 	if conf == "" {
 		conf = env.conf
@@ -684,10 +691,10 @@ func pumaListens(root string, argv []string, so SocketOptions) ([]Listen, error)
 // empty reply unless --protocol=http is given. So HTTP needs
 // --protocol=http, and HTTP and uwsgi sockets cannot be mixed. --http
 // runs uWSGI's HTTP router, a process of its own that binds itself.
-func uwsgiListens(root string, argv []string, specifiers bool) ([]Listen, error) {
+func uwsgiListens(root string, argv []string, specifiers bool, dir string) ([]Listen, error) {
 	// The options of the command line and of the files it loads, read
 	// as for the hook (uwsgiOptions).
-	opts, cannot := uwsgiOptions(root, argv)
+	opts, cannot := uwsgiOptionsIn(root, dir, argv)
 	if cannot != "" {
 		if format, _ := uwsgiFormat(cannot); format != "" {
 			return nil, unreadf("--socket: uWSGI loads %s as %s, which graceshim does not read: name its sockets on the command line (--http-socket/--socket) or in an ini file, or pass --listen ADDR", cannot, format)
@@ -740,4 +747,64 @@ func uwsgiListens(root string, argv []string, specifiers bool) ([]Listen, error)
 		out[i].Backlog = backlog
 	}
 	return dedupe(out), nil
+}
+
+// shlexSplit splits s as Python's shlex.split(s) does (posix mode, no
+// comments): blanks separate words; single quotes keep everything; in
+// double quotes a backslash escapes only '"' and '\\'; outside quotes it
+// escapes any character. An unclosed quote is an error ("No closing
+// quotation"), as is a trailing backslash ("No escaped character").
+func shlexSplit(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	in := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		case c == '\'':
+			in = true
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, errors.New("no closing quotation")
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+		case c == '"':
+			in = true
+			closed := false
+			for i++; i < len(s); i++ {
+				if s[i] == '"' {
+					closed = true
+					break
+				}
+				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if !closed {
+				return nil, errors.New("no closing quotation")
+			}
+		case c == '\\':
+			if i+1 == len(s) {
+				return nil, errors.New("no escaped character")
+			}
+			in = true
+			i++
+			cur.WriteByte(s[i])
+		default:
+			in = true
+			cur.WriteByte(c)
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +32,10 @@ type signalCmd struct {
 	// What names the command for messages ("start-stop-daemon --retry
 	// QUIT/5").
 	What string
+	// Loses says what the command gives up that the daemon's graceful
+	// stop keeps, even where its signal is the graceful one ("" when
+	// nothing): redis-cli shutdown nosave skips the save.
+	Loses string
 	// Tested is the command's own config-test subcommand when it tests
 	// the configuration before it signals: apachectl graceful runs
 	// "$HTTPD -t" first and refuses a broken one (apachectl(8)), where a
@@ -187,6 +192,29 @@ func classifySignalCmd(argv []string) signalCmd {
 			return signalCmd{Sends: true, Signal: syscall.SIGTERM, Waits: true, Wait: 3 * time.Second, Then: syscall.SIGKILL, What: "killproc (TERM, 3 s, KILL)"}
 		}
 		return signalCmd{Sends: true, Signal: sig, What: "killproc -" + signals.Name(sig)}
+	case "pg_ctlcluster", "pg_ctl":
+		return classifyPgCtl(base, args)
+	case "redis-cli":
+		// redis-cli [options] shutdown [nosave|save] [now] [force]:
+		// SHUTDOWN stops Redis as SIGTERM does, saving the RDB when
+		// save points are set; "NOSAVE will prevent a DB saving
+		// operation even if one or more save points are configured"
+		// (https://redis.io/docs/latest/commands/shutdown/). It
+		// returns when the server has gone (its connection closes).
+		for i, a := range args {
+			if !strings.EqualFold(a, "shutdown") || i > 0 && strings.HasPrefix(args[i-1], "-") && !strings.HasPrefix(args[i-1], "--") {
+				continue // a -h/-p/-a value named shutdown is not the command
+			}
+			c := signalCmd{Sends: true, Signal: syscall.SIGTERM, What: "redis-cli shutdown"}
+			for _, m := range args[i+1:] {
+				if strings.EqualFold(m, "nosave") {
+					c.What = "redis-cli shutdown nosave"
+					c.Loses = "it skips the save that Redis's SIGTERM makes when save points are set, so every write since the last save is lost (SHUTDOWN NOSAVE)"
+				}
+			}
+			return c
+		}
+		return signalCmd{}
 	case "apachectl", "apache2ctl":
 		for _, a := range args {
 			switch a {
@@ -224,6 +252,70 @@ func classifySignalCmd(argv []string) signalCmd {
 		}
 	}
 	return signalCmd{}
+}
+
+// pgModes are PostgreSQL's shutdown modes and the signal pg_ctl sends
+// the postmaster for each (PostgreSQL docs, "Shutting Down the Server":
+// SIGTERM smart, SIGINT fast, SIGQUIT immediate; pg_ctl(1) -m).
+var pgModes = map[string]syscall.Signal{"smart": syscall.SIGTERM, "fast": syscall.SIGINT, "immediate": syscall.SIGQUIT}
+
+// classifyPgCtl reads a stop by pg_ctl or by Debian's pg_ctlcluster
+// (postgresql-common), which runs pg_ctl. Both default to the fast mode:
+// pg_ctlcluster(1) "-m ... default is fast" (its `my $mode = 'fast'`),
+// and pg_ctl since PostgreSQL 9.5. A mode is written -m MODE, --mode MODE,
+// --mode=MODE or by its first letter (-m f); pg_ctl also takes -mf.
+// pg_ctl stop waits for the server to go (-w, the default since 10),
+// at most -t seconds, 60 by default (pg_ctl(1), PGCTLTIMEOUT), and then
+// gives up and returns; pg_ctlcluster --force then stops it again in the
+// immediate mode (pg_ctlcluster's stop()).
+func classifyPgCtl(base string, args []string) signalCmd {
+	mode, stop, force := "fast", false, false
+	wait := 60 * time.Second
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		val := func() string {
+			if k, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(k, "--") {
+				return v
+			}
+			if i+1 < len(args) {
+				i++
+				return args[i]
+			}
+			return ""
+		}
+		switch {
+		case a == "stop":
+			stop = true
+		case a == "-f" || a == "--force":
+			force = base == "pg_ctlcluster"
+		case a == "-m" || a == "--mode" || strings.HasPrefix(a, "--mode="):
+			mode = val()
+		case strings.HasPrefix(a, "-m") && base == "pg_ctl":
+			mode = a[2:]
+		case a == "-t" || a == "--timeout" || strings.HasPrefix(a, "--timeout="):
+			if n, err := strconv.Atoi(val()); err == nil {
+				wait = time.Duration(n) * time.Second
+			}
+		}
+	}
+	if !stop {
+		return signalCmd{}
+	}
+	for name := range pgModes {
+		if mode != "" && strings.HasPrefix(name, mode) {
+			mode = name
+		}
+	}
+	sig, ok := pgModes[mode]
+	if !ok {
+		return signalCmd{}
+	}
+	c := signalCmd{Sends: true, Signal: sig, Waits: true, Wait: wait, What: base + " stop -m " + mode}
+	if force {
+		c.Signal, c.Then = syscall.SIGINT, syscall.SIGQUIT
+		c.What = base + " stop --force (fast, then immediate)"
+	}
+	return c
 }
 
 var retryStep = regexp.MustCompile(`^\d+$`)
@@ -396,6 +488,20 @@ func daemonArgv(argv []string) []string {
 			// `exec "$memcached $params"`; measured: the pid's exe is
 			// /usr/bin/memcached). Its options live in that file.
 			return []string{"/usr/bin/memcached"}
+		case "pg_ctlcluster", "pg_ctl":
+			// Debian's postgresql@.service runs `pg_ctlcluster
+			// --skip-systemctl-redirect %i start`, which runs pg_ctl
+			// start: pg_ctl starts postgres in the background and
+			// exits once it is up (pg_ctl(1)), so the postmaster is
+			// not in this pid but an orphan graceshim adopts; it
+			// follows it only through --pidfile (see pgDaemonizes;
+			// Convert adds --foreground to pg_ctlcluster, which then
+			// execs postgres in its own pid). Its signals are
+			// postgres's.
+			if slices.Contains(argv[1:], "start") {
+				return []string{"postgres"}
+			}
+			return argv
 		case "bundle", "bundler":
 			// `bundle exec puma ...`, the way Rails apps start puma,
 			// unicorn and sidekiq: Bundler execs the command in the
@@ -453,6 +559,23 @@ func daemonArgv(argv []string) []string {
 		}
 	}
 	return argv
+}
+
+// pgDaemonizes says whether argv starts postgres through pg_ctl, which
+// leaves it running in the background: pg_ctl start, and pg_ctlcluster
+// start without --foreground ("Start postgres in foreground, without
+// daemonizing via pg_ctl", pg_ctlcluster(1)).
+func pgDaemonizes(argv []string) bool {
+	if len(argv) == 0 || !slices.Contains(argv[1:], "start") {
+		return false
+	}
+	switch filepath.Base(argv[0]) {
+	case "pg_ctl":
+		return true
+	case "pg_ctlcluster":
+		return !slices.Contains(argv[1:], "--foreground")
+	}
+	return false
 }
 
 // envCommand skips env(1)'s options and NAME=VALUE words.

@@ -131,3 +131,187 @@ func TestLintSSDSaysWhoKills(t *testing.T) {
 		}
 	}
 }
+
+// TestPgCtlStop reads the stop modes of pg_ctl and of Debian's
+// pg_ctlcluster (postgresql-common), which both default to fast.
+func TestPgCtlStop(t *testing.T) {
+	for _, tc := range []struct {
+		argv string
+		sig  syscall.Signal // 0: not a stop
+		wait time.Duration
+		then syscall.Signal
+	}{
+		// Debian 12's postgresql@.service ExecStop=.
+		{"/usr/bin/pg_ctlcluster --skip-systemctl-redirect -m fast %i stop", syscall.SIGINT, time.Minute, 0},
+		{"/usr/bin/pg_ctlcluster 15 main stop", syscall.SIGINT, time.Minute, 0},
+		{"/usr/bin/pg_ctlcluster --mode=smart 15 main stop", syscall.SIGTERM, time.Minute, 0},
+		{"/usr/bin/pg_ctlcluster -m s 15 main stop", syscall.SIGTERM, time.Minute, 0},
+		{"/usr/bin/pg_ctlcluster --force 15 main stop", syscall.SIGINT, time.Minute, syscall.SIGQUIT},
+		{"/usr/lib/postgresql/15/bin/pg_ctl stop -D /var/lib/pgsql/data -mi", syscall.SIGQUIT, time.Minute, 0},
+		{"/usr/lib/postgresql/15/bin/pg_ctl stop -D /var/lib/pgsql/data -m smart -t 300", syscall.SIGTERM, 5 * time.Minute, 0},
+		{"/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i reload", 0, 0, 0},
+		{"/usr/bin/pg_ctlcluster -m bogus 15 main stop", 0, 0, 0},
+	} {
+		got := classifySignalCmd(strings.Fields(tc.argv))
+		if got.Sends != (tc.sig != 0) || got.Signal != tc.sig || got.Then != tc.then || (tc.sig != 0 && (!got.Waits || got.Wait != tc.wait)) {
+			t.Errorf("%s: got %+v, want signal %v, wait %v, then %v", tc.argv, got, tc.sig, tc.wait, tc.then)
+		}
+	}
+}
+
+// TestConvertPgCtlcluster: pg_ctlcluster start daemonizes postgres, so
+// the conversion picks postgres's preset, drops the fast ExecStop= and
+// follows the postmaster through the pid file; without one it refuses.
+func TestConvertPgCtlcluster(t *testing.T) {
+	const unit = "[Service]\nType=forking\nExecStart=-/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i start\nExecStop=/usr/bin/pg_ctlcluster --skip-systemctl-redirect -m fast %i stop\nPIDFile=/run/postgresql/%i.pid\n"
+	u, _, err := Parse("postgresql@.service", []byte(unit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(res.Unit)
+	for _, want := range []string{"--preset=postgres -- /usr/bin/pg_ctlcluster --foreground --stdlog --skip-systemctl-redirect %i start\n", "KillMode=mixed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("converted unit lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\nExecStop=") || !strings.Contains(strings.Join(res.Notes, "\n"), "postgres's fast stop") {
+		t.Errorf("the fast ExecStop= is not dropped as a fast stop:\n%s\nnotes: %q", out, res.Notes)
+	}
+	if strings.Contains(out, "--pidfile") {
+		t.Errorf("postgres in the foreground needs no --pidfile:\n%s", out)
+	}
+	// pg_ctl itself only starts postgres in the background.
+	pgctl := "[Service]\nType=forking\nExecStart=/usr/lib/postgresql/15/bin/pg_ctl start -D /var/lib/postgresql/15/main -w\nExecStop=/usr/lib/postgresql/15/bin/pg_ctl stop -D /var/lib/postgresql/15/main -m fast\nPIDFile=/var/lib/postgresql/15/main/postmaster.pid\n"
+	u, _, err = Parse("postgresql.service", []byte(pgctl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = Convert(u, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false); err == nil || !strings.Contains(err.Error(), "postmaster.pid holds more than the pid") {
+		t.Errorf("pg_ctl start with PIDFile=postmaster.pid: %v, want a refusal naming the file's other lines", err)
+	}
+	ext, _, err := Parse("postgresql.service", []byte(strings.Replace(pgctl, "/var/lib/postgresql/15/main/postmaster.pid", "/run/postgresql/15-main.pid", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err = Convert(ext, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false); err != nil || !strings.Contains(string(res.Unit), "--preset=postgres --pidfile=/run/postgresql/15-main.pid -- /usr/lib/postgresql/15/bin/pg_ctl start") {
+		t.Errorf("pg_ctl start with external_pid_file: %v\n%s", err, res.Unit)
+	}
+	noPid, _, err := Parse("postgresql.service", []byte(strings.Replace(pgctl, "PIDFile=/var/lib/postgresql/15/main/postmaster.pid\n", "", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Convert(noPid, Options{Graceshim: "/usr/bin/graceshim", SystemdVersion: 252}, false); err == nil || !strings.Contains(err.Error(), "runs postgres in the background") {
+		t.Errorf("Convert without PIDFile=: %v, want a refusal naming pg_ctl's daemonizing", err)
+	}
+}
+
+// TestLintPgStopModes: lint names what each of PostgreSQL's stop modes
+// does when an ExecStop= gives it.
+func TestLintPgStopModes(t *testing.T) {
+	for _, tc := range []struct{ mode, want string }{
+		{"fast", "sends INT, postgres's fast stop: every session's current transaction is aborted"},
+		{"immediate", "sends QUIT, postgres's fast stop: the immediate shutdown"},
+		{"smart", ""},
+	} {
+		unit := "[Service]\nType=forking\nExecStart=/usr/lib/postgresql/15/bin/pg_ctl start -D /var/lib/postgresql/15/main -s -w -t 300\nExecStop=/usr/lib/postgresql/15/bin/pg_ctl stop -D /var/lib/postgresql/15/main -s -m " + tc.mode + "\nPIDFile=/var/lib/postgresql/15/main/postmaster.pid\nTimeoutStopSec=1h\n"
+		u, _, err := Parse("postgresql.service", []byte(unit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+			if f.Directive == "ExecStop" {
+				all = append(all, f.Problem)
+			}
+		}
+		got := strings.Join(all, "\n")
+		if tc.want == "" && strings.Contains(got, "fast stop") || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("-m %s: lint says %q, want %q", tc.mode, got, tc.want)
+		}
+	}
+}
+
+// TestRedisCliShutdown: redis-cli shutdown is Redis's own stop, and lint
+// says what shutdown nosave loses.
+func TestRedisCliShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		argv  string
+		sends bool
+		loses bool
+	}{
+		{"/usr/bin/redis-cli shutdown", true, false},
+		{"/usr/bin/redis-cli -p 6380 SHUTDOWN SAVE", true, false},
+		{"/usr/bin/redis-cli -s /run/redis/redis-server.sock shutdown nosave", true, true},
+		{"/usr/bin/redis-cli -a shutdown ping", false, false},
+		{"/usr/bin/redis-cli ping", false, false},
+	} {
+		got := classifySignalCmd(strings.Fields(tc.argv))
+		if got.Sends != tc.sends || (got.Loses != "") != tc.loses || tc.sends && got.Signal != syscall.SIGTERM {
+			t.Errorf("%s: got %+v, want sends %v, loses %v", tc.argv, got, tc.sends, tc.loses)
+		}
+	}
+	// As a unit that stops Redis by its CLI, in the style of the units
+	// of redis.io's install notes (Type=notify, --supervised systemd).
+	unit := "[Service]\nType=notify\nExecStart=/usr/bin/redis-server /etc/redis/redis.conf --supervised systemd --daemonize no\nExecStop=/usr/bin/redis-cli -s /run/redis/redis-server.sock shutdown nosave\nKillMode=mixed\n"
+	u, _, err := Parse("redis.service", []byte(unit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+		all = append(all, f.Problem)
+	}
+	if got := strings.Join(all, "\n"); !strings.Contains(got, "every write since the last save is lost") {
+		t.Errorf("lint says\n%s\nwant the lost writes named", got)
+	}
+}
+
+// TestLintPgControlGroup: without an ExecStop=, systemd's SIGTERM to
+// every process of the unit ends every PostgreSQL session at once; with
+// KillMode=mixed only the postmaster gets it (the smart shutdown).
+func TestLintPgControlGroup(t *testing.T) {
+	const unit = "[Service]\nType=forking\nExecStart=-/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i start\nTimeoutStopSec=1h\nPIDFile=/run/postgresql/%i.pid\n"
+	for _, tc := range []struct{ extra, want string }{
+		{"", "every backend takes it as pg_terminate_backend's signal"},
+		{"KillMode=mixed\n", ""},
+	} {
+		u, _, err := Parse("postgresql@.service", []byte(unit+tc.extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+			all = append(all, f.Problem)
+		}
+		got := strings.Join(all, "\n")
+		if tc.want == "" && strings.Contains(got, "pg_terminate_backend") || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("%q: lint says\n%s\nwant %q", tc.extra, got, tc.want)
+		}
+	}
+}
+
+// TestLintFastStopNamed: an ExecStop= that gives the daemon's fast stop
+// is named with what that stop does to the work in flight.
+func TestLintFastStopNamed(t *testing.T) {
+	for _, tc := range []struct{ unit, want string }{
+		{"[Service]\nType=notify\nExecStart=/usr/sbin/php-fpm8.2 --nodaemonize --fpm-config /etc/php/8.2/fpm/php-fpm.conf\nExecStop=/bin/kill -TERM $MAINPID\n", "php-fpm8.2's fast stop: the master sends every worker SIGTERM"},
+		{"[Service]\nType=forking\nExecStart=/usr/sbin/apachectl start\nExecStop=/usr/sbin/apachectl stop\nPIDFile=/run/apache2/apache2.pid\n", "Apache's fast stop: every request in progress is terminated"},
+		{"[Service]\nType=forking\nExecStart=/usr/bin/pg_ctlcluster 15 main start\nExecStop=/usr/bin/pg_ctlcluster 15 main stop\nPIDFile=/run/postgresql/15-main.pid\n", "pg_ctlcluster stop -m fast sends INT, postgres's fast stop: every session's current transaction is aborted"},
+	} {
+		u, _, err := Parse("x.service", []byte(tc.unit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+			all = append(all, f.Problem)
+		}
+		if got := strings.Join(all, "\n"); !strings.Contains(got, tc.want) {
+			t.Errorf("lint says\n%s\nwant %q", got, tc.want)
+		}
+	}
+}

@@ -28,7 +28,13 @@ const uwsgiHookFix = `start uwsgi with --master --hook-master-start "unix_signal
 // an unreadable file, a YAML, JSON or XML file): then it cannot tell, and hooked
 // is false. dieOnTerm says --die-on-term (die-on-term = true) was seen.
 func uwsgiHooked(root string, cmd []string) (hooked, dieOnTerm bool, cannot string) {
-	opts, cannot := uwsgiOptions(root, cmd)
+	return uwsgiHookedIn(root, "", cmd)
+}
+
+// uwsgiHookedIn is uwsgiHooked for a uWSGI started in dir (see
+// uwsgiOptionsIn).
+func uwsgiHookedIn(root, dir string, cmd []string) (hooked, dieOnTerm bool, cannot string) {
+	opts, cannot := uwsgiOptionsIn(root, dir, cmd)
 	for _, o := range opts {
 		switch {
 		case strings.HasPrefix(o.key, "hook-") && strings.Contains(o.value, uwsgiHook):
@@ -113,13 +119,23 @@ func uwsgiFormat(f string) (format string, config bool) {
 // extension), --yaml/-y, --json/-j, --xml/-x and --config (the pluggable
 // loaders, which graceshim does not read).
 func uwsgiOptions(root string, cmd []string) (opts []iniOption, cannot string) {
+	return uwsgiOptionsIn(root, "", cmd)
+}
+
+// uwsgiOptionsIn is uwsgiOptions for a uWSGI started in the working
+// directory dir ("" when it cannot be told): uWSGI opens a relative
+// configuration file name, on its command line or in an ini file's
+// include =, in its working directory (measured with uWSGI 2.0.21:
+// `uwsgi --ini sub/app.ini --show-config` run in D, with include =
+// other.ini in sub/app.ini, loaded D/other.ini, not D/sub/other.ini).
+func uwsgiOptionsIn(root, dir string, cmd []string) (opts []iniOption, cannot string) {
 	var other string
 	var bare []string
 	load := func(f string) {
 		format, config := uwsgiFormat(f)
 		switch {
 		case config && format == "":
-			ini, c := uwsgiIniOptions(root, []string{f})
+			ini, c := uwsgiIniOptionsIn(root, dir, []string{f})
 			opts = append(opts, ini...)
 			if cannot == "" {
 				cannot = c
@@ -131,7 +147,7 @@ func uwsgiOptions(root string, cmd []string) (opts []iniOption, cannot string) {
 	add := func(name, val, from string) {
 		switch name {
 		case "ini":
-			ini, c := uwsgiIniOptions(root, []string{val})
+			ini, c := uwsgiIniOptionsIn(root, dir, []string{val})
 			opts = append(opts, ini...)
 			if cannot == "" {
 				cannot = c
@@ -229,6 +245,12 @@ func uwsgiFlag(v string) bool { return v == "" || isYes(v) }
 // --show-config lists the options of the file either names); its
 // options are read too, each file once.
 func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot string) {
+	return uwsgiIniOptionsIn(root, "", inis)
+}
+
+// uwsgiIniOptionsIn is uwsgiIniOptions with relative file names read in
+// dir, uWSGI's working directory (see uwsgiOptionsIn).
+func uwsgiIniOptionsIn(root, dir string, inis []string) (opts []iniOption, cannot string) {
 	seen := map[string]bool{}
 	for len(inis) > 0 {
 		ini := inis[0]
@@ -243,6 +265,9 @@ func uwsgiIniOptions(root string, inis []string) (opts []iniOption, cannot strin
 			if i+1 < len(ini) {
 				section = ini[i+1:]
 			}
+		}
+		if !filepath.IsAbs(file) && dir != "" && !strings.ContainsAny(file, "%$") {
+			file = filepath.Join(dir, file)
 		}
 		if strings.ContainsAny(file, "%$") || !filepath.IsAbs(file) {
 			cannot = ini
@@ -328,7 +353,7 @@ func expandPlaceholders(v string, before []iniOption) string {
 // waits out the stop timeout and ends in SIGKILL. It reports whether it
 // spoke; when the hook is there the usual checks apply.
 func (c *lintCtx) lintUWSGI(ks Directive, ksSet bool, stop stopTimeout) bool {
-	hooked, dieOnTerm, cannot := uwsgiHooked(c.opts.Root, c.cmd)
+	hooked, dieOnTerm, cannot := uwsgiHookedIn(c.opts.Root, SocketOptions{Unit: c.u}.workDir(), c.cmd)
 	if hooked {
 		return false
 	}
@@ -365,7 +390,7 @@ func (c *lintCtx) lintUWSGI(ks Directive, ksSet bool, stop stopTimeout) bool {
 // lintUWSGIGraceshim: graceshim sends uwsgi SIGTERM as its graceful
 // signal, which is one only with the hook (see uwsgiHook).
 func (c *lintCtx) lintUWSGIGraceshim() {
-	hooked, dieOnTerm, cannot := uwsgiHooked(c.opts.Root, c.cmd)
+	hooked, dieOnTerm, cannot := uwsgiHookedIn(c.opts.Root, SocketOptions{Unit: c.u}.workDir(), c.cmd)
 	if hooked {
 		return
 	}
@@ -384,8 +409,8 @@ func (c *lintCtx) lintUWSGIGraceshim() {
 
 // uwsgiConvertWarning is unit --from's word on a uWSGI command without
 // the hook: the unit it writes stops uwsgi with SIGTERM too.
-func uwsgiConvertWarning(daemon []string) string {
-	hooked, _, cannot := uwsgiHooked("", daemon)
+func uwsgiConvertWarning(u *Unit, daemon []string) string {
+	hooked, _, cannot := uwsgiHookedIn("", SocketOptions{Unit: u}.workDir(), daemon)
 	switch {
 	case hooked:
 		return ""
@@ -405,7 +430,12 @@ var uwsgiSocketOptions = map[string]bool{
 // command line or in an ini file it names; cannot names an ini file it
 // cannot read (see uwsgiHooked).
 func uwsgiNamesSocket(root string, cmd []string) (named bool, cannot string) {
-	opts, cannot := uwsgiOptions(root, cmd)
+	return uwsgiNamesSocketIn(root, "", cmd)
+}
+
+// uwsgiNamesSocketIn is uwsgiNamesSocket for a uWSGI started in dir.
+func uwsgiNamesSocketIn(root, dir string, cmd []string) (named bool, cannot string) {
+	opts, cannot := uwsgiOptionsIn(root, dir, cmd)
 	for _, o := range opts {
 		if uwsgiSocketOptions[o.key] {
 			return true, ""
@@ -426,7 +456,7 @@ func uwsgiReloadLosesSockets(u *Unit, daemon []string) string {
 	if CheckNoSocketYet(u) == nil {
 		return "" // no socket unit of its own: uwsgi binds what it names
 	}
-	named, cannot := uwsgiNamesSocket("", daemon)
+	named, cannot := uwsgiNamesSocketIn("", SocketOptions{Unit: u}.workDir(), daemon)
 	switch {
 	case named:
 		return ""

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/graceshim/graceshim/signals"
 )
 
 // uwsgiTree writes uWSGI configurations in the style of Debian's
@@ -68,7 +70,7 @@ func TestUWSGIListensFiles(t *testing.T) {
 			for _, a := range tc.argv {
 				argv = append(argv, strings.Replace(a, "D/", dir+"/", 1))
 			}
-			ls, err := uwsgiListens("", argv, false)
+			ls, err := uwsgiListens("", argv, false, "")
 			if tc.cannot != "" {
 				var se *SocketError
 				if !errors.As(err, &se) || !se.unread || !strings.Contains(err.Error(), filepath.Join(dir, tc.cannot)) || !strings.Contains(err.Error(), "--listen ADDR") {
@@ -131,5 +133,50 @@ func TestUWSGIOptionsArgs(t *testing.T) {
 		if strings.Join(keys, " ") != tc.keys || cannot != tc.cannot {
 			t.Errorf("%s: options %q, cannot %q; want %q, %q", tc.argv, keys, cannot, tc.keys, tc.cannot)
 		}
+	}
+}
+
+// TestUWSGIRelativeIni: a relative --ini, and a relative include = in
+// it, are read in the unit's WorkingDirectory=, where uWSGI opens them
+// (measured with uWSGI 2.0.21, see uwsgiOptionsIn), by unit --socket,
+// unit --from and lint alike.
+func TestUWSGIRelativeIni(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "deploy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		// As an app's own deploy/uwsgi.ini beside its code, which
+		// includes the team's shared settings by a relative name.
+		"deploy/uwsgi.ini": "[uwsgi]\nmaster = true\nplugins = python3\nmodule = app:application\nsocket = 127.0.0.1:18951\ninclude = deploy/common.ini\n",
+		"deploy/common.ini": "[uwsgi]\nlisten = 64\n" +
+			"hook-master-start = unix_signal:15 gracefully_kill_them_all\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unit := "[Service]\nWorkingDirectory=" + dir + "\nExecStart=/usr/bin/uwsgi --ini deploy/uwsgi.ini\nKillSignal=SIGTERM\nKillMode=mixed\nTimeoutStopSec=1h\n"
+	u, _, err := Parse("app.service", []byte(unit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	preset, _ := signals.Lookup("uwsgi")
+	argv := []string{"/usr/bin/uwsgi", "--ini", "deploy/uwsgi.ini"}
+	ls, err := SocketListens(argv, preset, SocketOptions{Unit: u})
+	if err != nil {
+		t.Fatalf("SocketListens: %v", err)
+	}
+	if len(ls) != 1 || ls[0].Addr != "127.0.0.1:18951" || ls[0].Backlog != 64 {
+		t.Errorf("listens %+v, want 127.0.0.1:18951 with backlog 64 (from the included file)", ls)
+	}
+	for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+		if strings.Contains(f.Problem, "cannot read") || strings.Contains(f.Problem, "no graceful stop") {
+			t.Errorf("lint: %s", f.Problem)
+		}
+	}
+	if w := uwsgiConvertWarning(u, argv); w != "" {
+		t.Errorf("unit --from warns: %s", w)
 	}
 }
