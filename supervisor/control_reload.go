@@ -306,6 +306,19 @@ func (l *loop) refuseReload(cmdline string, r checkResult) {
 // does not speak sd_notify reloads in place and nothing shows when it is
 // done: the reload ends at once.
 func (l *loop) sendReload(now time.Time) {
+	if w := l.reexec; w != nil && w.start {
+		// A reload asked while the daemon's start is watched (startWatch):
+		// its signal must not be held in the start's watch, which the
+		// reload's own watch replaces. A master that takes its signals
+		// already ends that watch now; one still executing itself gets
+		// the reload once it does, or at the watch's bound (pollStart).
+		if ok, why := l.masterTakes(); !ok && l.opts.Preset.ReloadCommand == nil {
+			l.opts.Log.Infof("reload of %s waits until %s (pid %d), starting, takes its signals: %s", l.name, l.name, l.main, why)
+			w.reloadDue = true
+			return
+		}
+		l.endReexec()
+	}
 	l.reloadOld = map[int]bool{}
 	if table, err := proctab.Read(); err == nil {
 		for _, pid := range proctab.Children(table, l.main) {
@@ -358,11 +371,15 @@ func (l *loop) childReloads(now, at time.Time) {
 	// not block it (its state before the reload is not known; a daemon
 	// that speaks sd_notify catches its graceful signal, as startWatch
 	// assumes).
-	l.reexec = &reexecWatch{
+	w := &reexecWatch{
 		known:  true,
 		before: sigState{caught: sigBit(l.graceful)},
 		sigs:   []syscall.Signal{l.graceful},
 	}
+	if old := l.reexec; old != nil {
+		w.held = old.held // a stop's signal held at its start still goes out
+	}
+	l.reexec = w
 }
 
 // failReload ends a reload that did not happen as it should. The service

@@ -112,6 +112,9 @@ type reexecWatch struct {
 	held   []syscall.Signal // signals for the master held meanwhile, in order
 	start  bool             // the daemon's start-up, not a reload (startWatch)
 	until  time.Time        // with start: the bound of the hold
+	// reloadDue: with start, a reload was asked meanwhile; its signal
+	// goes out when the start's watch ends (sendReload, pollStart).
+	reloadDue bool
 }
 
 // startHold bounds how long a stop's signal waits for a daemon that is
@@ -147,10 +150,15 @@ func (l *loop) pollStart(now time.Time) {
 	case ok || l.mainGone:
 		l.endReexec()
 	case !now.Before(w.until):
-		if len(w.held) > 0 {
+		if len(w.held) > 0 || w.reloadDue {
 			l.opts.Log.Warnf("%s (pid %d) does not take %s within %s of its start (%s): sending it anyway", l.name, l.main, signals.Name(l.graceful), startHold, why)
 		}
 		l.endReexec()
+	default:
+		return
+	}
+	if w.reloadDue && l.reload != nil && !l.stop.stopping() && !l.mainGone {
+		l.sendReload(now)
 	}
 }
 
