@@ -331,6 +331,19 @@ func (l *loop) sendReload(now time.Time) {
 	sig := l.reloadSignal()
 	l.opts.Log.Infof("reloading %s (pid %d) with %s", l.name, l.main, signals.Name(sig))
 	w := l.newReexec()
+	if s := l.reexec; s != nil && s.start {
+		// The daemon is still starting (startWatch): the reload's watch
+		// replaces the start's, and the reload signal must not be held
+		// in the start's watch, which would drop it. Its state now may
+		// be its start's window (HAProxy's USR1 blocked), so the start's
+		// assumption is the baseline: it catches its graceful signal
+		// and does not block it.
+		b := sigBit(l.graceful)
+		w.before.caught |= b
+		w.before.blocked &^= b
+		w.held = s.held
+		l.reexec = nil
+	}
 	l.signalMaster(sig)
 	l.reexec = w
 	l.reloadUntil = now.Add(reloadTimeout)

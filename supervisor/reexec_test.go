@@ -48,6 +48,15 @@ func reexecMaster(mode string) {
 			_, _ = daemon.SdNotify(false, state)
 		}
 	}
+	// The reload signal: HUP, or USR2 as HAProxy's (mode "usr2"). It is
+	// taken from here on and handled once the handlers are in, as HAProxy
+	// keeps USR2 blocked (pending, not lost) through its window.
+	reload := syscall.SIGHUP
+	if mode == "usr2" {
+		reload = syscall.SIGUSR2
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, reload)
 	if gen > 0 || mode == "start" {
 		signal.Ignore(syscall.SIGQUIT)
 		notify("READY=1")
@@ -65,13 +74,7 @@ func reexecMaster(mode string) {
 		}
 		f.Close()
 	}
-	// The reload signal: HUP, or USR2 as HAProxy's (mode "usr2").
-	reload := syscall.SIGHUP
-	if mode == "usr2" {
-		reload = syscall.SIGUSR2
-	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGQUIT, reload)
+	signal.Notify(sigs, syscall.SIGQUIT)
 	spawn := func() {
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=worker")
@@ -211,6 +214,45 @@ func TestRunStopDuringStartWindow(t *testing.T) {
 		result(t, done)
 		return
 	}
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
+	}
+}
+
+// TestRunReloadDuringStartWindow: a reload asked for while a daemon that
+// speaks sd_notify is still starting, its graceful signal not taken yet
+// (HAProxy's master says READY=1, which lets systemd's reload job run,
+// before it unblocks USR1), reaches the master: the start's watch does
+// not swallow the reload signal.
+func TestRunReloadDuringStartWindow(t *testing.T) {
+	release := filepath.Join(t.TempDir(), "release")
+	if err := syscall.Mkfifo(release, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GRACESHIM_TEST_RELEASE", release)
+	newNotifySocket(t)
+	ev, done, cancel := start(t, "reexec:start", func(o *Options) {
+		o.Ready = ReadyExec
+		o.Preset.NativeNotify = true
+	})
+	open := func() {
+		w, err := os.OpenFile(release, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	ev.wait("window gen 0")
+	selfSignal(t, syscall.SIGHUP) // the reload, inside the start's window
+	open()
+	ev.wait("handlers gen 0")
+	if _, _, ok := ev.within("window gen 1", 10*time.Second); !ok {
+		t.Fatalf("the master never re-executed itself: the reload signal asked for during its start was lost")
+	}
+	open()
+	ev.wait("handlers gen 1")
+	cancel()
+	ev.wait("got QUIT")
 	if err := result(t, done); err != nil {
 		t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
 	}
