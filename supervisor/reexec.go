@@ -219,14 +219,19 @@ func (l *loop) reloadShown(what string) {
 // holdSignal keeps sig for the master while a reload may have it
 // re-executing itself; it reports false when nothing is held. Only the
 // signals whose loss matters are held (the stop's, the reload's, the
-// pre-stop one), and CONT behind one of them; any other signal a user
-// passes on goes at once, as it always did.
+// pre-stop one); any other signal a user passes on goes at once, as it
+// always did. CONT is never held: it continues a stopped process
+// whatever its mask and dispositions (signal(7)), so it cannot be lost,
+// and a master stopped (SIGSTOP, a terminal's TSTP) in the middle of
+// its re-exec cannot finish it, and take the held signals, until it
+// runs again. A pending held signal reaches a continued master as well
+// as a running one.
 func (l *loop) holdSignal(sig syscall.Signal) bool {
 	w := l.reexec
 	if w == nil || l.mainGone || !l.awaitPID.IsZero() {
 		return false
 	}
-	if !slices.Contains(l.watchedSignals(), sig) && !(sig == syscall.SIGCONT && len(w.held) > 0) {
+	if !slices.Contains(l.watchedSignals(), sig) {
 		return false
 	}
 	switch {

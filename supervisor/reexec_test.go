@@ -59,6 +59,15 @@ func reexecMaster(mode string) {
 	signal.Notify(sigs, reload)
 	if gen > 0 || mode == "start" {
 		signal.Ignore(syscall.SIGQUIT)
+		// A CONT that continues this image after a SIGSTOP is reported
+		// (its handler runs once the process runs again).
+		cont := make(chan os.Signal, 1)
+		signal.Notify(cont, syscall.SIGCONT)
+		go func() {
+			for range cont {
+				report("continued gen %d", gen)
+			}
+		}()
 		notify("READY=1")
 		report("window gen %d", gen)
 		f, err := os.Open(os.Getenv("GRACESHIM_TEST_RELEASE")) // blocks until the test opens it for writing
@@ -179,6 +188,53 @@ func TestRunStopDuringReexec(t *testing.T) {
 				t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
 			}
 		})
+	}
+}
+
+// TestRunStopDuringReexecStoppedMaster: a master stopped (SIGSTOP, a
+// terminal's TSTP) while it re-executes itself for a reload cannot finish
+// the reload. The stop's CONT reaches it at once, as systemd sends CONT
+// after its stop signal for that reason; only the graceful signal waits
+// for the reload. Held behind it, the CONT would wait for the reload to
+// fail (reloadTimeout) and the stop with it.
+func TestRunStopDuringReexecStoppedMaster(t *testing.T) {
+	old := reloadTimeout
+	reloadTimeout = time.Minute // longer than the wait below: a held CONT shows
+	t.Cleanup(func() { reloadTimeout = old })
+	release := filepath.Join(t.TempDir(), "release")
+	if err := syscall.Mkfifo(release, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GRACESHIM_TEST_RELEASE", release)
+	ns := newNotifySocket(t)
+	ev, done, cancel := start(t, "reexec:signals", func(o *Options) {
+		o.Ready = ReadyExec
+	})
+	ev.wait("handlers gen 0")
+	waitNotify(t, ns, "READY=1")
+	selfSignal(t, syscall.SIGHUP)
+	master, _ := ev.wait("window gen 1")
+	if err := syscall.Kill(master, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, _, ok := ev.within("continued gen 1", 10*time.Second); !ok {
+		t.Errorf("the stopped master was not continued: the stop's CONT was held behind its graceful signal")
+		_ = syscall.Kill(master, syscall.SIGCONT)
+	}
+	w, err := os.OpenFile(release, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	ev.wait("handlers gen 1")
+	if _, _, ok := ev.within("got QUIT", 10*time.Second); !ok {
+		t.Errorf("the master's new image never got QUIT")
+		selfSignal(t, syscall.SIGTERM)
+		selfSignal(t, syscall.SIGTERM)
+	}
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
 	}
 }
 
