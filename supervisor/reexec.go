@@ -144,13 +144,35 @@ func (l *loop) pollStart(now time.Time) {
 	w := l.reexec
 	ok, why := l.masterTakes()
 	switch {
-	case ok || l.mainGone:
+	case ok:
+		l.noteSteady()
+		l.endReexec()
+	case l.mainGone:
 		l.endReexec()
 	case !now.Before(w.until):
 		if len(w.held) > 0 {
 			l.opts.Log.Warnf("%s (pid %d) does not take %s within %s of its start (%s): sending it anyway", l.name, l.main, signals.Name(l.graceful), startHold, why)
 		}
 		l.endReexec()
+	}
+}
+
+// noteSteady records the master's signal state as its steady one: once
+// it started (its first READY=1 when no start's watch runs, or when the
+// start's watch sees it take its graceful signal) and each time a
+// reload is confirmed. A reload the daemon announces itself
+// (childReloads) has no state read before it to compare with: this is
+// the one, so a daemon that keeps a signal blocked or uncaught all the
+// time (one that reads it from a signalfd or a signal thread) is not
+// waited for at each of its reloads. Not at the bound of a start's
+// watch, nor at a failed reload: the master may be in the middle of an
+// exec then (a slow HAProxy start keeps USR1 blocked).
+func (l *loop) noteSteady() {
+	if l.mainGone {
+		return
+	}
+	if st, err := readSigState(l.main); err == nil {
+		l.steady = &st
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 )
@@ -42,6 +44,10 @@ func init() {
 // first image has the window, as HAProxy's master has at its start: it
 // says READY=1 with QUIT still ignored.
 func reexecMaster(mode string) {
+	if mode == "blocked" {
+		blockedMaster()
+		return
+	}
 	gen, _ := strconv.Atoi(os.Getenv("GRACESHIM_TEST_REEXEC_GEN"))
 	notify := func(state string) {
 		if mode == "notify" || mode == "start" {
@@ -119,6 +125,84 @@ func reexecMaster(mode string) {
 				os.Exit(1)
 			}
 		}
+	}
+}
+
+// blockedMaster plays a daemon that speaks sd_notify and keeps its
+// graceful signal, QUIT, blocked in its main thread all the time, as a
+// daemon that takes its signals from a signalfd or a signal thread does
+// (sd-event's sd_event_add_signal blocks the signal it reads). Its main
+// thread's mask is the one /proc/PID/status shows; another thread takes
+// the QUIT. On USR1 it reloads itself, as a daemon reloaded through its
+// own control channel does: RELOADING=1, then READY=1.
+func blockedMaster() {
+	// init runs on the main thread (runtime.main locks it there during
+	// initialisation); keep this goroutine on it.
+	runtime.LockOSThread()
+	set := sigBit(syscall.SIGQUIT)
+	const sigBlock = 0 // SIG_BLOCK, rt_sigprocmask(2)
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, sigBlock, uintptr(unsafe.Pointer(&set)), 0, 8, 0, 0); e != 0 {
+		report("error rt_sigprocmask: %v", e)
+		os.Exit(1)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGUSR1)
+	_, _ = daemon.SdNotify(false, "READY=1")
+	report("ready")
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGQUIT:
+			report("got QUIT")
+			os.Exit(0)
+		case syscall.SIGUSR1:
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyReloading)
+			_, _ = daemon.SdNotify(false, "READY=1")
+			report("reloaded")
+		}
+	}
+}
+
+// TestRunOwnReloadBlockedGraceful: a daemon that keeps its graceful
+// signal blocked all the time and reloads itself (RELOADING=1, then
+// READY=1) has its reload confirmed on its READY=1: its blocked signal
+// is how it always is, not a re-exec under way, so neither the reload
+// nor a stop waits for it to change.
+func TestRunOwnReloadBlockedGraceful(t *testing.T) {
+	old := reloadTimeout
+	reloadTimeout = time.Minute // longer than the waits below
+	t.Cleanup(func() { reloadTimeout = old })
+	ns := newNotifySocket(t)
+	ev, done, cancel := start(t, "reexec:blocked", func(o *Options) {
+		o.Ready = ReadyNotify
+		o.Notify = NotifyRelay
+	})
+	ev.wait("ready")
+	waitNotify(t, ns, "READY=1")
+	selfSignal(t, syscall.SIGUSR1) // passed on: the daemon reloads itself
+	ev.wait("reloaded")
+	collectUntil(t, ns, "RELOADING=1")
+	// The reload's end: graceshim's STATUS=running: ... after it.
+	deadline := time.After(10 * time.Second)
+wait:
+	for {
+		select {
+		case m := <-ns.msgs:
+			if !strings.HasPrefix(m, "STATUS=running") {
+				continue
+			}
+			if !strings.Contains(m, "reloaded") {
+				t.Errorf("the reload ended with %q, want it confirmed", m)
+			}
+			break wait
+		case <-deadline:
+			t.Errorf("the reload was not confirmed within 10s of the daemon's READY=1: its graceful signal, blocked all the time, was taken for a re-exec under way")
+			break wait
+		}
+	}
+	cancel()
+	ev.wait("got QUIT")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
 	}
 }
 
