@@ -322,6 +322,38 @@ func TestRunStopDuringReexecStoppedMaster(t *testing.T) {
 	}
 }
 
+// TestRunMasterDiesDuringHeldStop: a master that dies while the stop's
+// signals are held for its reload ends the stop at once: nothing waits
+// for a reload that can no longer be confirmed.
+func TestRunMasterDiesDuringHeldStop(t *testing.T) {
+	old := reloadTimeout
+	reloadTimeout = time.Minute // beyond result's guard: a wait for it shows
+	t.Cleanup(func() { reloadTimeout = old })
+	release := filepath.Join(t.TempDir(), "release")
+	if err := syscall.Mkfifo(release, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GRACESHIM_TEST_RELEASE", release)
+	ns := newNotifySocket(t)
+	ev, done, cancel := start(t, "reexec:signals", func(o *Options) {
+		o.Ready = ReadyExec
+	})
+	ev.wait("handlers gen 0")
+	waitNotify(t, ns, "READY=1")
+	selfSignal(t, syscall.SIGHUP)
+	master, _ := ev.wait("window gen 1")
+	cancel()
+	collectUntil(t, ns, "STOPPING=1")
+	collectUntil(t, ns, "STATUS=") // the graceful signal is held by now
+	if err := syscall.Kill(master, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := result(t, done)
+	if err == nil || !strings.Contains(err.Error(), "KILL") && !strings.Contains(err.Error(), "killed") {
+		t.Errorf("Run: %v, want the master's death by SIGKILL", err)
+	}
+}
+
 // TestRunStopDuringStartWindow: a daemon that speaks sd_notify and is
 // still starting, its graceful signal not taken yet (HAProxy's master
 // says READY=1 before it unblocks USR1, see startWatch), gets the stop's
