@@ -226,3 +226,67 @@ ExecReload=%s reload $MAINPID
 		}
 	}
 }
+
+// TestE2EHAProxyRawReloadRightAfterStart: with Debian's own
+// ExecReload=/bin/kill -USR2 $MAINPID, a reload asked for as soon as
+// systemctl start returns (HAProxy's READY=1, said before its master
+// takes USR1 again: see supervisor/reexec.go) reaches HAProxy and is
+// followed to its end. graceshim once held that USR2 while it waited for
+// the starting master to take its soft stop, then dropped it: HAProxy
+// never reloaded and graceshim reported the reload failed 10 s later
+// (measured with haproxy 2.6.12: 3 of 3).
+func TestE2EHAProxyRawReloadRightAfterStart(t *testing.T) {
+	needRoot(t)
+	bin := needGraceshim(t)
+	haproxy := needCmd(t, "haproxy")
+	kill := needCmd(t, "kill")
+	u := userManager(t)
+
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	conf := filepath.Join(t.TempDir(), "haproxy.cfg")
+	writeFile(t, conf, fmt.Sprintf(`defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend fe
+    bind %s
+    http-request return status 200 content-type text/plain string ok
+`, addr))
+	name := unitName("haproxy-rawreload")
+	u.InstallUnit(t, name, fmt.Sprintf(`[Unit]
+Description=graceshim end-to-end test: haproxy -Ws reloaded by a bare USR2 right after its start
+
+[Service]
+Type=notify
+NotifyAccess=main
+KillMode=mixed
+TimeoutStopSec=30
+ExecStart=%s -- %s -Ws -f %s
+ExecReload=%s -USR2 $MAINPID
+`, bin, haproxy, conf, kill))
+	const rounds = 3
+	for i := 0; i < rounds; i++ {
+		u.Start(t, name)
+		logged := len(u.UnitLog(t, name))
+		if out, err := u.systemctl("reload", name); err != nil {
+			t.Fatalf("systemctl reload: %v\n%s", err, out)
+		}
+		var rest string
+		if !waitFor(20*time.Second, 10*time.Millisecond, func() bool {
+			rest = u.UnitLog(t, name)[logged:]
+			return strings.Contains(rest, "haproxy reloaded") || strings.Contains(rest, "reload of haproxy failed")
+		}) {
+			t.Fatalf("round %d: the reload neither ended nor failed within 20s:\n%s", i, rest)
+		}
+		if !strings.Contains(rest, "haproxy reloaded") {
+			t.Errorf("round %d: the bare USR2 sent right after the start did not reload HAProxy:\n%s", i, rest)
+		}
+		if !strings.Contains(rest, "Reloading HAProxy") {
+			t.Errorf("round %d: HAProxy did not log its reload:\n%s", i, rest)
+		}
+		u.Stop(t, name)
+	}
+}

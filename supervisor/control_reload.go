@@ -317,6 +317,7 @@ func (l *loop) sendReload(now time.Time) {
 			w.reloadDue = true
 			return
 		}
+		l.noteSteady()
 		l.endReexec()
 	}
 	l.reloadOld = map[int]bool{}
@@ -367,14 +368,18 @@ func (l *loop) childReloads(now, at time.Time) {
 	l.reloadUntil = now.Add(reloadTimeout)
 	// Its master may be re-executing itself (HAProxy's USR2 sent by
 	// hand or by its master CLI): the stop's signals wait for its
-	// READY=1 too, and for its master to catch the graceful signal and
-	// not block it (its state before the reload is not known; a daemon
-	// that speaks sd_notify catches its graceful signal, as startWatch
-	// assumes).
+	// READY=1 too, and for its master to take them as it did when last
+	// seen steady (noteSteady). Its state now is no baseline: HAProxy
+	// has blocked USR1 before it says RELOADING=1. Never seen steady, it
+	// is taken to catch its graceful signal and not block it, as
+	// startWatch assumes of a daemon that speaks sd_notify.
 	w := &reexecWatch{
 		known:  true,
 		before: sigState{caught: sigBit(l.graceful)},
 		sigs:   []syscall.Signal{l.graceful},
+	}
+	if l.steady != nil {
+		w.before, w.sigs = *l.steady, l.watchedSignals()
 	}
 	if old := l.reexec; old != nil {
 		w.held = old.held // a stop's signal held at its start still goes out

@@ -106,8 +106,15 @@
 // (control_reload.go). A master that reloads, or starts, by executing
 // itself again (HAProxy in master-worker mode, php-fpm, puma, uWSGI)
 // loses a signal sent before its new image has installed its handlers:
-// the stop's signals are held until the reload is confirmed and the
-// master takes them again, as /proc/PID/status shows (reexec.go).
+// the stop's graceful, fast and pre-stop signals and the reload signal
+// are held until the reload is confirmed and the master takes them
+// again, as /proc/PID/status shows, or until the reload fails at
+// reloadTimeout (10 s); then they go out in order (reexec.go). SIGKILL
+// and CONT are never held. A stop that begins while such a reload runs
+// follows it to its end rather than abandoning it; `graceshim reload`
+// during a stop is refused. At start, a daemon that speaks sd_notify
+// (NativeNotify) gets a stop's graceful signal once its master catches
+// it and does not block it, within startHold (5 s).
 // Commands reach a running graceshim through its
 // control socket (control.go). During a drain graceshim names the
 // connections it waits for, in its log, STATUS= and the answer to a

@@ -147,7 +147,10 @@ func (l *loop) pollStart(now time.Time) {
 	w := l.reexec
 	ok, why := l.masterTakes()
 	switch {
-	case ok || l.mainGone:
+	case ok:
+		l.noteSteady()
+		l.endReexec()
+	case l.mainGone:
 		l.endReexec()
 	case !now.Before(w.until):
 		if len(w.held) > 0 || w.reloadDue {
@@ -159,6 +162,25 @@ func (l *loop) pollStart(now time.Time) {
 	}
 	if w.reloadDue && l.reload != nil && !l.stop.stopping() && !l.mainGone {
 		l.sendReload(now)
+	}
+}
+
+// noteSteady records the master's signal state as its steady one: once
+// it started (its first READY=1 when no start's watch runs, or when the
+// start's watch sees it take its graceful signal) and each time a
+// reload is confirmed. A reload the daemon announces itself
+// (childReloads) has no state read before it to compare with: this is
+// the one, so a daemon that keeps a signal blocked or uncaught all the
+// time (one that reads it from a signalfd or a signal thread) is not
+// waited for at each of its reloads. Not at the bound of a start's
+// watch, nor at a failed reload: the master may be in the middle of an
+// exec then (a slow HAProxy start keeps USR1 blocked).
+func (l *loop) noteSteady() {
+	if l.mainGone {
+		return
+	}
+	if st, err := readSigState(l.main); err == nil {
+		l.steady = &st
 	}
 }
 
@@ -227,14 +249,19 @@ func (l *loop) reloadShown(what string) {
 // holdSignal keeps sig for the master while a reload may have it
 // re-executing itself; it reports false when nothing is held. Only the
 // signals whose loss matters are held (the stop's, the reload's, the
-// pre-stop one), and CONT behind one of them; any other signal a user
-// passes on goes at once, as it always did.
+// pre-stop one); any other signal a user passes on goes at once, as it
+// always did. CONT is never held: it continues a stopped process
+// whatever its mask and dispositions (signal(7)), so it cannot be lost,
+// and a master stopped (SIGSTOP, a terminal's TSTP) in the middle of
+// its re-exec cannot finish it, and take the held signals, until it
+// runs again. A pending held signal reaches a continued master as well
+// as a running one.
 func (l *loop) holdSignal(sig syscall.Signal) bool {
 	w := l.reexec
 	if w == nil || l.mainGone || !l.awaitPID.IsZero() {
 		return false
 	}
-	if !slices.Contains(l.watchedSignals(), sig) && !(sig == syscall.SIGCONT && len(w.held) > 0) {
+	if !slices.Contains(l.watchedSignals(), sig) {
 		return false
 	}
 	switch {

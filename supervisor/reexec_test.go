@@ -5,11 +5,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 )
@@ -42,14 +44,36 @@ func init() {
 // first image has the window, as HAProxy's master has at its start: it
 // says READY=1 with QUIT still ignored.
 func reexecMaster(mode string) {
+	if mode == "blocked" {
+		blockedMaster()
+		return
+	}
 	gen, _ := strconv.Atoi(os.Getenv("GRACESHIM_TEST_REEXEC_GEN"))
 	notify := func(state string) {
 		if mode == "notify" || mode == "start" {
 			_, _ = daemon.SdNotify(false, state)
 		}
 	}
+	// The reload signal: HUP, or USR2 as HAProxy's (mode "usr2"). It is
+	// taken from here on and handled once the handlers are in, as HAProxy
+	// keeps USR2 blocked (pending, not lost) through its window.
+	reload := syscall.SIGHUP
+	if mode == "usr2" {
+		reload = syscall.SIGUSR2
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, reload)
 	if gen > 0 || mode == "start" {
 		signal.Ignore(syscall.SIGQUIT)
+		// A CONT that continues this image after a SIGSTOP is reported
+		// (its handler runs once the process runs again).
+		cont := make(chan os.Signal, 1)
+		signal.Notify(cont, syscall.SIGCONT)
+		go func() {
+			for range cont {
+				report("continued gen %d", gen)
+			}
+		}()
 		notify("READY=1")
 		report("window gen %d", gen)
 		f, err := os.Open(os.Getenv("GRACESHIM_TEST_RELEASE")) // blocks until the test opens it for writing
@@ -65,13 +89,7 @@ func reexecMaster(mode string) {
 		}
 		f.Close()
 	}
-	// The reload signal: HUP, or USR2 as HAProxy's (mode "usr2").
-	reload := syscall.SIGHUP
-	if mode == "usr2" {
-		reload = syscall.SIGUSR2
-	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGQUIT, reload)
+	signal.Notify(sigs, syscall.SIGQUIT)
 	spawn := func() {
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "GRACESHIM_TEST_CHILD=worker")
@@ -107,6 +125,84 @@ func reexecMaster(mode string) {
 				os.Exit(1)
 			}
 		}
+	}
+}
+
+// blockedMaster plays a daemon that speaks sd_notify and keeps its
+// graceful signal, QUIT, blocked in its main thread all the time, as a
+// daemon that takes its signals from a signalfd or a signal thread does
+// (sd-event's sd_event_add_signal blocks the signal it reads). Its main
+// thread's mask is the one /proc/PID/status shows; another thread takes
+// the QUIT. On USR1 it reloads itself, as a daemon reloaded through its
+// own control channel does: RELOADING=1, then READY=1.
+func blockedMaster() {
+	// init runs on the main thread (runtime.main locks it there during
+	// initialisation); keep this goroutine on it.
+	runtime.LockOSThread()
+	set := sigBit(syscall.SIGQUIT)
+	const sigBlock = 0 // SIG_BLOCK, rt_sigprocmask(2)
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, sigBlock, uintptr(unsafe.Pointer(&set)), 0, 8, 0, 0); e != 0 {
+		report("error rt_sigprocmask: %v", e)
+		os.Exit(1)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGUSR1)
+	_, _ = daemon.SdNotify(false, "READY=1")
+	report("ready")
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGQUIT:
+			report("got QUIT")
+			os.Exit(0)
+		case syscall.SIGUSR1:
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyReloading)
+			_, _ = daemon.SdNotify(false, "READY=1")
+			report("reloaded")
+		}
+	}
+}
+
+// TestRunOwnReloadBlockedGraceful: a daemon that keeps its graceful
+// signal blocked all the time and reloads itself (RELOADING=1, then
+// READY=1) has its reload confirmed on its READY=1: its blocked signal
+// is how it always is, not a re-exec under way, so neither the reload
+// nor a stop waits for it to change.
+func TestRunOwnReloadBlockedGraceful(t *testing.T) {
+	old := reloadTimeout
+	reloadTimeout = time.Minute // longer than the waits below
+	t.Cleanup(func() { reloadTimeout = old })
+	ns := newNotifySocket(t)
+	ev, done, cancel := start(t, "reexec:blocked", func(o *Options) {
+		o.Ready = ReadyNotify
+		o.Notify = NotifyRelay
+	})
+	ev.wait("ready")
+	waitNotify(t, ns, "READY=1")
+	selfSignal(t, syscall.SIGUSR1) // passed on: the daemon reloads itself
+	ev.wait("reloaded")
+	collectUntil(t, ns, "RELOADING=1")
+	// The reload's end: graceshim's STATUS=running: ... after it.
+	deadline := time.After(10 * time.Second)
+wait:
+	for {
+		select {
+		case m := <-ns.msgs:
+			if !strings.HasPrefix(m, "STATUS=running") {
+				continue
+			}
+			if !strings.Contains(m, "reloaded") {
+				t.Errorf("the reload ended with %q, want it confirmed", m)
+			}
+			break wait
+		case <-deadline:
+			t.Errorf("the reload was not confirmed within 10s of the daemon's READY=1: its graceful signal, blocked all the time, was taken for a re-exec under way")
+			break wait
+		}
+	}
+	cancel()
+	ev.wait("got QUIT")
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
 	}
 }
 
@@ -179,6 +275,85 @@ func TestRunStopDuringReexec(t *testing.T) {
 	}
 }
 
+// TestRunStopDuringReexecStoppedMaster: a master stopped (SIGSTOP, a
+// terminal's TSTP) while it re-executes itself for a reload cannot finish
+// the reload. The stop's CONT reaches it at once, as systemd sends CONT
+// after its stop signal for that reason; only the graceful signal waits
+// for the reload. Held behind it, the CONT would wait for the reload to
+// fail (reloadTimeout) and the stop with it.
+func TestRunStopDuringReexecStoppedMaster(t *testing.T) {
+	old := reloadTimeout
+	reloadTimeout = time.Minute // longer than the wait below: a held CONT shows
+	t.Cleanup(func() { reloadTimeout = old })
+	release := filepath.Join(t.TempDir(), "release")
+	if err := syscall.Mkfifo(release, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GRACESHIM_TEST_RELEASE", release)
+	ns := newNotifySocket(t)
+	ev, done, cancel := start(t, "reexec:signals", func(o *Options) {
+		o.Ready = ReadyExec
+	})
+	ev.wait("handlers gen 0")
+	waitNotify(t, ns, "READY=1")
+	selfSignal(t, syscall.SIGHUP)
+	master, _ := ev.wait("window gen 1")
+	if err := syscall.Kill(master, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, _, ok := ev.within("continued gen 1", 10*time.Second); !ok {
+		t.Errorf("the stopped master was not continued: the stop's CONT was held behind its graceful signal")
+		_ = syscall.Kill(master, syscall.SIGCONT)
+	}
+	w, err := os.OpenFile(release, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	ev.wait("handlers gen 1")
+	if _, _, ok := ev.within("got QUIT", 10*time.Second); !ok {
+		t.Errorf("the master's new image never got QUIT")
+		selfSignal(t, syscall.SIGTERM)
+		selfSignal(t, syscall.SIGTERM)
+	}
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
+	}
+}
+
+// TestRunMasterDiesDuringHeldStop: a master that dies while the stop's
+// signals are held for its reload ends the stop at once: nothing waits
+// for a reload that can no longer be confirmed.
+func TestRunMasterDiesDuringHeldStop(t *testing.T) {
+	old := reloadTimeout
+	reloadTimeout = time.Minute // beyond result's guard: a wait for it shows
+	t.Cleanup(func() { reloadTimeout = old })
+	release := filepath.Join(t.TempDir(), "release")
+	if err := syscall.Mkfifo(release, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GRACESHIM_TEST_RELEASE", release)
+	ns := newNotifySocket(t)
+	ev, done, cancel := start(t, "reexec:signals", func(o *Options) {
+		o.Ready = ReadyExec
+	})
+	ev.wait("handlers gen 0")
+	waitNotify(t, ns, "READY=1")
+	selfSignal(t, syscall.SIGHUP)
+	master, _ := ev.wait("window gen 1")
+	cancel()
+	collectUntil(t, ns, "STOPPING=1")
+	collectUntil(t, ns, "STATUS=") // the graceful signal is held by now
+	if err := syscall.Kill(master, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := result(t, done)
+	if err == nil || !strings.Contains(err.Error(), "KILL") && !strings.Contains(err.Error(), "killed") {
+		t.Errorf("Run: %v, want the master's death by SIGKILL", err)
+	}
+}
+
 // TestRunStopDuringStartWindow: a daemon that speaks sd_notify and is
 // still starting, its graceful signal not taken yet (HAProxy's master
 // says READY=1 before it unblocks USR1, see startWatch), gets the stop's
@@ -211,6 +386,45 @@ func TestRunStopDuringStartWindow(t *testing.T) {
 		result(t, done)
 		return
 	}
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
+	}
+}
+
+// TestRunReloadDuringStartWindow: a reload asked for while a daemon that
+// speaks sd_notify is still starting, its graceful signal not taken yet
+// (HAProxy's master says READY=1, which lets systemd's reload job run,
+// before it unblocks USR1), reaches the master: the start's watch does
+// not swallow the reload signal.
+func TestRunReloadDuringStartWindow(t *testing.T) {
+	release := filepath.Join(t.TempDir(), "release")
+	if err := syscall.Mkfifo(release, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GRACESHIM_TEST_RELEASE", release)
+	newNotifySocket(t)
+	ev, done, cancel := start(t, "reexec:start", func(o *Options) {
+		o.Ready = ReadyExec
+		o.Preset.NativeNotify = true
+	})
+	open := func() {
+		w, err := os.OpenFile(release, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	ev.wait("window gen 0")
+	selfSignal(t, syscall.SIGHUP) // the reload, inside the start's window
+	open()
+	ev.wait("handlers gen 0")
+	if _, _, ok := ev.within("window gen 1", 10*time.Second); !ok {
+		t.Fatalf("the master never re-executed itself: the reload signal asked for during its start was lost")
+	}
+	open()
+	ev.wait("handlers gen 1")
+	cancel()
+	ev.wait("got QUIT")
 	if err := result(t, done); err != nil {
 		t.Fatalf("Run: %v, want a clean exit after the graceful stop", err)
 	}

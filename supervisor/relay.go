@@ -492,6 +492,11 @@ func (l *loop) onChildNote(now time.Time, n childNote) {
 		if !l.childReady && mainpid {
 			l.seq.announces = true
 		}
+		if !l.childReady && l.reexec == nil {
+			// Started, with no re-exec of its own to wait for: how
+			// it takes its signals from now on (reexec.go).
+			l.noteSteady()
+		}
 		l.childReady = true
 		if l.reload != nil && !l.reloadUntil.IsZero() && l.reloadDoneBy(n, mainpid) {
 			l.reloadShown(fmt.Sprintf("reloaded: %s said READY=1", l.name))

@@ -283,6 +283,7 @@ type loop struct {
 	reload      *reloadRun   // a reload under way (its config test, its signal), or nil
 	reloadSent  time.Time    // when the reload's signal went out
 	reexec      *reexecWatch // a reload's signal went out and the master is not seen past it (reexec.go), or nil
+	steady      *sigState    // the master's signal state when it was last seen steady (reexec.go), or nil
 	bg          context.Context
 	check       *checkRun         // a config test or reload command running, or nil
 	checks      chan checkOutput  // their output, read to the end
@@ -591,7 +592,10 @@ func (l *loop) pollReload(now time.Time) {
 	}
 	if !now.Before(l.reloadUntil) {
 		what := fmt.Sprintf("no new worker of %s within %s of the reload signal", l.name, reloadTimeout)
+		_, why := l.masterTakes()
 		switch {
+		case l.reexec != nil && l.reexec.done != "" && why != "":
+			what = fmt.Sprintf("%s, but %s (pid %d) did not take its signals again within %s (%s)", l.reexec.done, l.name, l.main, reloadTimeout, why)
 		case l.reloadOld == nil:
 			what = fmt.Sprintf("no READY=1 from %s within %s of the reload", l.name, reloadTimeout)
 		case l.childReady:
@@ -614,6 +618,9 @@ func (l *loop) endReload(what string) {
 		l.store.keep(l.self)
 	}
 	l.answerReload(ControlReply{OK: true, Message: fmt.Sprintf("%s (pid %d) %s", l.name, l.main, what)})
+	if l.reexec != nil && !l.reexec.start {
+		l.noteSteady() // it takes its signals again (masterTakes)
+	}
 	l.endReexec()
 }
 
