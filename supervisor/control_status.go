@@ -42,19 +42,26 @@ func (l *loop) onDrainReport(now time.Time, r *drainReport) {
 		return
 	}
 	l.who.details = r.details
-	if line := holdersText(r.details, r.began, logKeep, false); line != "" && r.fresh {
+	if line := holdersText(r.details, r.began, r.details.At, logKeep, false); line != "" && r.fresh {
 		l.opts.Log.Infof("waiting for %s", line)
 	}
-	// Shown with the count that came with it (onWatch observes it next).
-	l.stop.who = ""
-	if who := holdersText(r.details, r.began, statusKeep, true); who != "" {
-		l.stop.who = "waiting for " + who
+	// Shown with the count that came with it (onWatch observes it next),
+	// and with each STATUS= until the next look: how long the connections
+	// have been open is known at any time; their bytes and idle time are
+	// as the look found them.
+	l.stop.who = nil
+	if holdersText(r.details, r.began, r.details.At, statusKeep, true) != "" {
+		det, began := r.details, r.began
+		l.stop.who = func(now time.Time) string {
+			return "waiting for " + holdersText(det, began, now, statusKeep, true)
+		}
 	}
 }
 
 // holdersText names up to keep of det's connections, oldest first, then
-// "and N more"; short is the form for STATUS=.
-func holdersText(det *conns.Details, began time.Time, keep int, short bool) string {
+// "and N more", as of now (how long they have been open; det.At for the
+// look's own time); short is the form for STATUS=.
+func holdersText(det *conns.Details, began, now time.Time, keep int, short bool) string {
 	left := det.TCP + det.Unix
 	if left == 0 {
 		return ""
@@ -64,7 +71,7 @@ func holdersText(det *conns.Details, began time.Time, keep int, short bool) stri
 		if i == keep {
 			break
 		}
-		parts = append(parts, connText(c, det.At.Sub(began), short))
+		parts = append(parts, connText(c, max(now.Sub(began), det.At.Sub(began)), short))
 	}
 	text := strings.Join(parts, ", ")
 	if more := det.TCP - len(parts); more > 0 {

@@ -217,6 +217,9 @@ func TestHoldersText(t *testing.T) {
 		{"log", det, 2, false, "192.0.2.7:40000 (ESTAB, open >=12s, sent 3.0MiB, received 85B, last data sent 300ms ago, received 11s ago), " +
 			"192.0.2.7:40001 (ESTAB, open >=12s, sent 1.5KiB, received 0B, last data sent 300ms ago, received 11s ago) and 2 more"},
 		{"status", det, 1, true, "192.0.2.7:40000 (12s, 3.0MiB/85B, idle 300ms) and 3 more"},
+		// STATUS= between two looks: the time open goes on, bytes and
+		// idle time are the look's.
+		{"status later", det, 1, true, "192.0.2.7:40000 (16s, 3.0MiB/85B, idle 300ms) and 3 more"},
 		{"unix too", &conns.Details{At: at, TCP: 1, Unix: 2, UnixPaths: []string{"/run/php/fpm.sock"}, Conns: det.Conns[:1]}, 5, false,
 			"192.0.2.7:40000 (ESTAB, open >=12s, sent 3.0MiB, received 85B, last data sent 300ms ago, received 11s ago), 2 unix connections on /run/php/fpm.sock"},
 		{"unix only", &conns.Details{At: at, Unix: 1}, 5, true, "1 unix connection"},
@@ -224,7 +227,11 @@ func TestHoldersText(t *testing.T) {
 		{"none left", &conns.Details{At: at}, 5, true, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := holdersText(tt.det, began, tt.keep, tt.short); got != tt.want {
+			now := tt.det.At
+			if tt.name == "status later" {
+				now = now.Add(4 * time.Second)
+			}
+			if got := holdersText(tt.det, began, now, tt.keep, tt.short); got != tt.want {
 				t.Errorf("got  %q\nwant %q", got, tt.want)
 			}
 		})

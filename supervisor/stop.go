@@ -87,9 +87,9 @@ type stopper struct {
 	cut        int         // of those, closed with data the peer never acknowledged
 	lastCloses []closeMark // the closes seen in the last countSettle
 	progressAt time.Time
-	blind      bool   // the last count failed: no stall can be seen until one succeeds
-	status     string // the last STATUS text sent
-	who        string // which connections hold the drain, short, "" when unknown; set with each count (control_status.go)
+	blind      bool                       // the last count failed: no stall can be seen until one succeeds
+	status     string                     // the last STATUS text sent
+	who        func(now time.Time) string // which connections hold the drain, short; nil when unknown; set with each count (control_status.go)
 }
 
 func newStopper(cfg stopConfig) *stopper {
@@ -293,20 +293,20 @@ func (s *stopper) statusText(now time.Time) string {
 		if s.conns == 0 {
 			return fmt.Sprintf("%s: no connections left (%d closed), waiting for the server to exit, %s elapsed", what, s.closed, elapsed)
 		}
-		return fmt.Sprintf("%s: %d %s left (%d closed), %s elapsed%s", what, s.conns, plural(s.conns, "connection", "connections"), s.closed, elapsed, s.whoText())
+		return fmt.Sprintf("%s: %d %s left (%d closed), %s elapsed%s", what, s.conns, plural(s.conns, "connection", "connections"), s.closed, elapsed, s.whoText(now))
 	case phaseFast:
-		return fmt.Sprintf("fast stop: %s; %d %s left, %s elapsed%s", s.reason, s.conns, plural(s.conns, "connection", "connections"), elapsed, s.whoText())
+		return fmt.Sprintf("fast stop: %s; %d %s left, %s elapsed%s", s.reason, s.conns, plural(s.conns, "connection", "connections"), elapsed, s.whoText(now))
 	case phaseKilled:
 		return fmt.Sprintf("killed: %s, %s elapsed", s.reason, elapsed)
 	}
 	return ""
 }
 
-func (s *stopper) whoText() string {
-	if s.who == "" || s.conns == 0 {
+func (s *stopper) whoText(now time.Time) string {
+	if s.who == nil || s.conns == 0 {
 		return ""
 	}
-	return "; " + s.who
+	return "; " + s.who(now)
 }
 
 // next returns when tick must run next, or the zero time when nothing is
