@@ -78,7 +78,11 @@ func (l *loop) signalPastStarter(sig syscall.Signal) bool {
 	switch pid := l.pidFileMaster(); {
 	case pid > 0:
 		l.early = pid
-		l.opts.Log.Debugf("sending %s to %d, named by %s while %s (pid %d) still runs", signals.Name(sig), pid, l.opts.PIDFile, l.name, l.child)
+		logf := l.opts.Log.Infof
+		if sig == syscall.SIGCONT {
+			logf = l.opts.Log.Debugf // follows every stop signal
+		}
+		logf("sending %s to pid %d, named by %s, not to %s (pid %d), which still runs", signals.Name(sig), pid, l.opts.PIDFile, l.name, l.child)
 		var err error
 		if l.opts.Preset.Group {
 			err = syscall.Kill(-pid, sig)
