@@ -43,10 +43,13 @@ import (
 // starterRuns reports whether the stop's signals for the master must be
 // aimed past the process graceshim started: a pid file is given, that
 // process runs and is still taken for the master, and a stop is under
-// way.
+// way. Not once a binary upgrade began: then the pid file names the new
+// master (nginx, unicorn: the old one's pid file becomes .oldbin) while
+// the master graceshim started, the old one, still serves and must get
+// the stop's signal itself.
 func (l *loop) starterRuns() bool {
 	return l.opts.PIDFile != "" && l.main == l.child && !l.mainGone && l.awaitPID.IsZero() &&
-		l.upgrade == nil && l.stop.stopping() && !l.starterGaveUp
+		l.upgrade == nil && !l.upgraded && l.stop.stopping() && !l.starterGaveUp
 }
 
 // pidFileMaster returns the live process of graceshim's tree, other than

@@ -201,3 +201,27 @@ func TestRunStopStarterHoldBound(t *testing.T) {
 		t.Fatalf("Run = %v, want the pid file's setup error", err)
 	}
 }
+
+// TestRunStopStarterKillNotHeld: a fast stop asked while the graceful
+// signal is held is held too (never the starter's), but SIGKILL is not:
+// the kill timeout still ends the tree.
+func TestRunStopStarterKillNotHeld(t *testing.T) {
+	pidfile, _ := starterSetup(t, 0, false)
+	ev, done, _ := start(t, "starter", func(o *Options) {
+		o.PIDFile = pidfile
+		o.KillTimeout = 300 * time.Millisecond
+	})
+	ev.wait("forked ")
+	ev.wait("ready ")
+	selfSignal(t, syscall.SIGTERM)
+	// A second stop signal asks for the fast stop; not TERM again, which
+	// could merge with the first while both are pending.
+	selfSignal(t, syscall.SIGQUIT)
+	err := result(t, done)
+	var st *ExitStatus
+	if !errors.As(err, &st) || st.Code() != 128+9 {
+		t.Fatalf("Run = %v, want the starter killed by SIGKILL (137)", err)
+	}
+	ev.none("starter got", 0)
+	ev.none("got ", 0)
+}

@@ -283,6 +283,7 @@ type loop struct {
 	masterHeldUntil time.Time
 	early           int
 	starterGaveUp   bool
+	upgraded        bool  // a binary upgrade began: the pid file may name a new master beside the one graceshim started
 	setupErr        error // a failure of graceshim's own, returned once the tree is gone
 	countErr        bool  // a count failure was logged
 	notifyErr       bool  // a notify failure was logged
