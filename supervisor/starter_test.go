@@ -7,7 +7,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -182,7 +181,9 @@ func TestRunStopStarterFails(t *testing.T) {
 
 // TestRunStopStarterHoldBound: the hold is bounded: when the pid file
 // names no master within the ready timeout of the stop while the starter
-// runs on, the held signal goes to the starter after all.
+// runs on, the held signal goes to the starter after all, and the stop
+// goes on as it did before the hold: once the starter is gone, to every
+// process left.
 func TestRunStopStarterHoldBound(t *testing.T) {
 	pidfile, release := starterSetup(t, 0, false)
 	ev, done, _ := start(t, "starter", func(o *Options) {
@@ -190,15 +191,18 @@ func TestRunStopStarterHoldBound(t *testing.T) {
 		o.ReadyTimeout = 300 * time.Millisecond
 	})
 	starterPID, _ := ev.wait("forked ")
-	ev.wait("ready ")
+	pid, _ := ev.wait("ready ")
 	selfSignal(t, syscall.SIGTERM)
 	if got, _ := ev.wait("starter got QUIT"); got != starterPID {
 		t.Errorf("starter QUIT reported by %d, want %d", got, starterPID)
 	}
 	release()
-	err := result(t, done)
-	if err == nil || !strings.Contains(err.Error(), pidfile) {
-		t.Fatalf("Run = %v, want the pid file's setup error", err)
+	waitGone(t, starterPID)
+	if got, _ := ev.wait("got QUIT"); got != pid {
+		t.Errorf("QUIT reached pid %d, want the daemon %d", got, pid)
+	}
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
 
@@ -224,4 +228,24 @@ func TestRunStopStarterKillNotHeld(t *testing.T) {
 	}
 	ev.none("starter got", 0)
 	ev.none("got ", 0)
+}
+
+// TestRunStopServerNamesItself: a server that runs in the foreground and
+// writes the pid file graceshim was given names itself: it is the
+// master, and the stop's signal goes to it at once, not held.
+func TestRunStopServerNamesItself(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "server.pid")
+	t.Setenv("GRACESHIM_TEST_PIDFILE", pidfile)
+	ev, done, _ := start(t, "server", func(o *Options) {
+		o.PIDFile = pidfile
+		o.ReadyTimeout = time.Hour // a hold would outlast the test
+	})
+	pid, _ := ev.wait("ready ") // the pid file is written before
+	selfSignal(t, syscall.SIGTERM)
+	if got, _ := ev.wait("got QUIT"); got != pid {
+		t.Errorf("QUIT reached pid %d, want the server %d", got, pid)
+	}
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
 }

@@ -698,9 +698,11 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 			return false
 		}
 	}
-	if clean && l.stop.stopping() && e.pid == l.child && l.opts.PIDFile != "" && l.upgrade == nil {
+	if clean && l.stop.stopping() && e.pid == l.child && (len(l.masterHeld) > 0 || l.early != 0) {
 		// A stop came while the daemon's starter ran, and the start
 		// succeeded: its master gets the stop's signals (starter.go).
+		// Not when the process graceshim started got them itself (it
+		// was the server): its exit ends the stop.
 		if next := l.successor(now); next > 0 {
 			l.follow(next, fmt.Sprintf("pid %d %s", e.pid, describe(e.status)))
 			return false
