@@ -94,6 +94,22 @@
 // master's own executable: master.go). Anything else left behind is
 // stopped, and graceshim exits with the master's status.
 //
+// A stop that comes while the process graceshim started still runs, with
+// a pid file given, never sends that process the daemon's signals when it
+// is only the daemon's starter (pg_ctlcluster, pg_ctl start, apachectl
+// start, an init-script-like wrapper: it forks the daemon and waits for
+// it): when the pid file names a live process of graceshim's tree, that
+// process is the master for the stop's signals; when it names the
+// started process itself, that is the server; otherwise the stop's
+// pre-stop, graceful and fast signals are held until the master is
+// known. The starter exiting 0 hands over as at any start, and the
+// master then gets them; a starter that exits non-zero failed to start
+// the daemon, and the stop goes to every process left; when the pid
+// file names no master within the ready timeout of the first signal
+// held while the starter runs on, the held signals go to the starter
+// with a warning. SIGKILL and CONT are never held, so the kill timeout
+// bounds a fast stop (starter.go).
+//
 // systemd facts it relies on (systemd.service(5), sd_notify(3)):
 // EXTEND_TIMEOUT_USEC moves the stop deadline to now+N when that is later and
 // must be re-sent before it runs out; only the main PID may notify under

@@ -98,6 +98,8 @@ func child(role string) {
 		}
 		report("forked %d", cmd.Process.Pid)
 		os.Exit(0)
+	case "starter":
+		starter() // starter_test.go
 	case "orphan":
 		// An intermediate process starts a grandchild and exits at once,
 		// so the grandchild is reparented to the nearest subreaper: the

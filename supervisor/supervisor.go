@@ -274,9 +274,19 @@ type loop struct {
 	lastStatus syscall.WaitStatus // how the last master ended
 	ready      bool
 	awaitPID   time.Time // waiting for the pid file to name a new master until then
-	setupErr   error     // a failure of graceshim's own, returned once the tree is gone
-	countErr   bool      // a count failure was logged
-	notifyErr  bool      // a notify failure was logged
+
+	// While a daemon's starter runs (starter.go): the stop's signals
+	// held until the master is known, the bound of that hold, the pid
+	// file's master that got them meanwhile, and whether the hold gave
+	// up on the pid file.
+	masterHeld      []syscall.Signal
+	masterHeldUntil time.Time
+	early           int
+	starterGaveUp   bool
+	upgraded        bool  // a binary upgrade began: the pid file may name a new master beside the one graceshim started
+	setupErr        error // a failure of graceshim's own, returned once the tree is gone
+	countErr        bool  // a count failure was logged
+	notifyErr       bool  // a notify failure was logged
 
 	reloadUntil time.Time    // a reload's signal was sent; it must show by then
 	reloadOld   map[int]bool // the master's children when the reload began
@@ -405,6 +415,9 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			if l.reexec != nil && l.reexec.start {
 				l.pollStart(now)
 			}
+			if len(l.masterHeld) > 0 {
+				l.pollStarter(now)
+			}
 		case <-stopTimer.C:
 			now := time.Now()
 			l.do(now, l.stop.tick(now))
@@ -431,7 +444,7 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal, exits <-chan exit
 			log.Infof("stop asked by the caller")
 			l.do(now, l.stop.begin(now))
 		}
-		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil || l.settle != nil || (l.reexec != nil && l.reexec.start); want != polling {
+		if want := !l.awaitPID.IsZero() || !l.reloadUntil.IsZero() || l.upgrade != nil || l.settle != nil || (l.reexec != nil && l.reexec.start) || (len(l.masterHeld) > 0 && l.starterRuns()); want != polling {
 			polling = want
 			if polling {
 				pidPoll.Reset(pidFilePoll)
@@ -656,6 +669,14 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 	if e.pid != l.main {
 		log.Debugf("reaped pid %d (%s)", e.pid, describe(e.status))
 		l.orphanExited, l.orphanStatus = true, e.status
+		if e.pid == l.early && l.stop.stopping() && !l.awaitPID.IsZero() {
+			// The master the pid file named while its starter ran got
+			// the stop's signal and is gone, and the starter too: the
+			// stop is done with it (starter.go).
+			l.awaitPID = time.Time{}
+			l.lastStatus = e.status
+			return l.masterLost(now, e)
+		}
 		return false
 	}
 	l.lastStatus = e.status
@@ -677,6 +698,21 @@ func (l *loop) onExit(now time.Time, e exited) bool {
 			return false
 		}
 	}
+	if clean && l.stop.stopping() && e.pid == l.child && (len(l.masterHeld) > 0 || l.early != 0) {
+		// A stop came while the daemon's starter ran, and the start
+		// succeeded: its master gets the stop's signals (starter.go).
+		// Not when the process graceshim started got them itself (it
+		// was the server): its exit ends the stop.
+		if next := l.successor(now); next > 0 {
+			l.follow(next, fmt.Sprintf("pid %d %s", e.pid, describe(e.status)))
+			return false
+		}
+		if l.early == 0 || syscall.Kill(l.early, 0) == nil {
+			l.awaitPID = now.Add(l.opts.ReadyTimeout)
+			return false
+		}
+		// The master the pid file named already went.
+	}
 	return l.masterLost(now, e)
 }
 
@@ -692,6 +728,9 @@ func (l *loop) masterLost(now time.Time, e exited) bool {
 		l.upgrade = nil
 	}
 	l.mainGone = true
+	// Signals held for a master that never came: the stop goes to every
+	// process left (resignal).
+	l.masterHeld = nil
 	if l.stop.stopping() {
 		log.Infof("%s (pid %d) %s", l.name, e.pid, describe(e.status))
 		// Whatever it left behind gets the stop's signal too: a master
@@ -760,9 +799,10 @@ func (l *loop) follow(pid int, why string) {
 	}
 	l.awaitPID = time.Time{}
 	l.watchCmds <- watchCmd{main: pid}
-	if l.stop.stopping() {
+	if l.stop.stopping() && !l.releaseHeld() && pid != l.early {
 		// The stop began while the master was unknown (the pid file not
-		// written yet): it gets the stop's signal now.
+		// written yet): it gets the stop's signal now. Not again when
+		// the pid file named it while its starter ran (starter.go).
 		l.resignal()
 	}
 	if u := l.upgrade; u != nil {
@@ -798,6 +838,7 @@ func (l *loop) pollPIDFile(now time.Time) {
 	}
 	l.awaitPID = time.Time{}
 	l.mainGone = true
+	l.masterHeld = nil
 	l.setupErr = fmt.Errorf("%w: pid file %s did not name a live process of %s within %s", ErrSetup, l.opts.PIDFile, l.name, l.opts.ReadyTimeout)
 	l.do(now, l.stop.escalate(now, "no master to supervise"))
 	// Nothing may be left to reap at all; look once more.
@@ -956,7 +997,14 @@ func (l *loop) signalMaster(sig syscall.Signal) {
 		// process killed by a QUIT it cannot handle yet). A stop's signal
 		// is sent once the master is known (follow), or to every process
 		// if it never is (pollPIDFile).
-		l.opts.Log.Infof("%s held: the pid file %s does not name the master yet", signals.Name(sig), l.opts.PIDFile)
+		if l.stop.stopping() && l.stopSignal(sig) {
+			l.holdForMaster(sig, "the pid file "+l.opts.PIDFile+" does not name the master yet")
+		} else {
+			l.opts.Log.Infof("%s held: the pid file %s does not name the master yet", signals.Name(sig), l.opts.PIDFile)
+		}
+		return
+	}
+	if l.starterRuns() && l.signalPastStarter(sig) {
 		return
 	}
 	if l.mainGone {

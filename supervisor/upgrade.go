@@ -53,6 +53,7 @@ func (l *loop) beginUpgrade(now time.Time) {
 		}
 	}
 	l.upgrade = u
+	l.upgraded = true
 	l.opts.Log.Infof("upgrading %s: %s to master pid %d", l.name, signals.Name(l.opts.Preset.Upgrade), l.main)
 	if l.sockCheck.nginx() {
 		l.opts.Log.Warnf("%s runs on inherited sockets (NGINX=): it did not daemonize and ignores %s; restart it instead, its socket keeps clients waiting", l.name, signals.Name(l.opts.Preset.Upgrade))
