@@ -273,16 +273,7 @@ func classifyPgCtl(base string, args []string) signalCmd {
 	wait := 60 * time.Second
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		val := func() string {
-			if k, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(k, "--") {
-				return v
-			}
-			if i+1 < len(args) {
-				i++
-				return args[i]
-			}
-			return ""
-		}
+		val := func() string { return optValue(args, &i) }
 		switch {
 		case a == "stop":
 			stop = true
@@ -318,6 +309,19 @@ func classifyPgCtl(base string, args []string) signalCmd {
 	return c
 }
 
+// optValue is the value of the option args[*i]: after "=" in a long
+// option (--mode=fast), else the next word, which it consumes.
+func optValue(args []string, i *int) string {
+	if k, v, ok := strings.Cut(args[*i], "="); ok && strings.HasPrefix(k, "--") {
+		return v
+	}
+	if *i+1 < len(args) {
+		*i++
+		return args[*i]
+	}
+	return ""
+}
+
 var retryStep = regexp.MustCompile(`^\d+$`)
 
 // classifySSD reads start-stop-daemon's --stop, --signal and --retry.
@@ -335,16 +339,7 @@ func classifySSD(args []string) signalCmd {
 	retry := ""
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		val := func() string {
-			if k, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(k, "--") {
-				return v
-			}
-			if i+1 < len(args) {
-				i++
-				return args[i]
-			}
-			return ""
-		}
+		val := func() string { return optValue(args, &i) }
 		switch {
 		case a == "--stop" || a == "-K":
 			stop = true
