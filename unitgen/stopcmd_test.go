@@ -118,15 +118,7 @@ func TestLintSSDSaysWhoKills(t *testing.T) {
 		{"5 --signal QUIT", "then sends SIGKILL itself (an immediate kill)"},
 	} {
 		unit := "[Service]\nExecStart=/usr/sbin/nginx -g 'daemon off;'\nExecStop=/sbin/start-stop-daemon --stop --retry " + tc.retry + " --pidfile /run/nginx.pid\n"
-		u, _, err := Parse("nginx.service", []byte(unit))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var all []string
-		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
-			all = append(all, f.Problem)
-		}
-		if got := strings.Join(all, "\n"); !strings.Contains(got, tc.want) {
+		if got := lintProblems(t, "nginx.service", unit, ""); !strings.Contains(got, tc.want) {
 			t.Errorf("--retry %s: lint says\n%s\nwant %q", tc.retry, got, tc.want)
 		}
 	}
@@ -218,17 +210,7 @@ func TestLintPgStopModes(t *testing.T) {
 		{"smart", ""},
 	} {
 		unit := "[Service]\nType=forking\nExecStart=/usr/lib/postgresql/15/bin/pg_ctl start -D /var/lib/postgresql/15/main -s -w -t 300\nExecStop=/usr/lib/postgresql/15/bin/pg_ctl stop -D /var/lib/postgresql/15/main -s -m " + tc.mode + "\nPIDFile=/var/lib/postgresql/15/main/postmaster.pid\nTimeoutStopSec=1h\n"
-		u, _, err := Parse("postgresql.service", []byte(unit))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var all []string
-		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
-			if f.Directive == "ExecStop" {
-				all = append(all, f.Problem)
-			}
-		}
-		got := strings.Join(all, "\n")
+		got := lintProblems(t, "postgresql.service", unit, "ExecStop")
 		if tc.want == "" && strings.Contains(got, "fast stop") || tc.want != "" && !strings.Contains(got, tc.want) {
 			t.Errorf("-m %s: lint says %q, want %q", tc.mode, got, tc.want)
 		}
@@ -257,15 +239,7 @@ func TestRedisCliShutdown(t *testing.T) {
 	// As a unit that stops Redis by its CLI, in the style of the units
 	// of redis.io's install notes (Type=notify, --supervised systemd).
 	unit := "[Service]\nType=notify\nExecStart=/usr/bin/redis-server /etc/redis/redis.conf --supervised systemd --daemonize no\nExecStop=/usr/bin/redis-cli -s /run/redis/redis-server.sock shutdown nosave\nKillMode=mixed\n"
-	u, _, err := Parse("redis.service", []byte(unit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []string
-	for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
-		all = append(all, f.Problem)
-	}
-	if got := strings.Join(all, "\n"); !strings.Contains(got, "every write since the last save is lost") {
+	if got := lintProblems(t, "redis.service", unit, ""); !strings.Contains(got, "every write since the last save is lost") {
 		t.Errorf("lint says\n%s\nwant the lost writes named", got)
 	}
 }
@@ -279,15 +253,7 @@ func TestLintPgControlGroup(t *testing.T) {
 		{"", "every backend takes it as pg_terminate_backend's signal"},
 		{"KillMode=mixed\n", ""},
 	} {
-		u, _, err := Parse("postgresql@.service", []byte(unit+tc.extra))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var all []string
-		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
-			all = append(all, f.Problem)
-		}
-		got := strings.Join(all, "\n")
+		got := lintProblems(t, "postgresql@.service", unit+tc.extra, "")
 		if tc.want == "" && strings.Contains(got, "pg_terminate_backend") || tc.want != "" && !strings.Contains(got, tc.want) {
 			t.Errorf("%q: lint says\n%s\nwant %q", tc.extra, got, tc.want)
 		}
@@ -302,16 +268,25 @@ func TestLintFastStopNamed(t *testing.T) {
 		{"[Service]\nType=forking\nExecStart=/usr/sbin/apachectl start\nExecStop=/usr/sbin/apachectl stop\nPIDFile=/run/apache2/apache2.pid\n", "Apache's fast stop: every request in progress is terminated"},
 		{"[Service]\nType=forking\nExecStart=/usr/bin/pg_ctlcluster 15 main start\nExecStop=/usr/bin/pg_ctlcluster 15 main stop\nPIDFile=/run/postgresql/15-main.pid\n", "pg_ctlcluster stop -m fast sends INT, postgres's fast stop: every session's current transaction is aborted"},
 	} {
-		u, _, err := Parse("x.service", []byte(tc.unit))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var all []string
-		for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
-			all = append(all, f.Problem)
-		}
-		if got := strings.Join(all, "\n"); !strings.Contains(got, tc.want) {
+		if got := lintProblems(t, "x.service", tc.unit, ""); !strings.Contains(got, tc.want) {
 			t.Errorf("lint says\n%s\nwant %q", got, tc.want)
 		}
 	}
+}
+
+// lintProblems parses unit as name and returns the problems lint finds,
+// one a line: only those about directive, unless it is "".
+func lintProblems(t *testing.T, name, unit, directive string) string {
+	t.Helper()
+	u, _, err := Parse(name, []byte(unit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, f := range Lint(u, LintOptions{SystemdVersion: 252}) {
+		if directive == "" || f.Directive == directive {
+			all = append(all, f.Problem)
+		}
+	}
+	return strings.Join(all, "\n")
 }
