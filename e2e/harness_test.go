@@ -180,11 +180,15 @@ func reservePort(t testing.TB, span portSpan, free func(int) bool) int {
 	if n <= 0 {
 		t.Fatalf("the ephemeral range starts at %d: no port in %d-%d to reserve", ephemeral, lo, hi-1)
 	}
-	if err := os.MkdirAll(portLockDir, 0o1777); err != nil {
+	// Test processes of other users (the non-root tests) share the dir;
+	// sticky, so that none removes a lock file another holds. An
+	// os.FileMode's sticky bit is os.ModeSticky: Go drops the 0o1000 of
+	// a plain 0o1777 (os.FileMode.Perm).
+	const lockDirMode = 0o777 | os.ModeSticky
+	if err := os.MkdirAll(portLockDir, lockDirMode); err != nil {
 		t.Fatalf("cannot make %s: %v", portLockDir, err)
 	}
-	// Test processes of other users (the non-root tests) share the dir.
-	_ = os.Chmod(portLockDir, 0o1777)
+	_ = os.Chmod(portLockDir, lockDirMode)
 	portMu.Lock()
 	defer portMu.Unlock()
 	p := lo + (os.Getpid()*7919+int(time.Now().UnixNano()/1000))%n
