@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -211,7 +212,14 @@ func reservePort(t testing.TB, span portSpan, free func(int) bool) int {
 // lockPort takes the lock file of port p without waiting; nil when
 // another process holds it (or the file cannot be opened).
 func lockPort(p int) *os.File {
-	f, err := os.OpenFile(filepath.Join(portLockDir, strconv.Itoa(p)), os.O_RDONLY|os.O_CREATE, 0o644)
+	// An existing file is opened without O_CREAT: in a sticky
+	// world-writable directory, fs.protected_regular (proc_sys_fs(5))
+	// refuses an O_CREAT open of another user's file even to root.
+	path := filepath.Join(portLockDir, strconv.Itoa(p))
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		f, err = os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
+	}
 	if err != nil {
 		return nil
 	}
