@@ -131,17 +131,7 @@ func TestE2EHAProxyStopRightAfterStartOrReload(t *testing.T) {
 
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	conf := filepath.Join(t.TempDir(), "haproxy.cfg")
-	writeFile(t, conf, fmt.Sprintf(`defaults
-    mode http
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-
-frontend fe
-    bind %s
-    http-request return status 200 content-type text/plain string ok
-`, addr))
+	conf := writeHAProxyOKConf(t, addr)
 	if out, err := exec.Command(haproxy, "-c", "-q", "-f", conf).CombinedOutput(); err != nil {
 		t.Fatalf("haproxy -c: %v\n%s", err, out)
 	}
@@ -244,17 +234,7 @@ func TestE2EHAProxyRawReloadRightAfterStart(t *testing.T) {
 
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	conf := filepath.Join(t.TempDir(), "haproxy.cfg")
-	writeFile(t, conf, fmt.Sprintf(`defaults
-    mode http
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-
-frontend fe
-    bind %s
-    http-request return status 200 content-type text/plain string ok
-`, addr))
+	conf := writeHAProxyOKConf(t, addr)
 	name := unitName("haproxy-rawreload")
 	u.InstallUnit(t, name, fmt.Sprintf(`[Unit]
 Description=graceshim end-to-end test: haproxy -Ws reloaded by a bare USR2 right after its start
@@ -289,4 +269,23 @@ ExecReload=%s -USR2 $MAINPID
 		}
 		u.Stop(t, name)
 	}
+}
+
+// writeHAProxyOKConf writes a HAProxy configuration whose one frontend
+// listens on addr and answers every request itself (http-request return,
+// HAProxy 2.2+), and returns its path.
+func writeHAProxyOKConf(t *testing.T, addr string) string {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "haproxy.cfg")
+	writeFile(t, conf, fmt.Sprintf(`defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend fe
+    bind %s
+    http-request return status 200 content-type text/plain string ok
+`, addr))
+	return conf
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -180,11 +181,15 @@ func reservePort(t testing.TB, span portSpan, free func(int) bool) int {
 	if n <= 0 {
 		t.Fatalf("the ephemeral range starts at %d: no port in %d-%d to reserve", ephemeral, lo, hi-1)
 	}
-	if err := os.MkdirAll(portLockDir, 0o1777); err != nil {
+	// Test processes of other users (the non-root tests) share the dir;
+	// sticky, so that none removes a lock file another holds. An
+	// os.FileMode's sticky bit is os.ModeSticky: Go drops the 0o1000 of
+	// a plain 0o1777 (os.FileMode.Perm).
+	const lockDirMode = 0o777 | os.ModeSticky
+	if err := os.MkdirAll(portLockDir, lockDirMode); err != nil {
 		t.Fatalf("cannot make %s: %v", portLockDir, err)
 	}
-	// Test processes of other users (the non-root tests) share the dir.
-	_ = os.Chmod(portLockDir, 0o1777)
+	_ = os.Chmod(portLockDir, lockDirMode)
 	portMu.Lock()
 	defer portMu.Unlock()
 	p := lo + (os.Getpid()*7919+int(time.Now().UnixNano()/1000))%n
@@ -207,7 +212,14 @@ func reservePort(t testing.TB, span portSpan, free func(int) bool) int {
 // lockPort takes the lock file of port p without waiting; nil when
 // another process holds it (or the file cannot be opened).
 func lockPort(p int) *os.File {
-	f, err := os.OpenFile(filepath.Join(portLockDir, strconv.Itoa(p)), os.O_RDONLY|os.O_CREATE, 0o644)
+	// An existing file is opened without O_CREAT: in a sticky
+	// world-writable directory, fs.protected_regular (proc_sys_fs(5))
+	// refuses an O_CREAT open of another user's file even to root.
+	path := filepath.Join(portLockDir, strconv.Itoa(p))
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		f, err = os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
+	}
 	if err != nil {
 		return nil
 	}

@@ -48,9 +48,14 @@ exit 0
 	name := unitName("daemon-starter")
 	u.InstallUnit(t, name, unit)
 	u.Start(t, name)
-	// Freed however the test ends.
+	// Freed however the test ends: a starter still reading gets its
+	// end of file, and a writer below still blocked in its open (the
+	// starter died) gets a reader (fifo(7)).
 	t.Cleanup(func() {
 		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
 			f.Close()
 		}
 	})
