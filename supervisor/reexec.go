@@ -283,12 +283,21 @@ func (l *loop) endReexec() {
 		return
 	}
 	l.reexec = nil
-	if len(w.held) > 0 {
-		l.opts.Log.Infof("sending the held %s to %s (pid %d)", sigNames(w.held), l.name, l.main)
+	l.sendHeld(w.held)
+}
+
+// sendHeld sends the master, in order, the signals held for it (while it
+// re-executed itself, or while its starter ran); it reports false when
+// there were none.
+func (l *loop) sendHeld(held []syscall.Signal) bool {
+	if len(held) == 0 {
+		return false
 	}
-	for _, s := range w.held {
+	l.opts.Log.Infof("sending the held %s to %s (pid %d)", sigNames(held), l.name, l.main)
+	for _, s := range held {
 		l.signalMaster(s)
 	}
+	return true
 }
 
 // sigNames names sigs for the log.

@@ -150,12 +150,5 @@ func (l *loop) pollStarter(now time.Time) {
 func (l *loop) releaseHeld() bool {
 	held := l.masterHeld
 	l.masterHeld = nil
-	if len(held) == 0 {
-		return false
-	}
-	l.opts.Log.Infof("sending the held %s to %s (pid %d)", sigNames(held), l.name, l.main)
-	for _, s := range held {
-		l.signalMaster(s)
-	}
-	return true
+	return l.sendHeld(held)
 }

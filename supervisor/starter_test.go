@@ -122,10 +122,7 @@ func TestRunStopWhileStarterRuns(t *testing.T) {
 	if err := result(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	ev.none("starter got", 0)
-	if _, rest := ev.waitAny("got "); rest != "" {
-		t.Errorf("the daemon got %s too; want QUIT alone", rest)
-	}
+	quitAlone(t, ev)
 }
 
 // TestRunStopHeldWhileStarterRuns: while the starter runs and the pid
@@ -149,10 +146,7 @@ func TestRunStopHeldWhileStarterRuns(t *testing.T) {
 	if err := result(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	ev.none("starter got", 0)
-	if _, rest := ev.waitAny("got "); rest != "" {
-		t.Errorf("the daemon got %s too; want QUIT alone", rest)
-	}
+	quitAlone(t, ev)
 }
 
 // TestRunStopStarterFails: a starter that exits non-zero while the stop's
@@ -247,5 +241,15 @@ func TestRunStopServerNamesItself(t *testing.T) {
 	}
 	if err := result(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// quitAlone fails t when the starter got a signal, or the daemon got one
+// more after its QUIT.
+func quitAlone(t *testing.T, ev *events) {
+	t.Helper()
+	ev.none("starter got", 0)
+	if _, rest := ev.waitAny("got "); rest != "" {
+		t.Errorf("the daemon got %s too; want QUIT alone", rest)
 	}
 }
